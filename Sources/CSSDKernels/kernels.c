@@ -1,0 +1,2 @@
+#include "CSSDKernels.h"
+int ssd_kernels_version(void) { return 1; }

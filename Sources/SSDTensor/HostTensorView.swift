@@ -1,0 +1,95 @@
+/// Read-only host memory seen as a tensor: a safetensors entry mapped from disk, or an array
+/// the caller keeps alive through `owner`. This is what backends upload or prepare weights from.
+public struct HostTensorView: @unchecked Sendable {
+    /// Name for error messages (the safetensors key, or a description).
+    public let name: String
+    /// Logical shape.
+    public let shape: [Int]
+    /// Element type of the bytes at `pointer`.
+    public let dtype: DType
+    /// First byte; valid for `count × dtype.byteSize` bytes while `owner` lives.
+    public let pointer: UnsafeRawPointer
+    /// Keeps the memory alive (a memory map, a buffer).
+    public let owner: AnyObject?
+
+    /// Wraps memory kept alive by `owner`.
+    public init(name: String, shape: [Int], dtype: DType, pointer: UnsafeRawPointer, owner: AnyObject?) {
+        self.name = name
+        self.shape = shape
+        self.dtype = dtype
+        self.pointer = pointer
+        self.owner = owner
+    }
+
+    /// Number of elements.
+    public var count: Int { shape.reduce(1, *) }
+    /// Size in bytes.
+    public var byteCount: Int { count * dtype.byteSize }
+
+    /// Element `i` converted to Float (integers are converted by value).
+    @inline(__always)
+    public func float(at i: Int) -> Float {
+        switch dtype {
+        case .f32: return pointer.loadUnaligned(fromByteOffset: i * 4, as: Float.self)
+        case .f16: return HalfConversion.floatFromF16(pointer.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
+        case .bf16: return HalfConversion.floatFromBF16(pointer.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
+        case .i32: return Float(pointer.loadUnaligned(fromByteOffset: i * 4, as: Int32.self))
+        case .i64: return Float(pointer.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))
+        }
+    }
+
+    /// All elements converted to Float.
+    public func floats() -> [Float] {
+        let n = count
+        return [Float](unsafeUninitializedCapacity: n) { buf, initialized in
+            convertToFloat(into: buf.baseAddress!)
+            initialized = n
+        }
+    }
+
+    /// Converts every element to Float into `destination` (room for `count` floats).
+    public func convertToFloat(into destination: UnsafeMutablePointer<Float>) {
+        let n = count
+        switch dtype {
+        case .f32:
+            UnsafeMutableRawPointer(destination).copyMemory(from: pointer, byteCount: n * 4)
+        case .f16:
+            for i in 0..<n { destination[i] = HalfConversion.floatFromF16(pointer.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) }
+        case .bf16:
+            for i in 0..<n { destination[i] = HalfConversion.floatFromBF16(pointer.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) }
+        case .i32, .i64:
+            for i in 0..<n { destination[i] = float(at: i) }
+        }
+    }
+}
+
+/// An owned host buffer that can back a `HostTensorView` (arrays the caller builds).
+public final class HostBuffer: TensorStorage, @unchecked Sendable {
+    /// Start of the allocation (64-byte aligned).
+    public let pointer: UnsafeMutableRawPointer
+    public let byteCount: Int
+
+    /// Allocates `byteCount` uninitialised bytes, 64-byte aligned.
+    public init(byteCount: Int) {
+        self.byteCount = byteCount
+        self.pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+    }
+
+    /// Copies `values` into a new buffer.
+    public convenience init(floats values: [Float]) {
+        self.init(byteCount: values.count * 4)
+        values.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+
+    deinit { pointer.deallocate() }
+
+    /// Views the buffer as a tensor of `shape` and `dtype`.
+    public func view(name: String, shape: [Int], dtype: DType) -> HostTensorView {
+        HostTensorView(name: name, shape: shape, dtype: dtype, pointer: UnsafeRawPointer(pointer), owner: self)
+    }
+
+    /// A host view of Float values (a convenience for tests and small inputs).
+    public static func view(of values: [Float], shape: [Int], name: String = "array") -> HostTensorView {
+        HostBuffer(floats: values).view(name: name, shape: shape, dtype: .f32)
+    }
+}

@@ -1,0 +1,1 @@
+// The ssd1b command-line tool.

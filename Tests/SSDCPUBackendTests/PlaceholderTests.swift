@@ -1,0 +1,4 @@
+import Testing
+@testable import SSDCPUBackend
+
+@Test func moduleLoads() { #expect(Bool(true)) }

@@ -1,0 +1,4 @@
+import Testing
+@testable import SSDCUDABackend
+
+@Test func moduleLoads() { #expect(Bool(true)) }

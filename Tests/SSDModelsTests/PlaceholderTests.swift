@@ -1,0 +1,4 @@
+import Testing
+@testable import SSDModels
+
+@Test func moduleLoads() { #expect(Bool(true)) }

@@ -1,0 +1,4 @@
+import Testing
+@testable import SSDPipeline
+
+@Test func moduleLoads() { #expect(Bool(true)) }

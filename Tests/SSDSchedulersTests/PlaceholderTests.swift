@@ -1,0 +1,4 @@
+import Testing
+@testable import SSDSchedulers
+
+@Test func moduleLoads() { #expect(Bool(true)) }

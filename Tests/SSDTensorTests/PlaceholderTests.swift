@@ -1,0 +1,4 @@
+import Testing
+@testable import SSDTensor
+
+@Test func moduleLoads() { #expect(Bool(true)) }

@@ -1,0 +1,4 @@
+import Testing
+@testable import SSDTokenizer
+
+@Test func moduleLoads() { #expect(Bool(true)) }
