@@ -31,7 +31,7 @@ let package = Package(
         .target(
             name: "SSDPipeline",
             dependencies: ["SSDTensor", "SSDTokenizer", "SSDModels", "SSDSchedulers", "SSDCPUBackend", "SSDCUDABackend"]),
-        .executableTarget(name: "ssd1b", dependencies: ["SSDPipeline"]),
+        .executableTarget(name: "ssd1b", dependencies: ["SSDPipeline", "SSDTensor", "SSDTokenizer", "SSDModels", "SSDSchedulers", "SSDCPUBackend", "SSDCUDABackend"]),
         .executableTarget(name: "ssd-bench", dependencies: ["SSDPipeline"], path: "Benchmarks/Sources/ssd-bench"),
         .testTarget(name: "SSDTensorTests", dependencies: ["SSDTensor"]),
         .testTarget(name: "SSDTokenizerTests", dependencies: ["SSDTokenizer"]),
