@@ -15,7 +15,8 @@ let usage = """
 
 /// Writes one line to stderr.
 func printError(_ message: String) {
-    fputs(message + "\n", stderr)
+    let line = message + "\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
