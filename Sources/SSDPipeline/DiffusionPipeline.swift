@@ -1,0 +1,89 @@
+import SSDModels
+import SSDSchedulers
+import SSDTensor
+import SSDTokenizer
+
+/// Text-to-image, img2img and inpainting with SSD-1B / SDXL diffusers folders
+/// (diffusers `StableDiffusionXLPipeline`, `StableDiffusionXLImg2ImgPipeline`,
+/// `StableDiffusionXLInpaintPipeline` for 4-channel UNets).
+///
+/// ```swift
+/// let pipeline = try await DiffusionPipeline(contentsOf: "/models/SSD-1B")
+/// var request = GenerationRequest(prompt: "an astronaut riding a horse")
+/// request.negativePrompt = "ugly, blurry, poor quality"
+/// let images = try await pipeline.generate(request)
+/// ```
+/// One request runs at a time on one backend; `setBackend` re-materialises the weights.
+public actor DiffusionPipeline {
+    /// The model folder.
+    public nonisolated let path: String
+    /// Load-time options.
+    public private(set) var configuration: PipelineConfiguration
+    private let folder: PipelineFolder
+    private let tokenizers: (CLIPTokenizer, CLIPTokenizer)
+    private let schedulerConfiguration: SchedulerConfiguration
+    private var backend: any ComputeBackend
+    private var models: LoadedModels
+
+    /// Loads a diffusers pipeline folder (`model_index.json`, `unet/`, `vae/`, `text_encoder*/`,
+    /// `tokenizer*/`, `scheduler/`) onto the configured backend.
+    public init(contentsOf path: String, configuration: PipelineConfiguration = .init()) async throws {
+        self.path = path
+        self.configuration = configuration
+        folder = try PipelineFolder(path: path)
+        tokenizers = try CLIPTokenizer.loadPair(pipelineDirectory: path)
+        schedulerConfiguration = try SchedulerConfiguration.load(directory: folder.componentPath("scheduler"))
+        backend = try BackendFactory.make(configuration.backend, precision: configuration.precision)
+        models = try LoadedModels(folder: folder, backend: backend, configuration: configuration)
+    }
+
+    /// The backend in use.
+    public var backendName: String { backend.name }
+
+    /// Moves the pipeline to another backend: the weights are prepared again from the mapped files.
+    public func setBackend(_ choice: BackendChoice, precision: Precision? = nil) throws {
+        var newConfiguration = configuration
+        newConfiguration.backend = choice
+        if let precision { newConfiguration.precision = precision }
+        let newBackend = try BackendFactory.make(choice, precision: newConfiguration.precision)
+        let newModels = try LoadedModels(folder: folder, backend: newBackend, configuration: newConfiguration)
+        backend = newBackend
+        models = newModels
+        configuration = newConfiguration
+    }
+
+    /// Generates the request's images. Cancelling the task stops within one step and throws `CancellationError`.
+    public func generate(_ request: GenerationRequest) async throws -> [RGBImage] {
+        try await generateResult(request).images
+    }
+
+    /// Generates and returns the images with their final latents and seed.
+    public func generateResult(_ request: GenerationRequest, progress: (@Sendable (GenerationEvent) -> Void)? = nil) async throws -> GenerationResult {
+        try models.reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
+        var run = try GenerationRun(
+            request: request, models: models, backend: backend, tokenizers: tokenizers,
+            forceZerosForEmptyPrompt: folder.modelIndex.forceZerosForEmptyPrompt,
+            schedulerConfiguration: schedulerConfiguration, progress: progress)
+        let result = try run.execute(afterEncoding: { [configuration] in
+            if configuration.releasesTextEncodersAfterEncoding { self.models.releaseTextEncoders() }
+        })
+        return result
+    }
+
+    /// The generation as a stream of events: `.started`, one `.step` per denoising step, `.finished`.
+    /// Ending the iteration early cancels the generation.
+    public nonisolated func run(_ request: GenerationRequest) -> AsyncThrowingStream<GenerationEvent, Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    let result = try await self.generateResult(request) { event in continuation.yield(event) }
+                    continuation.yield(.finished(result))
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+}
