@@ -86,7 +86,9 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// True when the file has a tensor of that name.
     public func contains(_ name: String) -> Bool { entries[name] != nil }
 
-    /// The tensor's bytes seen in place (zero-copy); the view keeps the mapping alive.
+    /// The tensor's bytes seen in place (zero-copy); the view keeps the mapping alive. The pointer is
+    /// aligned to the element size for files written by `SafetensorsWriter` or Python's `safetensors`
+    /// (8-byte padded header, tensors ordered by alignment); other files may give unaligned views.
     public func view(_ name: String) throws -> HostTensorView {
         guard let entry = entries[name] else { throw SafetensorsError.tensorNotFound(file: path, tensor: name) }
         let pointer = storage.base + (8 + headerLength + entry.dataRange.lowerBound)
