@@ -90,7 +90,7 @@ struct SafetensorsMutationTests {
     /// The same through real memory-mapped files (fewer: each one touches the disk).
     @Test func randomDamageThroughMappedFiles() throws {
         let valid = try Self.validFile()
-        let dir = try makeTemporaryDirectory()
+        let dir = try safetensorsTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var rng = SafetensorsTestRNG(seed: 77)
         for iteration in 0..<200 {

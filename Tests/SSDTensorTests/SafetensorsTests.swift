@@ -22,13 +22,13 @@ func safetensorsError(_ bytes: [UInt8], file: String = "t.safetensors") -> Safet
 }
 
 /// A fresh temporary directory, removed by the caller.
-func makeTemporaryDirectory() throws -> String {
+func safetensorsTemporaryDirectory() throws -> String {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("safetensors-tests-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url.path
 }
 
-func hexBytes(_ lines: [String]) -> [UInt8] {
+func safetensorsHexBytes(_ lines: [String]) -> [UInt8] {
     let hex = Array(lines.joined().utf8)
     return stride(from: 0, to: hex.count, by: 2).map { UInt8(String(decoding: hex[$0..<$0 + 2], as: UTF8.self), radix: 16) ?? 0 }
 }
@@ -44,7 +44,7 @@ struct SafetensorsReadWriteTests {
     ///      'scalar': torch.tensor(4.0), 'empty': torch.zeros(0, 3, dtype=torch.float16)}
     /// safetensors.torch.save(t, metadata={'note': 'tab\there "q" \u00e9\u2603\x01'}).hex()
     /// ```
-    static let pythonFile = hexBytes([
+    static let pythonFile = safetensorsHexBytes([
         "e0010000000000007b225f5f6d657461646174615f5f223a7b226e6f7465223a227461625c7468657265205c22715c22",
         "20c3a9e298835c7530303031227d2c226a2e693634223a7b226474797065223a22493634222c227368617065223a5b32",
         "5d2c22646174615f6f666673657473223a5b302c31365d7d2c227363616c6172223a7b226474797065223a2246333222",
@@ -101,7 +101,7 @@ struct SafetensorsReadWriteTests {
     }
 
     @Test func roundTripsThroughADiskFile() throws {
-        let dir = try makeTemporaryDirectory()
+        let dir = try safetensorsTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/weights.safetensors"
         let a = HostBuffer.view(of: (0..<24).map(Float.init), shape: [2, 3, 4], name: "a")
@@ -157,7 +157,7 @@ struct SafetensorsReadWriteTests {
         #expect(throws: SafetensorsError.invalidTensor(file: "<memory>", tensor: "__metadata__", reason: "the name is reserved")) {
             try SafetensorsWriter.serialize([reserved])
         }
-        let dir = try makeTemporaryDirectory()
+        let dir = try safetensorsTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let missing = dir + "/no/such/dir/x.safetensors"
         #expect(throws: SafetensorsError.self) { try SafetensorsWriter.write([a], to: missing) }
@@ -177,7 +177,7 @@ struct SafetensorsMalformedTests {
 
     @Test func emptyFile() throws {
         #expect(safetensorsError([]) == .fileTooSmall(file: f, byteCount: 0))
-        let dir = try makeTemporaryDirectory()
+        let dir = try safetensorsTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/empty.safetensors"
         #expect(FileManager.default.createFile(atPath: path, contents: Data()))
@@ -189,7 +189,7 @@ struct SafetensorsMalformedTests {
     }
 
     @Test func missingOrUnreadableFile() throws {
-        let dir = try makeTemporaryDirectory()
+        let dir = try safetensorsTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(throws: SafetensorsError.cannotOpen(file: dir + "/none", reason: "No such file or directory")) {
             try SafetensorsFile(path: dir + "/none")
