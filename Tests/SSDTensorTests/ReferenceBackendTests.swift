@@ -97,6 +97,10 @@ import Testing
         #expect(throws: TensorError.self) { try backend.geglu(x) }
         let half = try backend.convert(x, to: .f16)
         #expect(throws: TensorError.unsupportedDType(op: "activation", dtype: .f16)) { try backend.activation(half, .silu) }
+        let prepared = try backend.prepareWeight(HostBuffer.view(of: [1, 2, 3, 4, 5, 6, 7, 8], shape: [2, 4]), role: .linear, activationDType: .f32)
+        #expect(throws: TensorError.self) { try backend.activation(prepared, .silu) }
+        #expect(throws: TensorError.self) { try backend.conv2d(x, weight: prepared, bias: nil, padding: 0) }
+        #expect(throws: TensorError.self) { try backend.attention(query: w, key: w, value: w, heads: 1, scale: 1, causal: false) }
         let foreign = Tensor(shape: [1, 2, 2, 3], dtype: .f32, storage: HostBuffer(byteCount: 48))
         #expect(throws: TensorError.foreignTensor(op: "activation", backend: "reference")) { try backend.activation(foreign, .silu) }
     }
