@@ -104,8 +104,8 @@ public struct DPMSolverMultistepScheduler: Scheduler {
             levels = SigmaSchedule.karras(count: steps, sigmaMin: sigmaMinOverride ?? table[0], sigmaMax: sigmaMaxOverride ?? table[table.count - 1])
             values = levels.map { NumPy.round(SigmaSchedule.timestep(forSigma: $0, logSigmas: logSigmas)) }
         } else if useLuLambdas {
-            let lambdaMin = logSigmas[0]
-            let lambdaMax = logSigmas[logSigmas.count - 1]
+            let lambdaMin = Double(logSigmas[0])
+            let lambdaMax = Double(logSigmas[logSigmas.count - 1])
             levels = NumPy.linspace(0, 1, steps).map { HostMath.exp(lambdaMax + $0 * (lambdaMin - lambdaMax)) }
             values = levels.map { NumPy.round(SigmaSchedule.timestep(forSigma: $0, logSigmas: logSigmas)) }
         } else {

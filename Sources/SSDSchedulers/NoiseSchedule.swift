@@ -70,8 +70,8 @@ public struct NoiseSchedule: Sendable, Hashable {
         self.sigmas = alphasCumprod.map { ((1 - $0) / $0).squareRoot() }
     }
 
-    /// `log(sigmas)` in float64, as NumPy computes it on the float32 values.
-    var logSigmas: [Double] { sigmas.map { HostMath.log(Double($0)) } }
+    /// `np.log(sigmas)` on the float32 table (float32 result).
+    var logSigmas: [Float] { sigmas.map { HostMath.log($0) } }
 
     /// σ of the first training timestep (`final_sigmas_type="sigma_min"`), float32.
     var sigmaMinFinal: Float {

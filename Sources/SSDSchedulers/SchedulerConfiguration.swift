@@ -35,6 +35,8 @@ public enum ConfigValue: Sendable, Hashable, Codable {
         switch self {
         case .null: try container.encodeNil()
         case .bool(let value): try container.encode(value)
+        case .number(let value) where value.isNaN: try container.encode("NaN")
+        case .number(let value) where value.isInfinite: try container.encode(value > 0 ? "Infinity" : "-Infinity")
         case .number(let value): try container.encode(value)
         case .string(let value): try container.encode(value)
         case .array(let value): try container.encode(value)

@@ -62,15 +62,20 @@ enum NumPy {
 /// `_convert_to_karras`), in float64 as diffusers computes them with NumPy.
 enum SigmaSchedule {
     /// `_sigma_to_t`: the fractional training timestep whose log-σ (linearly interpolated) is `sigma`'s.
-    static func timestep(forSigma sigma: Double, logSigmas: [Double]) -> Double {
+    /// `logSigmas` is float32 as in diffusers (`np.log` of the float32 σ table), so `low − high` is a
+    /// float32 difference while the rest is float64. NumPy's own float32 `log` is a SIMD polynomial
+    /// that is not correctly rounded (it differs from the C library's `logf` by an ulp for about a
+    /// fifth of the table, and by CPU), so non-integer (Karras) timesteps agree with diffusers to
+    /// about 1e-7 relative, not bit for bit.
+    static func timestep(forSigma sigma: Double, logSigmas: [Float]) -> Double {
         let logSigma = HostMath.log(max(sigma, 1e-10))
         var low = 0
-        for (index, value) in logSigmas.enumerated() where logSigma - value >= 0 { low = index }
+        for (index, value) in logSigmas.enumerated() where logSigma - Double(value) >= 0 { low = index }
         low = min(low, logSigmas.count - 2)
         let high = low + 1
         let lowValue = logSigmas[low]
         let highValue = logSigmas[high]
-        var w = (lowValue - logSigma) / (lowValue - highValue)
+        var w = (Double(lowValue) - logSigma) / Double(lowValue - highValue)
         w = min(max(w, 0), 1)
         return (1 - w) * Double(low) + w * Double(high)
     }
