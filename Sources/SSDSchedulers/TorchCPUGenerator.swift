@@ -1,3 +1,5 @@
+import SSDTensor
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -31,6 +33,10 @@ import Darwin
 ///   These use the C library's `log1p`, `sin`, `cos`, `sqrt` in double precision; glibc's are what
 ///   PyTorch uses on Linux, so on other C libraries a last-bit difference in a double could, very
 ///   rarely, change the rounded float.
+/// - `dtype` float16/bfloat16 (`normal(count:dtype:)`): the same float32 numbers rounded to the
+///   type, except that for `count ≥ 16` torch draws uniforms block by block, so the tail block uses
+///   the 16 uniforms after the last full block (not after `count`) and the stream advances by
+///   `16·⌈count/16⌉`. Verified against torch 2.13 for float16 and bfloat16.
 public struct TorchCPUGenerator: RandomSource, Hashable {
     private var engine: MersenneTwister19937
     private var cachedNormal: Double?
@@ -90,6 +96,17 @@ public struct TorchCPUGenerator: RandomSource, Hashable {
             data.withUnsafeMutableBufferPointer { TorchVectorMath.boxMuller16($0, at: start) }
         }
         return data
+    }
+
+    /// `torch.randn(count, generator=self, dtype=dtype)`; f32 is `normal(count:)`.
+    public mutating func normal(count: Int, dtype: DType) -> [Float] {
+        guard dtype == .f16 || dtype == .bf16, count >= 16, count % 16 != 0 else {
+            return roundedToDType(normal(count: count), dtype)
+        }
+        // Reduced types fill block by block: the tail block's uniforms follow the last full block.
+        let fullBlocks = count / 16 * 16
+        let values = normal(count: fullBlocks + 16)
+        return roundedToDType(Array(values[0..<(count - 16)] + values[fullBlocks...]), dtype)
     }
 
     /// `normal_distribution<double>(0, 1)` with the generator's cached second value.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SSDSchedulers
+import SSDTensor
 
 @Suite struct TorchRandomTests {
     /// 64-bit FNV-1a of the little-endian float32 bytes, as the fixture script computes it.
@@ -21,14 +22,15 @@ import Testing
 
     @Test func randnStreamsMatchTorchBitForBit() throws {
         let streams = try #require(Fixtures.randn?["streams"] as? [[String: Any]])
-        #expect(streams.count >= 5)
+        #expect(streams.count >= 6)
         for stream in streams {
             let seedText = try #require(stream["seed"] as? String)
             let seed = try #require(UInt64(seedText))
             var generator = TorchCPUGenerator(seed: seed)
             for call in try #require(stream["calls"] as? [[String: Any]]) {
                 let count = try #require(call["count"] as? Int)
-                let values = generator.normal(count: count)
+                let dtype: DType = ["float16": .f16, "bfloat16": .bf16][call["dtype"] as? String ?? ""] ?? .f32
+                let values = dtype == .f32 ? generator.normal(count: count) : generator.normal(count: count, dtype: dtype)
                 #expect(values.count == count)
                 let head = try Fixtures.floats(call["head"])
                 #expect(values.prefix(head.count).map(\.bitPattern) == head.map(\.bitPattern), "seed \(seed) count \(count) head")
