@@ -6,10 +6,15 @@
 /// `set_alpha_to_one` (default true), `steps_offset`, `prediction_type`, `timestep_spacing` (default
 /// leading). `eta` is diffusers' `step` argument (0 in the SDXL pipelines).
 public struct DDIMScheduler: Scheduler {
+    /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
     public let noise: NoiseSchedule
+    /// `prediction_type`.
     public let prediction: PredictionType
+    /// `timestep_spacing`.
     public let spacing: TimestepSpacing
+    /// `steps_offset`.
     public let stepsOffset: Int
+    /// `clip_sample_range` when `clip_sample` is true, else nil.
     public let clipSampleRange: Float?
     /// ᾱ before the first training step (`final_alpha_cumprod`).
     public let finalAlphaCumprod: Float
@@ -19,6 +24,7 @@ public struct DDIMScheduler: Scheduler {
 
     let name = "DDIMScheduler"
 
+    /// Reads a diffusers configuration (this class's defaults for absent keys).
     public init(configuration config: SchedulerConfiguration) throws {
         noise = try NoiseSchedule(
             configuration: config, scheduler: "DDIMScheduler", betaStart: 0.0001, betaEnd: 0.02, betaSchedule: .linear, clampLastAlpha: false)

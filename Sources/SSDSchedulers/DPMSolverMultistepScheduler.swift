@@ -20,17 +20,29 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         case midpoint, heun
     }
 
+    /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
     public let noise: NoiseSchedule
+    /// `prediction_type`.
     public let prediction: PredictionType
+    /// `algorithm_type`.
     public let algorithm: Algorithm
+    /// `solver_type`.
     public let solverType: SolverType
+    /// `solver_order`.
     public let solverOrder: Int
+    /// `lower_order_final`.
     public let lowerOrderFinal: Bool
+    /// `euler_at_final`.
     public let eulerAtFinal: Bool
+    /// `use_karras_sigmas`.
     public let useKarrasSigmas: Bool
+    /// `use_lu_lambdas`.
     public let useLuLambdas: Bool
+    /// `final_sigmas_type`.
     public let finalSigmas: FinalSigmasType
+    /// `timestep_spacing`.
     public let spacing: TimestepSpacing
+    /// `steps_offset`.
     public let stepsOffset: Int
     let lambdaMinClipped: Double
     let sigmaMinOverride: Double?
@@ -44,6 +56,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
 
     let name = "DPMSolverMultistepScheduler"
 
+    /// Reads a diffusers configuration (this class's defaults for absent keys).
     public init(configuration config: SchedulerConfiguration) throws {
         let name = "DPMSolverMultistepScheduler"
         noise = try NoiseSchedule(

@@ -16,12 +16,19 @@ public struct EulerScheduler: Scheduler {
         case ancestral
     }
 
+    /// Which diffusers class this scheduler is.
     public let variant: Variant
+    /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
     public let noise: NoiseSchedule
+    /// `prediction_type`.
     public let prediction: PredictionType
+    /// `timestep_spacing`.
     public let spacing: TimestepSpacing
+    /// `steps_offset`.
     public let stepsOffset: Int
+    /// `use_karras_sigmas`.
     public let useKarrasSigmas: Bool
+    /// `final_sigmas_type`.
     public let finalSigmas: FinalSigmasType
     /// `timestep_type == "continuous"` with v-prediction: timesteps are `0.25·log σ`.
     public let continuousTimesteps: Bool

@@ -7,11 +7,17 @@
 /// `use_karras_sigmas`, `sigma_min`, `sigma_max`, `clip_sample`, `clip_sample_range`,
 /// `timestep_spacing`, `steps_offset`.
 public struct HeunScheduler: Scheduler {
+    /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
     public let noise: NoiseSchedule
+    /// `prediction_type`.
     public let prediction: PredictionType
+    /// `timestep_spacing`.
     public let spacing: TimestepSpacing
+    /// `steps_offset`.
     public let stepsOffset: Int
+    /// `use_karras_sigmas`.
     public let useKarrasSigmas: Bool
+    /// `clip_sample_range` when `clip_sample` is true, else nil.
     public let clipSampleRange: Float?
     let sigmaMinOverride: Double?
     let sigmaMaxOverride: Double?
@@ -23,6 +29,7 @@ public struct HeunScheduler: Scheduler {
 
     let name = "HeunDiscreteScheduler"
 
+    /// Reads a diffusers configuration (this class's defaults for absent keys).
     public init(configuration config: SchedulerConfiguration) throws {
         noise = try NoiseSchedule(
             configuration: config, scheduler: "HeunDiscreteScheduler", betaStart: 0.00085, betaEnd: 0.012, betaSchedule: .linear,

@@ -7,16 +7,23 @@
 /// `original_inference_steps` (50), `clip_sample`, `clip_sample_range`, `set_alpha_to_one`,
 /// `prediction_type`, `timestep_scaling` (10).
 public struct LCMScheduler: Scheduler {
+    /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
     public let noise: NoiseSchedule
+    /// `prediction_type`.
     public let prediction: PredictionType
+    /// `original_inference_steps`.
     public let originalSteps: Int
+    /// `timestep_scaling`.
     public let timestepScaling: Float
+    /// `clip_sample_range` when `clip_sample` is true, else nil.
     public let clipSampleRange: Float?
+    /// ᾱ before the first training step (`final_alpha_cumprod`).
     public let finalAlphaCumprod: Float
     var position = SchedulePosition()
 
     let name = "LCMScheduler"
 
+    /// Reads a diffusers configuration (this class's defaults for absent keys).
     public init(configuration config: SchedulerConfiguration) throws {
         noise = try NoiseSchedule(
             configuration: config, scheduler: "LCMScheduler", betaStart: 0.00085, betaEnd: 0.012, betaSchedule: .scaledLinear,

@@ -3,8 +3,11 @@
 public enum SchedulerFactory {
     /// A named sampler: the diffusers class and the configuration keys the name implies.
     public struct Preset: Sendable, Hashable {
+        /// The preset name.
         public let name: String
+        /// The diffusers class.
         public let className: String
+        /// The configuration keys the name implies.
         public let overrides: SchedulerConfiguration
     }
 

@@ -7,17 +7,27 @@
 /// `use_karras_sigmas`, `sigma_min`, `sigma_max`, `timestep_spacing` (linspace), `steps_offset`,
 /// `final_sigmas_type`.
 public struct UniPCMultistepScheduler: Scheduler {
+    /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
     public let noise: NoiseSchedule
+    /// `prediction_type`.
     public let prediction: PredictionType
+    /// `predict_x0`.
     public let predictX0: Bool
     /// `solver_type == "bh1"` (B(h) = h) rather than bh2 (B(h) = eʰ − 1).
     public let useBH1: Bool
+    /// `solver_order`.
     public let solverOrder: Int
+    /// `lower_order_final`.
     public let lowerOrderFinal: Bool
+    /// `disable_corrector`.
     public let disableCorrector: Set<Int>
+    /// `use_karras_sigmas`.
     public let useKarrasSigmas: Bool
+    /// `final_sigmas_type`.
     public let finalSigmas: FinalSigmasType
+    /// `timestep_spacing`.
     public let spacing: TimestepSpacing
+    /// `steps_offset`.
     public let stepsOffset: Int
     let sigmaMinOverride: Double?
     let sigmaMaxOverride: Double?
@@ -30,6 +40,7 @@ public struct UniPCMultistepScheduler: Scheduler {
 
     let name = "UniPCMultistepScheduler"
 
+    /// Reads a diffusers configuration (this class's defaults for absent keys).
     public init(configuration config: SchedulerConfiguration) throws {
         let name = "UniPCMultistepScheduler"
         noise = try NoiseSchedule(
