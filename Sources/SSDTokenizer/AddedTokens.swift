@@ -42,13 +42,33 @@ struct AddedTokenMatcher: Sendable {
     }
 
     private let patterns: [Pattern]
-    private let firstScalars: Set<UInt32>
+    /// Whether some pattern starts with the scalar: a bit per ASCII scalar, a set for the rest.
+    private let firstASCII: (UInt64, UInt64)
+    private let firstOther: Set<UInt32>
     private let data = UnicodeData.shared
 
     init(_ tokens: [(scalars: [UInt32], id: Int32, spec: AddedTokenSpec)]) {
         patterns = tokens.filter { !$0.scalars.isEmpty }
             .map { Pattern(scalars: $0.scalars, id: $0.id, leftStrip: $0.spec.leftStrip, rightStrip: $0.spec.rightStrip) }
-        firstScalars = Set(patterns.map { $0.scalars[0] })
+        var ascii: (UInt64, UInt64) = (0, 0)
+        var other: Set<UInt32> = []
+        for first in patterns.map({ $0.scalars[0] }) {
+            switch first {
+            case 0..<64: ascii.0 |= 1 << UInt64(first)
+            case 64..<128: ascii.1 |= 1 << UInt64(first - 64)
+            default: other.insert(first)
+            }
+        }
+        firstASCII = ascii
+        firstOther = other
+    }
+
+    @inline(__always) private func mayStartMatch(_ scalar: UInt32) -> Bool {
+        switch scalar {
+        case 0..<64: return firstASCII.0 & (1 << UInt64(scalar)) != 0
+        case 64..<128: return firstASCII.1 & (1 << UInt64(scalar - 64)) != 0
+        default: return !firstOther.isEmpty && firstOther.contains(scalar)
+        }
     }
 
     var isEmpty: Bool { patterns.isEmpty }
@@ -71,7 +91,7 @@ struct AddedTokenMatcher: Sendable {
         var unmatchedStart = text.startIndex
         var index = text.startIndex
         while index < text.endIndex {
-            guard firstScalars.contains(text[index]), let pattern = longestMatch(in: text, at: index) else {
+            guard mayStartMatch(text[index]), let pattern = longestMatch(in: text, at: index) else {
                 index += 1
                 continue
             }

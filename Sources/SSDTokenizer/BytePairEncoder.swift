@@ -12,7 +12,9 @@ final class BytePairEncoder: Sendable {
     private let unknownID: Int32?
     /// (left id << 32 | right id) → (rank << 32 | merged id).
     private let merges: [UInt64: UInt64]
-    private let cache = Mutex<[[UInt8]: [Int32]]>([:])
+    /// Word → ids. Keys are the words' text: hashing a String (short ones are stored inline) is much faster
+    /// than hashing a byte array element by element.
+    private let cache = Mutex<[String: [Int32]]>([:])
     private static let cacheLimit = 65_536
     private static let cacheableLength = 128
 
@@ -61,7 +63,8 @@ final class BytePairEncoder: Sendable {
     /// Appends the ids of one byte-level word.
     func encode(_ word: ArraySlice<UInt8>, into ids: inout [Int32]) {
         let cacheable = word.count <= Self.cacheableLength
-        if cacheable, let cached = cache.withLock({ $0[Array(word)] }) {
+        let key = cacheable ? String(decoding: word, as: UTF8.self) : ""
+        if cacheable, let cached = cache.withLock({ $0[key] }) {
             ids.append(contentsOf: cached)
             return
         }
@@ -70,7 +73,7 @@ final class BytePairEncoder: Sendable {
         if cacheable {
             cache.withLock { cache in
                 if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
-                cache[Array(word)] = result
+                cache[key] = result
             }
         }
     }

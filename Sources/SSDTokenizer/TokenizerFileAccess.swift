@@ -24,67 +24,27 @@ enum TokenizerFileAccess {
         }
     }
 
-    static func readText(_ path: String) throws(TokenizerError) -> String {
-        let data = try read(path)
-        guard let text = String(validating: data, as: UTF8.self) else { throw .invalidUTF8(path: path) }
-        return text
+    static func bytes(_ path: String) throws(TokenizerError) -> [UInt8] {
+        [UInt8](try read(path))
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, from path: String) throws(TokenizerError) -> T {
-        let data = try read(path)
+    /// Runs `parse` over the file's bytes; JSON syntax errors become `.malformedJSON` naming the file.
+    static func parseJSON<T>(_ path: String, _ parse: (inout JSONScanner) throws(JSONScanner.Failure) -> T) throws(TokenizerError) -> T {
+        var scanner = JSONScanner(try bytes(path))
         do {
-            return try JSONDecoder().decode(type, from: data)
-        } catch let error as DecodingError {
-            throw .malformedJSON(path: path, reason: summary(of: error))
+            let result = try parse(&scanner)
+            try scanner.expectEnd()
+            return result
         } catch {
-            throw .malformedJSON(path: path, reason: "\(error)")
+            throw .malformedJSON(path: path, reason: error.description)
         }
     }
 
-    private static func summary(of error: DecodingError) -> String {
-        let context: DecodingError.Context
-        switch error {
-        case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c): context = c
-        @unknown default: return "\(error)"
+    /// A file holding one JSON object.
+    static func jsonObject(_ path: String) throws(TokenizerError) -> [String: JSONValue] {
+        guard case .object(let object) = try parseJSON(path, { (scanner) throws(JSONScanner.Failure) in try scanner.value() }) else {
+            throw .malformedJSON(path: path, reason: "expected a JSON object")
         }
-        let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-        return path.isEmpty ? context.debugDescription : "at \(path): \(context.debugDescription)"
-    }
-}
-
-/// A JSON value of unknown shape (tokenizer_config.json and special_tokens_map.json vary between versions).
-enum JSONValue: Decodable, Equatable, Sendable {
-    case null
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
-        }
-    }
-
-    var objectValue: [String: JSONValue]? {
-        if case .object(let value) = self { return value }
-        return nil
-    }
-
-    var stringValue: String? {
-        if case .string(let value) = self { return value }
-        return nil
+        return object
     }
 }

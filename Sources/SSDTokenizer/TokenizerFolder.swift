@@ -36,17 +36,13 @@ struct TokenizerFolder {
         self.directory = directory
         guard TokenizerFileAccess.isDirectory(directory) else { throw .fileNotFound(path: directory) }
         let configPath = path(Self.configFile)
-        guard case .object(let config) = try TokenizerFileAccess.decode(JSONValue.self, from: configPath) else {
-            throw .malformedJSON(path: configPath, reason: "expected a JSON object")
-        }
+        let config = try TokenizerFileAccess.jsonObject(configPath)
         try readMaxLength(config, configPath: configPath)
 
         let tokenizerPath = path(Self.tokenizerFile)
-        var tokenizerJSON: TokenizerJSON? = nil
+        var tokenizerFileTokens: [(id: Int, token: AddedTokenSpec)] = []
         if TokenizerFileAccess.exists(tokenizerPath) {
-            let decoded = try TokenizerFileAccess.decode(TokenizerJSON.self, from: tokenizerPath)
-            try readModel(decoded, path: tokenizerPath)
-            tokenizerJSON = decoded
+            tokenizerFileTokens = try readTokenizerJSON(tokenizerPath)
         } else {
             try readVocabularyAndMerges()
         }
@@ -73,9 +69,7 @@ struct TokenizerFolder {
         } else {
             let mapPath = path(Self.specialTokensFile)
             if TokenizerFileAccess.exists(mapPath) {
-                guard case .object(let map) = try TokenizerFileAccess.decode(JSONValue.self, from: mapPath) else {
-                    throw .malformedJSON(path: mapPath, reason: "expected a JSON object")
-                }
+                let map = try TokenizerFileAccess.jsonObject(mapPath)
                 for key in Self.specialTokenKeys {
                     if let value = map[key], let special = try Self.specialValue(value, special: true, path: mapPath, key: key) {
                         specialTokens[key] = special
@@ -84,9 +78,7 @@ struct TokenizerFolder {
                 let mapExtras = try Self.extraSpecialTokens(map, special: true, path: mapPath)
                 for token in mapExtras where !extras.contains(token) { extras.append(token) }
             }
-            for entry in tokenizerJSON?.addedTokens ?? [] {
-                decoder.append((entry.id, entry.spec))
-            }
+            decoder += tokenizerFileTokens
         }
         decoder.sort { $0.id < $1.id }
         // A named token takes the flags of the added token with the same content, if there is one.
@@ -147,53 +139,125 @@ struct TokenizerFolder {
         let mergesPath = path(Self.mergesFile)
         guard TokenizerFileAccess.exists(vocabularyPath) else { throw .fileNotFound(path: vocabularyPath) }
         guard TokenizerFileAccess.exists(mergesPath) else { throw .fileNotFound(path: mergesPath) }
-        let entries = try TokenizerFileAccess.decode([String: Int].self, from: vocabularyPath)
-        vocabulary = try Self.checkedVocabulary(entries, path: vocabularyPath)
+        vocabulary = try TokenizerFileAccess.parseJSON(vocabularyPath) { (scanner) throws(JSONScanner.Failure) in
+            try Self.vocabulary(&scanner)
+        }
         modelSource = mergesPath
         // tokenizers reads merges.txt line by line (`\n` or `\r\n`), skipping lines that start with "#version";
         // every other line must be exactly two symbols separated by one space.
-        let text = try TokenizerFileAccess.readText(mergesPath)
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        if lines.last?.isEmpty == true { lines.removeLast() }
-        merges.reserveCapacity(lines.count)
-        for (number, rawLine) in lines.enumerated() {
-            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
-            if line.hasPrefix("#version") { continue }
-            let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard parts.count == 2 else {
-                throw .malformedMerges(path: mergesPath, line: number + 1, reason: "expected two symbols separated by one space")
+        let bytes = try TokenizerFileAccess.bytes(mergesPath)
+        var lineStart = 0
+        var lineNumber = 0
+        merges.reserveCapacity(bytes.count / 10)
+        while lineStart < bytes.count {
+            lineNumber += 1
+            var lineEnd = lineStart
+            while lineEnd < bytes.count && bytes[lineEnd] != 0x0A { lineEnd += 1 }
+            let next = lineEnd + 1
+            if lineEnd > lineStart && bytes[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+            let line = bytes[lineStart..<lineEnd]
+            lineStart = next
+            if line.starts(with: Self.versionPrefix) { continue }
+            guard let space = line.firstIndex(of: 0x20), !line[(space + 1)...].contains(0x20) else {
+                throw .malformedMerges(path: mergesPath, line: lineNumber, reason: "expected two symbols separated by one space")
             }
-            merges.append((String(parts[0]), String(parts[1])))
+            guard let left = String(validating: line[..<space], as: UTF8.self),
+                  let right = String(validating: line[(space + 1)...], as: UTF8.self) else {
+                throw .invalidUTF8(path: mergesPath)
+            }
+            merges.append((left, right))
         }
     }
 
-    private mutating func readModel(_ json: TokenizerJSON, path tokenizerPath: String) throws(TokenizerError) {
-        guard let model = json.model else { throw .malformedJSON(path: tokenizerPath, reason: "no \"model\"") }
-        if let type = model.type, type != "BPE" {
-            throw .unsupported(path: tokenizerPath, reason: "model type \(type) (CLIPTokenizer needs BPE)")
-        }
-        guard let vocabulary = model.vocab else { throw .malformedJSON(path: tokenizerPath, reason: "no \"model.vocab\"") }
-        guard let merges = model.merges else { throw .malformedJSON(path: tokenizerPath, reason: "no \"model.merges\"") }
-        self.vocabulary = try Self.checkedVocabulary(vocabulary, path: tokenizerPath)
-        self.merges = try merges.enumerated().map { (index, entry) throws(TokenizerError) in
-            guard let pair = entry.pair else {
-                throw .invalidContent(path: tokenizerPath, reason: "merge \(index + 1) is not two symbols")
-            }
-            return pair
-        }
-        modelSource = tokenizerPath
-    }
+    private static let versionPrefix = Array("#version".utf8)
 
-    private static func checkedVocabulary(_ entries: [String: Int], path: String) throws(TokenizerError) -> [String: Int32] {
+    /// vocab.json, or tokenizer.json's `model.vocab`: an object of token → non-negative integer id.
+    private static func vocabulary(_ scanner: inout JSONScanner) throws(JSONScanner.Failure) -> [String: Int32] {
         var vocabulary: [String: Int32] = [:]
-        vocabulary.reserveCapacity(entries.count)
-        for (token, id) in entries {
-            guard id >= 0 && id <= Int(Int32.max) else {
-                throw .invalidContent(path: path, reason: "token \"\(token)\" has id \(id), out of range")
+        vocabulary.reserveCapacity(50_000)
+        try scanner.forEachMember { (scanner, token) throws(JSONScanner.Failure) in
+            guard let id = try scanner.integer(), id <= Int(Int32.max) else {
+                throw JSONScanner.Failure(message: "the id of \"\(token)\" is not a non-negative integer", offset: scanner.position)
             }
             vocabulary[token] = Int32(id)
         }
         return vocabulary
+    }
+
+    /// Reads the parts of tokenizer.json that CLIPTokenizer uses (transformers 5 rebuilds the rest itself):
+    /// model type, vocabulary and merges (`"a b"` strings or `["a", "b"]` pairs); returns the added tokens.
+    private mutating func readTokenizerJSON(_ path: String) throws(TokenizerError) -> [(id: Int, token: AddedTokenSpec)] {
+        var type: String? = nil
+        var vocabulary: [String: Int32]? = nil
+        var merges: [(String, String)]? = nil
+        var added: [JSONValue] = []
+        var badMerge: Int? = nil
+        try TokenizerFileAccess.parseJSON(path) { (scanner) throws(JSONScanner.Failure) in
+            try scanner.forEachMember { (scanner, key) throws(JSONScanner.Failure) in
+                switch key {
+                case "model":
+                    try scanner.forEachMember { (scanner, key) throws(JSONScanner.Failure) in
+                        switch key {
+                        case "type": type = try scanner.value().stringValue
+                        case "vocab": vocabulary = try Self.vocabulary(&scanner)
+                        case "merges": merges = try Self.merges(&scanner, firstBad: &badMerge)
+                        default: _ = try scanner.value()
+                        }
+                    }
+                case "added_tokens":
+                    guard case .array(let items) = try scanner.value() else {
+                        throw JSONScanner.Failure(message: "added_tokens must be an array", offset: scanner.position)
+                    }
+                    added = items
+                default: _ = try scanner.value()
+                }
+            }
+        }
+        if let type, type != "BPE" {
+            throw .unsupported(path: path, reason: "model type \(type) (CLIPTokenizer needs BPE)")
+        }
+        guard let vocabulary else { throw .malformedJSON(path: path, reason: "no \"model.vocab\"") }
+        guard let merges else { throw .malformedJSON(path: path, reason: "no \"model.merges\"") }
+        if let badMerge { throw .invalidContent(path: path, reason: "merge \(badMerge) is not two symbols") }
+        self.vocabulary = vocabulary
+        self.merges = merges
+        modelSource = path
+        var tokens: [(id: Int, token: AddedTokenSpec)] = []
+        for item in added {
+            guard case .object(let fields) = item, case .number(let number) = fields["id"], let id = Int(exactly: number),
+                  let token = AddedTokenSpec(fields, special: false) else {
+                throw .malformedJSON(path: path, reason: "an added token needs an integer id and a content")
+            }
+            tokens.append((id, token))
+        }
+        return tokens
+    }
+
+    /// tokenizer.json's `model.merges`; `firstBad` is set to the (1-based) number of the first unusable entry.
+    private static func merges(_ scanner: inout JSONScanner, firstBad: inout Int?) throws(JSONScanner.Failure) -> [(String, String)] {
+        var list: [(String, String)] = []
+        list.reserveCapacity(50_000)
+        var bad: Int? = nil
+        try scanner.forEachElement { (scanner) throws(JSONScanner.Failure) in
+            switch try scanner.value() {
+            case .string(let text):
+                let parts = text.split(separator: " ", omittingEmptySubsequences: false)
+                if parts.count == 2 {
+                    list.append((String(parts[0]), String(parts[1])))
+                    return
+                }
+            case .array(let items):
+                if items.count == 2, let left = items[0].stringValue, let right = items[1].stringValue {
+                    list.append((left, right))
+                    return
+                }
+            default: break
+            }
+            if bad == nil { bad = list.count + 1 }
+            list.append(("", ""))
+        }
+        firstBad = bad
+        return list
     }
 
     private static func specialValue(_ value: JSONValue, special: Bool, path: String, key: String) throws(TokenizerError) -> SpecialValue? {
@@ -224,49 +288,3 @@ struct TokenizerFolder {
     }
 }
 
-/// The parts of tokenizer.json that CLIPTokenizer uses (transformers 5 rebuilds the rest itself).
-struct TokenizerJSON: Decodable {
-    struct Model: Decodable {
-        let type: String?
-        let vocab: [String: Int]?
-        let merges: [MergeEntry]?
-    }
-
-    /// A merge, written as `"a b"` (older files) or `["a", "b"]`.
-    struct MergeEntry: Decodable {
-        let pair: (String, String)?
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.singleValueContainer()
-            if let text = try? container.decode(String.self) {
-                let parts = text.split(separator: " ", omittingEmptySubsequences: false)
-                pair = parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
-            } else {
-                let parts = try container.decode([String].self)
-                pair = parts.count == 2 ? (parts[0], parts[1]) : nil
-            }
-        }
-    }
-
-    struct AddedToken: Decodable {
-        let id: Int
-        let spec: AddedTokenSpec
-        init(from decoder: any Decoder) throws {
-            let object = try decoder.singleValueContainer().decode([String: JSONValue].self)
-            guard case .number(let number) = object["id"], let id = Int(exactly: number),
-                  let spec = AddedTokenSpec(object, special: false) else {
-                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
-                                                        debugDescription: "an added token needs an integer id and a content"))
-            }
-            self.id = id
-            self.spec = spec
-        }
-    }
-
-    let model: Model?
-    let addedTokens: [AddedToken]?
-
-    enum CodingKeys: String, CodingKey {
-        case model
-        case addedTokens = "added_tokens"
-    }
-}
