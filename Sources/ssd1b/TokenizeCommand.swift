@@ -84,7 +84,8 @@ private func jsonArray(_ values: [Int32]) -> String {
     "[" + values.map(String.init).joined(separator: ", ") + "]"
 }
 
-/// A JSON string literal (RFC 8259): quotes, backslashes and control characters escaped.
+/// A JSON string literal (RFC 8259): quotes, backslashes and control characters escaped; so are DEL, the C1
+/// controls and U+2028/U+2029, which some line-oriented tools take for line breaks.
 func jsonString(_ text: String) -> String {
     var result = "\""
     for scalar in text.unicodeScalars {
@@ -96,7 +97,7 @@ func jsonString(_ text: String) -> String {
         case "\t": result += "\\t"
         case "\u{08}": result += "\\b"
         case "\u{0C}": result += "\\f"
-        case _ where scalar.value < 0x20:
+        case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029:
             let hex = String(scalar.value, radix: 16)
             result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
         default: result.unicodeScalars.append(scalar)

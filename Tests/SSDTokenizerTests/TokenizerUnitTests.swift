@@ -79,3 +79,27 @@ import Testing
         character == "\"" ? "\\\"" : character == "\\" ? "\\\\" : String(character)
     }
 }
+
+/// The JSON reader used for vocab.json, tokenizer.json and the configs.
+@Suite struct JSONScannerTests {
+    func parse(_ text: String) throws -> JSONValue {
+        var scanner = JSONScanner(Array(text.utf8))
+        let value = try scanner.value()
+        try scanner.expectEnd()
+        return value
+    }
+
+    @Test func valuesAndEscapes() throws {
+        let value = try parse(#" {"a\u00e9\ud83d\ude00\"\\\/\n\t": [1, -2.5e1, true, false, null, "x"], "": {}} "#)
+        #expect(value == .object([
+            "a\u{E9}\u{1F600}\"\\/\n\t": .array([.number(1), .number(-25), .bool(true), .bool(false), .null, .string("x")]),
+            "": .object([:]),
+        ]))
+        #expect(try parse("1e30") == .number(1e30))
+    }
+
+    @Test(arguments: [#"{"a": 1,}"#, #"{"a" 1}"#, #"["a\ud800"]"#, "[1] 2", #""\u12""#, "[tru]", "{\"a\n\": 1}", ""])
+    func rejects(text: String) {
+        #expect(throws: JSONScanner.Failure.self) { try parse(text) }
+    }
+}
