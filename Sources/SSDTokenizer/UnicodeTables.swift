@@ -2,8 +2,8 @@
 // Probed from tokenizers 0.23.3 (the library transformers' CLIPTokenizer runs on) with
 // Python 3.11.7 unicodedata 14.0.0:
 // - characterClassRanges: Oniguruma's \p{L} (1), \p{N} (2) and \s (4) as tokenizers' regexes match them
-//   (a recent Unicode version, 16 or later).
-// - lowercaseMappings: Rust's char::to_lowercase per scalar (tokenizers' Lowercase normalizer).
+//   (Unicode 16.0).
+// - lowercaseMappings: Rust's char::to_lowercase per scalar (tokenizers' Lowercase normalizer; Unicode 17.0).
 // - combiningClassRanges, canonicalDecompositions (full, recursive), canonicalCompositions (primary
 //   composites, exclusions removed): the NFC of the unicode-normalization-alignments crate, whose data is
 //   Unicode 9.0; characters added later have no class or mapping there. Hangul is algorithmic.

@@ -3,22 +3,31 @@ import Testing
 
 /// Pieces of the pipeline, checked on small inputs whose answers are known.
 @Suite struct TokenizerUnitTests {
-    func normalize(_ text: String) -> String {
-        let scalars = CLIPNormalizer().normalize(text.unicodeScalars.map(\.value)[...])
-        return String(String.UnicodeScalarView(scalars.compactMap(Unicode.Scalar.init)))
-    }
+    /// Scalar values, compared exactly (String's == would treat canonically equivalent strings as equal).
+    func scalars(_ text: String) -> [UInt32] { text.unicodeScalars.map(\.value) }
+
+    func normalize(_ text: String) -> [UInt32] { CLIPNormalizer().normalize(scalars(text)[...]) }
 
     @Test func normalization() {
-        #expect(normalize("Cafe\u{301}") == "caf\u{E9}")
-        #expect(normalize("A\u{30A}ngstro\u{308}m") == "\u{E5}ngstr\u{F6}m")
-        #expect(normalize("a\u{307}\u{323}") == "\u{1EA1}\u{307}")  // reordered, then composed
-        #expect(normalize("\u{1100}\u{1161}\u{11A8}") == "\u{AC01}")  // Hangul jamo compose
-        #expect(normalize("\u{2126}") == "\u{3C9}")  // Ohm → Omega (singleton), lower-cased
-        #expect(normalize("  a\t\n b\u{3000}") == " a b ")  // whitespace runs become one space
-        #expect(normalize("\u{130}") == "i\u{307}")  // İ lower-cases to two scalars
-        #expect(normalize("\u{3A3}\u{39F}\u{3A3}") == "\u{3C3}\u{3BF}\u{3C3}")  // per-scalar: no final sigma
+        #expect(normalize("Cafe\u{301}") == scalars("caf\u{E9}"))
+        #expect(normalize("A\u{30A}ngstro\u{308}m") == scalars("\u{E5}ngstr\u{F6}m"))
+        #expect(normalize("a\u{307}\u{323}") == scalars("\u{1EA1}\u{307}"))  // reordered, then composed
+        #expect(normalize("\u{1100}\u{1161}\u{11A8}") == scalars("\u{AC01}"))  // Hangul jamo compose
+        #expect(normalize("\u{2126}") == scalars("\u{3C9}"))  // Ohm → Omega (singleton), lower-cased
+        #expect(normalize("  a\t\n b\u{3000}") == scalars(" a b "))  // whitespace runs become one space
+        #expect(normalize("\u{130}") == scalars("i\u{307}"))  // İ lower-cases to two scalars
+        #expect(normalize("\u{3A3}\u{39F}\u{3A3}") == scalars("\u{3C3}\u{3BF}\u{3C3}"))  // per-scalar: no final sigma
         // Unicode 9.0 data: U+11938 (Unicode 13) neither composes nor decomposes in tokenizers.
-        #expect(normalize("\u{11935}\u{11930}") == "\u{11935}\u{11930}")
+        #expect(normalize("\u{11935}\u{11930}") == scalars("\u{11935}\u{11930}"))
+    }
+
+    /// 2000 random strings of characters that NFC, whitespace folding or lower-casing change, normalized by
+    /// the tokenizers library (fixture normalization.json).
+    @Test func normalizationMatchesTokenizersLibrary() throws {
+        let cases = try Fixtures.decode([[String]].self, "normalization.json")
+        #expect(cases.count >= 1000)
+        let mismatches = cases.filter { normalize($0[0]) != scalars($0[1]) }
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(5).map { $0.map { scalars($0).map { String($0, radix: 16) } } })")
     }
 
     func words(_ text: String) -> [String] {
