@@ -27,6 +27,14 @@ import Testing
             #expect(e <= 1e-4, "\(name) \(key) relative error \(e)")
         }
         #expect(io.entries["emb"] != nil && trace.tensors["emb"] != nil)
+        // The public call (through `runReplayable`) computes the same.
+        let direct = try unet(
+            sample: io.upload("sample", to: backend), timesteps: io.floats("timesteps"),
+            encoderHiddenStates: io.upload("encoder_hidden_states", to: backend),
+            textEmbeds: io.entries["text_embeds"] == nil ? nil : io.upload("text_embeds", to: backend),
+            timeIDs: io.entries["time_ids"] == nil ? nil : io.floats("time_ids"),
+            timestepCond: io.entries["timestep_cond"] == nil ? nil : io.floats("timestep_cond"))
+        #expect(try backend.download(direct) == backend.download(output))
     }
 
     @Test func rejectsLatentSizesThatDoNotDivide() throws {

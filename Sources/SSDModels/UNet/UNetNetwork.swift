@@ -205,12 +205,37 @@ struct UNetNetwork: Sendable {
         convOut = try Conv2d(scope("conv_out"), in: c.blockOutChannels[0], out: c.outChannels, kernel: c.convOutKernel)
     }
 
-    /// The time embedding `emb` (timestep MLP plus the added text/time conditioning), `[B, timeEmbedDim]`.
-    func embedding(timesteps: [Float], textEmbeds: Tensor?, timeIDs: [Float]?, timestepCond: [Float]?,
-                   condDim: Int?, dtype: DType, _ b: any ComputeBackend) throws -> Tensor {
+    /// Host-computed inputs of the embedding MLPs, uploaded in `dtype`: the timestep sinusoids
+    /// `[B, block_out_channels[0]]`, the `text_time` features (pooled text, then time-id sinusoids;
+    /// `[B, projection_class_embeddings_input_dim]`) and the LCM guidance condition `[B, time_cond_proj_dim]`.
+    struct EmbeddingInputs {
+        var timestep: Tensor
+        var added: Tensor?
+        var condition: Tensor?
+
+        var tensors: [Tensor] { [timestep] + [added, condition].compactMap { $0 } }
+
+        init(timestep: Tensor, added: Tensor?, condition: Tensor?) {
+            self.timestep = timestep
+            self.added = added
+            self.condition = condition
+        }
+
+        /// Rebuilds from `tensors` (the same optional pieces present).
+        init(_ tensors: ArraySlice<Tensor>, like other: EmbeddingInputs) {
+            var rest = tensors
+            timestep = rest.removeFirst()
+            added = other.added == nil ? nil : rest.removeFirst()
+            condition = other.condition == nil ? nil : rest.removeFirst()
+        }
+    }
+
+    /// Computes the sinusoids on the host (fp32, as diffusers does) and uploads them.
+    func embeddingInputs(timesteps: [Float], textEmbeds: Tensor?, timeIDs: [Float]?, timestepCond: [Float]?,
+                         condDim: Int?, dtype: DType, _ b: any ComputeBackend) throws -> EmbeddingInputs {
         let batch = timesteps.count
         let sinusoids = timestepSinusoids(timesteps, dim: timestepInputDim, flipSinToCos: flipSinToCos, downscaleFreqShift: freqShift)
-        let tEmb = try b.upload(sinusoids, shape: [batch, timestepInputDim], as: dtype)
+        let timestep = try b.upload(sinusoids, shape: [batch, timestepInputDim], as: dtype)
         var condition: Tensor?
         if let condDim {
             guard let timestepCond, timestepCond.count == batch * condDim else {
@@ -219,26 +244,30 @@ struct UNetNetwork: Sendable {
             }
             condition = try b.upload(timestepCond, shape: [batch, condDim], as: dtype)
         }
-        var emb: Tensor
-        if let addEmbedding {
-            guard let textEmbeds, let timeIDs else {
-                throw ModelError.invalidInput(model: Self.model, argument: "textEmbeds",
-                                              message: "text_time conditioning needs textEmbeds and timeIDs")
-            }
-            guard textEmbeds.rank == 2, textEmbeds.shape[0] == batch, timeIDs.count % batch == 0,
-                  textEmbeds.shape[1] + timeIDs.count / batch * addTimeEmbedDim == addEmbedding.linear1.weight.shape[1]
-            else {
-                throw ModelError.invalidInput(model: Self.model, argument: "textEmbeds/timeIDs",
-                                              message: "text embeds \(textEmbeds.shape) and \(timeIDs.count) time ids do not give \(addEmbedding.linear1.weight.shape[1]) features for batch \(batch)")
-            }
-            let timeFeatures = timestepSinusoids(timeIDs, dim: addTimeEmbedDim, flipSinToCos: flipSinToCos, downscaleFreqShift: freqShift)
-            let timeEmbeds = try b.upload(timeFeatures, shape: [batch, timeIDs.count / batch * addTimeEmbedDim], as: dtype)
-            let text = textEmbeds.dtype == dtype ? textEmbeds : try b.convert(textEmbeds, to: dtype)
-            let addEmbeds = try b.concat([text, timeEmbeds], axis: 1)
-            let timeEmb = try timeEmbedding(tEmb, condition: condition, b)
-            emb = try addEmbedding(addEmbeds, residual: timeEmb, b)
-        } else {
-            emb = try timeEmbedding(tEmb, condition: condition, b)
+        guard let addEmbedding else { return EmbeddingInputs(timestep: timestep, added: nil, condition: condition) }
+        guard let textEmbeds, let timeIDs else {
+            throw ModelError.invalidInput(model: Self.model, argument: "textEmbeds",
+                                          message: "text_time conditioning needs textEmbeds and timeIDs")
+        }
+        let features = addEmbedding.linear1.weight.shape[1]
+        guard textEmbeds.rank == 2, textEmbeds.shape[0] == batch, timeIDs.count % batch == 0,
+              textEmbeds.shape[1] + timeIDs.count / batch * addTimeEmbedDim == features
+        else {
+            throw ModelError.invalidInput(model: Self.model, argument: "textEmbeds/timeIDs",
+                                          message: "text embeds \(textEmbeds.shape) and \(timeIDs.count) time ids do not give \(features) features for batch \(batch)")
+        }
+        let timeFeatures = timestepSinusoids(timeIDs, dim: addTimeEmbedDim, flipSinToCos: flipSinToCos, downscaleFreqShift: freqShift)
+        let timeEmbeds = try b.upload(timeFeatures, shape: [batch, timeIDs.count / batch * addTimeEmbedDim], as: dtype)
+        let text = textEmbeds.dtype == dtype ? textEmbeds : try b.convert(textEmbeds, to: dtype)
+        return EmbeddingInputs(timestep: timestep, added: try b.concat([text, timeEmbeds], axis: 1), condition: condition)
+    }
+
+    /// The time embedding `emb` `[B, timeEmbedDim]`: timestep MLP plus the added text/time conditioning.
+    func embedding(_ inputs: EmbeddingInputs, _ b: any ComputeBackend) throws -> Tensor {
+        let timeEmb = try timeEmbedding(inputs.timestep, condition: inputs.condition, b)
+        var emb = timeEmb
+        if let addEmbedding, let added = inputs.added {
+            emb = try addEmbedding(added, residual: timeEmb, b)
         }
         if let timeEmbeddingActivation { emb = try b.activation(emb, timeEmbeddingActivation) }
         return emb
