@@ -1,25 +1,41 @@
 /// `config.json` of a diffusers `AutoencoderKL` (diffusers `models/autoencoders/autoencoder_kl.py`).
 /// Absent keys take diffusers' defaults.
 public struct AutoencoderKLConfig: Codable, Sendable, Equatable {
+    /// `in_channels`.
     public var inChannels: Int
+    /// `out_channels`.
     public var outChannels: Int
+    /// `down_block_types`.
     public var downBlockTypes: [String]
+    /// `up_block_types`.
     public var upBlockTypes: [String]
+    /// `block_out_channels`.
     public var blockOutChannels: [Int]
+    /// `layers_per_block`.
     public var layersPerBlock: Int
+    /// `silu`.
     public var actFn: String
+    /// `latent_channels`.
     public var latentChannels: Int
+    /// `norm_num_groups`.
     public var normNumGroups: Int
+    /// `sample_size`.
     public var sampleSize: OneOrMany<Int>?
     /// Latents are multiplied by this after encoding and divided by it before decoding (SDXL: 0.13025).
     public var scalingFactor: Double
+    /// `shift_factor`.
     public var shiftFactor: Double?
+    /// `latents_mean`.
     public var latentsMean: [Double]?
+    /// `latents_std`.
     public var latentsStd: [Double]?
     /// The VAE must run in fp32 (the original SDXL VAE overflows in fp16).
     public var forceUpcast: Bool
+    /// `use_quant_conv`.
     public var useQuantConv: Bool
+    /// `use_post_quant_conv`.
     public var usePostQuantConv: Bool
+    /// `mid_block_add_attention`.
     public var midBlockAddAttention: Bool
 
     enum CodingKeys: String, CodingKey {

@@ -4,17 +4,27 @@
 public struct CLIPTextConfig: Codable, Sendable, Equatable {
     /// `["CLIPTextModel"]` or `["CLIPTextModelWithProjection"]` when written by transformers.
     public var architectures: [String]?
+    /// `vocab_size`.
     public var vocabSize: Int
+    /// `hidden_size`.
     public var hiddenSize: Int
+    /// `intermediate_size`.
     public var intermediateSize: Int
+    /// `projection_dim`.
     public var projectionDim: Int
+    /// `num_hidden_layers`.
     public var numHiddenLayers: Int
+    /// `num_attention_heads`.
     public var numAttentionHeads: Int
+    /// `max_position_embeddings`.
     public var maxPositionEmbeddings: Int
     /// `quick_gelu` (CLIP ViT-L) or `gelu` (OpenCLIP bigG, exact erf GELU).
     public var hiddenAct: String
+    /// `layer_norm_eps`.
     public var layerNormEps: Double
+    /// `pad_token_id`.
     public var padTokenId: Int?
+    /// `bos_token_id`.
     public var bosTokenId: Int?
     /// 2 in the SDXL configs (legacy): the pooled position is then `argmax(ids)`.
     public var eosTokenId: Int?

@@ -5,56 +5,99 @@
 /// `UNet2DConditionModel` rejects other architecture-changing values with
 /// `ModelError.unsupportedConfig` naming the field.
 public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
+    /// `sample_size`.
     public var sampleSize: OneOrMany<Int>?
+    /// `in_channels`.
     public var inChannels: Int
+    /// `out_channels`.
     public var outChannels: Int
+    /// `center_input_sample`.
     public var centerInputSample: Bool
+    /// `flip_sin_to_cos`.
     public var flipSinToCos: Bool
+    /// `freq_shift`.
     public var freqShift: Double
+    /// `down_block_types`.
     public var downBlockTypes: [String]
+    /// `UNetMidBlock2DCrossAttn`.
     public var midBlockType: String?
+    /// `up_block_types`.
     public var upBlockTypes: [String]
+    /// `only_cross_attention`.
     public var onlyCrossAttention: OneOrMany<Bool>
+    /// `block_out_channels`.
     public var blockOutChannels: [Int]
+    /// `layers_per_block`.
     public var layersPerBlock: OneOrMany<Int>
+    /// `downsample_padding`.
     public var downsamplePadding: Int
+    /// `mid_block_scale_factor`.
     public var midBlockScaleFactor: Double
+    /// `silu`.
     public var actFn: String
+    /// `norm_num_groups`.
     public var normNumGroups: Int?
+    /// `norm_eps`.
     public var normEps: Double
+    /// `cross_attention_dim`.
     public var crossAttentionDim: OneOrMany<Int>
     /// Int, a list per level, or a list of lists (per level, per layer).
     public var transformerLayersPerBlock: OneOrMany<OneOrMany<Int>>
     /// Per up block: an int or a list per layer (asymmetric UNets such as SSD-1B).
     public var reverseTransformerLayersPerBlock: OneOrMany<OneOrMany<Int>>?
+    /// `encoder_hid_dim`.
     public var encoderHidDim: Int?
+    /// `encoder_hid_dim_type`.
     public var encoderHidDimType: String?
     /// The number of attention heads in this model family (diffusers' naming quirk).
     public var attentionHeadDim: OneOrMany<Int>
+    /// `num_attention_heads`.
     public var numAttentionHeads: OneOrMany<Int>?
+    /// `dual_cross_attention`.
     public var dualCrossAttention: Bool
+    /// `use_linear_projection`.
     public var useLinearProjection: Bool
+    /// `class_embed_type`.
     public var classEmbedType: String?
+    /// `addition_embed_type`.
     public var additionEmbedType: String?
+    /// `addition_time_embed_dim`.
     public var additionTimeEmbedDim: Int?
+    /// `num_class_embeds`.
     public var numClassEmbeds: Int?
+    /// `upcast_attention`.
     public var upcastAttention: Bool
+    /// `default`.
     public var resnetTimeScaleShift: String
+    /// `resnet_skip_time_act`.
     public var resnetSkipTimeAct: Bool
+    /// `resnet_out_scale_factor`.
     public var resnetOutScaleFactor: Double
+    /// `positional`.
     public var timeEmbeddingType: String
+    /// `time_embedding_dim`.
     public var timeEmbeddingDim: Int?
+    /// `time_embedding_act_fn`.
     public var timeEmbeddingActFn: String?
+    /// `timestep_post_act`.
     public var timestepPostAct: String?
     /// Width of the guidance embedding of LCM-distilled UNets (`timestep_cond`).
     public var timeCondProjDim: Int?
+    /// `conv_in_kernel`.
     public var convInKernel: Int
+    /// `conv_out_kernel`.
     public var convOutKernel: Int
+    /// `projection_class_embeddings_input_dim`.
     public var projectionClassEmbeddingsInputDim: Int?
+    /// `default`.
     public var attentionType: String
+    /// `class_embeddings_concat`.
     public var classEmbeddingsConcat: Bool
+    /// `mid_block_only_cross_attention`.
     public var midBlockOnlyCrossAttention: Bool?
+    /// `cross_attention_norm`.
     public var crossAttentionNorm: String?
+    /// `addition_embed_type_num_heads`.
     public var additionEmbedTypeNumHeads: Int
 
     enum CodingKeys: String, CodingKey {
