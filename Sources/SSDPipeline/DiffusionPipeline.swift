@@ -20,7 +20,7 @@ public actor DiffusionPipeline {
     /// Load-time options.
     public private(set) var configuration: PipelineConfiguration
     private let folder: PipelineFolder
-    private let tokenizers: (CLIPTokenizer, CLIPTokenizer)
+    private let tokenizers: SDXLTokenizers
     private let schedulerConfiguration: SchedulerConfiguration
     private var backend: any ComputeBackend
     private var models: LoadedModels
@@ -31,8 +31,8 @@ public actor DiffusionPipeline {
         self.path = path
         self.configuration = configuration
         folder = try PipelineFolder(path: path)
-        tokenizers = try CLIPTokenizer.loadPair(pipelineDirectory: path)
-        schedulerConfiguration = try SchedulerConfiguration.load(directory: folder.componentPath("scheduler"))
+        tokenizers = try SDXLTokenizers(pipelineDirectory: path)
+        schedulerConfiguration = try SchedulerConfiguration(contentsOf: folder.componentDirectory("scheduler") + "/scheduler_config.json")
         backend = try BackendFactory.make(configuration.backend, precision: configuration.precision)
         models = try LoadedModels(folder: folder, backend: backend, configuration: configuration)
     }
@@ -59,11 +59,19 @@ public actor DiffusionPipeline {
 
     /// Generates and returns the images with their final latents and seed.
     public func generateResult(_ request: GenerationRequest, progress: (@Sendable (GenerationEvent) -> Void)? = nil) async throws -> GenerationResult {
+        try generateResult(request, progress: progress, inspect: nil)
+    }
+
+    /// `generateResult` handing named intermediates to `inspect` (tests compare them with diffusers').
+    func generateResult(
+        _ request: GenerationRequest, progress: (@Sendable (GenerationEvent) -> Void)?, inspect: ((String, [Float]) -> Void)?
+    ) throws -> GenerationResult {
         try models.reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
         var run = try GenerationRun(
             request: request, models: models, backend: backend, tokenizers: tokenizers,
             forceZerosForEmptyPrompt: folder.modelIndex.forceZerosForEmptyPrompt,
             schedulerConfiguration: schedulerConfiguration, progress: progress)
+        run.inspect = inspect
         let result = try run.execute(afterEncoding: { [configuration] in
             if configuration.releasesTextEncodersAfterEncoding { self.models.releaseTextEncoders() }
         })

@@ -32,7 +32,7 @@ public enum SchedulerChoice: Sendable {
     /// A named scheduler (`euler`, `euler-a`, `ddim`, `dpm++2m`, `dpm++2m-karras`, `dpm++2m-sde-karras`,
     /// `unipc`, `lcm`, `heun`), built from the folder's config with `overrides`, as diffusers'
     /// `Class.from_config(config, **overrides)`.
-    case named(String, overrides: [String: SchedulerConfigValue] = [:])
+    case named(String, overrides: SchedulerConfiguration = SchedulerConfiguration())
     /// A scheduler supplied by the caller (it is copied; `setTimesteps` is called on the copy).
     case custom(any Scheduler)
 }

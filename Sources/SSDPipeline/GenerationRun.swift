@@ -9,9 +9,11 @@ struct GenerationRun {
     let request: GenerationRequest
     let models: LoadedModels
     let backend: any ComputeBackend
-    let tokenizers: (CLIPTokenizer, CLIPTokenizer)
+    let tokenizers: SDXLTokenizers
     let forceZerosForEmptyPrompt: Bool
     let progress: (@Sendable (GenerationEvent) -> Void)?
+    /// Receives named intermediate tensors (NCHW host arrays) for parity checks; nil in normal use.
+    var inspect: ((String, [Float]) -> Void)?
 
     let seed: UInt64
     let latentHeight: Int
@@ -24,7 +26,7 @@ struct GenerationRun {
 
     init(
         request: GenerationRequest, models: LoadedModels, backend: any ComputeBackend,
-        tokenizers: (CLIPTokenizer, CLIPTokenizer), forceZerosForEmptyPrompt: Bool,
+        tokenizers: SDXLTokenizers, forceZerosForEmptyPrompt: Bool,
         schedulerConfiguration: SchedulerConfiguration, progress: (@Sendable (GenerationEvent) -> Void)?
     ) throws {
         self.request = request
@@ -33,7 +35,7 @@ struct GenerationRun {
         self.tokenizers = tokenizers
         self.forceZerosForEmptyPrompt = forceZerosForEmptyPrompt
         self.progress = progress
-        let factor = models.vae.config.scaleFactor
+        let factor = 1 << (models.vae.config.blockOutChannels.count - 1)
         try RequestValidation.validate(request, vaeScaleFactor: factor)
         seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         latentHeight = request.size.height / factor
@@ -69,12 +71,14 @@ struct GenerationRun {
             GuidanceEmbedding.embedding(guidanceScale: Float(request.guidanceScale) - 1, dimension: $0, rows: rows)
         }
         var latents = start.latents
+        inspect?("initial_latents", latents)
         let clock = ContinuousClock()
         for (index, t) in timesteps.enumerated() {
             try Task.checkCancellation()
             let began = clock.now
             let input = usesGuidance ? latents + latents : latents
-            let scaled = try scheduler.scaleModelInput(input, timestep: t)
+            let scaled = try scheduler.scaleModelInput(input, timestepIndex: index)
+            if index == 0 { inspect?("first_unet_input", scaled) }
             let sample = try backend.upload(
                 Layout.nchwToNHWC(scaled, rows, latentChannels, latentHeight, latentWidth),
                 shape: [rows, latentHeight, latentWidth, latentChannels], as: conditioning.hiddenStates.dtype)
@@ -84,15 +88,16 @@ struct GenerationRun {
                 timeIDs: conditioning.timeIDs, timestepCond: timestepCond?.flatMap { $0 })
             let outChannels = output.shape[3]
             var noise = Layout.nhwcToNCHW(try backend.download(output), rows, outChannels, latentHeight, latentWidth)
+            if index == 0 { inspect?("first_noise_pred", noise) }
             if usesGuidance {
                 let (guided, conditional) = Guidance.combine(noise, scale: Float(request.guidanceScale))
                 noise = request.guidanceRescale > 0
                     ? Guidance.rescale(guided, conditional: conditional, rows: imageCount, factor: Float(request.guidanceRescale))
                     : guided
             }
-            latents = try scheduler.step(modelOutput: noise, timestep: t, sample: latents, generator: &generator)
+            latents = try scheduler.step(modelOutput: noise, sample: latents, random: &generator)
             if let inpainting = start.inpainting {
-                latents = try inpainting.blend(latents, stepIndex: index, timesteps: timesteps, scheduler: scheduler)
+                latents = try inpainting.blend(latents, stepIndex: index, stepCount: timesteps.count, scheduler: scheduler)
             }
             guard latents.allSatisfy({ $0.isFinite }) else {
                 throw PipelineError.nonFiniteValues(stage: "latents after step \(index + 1)")
@@ -113,13 +118,13 @@ struct GenerationRun {
     /// `latents / scaling_factor` → VAE decoder → 8-bit RGB (diffusers `vae.decode` + `postprocess`).
     func decode(_ latents: [Float]) throws -> [RGBImage] {
         let vae = models.vae
-        let scale = vae.config.scalingFactor
+        let scale = Float(vae.config.scalingFactor)
         let scaled = latents.map { $0 / scale }
         let input = try backend.upload(
             Layout.nchwToNHWC(scaled, imageCount, latentChannels, latentHeight, latentWidth),
-            shape: [imageCount, latentHeight, latentWidth, latentChannels], as: vae.activationDType)
+            shape: [imageCount, latentHeight, latentWidth, latentChannels], as: backend.activationDType(for: vae.component))
         let decoded = try backend.download(vae.decode(input))
-        return ImageProcessing.images(
+        return try ImageProcessing.images(
             fromDecoded: decoded, batch: imageCount, height: request.size.height, width: request.size.width)
     }
 

@@ -2,16 +2,16 @@
 enum ImageProcessing {
     /// VAE output NHWC `[B, H, W, 3]` in about [-1, 1] → 8-bit RGB images:
     /// `(x / 2 + 0.5).clamp(0, 1)`, `× 255`, round half to even (`postprocess` + `numpy_to_pil`).
-    static func images(fromDecoded values: [Float], batch: Int, height: Int, width: Int) -> [RGBImage] {
+    static func images(fromDecoded values: [Float], batch: Int, height: Int, width: Int) throws -> [RGBImage] {
         let perImage = height * width * 3
-        return (0..<batch).map { b in
+        return try (0..<batch).map { b in
             var pixels = [UInt8](repeating: 0, count: perImage)
             for i in 0..<perImage {
                 var v = values[b * perImage + i] / 2 + 0.5
                 v = min(max(v, 0), 1)
                 pixels[i] = UInt8((v * 255).rounded(.toNearestOrEven))
             }
-            return RGBImage(width: width, height: height, pixels: pixels)
+            return try RGBImage(width: width, height: height, pixels: pixels)
         }
     }
 
@@ -23,7 +23,7 @@ enum ImageProcessing {
     /// Inpainting mask → one value per pixel, 0 (keep) or 1 (repaint): grey conversion, `/255`,
     /// binarised at 0.5 (`VaeImageProcessor(do_binarize=True, do_convert_grayscale=True)`).
     static func binaryMask(_ image: RGBImage) -> [Float] {
-        image.luminance().map { Float($0) / 255 < 0.5 ? 0 : 1 }
+        image.greyscale().map { Float($0) / 255 < 0.5 ? 0 : 1 }
     }
 
     /// Nearest-neighbour downsampling of a `[H, W]` mask to `[H/f, W/f]` (`F.interpolate(mode="nearest")`).
@@ -38,7 +38,7 @@ enum ImageProcessing {
 
     /// Bilinear resize (for init images and masks not of the request's size; parity with diffusers,
     /// which uses PIL's Lanczos, is promised only at equal sizes).
-    static func resized(_ image: RGBImage, to size: ImageSize) -> RGBImage {
+    static func resized(_ image: RGBImage, to size: ImageSize) throws -> RGBImage {
         if image.width == size.width && image.height == size.height { return image }
         var pixels = [UInt8](repeating: 0, count: size.width * size.height * 3)
         let sx = Double(image.width) / Double(size.width)
@@ -59,6 +59,6 @@ enum ImageProcessing {
                 }
             }
         }
-        return RGBImage(width: size.width, height: size.height, pixels: pixels)
+        return try RGBImage(width: size.width, height: size.height, pixels: pixels)
     }
 }

@@ -13,10 +13,10 @@ struct InpaintingState {
     let perImage: Int
 
     /// `latents = (1 − m)·noised(image latents at the next timestep) + m·latents`.
-    func blend(_ latents: [Float], stepIndex: Int, timesteps: [Double], scheduler: any Scheduler) throws -> [Float] {
+    func blend(_ latents: [Float], stepIndex: Int, stepCount: Int, scheduler: any Scheduler) throws -> [Float] {
         var proper = imageLatents
-        if stepIndex < timesteps.count - 1 {
-            proper = try scheduler.addNoise(original: imageLatents, noise: noise, timestep: timesteps[stepIndex + 1])
+        if stepIndex < stepCount - 1 {
+            proper = try scheduler.addNoise(original: imageLatents, noise: noise, timestepIndex: stepIndex + 1)
         }
         let plane = mask.count
         var out = latents
@@ -44,29 +44,28 @@ struct LatentPreparation {
         let count = run.latentCount
         guard let initial = request.initialImage else {
             // pipeline_stable_diffusion_xl.py prepare_latents
-            let noise = request.initialLatents?.values ?? generator.randn(count: count)
+            let noise = request.initialLatents?.values ?? generator.normal(count: count)
             let sigma = scheduler.initNoiseSigma
             return Start(latents: noise.map { $0 * sigma }, inpainting: nil)
         }
         let size = request.size
-        let image = ImageProcessing.normalizedPixels(ImageProcessing.resized(initial.image, to: size))
-        let first = timesteps[0]
+        let image = ImageProcessing.normalizedPixels(try ImageProcessing.resized(initial.image, to: size))
         guard let maskImage = initial.mask else {
             // pipeline_stable_diffusion_xl_img2img.py prepare_latents: sample the VAE posterior, then the noise.
             let imageLatents = repeatImages(try encodeSample(image, generator: &generator))
-            let noise = request.initialLatents?.values ?? generator.randn(count: count)
-            return Start(latents: try scheduler.addNoise(original: imageLatents, noise: noise, timestep: first), inpainting: nil)
+            let noise = request.initialLatents?.values ?? generator.normal(count: count)
+            return Start(latents: try scheduler.addNoise(original: imageLatents, noise: noise, timestepIndex: 0), inpainting: nil)
         }
         // pipeline_stable_diffusion_xl_inpaint.py: image latents (sample #1), noise (#2), then the masked
         // image is encoded and sampled (#3) even though a 4-channel UNet does not use it.
-        let maskPixels = ImageProcessing.binaryMask(ImageProcessing.resized(maskImage, to: size))
+        let maskPixels = ImageProcessing.binaryMask(try ImageProcessing.resized(maskImage, to: size))
         let strength = initial.strength ?? 0.9999
         let imageLatents = repeatImages(try encodeSample(image, generator: &generator))
-        let noise = request.initialLatents?.values ?? generator.randn(count: count)
+        let noise = request.initialLatents?.values ?? generator.normal(count: count)
         let latents = strength == 1
             ? noise.map { $0 * scheduler.initNoiseSigma }
-            : try scheduler.addNoise(original: imageLatents, noise: noise, timestep: first)
-        _ = generator.randn(count: run.latentChannels * run.latentHeight * run.latentWidth)
+            : try scheduler.addNoise(original: imageLatents, noise: noise, timestepIndex: 0)
+        _ = generator.normal(count: run.latentChannels * run.latentHeight * run.latentWidth)
         let factor = size.height / run.latentHeight
         let mask = ImageProcessing.downsampleMask(maskPixels, height: size.height, width: size.width, factor: factor)
         return Start(
@@ -78,13 +77,13 @@ struct LatentPreparation {
     private func encodeSample(_ pixels: [Float], generator: inout TorchCPUGenerator) throws -> [Float] {
         let vae = run.models.vae
         let size = run.request.size
-        let input = try run.backend.upload(pixels, shape: [1, size.height, size.width, 3], as: vae.activationDType)
+        let input = try run.backend.upload(pixels, shape: [1, size.height, size.width, 3], as: run.backend.activationDType(for: vae.component))
         let (meanTensor, logVarTensor) = try vae.encode(input)
         let c = meanTensor.shape[3], h = meanTensor.shape[1], w = meanTensor.shape[2]
         let mean = Layout.nhwcToNCHW(try run.backend.download(meanTensor), 1, c, h, w)
         let logVar = Layout.nhwcToNCHW(try run.backend.download(logVarTensor), 1, c, h, w)
-        let sample = generator.randn(count: mean.count)
-        let scale = vae.config.scalingFactor
+        let sample = generator.normal(count: mean.count)
+        let scale = Float(vae.config.scalingFactor)
         return (0..<mean.count).map { i in
             let std = Float(exp(Double(0.5 * logVar[i])))
             return scale * (mean[i] + std * sample[i])

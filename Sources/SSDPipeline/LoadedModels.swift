@@ -10,10 +10,8 @@ final class LoadedModels {
 
     init(folder: PipelineFolder, backend: any ComputeBackend, configuration: PipelineConfiguration) throws {
         let variant = configuration.variant
-        unet = try UNet2DConditionModel.load(componentDirectory: folder.componentPath("unet"), backend: backend, variant: variant)
-        vae = try AutoencoderKL.load(
-            componentDirectory: folder.componentPath("vae"), backend: backend, variant: variant,
-            allowReducedPrecision: configuration.allowsReducedPrecisionVAE)
+        unet = try UNet2DConditionModel.load(componentDirectory: folder.componentDirectory("unet"), backend: backend, variant: variant)
+        vae = try AutoencoderKL.load(componentDirectory: folder.componentDirectory("vae"), backend: backend, variant: variant)
         try reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
     }
 
@@ -21,11 +19,11 @@ final class LoadedModels {
     func reloadTextEncodersIfNeeded(folder: PipelineFolder, backend: any ComputeBackend, configuration: PipelineConfiguration) throws {
         if textEncoder == nil {
             textEncoder = try CLIPTextModel.load(
-                componentDirectory: folder.componentPath("text_encoder"), backend: backend, variant: configuration.variant)
+                componentDirectory: folder.componentDirectory("text_encoder"), backend: backend, variant: configuration.variant)
         }
         if textEncoder2 == nil {
             textEncoder2 = try CLIPTextModel.load(
-                componentDirectory: folder.componentPath("text_encoder_2"), backend: backend, variant: configuration.variant)
+                componentDirectory: folder.componentDirectory("text_encoder_2"), backend: backend, variant: configuration.variant)
         }
     }
 

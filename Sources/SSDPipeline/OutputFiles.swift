@@ -41,7 +41,7 @@ public enum FileIO {
     }
 
     /// Reads a whole file.
-    public static func read(_ path: String) throws -> [UInt8] {
+    public static func readAll(_ path: String) throws -> [UInt8] {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw FileError(path: path, message: String(cString: strerror(errno))) }
         defer { close(fd) }

@@ -60,8 +60,6 @@ public struct PipelineConfiguration: Sendable {
     public var variant: String?
     /// Drop the text encoders after each prompt encoding (they are re-mapped on the next request).
     public var releasesTextEncodersAfterEncoding = false
-    /// Run the VAE in the networks' precision even if its config asks for fp32 (`force_upcast`).
-    public var allowsReducedPrecisionVAE = false
 
     /// Defaults: fastest backend, fp32, plain weight files.
     public init() {}

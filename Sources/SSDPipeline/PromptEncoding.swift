@@ -55,18 +55,22 @@ struct PromptEncoding {
         }
         for _ in 0..<k { hidden += positive.hidden; pooled += positive.pooled }
         let rows = hidden.count / (positive.sequence * positive.width)
+        let timeIDs = MicroConditioning.rows(for: request, rowsPerBranch: k, guidance: run.usesGuidance)
+        run.inspect?("prompt_embeds", hidden)
+        run.inspect?("add_text_embeds", pooled)
+        run.inspect?("add_time_ids", timeIDs)
         let dtype = run.backend.activationDType(for: .unet)
         return Conditioning(
             hiddenStates: try run.backend.upload(hidden, shape: [rows, positive.sequence, positive.width], as: dtype),
             pooled: try run.backend.upload(pooled, shape: [rows, positive.pooled.count], as: dtype),
-            timeIDs: MicroConditioning.rows(for: request, rowsPerBranch: k, guidance: run.usesGuidance))
+            timeIDs: timeIDs)
     }
 
     private func encode(
         _ text: String, _ text2: String, layer: Int, _ encoder1: CLIPTextModel, _ encoder2: CLIPTextModel
     ) throws -> Encoded {
-        let ids1 = run.tokenizers.0.encode(text).inputIDs.map { Int32($0) }
-        let ids2 = run.tokenizers.1.encode(text2).inputIDs.map { Int32($0) }
+        let ids1 = run.tokenizers.tokenizer.encode(text).inputIDs.map { Int32($0) }
+        let ids2 = run.tokenizers.tokenizer2.encode(text2).inputIDs.map { Int32($0) }
         let first = try encoder1.encode(inputIDs: [ids1], hiddenStateIndex: layer, pooled: false)
         let second = try encoder2.encode(inputIDs: [ids2], hiddenStateIndex: layer, pooled: true)
         guard let pooledTensor = second.pooled else {

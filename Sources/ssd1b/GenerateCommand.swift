@@ -128,8 +128,8 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         request.negativeTargetSize = try options.size("--negative-target-size")
         let strength = try options.double("--strength")
         if let initPath = options.string("--init-image") {
-            let image = try RGBImage(pngData: FileIO.read(initPath))
-            let mask = try options.string("--mask").map { try RGBImage(pngData: FileIO.read($0)) }
+            let image = try RGBImage(pngData: FileIO.readAll(initPath))
+            let mask = try options.string("--mask").map { try RGBImage(pngData: FileIO.readAll($0)) }
             request.initialImage = InitialImage(image: image, mask: mask, strength: strength)
         } else if options.string("--mask") != nil || strength != nil {
             throw UsageError(description: "--mask and --strength need --init-image")
