@@ -27,8 +27,9 @@ public final class CUDABackend: ComputeBackend {
     let convolutions: ConvolutionEngine
 
     /// Opens GPU `ordinal`; throws `TensorError.backendUnavailable` naming the missing library, symbol or device.
-    public init(device ordinal: Int = 0) throws {
-        device = try CUDADevice(ordinal: ordinal)
+    /// With `useCuDNN: false` convolutions take the im2col + cuBLASLt path.
+    public init(device ordinal: Int = 0, useCuDNN: Bool = true) throws {
+        device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN)
         gemm = try GemmEngine(device: device)
         convolutions = ConvolutionEngine(device: device)
     }

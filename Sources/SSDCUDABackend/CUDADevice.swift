@@ -34,7 +34,8 @@ final class CUDADevice: @unchecked Sendable {
     private let state = Locked(State())
 
     /// Opens the libraries and device `ordinal`; throws `backendUnavailable` naming what is missing.
-    init(ordinal: Int = 0) throws {
+    /// `useCuDNN: false` (or `SSD_CUDA_CONV=im2col`) leaves cuDNN closed.
+    init(ordinal: Int = 0, useCuDNN: Bool = true) throws {
         let driverLibrary = try CUDALibrary.load(CCUDA_LIBRARY_DRIVER, as: CCUDADriverAPI.self)
         let d = driverLibrary.api
         driver = d
@@ -73,7 +74,7 @@ final class CUDADevice: @unchecked Sendable {
         lt = ltLibrary.api
         compiler = try NVRTCCompiler()
         var paths = ["driver": driverLibrary.path, "cublasLt": ltLibrary.path, "nvrtc": compiler.nvrtc.path]
-        let cudnnLibrary = environment("SSD_CUDA_CONV") == "im2col"
+        let cudnnLibrary = !useCuDNN || environment("SSD_CUDA_CONV") == "im2col"
             ? nil : try? CUDALibrary.load(CCUDA_LIBRARY_CUDNN, as: CCUDACudnnAPI.self)
 
         var ctx: CUcontext?
