@@ -94,14 +94,19 @@ extension CUDABackend {
                          bias: bias, residual: residual, into: try pointer(y, "conv2d"), op: "conv2d")
             return y
         }
+        let prepared = try buffer(weight, "conv2d").layout == .convOHWI
         var w = try cast(weight, x.dtype)
-        if try buffer(w, "conv2d").layout != .convOHWI {  // not from prepareWeight: re-lay out now
+        if !prepared {  // not from prepareWeight: re-lay out [Cout, Cin, kh, kw] → [Cout, kh, kw, Cin] now
             w = try Tensor(shape: w.shape, dtype: w.dtype, storage: permute(w, [0, 2, 3, 1]).storage)
         }
         if let plan = convolutions.plan(s) {
-            try convolutions.run(plan, x: try pointer(x, "conv2d"), w: try pointer(w, "conv2d"), y: try pointer(y, "conv2d"))
-            try addBiasResidual(y, bias: bias, residual: residual, op: "conv2d")
-            return y
+            do {
+                try convolutions.run(plan, x: try pointer(x, "conv2d"), w: try pointer(w, "conv2d"), y: try pointer(y, "conv2d"))
+                try addBiasResidual(y, bias: bias, residual: residual, op: "conv2d")
+                return y
+            } catch {
+                convolutions.disable(s)  // cuDNN refused at run time: use the fallback for this shape from now on
+            }
         }
         // Fallback: im2col in row chunks of at most 256 MiB, each chunk one GEMM into its rows of y.
         let e = x.dtype.byteSize

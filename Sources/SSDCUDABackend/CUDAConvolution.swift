@@ -50,6 +50,11 @@ final class ConvolutionEngine: @unchecked Sendable {
         }
     }
 
+    /// Stops using cuDNN for shape `s` (after a run-time failure).
+    func disable(_ s: ConvShape) {
+        plans.withLock { $0[s] = .some(nil) }
+    }
+
     private func makePlan(_ s: ConvShape, _ api: CCUDACudnnAPI, _ handle: cudnnHandle_t) -> Plan? {
         let type: Int32
         switch s.dtype {

@@ -32,6 +32,8 @@ final class CUDADevice: @unchecked Sendable {
         var functions: [String: CUfunction] = [:]
     }
     private let state = Locked(State())
+    /// NVRTC output per kernel group and architecture, shared by every device of the process.
+    private static let compiled = Locked([String: NVRTCCompiler.Output]())
 
     /// Opens the libraries and device `ordinal`; throws `backendUnavailable` naming what is missing.
     /// `useCuDNN: false` (or `SSD_CUDA_CONV=im2col`) leaves cuDNN closed.
@@ -206,9 +208,16 @@ final class CUDADevice: @unchecked Sendable {
         if let existing = state.withLock({ $0.modules[group] }) {
             (module, lowered) = existing
         } else {
-            let output = try compiler.compile(
-                source: group.source, name: "\(group.rawValue).cu", computeCapability: computeCapability,
-                nameExpressions: group.nameExpressions)
+            let cacheKey = "\(group.rawValue)/sm_\(computeCapability)"
+            let output: NVRTCCompiler.Output
+            if let cached = CUDADevice.compiled.withLock({ $0[cacheKey] }) {
+                output = cached
+            } else {
+                output = try compiler.compile(
+                    source: group.source, name: "\(group.rawValue).cu", computeCapability: computeCapability,
+                    nameExpressions: group.nameExpressions)
+                CUDADevice.compiled.withLock { $0[cacheKey] = output }
+            }
             var m: CUmodule?
             var image = output.image
             if !output.isCUBIN && image.last != 0 { image.append(0) }
