@@ -76,7 +76,8 @@ final class CUDADevice: @unchecked Sendable {
         lt = ltLibrary.api
         compiler = try NVRTCCompiler()
         var paths = ["driver": driverLibrary.path, "cublasLt": ltLibrary.path, "nvrtc": compiler.nvrtc.path]
-        let cudnnLibrary = !useCuDNN || environment("SSD_CUDA_CONV") == "im2col"
+        let wantCuDNN = useCuDNN && environment("SSD_CUDA_CONV") != "im2col"
+        let cudnnLibrary = !wantCuDNN
             ? nil : try? CUDALibrary.load(CCUDA_LIBRARY_CUDNN, as: CCUDACudnnAPI.self)
 
         var ctx: CUcontext?
@@ -108,6 +109,12 @@ final class CUDADevice: @unchecked Sendable {
         } else {
             cudnn = nil
             cudnnHandle = nil
+            do {
+                if wantCuDNN { _ = try CUDALibrary.load(CCUDA_LIBRARY_CUDNN, as: CCUDACudnnAPI.self) }
+                paths["cudnn"] = wantCuDNN ? "(cudnnCreate failed)" : "(not used)"
+            } catch {
+                paths["cudnn"] = "(\(error))"
+            }
         }
         libraryPaths = paths
     }
@@ -242,6 +249,7 @@ final class CUDADevice: @unchecked Sendable {
                 _ arguments: [KernelArgument]) throws {
         let f = try function(group, name)
         guard grid.0 > 0, grid.1 > 0, grid.2 > 0 else { return }
+        try makeCurrent()
         try KernelArgument.withParameterPointers(arguments) { params in
             try check(
                 driver.cuLaunchKernel!(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,

@@ -12,6 +12,8 @@ struct GemmShape: Hashable {
     var batch: Int = 1
     var dtype: DType
     var bias: Bool = false
+    /// Smallest power-of-two alignment (≤ 256 bytes) of the A, B, C, D pointers; set by `GemmEngine.run`.
+    var alignment: Int = 256
 }
 
 /// cuBLASLt plans (descriptors + heuristic algorithm) cached per shape, and the shared workspace.
@@ -90,6 +92,11 @@ final class GemmEngine: @unchecked Sendable {
         defer { _ = api.cublasLtMatmulPreferenceDestroy!(preference) }
         var limit = UInt64(GemmEngine.workspaceBytes)
         try lt(api.cublasLtMatmulPreferenceSetAttribute!(preference, Int32(CCUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES), &limit, 8), "set MAX_WORKSPACE")
+        var alignment = UInt32(s.alignment)
+        for attribute in [CCUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CCUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                          CCUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CCUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES] {
+            try lt(api.cublasLtMatmulPreferenceSetAttribute!(preference, Int32(attribute), &alignment, 4), "set MIN_ALIGNMENT")
+        }
         var result = cublasLtMatmulHeuristicResult_t()
         var returned: Int32 = 0
         let status = api.cublasLtMatmulAlgoGetHeuristic!(device.ltHandle, desc, a, b, d, d, preference, 1, &result, &returned)
@@ -101,9 +108,13 @@ final class GemmEngine: @unchecked Sendable {
     }
 
     /// Enqueues the product. `c` (shaped like D, beta = 1) may be nil; `bias` requires `shape.bias`.
-    func run(_ shape: GemmShape, a: CUdeviceptr, b: CUdeviceptr, c: CUdeviceptr?, d: CUdeviceptr,
+    func run(_ requested: GemmShape, a: CUdeviceptr, b: CUdeviceptr, c: CUdeviceptr?, d: CUdeviceptr,
              bias: CUdeviceptr? = nil, alpha: Float = 1) throws {
-        guard shape.m > 0, shape.n > 0 else { return }
+        guard requested.m > 0, requested.n > 0 else { return }
+        var shape = requested
+        var bits = 8
+        for pointer in [a, b, c ?? d, d] where pointer != 0 { bits = min(bits, pointer.trailingZeroBitCount) }
+        shape.alignment = 1 << bits
         try device.makeCurrent()
         try plans.withLock { cache in
             let plan: Plan
