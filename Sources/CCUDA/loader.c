@@ -86,9 +86,13 @@ static void *try_open(const char *dir, const char *name, int isNVRTC, char *last
     return handle;
 }
 
-static void *open_library(ccuda_library_state *s, int isNVRTC) {
+static void *open_library(ccuda_library_state *s, int isNVRTC, const char *extraPath) {
     char lastError[512] = {0};
-    const char *env = getenv("SSD_CUDA_LIBRARY_PATH");
+    const char *envValue = getenv("SSD_CUDA_LIBRARY_PATH");
+    char envBuffer[4096];
+    snprintf(envBuffer, sizeof envBuffer, "%s%s%s", extraPath ? extraPath : "", (extraPath && envValue) ? ":" : "",
+             envValue ? envValue : "");
+    const char *env = envBuffer[0] ? envBuffer : NULL;
     /* 1. $SSD_CUDA_LIBRARY_PATH */
     if (env && *env) {
         char *copy = strdup(env);
@@ -134,6 +138,11 @@ static void *open_library(ccuda_library_state *s, int isNVRTC) {
 }
 
 const void *ccuda_load(CCUDALibrary library, char *message, size_t messageLength, char *path, size_t pathLength) {
+    return ccuda_load_searching(library, NULL, message, messageLength, path, pathLength);
+}
+
+const void *ccuda_load_searching(CCUDALibrary library, const char *extraPath, char *message, size_t messageLength, char *path,
+                                 size_t pathLength) {
     if ((int)library < 0 || (int)library > 3) {
         if (message && messageLength) snprintf(message, messageLength, "unknown CUDA library %d", (int)library);
         return NULL;
@@ -142,7 +151,7 @@ const void *ccuda_load(CCUDALibrary library, char *message, size_t messageLength
     ccuda_library_state *s = &states[library];
     if (!s->attempted) {
         s->attempted = 1;
-        void *handle = open_library(s, library == CCUDA_LIBRARY_NVRTC);
+        void *handle = open_library(s, library == CCUDA_LIBRARY_NVRTC, extraPath);
         if (handle) {
             char *table = (char *)tables[library];
             int ok = 1;
@@ -171,7 +180,13 @@ const void *ccuda_load(CCUDALibrary library, char *message, size_t messageLength
 
 #else
 const void *ccuda_load(CCUDALibrary library, char *message, size_t messageLength, char *path, size_t pathLength) {
+    return ccuda_load_searching(library, 0, message, messageLength, path, pathLength);
+}
+
+const void *ccuda_load_searching(CCUDALibrary library, const char *extraPath, char *message, size_t messageLength, char *path,
+                                 size_t pathLength) {
     (void)library;
+    (void)extraPath;
     if (message && messageLength) {
         const char *text = "CUDA is only supported on Linux";
         size_t i = 0;

@@ -9,10 +9,11 @@ struct CUDALibrary<API>: @unchecked Sendable {
     let path: String
 
     /// Opens `library` (cached per process) or throws `backendUnavailable` naming what is missing.
-    static func load(_ library: CCUDALibrary, as: API.Type) throws -> CUDALibrary<API> {
+    /// `searching` folders are tried before `SSD_CUDA_LIBRARY_PATH`'s.
+    static func load(_ library: CCUDALibrary, as: API.Type, searching: String? = nil) throws -> CUDALibrary<API> {
         var message = [CChar](repeating: 0, count: 2048)
         var path = [CChar](repeating: 0, count: 1024)
-        guard let table = ccuda_load(library, &message, message.count, &path, path.count) else {
+        guard let table = ccuda_load_searching(library, searching, &message, message.count, &path, path.count) else {
             throw TensorError.backendUnavailable(backend: "cuda", reason: string(message))
         }
         return CUDALibrary(api: table.assumingMemoryBound(to: API.self).pointee, path: string(path))

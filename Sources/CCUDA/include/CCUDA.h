@@ -240,6 +240,10 @@ typedef enum {
  */
 const void *ccuda_load(CCUDALibrary library, char *message, size_t messageLength, char *path, size_t pathLength);
 
+/** ccuda_load() with `extraPath` (colon-separated folders, may be NULL) searched before $SSD_CUDA_LIBRARY_PATH. */
+const void *ccuda_load_searching(CCUDALibrary library, const char *extraPath, char *message, size_t messageLength,
+                                 char *path, size_t pathLength);
+
 #ifdef __cplusplus
 }
 #endif
