@@ -17,7 +17,7 @@ exec > >(tee -a "$LOG") 2>&1
 
 echo "== machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
-CUDNN_DIR=$(find / -xdev \( -path /proc -o -path /sys \) -prune -o -name 'libcudnn.so.9' -print 2>/dev/null | head -n 1 | xargs -r dirname)
+CUDNN_DIR=$(find /usr /opt -name 'libcudnn.so.9' 2>/dev/null | head -n 1 | xargs -r dirname)
 CUDA_LIB=$(ls -d /usr/local/cuda-13*/targets/x86_64-linux/lib /usr/local/cuda/lib64 2>/dev/null | head -n 1)
 export SSD_CUDA_LIBRARY_PATH="${CUDA_LIB}${CUDNN_DIR:+:$CUDNN_DIR}"
 export LD_LIBRARY_PATH="${SSD_CUDA_LIBRARY_PATH}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
