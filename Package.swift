@@ -32,7 +32,9 @@ let package = Package(
             name: "SSDPipeline",
             dependencies: ["SSDTensor", "SSDTokenizer", "SSDModels", "SSDSchedulers", "SSDCPUBackend", "SSDCUDABackend"]),
         .executableTarget(name: "ssd1b", dependencies: ["SSDPipeline", "SSDTensor", "SSDTokenizer", "SSDModels", "SSDSchedulers", "SSDCPUBackend", "SSDCUDABackend"]),
-        .executableTarget(name: "ssd-bench", dependencies: ["SSDPipeline"], path: "Benchmarks/Sources/ssd-bench"),
+        .executableTarget(
+            name: "ssd-bench", dependencies: ["SSDPipeline", "SSDTensor", "SSDCPUBackend", "CSSDKernels"],
+            path: "Benchmarks/Sources/ssd-bench"),
         .testTarget(name: "SSDTensorTests", dependencies: ["SSDTensor"]),
         .testTarget(name: "SSDTokenizerTests", dependencies: ["SSDTokenizer"]),
         .testTarget(name: "SSDModelsTests", dependencies: ["SSDModels"]),

@@ -101,3 +101,14 @@ void ssd_online_softmax(float *s, long rows, long cols, long cols_padded, long l
 }
 #endif
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Peak-throughput probes for the benchmark: `iterations` rounds of independent FMAs
+ * (fp32) or vdpbf16ps (bf16) at the active level; return the floating-point operations done. */
+double ssd_peak_probe_f32(long iterations);
+double ssd_peak_probe_bf16(long iterations);
+#ifdef __cplusplus
+}
+#endif
