@@ -47,7 +47,7 @@ typedef struct ssd_gemm_args {
     const float *bias;           /* [n] or NULL: added at the end */
     const float *residual;       /* [m × ldr] or NULL: added at the end */
     long ldr;
-    void *scratch;               /* bf16 GEMM: m·(k+1)·2 + 64 bytes for the converted A */
+    void *scratch;               /* bf16 GEMM: round_up(m, 6)·(k+1)·2 + 64 bytes for the converted A */
 } ssd_gemm_args;
 
 /* Best level this CPU supports / the level in use. */
