@@ -59,21 +59,21 @@ int ssd_set_isa(int level) {
     return active_level;
 }
 
-/* Macro-kernel: panels outer (the k × 64 panel stays in L1), row tiles inner. */
+/* Macro-kernel. Row tiles outer: the 6 × k slice of A stays in L1 while the k × n block of
+ * B streams from L2. */
 void ssd_sgemm(const ssd_gemm_args *g) {
     const float *rows[SSD_MR];
     ssd_epilogue e = {g->alpha, g->accumulate, NULL, NULL, g->ldr};
     long panels = (g->n + SSD_NR - 1) / SSD_NR;
-    for (long jp = 0; jp < panels; jp++) {
-        long col = jp * SSD_NR;
-        int nr = (int)(g->n - col < SSD_NR ? g->n - col : SSD_NR);
-        const float *bp = (const float *)g->b + jp * g->b_panel_stride;
-        e.bias = g->bias ? g->bias + col : NULL;
-        for (long i0 = 0; i0 < g->m; i0 += SSD_MR) {
-            int mr = (int)(g->m - i0 < SSD_MR ? g->m - i0 : SSD_MR);
-            for (int i = 0; i < SSD_MR; i++) rows[i] = g->a_rows[i0 + (i < mr ? i : 0)] + g->a_offset;
+    for (long i0 = 0; i0 < g->m; i0 += SSD_MR) {
+        int mr = (int)(g->m - i0 < SSD_MR ? g->m - i0 : SSD_MR);
+        for (int i = 0; i < SSD_MR; i++) rows[i] = g->a_rows[i0 + (i < mr ? i : 0)] + g->a_offset;
+        for (long jp = 0; jp < panels; jp++) {
+            long col = jp * SSD_NR;
+            int nr = (int)(g->n - col < SSD_NR ? g->n - col : SSD_NR);
+            e.bias = g->bias ? g->bias + col : NULL;
             e.residual = g->residual ? g->residual + i0 * g->ldr + col : NULL;
-            uk_f32(g->k, rows, bp, g->c + i0 * g->ldc + col, g->ldc, mr, nr, &e);
+            uk_f32(g->k, rows, (const float *)g->b + jp * g->b_panel_stride, g->c + i0 * g->ldc + col, g->ldc, mr, nr, &e);
         }
     }
 }
@@ -85,7 +85,7 @@ static inline uint16_t to_bf16(float f) {
     return (uint16_t)((x + 0x7FFFu + ((x >> 16) & 1)) >> 16);
 }
 
-/* bf16 macro-kernel: converts A once into [tile][k/2][SSD_MR] pairs, then panels outer. */
+/* bf16 macro-kernel: converts A once into [tile][k/2][SSD_MR] pairs, then row tiles outer. */
 void ssd_bf16gemm(const ssd_gemm_args *g) {
     long kp = (g->k + 1) / 2;
     long tiles = (g->m + SSD_MR - 1) / SSD_MR;
@@ -105,16 +105,16 @@ void ssd_bf16gemm(const ssd_gemm_args *g) {
     }
     ssd_epilogue e = {g->alpha, g->accumulate, NULL, NULL, g->ldr};
     long panels = (g->n + SSD_NR - 1) / SSD_NR;
-    for (long jp = 0; jp < panels; jp++) {
-        long col = jp * SSD_NR;
-        int nr = (int)(g->n - col < SSD_NR ? g->n - col : SSD_NR);
-        const uint16_t *bp = (const uint16_t *)g->b + jp * g->b_panel_stride;
-        e.bias = g->bias ? g->bias + col : NULL;
-        for (long t = 0; t < tiles; t++) {
-            long i0 = t * SSD_MR;
-            int mr = (int)(g->m - i0 < SSD_MR ? g->m - i0 : SSD_MR);
+    for (long t = 0; t < tiles; t++) {
+        long i0 = t * SSD_MR;
+        int mr = (int)(g->m - i0 < SSD_MR ? g->m - i0 : SSD_MR);
+        for (long jp = 0; jp < panels; jp++) {
+            long col = jp * SSD_NR;
+            int nr = (int)(g->n - col < SSD_NR ? g->n - col : SSD_NR);
+            e.bias = g->bias ? g->bias + col : NULL;
             e.residual = g->residual ? g->residual + i0 * g->ldr + col : NULL;
-            uk_bf16(kp, ap + t * kp * SSD_MR, bp, g->c + i0 * g->ldc + col, g->ldc, mr, nr, &e);
+            uk_bf16(kp, ap + t * kp * SSD_MR, (const uint16_t *)g->b + jp * g->b_panel_stride,
+                    g->c + i0 * g->ldc + col, g->ldc, mr, nr, &e);
         }
     }
 }

@@ -6,10 +6,26 @@
 #define SSD_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 #define SSD_AVX512BF16 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma,avx512bf16")))
 
-/* Stores the 6×64 accumulators through the epilogue; nr < 64 uses lane masks. */
+/* Stores the 6×64 accumulators through the epilogue: a fully unrolled path for whole tiles
+ * (the accumulators stay in registers), lane masks for edge tiles. */
 #define SSD_STORE_TILE(ACC)                                                            \
     do {                                                                               \
         __m512 valpha = _mm512_set1_ps(e->alpha);                                     \
+        if (mr == 6 && nr == 64) {                                                     \
+            _Pragma("clang loop unroll(full)")                                         \
+            for (int i = 0; i < 6; i++) {                                              \
+                float *crow = c + i * ldc;                                             \
+                _Pragma("clang loop unroll(full)")                                     \
+                for (int j = 0; j < 4; j++) {                                          \
+                    __m512 v = _mm512_mul_ps(ACC[i][j], valpha);                       \
+                    if (e->accumulate) v = _mm512_add_ps(v, _mm512_loadu_ps(crow + 16 * j)); \
+                    if (e->bias) v = _mm512_add_ps(v, _mm512_loadu_ps(e->bias + 16 * j)); \
+                    if (e->residual) v = _mm512_add_ps(v, _mm512_loadu_ps(e->residual + i * e->ldr + 16 * j)); \
+                    _mm512_storeu_ps(crow + 16 * j, v);                                \
+                }                                                                      \
+            }                                                                          \
+            break;                                                                     \
+        }                                                                              \
         for (int i = 0; i < mr; i++) {                                                 \
             float *crow = c + i * ldc;                                                 \
             for (int j = 0; j < 4; j++) {                                              \
@@ -26,6 +42,14 @@
         }                                                                              \
     } while (0)
 
+/* Prefetches the C tile that the epilogue will read. */
+#define SSD_PREFETCH_C()                                                               \
+    do {                                                                               \
+        if (e->accumulate)                                                             \
+            for (int i = 0; i < mr; i++)                                               \
+                for (int j = 0; j < 4; j++) _mm_prefetch((const char *)(c + i * ldc + 16 * j), _MM_HINT_T0); \
+    } while (0)
+
 SSD_AVX512
 void ssd_uk_f32_avx512(long k, const float *const *a, const float *b, float *c, long ldc,
                        int mr, int nr, const ssd_epilogue *e) {
@@ -33,6 +57,7 @@ void ssd_uk_f32_avx512(long k, const float *const *a, const float *b, float *c, 
     for (int i = 0; i < 6; i++)
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+    SSD_PREFETCH_C();
     for (long p = 0; p < k; p++) {
         const float *bp = b + p * 64;
         __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
@@ -56,6 +81,7 @@ void ssd_uk_bf16_avx512(long kp, const uint32_t *a, const uint16_t *b, float *c,
     __m512 acc[6][4];
     for (int i = 0; i < 6; i++)
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    SSD_PREFETCH_C();
     for (long p = 0; p < kp; p++) {
         const uint16_t *bp = b + p * 128;
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp), b1 = (__m512bh)_mm512_loadu_si512(bp + 32);

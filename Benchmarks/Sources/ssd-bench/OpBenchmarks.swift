@@ -26,6 +26,8 @@ func benchVariants(_ args: Arguments) -> [(String, CPUBackend, Bool)] {
     func add(_ name: String, _ o: CPUBackendOptions, bf16: Bool = false) {
         var o = o
         o.threads = threads
+        let bl = args.ints("blocking", [])
+        if bl.count == 3 { o.blocking = (mc: bl[0], nc: bl[1], kc: bl[2]) }
         if let b = try? CPUBackend(options: o) { list.append((name, b, bf16)) }
     }
     if !args.flags.contains("openblas-only") {
