@@ -6,8 +6,8 @@
 #define SSD_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 #define SSD_AVX512BF16 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma,avx512bf16")))
 
-/* Stores the 6×64 accumulators through the epilogue: a fully unrolled path for whole tiles
- * (the accumulators stay in registers), lane masks for edge tiles. */
+/* Stores the 6×64 accumulators through the epilogue: whole tiles fully unrolled (the
+ * accumulators stay in registers); edge tiles go through a stack copy with lane masks. */
 #define SSD_STORE_TILE(ACC)                                                            \
     do {                                                                               \
         __m512 valpha = _mm512_set1_ps(e->alpha);                                     \
@@ -24,20 +24,26 @@
                     _mm512_storeu_ps(crow + 16 * j, v);                                \
                 }                                                                      \
             }                                                                          \
-            break;                                                                     \
-        }                                                                              \
-        for (int i = 0; i < mr; i++) {                                                 \
-            float *crow = c + i * ldc;                                                 \
-            for (int j = 0; j < 4; j++) {                                              \
-                int lo = j * 16;                                                       \
-                if (lo >= nr) break;                                                   \
-                int cnt = nr - lo < 16 ? nr - lo : 16;                                 \
-                __mmask16 mk = (__mmask16)(cnt == 16 ? 0xFFFF : ((1u << cnt) - 1));    \
-                __m512 v = _mm512_mul_ps(ACC[i][j], valpha);                           \
-                if (e->accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, crow + lo)); \
-                if (e->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, e->bias + lo)); \
-                if (e->residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, e->residual + i * e->ldr + lo)); \
-                _mm512_mask_storeu_ps(crow + lo, mk, v);                               \
+        } else {                                                                       \
+            float tile[6][64];                                                         \
+            _Pragma("clang loop unroll(full)")                                         \
+            for (int i = 0; i < 6; i++) {                                              \
+                _Pragma("clang loop unroll(full)")                                     \
+                for (int j = 0; j < 4; j++) _mm512_storeu_ps(&tile[i][16 * j], ACC[i][j]); \
+            }                                                                          \
+            for (int i = 0; i < mr; i++) {                                             \
+                float *crow = c + i * ldc;                                             \
+                for (int j = 0; j < 4; j++) {                                          \
+                    int lo = j * 16;                                                   \
+                    if (lo >= nr) break;                                               \
+                    int cnt = nr - lo < 16 ? nr - lo : 16;                             \
+                    __mmask16 mk = (__mmask16)(cnt == 16 ? 0xFFFF : ((1u << cnt) - 1)); \
+                    __m512 v = _mm512_mul_ps(_mm512_loadu_ps(&tile[i][lo]), valpha);   \
+                    if (e->accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, crow + lo)); \
+                    if (e->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, e->bias + lo)); \
+                    if (e->residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, e->residual + i * e->ldr + lo)); \
+                    _mm512_mask_storeu_ps(crow + lo, mk, v);                           \
+                }                                                                      \
             }                                                                          \
         }                                                                              \
     } while (0)

@@ -26,7 +26,7 @@ extension CPUBackend {
         var packedK = [PackedWeight?](repeating: nil, count: pairs), packedV = packedK
         packedK.withUnsafeMutableBufferPointer { pk in
             packedV.withUnsafeMutableBufferPointer { pv in
-                Parallel.forEach(pairs * 2) { t in
+                parallelFor(pairs * 2) { t in
                     let pair = t / 2, bi = pair / heads, h = pair % heads
                     let base = bi * nk * width + h * d
                     if t % 2 == 0 {
@@ -40,7 +40,7 @@ extension CPUBackend {
         let bq = Self.attentionQueryBlock, bk = Self.attentionKeyBlock
         let qBlocks = (nq + bq - 1) / bq
         let tasks = pairs * qBlocks
-        Parallel.forEachChunk(tasks, minimumChunk: 1) { range in
+        parallelChunks(tasks, minimumChunk: 1) { range in
             let s = UnsafeMutablePointer<Float>.allocate(capacity: bq * bk)
             let o = UnsafeMutablePointer<Float>.allocate(capacity: bq * d)
             let m = UnsafeMutablePointer<Float>.allocate(capacity: bq), l = UnsafeMutablePointer<Float>.allocate(capacity: bq)

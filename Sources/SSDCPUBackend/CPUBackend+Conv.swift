@@ -34,7 +34,7 @@ extension CPUBackend {
         var src = xp
         if padding > 0 {
             let p = UnsafeMutablePointer<Float>.allocate(capacity: b * hp * wp * cin)
-            Parallel.forEach(b * hp) { row in
+            parallelFor(b * hp) { row in
                 let iy = row % hp - padding, bi = row / hp
                 let dst = p + row * wp * cin
                 if iy < 0 || iy >= h {

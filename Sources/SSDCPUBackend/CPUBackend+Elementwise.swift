@@ -12,7 +12,7 @@ extension CPUBackend {
         case .gelu: code = Int32(SSD_ACT_GELU)
         case .quickGELU: code = Int32(SSD_ACT_QUICK_GELU)
         }
-        Parallel.forEachChunk(x.count, minimumChunk: 1 << 14) { r in
+        parallelChunks(x.count, minimumChunk: 1 << 14) { r in
             ssd_activation(xp + r.lowerBound, y + r.lowerBound, r.count, code)
         }
         return out
@@ -27,7 +27,7 @@ extension CPUBackend {
         let n = last / 2, rows = x.count / max(last, 1)
         let out = allocate(Array(x.shape.dropLast()) + [n])
         let y = try out.cpuBuffer("geglu").floats
-        Parallel.forEachChunk(rows, minimumChunk: max(1, 8192 / max(n, 1))) { r in
+        parallelChunks(rows, minimumChunk: max(1, 8192 / max(n, 1))) { r in
             ssd_geglu(xp + r.lowerBound * last, y + r.lowerBound * n, r.count, n)
         }
         return out
@@ -37,7 +37,7 @@ extension CPUBackend {
         let xp = try x.cpuFloats("affine")
         let out = allocate(x.shape)
         let y = try out.cpuBuffer("affine").floats
-        Parallel.forEachChunk(x.count, minimumChunk: 1 << 16) { r in
+        parallelChunks(x.count, minimumChunk: 1 << 16) { r in
             ssd_affine(xp + r.lowerBound, y + r.lowerBound, r.count, scale, shift)
         }
         return out
@@ -88,7 +88,7 @@ extension CPUBackend {
         let outerRank = axis + 1
         let outer = total / inner
         let opCode = op
-        Parallel.forEachChunk(outer, minimumChunk: max(1, (1 << 15) / inner)) { range in
+        parallelChunks(outer, minimumChunk: max(1, (1 << 15) / inner)) { range in
             for o in range {
                 var rem = o, offA = 0, offB = 0
                 for d in stride(from: outerRank - 1, through: 0, by: -1) {

@@ -9,7 +9,7 @@ extension PackedWeight {
         self.init(emptyPanels: n, depth: k, counter: counter)
         let nr = Int(SSD_NR)
         let out = buffer.floats, stride = panelStride
-        Parallel.forEach(panels) { p in
+        for p in 0..<panels {
             let dst = out + p * stride
             let cols = min(nr, n - p * nr)
             for kk in 0..<k {
@@ -79,7 +79,7 @@ extension CPUBackend {
             var r0 = 0
             while r0 < m {
                 let rb = min(tile, m - r0)
-                Parallel.forEachChunk(rb, minimumChunk: 32) { range in
+                parallelChunks(rb, minimumChunk: 32) { range in
                     for r in range {
                         for s in 0..<w.kernelH {
                             (buf + r * k + s * segLen).update(from: rows.row(r0 + r, segment: s), count: segLen)
@@ -91,7 +91,7 @@ extension CPUBackend {
             }
         }
         if ep.bias != nil || ep.residual != nil {
-            Parallel.forEachChunk(m, minimumChunk: 16) { range in
+            parallelChunks(m, minimumChunk: 16) { range in
                 for r in range {
                     let row = c + r * n
                     if let b = ep.bias { for j in 0..<n { row[j] += b[j] } }
@@ -133,7 +133,7 @@ extension CPUBackend {
         defer { aTransposed?.deallocate() }
         if transposeA {
             let t = UnsafeMutablePointer<Float>.allocate(capacity: max(batch * m * k, 1))
-            Parallel.forEach(batch) { i in
+            parallelFor(batch) { i in
                 for r in 0..<k { for c in 0..<m { t[i * m * k + c * k + r] = ap[i * m * k + r * m + c] } }
             }
             aTransposed = t

@@ -44,7 +44,7 @@ extension CPUBackend {
             return g
         }
         func pass(_ body: @escaping (UnsafePointer<Float>, Int, UnsafeMutablePointer<Double>, Int) -> Void) {
-            Parallel.forEach(b * chunks) { t in
+            parallelFor(b * chunks) { t in
                 let bi = t / chunks, ch = t % chunks
                 let r0 = ch * chunkRows, r1 = min(rows, r0 + chunkRows)
                 let p = partial + t * c
@@ -66,7 +66,7 @@ extension CPUBackend {
                 shift[bi * c + j] = beta[j] - mean[bi * c + j] * rstd * gamma[j]
             }
         }
-        Parallel.forEach(b * chunks) { t in
+        parallelFor(b * chunks) { t in
             let bi = t / chunks, ch = t % chunks
             let r0 = ch * chunkRows, r1 = min(rows, r0 + chunkRows)
             let off = (bi * rows + r0) * c
@@ -84,7 +84,7 @@ extension CPUBackend {
         let gamma = try weight.cpuFloats(op), beta = try bias.cpuFloats(op)
         let out = allocate(x.shape)
         let y = try out.cpuBuffer(op).floats
-        Parallel.forEachChunk(x.count / n, minimumChunk: 8) { rows in
+        parallelChunks(x.count / n, minimumChunk: 8) { rows in
             for r in rows { ssd_layer_norm_row(xp + r * n, y + r * n, n, gamma, beta, epsilon) }
         }
         return out
@@ -98,7 +98,7 @@ extension CPUBackend {
         let nq = causal ? x.shape[x.rank - 2] : 1
         let out = allocate(x.shape)
         let y = try out.cpuBuffer(op).floats
-        Parallel.forEachChunk(x.count / n, minimumChunk: 8) { rows in
+        parallelChunks(x.count / n, minimumChunk: 8) { rows in
             for r in rows {
                 let valid = causal ? min(n, r % nq + 1) : n
                 ssd_softmax_row(xp + r * n, y + r * n, n, valid)

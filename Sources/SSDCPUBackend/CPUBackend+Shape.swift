@@ -27,7 +27,7 @@ extension CPUBackend {
             let src = try t.cpuBuffer(op).pointer
             let row = t.shape[ax] * inner * es
             let off = offset
-            Parallel.forEachChunk(outer, minimumChunk: max(1, (1 << 16) / max(row, 1))) { r in
+            parallelChunks(outer, minimumChunk: max(1, (1 << 16) / max(row, 1))) { r in
                 for o in r { (dst + o * rowOut + off).copyMemory(from: src + o * row, byteCount: row) }
             }
             offset += row
@@ -49,7 +49,7 @@ extension CPUBackend {
         let out = allocate(shape, x.dtype)
         let dst = try out.cpuBuffer(op).pointer
         let rowIn = x.shape[ax] * inner * es, rowOut = range.count * inner * es, start = range.lowerBound * inner * es
-        Parallel.forEachChunk(outer, minimumChunk: max(1, (1 << 16) / max(rowOut, 1))) { r in
+        parallelChunks(outer, minimumChunk: max(1, (1 << 16) / max(rowOut, 1))) { r in
             for o in r { (dst + o * rowOut).copyMemory(from: src + o * rowIn + start, byteCount: rowOut) }
         }
         return out
@@ -76,7 +76,7 @@ extension CPUBackend {
         let outerShape = Array(shape[..<keep])
         let srcStrides = dims[..<keep].map { inStrides[$0] * x.dtype.byteSize }
         let count = outerShape.reduce(1, *)
-        Parallel.forEachChunk(count, minimumChunk: max(1, (1 << 14) / block)) { r in
+        parallelChunks(count, minimumChunk: max(1, (1 << 14) / block)) { r in
             for o in r {
                 var rem = o, off = 0
                 for d in stride(from: keep - 1, through: 0, by: -1) {
@@ -98,7 +98,7 @@ extension CPUBackend {
         let out = allocate([b, 2 * h, 2 * w, c], x.dtype)
         let dst = try out.cpuBuffer(op).pointer
         let px = c * x.dtype.byteSize
-        Parallel.forEach(b * h) { row in
+        parallelFor(b * h) { row in
             let s = src + row * w * px
             let d0 = dst + (row * 2) * 2 * w * px
             for ix in 0..<w {

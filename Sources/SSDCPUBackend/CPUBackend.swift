@@ -186,3 +186,23 @@ func convertElements(from src: UnsafeRawPointer, _ from: DType, to dst: UnsafeMu
 func chunked(_ n: Int, _ body: (Int, Int) -> Void) {
     Parallel.forEachChunk(n, minimumChunk: 1 << 16) { r in body(r.lowerBound, r.count) }
 }
+
+extension CPUBackend {
+    /// `body(i)` for `i` in `0..<count` over the worker threads (serial with one thread).
+    func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+        if options.threads == 1 {
+            for i in 0..<count { body(i) }
+        } else {
+            Parallel.forEach(count, body)
+        }
+    }
+
+    /// `body` on contiguous chunks of `0..<count` (at least `minimumChunk` each) over the worker threads.
+    func parallelChunks(_ count: Int, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+        if options.threads == 1 {
+            if count > 0 { body(0..<count) }
+        } else {
+            Parallel.forEachChunk(count, minimumChunk: minimumChunk, body)
+        }
+    }
+}

@@ -41,14 +41,14 @@ extension CPUBackend {
         if m >= threads * 48 || panels < threads {
             let tasks = min(threads, (m + 5) / 6)
             let per = ((m + tasks - 1) / tasks + 5) / 6 * 6
-            Parallel.forEach(tasks) { t in
+            parallelFor(tasks) { t in
                 let r0 = t * per, r1 = min(m, r0 + per)
                 if r0 < r1 { gemmTask(a, rows: r0..<r1, columns: 0..<w.n, w, c, ldc, epilogue) }
             }
         } else {
             let tasks = min(threads, panels)
             let per = (panels + tasks - 1) / tasks
-            Parallel.forEach(tasks) { t in
+            parallelFor(tasks) { t in
                 let c0 = t * per * nr, c1 = min(w.n, (t + 1) * per * nr)
                 if c0 < c1 { gemmTask(a, rows: 0..<m, columns: c0..<c1, w, c, ldc, epilogue) }
             }
