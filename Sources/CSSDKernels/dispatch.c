@@ -17,6 +17,9 @@ static int detect(void) {
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
         level = SSD_ISA_AVX512;
     if (level == SSD_ISA_AVX512 && __builtin_cpu_supports("avx512bf16")) level = SSD_ISA_AVX512_BF16;
+    if (level == SSD_ISA_AVX512_BF16 && __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") &&
+        ssd_amx_request())
+        level = SSD_ISA_AMX_BF16;
     return level;
 #elif defined(__aarch64__)
     return SSD_ISA_NEON;
@@ -46,7 +49,7 @@ __attribute__((constructor)) static void ssd_kernels_init(void) {
 
 int ssd_isa_detected(void) { return detected_level; }
 int ssd_isa(void) { return active_level; }
-int ssd_bf16_native(void) { return active_level == SSD_ISA_AVX512_BF16; }
+int ssd_bf16_native(void) { return active_level >= SSD_ISA_AVX512_BF16; }
 
 int ssd_set_isa(int level) {
     if (level > detected_level) level = detected_level;
@@ -87,6 +90,9 @@ static inline uint16_t to_bf16(float f) {
 
 /* bf16 macro-kernel: converts A once into [tile][k/2][SSD_MR] pairs, then row tiles outer. */
 void ssd_bf16gemm(const ssd_gemm_args *g) {
+#if defined(__x86_64__)
+    if (active_level == SSD_ISA_AMX_BF16) { ssd_bf16gemm_amx(g); return; }
+#endif
     long kp = (g->k + 1) / 2;
     long tiles = (g->m + SSD_MR - 1) / SSD_MR;
     uint32_t *ap = (uint32_t *)(((uintptr_t)g->scratch + 63) & ~(uintptr_t)63);

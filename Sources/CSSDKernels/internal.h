@@ -24,6 +24,8 @@ void ssd_uk_bf16_portable(long kp, const uint32_t *a, const uint16_t *b, float *
 #if defined(__x86_64__) || defined(__i386__)
 void ssd_uk_f32_avx2(long k, const float *const *a, const float *b, float *c, long ldc, int mr, int nr, const ssd_epilogue *e);
 void ssd_uk_f32_avx512(long k, const float *const *a, const float *b, float *c, long ldc, int mr, int nr, const ssd_epilogue *e);
+int ssd_amx_request(void);
+void ssd_bf16gemm_amx(const ssd_gemm_args *g);
 void ssd_uk_bf16_avx512(long kp, const uint32_t *a, const uint16_t *b, float *c, long ldc, int mr, int nr, const ssd_epilogue *e);
 #endif
 #if defined(__aarch64__)

@@ -24,14 +24,14 @@ public struct CPUBackendOptions: Sendable, Hashable {
     /// Worker threads (defaults to the online cores).
     public var threads: Int
     /// GEMM cache blocking: rows per call (`mc`), columns per block (`nc`, a multiple of 64),
-    /// depth per block (`kc`, even). The `kc × nc` block of weights stays in L2 while each 6-row
+    /// depth per block (`kc`, a multiple of 32). The `kc × nc` block of weights stays in L2 while each 6-row
     /// slice of A (6 × kc) stays in L1; 512/512 measured best on a 2 MB-L2 core.
     public var blocking: (mc: Int, nc: Int, kc: Int) {
         get { (blockRows, blockColumns, blockDepth) }
         set {
             blockRows = max(6, newValue.mc)
             blockColumns = max(64, newValue.nc / 64 * 64)
-            blockDepth = max(2, newValue.kc / 2 * 2)
+            blockDepth = max(32, newValue.kc / 32 * 32)
         }
     }
     var blockRows = 960
@@ -72,11 +72,11 @@ public final class CPUBackend: ComputeBackend {
         }
     }
 
-    /// The instruction set the micro-kernels use ("avx512-bf16", "avx512", "avx2", "neon", "portable").
+    /// The instruction set the micro-kernels use ("amx-bf16", "avx512-bf16", "avx512", "avx2", "neon", "portable").
     public static var instructionSet: String { isaName(Int(ssd_isa())) }
 
     /// Restricts the micro-kernels to `level` or below for testing ("portable", "avx2", "avx512",
-    /// "avx512-bf16", "neon"); returns the level now in use. Affects every backend in the process.
+    /// "avx512-bf16", "amx-bf16", "neon"); returns the level now in use. Affects every backend in the process.
     @discardableResult
     public static func setInstructionSet(_ level: String) -> String {
         let code: Int32
@@ -85,7 +85,8 @@ public final class CPUBackend: ComputeBackend {
         case "avx2": code = Int32(SSD_ISA_AVX2)
         case "avx512": code = Int32(SSD_ISA_AVX512)
         case "neon": code = Int32(SSD_ISA_NEON)
-        default: code = Int32(SSD_ISA_AVX512_BF16)
+        case "avx512-bf16": code = Int32(SSD_ISA_AVX512_BF16)
+        default: code = Int32(SSD_ISA_AMX_BF16)
         }
         return isaName(Int(ssd_set_isa(code)))
     }
@@ -98,6 +99,7 @@ public final class CPUBackend: ComputeBackend {
         case Int(SSD_ISA_AVX2): return "avx2"
         case Int(SSD_ISA_AVX512): return "avx512"
         case Int(SSD_ISA_AVX512_BF16): return "avx512-bf16"
+        case Int(SSD_ISA_AMX_BF16): return "amx-bf16"
         case Int(SSD_ISA_NEON): return "neon"
         default: return "portable"
         }

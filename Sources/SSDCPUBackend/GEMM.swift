@@ -71,7 +71,7 @@ extension CPUBackend {
         if case .panels(let e) = w.layout, e != .f32 { convertsB = true } else { convertsB = false }
         let bScratch = UnsafeMutablePointer<Float>.allocate(capacity: convertsB ? ncBlock * kcBlock : 1)
         defer { bScratch.deallocate() }
-        let aScratchBytes = w.layout == .bf16Pairs ? (min(mc, m) + 5) / 6 * 6 * (kcBlock + 2) * 2 + 128 : 1
+        let aScratchBytes = w.layout == .bf16Pairs ? (min(mc, m) + 31) / 32 * 32 * ((kcBlock + 31) / 32 * 32 + 2) * 2 + 128 : 1
         let aScratch = UnsafeMutableRawPointer.allocate(byteCount: aScratchBytes, alignment: 64)
         defer { aScratch.deallocate() }
         let base = UnsafeRawPointer(w.buffer.pointer)

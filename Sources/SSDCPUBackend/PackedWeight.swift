@@ -10,7 +10,7 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
     enum Layout: Equatable {
         /// k × 64 panels of `element` (f32, f16 or bf16), k = `kernelH · segmentStride`.
         case panels(DType)
-        /// bf16 k-pair-interleaved panels for `vdpbf16ps` (segments padded to even length).
+        /// bf16 k-pair-interleaved panels for `vdpbf16ps` and AMX (segments zero-padded to 32).
         case bf16Pairs
         /// Row-major fp32 `[n, k]` for OpenBLAS.
         case rowMajor
@@ -30,7 +30,7 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
     let kernelH: Int
     let kernelW: Int
     let inChannels: Int
-    /// k elements of one segment as stored (kw·Cin, rounded up to even for `bf16Pairs`).
+    /// k elements of one segment as stored (kw·Cin, zero-padded to a multiple of 32 for `bf16Pairs`).
     let segmentStride: Int
     /// Stored depth: kernelH · segmentStride.
     let depth: Int
@@ -64,7 +64,8 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
         self.kernelW = kernelW
         self.inChannels = inChannels
         let seg = kernelW * inChannels
-        segmentStride = layout == .bf16Pairs ? (seg + 1) / 2 * 2 : seg
+        let align = Int(SSD_BF16_KALIGN)
+        segmentStride = layout == .bf16Pairs ? (seg + align - 1) / align * align : seg
         depth = kernelH * segmentStride
         let nr = Int(SSD_NR)
         let panelCount = (n + nr - 1) / nr

@@ -99,7 +99,7 @@ enum Variant: String, CaseIterable, CustomTestStringConvertible {
     /// Every micro-kernel variant this CPU has (the selection is process-wide; results are the same).
     @Test func everyInstructionSet() throws {
         defer { CPUBackend.resetInstructionSet() }
-        for isa in ["portable", "avx2", "avx512", "avx512-bf16", "neon"] {
+        for isa in ["portable", "avx2", "avx512", "avx512-bf16", "amx-bf16", "neon"] {
             let used = CPUBackend.setInstructionSet(isa)
             for variant in [Variant.f32, .bf16] {
                 guard let cpu = try variant.backend() else { continue }

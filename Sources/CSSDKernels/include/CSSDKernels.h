@@ -10,8 +10,8 @@
  *
  * GEMM layout: B ("weights") is packed in panels of SSD_NR = 64 columns; panel j holds the
  * k × 64 block row-major (element (p, c) at p*64 + c), zero-padded past the last column.
- * The bf16 form holds k-pairs interleaved: element (p, c) at (p/2)*128 + c*2 + p%2 (k padded
- * to even with zeros). A is given as row pointers (so convolutions can read NHWC input rows in
+ * The bf16 form holds k-pairs interleaved: element (p, c) at (p/2)*128 + c*2 + p%2, each
+ * K segment zero-padded to a multiple of SSD_BF16_KALIGN (the AMX kernel reads whole 32-deep tiles). A is given as row pointers (so convolutions can read NHWC input rows in
  * place: implicit GEMM), each pointing to k contiguous floats.
  */
 #include <stddef.h>
@@ -23,6 +23,7 @@ extern "C" {
 
 #define SSD_NR 64
 #define SSD_MR 6
+#define SSD_BF16_KALIGN 32
 
 /* Instruction-set levels (ssd_isa / ssd_set_isa). */
 enum {
@@ -30,6 +31,7 @@ enum {
     SSD_ISA_AVX2 = 1,
     SSD_ISA_AVX512 = 2,
     SSD_ISA_AVX512_BF16 = 3,
+    SSD_ISA_AMX_BF16 = 4,    /* AVX512_BF16 plus AMX tiles for the bf16 GEMM */
     SSD_ISA_NEON = 10,
 };
 
@@ -47,7 +49,7 @@ typedef struct ssd_gemm_args {
     const float *bias;           /* [n] or NULL: added at the end */
     const float *residual;       /* [m × ldr] or NULL: added at the end */
     long ldr;
-    void *scratch;               /* bf16 GEMM: round_up(m, 6)·(k+1)·2 + 64 bytes for the converted A */
+    void *scratch;               /* bf16 GEMM: round_up(m, 32)·(round_up(k, 32) + 2)·2 + 64 bytes (converted A) */
 } ssd_gemm_args;
 
 /* Best level this CPU supports / the level in use. */
