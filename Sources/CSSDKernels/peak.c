@@ -46,6 +46,33 @@ static double probe_bf16(long it) {
     (void)sink;
     return (double)it * 24 * 64;
 }
+
+typedef struct { uint8_t palette_id, start_row, reserved[14]; uint16_t colsb[16]; uint8_t rows[16]; } probe_tilecfg;
+
+__attribute__((target("amx-tile,amx-bf16")))
+static double probe_amx(long it) {
+    probe_tilecfg cfg = {0};
+    cfg.palette_id = 1;
+    for (int t = 0; t < 8; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+    _tile_loadconfig(&cfg);
+    static uint16_t zeros[16 * 32];
+    _tile_loadd(4, zeros, 64);
+    _tile_loadd(5, zeros, 64);
+    _tile_loadd(6, zeros, 64);
+    _tile_loadd(7, zeros, 64);
+    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+    for (long n = 0; n < it; n++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    float out[256];
+    _tile_stored(0, out, 64);
+    volatile float sink = out[0];
+    (void)sink;
+    return (double)it * 4 * 16 * 16 * 32 * 2;
+}
 #endif
 
 double ssd_peak_probe_f32(long it) {
@@ -60,6 +87,7 @@ double ssd_peak_probe_f32(long it) {
 
 double ssd_peak_probe_bf16(long it) {
 #if defined(__x86_64__) || defined(__i386__)
+    if (ssd_isa() >= SSD_ISA_AMX_BF16) return probe_amx(it / 16);
     if (ssd_isa() >= SSD_ISA_AVX512_BF16) return probe_bf16(it);
 #endif
     return 0;

@@ -108,7 +108,8 @@ void ssd_online_softmax(float *s, long rows, long cols, long cols_padded, long l
 extern "C" {
 #endif
 /* Peak-throughput probes for the benchmark: `iterations` rounds of independent FMAs
- * (fp32) or vdpbf16ps (bf16) at the active level; return the floating-point operations done. */
+ * (fp32) or bf16 dot products (AMX tdpbf16ps, else vdpbf16ps) at the active level; return the
+ * floating-point operations done. */
 double ssd_peak_probe_f32(long iterations);
 double ssd_peak_probe_bf16(long iterations);
 #ifdef __cplusplus
