@@ -12,12 +12,16 @@ public final class ReferenceBackend: ComputeBackend {
     /// Creates a backend; it holds no memory until tensors are uploaded.
     public init() {}
 
+    /// `"reference"`.
     public var name: String { "reference" }
 
+    /// Always `.f32`.
     public func activationDType(for component: ModelComponent) -> DType { .f32 }
 
     // MARK: Memory
 
+    /// Copies `view` into a new tensor of `dtype`: floating types convert (round to nearest even),
+    /// integers convert to floating types by value, i32 widens to i64.
     public func upload(_ view: HostTensorView, as dtype: DType) throws -> Tensor {
         let n = view.count
         let storage = ReferenceStorage(byteCount: n * dtype.byteSize, counter: counter)
@@ -42,6 +46,7 @@ public final class ReferenceBackend: ComputeBackend {
         return Tensor(shape: view.shape, dtype: dtype, storage: storage)
     }
 
+    /// The elements as Float, in the logical (PyTorch) order also for prepared weights.
     public func download(_ tensor: Tensor) throws -> [Float] {
         let storage = try referenceStorage(tensor, "download")
         let n = tensor.count
@@ -70,6 +75,8 @@ public final class ReferenceBackend: ComputeBackend {
         }
     }
 
+    /// Converts the weight to f32 (whatever `activationDType` says); linear weights are stored
+    /// `[in, out]`, conv weights `[kh, kw, Cin, Cout]`, the rest as they are.
     public func prepareWeight(_ view: HostTensorView, role: WeightRole, activationDType: DType) throws -> Tensor {
         guard view.dtype.isFloatingPoint else { throw TensorError.unsupportedDType(op: "prepareWeight \(view.name)", dtype: view.dtype) }
         let shape = view.shape
@@ -102,10 +109,13 @@ public final class ReferenceBackend: ComputeBackend {
         }
     }
 
+    /// Nothing to wait for: every op has finished when it returns.
     public func synchronize() throws {}
 
+    /// Bytes of live tensors created by this backend (scratch buffers inside ops are not counted).
     public func memoryStatistics() -> BackendMemoryStatistics { counter.statistics() }
 
+    /// Sets the peak to the current bytes.
     public func resetPeakMemory() { counter.resetPeak() }
 
     // MARK: Helpers shared by the op files

@@ -64,10 +64,9 @@ enum ReferenceGEMM {
         }
     }
 
-    /// `y[0..<n] += alpha · x[0..<n]`.
+    /// `y[0..<n] += alpha · x[0..<n]` (no shortcut for `alpha == 0`: NaN and inf propagate as in torch).
     @inline(__always)
     static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-        if alpha == 0 { return }
         for j in 0..<n { y[j] += alpha * x[j] }
     }
 

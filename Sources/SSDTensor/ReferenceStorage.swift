@@ -42,6 +42,7 @@ final class ReferenceMemoryCounter: Sendable {
 public final class ReferenceStorage: TensorStorage, @unchecked Sendable {
     /// Start of the allocation.
     let pointer: UnsafeMutableRawPointer
+    /// Size of the allocation in bytes.
     public let byteCount: Int
     let layout: ReferenceLayout
     private let counter: ReferenceMemoryCounter

@@ -6,26 +6,10 @@ import Testing
 @Suite struct ReferenceBackendTests {
     let backend = ReferenceBackend()
 
-    /// Deterministic pseudo-random values in [-1, 1).
-    static func values(_ count: Int, seed: UInt64) -> [Float] {
-        var state = seed &* 6364136223846793005 &+ 1442695040888963407
-        return (0..<count).map { _ in
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(state >> 40) / Float(1 << 23) - 1
-        }
-    }
-
-    static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        guard a.count == b.count else { return .infinity }
-        var diff = 0.0, norm = 0.0
-        for (x, y) in zip(a, b) { diff += Double(x - y) * Double(x - y); norm += Double(y) * Double(y) }
-        return (diff / max(norm, 1e-30)).squareRoot()
-    }
-
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func matmulMatchesNaiveLoops(transposeA: Bool, transposeB: Bool) throws {
         let (batch, m, k, n) = (3, 37, 300, 270)  // k and n cross the 256 blocks
-        let a = Self.values(batch * m * k, seed: 1), b = Self.values(batch * k * n, seed: 2)
+        let a = testValues(batch * m * k, seed: 1), b = testValues(batch * k * n, seed: 2)
         let ta = try backend.upload(a, shape: transposeA ? [batch, k, m] : [batch, m, k])
         let tb = try backend.upload(b, shape: transposeB ? [batch, n, k] : [batch, k, n])
         let got = try backend.download(backend.matmul(ta, tb, transposeA: transposeA, transposeB: transposeB, alpha: 0.5))
@@ -39,25 +23,25 @@ import Testing
             }
             want[(p * m + i) * n + j] = Float(0.5 * s)
         } } }
-        #expect(Self.relativeError(got, want) < 1e-6)
+        #expect(relativeError(got, want) < 1e-6)
     }
 
     @Test func linearPreparedAndPlainWeightsAgree() throws {
-        let x = try backend.upload(Self.values(5 * 40, seed: 3), shape: [5, 40])
-        let wValues = Self.values(24 * 40, seed: 4)
+        let x = try backend.upload(testValues(5 * 40, seed: 3), shape: [5, 40])
+        let wValues = testValues(24 * 40, seed: 4)
         let prepared = try backend.prepareWeight(HostBuffer.view(of: wValues, shape: [24, 40]), role: .linear, activationDType: .f32)
         let plain = try backend.upload(wValues, shape: [24, 40])
-        let bias = try backend.upload(Self.values(24, seed: 5), shape: [24])
-        let residual = try backend.upload(Self.values(5 * 24, seed: 6), shape: [5, 24])
+        let bias = try backend.upload(testValues(24, seed: 5), shape: [24])
+        let residual = try backend.upload(testValues(5 * 24, seed: 6), shape: [5, 24])
         let a = try backend.download(backend.linear(x, weight: prepared, bias: bias, residual: residual))
         let b = try backend.download(backend.linear(x, weight: plain, bias: bias, residual: residual))
-        #expect(Self.relativeError(a, b) < 1e-6)
+        #expect(relativeError(a, b) < 1e-6)
         #expect(try backend.download(prepared) == wValues)
     }
 
     @Test func convPreparedAndPlainWeightsAgreeWithNaiveLoops() throws {
         let (b, h, w, cin, cout) = (2, 7, 5, 6, 9)
-        let xv = Self.values(b * h * w * cin, seed: 7), wv = Self.values(cout * cin * 9, seed: 8)
+        let xv = testValues(b * h * w * cin, seed: 7), wv = testValues(cout * cin * 9, seed: 8)
         let x = try backend.upload(xv, shape: [b, h, w, cin])
         let prepared = try backend.prepareWeight(HostBuffer.view(of: wv, shape: [cout, cin, 3, 3]), role: .conv2d, activationDType: .f32)
         let plain = try backend.upload(wv, shape: [cout, cin, 3, 3])
@@ -78,16 +62,16 @@ import Testing
                 } } }
                 want[((n * ho + oy) * wo + ox) * cout + o] = s
             } } } }
-            #expect(Self.relativeError(try backend.download(y1), want) < 1e-6)
-            #expect(Self.relativeError(y2, want) < 1e-6)
+            #expect(relativeError(try backend.download(y1), want) < 1e-6)
+            #expect(relativeError(y2, want) < 1e-6)
         }
     }
 
     @Test func attentionMatchesDefaultComposition() throws {
         let (b, nq, nk, heads, d) = (2, 70, 13, 3, 8)
-        let q = try backend.upload(Self.values(b * nq * heads * d, seed: 9), shape: [b, nq, heads * d])
-        let k = try backend.upload(Self.values(b * nk * heads * d, seed: 10), shape: [b, nk, heads * d])
-        let v = try backend.upload(Self.values(b * nk * heads * d, seed: 11), shape: [b, nk, heads * d])
+        let q = try backend.upload(testValues(b * nq * heads * d, seed: 9), shape: [b, nq, heads * d])
+        let k = try backend.upload(testValues(b * nk * heads * d, seed: 10), shape: [b, nk, heads * d])
+        let v = try backend.upload(testValues(b * nk * heads * d, seed: 11), shape: [b, nk, heads * d])
         let direct = try backend.download(backend.attention(query: q, key: k, value: v, heads: heads, scale: 0.3, causal: false))
         // The protocol's default composition (matmul, softmax, matmul).
         func split(_ t: Tensor, _ n: Int) throws -> Tensor {
@@ -96,7 +80,7 @@ import Testing
         let scores = try backend.matmul(split(q, nq), split(k, nk), transposeA: false, transposeB: true, alpha: 0.3)
         let outs = try backend.matmul(backend.softmax(scores, causal: false), split(v, nk), transposeA: false, transposeB: false, alpha: 1)
         let composed = try backend.download(backend.permute(outs.reshaped([b, heads, nq, d]), [0, 2, 1, 3]))
-        #expect(Self.relativeError(direct, composed) < 1e-6)
+        #expect(relativeError(direct, composed) < 1e-6)
     }
 
     @Test func validationErrors() throws {
@@ -113,6 +97,10 @@ import Testing
         #expect(throws: TensorError.self) { try backend.geglu(x) }
         let half = try backend.convert(x, to: .f16)
         #expect(throws: TensorError.unsupportedDType(op: "activation", dtype: .f16)) { try backend.activation(half, .silu) }
+        let prepared = try backend.prepareWeight(HostBuffer.view(of: [1, 2, 3, 4, 5, 6, 7, 8], shape: [2, 4]), role: .linear, activationDType: .f32)
+        #expect(throws: TensorError.self) { try backend.activation(prepared, .silu) }
+        #expect(throws: TensorError.self) { try backend.conv2d(x, weight: prepared, bias: nil, padding: 0) }
+        #expect(throws: TensorError.self) { try backend.attention(query: w, key: w, value: w, heads: 1, scale: 1, causal: false) }
         let foreign = Tensor(shape: [1, 2, 2, 3], dtype: .f32, storage: HostBuffer(byteCount: 48))
         #expect(throws: TensorError.foreignTensor(op: "activation", backend: "reference")) { try backend.activation(foreign, .silu) }
     }

@@ -1,0 +1,151 @@
+/// `EulerDiscreteScheduler` (SDXL's and SSD-1B's default) and `EulerAncestralDiscreteScheduler`
+/// (diffusers `scheduling_euler_discrete.py`, `scheduling_euler_ancestral_discrete.py`, 0.42):
+/// first-order steps of the probability-flow ODE in σ, x ← x + (x − x₀)/σ·(σ_next − σ); the
+/// ancestral variant steps to σ_down and adds fresh noise of σ_up (k-diffusion `sample_euler_ancestral`).
+///
+/// Configuration keys: `num_train_timesteps`, `beta_start`, `beta_end`, `beta_schedule`,
+/// `trained_betas`, `rescale_betas_zero_snr`, `prediction_type`, `timestep_spacing`, `steps_offset`;
+/// Euler only: `use_karras_sigmas`, `sigma_min`, `sigma_max`, `final_sigmas_type`, `timestep_type`,
+/// `interpolation_type` (linear). Churn (`s_churn`) is diffusers' step default, 0.
+public struct EulerScheduler: Scheduler {
+    /// Which of the two diffusers classes this is.
+    public enum Variant: String, Sendable {
+        /// `EulerDiscreteScheduler`.
+        case deterministic
+        /// `EulerAncestralDiscreteScheduler`.
+        case ancestral
+    }
+
+    /// Which diffusers class this scheduler is.
+    public let variant: Variant
+    /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
+    public let noise: NoiseSchedule
+    /// `prediction_type`.
+    public let prediction: PredictionType
+    /// `timestep_spacing`.
+    public let spacing: TimestepSpacing
+    /// `steps_offset`.
+    public let stepsOffset: Int
+    /// `use_karras_sigmas`.
+    public let useKarrasSigmas: Bool
+    /// `final_sigmas_type`.
+    public let finalSigmas: FinalSigmasType
+    /// `timestep_type == "continuous"` with v-prediction: timesteps are `0.25·log σ`.
+    public let continuousTimesteps: Bool
+    let sigmaMinOverride: Double?
+    let sigmaMaxOverride: Double?
+    /// σ for each entry of the full schedule plus the final σ.
+    public private(set) var sigmas: [Float] = []
+    var position = SchedulePosition()
+
+    var name: String { variant == .deterministic ? "EulerDiscreteScheduler" : "EulerAncestralDiscreteScheduler" }
+
+    /// Reads the diffusers configuration (defaults of the chosen class for absent keys).
+    public init(configuration config: SchedulerConfiguration, variant: Variant = .deterministic) throws {
+        self.variant = variant
+        let name = variant == .deterministic ? "EulerDiscreteScheduler" : "EulerAncestralDiscreteScheduler"
+        noise = try NoiseSchedule(
+            configuration: config, scheduler: name, betaStart: 0.0001, betaEnd: 0.02, betaSchedule: .linear, clampLastAlpha: true)
+        prediction = try PredictionType.parse(
+            config, scheduler: name, allowed: variant == .deterministic ? [.epsilon, .vPrediction, .sample] : [.epsilon, .vPrediction])
+        spacing = try config.choice("timestep_spacing", default: .linspace)
+        stepsOffset = try config.int("steps_offset", default: 0)
+        if variant == .deterministic {
+            useKarrasSigmas = try config.bool("use_karras_sigmas", default: false)
+            finalSigmas = try config.choice("final_sigmas_type", default: .zero)
+            let timestepType = try config.string("timestep_type", default: "discrete")
+            guard ["discrete", "continuous"].contains(timestepType) else {
+                throw SchedulerError.invalidConfiguration(key: "timestep_type", value: "\"\(timestepType)\"", reason: "unknown value")
+            }
+            continuousTimesteps = timestepType == "continuous" && prediction == .vPrediction
+            for key in ["use_exponential_sigmas", "use_beta_sigmas"] where try config.bool(key, default: false) {
+                throw SchedulerError.unsupportedConfiguration(scheduler: name, key: key, value: "true")
+            }
+            let interpolation = try config.string("interpolation_type", default: "linear")
+            guard interpolation == "linear" else {
+                throw SchedulerError.unsupportedConfiguration(scheduler: name, key: "interpolation_type", value: interpolation)
+            }
+            sigmaMinOverride = try config.optionalDouble("sigma_min")
+            sigmaMaxOverride = try config.optionalDouble("sigma_max")
+        } else {
+            useKarrasSigmas = false
+            finalSigmas = .zero
+            continuousTimesteps = false
+            sigmaMinOverride = nil
+            sigmaMaxOverride = nil
+        }
+    }
+
+    public var timesteps: [Double] { position.visibleTimesteps }
+    public var order: Int { 1 }
+    public var stepIndex: Int { position.relativeIndex }
+
+    /// `init_noise_sigma`: max σ, or √(max σ² + 1) for "leading" spacing (float32).
+    public var initNoiseSigma: Float {
+        guard let maxSigma = sigmas.max() else { return 1 }
+        return spacing == .leading ? (maxSigma * maxSigma + 1).squareRoot() : maxSigma
+    }
+
+    public mutating func setTimesteps(_ steps: Int, strength: Double?) throws {
+        try SchedulePosition.validate(scheduler: name, steps: steps, strength: strength, trainTimesteps: noise.trainTimesteps)
+        var timesteps = SigmaSchedule.discreteTimesteps(
+            count: steps, trainTimesteps: noise.trainTimesteps, spacing: spacing, stepsOffset: stepsOffset
+        ).map(Double.init)
+        let table = noise.sigmas.map(Double.init)
+        var levels = timesteps.map { NumPy.interp($0, table: table) }
+        if useKarrasSigmas {
+            levels = SigmaSchedule.karras(
+                count: steps, sigmaMin: sigmaMinOverride ?? levels[levels.count - 1], sigmaMax: sigmaMaxOverride ?? levels[0])
+            let logSigmas = noise.logSigmas
+            timesteps = levels.map { Double(Float(SigmaSchedule.timestep(forSigma: $0, logSigmas: logSigmas))) }
+        }
+        let last: Float = finalSigmas == .zero ? 0 : noise.sigmaMinFinal
+        sigmas = levels.map { Float($0) } + [last]
+        if continuousTimesteps {
+            timesteps = sigmas.dropLast().map { Double(0.25 * HostMath.log($0)) }
+        }
+        try position.install(timesteps, steps: steps, strength: strength, order: order)
+    }
+
+    public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
+        let sigma = sigmas[try position.absolute(timestepIndex, scheduler: name)]
+        return Elementwise.divide(sample, (sigma * sigma + 1).squareRoot())
+    }
+
+    public mutating func step<R: RandomSource>(modelOutput: [Float], sample: [Float], random: inout R) throws -> [Float] {
+        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
+        let i = position.current
+        let sigma = sigmas[i]
+        let sigmaNext = sigmas[i + 1]
+        let denoised = prediction.denoised(sample: sample, output: modelOutput, sigma: sigma, sigmaV: sigma)
+        let derivative = Elementwise.zip(sample, denoised) { x, x0 in (x - x0) / sigma }
+        var result: [Float]
+        switch variant {
+        case .deterministic:
+            let dt = sigmaNext - sigma
+            result = Elementwise.zip(sample, derivative) { x, d in x + d * dt }
+        case .ancestral:
+            let from2 = sigma * sigma
+            let to2 = sigmaNext * sigmaNext
+            let sigmaUp = (to2 * (from2 - to2) / from2).squareRoot()
+            let sigmaDown = (to2 - sigmaUp * sigmaUp).squareRoot()
+            let dt = sigmaDown - sigma
+            result = Elementwise.zip(sample, derivative) { x, d in x + d * dt }
+            let fresh = random.normal(count: sample.count)
+            result = Elementwise.zip(result, fresh) { x, n in x + n * sigmaUp }
+        }
+        position.current += 1
+        return result
+    }
+
+    /// `original + noise·σ` at the given timestep (diffusers `add_noise`).
+    public func addNoise(original: [Float], noise: [Float], timestepIndex: Int) throws -> [Float] {
+        try checkCounts(noise, "noise", original, "original")
+        let sigma = sigmas[try position.absolute(timestepIndex, scheduler: name)]
+        return Elementwise.zip(original, noise) { x, n in x + n * sigma }
+    }
+
+    public mutating func reset() {
+        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
+    }
+}

@@ -1,4 +1,0 @@
-import Testing
-@testable import SSDPipeline
-
-@Test func moduleLoads() { #expect(Bool(true)) }

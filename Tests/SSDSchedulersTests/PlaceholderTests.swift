@@ -1,4 +1,0 @@
-import Testing
-@testable import SSDSchedulers
-
-@Test func moduleLoads() { #expect(Bool(true)) }

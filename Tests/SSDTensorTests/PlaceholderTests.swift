@@ -1,4 +1,0 @@
-import Testing
-@testable import SSDTensor
-
-@Test func moduleLoads() { #expect(Bool(true)) }
