@@ -35,7 +35,11 @@ let package = Package(
         .executableTarget(name: "ssd1b", dependencies: ["SSDPipeline", "SSDTensor", "SSDTokenizer", "SSDModels", "SSDSchedulers", "SSDCPUBackend", "SSDCUDABackend"]),
         // GPU parity against ReferenceBackend and micro-benchmarks (Scripts/gpu/check.sh).
         .executableTarget(name: "ssd-cuda-check", dependencies: ["SSDCUDABackend", "SSDTensor"]),
-        .executableTarget(name: "ssd-bench", dependencies: ["SSDPipeline"], path: "Benchmarks/Sources/ssd-bench"),
+        .executableTarget(
+            name: "ssd-bench",
+            dependencies: ["SSDPipeline", "SSDTensor", "SSDTokenizer", "SSDModels", "SSDSchedulers", "SSDCPUBackend",
+                           "SSDCUDABackend", "CSSDKernels"],
+            path: "Benchmarks/Sources/ssd-bench"),
         .testTarget(name: "SSDTensorTests", dependencies: ["SSDTensor"]),
         .testTarget(name: "SSDTokenizerTests", dependencies: ["SSDTokenizer"]),
         .testTarget(name: "SSDModelsTests", dependencies: ["SSDModels"]),

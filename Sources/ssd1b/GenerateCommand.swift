@@ -1,4 +1,5 @@
 import SSDPipeline
+import SSDSchedulers
 import SSDTensor
 
 #if canImport(Glibc)
@@ -118,7 +119,12 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             request.seed = UInt64.random(in: 0...UInt64(UInt32.max))
         }
         request.imagesPerPrompt = try options.int("--images") ?? 1
-        if let name = options.string("--scheduler") { request.scheduler = .named(name) }
+        if let name = options.string("--scheduler") {
+            guard SchedulerFactory.names.contains(name) else {
+                throw UsageError(description: "--scheduler: unknown name \(name); valid names: \(SchedulerFactory.names.joined(separator: ", "))")
+            }
+            request.scheduler = .named(name)
+        }
         request.clipSkip = try options.int("--clip-skip")
         request.originalSize = try options.size("--original-size")
         request.cropTopLeft = try options.crop("--crop-top-left") ?? .zero

@@ -1,1 +1,34 @@
-// The benchmark runner.
+// ssd-bench: op-level and whole-network benchmarks of the SSD-1B backends (DESIGN.md §8).
+// See Benchmarks/RESULTS.md for the commands and this machine's figures.
+import Foundation
+
+let usage = """
+usage: ssd-bench gemm|conv|attention [--threads N] [--torch] [--quick] [--no-openblas] [--json out.json]
+       ssd-bench unet --model DIR [--size 512] [--batch 1,4] [--backend cpu|reference|cuda] [--torch] [--json out.json]
+       ssd-bench peak [--threads N]
+"""
+
+let argv = CommandLine.arguments
+guard argv.count >= 2 else {
+    print(usage)
+    exit(2)
+}
+let command = argv[1]
+let arguments = Arguments(argv.dropFirst(2))
+do {
+    switch command {
+    case "gemm", "conv", "attention":
+        try runOpBenchmark(command, arguments)
+    case "peak":
+        let p = MachinePeak.measure(threads: arguments.int("threads", ProcessInfo.processInfo.activeProcessorCount))
+        print("peak fp32 \(fmt(p.f32)) GFLOP/s, bf16 \(fmt(p.bf16)) GFLOP/s on \(p.threads) threads (\(p.isa))")
+    case "unet":
+        try runUNetBenchmark(arguments)
+    default:
+        print(usage)
+        exit(2)
+    }
+} catch {
+    FileHandle.standardError.write(Data("ssd-bench: \(error)\n".utf8))
+    exit(1)
+}

@@ -1,5 +1,117 @@
 #ifndef CSSDKERNELS_H
 #define CSSDKERNELS_H
-/* SIMD micro-kernels for SSDCPUBackend; each ISA variant is chosen at run time. */
-int ssd_kernels_version(void);
+/*
+ * SIMD micro-kernels for SSDCPUBackend.
+ *
+ * Every hot routine exists once per instruction set (AVX-512F+FMA, AVX2+FMA, AVX512_BF16,
+ * portable C, NEON on arm64), each variant compiled with `__attribute__((target(...)))` so the
+ * package needs no build flags; the variant is chosen once, at load time, from the CPU's
+ * features (`__builtin_cpu_supports`), and can be forced down for tests (`ssd_set_isa`).
+ *
+ * GEMM layout: B ("weights") is packed in panels of SSD_NR = 64 columns; panel j holds the
+ * k × 64 block row-major (element (p, c) at p*64 + c), zero-padded past the last column.
+ * The bf16 form holds k-pairs interleaved: element (p, c) at (p/2)*128 + c*2 + p%2, each
+ * K segment zero-padded to a multiple of SSD_BF16_KALIGN (the AMX kernel reads whole 32-deep tiles). A is given as row pointers (so convolutions can read NHWC input rows in
+ * place: implicit GEMM), each pointing to k contiguous floats.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SSD_NR 64
+#define SSD_MR 6
+#define SSD_BF16_KALIGN 32
+
+/* Instruction-set levels (ssd_isa / ssd_set_isa). */
+enum {
+    SSD_ISA_PORTABLE = 0,
+    SSD_ISA_AVX2 = 1,
+    SSD_ISA_AVX512 = 2,
+    SSD_ISA_AVX512_BF16 = 3,
+    SSD_ISA_AMX_BF16 = 4,    /* AVX512_BF16 plus AMX tiles for the bf16 GEMM */
+    SSD_ISA_NEON = 10,
+};
+
+/* One GEMM block: C[m × n] (+)= alpha · A[m × k] · B[k × n] (+ bias + residual). */
+typedef struct ssd_gemm_args {
+    long m, n, k;
+    const float *const *a_rows;  /* m row pointers */
+    long a_offset;               /* added (in floats) to every row pointer */
+    const void *b;               /* packed panels (fp32, or bf16 pairs for the bf16 GEMM) */
+    long b_panel_stride;         /* elements between panels */
+    float *c;
+    long ldc;
+    float alpha;
+    int accumulate;              /* 1: add to C's current values */
+    const float *bias;           /* [n] or NULL: added at the end */
+    const float *residual;       /* [m × ldr] or NULL: added at the end */
+    long ldr;
+    void *scratch;               /* bf16 GEMM: round_up(m, 32)·(round_up(k, 32) + 2)·2 + 64 bytes (converted A) */
+} ssd_gemm_args;
+
+/* Best level this CPU supports / the level in use. */
+int ssd_isa_detected(void);
+int ssd_isa(void);
+/* Uses `level` (clamped to what the CPU supports) from now on; returns the level in use. */
+int ssd_set_isa(int level);
+/* 1 when the bf16 dot-product GEMM runs natively (vdpbf16ps), 0 when it is emulated. */
+int ssd_bf16_native(void);
+
+void ssd_sgemm(const ssd_gemm_args *args);
+void ssd_bf16gemm(const ssd_gemm_args *args);
+
+/* Element conversion (round to nearest even). */
+void ssd_f16_to_f32(const uint16_t *src, float *dst, long n);
+void ssd_bf16_to_f32(const uint16_t *src, float *dst, long n);
+void ssd_f32_to_f16(const float *src, uint16_t *dst, long n);
+void ssd_f32_to_bf16(const float *src, uint16_t *dst, long n);
+
+/* Activations: kind 0 SiLU, 1 GELU (erf), 2 quick GELU; in place allowed. */
+enum { SSD_ACT_NONE = -1, SSD_ACT_SILU = 0, SSD_ACT_GELU = 1, SSD_ACT_QUICK_GELU = 2 };
+void ssd_activation(const float *x, float *y, long n, int kind);
+/* GEGLU: rows of x [2n] → y [n] = x[:n] · GELU(x[n:]). */
+void ssd_geglu(const float *x, float *y, long rows, long n);
+/* y[r, c] = act(x[r, c] · scale[c] + shift[c]) for r < rows, c < channels. */
+void ssd_scale_shift_act(const float *x, float *y, long rows, long channels,
+                         const float *scale, const float *shift, int act);
+/* sum[c] += Σ_r x[r, c]  (sum has `channels` floats; caller zeroes). */
+void ssd_channel_sum(const float *x, long rows, long channels, double *sum);
+/* sq[c] += Σ_r (x[r, c] − mean[c])². */
+void ssd_channel_sqdev(const float *x, long rows, long channels, const float *mean, double *sq);
+/* Layer norm of one row of n. */
+void ssd_layer_norm_row(const float *x, float *y, long n, const float *gamma, const float *beta, float eps);
+/* Softmax of one row: the first `valid` entries normalised, the rest set to 0. */
+void ssd_softmax_row(const float *x, float *y, long n, long valid);
+/* y = x · scale + shift. */
+void ssd_affine(const float *x, float *y, long n, float scale, float shift);
+
+/*
+ * One step of online softmax for flash attention over a block of scores.
+ * s: [rows × ldS] scores (already scaled), first `cols` valid; entries with key index
+ * k0 + j > q0 + i are masked when causal. Overwrites s with exp(s − m_new) (0 when masked,
+ * and zero-fills columns cols..cols_padded), updates row max m and row sum l, and rescales
+ * o [rows × ldo, d columns] by exp(m_old − m_new).
+ */
+void ssd_online_softmax(float *s, long rows, long cols, long cols_padded, long ldS,
+                        float *m, float *l, float *o, long ldo, long d,
+                        int causal, long q0, long k0);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Peak-throughput probes for the benchmark: `iterations` rounds of independent FMAs
+ * (fp32) or bf16 dot products (AMX tdpbf16ps, else vdpbf16ps) at the active level; return the
+ * floating-point operations done. */
+double ssd_peak_probe_f32(long iterations);
+double ssd_peak_probe_bf16(long iterations);
+#ifdef __cplusplus
+}
 #endif

@@ -1,0 +1,139 @@
+import Foundation
+import SSDCPUBackend
+import SSDTensor
+
+/// Current and peak resident set size of this process (`/proc/self/status` VmRSS, VmHWM).
+func residentMemory() -> (current: Int, peak: Int) {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return (0, 0) }
+    func field(_ name: String) -> Int {
+        guard let line = s.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return 0 }
+        return (Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0") ?? 0) * 1024
+    }
+    return (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Makes the backend a `--backend` name selects: cpu, cpu-f16w, cpu-bf16, cpu-openblas, reference.
+func makeBackend(_ name: String, threads: Int) throws -> any ComputeBackend {
+    var o = CPUBackendOptions(threads: threads)
+    switch name {
+    case "cpu": break
+    case "cpu-f16w": o.weightStorage = .f16
+    case "cpu-bf16": o.weightStorage = .bf16; o.bf16Compute = true
+    case "cpu-openblas": o.gemm = .openBLAS
+    case "reference": return ReferenceBackend()
+    default: throw BenchError.failed("backend \(name): not one of cpu, cpu-f16w, cpu-bf16, cpu-openblas, reference")
+    }
+    return try CPUBackend(options: o)
+}
+
+/// One row of the UNet table.
+struct UNetResult: Codable {
+    var backend: String
+    var batch: Int
+    var secondsPerIteration: Double
+    var iterationsPerSecond: Double
+    var gflop: Double
+    var gflopsPerSecond: Double
+    var percentOfPeak: Double
+    var vaeDecodeSeconds: Double?
+    var memoryIdleBytes: Int
+    var memoryPeakBytes: Int
+    var torchSecondsPerIteration: Double?
+}
+
+#if SSD_BENCH_MODELS
+import SSDModels
+import SSDSchedulers
+
+/// `ssd-bench unet`: denoising iterations per second (UNet on the guidance-doubled batch + Euler
+/// step, DESIGN.md §8), memory idle (weights loaded) and peak, GFLOP/s against the measured peak,
+/// per backend and batch; `--torch` runs Benchmarks/diffusers_bench.py on the same folder and
+/// prints the ratios.
+func runUNetBenchmark(_ args: Arguments) throws {
+    guard let model = args.values["model"] else { throw BenchError.failed("unet: --model DIR is required") }
+    let size = args.int("size", 512), batches = args.ints("batch", [1])
+    let threads = args.int("threads", Parallel.threadCount)
+    let backends = args.string("backend", "cpu").split(separator: ",").map(String.init)
+    let withVAE = args.flags.contains("vae")
+    let peak = MachinePeak.measure(threads: threads)
+    print("machine: \(threads) threads, \(peak.isa); peak fp32 \(fmt(peak.f32)) GFLOP/s, bf16 \(fmt(peak.bf16)) GFLOP/s")
+    var torch: [String: Double] = [:]
+    var torchLine = ""
+    if args.flags.contains("torch") {
+        var pyArgs = ["--model", model, "--size", String(size), "--batch", batches.map(String.init).joined(separator: ","),
+                      "--threads", String(threads)]
+        if backends.contains("cpu-bf16") { pyArgs += ["--dtype", "bf16"] }
+        if withVAE { pyArgs.append("--vae") }
+        let out = try runPython(benchmarksDirectory + "/diffusers_bench.py", pyArgs)
+        let lines = out.split(separator: "\n")
+        torchLine = lines.first.map(String.init) ?? ""
+        print(lines.dropLast().joined(separator: "\n"))
+        if let last = lines.last, let obj = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any],
+           let bs = obj["batches"] as? [String: [String: Any]] {
+            for (k, v) in bs { torch[k] = v["seconds"] as? Double }
+            if let idle = obj["memory_idle_bytes"] as? Int, let pk = obj["memory_peak_bytes"] as? Int {
+                print("diffusers memory: idle \(fmt(Double(idle) / 1e9, 2)) GB, peak \(fmt(Double(pk) / 1e9, 2)) GB")
+            }
+        }
+    }
+    var results: [UNetResult] = []
+    let lat = size / 8
+    for name in backends {
+        let backend = CountingBackend(try makeBackend(name, threads: threads))
+        let unet = try UNet2DConditionModel.load(componentDirectory: model + "/unet", backend: backend)
+        let vae = withVAE ? try AutoencoderKL.load(componentDirectory: model + "/vae", backend: backend) : nil
+        let idle = residentMemory().current
+        let schedulerConfig = try SchedulerConfiguration(contentsOf: model + "/scheduler/scheduler_config.json")
+        for b in batches {
+            var scheduler = try EulerScheduler(configuration: schedulerConfig)
+            try scheduler.setTimesteps(4, strength: nil)
+            let latents = randomFloats(b * lat * lat * 4, seed: 1)
+            let ctx = try backend.upload(randomFloats(2 * b * 77 * 2048, seed: 2), shape: [2 * b, 77, 2048])
+            let pooled = try backend.upload(randomFloats(2 * b * 1280, seed: 3), shape: [2 * b, 1280])
+            let timeIDs = (0..<(2 * b)).flatMap { _ in [Float(size), Float(size), 0, 0, Float(size), Float(size)] }
+            let t = Float(scheduler.timesteps[0])
+            func iteration() throws {
+                var s = scheduler
+                let scaled = try s.scaleModelInput(latents, timestepIndex: 0)
+                let x = try backend.upload(scaled + scaled, shape: [2 * b, lat, lat, 4])
+                let eps = try backend.download(unet(sample: x, timesteps: [t], encoderHiddenStates: ctx, textEmbeds: pooled, timeIDs: timeIDs))
+                let n = eps.count / 2
+                let guided = (0..<n).map { eps[$0] + 5 * (eps[n + $0] - eps[$0]) }
+                _ = try s.step(modelOutput: guided, sample: latents)
+            }
+            backend.reset()
+            try iteration()
+            let flops = backend.flops
+            let seconds = try timeBest(minRuns: 1, budget: 0) { try iteration() }
+            var vaeSeconds: Double? = nil
+            if let vae {
+                let z = try backend.upload(randomFloats(b * lat * lat * 4, seed: 4), shape: [b, lat, lat, 4])
+                vaeSeconds = try timeBest(minRuns: 1, budget: 0) { _ = try vae.decode(z) }
+            }
+            let g = flops / seconds / 1e9
+            let bf16 = name == "cpu-bf16"
+            results.append(UNetResult(backend: name, batch: b, secondsPerIteration: seconds, iterationsPerSecond: 1 / seconds,
+                                      gflop: flops / 1e9, gflopsPerSecond: g, percentOfPeak: 100 * g / (bf16 ? peak.bf16 : peak.f32),
+                                      vaeDecodeSeconds: vaeSeconds, memoryIdleBytes: idle, memoryPeakBytes: residentMemory().peak,
+                                      torchSecondsPerIteration: torch[String(b)]))
+        }
+    }
+    printTable(["backend", "batch", "s/it", "it/s", "GFLOP", "GFLOP/s", "% peak", "VAE s", "idle GB", "peak GB", "× diffusers"],
+               results.map { r in
+                   [r.backend, String(r.batch), fmt(r.secondsPerIteration, 3), fmt(r.iterationsPerSecond, 3), fmt(r.gflop, 0),
+                    fmt(r.gflopsPerSecond), fmt(r.percentOfPeak), r.vaeDecodeSeconds.map { fmt($0, 2) } ?? "-",
+                    fmt(Double(r.memoryIdleBytes) / 1e9, 2), fmt(Double(r.memoryPeakBytes) / 1e9, 2),
+                    r.torchSecondsPerIteration.map { fmt(r.secondsPerIteration / $0, 2) } ?? "-"]
+               })
+    if !torchLine.isEmpty { print("(× diffusers = our time / diffusers time; \(torchLine))") }
+    if let path = args.values["json"] {
+        struct Report: Codable { var peak: MachinePeak; var size: Int; var results: [UNetResult] }
+        try writeJSON(Report(peak: peak, size: size, results: results), to: path)
+    }
+}
+#else
+/// `ssd-bench unet` needs SSDModels: built when Package.swift defines SSD_BENCH_MODELS for ssd-bench.
+func runUNetBenchmark(_ args: Arguments) throws {
+    throw BenchError.failed("unet: this build has no SSDModels (define SSD_BENCH_MODELS for ssd-bench in Package.swift once SSDModels is on main)")
+}
+#endif

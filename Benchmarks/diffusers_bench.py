@@ -1,0 +1,130 @@
+"""diffusers counterpart of `ssd-bench unet` (DESIGN.md §8): one denoising iteration = UNet on
+the guidance-doubled batch + Euler step, at batch sizes B, on the same random-weight model folder.
+
+    /work/venv/bin/python Benchmarks/diffusers_bench.py --model DIR --size 512 --batch 1,4 [--dtype fp32|bf16] [--vae]
+
+Prints the torch/diffusers versions, then one JSON object (last line): seconds per iteration per
+batch, iterations/s, GFLOP/s (FLOPs counted with a forward hook on conv/linear/SDPA), memory idle
+(RSS after loading) and peak (max RSS).
+"""
+import argparse
+import json
+import resource
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def count_flops(unet, inputs):
+    """FLOPs of one UNet call: 2·MACs of every conv/linear, 4·B·H·Nq·Nk·D per attention."""
+    total = [0.0]
+    hooks = []
+
+    def conv_hook(m, inp, out):
+        k = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        total[0] += 2.0 * out.numel() * k
+
+    def linear_hook(m, inp, out):
+        total[0] += 2.0 * out.numel() * m.in_features
+
+    for m in unet.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, torch.nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+    orig = F.scaled_dot_product_attention
+
+    def sdpa(q, k, v, *a, **kw):
+        total[0] += 4.0 * q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] * q.shape[3]
+        return orig(q, k, v, *a, **kw)
+
+    F.scaled_dot_product_attention = sdpa
+    try:
+        with torch.inference_mode():
+            unet(*inputs[0], **inputs[1])
+    finally:
+        F.scaled_dot_product_attention = orig
+        for h in hooks:
+            h.remove()
+    return total[0]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--batch", default="1")
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--iterations", type=int, default=2)
+    ap.add_argument("--vae", action="store_true", help="also time one VAE decode per batch size")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    import diffusers
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+
+    print(f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads),"
+          f" diffusers {diffusers.__version__}", flush=True)
+    dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
+    rss0 = rss_bytes()
+    unet = UNet2DConditionModel.from_pretrained(f"{a.model}/unet", torch_dtype=dtype).eval()
+    vae = AutoencoderKL.from_pretrained(f"{a.model}/vae", torch_dtype=torch.float32).eval() if a.vae else None
+    sched = EulerDiscreteScheduler.from_pretrained(f"{a.model}/scheduler")
+    sched.set_timesteps(4)
+    idle = rss_bytes()
+    lat = a.size // 8
+    result = {"torch": torch.__version__, "diffusers": diffusers.__version__, "dtype": a.dtype, "size": a.size,
+              "memory_idle_bytes": idle, "memory_weights_bytes": idle - rss0, "batches": {}}
+    for b in [int(x) for x in a.batch.split(",")]:
+        g = torch.Generator().manual_seed(0)
+        sample = torch.randn(b, 4, lat, lat, generator=g)
+        ctx = torch.randn(2 * b, 77, 2048, generator=g).to(dtype)
+        added = {"text_embeds": torch.randn(2 * b, 1280, generator=g).to(dtype),
+                 "time_ids": torch.tensor([[a.size, a.size, 0, 0, a.size, a.size]] * (2 * b), dtype=dtype)}
+        t = sched.timesteps[0]
+
+        def iteration():
+            x = torch.cat([sample] * 2)
+            x = sched.scale_model_input(x, t).to(dtype)
+            eps = unet(x, t, encoder_hidden_states=ctx, added_cond_kwargs=added).sample.float()
+            uncond, text = eps.chunk(2)
+            guided = uncond + 5.0 * (text - uncond)
+            sched._step_index = 0
+            return sched.step(guided, t, sample).prev_sample
+
+        with torch.inference_mode():
+            iteration()  # warm-up
+            times = []
+            for _ in range(a.iterations):
+                t0 = time.perf_counter()
+                iteration()
+                times.append(time.perf_counter() - t0)
+            entry = {"seconds": min(times), "it_per_s": 1 / min(times)}
+            flops = count_flops(unet, ((sched.scale_model_input(torch.cat([sample] * 2), t).to(dtype), t),
+                                       {"encoder_hidden_states": ctx, "added_cond_kwargs": added}))
+            entry["gflop"] = flops / 1e9
+            entry["gflops_per_s"] = flops / min(times) / 1e9
+            if vae is not None:
+                z = torch.randn(b, 4, lat, lat, generator=g)
+                vae.decode(z)
+                t0 = time.perf_counter()
+                vae.decode(z)
+                entry["vae_decode_seconds"] = time.perf_counter() - t0
+        result["batches"][str(b)] = entry
+        print(f"batch {b}: {entry['seconds']:.3f} s/it ({entry['gflops_per_s']:.1f} GFLOP/s)", flush=True)
+    result["memory_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

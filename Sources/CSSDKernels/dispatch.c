@@ -1,0 +1,138 @@
+/* Run-time selection of the kernel variants, and the GEMM macro-kernels. */
+#include "internal.h"
+#include <string.h>
+
+static int detected_level = -1;
+static int active_level = 0;
+static ssd_ukernel_f32 uk_f32 = ssd_uk_f32_portable;
+static ssd_ukernel_bf16 uk_bf16 = ssd_uk_bf16_portable;
+static const ssd_math_table *math = &ssd_math_portable;
+
+static int detect(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    int level = SSD_ISA_PORTABLE;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) level = SSD_ISA_AVX2;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+        level = SSD_ISA_AVX512;
+    if (level == SSD_ISA_AVX512 && __builtin_cpu_supports("avx512bf16")) level = SSD_ISA_AVX512_BF16;
+    if (level == SSD_ISA_AVX512_BF16 && __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") &&
+        ssd_amx_request())
+        level = SSD_ISA_AMX_BF16;
+    return level;
+#elif defined(__aarch64__)
+    return SSD_ISA_NEON;
+#else
+    return SSD_ISA_PORTABLE;
+#endif
+}
+
+static void apply(int level) {
+    active_level = level;
+    uk_f32 = ssd_uk_f32_portable;
+    uk_bf16 = ssd_uk_bf16_portable;
+    math = &ssd_math_portable;
+#if defined(__x86_64__) || defined(__i386__)
+    if (level >= SSD_ISA_AVX2) uk_f32 = ssd_uk_f32_avx2;
+    if (level >= SSD_ISA_AVX512) { uk_f32 = ssd_uk_f32_avx512; math = &ssd_math_avx512; }
+    if (level >= SSD_ISA_AVX512_BF16) uk_bf16 = ssd_uk_bf16_avx512;
+#elif defined(__aarch64__)
+    if (level == SSD_ISA_NEON) uk_f32 = ssd_uk_f32_neon;
+#endif
+}
+
+__attribute__((constructor)) static void ssd_kernels_init(void) {
+    detected_level = detect();
+    apply(detected_level);
+}
+
+int ssd_isa_detected(void) { return detected_level; }
+int ssd_isa(void) { return active_level; }
+int ssd_bf16_native(void) { return active_level >= SSD_ISA_AVX512_BF16; }
+
+int ssd_set_isa(int level) {
+    if (level > detected_level) level = detected_level;
+#if defined(__aarch64__)
+    if (level != SSD_ISA_NEON) level = SSD_ISA_PORTABLE;
+#else
+    if (level < 0 || level == SSD_ISA_NEON) level = SSD_ISA_PORTABLE;
+#endif
+    apply(level);
+    return active_level;
+}
+
+/* Macro-kernel. Row tiles outer: the 6 × k slice of A stays in L1 while the k × n block of
+ * B streams from L2. */
+void ssd_sgemm(const ssd_gemm_args *g) {
+    const float *rows[SSD_MR];
+    ssd_epilogue e = {g->alpha, g->accumulate, NULL, NULL, g->ldr};
+    long panels = (g->n + SSD_NR - 1) / SSD_NR;
+    for (long i0 = 0; i0 < g->m; i0 += SSD_MR) {
+        int mr = (int)(g->m - i0 < SSD_MR ? g->m - i0 : SSD_MR);
+        for (int i = 0; i < SSD_MR; i++) rows[i] = g->a_rows[i0 + (i < mr ? i : 0)] + g->a_offset;
+        for (long jp = 0; jp < panels; jp++) {
+            long col = jp * SSD_NR;
+            int nr = (int)(g->n - col < SSD_NR ? g->n - col : SSD_NR);
+            e.bias = g->bias ? g->bias + col : NULL;
+            e.residual = g->residual ? g->residual + i0 * g->ldr + col : NULL;
+            uk_f32(g->k, rows, (const float *)g->b + jp * g->b_panel_stride, g->c + i0 * g->ldc + col, g->ldc, mr, nr, &e);
+        }
+    }
+}
+
+static inline uint16_t to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((x >> 16) | 0x40);
+    return (uint16_t)((x + 0x7FFFu + ((x >> 16) & 1)) >> 16);
+}
+
+/* bf16 macro-kernel: converts A once into [tile][k/2][SSD_MR] pairs, then row tiles outer. */
+void ssd_bf16gemm(const ssd_gemm_args *g) {
+#if defined(__x86_64__)
+    if (active_level == SSD_ISA_AMX_BF16) { ssd_bf16gemm_amx(g); return; }
+#endif
+    long kp = (g->k + 1) / 2;
+    long tiles = (g->m + SSD_MR - 1) / SSD_MR;
+    uint32_t *ap = (uint32_t *)(((uintptr_t)g->scratch + 63) & ~(uintptr_t)63);
+    for (long t = 0; t < tiles; t++) {
+        uint32_t *dst = ap + t * kp * SSD_MR;
+        for (int i = 0; i < SSD_MR; i++) {
+            long r = t * SSD_MR + i;
+            if (r >= g->m) r = t * SSD_MR;
+            const float *src = g->a_rows[r] + g->a_offset;
+            for (long p = 0; p < kp; p++) {
+                uint16_t lo = to_bf16(src[2 * p]);
+                uint16_t hi = (2 * p + 1 < g->k) ? to_bf16(src[2 * p + 1]) : 0;
+                dst[p * SSD_MR + i] = (uint32_t)lo | ((uint32_t)hi << 16);
+            }
+        }
+    }
+    ssd_epilogue e = {g->alpha, g->accumulate, NULL, NULL, g->ldr};
+    long panels = (g->n + SSD_NR - 1) / SSD_NR;
+    for (long t = 0; t < tiles; t++) {
+        long i0 = t * SSD_MR;
+        int mr = (int)(g->m - i0 < SSD_MR ? g->m - i0 : SSD_MR);
+        for (long jp = 0; jp < panels; jp++) {
+            long col = jp * SSD_NR;
+            int nr = (int)(g->n - col < SSD_NR ? g->n - col : SSD_NR);
+            e.bias = g->bias ? g->bias + col : NULL;
+            e.residual = g->residual ? g->residual + i0 * g->ldr + col : NULL;
+            uk_bf16(kp, ap + t * kp * SSD_MR, (const uint16_t *)g->b + jp * g->b_panel_stride,
+                    g->c + i0 * g->ldc + col, g->ldc, mr, nr, &e);
+        }
+    }
+}
+
+void ssd_activation(const float *x, float *y, long n, int kind) { math->activation(x, y, n, kind); }
+void ssd_geglu(const float *x, float *y, long rows, long n) { math->geglu(x, y, rows, n); }
+void ssd_scale_shift_act(const float *x, float *y, long rows, long channels, const float *scale,
+                         const float *shift, int act) {
+    math->scale_shift_act(x, y, rows, channels, scale, shift, act);
+}
+void ssd_softmax_row(const float *x, float *y, long n, long valid) { math->softmax_row(x, y, n, valid); }
+void ssd_online_softmax(float *s, long rows, long cols, long cols_padded, long ldS, float *m, float *l,
+                        float *o, long ldo, long d, int causal, long q0, long k0) {
+    math->online_softmax(s, rows, cols, cols_padded, ldS, m, l, o, ldo, d, causal, q0, k0);
+}

@@ -1,0 +1,113 @@
+/* AMX-BF16 GEMM (Sapphire Rapids and later): 32 × 32 output blocks in four 16 × 16 fp32 tile
+ * accumulators, A as bf16 rows, B straight from the bf16 pair panels (a 16-column slice of a
+ * k-pair row is exactly one 64-byte tile row; stride 256 bytes). fp32 accumulation. */
+#if defined(__x86_64__)
+#include "internal.h"
+#include <immintrin.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+int ssd_amx_request(void) {
+#ifdef SYS_arch_prctl
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return 0;
+#endif
+}
+
+typedef struct {
+    uint8_t palette_id;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} ssd_tilecfg;
+
+#define SSD_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,fma")))
+
+/* Converts rows of fp32 into bf16 rows of kpad (zero padded), RNE. */
+SSD_AMX static void convert_rows(const ssd_gemm_args *g, uint16_t *dst, long rows_pad, long kpad) {
+    for (long r = 0; r < rows_pad; r++) {
+        uint16_t *d = dst + r * kpad;
+        if (r >= g->m) { memset(d, 0, (size_t)kpad * 2); continue; }
+        const float *s = g->a_rows[r] + g->a_offset;
+        for (long p = 0; p < kpad; p += 32) {
+            long left = g->k - p;
+            __mmask16 m0 = (__mmask16)(left >= 16 ? 0xFFFF : left <= 0 ? 0 : ((1u << left) - 1));
+            long left1 = left - 16;
+            __mmask16 m1 = (__mmask16)(left1 >= 16 ? 0xFFFF : left1 <= 0 ? 0 : ((1u << left1) - 1));
+            __m512 lo = _mm512_maskz_loadu_ps(m0, s + p), hi = _mm512_maskz_loadu_ps(m1, s + p + 16);
+            _mm512_storeu_si512(d + p, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        }
+    }
+}
+
+SSD_AMX static void store_block(const ssd_gemm_args *g, const float *tmp, long i0, long col, int rows, int cols) {
+    __m512 valpha = _mm512_set1_ps(g->alpha);
+    for (int i = 0; i < rows; i++) {
+        float *crow = g->c + (i0 + i) * g->ldc + col;
+        for (int j = 0; j < cols; j += 16) {
+            int cnt = cols - j < 16 ? cols - j : 16;
+            __mmask16 mk = (__mmask16)(cnt == 16 ? 0xFFFF : ((1u << cnt) - 1));
+            __m512 v = _mm512_mul_ps(_mm512_loadu_ps(tmp + i * 32 + j), valpha);
+            if (g->accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, crow + j));
+            if (g->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, g->bias + col + j));
+            if (g->residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, g->residual + (i0 + i) * g->ldr + col + j));
+            _mm512_mask_storeu_ps(crow + j, mk, v);
+        }
+    }
+}
+
+/* Needs: panels whose depth is padded with zeros to a multiple of 32 past `k`, and scratch for
+ * round_up(m, 32) × round_up(k, 32) bf16 + 64 bytes. */
+SSD_AMX void ssd_bf16gemm_amx(const ssd_gemm_args *g) {
+    ssd_tilecfg cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.palette_id = 1;
+    for (int t = 0; t < 8; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+    _tile_loadconfig(&cfg);
+    long kpad = (g->k + 31) / 32 * 32, mpad = (g->m + 31) / 32 * 32;
+    uint16_t *a = (uint16_t *)(((uintptr_t)g->scratch + 63) & ~(uintptr_t)63);
+    convert_rows(g, a, mpad, kpad);
+    const uint16_t *b = (const uint16_t *)g->b;
+    long astride = kpad * 2;
+    float tmp[32 * 32];
+    long panels = (g->n + SSD_NR - 1) / SSD_NR;
+    for (long i0 = 0; i0 < g->m; i0 += 32) {
+        const uint16_t *a0 = a + i0 * kpad, *a1 = a0 + 16 * kpad;
+        int rows = (int)(g->m - i0 < 32 ? g->m - i0 : 32);
+        for (long jp = 0; jp < panels; jp++) {
+            const uint16_t *panel = b + jp * g->b_panel_stride;
+            for (int h = 0; h < 2; h++) {
+                long col = jp * SSD_NR + h * 32;
+                if (col >= g->n) break;
+                int cols = (int)(g->n - col < 32 ? g->n - col : 32);
+                const uint16_t *b0 = panel + h * 64, *b1 = b0 + 32;
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (long p = 0; p < kpad; p += 32) {
+                    _tile_loadd(4, a0 + p, astride);
+                    _tile_loadd(5, a1 + p, astride);
+                    _tile_loadd(6, b0 + (p / 2) * 128, 256);
+                    _tile_loadd(7, b1 + (p / 2) * 128, 256);
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_dpbf16ps(1, 4, 7);
+                    _tile_dpbf16ps(2, 5, 6);
+                    _tile_dpbf16ps(3, 5, 7);
+                }
+                _tile_stored(0, tmp, 128);
+                _tile_stored(1, tmp + 16, 128);
+                _tile_stored(2, tmp + 16 * 32, 128);
+                _tile_stored(3, tmp + 16 * 32 + 16, 128);
+                store_block(g, tmp, i0, col, rows, cols);
+            }
+        }
+    }
+}
+#endif

@@ -1,2 +1,0 @@
-#include "CSSDKernels.h"
-int ssd_kernels_version(void) { return 1; }

@@ -1,0 +1,155 @@
+/* AVX-512 math kernels: vector exp (Cephes polynomial, scalef) and erf (Abramowitz–Stegun
+ * 7.1.26, |error| < 1.5e-7), with masked tails. */
+#if defined(__x86_64__) || defined(__i386__)
+#include "internal.h"
+#include <immintrin.h>
+#include <math.h>
+
+#define SSD_T __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+
+SSD_T static inline __m512 v_exp(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.7228f)), _mm512_set1_ps(-104.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(y, n);
+}
+
+SSD_T static inline __m512 v_erf(__m512 x) {
+    __m512 ax = _mm512_abs_ps(x);
+    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(ax, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_set1_ps(1.061405429f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+    p = _mm512_mul_ps(p, t);
+    __m512 e = v_exp(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), ax), ax));
+    __m512 y = _mm512_fnmadd_ps(p, e, _mm512_set1_ps(1.0f));
+    /* copy the sign of x */
+    __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y), sign));
+}
+
+SSD_T static inline __m512 v_act(__m512 v, int kind) {
+    __m512 one = _mm512_set1_ps(1.0f);
+    switch (kind) {
+    case SSD_ACT_SILU:
+        return _mm512_div_ps(v, _mm512_add_ps(one, v_exp(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+    case SSD_ACT_GELU:
+        return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v),
+                             _mm512_add_ps(one, v_erf(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f)))));
+    case SSD_ACT_QUICK_GELU:
+        return _mm512_div_ps(v, _mm512_add_ps(one, v_exp(_mm512_mul_ps(v, _mm512_set1_ps(-1.702f)))));
+    default:
+        return v;
+    }
+}
+
+static inline __mmask16 tail_mask(long left) { return (__mmask16)(left >= 16 ? 0xFFFF : ((1u << left) - 1)); }
+
+SSD_T static void a_activation(const float *x, float *y, long n, int kind) {
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 mk = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, mk, v_act(_mm512_maskz_loadu_ps(mk, x + i), kind));
+    }
+}
+
+SSD_T static void a_geglu(const float *x, float *y, long rows, long n) {
+    for (long r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * n, *g = h + n;
+        float *yr = y + r * n;
+        for (long i = 0; i < n; i += 16) {
+            __mmask16 mk = tail_mask(n - i);
+            __m512 gv = v_act(_mm512_maskz_loadu_ps(mk, g + i), SSD_ACT_GELU);
+            _mm512_mask_storeu_ps(yr + i, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, h + i), gv));
+        }
+    }
+}
+
+SSD_T static void a_scale_shift_act(const float *x, float *y, long rows, long ch, const float *scale,
+                                    const float *shift, int act) {
+    for (long r = 0; r < rows; r++) {
+        const float *xr = x + r * ch;
+        float *yr = y + r * ch;
+        for (long c = 0; c < ch; c += 16) {
+            __mmask16 mk = tail_mask(ch - c);
+            __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, xr + c), _mm512_maskz_loadu_ps(mk, scale + c),
+                                       _mm512_maskz_loadu_ps(mk, shift + c));
+            _mm512_mask_storeu_ps(yr + c, mk, v_act(v, act));
+        }
+    }
+}
+
+/* exp(row − mx) in place over `valid` entries; returns their sum. */
+SSD_T static float exp_sub_sum(const float *x, float *y, long valid, float mx) {
+    __m512 vm = _mm512_set1_ps(mx), acc = _mm512_setzero_ps();
+    for (long i = 0; i < valid; i += 16) {
+        __mmask16 mk = tail_mask(valid - i);
+        __m512 e = v_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), vm));
+        e = _mm512_maskz_mov_ps(mk, e);
+        _mm512_mask_storeu_ps(y + i, mk, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+SSD_T static float row_max(const float *x, long valid, float init) {
+    __m512 acc = _mm512_set1_ps(init);
+    for (long i = 0; i < valid; i += 16) {
+        __mmask16 mk = tail_mask(valid - i);
+        acc = _mm512_mask_max_ps(acc, mk, acc, _mm512_maskz_loadu_ps(mk, x + i));
+    }
+    return _mm512_reduce_max_ps(acc);
+}
+
+SSD_T static void a_softmax_row(const float *x, float *y, long n, long valid) {
+    float mx = row_max(x, valid, -INFINITY);
+    float sum = exp_sub_sum(x, y, valid, mx);
+    __m512 inv = _mm512_set1_ps(1.0f / sum);
+    for (long i = 0; i < valid; i += 16) {
+        __mmask16 mk = tail_mask(valid - i);
+        _mm512_mask_storeu_ps(y + i, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, y + i), inv));
+    }
+    for (long i = valid; i < n; i++) y[i] = 0;
+}
+
+SSD_T static void a_online_softmax(float *s, long rows, long cols, long cols_padded, long ldS, float *m, float *l,
+                                   float *o, long ldo, long d, int causal, long q0, long k0) {
+    for (long i = 0; i < rows; i++) {
+        float *row = s + i * ldS;
+        long valid = cols;
+        if (causal) {
+            long lim = q0 + i - k0 + 1;
+            if (lim < valid) valid = lim < 0 ? 0 : lim;
+        }
+        for (long j = valid; j < cols_padded; j++) row[j] = 0;
+        if (valid == 0) continue;
+        float mx = row_max(row, valid, m[i]);
+        float sum = exp_sub_sum(row, row, valid, mx);
+        float corr = (m[i] == -INFINITY) ? 0.0f : expf(m[i] - mx);
+        l[i] = l[i] * corr + sum;
+        m[i] = mx;
+        if (corr != 1.0f) {
+            __m512 vc = _mm512_set1_ps(corr);
+            float *orow = o + i * ldo;
+            for (long j = 0; j < d; j += 16) {
+                __mmask16 mk = tail_mask(d - j);
+                _mm512_mask_storeu_ps(orow + j, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, orow + j), vc));
+            }
+        }
+    }
+}
+
+const ssd_math_table ssd_math_avx512 = {
+    a_activation, a_geglu, a_scale_shift_act, a_softmax_row, a_online_softmax,
+};
+#endif

@@ -1,0 +1,88 @@
+import CSSDKernels
+import SSDTensor
+
+extension CPUBackend {
+    /// Query rows per attention task and keys per online-softmax step.
+    static let attentionQueryBlock = 48
+    static let attentionKeyBlock = 256
+
+    /// Flash-style attention (diffusers `AttnProcessor2_0`'s `scaled_dot_product_attention`):
+    /// per head, K and V are packed once into GEMM panels; each block of 48 queries walks the
+    /// keys 256 at a time with an online softmax, so no N×N score matrix is ever stored.
+    public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool) throws -> Tensor {
+        let op = "attention"
+        let (b, nq, width) = try attentionShape(query: query, key: key, value: value, heads: heads)
+        let qp = try query.cpuFloats(op), kp = try key.cpuFloats(op), vp = try value.cpuFloats(op)
+        let nk = key.shape[1], d = width / heads
+        let out = allocate([b, nq, width])
+        let y = try out.cpuBuffer(op).floats
+        if nq == 0 { return out }
+        if nk == 0 {
+            y.update(repeating: 0, count: out.count)
+            return out
+        }
+        // Packed K (as Kᵀ: depth d, n = keys) and V (depth = keys, n = d) per (batch, head).
+        let pairs = b * heads
+        var packedK = [PackedWeight?](repeating: nil, count: pairs), packedV = packedK
+        packedK.withUnsafeMutableBufferPointer { pk in
+            packedV.withUnsafeMutableBufferPointer { pv in
+                parallelFor(pairs * 2) { t in
+                    let pair = t / 2, bi = pair / heads, h = pair % heads
+                    let base = bi * nk * width + h * d
+                    if t % 2 == 0 {
+                        pk[pair] = PackedWeight(operand: kp + base, k: d, n: nk, transposed: true, ld: width, counter: counter)
+                    } else {
+                        pv[pair] = PackedWeight(operand: vp + base, k: nk, n: d, transposed: false, ld: width, counter: counter)
+                    }
+                }
+            }
+        }
+        let bq = Self.attentionQueryBlock, bk = Self.attentionKeyBlock
+        let qBlocks = (nq + bq - 1) / bq
+        let tasks = pairs * qBlocks
+        parallelChunks(tasks, minimumChunk: 1) { range in
+            let s = UnsafeMutablePointer<Float>.allocate(capacity: bq * bk)
+            let o = UnsafeMutablePointer<Float>.allocate(capacity: bq * d)
+            let m = UnsafeMutablePointer<Float>.allocate(capacity: bq), l = UnsafeMutablePointer<Float>.allocate(capacity: bq)
+            let qRows = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: bq)
+            let sRows = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: bq)
+            defer { s.deallocate(); o.deallocate(); m.deallocate(); l.deallocate(); qRows.deallocate(); sRows.deallocate() }
+            for i in 0..<bq { sRows[i] = UnsafePointer(s + i * bk) }
+            for task in range {
+                let pair = task / qBlocks, q0 = (task % qBlocks) * bq
+                let bi = pair / heads, h = pair % heads
+                let rows = min(bq, nq - q0)
+                guard let kw = packedK[pair], let vw = packedV[pair] else { continue }
+                for i in 0..<rows { qRows[i] = qp + (bi * nq + q0 + i) * width + h * d }
+                o.update(repeating: 0, count: rows * d)
+                m.update(repeating: -.infinity, count: rows)
+                l.update(repeating: 0, count: rows)
+                let keyEnd = causal ? min(nk, q0 + rows) : nk
+                var k0 = 0
+                while k0 < keyEnd {
+                    let cols = min(bk, keyEnd - k0)
+                    var sArgs = ssd_gemm_args(
+                        m: rows, n: cols, k: d, a_rows: UnsafePointer(qRows), a_offset: 0,
+                        b: UnsafeRawPointer(kw.buffer.floats + (k0 / Int(SSD_NR)) * kw.panelStride),
+                        b_panel_stride: kw.panelStride, c: s, ldc: bk, alpha: scale, accumulate: 0,
+                        bias: nil, residual: nil, ldr: 0, scratch: nil)
+                    ssd_sgemm(&sArgs)
+                    ssd_online_softmax(s, rows, cols, cols, bk, m, l, o, d, d, causal ? 1 : 0, q0, k0)
+                    var pvArgs = ssd_gemm_args(
+                        m: rows, n: d, k: cols, a_rows: UnsafePointer(sRows), a_offset: 0,
+                        b: UnsafeRawPointer(vw.buffer.floats + k0 * Int(SSD_NR)),
+                        b_panel_stride: vw.panelStride, c: o, ldc: d, alpha: 1, accumulate: 1,
+                        bias: nil, residual: nil, ldr: 0, scratch: nil)
+                    ssd_sgemm(&pvArgs)
+                    k0 += cols
+                }
+                for i in 0..<rows {
+                    let inv = l[i] > 0 ? 1 / l[i] : 0
+                    let dst = y + (bi * nq + q0 + i) * width + h * d
+                    for j in 0..<d { dst[j] = o[i * d + j] * inv }
+                }
+            }
+        }
+        return out
+    }
+}

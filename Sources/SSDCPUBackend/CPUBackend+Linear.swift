@@ -1,0 +1,153 @@
+import CSSDKernels
+import SSDTensor
+
+extension PackedWeight {
+    /// Packs an activation operand `B` (`[k, n]`, or `[n, k]` when `transposed`; rows `ld` apart,
+    /// default dense) into fp32 panels.
+    convenience init(operand b: UnsafePointer<Float>, k: Int, n: Int, transposed: Bool, ld: Int? = nil, counter: MemoryCounter) {
+        let ld = ld ?? (transposed ? k : n)
+        self.init(emptyPanels: n, depth: k, counter: counter)
+        let nr = Int(SSD_NR)
+        let out = buffer.floats, stride = panelStride
+        for p in 0..<panels {
+            let dst = out + p * stride
+            let cols = min(nr, n - p * nr)
+            for kk in 0..<k {
+                let row = dst + kk * nr
+                if transposed {
+                    for c in 0..<cols { row[c] = b[(p * nr + c) * ld + kk] }
+                } else {
+                    row.update(from: b + kk * ld + p * nr, count: cols)
+                }
+                if cols < nr { (row + cols).update(repeating: 0, count: nr - cols) }
+            }
+        }
+    }
+}
+
+extension CPUBackend {
+    public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor?) throws -> Tensor {
+        let op = "linear"
+        let xp = try x.cpuFloats(op)
+        guard let k = x.shape.last else { throw TensorError.shapeMismatch(op: op, expected: [-1], actual: x.shape) }
+        let w = try packedWeight(weight, op: op, kernel: (weight.shape.first ?? 0, 1, 1))
+        guard w.kernelH == 1, w.kernelW == 1, w.inChannels == k else {
+            throw TensorError.shapeMismatch(op: op, expected: [w.n, k], actual: weight.shape)
+        }
+        let m = x.count / max(k, 1), n = w.n
+        let outShape = Array(x.shape.dropLast()) + [n]
+        let ep = try epilogue(op, bias: bias, n: n, residual: residual, shape: outShape)
+        let out = allocate(outShape)
+        let y = try out.cpuBuffer(op).floats
+        runGEMM(rows: .dense(xp, lda: k), m: m, weight: w, c: y, epilogue: ep)
+        return out
+    }
+
+    /// Checks and resolves the bias and residual of a fused epilogue.
+    func epilogue(_ op: String, bias: Tensor?, n: Int, residual: Tensor?, shape: [Int]) throws -> GEMMEpilogue {
+        var ep = GEMMEpilogue()
+        if let bias {
+            guard bias.count == n else { throw TensorError.shapeMismatch(op: op + " bias", expected: [n], actual: bias.shape) }
+            ep.bias = try bias.cpuFloats(op)
+        }
+        if let residual {
+            guard residual.shape.reduce(1, *) == shape.reduce(1, *), residual.shape.last == n else {
+                throw TensorError.shapeMismatch(op: op + " residual", expected: shape, actual: residual.shape)
+            }
+            ep.residual = try residual.cpuFloats(op)
+            ep.ldr = n
+        }
+        return ep
+    }
+
+    /// GEMM with the selected provider; `c` is `[m, w.n]`.
+    func runGEMM(rows: GEMMRows, m: Int, weight w: PackedWeight, c: UnsafeMutablePointer<Float>, epilogue ep: GEMMEpilogue) {
+        guard let blas, w.layout == .rowMajor else {
+            gemm(rows: rows, m: m, weight: w, c: c, ldc: w.n, epilogue: ep)
+            return
+        }
+        let n = w.n, k = w.depth
+        let wp = UnsafePointer(w.buffer.floats)
+        switch rows {
+        case let .dense(a, lda):
+            blas.gemm(transA: false, transB: true, m: m, n: n, k: k, alpha: ep.alpha, a: a, lda: lda, b: wp, ldb: k, beta: 0, c: c, ldc: n)
+        case .conv:
+            // Tiled im2col: 512 output pixels at a time.
+            let tile = 512, segLen = w.segmentLength
+            let buf = UnsafeMutablePointer<Float>.allocate(capacity: tile * k)
+            defer { buf.deallocate() }
+            var r0 = 0
+            while r0 < m {
+                let rb = min(tile, m - r0)
+                parallelChunks(rb, minimumChunk: 32) { range in
+                    for r in range {
+                        for s in 0..<w.kernelH {
+                            (buf + r * k + s * segLen).update(from: rows.row(r0 + r, segment: s), count: segLen)
+                        }
+                    }
+                }
+                blas.gemm(transA: false, transB: true, m: rb, n: n, k: k, alpha: ep.alpha, a: buf, lda: k, b: wp, ldb: k, beta: 0, c: c + r0 * n, ldc: n)
+                r0 += rb
+            }
+        }
+        if ep.bias != nil || ep.residual != nil {
+            parallelChunks(m, minimumChunk: 16) { range in
+                for r in range {
+                    let row = c + r * n
+                    if let b = ep.bias { for j in 0..<n { row[j] += b[j] } }
+                    if let res = ep.residual { for j in 0..<n { row[j] += res[r * ep.ldr + j] } }
+                }
+            }
+        }
+    }
+
+    public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, alpha: Float) throws -> Tensor {
+        let op = "matmul"
+        guard a.rank >= 2, b.rank >= 2 else { throw TensorError.shapeMismatch(op: op, expected: [-1, -1], actual: a.shape) }
+        let ap = try a.cpuFloats(op), bp = try b.cpuFloats(op)
+        let (ar, ac) = (a.shape[a.rank - 2], a.shape[a.rank - 1])
+        let (br, bc) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
+        let (m, k) = transposeA ? (ac, ar) : (ar, ac)
+        let (kb, n) = transposeB ? (bc, br) : (br, bc)
+        let batchShape = Array(a.shape.dropLast(2))
+        let batch = batchShape.reduce(1, *)
+        let sharedB = b.rank == 2
+        guard k == kb, sharedB || Array(b.shape.dropLast(2)) == batchShape else {
+            throw TensorError.shapeMismatch(op: op, expected: a.shape, actual: b.shape)
+        }
+        let out = allocate(batchShape + [m, n])
+        let y = try out.cpuBuffer(op).floats
+        if let blas {
+            for i in 0..<batch {
+                blas.gemm(transA: transposeA, transB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                          a: ap + i * m * k, lda: ac, b: bp + (sharedB ? 0 : i * k * n), ldb: bc,
+                          beta: 0, c: y + i * m * n, ldc: n)
+            }
+            return out
+        }
+        var ep = GEMMEpilogue()
+        ep.alpha = alpha
+        // A with transposeA is made row-major first.
+        var aRows = ap
+        var aTransposed: UnsafeMutablePointer<Float>? = nil
+        defer { aTransposed?.deallocate() }
+        if transposeA {
+            let t = UnsafeMutablePointer<Float>.allocate(capacity: max(batch * m * k, 1))
+            parallelFor(batch) { i in
+                for r in 0..<k { for c in 0..<m { t[i * m * k + c * k + r] = ap[i * m * k + r * m + c] } }
+            }
+            aTransposed = t
+            aRows = UnsafePointer(t)
+        }
+        if sharedB {
+            let w = PackedWeight(operand: bp, k: k, n: n, transposed: transposeB, counter: counter)
+            gemm(rows: .dense(aRows, lda: k), m: batch * m, weight: w, c: y, ldc: n, epilogue: ep)
+        } else {
+            for i in 0..<batch {
+                let w = PackedWeight(operand: bp + i * k * n, k: k, n: n, transposed: transposeB, counter: counter)
+                gemm(rows: .dense(aRows + i * m * k, lda: k), m: m, weight: w, c: y + i * m * n, ldc: n, epilogue: ep)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,137 @@
+import CSSDKernels
+import SSDTensor
+
+/// Where the GEMM's A rows come from.
+enum GEMMRows {
+    /// Row-major `[m, lda]`, one segment.
+    case dense(UnsafePointer<Float>, lda: Int)
+    /// Implicit GEMM over a zero-padded NHWC input `[b, hp, wp, cin]`: row `r` is output pixel
+    /// `r`, segment `s` the `kw·cin` contiguous inputs of kernel row `s`.
+    case conv(UnsafePointer<Float>, hp: Int, wp: Int, cin: Int, ho: Int, wo: Int, stride: Int)
+
+    @inline(__always)
+    func row(_ r: Int, segment s: Int) -> UnsafePointer<Float> {
+        switch self {
+        case let .dense(p, lda):
+            return p + r * lda
+        case let .conv(p, hp, wp, cin, ho, wo, stride):
+            let b = r / (ho * wo), rem = r - b * ho * wo
+            let oy = rem / wo, ox = rem - oy * wo
+            return p + ((b * hp + oy * stride + s) * wp + ox * stride) * cin
+        }
+    }
+}
+
+/// Epilogue operands of a GEMM: `C = alpha·A·B + bias + residual`.
+struct GEMMEpilogue {
+    var alpha: Float = 1
+    var bias: UnsafePointer<Float>? = nil
+    var residual: UnsafePointer<Float>? = nil
+    var ldr: Int = 0
+}
+
+extension CPUBackend {
+    /// `C[m × n] = alpha · A · W + bias + residual` with the packed weight `w`, over the worker threads.
+    func gemm(rows a: GEMMRows, m: Int, weight w: PackedWeight, c: UnsafeMutablePointer<Float>, ldc: Int, epilogue: GEMMEpilogue) {
+        if m == 0 || w.n == 0 { return }
+        let threads = options.threads
+        let nr = Int(SSD_NR)
+        let panels = w.panels
+        // Split the rows when there are enough of them, else the column panels.
+        if m >= threads * 48 || panels < threads {
+            let tasks = min(threads, (m + 5) / 6)
+            let per = ((m + tasks - 1) / tasks + 5) / 6 * 6
+            parallelFor(tasks) { t in
+                let r0 = t * per, r1 = min(m, r0 + per)
+                if r0 < r1 { gemmTask(a, rows: r0..<r1, columns: 0..<w.n, w, c, ldc, epilogue) }
+            }
+        } else {
+            let tasks = min(threads, panels)
+            let per = (panels + tasks - 1) / tasks
+            parallelFor(tasks) { t in
+                let c0 = t * per * nr, c1 = min(w.n, (t + 1) * per * nr)
+                if c0 < c1 { gemmTask(a, rows: 0..<m, columns: c0..<c1, w, c, ldc, epilogue) }
+            }
+        }
+    }
+
+    /// One thread's share: rows × columns (columns start on a panel boundary).
+    private func gemmTask(_ a: GEMMRows, rows: Range<Int>, columns: Range<Int>, _ w: PackedWeight,
+                          _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ ep: GEMMEpilogue) {
+        let nr = Int(SSD_NR)
+        let (mc, ncBlock, kcBlock) = options.blocking
+        let segments = w.kernelH, segLen = w.segmentLength, m = rows.count
+        // Row pointers of every segment for this task's rows.
+        let rowPointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: segments * m)
+        defer { rowPointers.deallocate() }
+        for s in 0..<segments {
+            for r in 0..<m { rowPointers[s * m + r] = a.row(rows.lowerBound + r, segment: s) }
+        }
+        let convertsB: Bool
+        if case .panels(let e) = w.layout, e != .f32 { convertsB = true } else { convertsB = false }
+        let bScratch = UnsafeMutablePointer<Float>.allocate(capacity: convertsB ? ncBlock * kcBlock : 1)
+        defer { bScratch.deallocate() }
+        let aScratchBytes = w.layout == .bf16Pairs ? (min(mc, m) + 31) / 32 * 32 * ((kcBlock + 31) / 32 * 32 + 2) * 2 + 128 : 1
+        let aScratch = UnsafeMutableRawPointer.allocate(byteCount: aScratchBytes, alignment: 64)
+        defer { aScratch.deallocate() }
+        let base = UnsafeRawPointer(w.buffer.pointer)
+
+        var j0 = columns.lowerBound
+        while j0 < columns.upperBound {
+            let nb = min(ncBlock, columns.upperBound - j0)
+            let panel0 = j0 / nr, panelsInBlock = (nb + nr - 1) / nr
+            var first = true
+            for s in 0..<segments {
+                var k0 = 0
+                while k0 < segLen {
+                    let kb = min(kcBlock, segLen - k0)
+                    let last = s == segments - 1 && k0 + kb >= segLen
+                    let kStored = s * w.segmentStride + k0
+                    var b: UnsafeRawPointer
+                    var bStride = w.panelStride
+                    switch w.layout {
+                    case .panels(.f32):
+                        b = base + (panel0 * w.panelStride + kStored * nr) * 4
+                    case .panels(let e):
+                        let src = base.assumingMemoryBound(to: UInt16.self)
+                        for p in 0..<panelsInBlock {
+                            let from = src + (panel0 + p) * w.panelStride + kStored * nr
+                            if e == .f16 { ssd_f16_to_f32(from, bScratch + p * kb * nr, kb * nr) }
+                            else { ssd_bf16_to_f32(from, bScratch + p * kb * nr, kb * nr) }
+                        }
+                        b = UnsafeRawPointer(bScratch)
+                        bStride = kb * nr
+                    case .bf16Pairs:
+                        b = base + (panel0 * w.panelStride + kStored * nr) * 2
+                    case .rowMajor:
+                        return  // handled by the BLAS path
+                    }
+                    var m0 = 0
+                    while m0 < m {
+                        let mb = min(mc, m - m0)
+                        let row0 = rows.lowerBound + m0
+                        var args = ssd_gemm_args(
+                            m: mb, n: nb, k: kb, a_rows: UnsafePointer(rowPointers + s * m + m0), a_offset: k0,
+                            b: b, b_panel_stride: bStride, c: c + row0 * ldc + j0, ldc: ldc, alpha: ep.alpha,
+                            accumulate: first ? 0 : 1, bias: last ? ep.bias.map { $0 + j0 } : nil,
+                            residual: last ? ep.residual.map { $0 + row0 * ep.ldr + j0 } : nil, ldr: ep.ldr,
+                            scratch: aScratch)
+                        if w.layout == .bf16Pairs { ssd_bf16gemm(&args) } else { ssd_sgemm(&args) }
+                        m0 += mb
+                    }
+                    first = false
+                    k0 += kb
+                }
+            }
+            if first {
+                // k == 0: C = bias + residual.
+                for r in rows {
+                    for j in j0..<(j0 + nb) {
+                        c[r * ldc + j] = (ep.bias?[j] ?? 0) + (ep.residual?[r * ep.ldr + j] ?? 0)
+                    }
+                }
+            }
+            j0 += nb
+        }
+    }
+}

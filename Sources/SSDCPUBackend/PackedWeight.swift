@@ -1,0 +1,179 @@
+import CSSDKernels
+import SSDTensor
+
+/// A `linear` or `conv2d` weight laid out once at load time for the GEMM.
+///
+/// The GEMM sees the weight as `B[k × n]` with `n` = output features and `k` running over
+/// `(ky, kx, ci)` (the NHWC input order), split in `kernelH` segments of `segmentLength = kw·Cin`
+/// (the row of input pixels one output pixel reads per kernel row).
+final class PackedWeight: TensorStorage, @unchecked Sendable {
+    enum Layout: Equatable {
+        /// k × 64 panels of `element` (f32, f16 or bf16), k = `kernelH · segmentStride`.
+        case panels(DType)
+        /// bf16 k-pair-interleaved panels for `vdpbf16ps` and AMX (segments zero-padded to 32).
+        case bf16Pairs
+        /// Row-major fp32 `[n, k]` for OpenBLAS.
+        case rowMajor
+
+        /// Element type of the stored values.
+        var elementType: DType {
+            switch self {
+            case .panels(let e): return e
+            case .bf16Pairs: return .bf16
+            case .rowMajor: return .f32
+            }
+        }
+    }
+
+    let layout: Layout
+    let n: Int
+    let kernelH: Int
+    let kernelW: Int
+    let inChannels: Int
+    /// k elements of one segment as stored (kw·Cin, zero-padded to a multiple of 32 for `bf16Pairs`).
+    let segmentStride: Int
+    /// Stored depth: kernelH · segmentStride.
+    let depth: Int
+    /// Elements between panels.
+    let panelStride: Int
+    let buffer: CPUBuffer
+
+    var byteCount: Int { buffer.byteCount }
+    var segmentLength: Int { kernelW * inChannels }
+    var panels: Int { (n + Int(SSD_NR) - 1) / Int(SSD_NR) }
+
+    /// Uninitialised fp32 panels for `n` columns and depth `depth` (a matmul operand).
+    init(emptyPanels n: Int, depth: Int, counter: MemoryCounter) {
+        layout = .panels(.f32)
+        self.n = n
+        kernelH = 1
+        kernelW = 1
+        inChannels = depth
+        segmentStride = depth
+        self.depth = depth
+        panelStride = depth * Int(SSD_NR)
+        buffer = CPUBuffer(byteCount: (n + Int(SSD_NR) - 1) / Int(SSD_NR) * panelStride * 4, counter: counter)
+    }
+
+    init(fromRows src: UnsafePointer<Float>, n: Int, kernelH: Int, kernelW: Int, inChannels: Int,
+         layout: Layout, counter: MemoryCounter) {
+        // `src` is [n, kernelH · kernelW · inChannels] in (ky, kx, ci) order.
+        self.layout = layout
+        self.n = n
+        self.kernelH = kernelH
+        self.kernelW = kernelW
+        self.inChannels = inChannels
+        let seg = kernelW * inChannels
+        let align = Int(SSD_BF16_KALIGN)
+        segmentStride = layout == .bf16Pairs ? (seg + align - 1) / align * align : seg
+        depth = kernelH * segmentStride
+        let nr = Int(SSD_NR)
+        let panelCount = (n + nr - 1) / nr
+        switch layout {
+        case .rowMajor:
+            panelStride = 0
+            buffer = CPUBuffer(byteCount: n * depth * 4, counter: counter)
+            buffer.floats.update(from: src, count: n * depth)
+        case .panels(let element):
+            panelStride = depth * nr
+            buffer = CPUBuffer(byteCount: panelCount * panelStride * element.byteSize, counter: counter)
+            let depth = self.depth, panelStride = self.panelStride
+            let out = buffer.pointer
+            Parallel.forEach(panelCount) { p in
+                let tmp = UnsafeMutablePointer<Float>.allocate(capacity: panelStride)
+                defer { tmp.deallocate() }
+                for k in 0..<depth {
+                    for c in 0..<nr {
+                        let col = p * nr + c
+                        tmp[k * nr + c] = col < n ? src[col * depth + k] : 0
+                    }
+                }
+                switch element {
+                case .f16: ssd_f32_to_f16(tmp, out.assumingMemoryBound(to: UInt16.self) + p * panelStride, panelStride)
+                case .bf16: ssd_f32_to_bf16(tmp, out.assumingMemoryBound(to: UInt16.self) + p * panelStride, panelStride)
+                default: (out.assumingMemoryBound(to: Float.self) + p * panelStride).update(from: tmp, count: panelStride)
+                }
+            }
+        case .bf16Pairs:
+            panelStride = depth * nr
+            buffer = CPUBuffer(byteCount: panelCount * panelStride * 2, counter: counter)
+            let segmentStride = self.segmentStride, panelStride = self.panelStride, rowLength = kernelH * seg
+            let out = buffer.pointer.assumingMemoryBound(to: UInt16.self)
+            Parallel.forEach(panelCount) { p in
+                let tmp = UnsafeMutablePointer<Float>.allocate(capacity: panelStride)
+                defer { tmp.deallocate() }
+                for s in 0..<kernelH {
+                    for kk in 0..<segmentStride {
+                        let k = s * segmentStride + kk  // stored depth index
+                        for c in 0..<nr {
+                            let col = p * nr + c
+                            let v: Float = (col < n && kk < seg) ? src[col * rowLength + s * seg + kk] : 0
+                            tmp[(k / 2) * 2 * nr + c * 2 + (k % 2)] = v
+                        }
+                    }
+                }
+                ssd_f32_to_bf16(tmp, out + p * panelStride, panelStride)
+            }
+        }
+    }
+}
+
+extension CPUBackend {
+    public func prepareWeight(_ view: HostTensorView, role: WeightRole, activationDType: DType) throws -> Tensor {
+        guard view.dtype.isFloatingPoint else { throw TensorError.unsupportedDType(op: "prepareWeight \(view.name)", dtype: view.dtype) }
+        switch role {
+        case .vector:
+            return try upload(view, as: .f32)
+        case .embedding:
+            guard view.shape.count == 2 else {
+                throw TensorError.shapeMismatch(op: "prepareWeight \(view.name)", expected: [-1, -1], actual: view.shape)
+            }
+            return try upload(view, as: options.weightStorage)
+        case .linear, .conv2d:
+            let s = view.shape
+            let (n, cin, kh, kw): (Int, Int, Int, Int)
+            if role == .linear {
+                guard s.count == 2 else { throw TensorError.shapeMismatch(op: "prepareWeight \(view.name)", expected: [-1, -1], actual: s) }
+                (n, cin, kh, kw) = (s[0], s[1], 1, 1)
+            } else {
+                guard s.count == 4 else { throw TensorError.shapeMismatch(op: "prepareWeight \(view.name)", expected: [-1, -1, -1, -1], actual: s) }
+                (n, cin, kh, kw) = (s[0], s[1], s[2], s[3])
+            }
+            let k = cin * kh * kw
+            let source = UnsafeMutablePointer<Float>.allocate(capacity: max(n * k, 1))
+            defer { source.deallocate() }
+            view.convertToFloat(into: source)
+            if kh * kw > 1 {
+                // [n, ci, ky, kx] → [n, ky, kx, ci]
+                let tmp = UnsafeMutablePointer<Float>.allocate(capacity: n * k)
+                defer { tmp.deallocate() }
+                tmp.update(from: source, count: n * k)
+                Parallel.forEach(n) { o in
+                    for ci in 0..<cin { for ky in 0..<kh { for kx in 0..<kw {
+                        source[o * k + (ky * kw + kx) * cin + ci] = tmp[o * k + (ci * kh + ky) * kw + kx]
+                    } } }
+                }
+            }
+            let packed = PackedWeight(fromRows: source, n: n, kernelH: kh, kernelW: kw, inChannels: cin,
+                                      layout: weightLayout, counter: counter)
+            return Tensor(shape: s, dtype: packed.layout.elementType, storage: packed)
+        }
+    }
+
+    /// The layout `linear`/`conv2d` weights are prepared in, from the options.
+    var weightLayout: PackedWeight.Layout {
+        if blas != nil { return .rowMajor }
+        if options.bf16Compute { return .bf16Pairs }
+        return .panels(options.weightStorage)
+    }
+
+    /// A weight given to `linear`/`conv2d`: prepared, or a plain f32 tensor packed on the fly.
+    func packedWeight(_ w: Tensor, op: String, kernel: (Int, Int, Int)) throws -> PackedWeight {
+        if let p = w.storage as? PackedWeight { return p }
+        let buf = try w.cpuBuffer(op)
+        let view = HostTensorView(name: op + " weight", shape: w.shape, dtype: w.dtype, pointer: UnsafeRawPointer(buf.pointer), owner: buf)
+        let prepared = try prepareWeight(view, role: kernel.1 * kernel.2 > 1 || w.rank == 4 ? .conv2d : .linear, activationDType: .f32)
+        guard let p = prepared.storage as? PackedWeight else { throw TensorError.foreignTensor(op: op, backend: name) }
+        return p
+    }
+}

@@ -1,4 +1,0 @@
-import Testing
-@testable import SSDCPUBackend
-
-@Test func moduleLoads() { #expect(Bool(true)) }
