@@ -116,6 +116,7 @@ func count(_ specs: [ParameterSpec]) -> Int { specs.reduce(0) { $0 + $1.count } 
         #expect(!index.forceZerosForEmptyPrompt)
         #expect(index.components.keys.sorted() == ["scheduler", "text_encoder_2", "unet"])
         #expect(index.components["text_encoder_2"]?.className == "CLIPTextModelWithProjection")
+        #expect(try ConfigFile.decode(ModelIndex.self, from: JSONEncoder().encode(index), path: "x") == index)
         let defaults = try ConfigFile.decode(ModelIndex.self, from: Data("{}".utf8), path: "model_index.json")
         #expect(defaults.forceZerosForEmptyPrompt)
     }

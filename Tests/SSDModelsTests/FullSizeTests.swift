@@ -42,3 +42,26 @@ struct FullSizeTests {
         #expect(error <= 1e-3)
     }
 }
+
+extension FullSizeTests {
+    @Test func textEncodersAndVAEMatchReference() throws {
+        let directory = fullSizeDirectory ?? ""
+        let io = try SafetensorsFile(path: directory + "/components_check.safetensors")
+        let backend = ReferenceBackend()
+        for folder in ["text_encoder", "text_encoder_2"] {
+            let model = try CLIPTextModel.load(componentDirectory: directory + "/" + folder, backend: backend)
+            let flat = try io.floats(folder + ".input_ids").map { Int32($0) }
+            let ids = stride(from: 0, to: flat.count, by: 77).map { Array(flat[$0..<($0 + 77)]) }
+            let (hidden, pooled) = try model.encode(inputIDs: ids, hiddenStateIndex: -2, pooled: true)
+            let hiddenError = relativeError(try backend.download(hidden), try io.floats(folder + ".hidden_states_m2"))
+            let pooledError = relativeError(try backend.download(#require(pooled)), try io.floats(folder + ".pooled"))
+            print("full-size \(folder) relative error: hidden_states[-2] \(hiddenError), pooled \(pooledError)")
+            #expect(hiddenError <= 1e-3 && pooledError <= 1e-3)
+        }
+        let vae = try AutoencoderKL.load(componentDirectory: directory + "/vae", backend: backend)
+        let image = try vae.decode(io.upload("vae.latents", to: backend))
+        let error = relativeError(try backend.download(image), try io.floats("vae.image"))
+        print("full-size VAE decode (16×16 latent) relative error: \(error)")
+        #expect(error <= 1e-3)
+    }
+}

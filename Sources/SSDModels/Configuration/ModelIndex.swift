@@ -1,6 +1,6 @@
 /// `model_index.json` of a diffusers pipeline folder (diffusers `pipelines/pipeline_utils.py`):
 /// the pipeline class, pipeline flags and, for each component folder, its library and class.
-public struct ModelIndex: Decodable, Sendable, Equatable {
+public struct ModelIndex: Codable, Sendable, Equatable {
     /// One component entry, e.g. `"unet": ["diffusers", "UNet2DConditionModel"]`.
     public struct Component: Sendable, Equatable {
         /// `"diffusers"` or `"transformers"`.
@@ -46,5 +46,15 @@ public struct ModelIndex: Decodable, Sendable, Equatable {
             }
         }
         self.components = components
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encodeNullable(className, forKey: Key(stringValue: "_class_name"))
+        try c.encodeNullable(diffusersVersion, forKey: Key(stringValue: "_diffusers_version"))
+        try c.encode(forceZerosForEmptyPrompt, forKey: Key(stringValue: "force_zeros_for_empty_prompt"))
+        for (name, component) in components {
+            try c.encode([component.library, component.className], forKey: Key(stringValue: name))
+        }
     }
 }
