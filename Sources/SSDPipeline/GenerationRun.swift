@@ -48,6 +48,9 @@ struct GenerationRun {
     var imageCount: Int { request.imagesPerPrompt }
     var latentCount: Int { imageCount * latentChannels * latentHeight * latentWidth }
     var latentShape: [Int] { [imageCount, latentChannels, latentHeight, latentWidth] }
+    /// The type diffusers draws the noise in: the pipeline's (text encoder) dtype. fp16 draws differ
+    /// from fp32 ones beyond rounding (torch's tail block), so seeds match only with the same type.
+    var latentDType: DType { backend.activationDType(for: .unet) }
 
     mutating func execute(afterEncoding: () -> Void) throws -> GenerationResult {
         try Task.checkCancellation()

@@ -44,7 +44,7 @@ struct LatentPreparation {
         let count = run.latentCount
         guard let initial = request.initialImage else {
             // pipeline_stable_diffusion_xl.py prepare_latents
-            let noise = request.initialLatents?.values ?? generator.normal(count: count)
+            let noise = request.initialLatents?.values ?? generator.normal(count: count, dtype: run.latentDType)
             let sigma = scheduler.initNoiseSigma
             return Start(latents: noise.map { $0 * sigma }, inpainting: nil)
         }
@@ -53,7 +53,7 @@ struct LatentPreparation {
         guard let maskImage = initial.mask else {
             // pipeline_stable_diffusion_xl_img2img.py prepare_latents: sample the VAE posterior, then the noise.
             let imageLatents = repeatImages(try encodeSample(image, generator: &generator))
-            let noise = request.initialLatents?.values ?? generator.normal(count: count)
+            let noise = request.initialLatents?.values ?? generator.normal(count: count, dtype: run.latentDType)
             return Start(latents: try scheduler.addNoise(original: imageLatents, noise: noise, timestepIndex: 0), inpainting: nil)
         }
         // pipeline_stable_diffusion_xl_inpaint.py: image latents (sample #1), noise (#2), then the masked
@@ -61,11 +61,11 @@ struct LatentPreparation {
         let maskPixels = ImageProcessing.binaryMask(try ImageProcessing.resized(maskImage, to: size))
         let strength = initial.strength ?? 0.9999
         let imageLatents = repeatImages(try encodeSample(image, generator: &generator))
-        let noise = request.initialLatents?.values ?? generator.normal(count: count)
+        let noise = request.initialLatents?.values ?? generator.normal(count: count, dtype: run.latentDType)
         let latents = strength == 1
             ? noise.map { $0 * scheduler.initNoiseSigma }
             : try scheduler.addNoise(original: imageLatents, noise: noise, timestepIndex: 0)
-        _ = generator.normal(count: run.latentChannels * run.latentHeight * run.latentWidth)
+        _ = generator.normal(count: run.latentChannels * run.latentHeight * run.latentWidth, dtype: run.latentDType)
         let factor = size.height / run.latentHeight
         let mask = ImageProcessing.downsampleMask(maskPixels, height: size.height, width: size.width, factor: factor)
         return Start(
@@ -82,7 +82,7 @@ struct LatentPreparation {
         let c = meanTensor.shape[3], h = meanTensor.shape[1], w = meanTensor.shape[2]
         let mean = Layout.nhwcToNCHW(try run.backend.download(meanTensor), 1, c, h, w)
         let logVar = Layout.nhwcToNCHW(try run.backend.download(logVarTensor), 1, c, h, w)
-        let sample = generator.normal(count: mean.count)
+        let sample = generator.normal(count: mean.count, dtype: run.latentDType)
         let scale = Float(vae.config.scalingFactor)
         return (0..<mean.count).map { i in
             let std = Float(exp(Double(0.5 * logVar[i])))
