@@ -239,7 +239,7 @@ final class ProgressBar: @unchecked Sendable {
         let filled = total > 0 ? width * step.step / total : width
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
         let eta = step.step > 0 ? elapsed / Double(step.step) * Double(total - step.step) : 0
-        let line = "\r[\(bar)] \(step.step)/\(total)  \(format(step.seconds)) s/step  ETA \(format(eta)) s"
+        let line = "\r[\(bar)] \(step.step)/\(total)  \(format(step.seconds)) s/step  ETA \(format(eta)) s" + (step.step == total ? "" : "")
         _ = line.withCString { write(2, $0, strlen($0)) }
     }
 
@@ -249,6 +249,11 @@ final class ProgressBar: @unchecked Sendable {
     }
 
     private func format(_ x: Double) -> String {
+        if x < 10 {
+            let ms = Int((x * 1000).rounded())
+            let frac = String(ms % 1000)
+            return "\(ms / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
+        }
         let tenths = Int((x * 10).rounded())
         return "\(tenths / 10).\(tenths % 10)"
     }
