@@ -51,10 +51,13 @@ if ! skip full; then
 fi
 
 if ! skip time; then
-  stamp "== it/s at 1024², batch 1: ours"
-  $B/ssd1b generate --model $M --prompt "a photo of a cat" --negative-prompt "blurry" --width 1024 --height 1024 \
-    --steps 8 --seed 0 --backend cuda --output /tmp/t1024.png 2>&1 | tr '\r' '\n' | tail -n 4
-  stamp "== it/s at 1024²: diffusers eager fp16"
-  timeout 120 python3 Scripts/gpu/diffusers_side.py time --model $M --size 1024 --batch 1,4 --steps 8
+  for K in ${SSD_BATCHES:-1 4 8 16}; do
+    stamp "== 1024² batch $K: ours (ssd1b generate --images $K, 8 steps; s/step per step)"
+    $B/ssd1b generate --model $M --prompt "a photo of a cat" --negative-prompt "blurry" --width 1024 --height 1024 \
+      --steps 8 --seed 0 --images $K --backend cuda --report-memory --output /tmp/t1024.png 2>&1 | tr '\r' '\n' \
+      | grep -E "s/step|memory|error" | tail -n 8
+  done
+  stamp "== 1024²: diffusers eager fp16"
+  timeout 200 python3 Scripts/gpu/diffusers_side.py time --model $M --size 1024 --batch ${SSD_BATCHES_TORCH:-1,4,8,16} --steps 8
 fi
 stamp "done"

@@ -40,6 +40,12 @@ public actor DiffusionPipeline {
     /// The backend in use.
     public var backendName: String { backend.name }
 
+    /// Bytes the backend holds now and at its peak (weights plus activations).
+    public func memoryStatistics() -> BackendMemoryStatistics { backend.memoryStatistics() }
+
+    /// Starts a new peak-memory measurement.
+    public func resetPeakMemory() { backend.resetPeakMemory() }
+
     /// Moves the pipeline to another backend: the weights are prepared again from the mapped files.
     public func setBackend(_ choice: BackendChoice, precision: Precision? = nil) throws {
         var newConfiguration = configuration

@@ -32,6 +32,7 @@ let generateUsage = """
       --output PATH                output PNG (default ssd1b-SEED.png)
       --save-latents PATH          final latents as safetensors (`latents`, F32 [K,4,H/8,W/8])
       --quiet                      no progress on stderr
+      --report-memory              print the backend's idle and peak memory on stderr
     """
 
 /// A command-line usage error: one line on stderr, exit status 2.
@@ -96,7 +97,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
     if arguments.contains("--help") || arguments.contains("-h") { print(generateUsage); return 0 }
     do {
         let options = try OptionParser(
-            arguments, flags: ["--quiet"],
+            arguments, flags: ["--quiet", "--report-memory"],
             options: ["--model", "--prompt", "--prompt-2", "--negative-prompt", "--negative-prompt-2", "--width",
                       "--height", "--steps", "--guidance", "--guidance-rescale", "--seed", "--images", "--scheduler",
                       "--backend", "--precision", "--variant", "--clip-skip", "--original-size", "--crop-top-left",
@@ -170,6 +171,12 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
 
         let pipeline = try await DiffusionPipeline(contentsOf: model, configuration: configuration)
         if !quiet { printError("ssd1b: backend \(await pipeline.backendName), seed \(seed)") }
+        let reportsMemory = options.flags.contains("--report-memory")
+        if reportsMemory {
+            let idle = await pipeline.memoryStatistics()
+            printError("memory idle: \(idle.currentBytes / (1 << 20)) MiB")
+            await pipeline.resetPeakMemory()
+        }
         let progress = ProgressBar(enabled: !quiet)
         var result: GenerationResult?
         for try await event in pipeline.run(request) {
@@ -180,6 +187,10 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             }
         }
         progress.finish()
+        if reportsMemory {
+            let memory = await pipeline.memoryStatistics()
+            printError("memory peak: \(memory.peakBytes / (1 << 20)) MiB, now \(memory.currentBytes / (1 << 20)) MiB")
+        }
         guard let result else { throw UsageError(description: "generation ended without images") }
 
         let modelName = model.split(separator: "/").last.map(String.init) ?? model
