@@ -3,7 +3,8 @@ import SSDTensor
 
 extension CUDABackend {
     /// Scaled dot-product attention (diffusers `AttnProcessor2_0`, transformers CLIP attention).
-    /// fp16 with head dim ≤ 128: the flash kernel (`KernelSource.attention`); otherwise scores are
+    /// fp16 with head dim 64: the double-buffered flash kernel (`KernelSource.fast`) unless
+    /// `usesFastAttention` is off; fp16 with head dim ≤ 128: the flash kernel (`KernelSource.attention`); otherwise scores are
     /// materialised in query chunks of at most 256 MiB (batched cuBLASLt products and softmax).
     public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool) throws -> Tensor {
         let (b, nq, width) = try attentionShape(query: query, key: key, value: value, heads: heads)
@@ -11,6 +12,13 @@ extension CUDABackend {
         let d = width / heads
         let y = try empty(query.shape, query.dtype)
         guard y.count > 0 else { return y }
+        if usesFastAttention, query.dtype == .f16, key.dtype == .f16, value.dtype == .f16, d == 64 {
+            try device.launch(.fast, "flash_attention_fast_d64", grid: ((nq + 63) / 64, heads, b), block: 128,
+                              [.pointer(try pointer(query, "attention")), .pointer(try pointer(key, "attention")),
+                               .pointer(try pointer(value, "attention")), .pointer(try pointer(y, "attention")),
+                               .i32(nq), .i32(nk), .i32(heads), .float(scale * 1.4426950408889634), .i32(causal ? 1 : 0)])
+            return y
+        }
         if query.dtype == .f16, key.dtype == .f16, value.dtype == .f16, d <= 128 {
             let vec = d % 8 == 0 ? 1 : 0
             try device.launch(.attention, d <= 64 ? "flash_attention_d64" : "flash_attention_d128",

@@ -36,6 +36,11 @@ extension CUDABackend {
         let n = last / 2
         let rows = x.count / max(last, 1)
         let y = try empty(Array(x.shape.dropLast()) + [n], x.dtype)
+        if usesFastKernels && x.dtype == .f16 && n % 8 == 0 {
+            try device.launchElementwise(.fast, "geglu_h8", count: rows * n / 8,
+                                         [.pointer(try pointer(x, "geglu")), .pointer(try pointer(y, "geglu")), .int(rows), .int(n / 8)])
+            return y
+        }
         try device.launchElementwise(.elementwise, "geglu_kernel<\(t)>", count: rows * n,
                                      [.pointer(try pointer(x, "geglu")), .pointer(try pointer(y, "geglu")), .int(rows), .int(n)])
         return y
@@ -94,6 +99,13 @@ extension CUDABackend {
         case .multiply: code = 2
         case .divide: code = 3
         }
+        if usesFastKernels && a.dtype == .f16, let (rowBroadcast, p, c) = CUDABackend.vectorBinaryLayout(dims) {
+            try device.launchElementwise(
+                .fast, "binary_h8", count: y.count / 8,
+                [.pointer(try pointer(a, "binary")), .pointer(try pointer(bb, "binary")), .pointer(try pointer(y, "binary")),
+                 .int(y.count / 8), .i32(rowBroadcast ? 1 : 0), .int(p), .int(c / 8), .i32(code)])
+            return y
+        }
         try device.launchElementwise(
             .elementwise, "binary_kernel<\(t)>", count: y.count,
             [.pointer(try pointer(a, "binary")), .pointer(try pointer(bb, "binary")), .pointer(try pointer(y, "binary")),
@@ -101,13 +113,37 @@ extension CUDABackend {
         return y
     }
 
+    /// The layouts `binary_h8` handles, from the collapsed (size, stride a, stride b) axes: both
+    /// operands alike and contiguous (`rowBroadcast` false), or a `[B, P, C]` and b `[B, 1, C]`
+    /// (ResnetBlock2D's `h + temb`); counts in elements, C (or the total) a multiple of 8.
+    static func vectorBinaryLayout(_ dims: [(Int, Int, Int)]) -> (rowBroadcast: Bool, p: Int, c: Int)? {
+        if dims.count == 1, dims[0].1 == 1, dims[0].2 == 1, dims[0].0 % 8 == 0 { return (false, 1, dims[0].0) }
+        guard dims.count == 2 || dims.count == 3 else { return nil }
+        let inner = dims[dims.count - 1], rows = dims[dims.count - 2]
+        let c = inner.0, p = rows.0
+        guard c % 8 == 0, inner.1 == 1, inner.2 == 1, rows.1 == c, rows.2 == 0 else { return nil }
+        if dims.count == 3 {
+            let batch = dims[0]
+            guard batch.1 == p * c, batch.2 == c else { return nil }
+        }
+        return (true, p, c)
+    }
+
     /// `y[r, c] += bias[c] + residual[r, c]` in place (either may be nil); y `[rows, C]`.
     func addBiasResidual(_ y: Tensor, bias: Tensor?, residual: Tensor?, op: String) throws {
         guard bias != nil || residual != nil else { return }
         let t = try floatCode(y, op)
         let c = y.shape.last ?? 1
-        let b = try bias.map { try pointer(cast($0, y.dtype), op) } ?? 0
-        let r = try residual.map { try pointer(cast($0, y.dtype), op) } ?? 0
+        // Keep the cast tensors alive until the launch is enqueued (their memory is freed stream-ordered).
+        let biasT = try bias.map { try cast($0, y.dtype) }, residualT = try residual.map { try cast($0, y.dtype) }
+        defer { withExtendedLifetime((biasT, residualT)) {} }
+        let b = try biasT.map { try pointer($0, op) } ?? 0
+        let r = try residualT.map { try pointer($0, op) } ?? 0
+        if usesFastKernels && y.dtype == .f16 && c % 8 == 0 {
+            try device.launchElementwise(.fast, "bias_residual_h8", count: y.count / 8,
+                                         [.pointer(try pointer(y, op)), .pointer(b), .pointer(r), .int(y.count / c), .int(c / 8)])
+            return
+        }
         try device.launchElementwise(.elementwise, "bias_residual_kernel<\(t)>", count: y.count,
                                      [.pointer(try pointer(y, op)), .pointer(b), .pointer(r), .int(y.count / max(c, 1)), .int(c)])
     }
@@ -147,9 +183,11 @@ extension CUDABackend {
         var offset = 0
         for t in tensors {
             let cols = t.shape[axis] * inner
-            try copy2d(from: try pointer(cast(t, first.dtype), "concat"), to: destination, rows: outer, cols: cols,
+            let source = try cast(t, first.dtype)
+            try copy2d(from: try pointer(source, "concat"), to: destination, rows: outer, cols: cols,
                        sourceStride: cols, sourceOffset: 0, destinationStride: shape[axis] * inner, destinationOffset: offset,
                        elementSize: first.dtype.byteSize)
+            withExtendedLifetime(source) {}
             offset += cols
         }
         return y

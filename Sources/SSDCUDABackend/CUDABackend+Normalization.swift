@@ -26,11 +26,27 @@ extension CUDABackend {
         let partial = try empty([b * chunks * c * 2], .f32)
         let stats = try empty([b * groups * 2], .f32)
         let px = try pointer(x, "groupNorm")
-        try device.launch(.normalization, "group_norm_partial_kernel<\(t)>", grid: (chunks, b, 1), block: 256,
-                          [.pointer(px), .pointer(try pointer(partial, "groupNorm")), .int(hw), .i32(c), .i32(rowsPerChunk)])
+        let vectorised = usesFastKernels && x.dtype == .f16 && weight.dtype == .f16 && bias.dtype == .f16 && c % 8 == 0
+        if vectorised {
+            let threads = min(256, (c / 8 + 31) / 32 * 32)
+            try device.launch(.fast, "group_norm_partial_h8", grid: (chunks, b, 1), block: threads,
+                              [.pointer(px), .pointer(try pointer(partial, "groupNorm")), .int(hw), .i32(c), .i32(rowsPerChunk)])
+        } else {
+            try device.launch(.normalization, "group_norm_partial_kernel<\(t)>", grid: (chunks, b, 1), block: 256,
+                              [.pointer(px), .pointer(try pointer(partial, "groupNorm")), .int(hw), .i32(c), .i32(rowsPerChunk)])
+        }
         try device.launch(.normalization, "group_norm_finalize_kernel", grid: (b * groups, 1, 1), block: 256,
                           [.pointer(try pointer(partial, "groupNorm")), .pointer(try pointer(stats, "groupNorm")), .int(hw), .i32(c),
                            .i32(groups), .i32(chunks), .i32(rowsPerChunk), .float(epsilon)])
+        if vectorised {
+            let perBatch = hw * c / 8
+            let blocks = max(1, min((perBatch + 255) / 256, device.multiprocessors * 32 / max(1, min(b, 32))))
+            try device.launch(.fast, "group_norm_apply_h8", grid: (blocks, b, 1), block: 256,
+                              [.pointer(px), .pointer(try pointer(y, "groupNorm")), .pointer(try pointer(stats, "groupNorm")),
+                               .pointer(try pointer(weight, "groupNorm")), .pointer(try pointer(bias, "groupNorm")),
+                               .int(hw), .i32(c), .i32(groups), .i32(silu ? 1 : 0)])
+            return y
+        }
         let perBatch = hw * c
         let blocks = max(1, min((perBatch + 255) / 256, device.multiprocessors * 32 / max(1, min(b, 32))))
         try device.launch(.normalization, "group_norm_apply_kernel<\(t)>", grid: (blocks, b, 1), block: 256,
@@ -48,6 +64,13 @@ extension CUDABackend {
         let t = try floatCode(x, "layerNorm")
         let rows = x.count / max(c, 1)
         let y = try empty(x.shape, x.dtype)
+        if usesFastKernels && x.dtype == .f16 && weight.dtype == .f16 && bias.dtype == .f16 && c % 8 == 0 && c <= 2048 {
+            try device.launch(.fast, "layer_norm_h8", grid: ((rows + 7) / 8, 1, 1), block: 256,
+                              [.pointer(try pointer(x, "layerNorm")), .pointer(try pointer(y, "layerNorm")),
+                               .pointer(try pointer(weight, "layerNorm")), .pointer(try pointer(bias, "layerNorm")),
+                               .int(rows), .i32(c), .float(epsilon)])
+            return y
+        }
         try device.launch(.normalization, "layer_norm_kernel<\(t)>", grid: ((rows + 7) / 8, 1, 1), block: 256,
                           [.pointer(try pointer(x, "layerNorm")), .pointer(try pointer(y, "layerNorm")),
                            .pointer(try pointer(weight, "layerNorm")), .i32(CUDABackend.code(weight.dtype)),

@@ -19,19 +19,30 @@ public struct CUDAAvailability: Sendable, Hashable {
 /// driver's stream-ordered pool, which keeps what is freed for reuse.
 ///
 /// Libraries are opened with `dlopen` (see `CCUDA`); `SSD_CUDA_LIBRARY_PATH` adds folders to search.
-/// `SSD_CUDA_CONV=im2col` skips cuDNN.
+/// `SSD_CUDA_CONV=im2col` skips cuDNN. `SSD_CUDA_LEGACY_KERNELS=1` uses the first (scalar) kernels
+/// instead of the fp16 vectorised ones and the double-buffered attention (`KernelSource.fast`);
+/// `SSD_CUDA_LEGACY_ATTENTION=1` goes back to the first attention kernel alone.
 public final class CUDABackend: ComputeBackend {
     public let name = "cuda"
     let device: CUDADevice
     let gemm: GemmEngine
     let convolutions: ConvolutionEngine
+    /// The fp16 vectorised kernels of `KernelSource.fast` (GEGLU, bias + residual, binary, group and layer norm).
+    public let usesFastKernels: Bool
+    /// The double-buffered `ldmatrix` flash attention for head dim 64.
+    public let usesFastAttention: Bool
 
     /// Opens GPU `ordinal`; throws `TensorError.backendUnavailable` naming the missing library, symbol or device.
-    /// With `useCuDNN: false` convolutions take the im2col + cuBLASLt path.
-    public init(device ordinal: Int = 0, useCuDNN: Bool = true) throws {
+    /// With `useCuDNN: false` convolutions take the im2col + cuBLASLt path. `legacyKernels` and
+    /// `legacyAttention` (nil: from `SSD_CUDA_LEGACY_KERNELS` / `SSD_CUDA_LEGACY_ATTENTION` = 1)
+    /// select the first kernels, kept for comparison and as a fallback.
+    public init(device ordinal: Int = 0, useCuDNN: Bool = true, legacyKernels: Bool? = nil, legacyAttention: Bool? = nil) throws {
         device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN)
         gemm = try GemmEngine(device: device)
         convolutions = ConvolutionEngine(device: device)
+        let legacy = legacyKernels ?? (environment("SSD_CUDA_LEGACY_KERNELS") == "1")
+        usesFastKernels = !legacy
+        usesFastAttention = !(legacyAttention ?? (legacy || environment("SSD_CUDA_LEGACY_ATTENTION") == "1"))
     }
 
     /// Checks whether the backend can start here (opens the libraries and the first GPU).
@@ -53,7 +64,8 @@ public final class CUDABackend: ComputeBackend {
     public var deviceDescription: String {
         let libraries = device.libraryPaths.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let conv = convolutions.isAvailable ? "cuDNN" : "im2col+cuBLASLt"
-        return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(libraries))"
+        let kernels = "kernels: \(usesFastKernels ? "fast" : "legacy"), attention: \(usesFastAttention ? "fast" : "legacy")"
+        return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(kernels); \(libraries))"
     }
 
     /// Bytes the device's memory pool holds from the driver (live tensors plus cached free blocks).

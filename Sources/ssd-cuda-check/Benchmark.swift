@@ -33,7 +33,19 @@ struct Benchmark {
         print(line)
     }
 
-    mutating func run(im2col: CUDABackend?) throws {
+    /// Times `body` on this backend and, when given, on `legacy` (the first kernels) with its own copies of the inputs.
+    mutating func compare(_ name: String, legacy: CUDABackend?, flops: Double? = nil, bytes: Double? = nil,
+                          _ body: (inout Benchmark) throws -> () throws -> Tensor) throws {
+        let fast = try body(&self)
+        report(name + " [fast]", seconds: try time(20, fast), flops: flops, bytes: bytes)
+        if let legacy {
+            var other = Benchmark(cuda: legacy)
+            let old = try body(&other)
+            report(name + " [legacy]", seconds: try other.time(20, old), flops: flops, bytes: bytes)
+        }
+    }
+
+    mutating func run(im2col: CUDABackend?, legacy: CUDABackend? = nil) throws {
         // GEMMs
         do {
             let x = try tensor([8192, 1280]), w = try weight([10240, 1280], .linear), b = try weight([10240], .vector)
@@ -48,9 +60,11 @@ struct Benchmark {
         }
         // Attention
         for (n, nk, heads) in [(4096, 4096, 10), (1024, 1024, 20), (4096, 77, 10), (1024, 77, 20)] {
-            let q = try tensor([2, n, heads * 64]), k = try tensor([2, nk, heads * 64]), v = try tensor([2, nk, heads * 64])
-            let t = try time { try cuda.attention(query: q, key: k, value: v, heads: heads, scale: 0.125, causal: false) }
-            report("flash attention B=2 Nq=\(n) Nk=\(nk) H=\(heads) D=64", seconds: t, flops: 4 * 2 * Double(heads * n * nk * 64))
+            try compare("flash attention B=2 Nq=\(n) Nk=\(nk) H=\(heads) D=64", legacy: legacy, flops: 4 * 2 * Double(heads * n * nk * 64)) { bench in
+                let q = try bench.tensor([2, n, heads * 64]), k = try bench.tensor([2, nk, heads * 64]), v = try bench.tensor([2, nk, heads * 64])
+                let backend = bench.cuda
+                return { try backend.attention(query: q, key: k, value: v, heads: heads, scale: 0.125, causal: false) }
+            }
         }
         // Convolutions
         for (hw, c) in [(128, 320), (64, 640), (32, 1280)] {
@@ -65,21 +79,74 @@ struct Benchmark {
                 report("conv3x3 B=2 \(hw)x\(hw) \(c)->\(c) (+bias) im2col", seconds: t2, flops: flops)
             }
         }
-        // Memory-bound ops
-        do {
-            let x = try tensor([2, 128, 128, 320]), w = try weight([320], .vector), b = try weight([320], .vector)
-            let t = try time { try cuda.groupNormSiLU(x, groups: 32, weight: w, bias: b, epsilon: 1e-5) }
-            report("groupNormSiLU [2,128,128,320]", seconds: t, bytes: Double(x.count * 2 * 3))
-            let g = try tensor([8192, 10240])
-            let t2 = try time { try cuda.geglu(g) }
-            report("geglu [8192,10240]", seconds: t2, bytes: Double(g.count * 2 * 3 / 2))
-            let h = try tensor([2, 64, 64, 640]), temb = try tensor([2, 1, 1, 640])
-            let t3 = try time { try cuda.binary(h, temb, .add) }
-            report("binary add broadcast [2,64,64,640]+[2,1,1,640]", seconds: t3, bytes: Double(h.count * 2 * 2))
-            let t4 = try time { try cuda.concat([h, h], axis: 3) }
-            report("concat channels 2x[2,64,64,640]", seconds: t4, bytes: Double(h.count * 2 * 4))
-            let t5 = try time { try cuda.layerNorm(h, weight: w.count == 640 ? w : try weight([640], .vector), bias: try weight([640], .vector), epsilon: 1e-5) }
-            report("layerNorm [8192,640]", seconds: t5, bytes: Double(h.count * 2 * 3))
+        // Memory-bound ops (fast and legacy kernels)
+        let hc = [2, 64, 64, 640]
+        try compare("groupNormSiLU [2,128,128,320]", legacy: legacy, bytes: Double(2 * 128 * 128 * 320 * 2 * 3)) { bench in
+            let x = try bench.tensor([2, 128, 128, 320]), w = try bench.weight([320], .vector), b = try bench.weight([320], .vector)
+            let backend = bench.cuda
+            return { try backend.groupNormSiLU(x, groups: 32, weight: w, bias: b, epsilon: 1e-5) }
+        }
+        try compare("geglu [8192,10240]", legacy: legacy, bytes: Double(8192 * 10240 * 2 * 3 / 2)) { bench in
+            let g = try bench.tensor([8192, 10240])
+            let backend = bench.cuda
+            return { try backend.geglu(g) }
+        }
+        try compare("binary add broadcast [2,64,64,640]+[2,1,1,640]", legacy: legacy, bytes: Double(hc.reduce(1, *) * 2 * 2)) { bench in
+            let h = try bench.tensor(hc), temb = try bench.tensor([2, 1, 1, 640])
+            let backend = bench.cuda
+            return { try backend.binary(h, temb, .add) }
+        }
+        try compare("concat channels 2x[2,64,64,640]", legacy: nil, bytes: Double(hc.reduce(1, *) * 2 * 4)) { bench in
+            let h = try bench.tensor(hc)
+            let backend = bench.cuda
+            return { try backend.concat([h, h], axis: 3) }
+        }
+        try compare("layerNorm [8192,640]", legacy: legacy, bytes: Double(hc.reduce(1, *) * 2 * 2)) { bench in
+            let h = try bench.tensor([8192, 640]), w = try bench.weight([640], .vector), b = try bench.weight([640], .vector)
+            let backend = bench.cuda
+            return { try backend.layerNorm(h, weight: w, bias: b, epsilon: 1e-5) }
+        }
+        try compare("conv3x3 64x64 640 +bias+residual (epilogue)", legacy: legacy, flops: 2 * 2 * Double(64 * 64 * 640 * 640 * 9)) { bench in
+            let x = try bench.tensor(hc), w = try bench.weight([640, 640, 3, 3], .conv2d), b = try bench.weight([640], .vector)
+            let backend = bench.cuda
+            return { try backend.conv2d(x, weight: w, bias: b, stride: 1, padding: 1, residual: x) }
+        }
+    }
+
+    /// One SSD-1B resnet block and one transformer block at the 64² level (640 channels, 10 heads),
+    /// batch `batch` (2·K with guidance), on this backend and on `legacy`; ms per pass.
+    mutating func unetLike(batch: Int, legacy: CUDABackend?) throws {
+        try compare("unet-like resnet+transformer block 64x64x640 batch \(batch)", legacy: legacy) { bench in
+            let c = 640, n = 4096
+            let x = try bench.tensor([batch, 64, 64, c]), ctx = try bench.tensor([batch, 77, 2048])
+            let temb = try bench.tensor([batch, 1280])
+            let gw = try bench.weight([c], .vector), gb = try bench.weight([c], .vector)
+            let w1 = try bench.weight([c, c, 3, 3], .conv2d), w2 = try bench.weight([c, c, 3, 3], .conv2d)
+            let tp = try bench.weight([c, 1280], .linear)
+            let wq = try bench.weight([c, c], .linear), wk = try bench.weight([c, c], .linear), wv = try bench.weight([c, c], .linear)
+            let wo = try bench.weight([c, c], .linear), ck = try bench.weight([c, 2048], .linear), cv = try bench.weight([c, 2048], .linear)
+            let ff1 = try bench.weight([8 * c, c], .linear), ff1b = try bench.weight([8 * c], .vector)
+            let ff2 = try bench.weight([c, 4 * c], .linear)
+            let b = bench.cuda
+            return {
+                var h = try b.conv2d(b.groupNormSiLU(x, groups: 32, weight: gw, bias: gb, epsilon: 1e-5), weight: w1, bias: gb, stride: 1, padding: 1)
+                let t = try b.linear(temb, weight: tp, bias: gb)
+                h = try b.binary(h, t.reshaped([batch, 1, 1, c]), .add)
+                h = try b.conv2d(b.groupNormSiLU(h, groups: 32, weight: gw, bias: gb, epsilon: 1e-5), weight: w2, bias: gb, stride: 1, padding: 1, residual: x)
+                let tokens = try h.reshaped([batch, n, c])
+                var s = try b.linear(b.groupNorm(tokens, groups: 32, weight: gw, bias: gb, epsilon: 1e-6), weight: wq, bias: nil)
+                var a = try b.layerNorm(s, weight: gw, bias: gb, epsilon: 1e-5)
+                var o = try b.attention(query: b.linear(a, weight: wq, bias: nil), key: b.linear(a, weight: wk, bias: nil),
+                                        value: b.linear(a, weight: wv, bias: nil), heads: 10, scale: 0.125, causal: false)
+                s = try b.linear(o, weight: wo, bias: gb, residual: s)
+                a = try b.layerNorm(s, weight: gw, bias: gb, epsilon: 1e-5)
+                o = try b.attention(query: b.linear(a, weight: wq, bias: nil), key: b.linear(ctx, weight: ck, bias: nil),
+                                    value: b.linear(ctx, weight: cv, bias: nil), heads: 10, scale: 0.125, causal: false)
+                s = try b.linear(o, weight: wo, bias: gb, residual: s)
+                a = try b.layerNorm(s, weight: gw, bias: gb, epsilon: 1e-5)
+                s = try b.linear(b.geglu(b.linear(a, weight: ff1, bias: ff1b)), weight: ff2, bias: gb, residual: s)
+                return try b.linear(s, weight: wo, bias: gb, residual: tokens)
+            }
         }
     }
 

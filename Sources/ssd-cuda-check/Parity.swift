@@ -96,6 +96,11 @@ final class ParityCheck {
                             try reference.groupNormSiLU(x.reference, groups: groups, weight: w.reference, bias: b.reference, epsilon: 1e-6))
                 }
             }
+            check("layerNorm [3,10,1280]", dtype) {
+                let x = try input([3, 10, 1280], dtype, scale: 2), w = try weight([1280], .vector, dtype, offset: 1), b = try weight([1280], .vector, dtype)
+                return (try cuda.layerNorm(x.cuda, weight: w.cuda, bias: b.cuda, epsilon: 1e-5),
+                        try reference.layerNorm(x.reference, weight: w.reference, bias: b.reference, epsilon: 1e-5))
+            }
             check("layerNorm [2,77,768]", dtype) {
                 let x = try input([2, 77, 768], dtype), w = try weight([768], .vector, dtype, offset: 1), b = try weight([768], .vector, dtype)
                 return (try cuda.layerNorm(x.cuda, weight: w.cuda, bias: b.cuda, epsilon: 1e-5),
@@ -109,6 +114,8 @@ final class ParityCheck {
             }
             let attentionCases: [(String, Int, Int, Int, Int, Bool)] = [
                 ("self N=200 H=2 D=64", 200, 200, 2, 64, false),
+                ("self N=600 H=2 D=64 (10 key tiles)", 600, 600, 2, 64, false),
+                ("causal N=300 H=2 D=64", 300, 300, 2, 64, true),
                 ("cross Nq=130 Nk=77 H=3 D=64", 130, 77, 3, 64, false),
                 ("causal CLIP N=77 H=4 D=64", 77, 77, 4, 64, true),
                 ("D=80 (generic) N=96", 96, 96, 2, 80, false),

@@ -1,5 +1,11 @@
 // ssd-cuda-check: runs every ComputeBackend op on the GPU and on ReferenceBackend (parity), then
-// micro-benchmarks. Usage: ssd-cuda-check [parity] [bench] [memory]  (default: all three).
+// micro-benchmarks. Usage: ssd-cuda-check [parity] [parity-legacy] [bench] [unet-like] [memory]
+// (default: parity, bench, memory).
+//   parity         every op with the default kernels (fast unless SSD_CUDA_LEGACY_KERNELS=1 /
+//                  SSD_CUDA_LEGACY_ATTENTION=1), plus the im2col convolutions
+//   parity-legacy  the same with the first (legacy) kernels
+//   bench          GEMM / attention / convolution TFLOP/s, memory-bound GB/s; fast and legacy kernels
+//   unet-like      one resnet + transformer block at 64² × 640, batch 2, 8, 16, 32, fast and legacy (ms)
 // Exit status 0 when every parity check passes, 1 otherwise, 2 when CUDA is unavailable.
 import SSDCUDABackend
 import SSDTensor
@@ -34,9 +40,21 @@ do {
         print("PARITY \(count - failures.count)/\(count) passed in \(format(now() - t0, "%.1f")) s\(failures.isEmpty ? "" : "; failed: \(failures)")")
         ok = ok && failures.isEmpty
     }
+    let legacy = cuda.usesFastKernels || cuda.usesFastAttention ? try? CUDABackend(legacyKernels: true, legacyAttention: true) : nil
+    if arguments.contains("parity-legacy"), let legacy {
+        let t0 = now()
+        let parity = ParityCheck(cuda: legacy)
+        parity.run(convolutionLabel: "legacy")
+        print("PARITY-LEGACY \(parity.count - parity.failures.count)/\(parity.count) passed in \(format(now() - t0, "%.1f")) s\(parity.failures.isEmpty ? "" : "; failed: \(parity.failures)")")
+        ok = ok && parity.failures.isEmpty
+    }
     if all || arguments.contains("bench") {
         var bench = Benchmark(cuda: cuda)
-        try bench.run(im2col: plain)
+        try bench.run(im2col: plain, legacy: legacy)
+    }
+    if arguments.contains("unet-like") {
+        var bench = Benchmark(cuda: cuda)
+        for batch in [2, 8, 16, 32] { try bench.unetLike(batch: batch, legacy: legacy) }
     }
     if all || arguments.contains("memory") {
         var bench = Benchmark(cuda: cuda)

@@ -4,6 +4,8 @@
 /// expressions. No CUDA header is included: half/bfloat16 conversions are inline PTX.
 enum KernelGroup: String, CaseIterable, Sendable {
     case elementwise, normalization, attention, convolution
+    /// fp16 vectorised kernels and the double-buffered attention (`KernelSource.fast`).
+    case fast
 
     /// The source: the common prelude plus the group's kernels.
     var source: String {
@@ -12,6 +14,7 @@ enum KernelGroup: String, CaseIterable, Sendable {
         case .normalization: return KernelSource.prelude + KernelSource.normalization
         case .attention: return KernelSource.prelude + KernelSource.attention
         case .convolution: return KernelSource.prelude + KernelSource.convolution
+        case .fast: return KernelSource.prelude + KernelSource.fast
         }
     }
 
@@ -49,6 +52,9 @@ enum KernelGroup: String, CaseIterable, Sendable {
             return ["flash_attention_d64", "flash_attention_d128"]
         case .convolution:
             return [2, 4, 8, 16].map { "im2col_kernel<\($0)>" }
+        case .fast:
+            return ["geglu_h8", "bias_residual_h8", "binary_h8", "group_norm_partial_h8", "group_norm_apply_h8",
+                    "layer_norm_h8", "flash_attention_fast_d64"]
         }
     }
 }
