@@ -13,7 +13,9 @@ extension CUDABackend {
         let y = try empty(query.shape, query.dtype)
         guard y.count > 0 else { return y }
         if usesFastAttention, query.dtype == .f16, key.dtype == .f16, value.dtype == .f16, d == 64 {
-            try device.launch(.fast, "flash_attention_fast_d64", grid: ((nq + 63) / 64, heads, b), block: 128,
+            let warps = nq >= 1024 ? attentionWarps : 4
+            try device.launch(.fast, warps == 8 ? "flash_attention_fast_d64_w8" : "flash_attention_fast_d64",
+                              grid: (nq.ceilDiv(16 * warps), heads, b), block: 32 * warps,
                               [.pointer(try pointer(query, "attention")), .pointer(try pointer(key, "attention")),
                                .pointer(try pointer(value, "attention")), .pointer(try pointer(y, "attention")),
                                .i32(nq), .i32(nk), .i32(heads), .float(scale * 1.4426950408889634), .i32(causal ? 1 : 0)])
@@ -62,4 +64,9 @@ extension CUDABackend {
         }
         return try permute(out, [0, 2, 1, 3]).reshaped([b, nq, heads * d])
     }
+}
+
+extension Int {
+    /// ⌈self / d⌉ for positive d.
+    func ceilDiv(_ d: Int) -> Int { (self + d - 1) / d }
 }

@@ -21,7 +21,8 @@ public struct CUDAAvailability: Sendable, Hashable {
 /// Libraries are opened with `dlopen` (see `CCUDA`); `SSD_CUDA_LIBRARY_PATH` adds folders to search.
 /// `SSD_CUDA_CONV=im2col` skips cuDNN. `SSD_CUDA_LEGACY_KERNELS=1` uses the first (scalar) kernels
 /// instead of the fp16 vectorised ones and the double-buffered attention (`KernelSource.fast`);
-/// `SSD_CUDA_LEGACY_ATTENTION=1` goes back to the first attention kernel alone.
+/// `SSD_CUDA_LEGACY_ATTENTION=1` goes back to the first attention kernel alone;
+/// `SSD_CUDA_ATTENTION_WARPS=4` keeps the fast attention at 64 queries per block.
 public final class CUDABackend: ComputeBackend {
     public let name = "cuda"
     let device: CUDADevice
@@ -35,14 +36,20 @@ public final class CUDABackend: ComputeBackend {
     /// Opens GPU `ordinal`; throws `TensorError.backendUnavailable` naming the missing library, symbol or device.
     /// With `useCuDNN: false` convolutions take the im2col + cuBLASLt path. `legacyKernels` and
     /// `legacyAttention` (nil: from `SSD_CUDA_LEGACY_KERNELS` / `SSD_CUDA_LEGACY_ATTENTION` = 1)
-    /// select the first kernels, kept for comparison and as a fallback.
-    public init(device ordinal: Int = 0, useCuDNN: Bool = true, legacyKernels: Bool? = nil, legacyAttention: Bool? = nil) throws {
+    /// select the first kernels, kept for comparison and as a fallback. `attentionWarps` (nil:
+    /// `SSD_CUDA_ATTENTION_WARPS`, default 8) picks the fast attention's block for ≥ 1024 queries.
+    /// Warps per block of the fast attention for ≥ 1024 queries (8: 128 queries per block; 4: 64).
+    public let attentionWarps: Int
+
+    public init(device ordinal: Int = 0, useCuDNN: Bool = true, legacyKernels: Bool? = nil, legacyAttention: Bool? = nil,
+                attentionWarps: Int? = nil) throws {
         device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN)
         gemm = try GemmEngine(device: device)
         convolutions = ConvolutionEngine(device: device)
         let legacy = legacyKernels ?? (environment("SSD_CUDA_LEGACY_KERNELS") == "1")
         usesFastKernels = !legacy
         usesFastAttention = !(legacyAttention ?? (legacy || environment("SSD_CUDA_LEGACY_ATTENTION") == "1"))
+        self.attentionWarps = (attentionWarps ?? Int(environment("SSD_CUDA_ATTENTION_WARPS") ?? "")) == 4 ? 4 : 8
     }
 
     /// Checks whether the backend can start here (opens the libraries and the first GPU).
@@ -64,7 +71,7 @@ public final class CUDABackend: ComputeBackend {
     public var deviceDescription: String {
         let libraries = device.libraryPaths.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let conv = convolutions.isAvailable ? "cuDNN" : "im2col+cuBLASLt"
-        let kernels = "kernels: \(usesFastKernels ? "fast" : "legacy"), attention: \(usesFastAttention ? "fast" : "legacy")"
+        let kernels = "kernels: \(usesFastKernels ? "fast" : "legacy"), attention: \(usesFastAttention ? "fast, \(attentionWarps) warps" : "legacy")"
         return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(kernels); \(libraries))"
     }
 

@@ -203,11 +203,12 @@ __device__ __forceinline__ void mma16816f(float *c, const unsigned *a, unsigned 
 }
 
 #define FA_LD 72
-// Rows [k0, k0+64) of K and V (64 halves each) into one stage; rows >= Nk are zero-filled.
+// Rows [k0, k0+64) of K and V (64 halves each) into one stage by THREADS threads; rows >= Nk are zero-filled.
+template <int THREADS>
 __device__ __forceinline__ void fa_load_tile(u16 *Kd, u16 *Vd, const u16 *Kb, const u16 *Vb, i64 rowStride, int k0, int Nk, int tid) {
     #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        int idx = tid + i * 128, r = idx >> 3, c = (idx & 7) * 8;
+    for (int i = 0; i < 512 / THREADS; ++i) {
+        int idx = tid + i * THREADS, r = idx >> 3, c = (idx & 7) * 8;
         int key = k0 + r, ok = key < Nk;
         i64 off = (i64)(ok ? key : 0) * rowStride + c;
         cp_async16(smem_u32(Kd + r * FA_LD + c), Kb + off, ok ? 16 : 0);
@@ -215,12 +216,12 @@ __device__ __forceinline__ void fa_load_tile(u16 *Kd, u16 *Vd, const u16 *Kb, co
     }
 }
 
-// Q [B, Nq, H*64], K and V [B, Nk, H*64], O like Q; grid (ceil(Nq/64), H, B), 128 threads, each warp 16 query rows.
-extern "C" __global__ void __launch_bounds__(128) flash_attention_fast_d64(const u16 *Q, const u16 *K, const u16 *V, u16 *O,
-                                                                           int Nq, int Nk, int H, float scaleLog2, int causal) {
-    const int BM = 64, BN = 64, DP = 64;
-    __shared__ __align__(128) u16 Ks[2][BN * FA_LD];
-    __shared__ __align__(128) u16 Vs[2][BN * FA_LD];
+// Q [B, Nq, H*64], K and V [B, Nk, H*64], O like Q; grid (ceil(Nq/(16*WARPS)), H, B), 32*WARPS threads,
+// each warp 16 query rows; all warps share the K/V stages (Ks, Vs: [2][64 * FA_LD] each).
+template <int WARPS>
+__device__ __forceinline__ void flash_attention_fast(const u16 *Q, const u16 *K, const u16 *V, u16 *O, int Nq, int Nk, int H,
+                                                     float scaleLog2, int causal, u16 (*Ks)[64 * FA_LD], u16 (*Vs)[64 * FA_LD]) {
+    const int BM = 16 * WARPS, BN = 64, DP = 64, THREADS = 32 * WARPS;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     const int mi = lane >> 3, rr = lane & 7;
     const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * BM;
@@ -233,7 +234,7 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_fast_d64(const
 
     const int kEnd = causal ? min(Nk, q0 + BM) : Nk;
     const int tiles = (kEnd + BN - 1) / BN;
-    if (tiles > 0) { fa_load_tile(Ks[0], Vs[0], Kb, Vb, rowStride, 0, Nk, tid); cp_async_commit(); }
+    if (tiles > 0) { fa_load_tile<THREADS>(Ks[0], Vs[0], Kb, Vb, rowStride, 0, Nk, tid); cp_async_commit(); }
 
     unsigned qa[DP / 16][4];
     #pragma unroll
@@ -254,7 +255,7 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_fast_d64(const
     for (int it = 0; it < tiles; ++it) {
         const int k0 = it * BN, st = it & 1;
         if (it + 1 < tiles) {
-            fa_load_tile(Ks[st ^ 1], Vs[st ^ 1], Kb, Vb, rowStride, k0 + BN, Nk, tid);
+            fa_load_tile<THREADS>(Ks[st ^ 1], Vs[st ^ 1], Kb, Vb, rowStride, k0 + BN, Nk, tid);
             cp_async_commit();
             cp_async_wait_one();
         } else {
@@ -335,6 +336,20 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_fast_d64(const
         if (r0 < Nq) *(unsigned *)(Ob + (i64)r0 * rowStride + d) = packh2(o[dn][0] * inv0, o[dn][1] * inv0);
         if (r1 < Nq) *(unsigned *)(Ob + (i64)r1 * rowStride + d) = packh2(o[dn][2] * inv1, o[dn][3] * inv1);
     }
+}
+
+// 64 queries per block (4 warps) and 128 queries per block (8 warps; half the K/V traffic per query).
+extern "C" __global__ void __launch_bounds__(128) flash_attention_fast_d64(const u16 *Q, const u16 *K, const u16 *V, u16 *O,
+                                                                           int Nq, int Nk, int H, float scaleLog2, int causal) {
+    __shared__ __align__(128) u16 Ks[2][64 * FA_LD];
+    __shared__ __align__(128) u16 Vs[2][64 * FA_LD];
+    flash_attention_fast<4>(Q, K, V, O, Nq, Nk, H, scaleLog2, causal, Ks, Vs);
+}
+extern "C" __global__ void __launch_bounds__(256) flash_attention_fast_d64_w8(const u16 *Q, const u16 *K, const u16 *V, u16 *O,
+                                                                              int Nq, int Nk, int H, float scaleLog2, int causal) {
+    __shared__ __align__(128) u16 Ks[2][64 * FA_LD];
+    __shared__ __align__(128) u16 Vs[2][64 * FA_LD];
+    flash_attention_fast<8>(Q, K, V, O, Nq, Nk, H, scaleLog2, causal, Ks, Vs);
 }
 
 """#
