@@ -88,6 +88,7 @@ __global__ void group_norm_partial_h8(const U128 *x, float *partial, i64 HW, int
         float sum[8], m2[8], v[8];
         #pragma unroll
         for (int k = 0; k < 8; ++k) { sum[k] = 0.0f; m2[k] = 0.0f; }
+        #pragma unroll 4
         for (i64 r = r0; r < r1; ++r) {
             unpack8(x[base + r * c8], v);
             #pragma unroll
@@ -95,6 +96,7 @@ __global__ void group_norm_partial_h8(const U128 *x, float *partial, i64 HW, int
         }
         #pragma unroll
         for (int k = 0; k < 8; ++k) sum[k] = sum[k] / n;
+        #pragma unroll 4
         for (i64 r = r0; r < r1; ++r) {
             unpack8(x[base + r * c8], v);
             #pragma unroll
