@@ -12,6 +12,15 @@ struct Benchmark {
         try cuda.upload(random.normal(shape.reduce(1, *), scale: scale), shape: shape, as: dtype)
     }
 
+    /// Like `tensor`, but at most 2^20 random values repeated (cheap host-side set-up for large inputs).
+    mutating func tiledTensor(_ shape: [Int], _ dtype: DType = .f16) throws -> Tensor {
+        let count = shape.reduce(1, *)
+        let pattern = random.normal(min(count, 1 << 20))
+        var values = [Float](repeating: 0, count: count)
+        for i in 0..<count { values[i] = pattern[i % pattern.count] }
+        return try cuda.upload(values, shape: shape, as: dtype)
+    }
+
     mutating func weight(_ shape: [Int], _ role: WeightRole, _ dtype: DType = .f16) throws -> Tensor {
         try cuda.prepareWeight(HostBuffer.view(of: random.normal(shape.reduce(1, *), scale: 0.05), shape: shape), role: role, activationDType: dtype)
     }
@@ -125,7 +134,7 @@ struct Benchmark {
     mutating func unetLike(batch: Int, legacy: CUDABackend?) throws {
         try compare("unet-like resnet+transformer block 64x64x640 batch \(batch)", legacy: legacy) { bench in
             let c = 640, n = 4096
-            let x = try bench.tensor([batch, 64, 64, c]), ctx = try bench.tensor([batch, 77, 2048])
+            let x = try bench.tiledTensor([batch, 64, 64, c]), ctx = try bench.tiledTensor([batch, 77, 2048])
             let temb = try bench.tensor([batch, 1280])
             let gw = try bench.weight([c], .vector), gb = try bench.weight([c], .vector)
             let w1 = try bench.weight([c, c, 3, 3], .conv2d), w2 = try bench.weight([c, c, 3, 3], .conv2d)

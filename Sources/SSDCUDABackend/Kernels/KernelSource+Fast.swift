@@ -119,10 +119,14 @@ __global__ void group_norm_apply_h8(const U128 *x, U128 *y, const float *stats, 
         unpack8(x[idx], v);
         unpack8(w[cv], ww);
         unpack8(bias[cv], bb);
+        // Groups are contiguous channel ranges: one division, then step to the next group where it starts.
+        int grp = (cv * 8) / cpg, next = (grp + 1) * cpg;
+        const float *st = stats + ((i64)blockIdx.y * G + grp) * 2;
+        float mean = st[0], rstd = st[1];
         #pragma unroll
         for (int k = 0; k < 8; ++k) {
-            int bg = blockIdx.y * G + (cv * 8 + k) / cpg;
-            float t = (v[k] - stats[bg * 2]) * stats[bg * 2 + 1] * ww[k] + bb[k];
+            if (cv * 8 + k == next) { next += cpg; st += 2; mean = st[0]; rstd = st[1]; }
+            float t = (v[k] - mean) * rstd * ww[k] + bb[k];
             v[k] = silu ? silu_f(t) : t;
         }
         y[idx] = pack8(v);
