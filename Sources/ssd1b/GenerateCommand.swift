@@ -179,17 +179,20 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         }
         let progress = ProgressBar(enabled: !quiet)
         var result: GenerationResult?
+        var denoisingPeak = 0
         for try await event in pipeline.run(request) {
             switch event {
             case let .started(total, _): progress.start(total: total)
-            case let .step(step): progress.update(step)
+            case let .step(step):
+                progress.update(step)
+                denoisingPeak = step.backendPeakBytes
             case let .finished(finished): result = finished
             }
         }
         progress.finish()
         if reportsMemory {
             let memory = await pipeline.memoryStatistics()
-            printError("memory peak: \(memory.peakBytes / (1 << 20)) MiB, now \(memory.currentBytes / (1 << 20)) MiB")
+            printError("memory peak: denoising \(denoisingPeak / (1 << 20)) MiB, whole generation \(memory.peakBytes / (1 << 20)) MiB, now \(memory.currentBytes / (1 << 20)) MiB")
         }
         guard let result else { throw UsageError(description: "generation ended without images") }
 
