@@ -90,7 +90,9 @@ func runUNetBenchmark(_ args: Arguments) throws {
             let latents = randomFloats(b * lat * lat * 4, seed: 1)
             let ctx = try backend.upload(randomFloats(2 * b * 77 * 2048, seed: 2), shape: [2 * b, 77, 2048])
             let pooled = try backend.upload(randomFloats(2 * b * 1280, seed: 3), shape: [2 * b, 1280])
-            let timeIDs = (0..<(2 * b)).flatMap { _ in [Float(size), Float(size), 0, 0, Float(size), Float(size)] }
+            let fs = Float(size)
+            let oneRow: [Float] = [fs, fs, 0, 0, fs, fs]
+            let timeIDs: [Float] = Array((0..<(2 * b)).map { _ in oneRow }.joined())
             let t = Float(scheduler.timesteps[0])
             func iteration() throws {
                 var s = scheduler
@@ -98,7 +100,8 @@ func runUNetBenchmark(_ args: Arguments) throws {
                 let x = try backend.upload(scaled + scaled, shape: [2 * b, lat, lat, 4])
                 let eps = try backend.download(unet(sample: x, timesteps: [t], encoderHiddenStates: ctx, textEmbeds: pooled, timeIDs: timeIDs))
                 let n = eps.count / 2
-                let guided = (0..<n).map { eps[$0] + 5 * (eps[n + $0] - eps[$0]) }
+                var guided = [Float](repeating: 0, count: n)
+                for i in 0..<n { guided[i] = eps[i] + 5 * (eps[n + i] - eps[i]) }
                 _ = try s.step(modelOutput: guided, sample: latents)
             }
             backend.reset()
