@@ -37,21 +37,21 @@ extension CPUBackend {
         let threads = options.threads
         let nr = Int(SSD_NR)
         let panels = w.panels
-        // Split the rows when there are enough of them, else the column panels.
-        if m >= threads * 48 || panels < threads {
-            let tasks = min(threads, (m + 5) / 6)
-            let per = ((m + tasks - 1) / tasks + 5) / 6 * 6
-            parallelFor(tasks) { t in
-                let r0 = t * per, r1 = min(m, r0 + per)
-                if r0 < r1 { gemmTask(a, rows: r0..<r1, columns: 0..<w.n, w, c, ldc, epilogue) }
-            }
-        } else {
-            let tasks = min(threads, panels)
-            let per = (panels + tasks - 1) / tasks
-            parallelFor(tasks) { t in
-                let c0 = t * per * nr, c1 = min(w.n, (t + 1) * per * nr)
-                if c0 < c1 { gemmTask(a, rows: 0..<m, columns: c0..<c1, w, c, ldc, epilogue) }
-            }
+        if threads == 1 {
+            gemmTask(a, rows: 0..<m, columns: 0..<w.n, w, c, ldc, epilogue)
+            return
+        }
+        // A grid of about 4 tasks per thread (rows in multiples of 6, at least 48; columns in
+        // whole panels), handed out dynamically so that a core slowed by other work costs little.
+        let target = threads * 4
+        let rowChunks = max(1, min((m + 47) / 48, target))
+        let colChunks = max(1, min(panels, (target + rowChunks - 1) / rowChunks))
+        let rowsPer = ((m + rowChunks - 1) / rowChunks + 5) / 6 * 6
+        let panelsPer = (panels + colChunks - 1) / colChunks
+        parallelFor(rowChunks * colChunks) { t in
+            let r0 = (t / colChunks) * rowsPer, r1 = min(m, r0 + rowsPer)
+            let c0 = (t % colChunks) * panelsPer * nr, c1 = min(w.n, c0 + panelsPer * nr)
+            if r0 < r1 && c0 < c1 { gemmTask(a, rows: r0..<r1, columns: c0..<c1, w, c, ldc, epilogue) }
         }
     }
 
