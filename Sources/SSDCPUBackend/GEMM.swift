@@ -41,11 +41,20 @@ extension CPUBackend {
             gemmTask(a, rows: 0..<m, columns: 0..<w.n, w, c, ldc, epilogue)
             return
         }
-        // A grid of about 4 tasks per thread (rows in multiples of 6, at least 48; columns in
-        // whole panels), handed out dynamically so that a core slowed by other work costs little.
+        // A grid of about 4 tasks per thread, handed out dynamically so that a core slowed by
+        // other work costs little. Every row chunk streams all the weights of its columns and
+        // every column chunk all of its rows, so the split minimises rowChunks·|W| + colChunks·|A|
+        // (weights are the larger operand for the small token counts of the inner UNet levels).
         let target = threads * 4
-        let rowChunks = max(1, min((m + 47) / 48, target))
-        let colChunks = max(1, min(panels, (target + rowChunks - 1) / rowChunks))
+        let weightBytes = Double(w.n * w.depth * w.layout.elementType.byteSize)
+        let inputBytes = Double(m * w.depth * 4)
+        var best = (cost: Double.infinity, rows: 1, cols: 1)
+        for rc in 1...max(1, min(target, (m + 5) / 6)) {
+            let cc = min(panels, (target + rc - 1) / rc)
+            let cost = Double(rc) * weightBytes + Double(cc) * inputBytes + (rc * cc < threads ? 1e18 : 0)
+            if cost < best.cost { best = (cost, rc, cc) }
+        }
+        let rowChunks = best.rows, colChunks = best.cols
         let rowsPer = ((m + rowChunks - 1) / rowChunks + 5) / 6 * 6
         let panelsPer = (panels + colChunks - 1) / colChunks
         parallelFor(rowChunks * colChunks) { t in
