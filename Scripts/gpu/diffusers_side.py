@@ -23,7 +23,12 @@ def load(model):
 def latents(args):
     from safetensors.torch import save_file
     pipe = load(args.model)
-    out = pipe(prompt=args.prompt, negative_prompt=args.negative, width=args.size, height=args.size,
+    # The initial noise is drawn in fp32 and rounded to fp16, as ssd1b does: torch's fp16 CPU randn
+    # differs between torch versions (the device machine's torch is not the fixture machine's).
+    shape = (1, 4, args.size // 8, args.size // 8)
+    noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(args.seed), dtype=torch.float32)
+    noise = noise.half().to("cuda") if args.noise == "fp32" else None
+    out = pipe(prompt=args.prompt, latents=noise, negative_prompt=args.negative, width=args.size, height=args.size,
                num_inference_steps=args.steps, guidance_scale=args.guidance,
                generator=torch.Generator("cpu").manual_seed(args.seed), output_type="latent").images
     save_file({"latents": out.float().cpu().contiguous()}, args.out)
@@ -72,6 +77,8 @@ def main():
         p.add_argument("--prompt", default="a photo of an astronaut riding a horse")
         p.add_argument("--negative", default="ugly, blurry, poor quality")
         p.add_argument("--out", required=True)
+        p.add_argument("--noise", choices=["fp32", "pipeline"], default="fp32",
+                       help="fp32: noise drawn in fp32 then rounded (as ssd1b); pipeline: diffusers' own fp16 draw")
     c = sub.add_parser("compare")
     c.add_argument("ours")
     c.add_argument("theirs")

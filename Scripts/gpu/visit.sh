@@ -4,7 +4,8 @@
 #   2. the tiny pipeline fixtures on CUDA against diffusers' fp32 latents
 #   3. a full-size random SSD-1B folder, 256² 3-step generation vs diffusers fp16 (latents)
 #   4. it/s at 1024², ours vs diffusers eager, same card, same run
-# Logs go to $OUT. Stages can be skipped: SSD_SKIP="parity tiny full time".
+#   5. device memory over 20 generations in one process
+# Logs go to $OUT. Stages can be skipped: SSD_SKIP="parity tiny full time repeat".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/gpu-out}"; mkdir -p "$OUT"
@@ -59,5 +60,10 @@ if ! skip time; then
   done
   stamp "== 1024²: diffusers eager fp16"
   timeout 200 python3 Scripts/gpu/diffusers_side.py time --model $M --size 1024 --batch ${SSD_BATCHES_TORCH:-1,4,8,16} --steps 8
+fi
+if ! skip repeat; then
+  stamp "== memory stability: 20 generations at 256², 3 steps, one process"
+  $B/ssd1b generate --model $M --prompt "a photo of a cat" --negative-prompt "blurry" --width 256 --height 256 \
+    --steps 3 --seed 0 --backend cuda --quiet --repeat 20 --output /tmp/rep.png 2>&1 | grep -E "run (1|2|10|19|20)/|error"
 fi
 stamp "done"

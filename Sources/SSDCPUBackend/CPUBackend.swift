@@ -137,6 +137,13 @@ public final class CPUBackend: ComputeBackend {
 
     public func resetPeakMemory() { counter.resetPeak() }
 
+    /// Frees the pool of reusable activation buffers (bytes in `pooledBytes`; at most 1 GiB is
+    /// kept). The pool is not counted in `memoryStatistics`, which reports live tensors.
+    public func trimMemory() { counter.drainPool() }
+
+    /// Bytes of freed activation buffers kept for reuse.
+    public var pooledBytes: Int { counter.pooledBytes }
+
     public func convert(_ x: Tensor, to dtype: DType) throws -> Tensor {
         let src = try x.cpuBuffer("convert")
         let out = allocate(x.shape, dtype)

@@ -1,10 +1,70 @@
 import SSDTensor
 import Synchronization
 
-/// Bytes held by one `CPUBackend`, updated as buffers come and go.
+/// Bytes held by one `CPUBackend`, updated as buffers come and go, and a pool of freed large
+/// buffers by size (the same shapes recur every UNet call; reuse avoids page faults).
 final class MemoryCounter: Sendable {
     private let current = Atomic<Int>(0)
     private let peak = Atomic<Int>(0)
+
+    private struct Pool {
+        var free: [Int: [UInt]] = [:]
+        var bytes = 0
+    }
+    private let pool = Mutex(Pool())
+    /// Largest total of pooled free bytes, and the smallest buffer worth pooling.
+    let poolLimit: Int
+    static let poolMinimum = 1 << 18
+
+    init(poolLimit: Int = 1 << 30) { self.poolLimit = poolLimit }
+
+    /// A 64-byte-aligned allocation of `byteCount` (rounded to 4 KiB when pooled).
+    func obtain(_ byteCount: Int) -> UnsafeMutableRawPointer {
+        if byteCount >= Self.poolMinimum {
+            let size = Self.pooledSize(byteCount)
+            let reused: UInt? = pool.withLock { p in
+                guard var list = p.free[size], let a = list.popLast() else { return nil }
+                p.free[size] = list.isEmpty ? nil : list
+                p.bytes -= size
+                return a
+            }
+            if let reused, let ptr = UnsafeMutableRawPointer(bitPattern: reused) { return ptr }
+            return UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+        }
+        return UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 64), alignment: 64)
+    }
+
+    /// Returns an allocation from `obtain` (kept for reuse while the pool has room).
+    func release(_ pointer: UnsafeMutableRawPointer, _ byteCount: Int) {
+        if byteCount >= Self.poolMinimum {
+            let size = Self.pooledSize(byteCount)
+            let kept = pool.withLock { p -> Bool in
+                guard p.bytes + size <= poolLimit else { return false }
+                p.free[size, default: []].append(UInt(bitPattern: pointer))
+                p.bytes += size
+                return true
+            }
+            if kept { return }
+        }
+        pointer.deallocate()
+    }
+
+    /// Frees every pooled buffer.
+    func drainPool() {
+        let all = pool.withLock { p -> [UInt] in
+            let a = p.free.values.flatMap { $0 }
+            p = Pool()
+            return a
+        }
+        for a in all { UnsafeMutableRawPointer(bitPattern: a)?.deallocate() }
+    }
+
+    /// Bytes held in the pool of free buffers.
+    var pooledBytes: Int { pool.withLock { $0.bytes } }
+
+    private static func pooledSize(_ n: Int) -> Int { (n + 4095) / 4096 * 4096 }
+
+    deinit { drainPool() }
 
     func allocated(_ bytes: Int) {
         let now = current.wrappingAdd(bytes, ordering: .relaxed).newValue
@@ -29,12 +89,12 @@ final class CPUBuffer: TensorStorage, @unchecked Sendable {
     init(byteCount: Int, counter: MemoryCounter) {
         self.byteCount = byteCount
         self.counter = counter
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 64), alignment: 64)
+        pointer = counter.obtain(byteCount)
         counter.allocated(byteCount)
     }
 
     deinit {
-        pointer.deallocate()
+        counter.release(pointer, byteCount)
         counter.freed(byteCount)
     }
 

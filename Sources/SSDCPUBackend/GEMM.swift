@@ -37,21 +37,30 @@ extension CPUBackend {
         let threads = options.threads
         let nr = Int(SSD_NR)
         let panels = w.panels
-        // Split the rows when there are enough of them, else the column panels.
-        if m >= threads * 48 || panels < threads {
-            let tasks = min(threads, (m + 5) / 6)
-            let per = ((m + tasks - 1) / tasks + 5) / 6 * 6
-            parallelFor(tasks) { t in
-                let r0 = t * per, r1 = min(m, r0 + per)
-                if r0 < r1 { gemmTask(a, rows: r0..<r1, columns: 0..<w.n, w, c, ldc, epilogue) }
-            }
-        } else {
-            let tasks = min(threads, panels)
-            let per = (panels + tasks - 1) / tasks
-            parallelFor(tasks) { t in
-                let c0 = t * per * nr, c1 = min(w.n, (t + 1) * per * nr)
-                if c0 < c1 { gemmTask(a, rows: 0..<m, columns: c0..<c1, w, c, ldc, epilogue) }
-            }
+        if threads == 1 {
+            gemmTask(a, rows: 0..<m, columns: 0..<w.n, w, c, ldc, epilogue)
+            return
+        }
+        // A grid of about 4 tasks per thread, handed out dynamically so that a core slowed by
+        // other work costs little. Every row chunk streams all the weights of its columns and
+        // every column chunk all of its rows, so the split minimises rowChunks·|W| + colChunks·|A|
+        // (weights are the larger operand for the small token counts of the inner UNet levels).
+        let target = threads * 4
+        let weightBytes = Double(w.n * w.depth * w.layout.elementType.byteSize)
+        let inputBytes = Double(m * w.depth * 4)
+        var best = (cost: Double.infinity, rows: 1, cols: 1)
+        for rc in 1...max(1, min(target, (m + 5) / 6)) {
+            let cc = min(panels, (target + rc - 1) / rc)
+            let cost = Double(rc) * weightBytes + Double(cc) * inputBytes + (rc * cc < threads ? 1e18 : 0)
+            if cost < best.cost { best = (cost, rc, cc) }
+        }
+        let rowChunks = best.rows, colChunks = best.cols
+        let rowsPer = ((m + rowChunks - 1) / rowChunks + 5) / 6 * 6
+        let panelsPer = (panels + colChunks - 1) / colChunks
+        parallelFor(rowChunks * colChunks) { t in
+            let r0 = (t / colChunks) * rowsPer, r1 = min(m, r0 + rowsPer)
+            let c0 = (t % colChunks) * panelsPer * nr, c1 = min(w.n, c0 + panelsPer * nr)
+            if r0 < r1 && c0 < c1 { gemmTask(a, rows: r0..<r1, columns: c0..<c1, w, c, ldc, epilogue) }
         }
     }
 

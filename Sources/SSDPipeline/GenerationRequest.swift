@@ -127,6 +127,8 @@ public struct StepProgress: Sendable {
     public var timestep: Double
     /// Seconds the step took.
     public var seconds: Double
+    /// The backend's peak memory so far (weights plus activations), in bytes.
+    public var backendPeakBytes: Int
     /// The latents after the step (NCHW), when the request asked for them.
     public var latents: LatentArray?
 }

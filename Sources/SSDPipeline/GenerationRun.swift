@@ -108,6 +108,7 @@ struct GenerationRun {
             let seconds = Self.seconds(clock.now - began)
             progress?(.step(StepProgress(
                 step: index + 1, totalSteps: timesteps.count, timestep: t, seconds: seconds,
+                backendPeakBytes: backend.memoryStatistics().peakBytes,
                 latents: request.reportsLatents ? LatentArray(shape: latentShape, values: latents) : nil)))
         }
         start.inpainting = nil
@@ -119,16 +120,24 @@ struct GenerationRun {
     }
 
     /// `latents / scaling_factor` → VAE decoder → 8-bit RGB (diffusers `vae.decode` + `postprocess`).
+    /// Images are decoded one at a time (every VAE op is per image), which keeps the decoder's peak
+    /// memory at one image's worth whatever `imagesPerPrompt` is.
     func decode(_ latents: [Float]) throws -> [RGBImage] {
         let vae = models.vae
         let scale = Float(vae.config.scalingFactor)
-        let scaled = latents.map { $0 / scale }
-        let input = try backend.upload(
-            Layout.nchwToNHWC(scaled, imageCount, latentChannels, latentHeight, latentWidth),
-            shape: [imageCount, latentHeight, latentWidth, latentChannels], as: backend.activationDType(for: vae.component))
-        let decoded = try backend.download(vae.decode(input))
-        return try ImageProcessing.images(
-            fromDecoded: decoded, batch: imageCount, height: request.size.height, width: request.size.width)
+        let perImage = latentChannels * latentHeight * latentWidth
+        var images = [RGBImage]()
+        for index in 0..<imageCount {
+            try Task.checkCancellation()
+            let scaled = latents[(index * perImage)..<((index + 1) * perImage)].map { $0 / scale }
+            let input = try backend.upload(
+                Layout.nchwToNHWC(scaled, 1, latentChannels, latentHeight, latentWidth),
+                shape: [1, latentHeight, latentWidth, latentChannels], as: backend.activationDType(for: vae.component))
+            let decoded = try backend.download(vae.decode(input))
+            images += try ImageProcessing.images(
+                fromDecoded: decoded, batch: 1, height: request.size.height, width: request.size.width)
+        }
+        return images
     }
 
     static func seconds(_ d: Duration) -> Double {

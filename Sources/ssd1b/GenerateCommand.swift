@@ -33,6 +33,8 @@ let generateUsage = """
       --save-latents PATH          final latents as safetensors (`latents`, F32 [K,4,H/8,W/8])
       --quiet                      no progress on stderr
       --report-memory              print the backend's idle and peak memory on stderr
+      --repeat N                   run the generation N times in one process (memory-stability check);
+                                   memory after each run goes to stderr, the last run's files are written
     """
 
 /// A command-line usage error: one line on stderr, exit status 2.
@@ -102,7 +104,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                       "--height", "--steps", "--guidance", "--guidance-rescale", "--seed", "--images", "--scheduler",
                       "--backend", "--precision", "--variant", "--clip-skip", "--original-size", "--crop-top-left",
                       "--target-size", "--negative-original-size", "--negative-crop-top-left",
-                      "--negative-target-size", "--init-image", "--strength", "--mask", "--output", "--save-latents"])
+                      "--negative-target-size", "--init-image", "--strength", "--mask", "--output", "--save-latents", "--repeat"])
         guard let model = options.string("--model") else { throw UsageError(description: "--model DIR is required") }
         guard let prompt = options.string("--prompt") else { throw UsageError(description: "--prompt TEXT is required") }
         var request = GenerationRequest(prompt: prompt)
@@ -177,19 +179,30 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             printError("memory idle: \(idle.currentBytes / (1 << 20)) MiB")
             await pipeline.resetPeakMemory()
         }
-        let progress = ProgressBar(enabled: !quiet)
+        let repeats = try options.int("--repeat") ?? 1
+        guard repeats >= 1 else { throw UsageError(description: "--repeat: must be at least 1") }
         var result: GenerationResult?
-        for try await event in pipeline.run(request) {
-            switch event {
-            case let .started(total, _): progress.start(total: total)
-            case let .step(step): progress.update(step)
-            case let .finished(finished): result = finished
+        var denoisingPeak = 0
+        for run in 1...repeats {
+            let progress = ProgressBar(enabled: !quiet)
+            for try await event in pipeline.run(request) {
+                switch event {
+                case let .started(total, _): progress.start(total: total)
+                case let .step(step):
+                    progress.update(step)
+                    denoisingPeak = step.backendPeakBytes
+                case let .finished(finished): result = finished
+                }
+            }
+            progress.finish()
+            if repeats > 1 {
+                let memory = await pipeline.memoryStatistics()
+                printError("run \(run)/\(repeats): memory now \(memory.currentBytes) bytes, peak \(memory.peakBytes) bytes")
             }
         }
-        progress.finish()
         if reportsMemory {
             let memory = await pipeline.memoryStatistics()
-            printError("memory peak: \(memory.peakBytes / (1 << 20)) MiB, now \(memory.currentBytes / (1 << 20)) MiB")
+            printError("memory peak: denoising \(denoisingPeak / (1 << 20)) MiB, whole generation \(memory.peakBytes / (1 << 20)) MiB, now \(memory.currentBytes / (1 << 20)) MiB")
         }
         guard let result else { throw UsageError(description: "generation ended without images") }
 

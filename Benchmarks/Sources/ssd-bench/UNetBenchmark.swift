@@ -39,6 +39,7 @@ struct UNetResult: Codable {
     var memoryIdleBytes: Int
     var memoryPeakBytes: Int
     var torchSecondsPerIteration: Double?
+    var torchVAEDecodeSeconds: Double?
 }
 
 #if SSD_BENCH_MODELS
@@ -57,22 +58,28 @@ func runUNetBenchmark(_ args: Arguments) throws {
     let withVAE = args.flags.contains("vae")
     let peak = MachinePeak.measure(threads: threads)
     print("machine: \(threads) threads, \(peak.isa); peak fp32 \(fmt(peak.f32)) GFLOP/s, bf16 \(fmt(peak.bf16)) GFLOP/s")
-    var torch: [String: Double] = [:]
+    // diffusers runs: fp32 (with the VAE) for every backend, bf16 weights for cpu-bf16.
+    var torch: [String: [String: Double]] = [:]  // dtype → batch → seconds
+    var torchVAE: [String: Double] = [:]
     var torchLine = ""
     if args.flags.contains("torch") {
-        var pyArgs = ["--model", model, "--size", String(size), "--batch", batches.map(String.init).joined(separator: ","),
-                      "--threads", String(threads)]
-        if backends.contains("cpu-bf16") { pyArgs += ["--dtype", "bf16"] }
-        if withVAE { pyArgs.append("--vae") }
-        let out = try runPython(benchmarksDirectory + "/diffusers_bench.py", pyArgs)
-        let lines = out.split(separator: "\n")
-        torchLine = lines.first.map(String.init) ?? ""
-        print(lines.dropLast().joined(separator: "\n"))
-        if let last = lines.last, let obj = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any],
-           let bs = obj["batches"] as? [String: [String: Any]] {
-            for (k, v) in bs { torch[k] = v["seconds"] as? Double }
-            if let idle = obj["memory_idle_bytes"] as? Int, let pk = obj["memory_peak_bytes"] as? Int {
-                print("diffusers memory: idle \(fmt(Double(idle) / 1e9, 2)) GB, peak \(fmt(Double(pk) / 1e9, 2)) GB")
+        for dtype in backends.contains("cpu-bf16") ? ["fp32", "bf16"] : ["fp32"] {
+            var pyArgs = ["--model", model, "--size", String(size), "--batch", batches.map(String.init).joined(separator: ","),
+                          "--threads", String(threads), "--dtype", dtype]
+            if withVAE && dtype == "fp32" { pyArgs.append("--vae") }
+            let out = try runPython(benchmarksDirectory + "/diffusers_bench.py", pyArgs)
+            let lines = out.split(separator: "\n")
+            torchLine = lines.first.map(String.init) ?? ""
+            print(lines.dropLast().joined(separator: "\n"))
+            if let last = lines.last, let obj = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any],
+               let bs = obj["batches"] as? [String: [String: Any]] {
+                for (k, v) in bs {
+                    torch[dtype, default: [:]][k] = v["seconds"] as? Double
+                    if let vs = v["vae_decode_seconds"] as? Double { torchVAE[k] = vs }
+                }
+                if let idle = obj["memory_idle_bytes"] as? Int, let pk = obj["memory_peak_bytes"] as? Int {
+                    print("diffusers \(dtype) memory: idle \(fmt(Double(idle) / 1e9, 2)) GB, peak \(fmt(Double(pk) / 1e9, 2)) GB")
+                }
             }
         }
     }
@@ -90,7 +97,9 @@ func runUNetBenchmark(_ args: Arguments) throws {
             let latents = randomFloats(b * lat * lat * 4, seed: 1)
             let ctx = try backend.upload(randomFloats(2 * b * 77 * 2048, seed: 2), shape: [2 * b, 77, 2048])
             let pooled = try backend.upload(randomFloats(2 * b * 1280, seed: 3), shape: [2 * b, 1280])
-            let timeIDs = (0..<(2 * b)).flatMap { _ in [Float(size), Float(size), 0, 0, Float(size), Float(size)] }
+            let fs = Float(size)
+            let oneRow: [Float] = [fs, fs, 0, 0, fs, fs]
+            let timeIDs: [Float] = Array((0..<(2 * b)).map { _ in oneRow }.joined())
             let t = Float(scheduler.timesteps[0])
             func iteration() throws {
                 var s = scheduler
@@ -98,7 +107,8 @@ func runUNetBenchmark(_ args: Arguments) throws {
                 let x = try backend.upload(scaled + scaled, shape: [2 * b, lat, lat, 4])
                 let eps = try backend.download(unet(sample: x, timesteps: [t], encoderHiddenStates: ctx, textEmbeds: pooled, timeIDs: timeIDs))
                 let n = eps.count / 2
-                let guided = (0..<n).map { eps[$0] + 5 * (eps[n + $0] - eps[$0]) }
+                var guided = [Float](repeating: 0, count: n)
+                for i in 0..<n { guided[i] = eps[i] + 5 * (eps[n + i] - eps[i]) }
                 _ = try s.step(modelOutput: guided, sample: latents)
             }
             backend.reset()
@@ -115,17 +125,19 @@ func runUNetBenchmark(_ args: Arguments) throws {
             results.append(UNetResult(backend: name, batch: b, secondsPerIteration: seconds, iterationsPerSecond: 1 / seconds,
                                       gflop: flops / 1e9, gflopsPerSecond: g, percentOfPeak: 100 * g / (bf16 ? peak.bf16 : peak.f32),
                                       vaeDecodeSeconds: vaeSeconds, memoryIdleBytes: idle, memoryPeakBytes: residentMemory().peak,
-                                      torchSecondsPerIteration: torch[String(b)]))
+                                      torchSecondsPerIteration: torch[bf16 ? "bf16" : "fp32"]?[String(b)],
+                                      torchVAEDecodeSeconds: torchVAE[String(b)]))
         }
     }
-    printTable(["backend", "batch", "s/it", "it/s", "GFLOP", "GFLOP/s", "% peak", "VAE s", "idle GB", "peak GB", "× diffusers"],
+    printTable(["backend", "batch", "s/it", "it/s", "GFLOP", "GFLOP/s", "% peak", "VAE s", "idle GB", "peak GB", "× diffusers", "VAE × diffusers"],
                results.map { r in
                    [r.backend, String(r.batch), fmt(r.secondsPerIteration, 3), fmt(r.iterationsPerSecond, 3), fmt(r.gflop, 0),
                     fmt(r.gflopsPerSecond), fmt(r.percentOfPeak), r.vaeDecodeSeconds.map { fmt($0, 2) } ?? "-",
                     fmt(Double(r.memoryIdleBytes) / 1e9, 2), fmt(Double(r.memoryPeakBytes) / 1e9, 2),
-                    r.torchSecondsPerIteration.map { fmt(r.secondsPerIteration / $0, 2) } ?? "-"]
+                    r.torchSecondsPerIteration.map { fmt(r.secondsPerIteration / $0, 2) } ?? "-",
+                    r.torchVAEDecodeSeconds.flatMap { t in r.vaeDecodeSeconds.map { fmt($0 / t, 2) } } ?? "-"]
                })
-    if !torchLine.isEmpty { print("(× diffusers = our time / diffusers time; \(torchLine))") }
+    if !torchLine.isEmpty { print("(× diffusers = our time / diffusers time, cpu-bf16 against diffusers with bf16 weights; \(torchLine))") }
     if let path = args.values["json"] {
         struct Report: Codable { var peak: MachinePeak; var size: Int; var results: [UNetResult] }
         try writeJSON(Report(peak: peak, size: size, results: results), to: path)
