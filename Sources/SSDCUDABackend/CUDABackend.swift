@@ -38,12 +38,14 @@ public final class CUDABackend: ComputeBackend {
     /// `legacyAttention` (nil: from `SSD_CUDA_LEGACY_KERNELS` / `SSD_CUDA_LEGACY_ATTENTION` = 1)
     /// select the first kernels, kept for comparison and as a fallback. `attentionWarps` (nil:
     /// `SSD_CUDA_ATTENTION_WARPS`, default 8) picks the fast attention's block for ≥ 1024 queries.
+    /// `profiling` (nil: `SSD_CUDA_PROFILE=1`) times every kernel alone (see `profile`); slow.
     /// Warps per block of the fast attention for ≥ 1024 queries (8: 128 queries per block; 4: 64).
     public let attentionWarps: Int
 
     public init(device ordinal: Int = 0, useCuDNN: Bool = true, legacyKernels: Bool? = nil, legacyAttention: Bool? = nil,
-                attentionWarps: Int? = nil) throws {
-        device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN)
+                attentionWarps: Int? = nil, profiling: Bool? = nil) throws {
+        device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN,
+                                profiling: profiling ?? (environment("SSD_CUDA_PROFILE") == "1"))
         gemm = try GemmEngine(device: device)
         convolutions = ConvolutionEngine(device: device)
         let legacy = legacyKernels ?? (environment("SSD_CUDA_LEGACY_KERNELS") == "1")
@@ -74,6 +76,13 @@ public final class CUDABackend: ComputeBackend {
         let kernels = "kernels: \(usesFastKernels ? "fast" : "legacy"), attention: \(usesFastAttention ? "fast, \(attentionWarps) warps" : "legacy")"
         return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(kernels); \(libraries))"
     }
+
+    /// With profiling on: per kernel (NVRTC name), cuBLASLt GEMM (by N and K) and cuDNN convolution
+    /// (by shape and algorithm), the total seconds and the number of calls, largest first.
+    public var profile: [(name: String, seconds: Double, count: Int)] { device.profile }
+
+    /// Clears the profile.
+    public func resetProfile() { device.resetProfile() }
 
     /// Bytes the device's memory pool holds from the driver (live tensors plus cached free blocks).
     public var poolReservedBytes: Int { device.poolReservedBytes }

@@ -24,9 +24,11 @@ final class ConvolutionEngine: @unchecked Sendable {
         let conv: cudnnConvolutionDescriptor_t, y: cudnnTensorDescriptor_t
         let algo: Int32
         let workspace: Int
+        /// Shape and algorithm, for the profile.
+        let label: String
         init(x: cudnnTensorDescriptor_t, w: cudnnFilterDescriptor_t, conv: cudnnConvolutionDescriptor_t,
-             y: cudnnTensorDescriptor_t, algo: Int32, workspace: Int) {
-            self.x = x; self.w = w; self.conv = conv; self.y = y; self.algo = algo; self.workspace = workspace
+             y: cudnnTensorDescriptor_t, algo: Int32, workspace: Int, label: String) {
+            self.x = x; self.w = w; self.conv = conv; self.y = y; self.algo = algo; self.workspace = workspace; self.label = label
         }
     }
 
@@ -92,7 +94,8 @@ final class ConvolutionEngine: @unchecked Sendable {
         if let c = chosen, api.cudnnSetConvolutionMathType!(conv, c.math) == 0 {
             var bytes = 0
             if api.cudnnGetConvolutionForwardWorkspaceSize!(handle, x, w, conv, y, c.algo, &bytes) == 0, let x, let w, let conv, let y {
-                return Plan(x: x, w: w, conv: conv, y: y, algo: c.algo, workspace: max(bytes, c.workspace))
+                let label = "\(s.kernelHeight)x\(s.kernelWidth) s\(s.stride) \(s.inChannels)->\(s.outChannels) \(s.outHeight)x\(s.outWidth) algo \(c.algo)"
+                return Plan(x: x, w: w, conv: conv, y: y, algo: c.algo, workspace: max(bytes, c.workspace), label: label)
             }
         }
         if let x { _ = api.cudnnDestroyTensorDescriptor!(x) }
@@ -110,10 +113,12 @@ final class ConvolutionEngine: @unchecked Sendable {
         try device.makeCurrent()
         let workspace = p.workspace > 0 ? try device.allocate(p.workspace) : nil
         var alpha: Float = 1, beta: Float = 0
-        let status = api.cudnnConvolutionForward!(
-            handle, &alpha, p.x, UnsafeRawPointer(bitPattern: UInt(x)), p.w, UnsafeRawPointer(bitPattern: UInt(w)), p.conv, p.algo,
-            workspace.flatMap { UnsafeMutableRawPointer(bitPattern: UInt($0.pointer)) }, p.workspace,
-            &beta, p.y, UnsafeMutableRawPointer(bitPattern: UInt(y)))
+        let status = try device.timed("cudnn conv \(p.label)") {
+            api.cudnnConvolutionForward!(
+                handle, &alpha, p.x, UnsafeRawPointer(bitPattern: UInt(x)), p.w, UnsafeRawPointer(bitPattern: UInt(w)), p.conv, p.algo,
+                workspace.flatMap { UnsafeMutableRawPointer(bitPattern: UInt($0.pointer)) }, p.workspace,
+                &beta, p.y, UnsafeMutableRawPointer(bitPattern: UInt(y)))
+        }
         guard status == 0 else {
             throw TensorError.deviceFailure(backend: "cuda", message: "cudnnConvolutionForward failed: \(string(api.cudnnGetErrorString!(status)))")
         }

@@ -30,14 +30,19 @@ final class CUDADevice: @unchecked Sendable {
         var peak = 0
         var modules: [KernelGroup: (CUmodule, [String: String])] = [:]
         var functions: [String: CUfunction] = [:]
+        var profile: [String: (seconds: Double, count: Int)] = [:]
     }
+    /// When true every kernel, GEMM and convolution is timed alone (the stream is drained before
+    /// and after it): a per-kernel profile for diagnosis, far slower than normal running.
+    let profiling: Bool
     private let state = Locked(State())
     /// NVRTC output per kernel group and architecture, shared by every device of the process.
     private static let compiled = Locked([String: NVRTCCompiler.Output]())
 
     /// Opens the libraries and device `ordinal`; throws `backendUnavailable` naming what is missing.
     /// `useCuDNN: false` (or `SSD_CUDA_CONV=im2col`) leaves cuDNN closed.
-    init(ordinal: Int = 0, useCuDNN: Bool = true) throws {
+    init(ordinal: Int = 0, useCuDNN: Bool = true, profiling: Bool = false) throws {
+        self.profiling = profiling
         let driverLibrary = try CUDALibrary.load(CCUDA_LIBRARY_DRIVER, as: CCUDADriverAPI.self)
         let d = driverLibrary.api
         driver = d
@@ -203,6 +208,35 @@ final class CUDADevice: @unchecked Sendable {
         try check(driver.cuStreamSynchronize!(stream), "cuStreamSynchronize")
     }
 
+    // MARK: Profile
+
+    /// Runs `body` (which enqueues work); when profiling, drains the stream before and after and adds
+    /// the wall time to `name`'s entry.
+    func timed<R>(_ name: @autoclosure () -> String, _ body: () throws -> R) throws -> R {
+        guard profiling else { return try body() }
+        try synchronize()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try body()
+        try synchronize()
+        let (seconds, attoseconds) = (clock.now - start).components
+        let elapsed = Double(seconds) + Double(attoseconds) * 1e-18
+        let key = name()
+        state.withLock {
+            let old = $0.profile[key] ?? (0, 0)
+            $0.profile[key] = (old.seconds + elapsed, old.count + 1)
+        }
+        return result
+    }
+
+    /// The profile so far: name, total seconds, calls; largest total first.
+    var profile: [(name: String, seconds: Double, count: Int)] {
+        state.withLock { $0.profile.map { (name: $0.key, seconds: $0.value.seconds, count: $0.value.count) } }
+            .sorted { $0.seconds > $1.seconds }
+    }
+
+    func resetProfile() { state.withLock { $0.profile = [:] } }
+
     // MARK: Kernels
 
     /// The kernel for NVRTC name expression `name` of `group` (compiles the group on first use).
@@ -250,10 +284,12 @@ final class CUDADevice: @unchecked Sendable {
         let f = try function(group, name)
         guard grid.0 > 0, grid.1 > 0, grid.2 > 0 else { return }
         try makeCurrent()
-        try KernelArgument.withParameterPointers(arguments) { params in
-            try check(
-                driver.cuLaunchKernel!(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,
-                                       UInt32(sharedBytes), stream, params, nil), "cuLaunchKernel(\(name))")
+        try timed(name) {
+            try KernelArgument.withParameterPointers(arguments) { params in
+                try check(
+                    driver.cuLaunchKernel!(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,
+                                           UInt32(sharedBytes), stream, params, nil), "cuLaunchKernel(\(name))")
+            }
         }
     }
 

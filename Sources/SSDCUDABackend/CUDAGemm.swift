@@ -132,14 +132,14 @@ final class GemmEngine: @unchecked Sendable {
             var alphaValue = alpha
             var beta: Float = c == nil ? 0 : 1
             let cPointer = c ?? d
-            let status = api.cublasLtMatmul!(
+            let status = try device.timed("cublasLt n=\(shape.n) k=\(shape.k)\(shape.batch > 1 ? " batched" : "")") { api.cublasLtMatmul!(
                 device.ltHandle, plan.desc, &alphaValue,
                 UnsafeRawPointer(bitPattern: UInt(b)), plan.a,   // cuBLASLt's A is our B (see makePlan)
                 UnsafeRawPointer(bitPattern: UInt(a)), plan.b,
                 &beta, UnsafeRawPointer(bitPattern: UInt(cPointer)), plan.d,
                 UnsafeMutableRawPointer(bitPattern: UInt(d)), plan.d,
                 &plan.algo, UnsafeMutableRawPointer(bitPattern: UInt(workspace.pointer)), min(plan.workspace, GemmEngine.workspaceBytes),
-                device.stream)
+                device.stream) }
             try lt(status, "cublasLtMatmul \(shape)")
         }
     }

@@ -133,36 +133,56 @@ struct Benchmark {
     /// batch `batch` (2·K with guidance), on this backend and on `legacy`; ms per pass.
     mutating func unetLike(batch: Int, legacy: CUDABackend?) throws {
         try compare("unet-like resnet+transformer block 64x64x640 batch \(batch)", legacy: legacy) { bench in
-            let c = 640, n = 4096
-            let x = try bench.tiledTensor([batch, 64, 64, c]), ctx = try bench.tiledTensor([batch, 77, 2048])
-            let temb = try bench.tensor([batch, 1280])
-            let gw = try bench.weight([c], .vector), gb = try bench.weight([c], .vector)
-            let w1 = try bench.weight([c, c, 3, 3], .conv2d), w2 = try bench.weight([c, c, 3, 3], .conv2d)
-            let tp = try bench.weight([c, 1280], .linear)
-            let wq = try bench.weight([c, c], .linear), wk = try bench.weight([c, c], .linear), wv = try bench.weight([c, c], .linear)
-            let wo = try bench.weight([c, c], .linear), ck = try bench.weight([c, 2048], .linear), cv = try bench.weight([c, 2048], .linear)
-            let ff1 = try bench.weight([8 * c, c], .linear), ff1b = try bench.weight([8 * c], .vector)
-            let ff2 = try bench.weight([c, 4 * c], .linear)
-            let b = bench.cuda
-            return {
-                var h = try b.conv2d(b.groupNormSiLU(x, groups: 32, weight: gw, bias: gb, epsilon: 1e-5), weight: w1, bias: gb, stride: 1, padding: 1)
-                let t = try b.linear(temb, weight: tp, bias: gb)
-                h = try b.binary(h, t.reshaped([batch, 1, 1, c]), .add)
-                h = try b.conv2d(b.groupNormSiLU(h, groups: 32, weight: gw, bias: gb, epsilon: 1e-5), weight: w2, bias: gb, stride: 1, padding: 1, residual: x)
-                let tokens = try h.reshaped([batch, n, c])
-                var s = try b.linear(b.groupNorm(tokens, groups: 32, weight: gw, bias: gb, epsilon: 1e-6), weight: wq, bias: nil)
-                var a = try b.layerNorm(s, weight: gw, bias: gb, epsilon: 1e-5)
-                var o = try b.attention(query: b.linear(a, weight: wq, bias: nil), key: b.linear(a, weight: wk, bias: nil),
-                                        value: b.linear(a, weight: wv, bias: nil), heads: 10, scale: 0.125, causal: false)
-                s = try b.linear(o, weight: wo, bias: gb, residual: s)
-                a = try b.layerNorm(s, weight: gw, bias: gb, epsilon: 1e-5)
-                o = try b.attention(query: b.linear(a, weight: wq, bias: nil), key: b.linear(ctx, weight: ck, bias: nil),
-                                    value: b.linear(ctx, weight: cv, bias: nil), heads: 10, scale: 0.125, causal: false)
-                s = try b.linear(o, weight: wo, bias: gb, residual: s)
-                a = try b.layerNorm(s, weight: gw, bias: gb, epsilon: 1e-5)
-                s = try b.linear(b.geglu(b.linear(a, weight: ff1, bias: ff1b)), weight: ff2, bias: gb, residual: s)
-                return try b.linear(s, weight: wo, bias: gb, residual: tokens)
-            }
+            try bench.unetBlock(batch: batch)
+        }
+    }
+
+    /// Per-kernel profile of the unet-like block (`cuda` must have been made with `profiling: true`).
+    mutating func profileUnetBlock(batch: Int) throws {
+        let block = try unetBlock(batch: batch)
+        _ = try block()  // compiles kernels, picks algorithms
+        try cuda.synchronize()
+        cuda.resetProfile()
+        _ = try block()
+        let entries = cuda.profile
+        let total = entries.reduce(0) { $0 + $1.seconds }
+        print("PROFILE unet-like block batch \(batch): \(format(total * 1e3, "%.3f")) ms in kernels (each timed alone)")
+        for e in entries {
+            print("PROFILE \(format(e.seconds * 1e3, "%9.3f")) ms \(format(100 * e.seconds / max(total, 1e-12), "%5.1f")) %  \(e.count)x  \(e.name)")
+        }
+    }
+
+    /// One resnet block and one transformer block of SSD-1B's 64² level, as a closure over its inputs and weights.
+    mutating func unetBlock(batch: Int) throws -> () throws -> Tensor {
+        let c = 640, n = 4096
+        let x = try tiledTensor([batch, 64, 64, c]), ctx = try tiledTensor([batch, 77, 2048])
+        let temb = try tensor([batch, 1280])
+        let gw = try weight([c], .vector), gb = try weight([c], .vector)
+        let w1 = try weight([c, c, 3, 3], .conv2d), w2 = try weight([c, c, 3, 3], .conv2d)
+        let tp = try weight([c, 1280], .linear)
+        let wq = try weight([c, c], .linear), wk = try weight([c, c], .linear), wv = try weight([c, c], .linear)
+        let wo = try weight([c, c], .linear), ck = try weight([c, 2048], .linear), cv = try weight([c, 2048], .linear)
+        let ff1 = try weight([8 * c, c], .linear), ff1b = try weight([8 * c], .vector)
+        let ff2 = try weight([c, 4 * c], .linear)
+        let b = cuda
+        return {
+            var h = try b.conv2d(b.groupNormSiLU(x, groups: 32, weight: gw, bias: gb, epsilon: 1e-5), weight: w1, bias: gb, stride: 1, padding: 1)
+            let t = try b.linear(temb, weight: tp, bias: gb)
+            h = try b.binary(h, t.reshaped([batch, 1, 1, c]), .add)
+            h = try b.conv2d(b.groupNormSiLU(h, groups: 32, weight: gw, bias: gb, epsilon: 1e-5), weight: w2, bias: gb, stride: 1, padding: 1, residual: x)
+            let tokens = try h.reshaped([batch, n, c])
+            var s = try b.linear(b.groupNorm(tokens, groups: 32, weight: gw, bias: gb, epsilon: 1e-6), weight: wq, bias: nil)
+            var a = try b.layerNorm(s, weight: gw, bias: gb, epsilon: 1e-5)
+            var o = try b.attention(query: b.linear(a, weight: wq, bias: nil), key: b.linear(a, weight: wk, bias: nil),
+                                    value: b.linear(a, weight: wv, bias: nil), heads: 10, scale: 0.125, causal: false)
+            s = try b.linear(o, weight: wo, bias: gb, residual: s)
+            a = try b.layerNorm(s, weight: gw, bias: gb, epsilon: 1e-5)
+            o = try b.attention(query: b.linear(a, weight: wq, bias: nil), key: b.linear(ctx, weight: ck, bias: nil),
+                                value: b.linear(ctx, weight: cv, bias: nil), heads: 10, scale: 0.125, causal: false)
+            s = try b.linear(o, weight: wo, bias: gb, residual: s)
+            a = try b.layerNorm(s, weight: gw, bias: gb, epsilon: 1e-5)
+            s = try b.linear(b.geglu(b.linear(a, weight: ff1, bias: ff1b)), weight: ff2, bias: gb, residual: s)
+            return try b.linear(s, weight: wo, bias: gb, residual: tokens)
         }
     }
 

@@ -6,6 +6,7 @@
 //   parity-legacy  the same with the first (legacy) kernels
 //   bench          GEMM / attention / convolution TFLOP/s, memory-bound GB/s; fast and legacy kernels
 //   unet-like      one resnet + transformer block at 64² × 640, batch 2, 8, 16, 32, fast and legacy (ms)
+//   profile        that block at batch 32 with every kernel / GEMM / convolution timed alone
 // Exit status 0 when every parity check passes, 1 otherwise, 2 when CUDA is unavailable.
 import SSDCUDABackend
 import SSDTensor
@@ -55,6 +56,11 @@ do {
     if arguments.contains("unet-like") {
         var bench = Benchmark(cuda: cuda)
         for batch in [2, 8, 16, 32] { try bench.unetLike(batch: batch, legacy: legacy) }
+    }
+    if arguments.contains("profile") {
+        let profiled = try CUDABackend(legacyKernels: !cuda.usesFastKernels, legacyAttention: !cuda.usesFastAttention, profiling: true)
+        var bench = Benchmark(cuda: profiled)
+        try bench.profileUnetBlock(batch: 32)
     }
     if all || arguments.contains("memory") {
         var bench = Benchmark(cuda: cuda)
