@@ -139,7 +139,7 @@ extension CUDABackend {
         defer { withExtendedLifetime((biasT, residualT)) {} }
         let b = try biasT.map { try pointer($0, op) } ?? 0
         let r = try residualT.map { try pointer($0, op) } ?? 0
-        if usesFastKernels && y.dtype == .f16 && c % 8 == 0 {
+        if usesFastKernels && y.dtype == .f16 && c > 0 && c % 8 == 0 {
             try device.launchElementwise(.fast, "bias_residual_h8", count: y.count / 8,
                                          [.pointer(try pointer(y, op)), .pointer(b), .pointer(r), .int(y.count / c), .int(c / 8)])
             return

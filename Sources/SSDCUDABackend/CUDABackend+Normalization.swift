@@ -64,7 +64,7 @@ extension CUDABackend {
         let t = try floatCode(x, "layerNorm")
         let rows = x.count / max(c, 1)
         let y = try empty(x.shape, x.dtype)
-        if usesFastKernels && x.dtype == .f16 && weight.dtype == .f16 && bias.dtype == .f16 && c % 8 == 0 && c <= 2048 {
+        if usesFastKernels && x.dtype == .f16 && weight.dtype == .f16 && bias.dtype == .f16 && c > 0 && c % 8 == 0 && c <= 2048 {
             try device.launch(.fast, "layer_norm_h8", grid: ((rows + 7) / 8, 1, 1), block: 256,
                               [.pointer(try pointer(x, "layerNorm")), .pointer(try pointer(y, "layerNorm")),
                                .pointer(try pointer(weight, "layerNorm")), .pointer(try pointer(bias, "layerNorm")),
