@@ -12,6 +12,12 @@ func residentMemory() -> (current: Int, peak: Int) {
     return (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Resets the process's peak RSS (VmHWM) so each backend's peak is measured on its own
+/// (`echo 5 > /proc/self/clear_refs`, Linux).
+func resetPeakResidentMemory() {
+    try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+}
+
 /// Makes the backend a `--backend` name selects: cpu, cpu-f16w, cpu-bf16, cpu-openblas, reference.
 func makeBackend(_ name: String, threads: Int) throws -> any ComputeBackend {
     var o = CPUBackendOptions(threads: threads)
@@ -86,7 +92,8 @@ func runUNetBenchmark(_ args: Arguments) throws {
     var results: [UNetResult] = []
     let lat = size / 8
     for name in backends {
-        let backend = CountingBackend(try makeBackend(name, threads: threads))
+        resetPeakResidentMemory()
+        let backend = CountingBackend(try makeBackend(name, threads: threads), profiling: args.flags.contains("profile"))
         let unet = try UNet2DConditionModel.load(componentDirectory: model + "/unet", backend: backend)
         let vae = withVAE ? try AutoencoderKL.load(componentDirectory: model + "/vae", backend: backend) : nil
         let idle = residentMemory().current
@@ -114,7 +121,16 @@ func runUNetBenchmark(_ args: Arguments) throws {
             backend.reset()
             try iteration()
             let flops = backend.flops
+            backend.reset()
             let seconds = try timeBest(minRuns: 1, budget: 0) { try iteration() }
+            if backend.profiling {
+                let rows = backend.profileRows
+                let total = rows.map(\.seconds).reduce(0, +) / 2  // warm-up + timed run
+                print("profile \(name) batch \(b) (per iteration; ops total \(fmt(total, 2)) s of \(fmt(seconds, 2)) s):")
+                printTable(["op", "calls", "s", "%", "GFLOP/s"], rows.map { r in
+                    [r.op, String(r.calls / 2), fmt(r.seconds / 2, 3), fmt(100 * r.seconds / 2 / seconds), r.flops > 0 ? fmt(r.flops / r.seconds / 1e9) : "-"]
+                })
+            }
             var vaeSeconds: Double? = nil
             if let vae {
                 let z = try backend.upload(randomFloats(b * lat * lat * 4, seed: 4), shape: [b, lat, lat, 4])
