@@ -48,7 +48,8 @@ func runOpBenchmark(_ op: String, _ args: Arguments) throws {
     let env = ProcessInfo.processInfo.environment
     print("OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "(unset)") OPENBLAS_L2_SIZE=\(env["OPENBLAS_L2_SIZE"] ?? "(unset)")")
     let cases = opCases(op, quick: args.flags.contains("quick"))
-    let variants = benchVariants(args)
+    // Attention has no weights: the weight-storage and GEMM-provider variants run the same code.
+    let variants = op == "attention" ? Array(benchVariants(args).prefix(1)) : benchVariants(args)
     var results: [OpResult] = []
     var torchSeconds: [Double]? = nil
     if args.flags.contains("torch") {
