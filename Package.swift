@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "SSDCUDABackend", targets: ["SSDCUDABackend"]),
         .executable(name: "ssd1b", targets: ["ssd1b"]),
         .executable(name: "ssd-bench", targets: ["ssd-bench"]),
+        .executable(name: "ssd-cuda-check", targets: ["ssd-cuda-check"]),
     ],
     targets: [
         .target(name: "SSDTensor"),
@@ -32,8 +33,12 @@ let package = Package(
             name: "SSDPipeline",
             dependencies: ["SSDTensor", "SSDTokenizer", "SSDModels", "SSDSchedulers", "SSDCPUBackend", "SSDCUDABackend"]),
         .executableTarget(name: "ssd1b", dependencies: ["SSDPipeline", "SSDTensor", "SSDTokenizer", "SSDModels", "SSDSchedulers", "SSDCPUBackend", "SSDCUDABackend"]),
+        // GPU parity against ReferenceBackend and micro-benchmarks (Scripts/gpu/check.sh).
+        .executableTarget(name: "ssd-cuda-check", dependencies: ["SSDCUDABackend", "SSDTensor"]),
         .executableTarget(
-            name: "ssd-bench", dependencies: ["SSDPipeline", "SSDTensor", "SSDCPUBackend", "CSSDKernels"],
+            name: "ssd-bench",
+            dependencies: ["SSDPipeline", "SSDTensor", "SSDTokenizer", "SSDModels", "SSDSchedulers", "SSDCPUBackend",
+                           "SSDCUDABackend", "CSSDKernels"],
             path: "Benchmarks/Sources/ssd-bench"),
         .testTarget(name: "SSDTensorTests", dependencies: ["SSDTensor"]),
         .testTarget(name: "SSDTokenizerTests", dependencies: ["SSDTokenizer"]),

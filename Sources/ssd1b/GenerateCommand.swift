@@ -1,2 +1,284 @@
-// `ssd1b generate`: filled in by the pipeline work.
-func runGenerate(_ arguments: [String]) async -> Int32 { printError("generate: not implemented yet"); return 1 }
+import SSDPipeline
+import SSDSchedulers
+import SSDTensor
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+let generateUsage = """
+    usage: ssd1b generate --model DIR --prompt TEXT [options]
+      --prompt-2 TEXT              text for the second encoder (default: --prompt)
+      --negative-prompt TEXT       negative text (default: none → zero embeddings, as diffusers)
+      --negative-prompt-2 TEXT     negative text for the second encoder
+      --width W --height H         output size, multiples of 8 (default 1024x1024)
+      --steps N                    denoising steps (default 50)
+      --guidance G                 classifier-free guidance scale (default 9; off at <= 1)
+      --guidance-rescale R         guidance rescale in [0, 1] (default 0)
+      --seed S                     seed of the torch-compatible CPU generator (default: random, printed)
+      --images K                   images per prompt (outputs PATH-1 … PATH-K)
+      --scheduler NAME             euler, euler-a, ddim, dpm++2m, dpm++2m-karras, dpm++2m-sde-karras,
+                                   unipc, lcm, heun (default: the folder's scheduler)
+      --backend NAME               reference, cpu or cuda (default: the fastest available)
+      --precision P                fp32, fp16 or bf16 (default fp32 on cpu/reference, fp16 on cuda)
+      --variant fp16               prefer *.fp16.safetensors weight files
+      --clip-skip N                skip the last N CLIP layers
+      --original-size WxH  --crop-top-left X,Y  --target-size WxH          micro-conditioning
+      --negative-original-size WxH  --negative-crop-top-left X,Y  --negative-target-size WxH
+      --init-image PNG [--strength F]   img2img (strength default 0.3)
+      --mask PNG                   inpainting mask (white = repaint; strength default 0.9999)
+      --output PATH                output PNG (default ssd1b-SEED.png)
+      --save-latents PATH          final latents as safetensors (`latents`, F32 [K,4,H/8,W/8])
+      --quiet                      no progress on stderr
+      --report-memory              print the backend's idle and peak memory on stderr
+      --repeat N                   run the generation N times in one process (memory-stability check);
+                                   memory after each run goes to stderr, the last run's files are written
+    """
+
+/// A command-line usage error: one line on stderr, exit status 2.
+struct UsageError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Hand-written option parsing: `--name value` pairs and boolean flags.
+struct OptionParser {
+    private(set) var values: [String: String] = [:]
+    private(set) var flags: Set<String> = []
+
+    init(_ arguments: [String], flags allowedFlags: Set<String>, options allowedOptions: Set<String>) throws {
+        var i = 0
+        while i < arguments.count {
+            let argument = arguments[i]
+            if allowedFlags.contains(argument) {
+                flags.insert(argument)
+                i += 1
+            } else if allowedOptions.contains(argument) {
+                guard i + 1 < arguments.count else { throw UsageError(description: "\(argument) needs a value") }
+                values[argument] = arguments[i + 1]
+                i += 2
+            } else {
+                throw UsageError(description: "unknown option \(argument)")
+            }
+        }
+    }
+
+    func string(_ name: String) -> String? { values[name] }
+
+    func int(_ name: String) throws -> Int? {
+        guard let text = values[name] else { return nil }
+        guard let value = Int(text) else { throw UsageError(description: "\(name): \(text) is not an integer") }
+        return value
+    }
+
+    func double(_ name: String) throws -> Double? {
+        guard let text = values[name] else { return nil }
+        guard let value = Double(text), value.isFinite else { throw UsageError(description: "\(name): \(text) is not a number") }
+        return value
+    }
+
+    func size(_ name: String) throws -> ImageSize? {
+        guard let text = values[name] else { return nil }
+        let parts = text.split(separator: "x").compactMap { Int($0) }
+        guard parts.count == 2, parts[0] > 0, parts[1] > 0 else {
+            throw UsageError(description: "\(name): \(text) is not WIDTHxHEIGHT")
+        }
+        return ImageSize(width: parts[0], height: parts[1])
+    }
+
+    func crop(_ name: String) throws -> CropOffset? {
+        guard let text = values[name] else { return nil }
+        let parts = text.split(separator: ",").compactMap { Int($0) }
+        guard parts.count == 2, parts[0] >= 0, parts[1] >= 0 else { throw UsageError(description: "\(name): \(text) is not X,Y") }
+        return CropOffset(x: parts[0], y: parts[1])
+    }
+}
+
+func runGenerate(_ arguments: [String]) async -> Int32 {
+    if arguments.contains("--help") || arguments.contains("-h") { print(generateUsage); return 0 }
+    do {
+        let options = try OptionParser(
+            arguments, flags: ["--quiet", "--report-memory"],
+            options: ["--model", "--prompt", "--prompt-2", "--negative-prompt", "--negative-prompt-2", "--width",
+                      "--height", "--steps", "--guidance", "--guidance-rescale", "--seed", "--images", "--scheduler",
+                      "--backend", "--precision", "--variant", "--clip-skip", "--original-size", "--crop-top-left",
+                      "--target-size", "--negative-original-size", "--negative-crop-top-left",
+                      "--negative-target-size", "--init-image", "--strength", "--mask", "--output", "--save-latents", "--repeat"])
+        guard let model = options.string("--model") else { throw UsageError(description: "--model DIR is required") }
+        guard let prompt = options.string("--prompt") else { throw UsageError(description: "--prompt TEXT is required") }
+        var request = GenerationRequest(prompt: prompt)
+        request.prompt2 = options.string("--prompt-2")
+        request.negativePrompt = options.string("--negative-prompt")
+        request.negativePrompt2 = options.string("--negative-prompt-2")
+        request.size = ImageSize(width: try options.int("--width") ?? 1024, height: try options.int("--height") ?? 1024)
+        request.steps = try options.int("--steps") ?? 50
+        request.guidanceScale = try options.double("--guidance") ?? 9
+        request.guidanceRescale = try options.double("--guidance-rescale") ?? 0
+        if let seed = options.string("--seed") {
+            guard let value = UInt64(seed) else { throw UsageError(description: "--seed: \(seed) is not a non-negative integer") }
+            request.seed = value
+        } else {
+            request.seed = UInt64.random(in: 0...UInt64(UInt32.max))
+        }
+        request.imagesPerPrompt = try options.int("--images") ?? 1
+        if let name = options.string("--scheduler") {
+            guard SchedulerFactory.names.contains(name) else {
+                throw UsageError(description: "--scheduler: unknown name \(name); valid names: \(SchedulerFactory.names.joined(separator: ", "))")
+            }
+            request.scheduler = .named(name)
+        }
+        request.clipSkip = try options.int("--clip-skip")
+        request.originalSize = try options.size("--original-size")
+        request.cropTopLeft = try options.crop("--crop-top-left") ?? .zero
+        request.targetSize = try options.size("--target-size")
+        request.negativeOriginalSize = try options.size("--negative-original-size")
+        request.negativeCropTopLeft = try options.crop("--negative-crop-top-left") ?? .zero
+        request.negativeTargetSize = try options.size("--negative-target-size")
+        let strength = try options.double("--strength")
+        if let initPath = options.string("--init-image") {
+            let image = try RGBImage(pngData: FileIO.readAll(initPath))
+            let mask = try options.string("--mask").map { try RGBImage(pngData: FileIO.readAll($0)) }
+            request.initialImage = InitialImage(image: image, mask: mask, strength: strength)
+        } else if options.string("--mask") != nil || strength != nil {
+            throw UsageError(description: "--mask and --strength need --init-image")
+        }
+
+        var configuration = PipelineConfiguration()
+        if let name = options.string("--backend") {
+            guard let choice = BackendChoice(name: name) else {
+                throw UsageError(description: "--backend: \(name) is not one of reference, cpu, cuda")
+            }
+            configuration.backend = choice
+        }
+        if let name = options.string("--precision") {
+            guard let precision = Precision(rawValue: name) else {
+                throw UsageError(description: "--precision: \(name) is not one of fp32, fp16, bf16")
+            }
+            configuration.precision = precision
+        } else if case .cuda = configuration.backend {
+            configuration.precision = .fp16
+        }
+        configuration.variant = options.string("--variant")
+
+        let seed = request.seed ?? 0
+        let output = options.string("--output") ?? "ssd1b-\(seed).png"
+        let quiet = options.flags.contains("--quiet")
+        // Fail on bad arguments before the (slow) model load.
+        if request.steps < 1 { throw UsageError(description: "--steps: \(request.steps) must be at least 1") }
+        if request.imagesPerPrompt < 1 { throw UsageError(description: "--images: must be at least 1") }
+        if request.size.width % 8 != 0 || request.size.height % 8 != 0 || request.size.width <= 0 || request.size.height <= 0 {
+            throw UsageError(description: "--width/--height: \(request.size) must be positive multiples of 8")
+        }
+
+        let pipeline = try await DiffusionPipeline(contentsOf: model, configuration: configuration)
+        if !quiet { printError("ssd1b: backend \(await pipeline.backendName), seed \(seed)") }
+        let reportsMemory = options.flags.contains("--report-memory")
+        if reportsMemory {
+            let idle = await pipeline.memoryStatistics()
+            printError("memory idle: \(idle.currentBytes / (1 << 20)) MiB")
+            await pipeline.resetPeakMemory()
+        }
+        let repeats = try options.int("--repeat") ?? 1
+        guard repeats >= 1 else { throw UsageError(description: "--repeat: must be at least 1") }
+        var result: GenerationResult?
+        var denoisingPeak = 0
+        for run in 1...repeats {
+            let progress = ProgressBar(enabled: !quiet)
+            for try await event in pipeline.run(request) {
+                switch event {
+                case let .started(total, _): progress.start(total: total)
+                case let .step(step):
+                    progress.update(step)
+                    denoisingPeak = step.backendPeakBytes
+                case let .finished(finished): result = finished
+                }
+            }
+            progress.finish()
+            if repeats > 1 {
+                let memory = await pipeline.memoryStatistics()
+                printError("run \(run)/\(repeats): memory now \(memory.currentBytes) bytes, peak \(memory.peakBytes) bytes")
+            }
+        }
+        if reportsMemory {
+            let memory = await pipeline.memoryStatistics()
+            printError("memory peak: denoising \(denoisingPeak / (1 << 20)) MiB, whole generation \(memory.peakBytes / (1 << 20)) MiB, now \(memory.currentBytes / (1 << 20)) MiB")
+        }
+        guard let result else { throw UsageError(description: "generation ended without images") }
+
+        let modelName = model.split(separator: "/").last.map(String.init) ?? model
+        let parameters = GenerationMetadata.parameters(
+            request: request, seed: result.seed, sampler: result.schedulerName, model: modelName)
+        let paths = outputPaths(output, count: result.images.count)
+        for (image, path) in zip(result.images, paths) {
+            try FileIO.writeAtomically(image.pngData(textChunks: [("parameters", parameters)]), to: path)
+            print(path)
+        }
+        if let latentsPath = options.string("--save-latents") {
+            let buffer = HostBuffer(floats: result.latents.values)
+            let view = buffer.view(name: "latents", shape: result.latents.shape, dtype: .f32)
+            try SafetensorsWriter.write([view], metadata: ["seed": "\(result.seed)"], to: latentsPath)
+            print(latentsPath)
+        }
+        return 0
+    } catch let error as UsageError {
+        printError("ssd1b generate: \(error.description)")
+        return 2
+    } catch is CancellationError {
+        printError("ssd1b generate: cancelled")
+        return 130
+    } catch {
+        printError("ssd1b generate: \(error)")
+        return 1
+    }
+}
+
+/// `out.png` → `out-1.png` … `out-K.png` when K > 1.
+func outputPaths(_ path: String, count: Int) -> [String] {
+    guard count > 1 else { return [path] }
+    let stem: Substring, ext: Substring
+    if let dot = path.lastIndex(of: "."), !path[dot...].contains("/") {
+        stem = path[..<dot]
+        ext = path[dot...]
+    } else {
+        stem = path[...]
+        ext = ""
+    }
+    return (1...count).map { "\(stem)-\($0)\(ext)" }
+}
+
+/// A progress bar with step time and ETA on stderr.
+final class ProgressBar: @unchecked Sendable {
+    let enabled: Bool
+    var total = 0
+    var elapsed = 0.0
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func start(total: Int) { self.total = total }
+
+    func update(_ step: StepProgress) {
+        guard enabled else { return }
+        elapsed += step.seconds
+        let width = 30
+        let filled = total > 0 ? width * step.step / total : width
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        let eta = step.step > 0 ? elapsed / Double(step.step) * Double(total - step.step) : 0
+        let line = "\r[\(bar)] \(step.step)/\(total)  \(format(step.seconds)) s/step  ETA \(format(eta)) s" + (step.step == total ? "" : "")
+        _ = line.withCString { write(2, $0, strlen($0)) }
+    }
+
+    func finish() {
+        guard enabled, total > 0 else { return }
+        _ = "\n".withCString { write(2, $0, 1) }
+    }
+
+    private func format(_ x: Double) -> String {
+        if x < 10 {
+            let ms = Int((x * 1000).rounded())
+            let frac = String(ms % 1000)
+            return "\(ms / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
+        }
+        let tenths = Int((x * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
+    }
+}

@@ -1,0 +1,146 @@
+import CCUDA
+import SSDTensor
+
+/// Whether the CUDA backend can run here, and why not.
+public struct CUDAAvailability: Sendable, Hashable {
+    /// True when the libraries and a GPU were found.
+    public let isAvailable: Bool
+    /// The device and libraries when available, else what is missing.
+    public let description: String
+}
+
+/// The NVIDIA GPU backend (DESIGN.md §3): fp16 activations with fp32 accumulation for the text
+/// encoders and the UNet, fp32 for the VAE unless its config has `force_upcast: false`.
+///
+/// GEMMs run on cuBLASLt (bias and residual fused in the epilogue), convolutions on cuDNN (NHWC;
+/// 1×1 convolutions and the no-cuDNN fallback on cuBLASLt, the latter through im2col), everything
+/// else as CUDA C kernels compiled at run time by NVRTC for the device (see `KernelSource`).
+/// Calls only enqueue work on one stream; `download` and `synchronize` wait. Memory comes from the
+/// driver's stream-ordered pool, which keeps what is freed for reuse.
+///
+/// Libraries are opened with `dlopen` (see `CCUDA`); `SSD_CUDA_LIBRARY_PATH` adds folders to search.
+/// `SSD_CUDA_CONV=im2col` skips cuDNN.
+public final class CUDABackend: ComputeBackend {
+    public let name = "cuda"
+    let device: CUDADevice
+    let gemm: GemmEngine
+    let convolutions: ConvolutionEngine
+
+    /// Opens GPU `ordinal`; throws `TensorError.backendUnavailable` naming the missing library, symbol or device.
+    /// With `useCuDNN: false` convolutions take the im2col + cuBLASLt path.
+    public init(device ordinal: Int = 0, useCuDNN: Bool = true) throws {
+        device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN)
+        gemm = try GemmEngine(device: device)
+        convolutions = ConvolutionEngine(device: device)
+    }
+
+    /// Checks whether the backend can start here (opens the libraries and the first GPU).
+    public static func availability() -> CUDAAvailability {
+        do {
+            let backend = try CUDABackend()
+            return CUDAAvailability(isAvailable: true, description: backend.deviceDescription)
+        } catch let error as TensorError {
+            if case let .backendUnavailable(_, reason) = error {
+                return CUDAAvailability(isAvailable: false, description: reason)
+            }
+            return CUDAAvailability(isAvailable: false, description: error.description)
+        } catch {
+            return CUDAAvailability(isAvailable: false, description: "\(error)")
+        }
+    }
+
+    /// The GPU, its compute capability and the library files in use.
+    public var deviceDescription: String {
+        let libraries = device.libraryPaths.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        let conv = convolutions.isAvailable ? "cuDNN" : "im2col+cuBLASLt"
+        return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(libraries))"
+    }
+
+    /// Bytes the device's memory pool holds from the driver (live tensors plus cached free blocks).
+    public var poolReservedBytes: Int { device.poolReservedBytes }
+
+    public func activationDType(for component: ModelComponent) -> DType {
+        switch component {
+        case .textEncoder, .unet: return .f16
+        case let .vae(forceUpcast): return forceUpcast ? .f32 : .f16
+        }
+    }
+
+    // MARK: Tensors
+
+    /// The device buffer behind `t`, or `foreignTensor`.
+    func buffer(_ t: Tensor, _ op: String) throws -> DeviceBuffer {
+        guard let b = t.storage as? DeviceBuffer, b.device === device else {
+            throw TensorError.foreignTensor(op: op, backend: name)
+        }
+        return b
+    }
+
+    func pointer(_ t: Tensor, _ op: String) throws -> CUdeviceptr { try buffer(t, op).pointer }
+
+    /// A new uninitialised tensor.
+    func empty(_ shape: [Int], _ dtype: DType) throws -> Tensor {
+        let count = shape.reduce(1, *)
+        return Tensor(shape: shape, dtype: dtype, storage: try device.allocate(count * dtype.byteSize))
+    }
+
+    /// Kernel type code: 0 f32, 1 f16, 2 bf16, 3 i32, 4 i64.
+    static func code(_ dtype: DType) -> Int {
+        switch dtype {
+        case .f32: return 0
+        case .f16: return 1
+        case .bf16: return 2
+        case .i32: return 3
+        case .i64: return 4
+        }
+    }
+
+    /// Code of a floating-point type, or `unsupportedDType`.
+    func floatCode(_ t: Tensor, _ op: String) throws -> Int {
+        guard t.dtype.isFloatingPoint else { throw TensorError.unsupportedDType(op: op, dtype: t.dtype) }
+        return CUDABackend.code(t.dtype)
+    }
+
+    /// `t` in `dtype` (itself when it already is).
+    func cast(_ t: Tensor, _ dtype: DType) throws -> Tensor {
+        t.dtype == dtype ? t : try convert(t, to: dtype)
+    }
+
+    // MARK: Memory
+
+    public func upload(_ view: HostTensorView, as dtype: DType) throws -> Tensor {
+        let raw = try device.allocate(view.byteCount)
+        try device.copyToDevice(raw.pointer, from: view.pointer, bytes: view.byteCount)
+        let t = Tensor(shape: view.shape, dtype: view.dtype, storage: raw)
+        return try cast(t, dtype)
+    }
+
+    public func download(_ tensor: Tensor) throws -> [Float] {
+        let f = try cast(tensor, .f32)
+        let source = try pointer(f, "download")
+        var out = [Float](repeating: 0, count: f.count)
+        try out.withUnsafeMutableBytes { try device.copyToHost($0.baseAddress!, from: source, bytes: f.count * 4) }
+        return out
+    }
+
+    public func prepareWeight(_ view: HostTensorView, role: WeightRole, activationDType: DType) throws -> Tensor {
+        let target = view.dtype.isFloatingPoint ? activationDType : view.dtype
+        var t = try upload(view, as: target)
+        if role == .conv2d {
+            guard view.shape.count == 4 else {
+                throw TensorError.invalidArgument(op: "prepareWeight", message: "conv2d weight \(view.name) has shape \(view.shape)")
+            }
+            if view.shape[2] * view.shape[3] > 1 {  // [Cout, Cin, kh, kw] → [Cout, kh, kw, Cin]
+                t = try Tensor(shape: view.shape, dtype: t.dtype, storage: permute(t, [0, 2, 3, 1]).storage)
+            }
+            try buffer(t, "prepareWeight").layout = .convOHWI
+        }
+        return t
+    }
+
+    public func synchronize() throws { try device.synchronize() }
+
+    public func memoryStatistics() -> BackendMemoryStatistics { device.memoryStatistics }
+
+    public func resetPeakMemory() { device.resetPeak() }
+}

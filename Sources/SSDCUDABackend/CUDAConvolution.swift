@@ -1,0 +1,122 @@
+import CCUDA
+import SSDTensor
+
+/// One 2-D convolution's geometry (NHWC input, OHWI weight, symmetric padding).
+struct ConvShape: Hashable {
+    var batch: Int, height: Int, width: Int, inChannels: Int
+    var outChannels: Int, kernelHeight: Int, kernelWidth: Int
+    var stride: Int, padding: Int
+    var dtype: DType
+
+    var outHeight: Int { (height + 2 * padding - kernelHeight) / stride + 1 }
+    var outWidth: Int { (width + 2 * padding - kernelWidth) / stride + 1 }
+}
+
+/// Convolutions through cuDNN 9's convolution API with NHWC tensors and filters (tensor-op math
+/// for fp16/bf16, FMA-only math for fp32 so that results stay fp32-exact), algorithm chosen once per
+/// shape by cuDNN's heuristics. `plan` returns nil when cuDNN is absent or offers nothing usable,
+/// and the caller falls back to im2col + cuBLASLt.
+final class ConvolutionEngine: @unchecked Sendable {
+    static let workspaceLimit = 512 << 20
+
+    final class Plan {
+        let x: cudnnTensorDescriptor_t, w: cudnnFilterDescriptor_t
+        let conv: cudnnConvolutionDescriptor_t, y: cudnnTensorDescriptor_t
+        let algo: Int32
+        let workspace: Int
+        init(x: cudnnTensorDescriptor_t, w: cudnnFilterDescriptor_t, conv: cudnnConvolutionDescriptor_t,
+             y: cudnnTensorDescriptor_t, algo: Int32, workspace: Int) {
+            self.x = x; self.w = w; self.conv = conv; self.y = y; self.algo = algo; self.workspace = workspace
+        }
+    }
+
+    private let device: CUDADevice
+    /// nil entries: cuDNN has no algorithm for the shape (use the fallback).
+    private let plans = Locked([ConvShape: Plan?]())
+
+    init(device: CUDADevice) {
+        self.device = device
+    }
+
+    var isAvailable: Bool { device.cudnn != nil }
+
+    func plan(_ s: ConvShape) -> Plan? {
+        guard let api = device.cudnn, let handle = device.cudnnHandle else { return nil }
+        return plans.withLock { cache in
+            if let existing = cache[s] { return existing }
+            let made = makePlan(s, api, handle)
+            cache[s] = made
+            return made
+        }
+    }
+
+    /// Stops using cuDNN for shape `s` (after a run-time failure).
+    func disable(_ s: ConvShape) {
+        plans.withLock { $0[s] = .some(nil) }
+    }
+
+    private func makePlan(_ s: ConvShape, _ api: CCUDACudnnAPI, _ handle: cudnnHandle_t) -> Plan? {
+        let type: Int32
+        switch s.dtype {
+        case .f32: type = Int32(CCUDNN_DATA_FLOAT)
+        case .f16: type = Int32(CCUDNN_DATA_HALF)
+        case .bf16: type = Int32(CCUDNN_DATA_BFLOAT16)
+        default: return nil
+        }
+        var x: cudnnTensorDescriptor_t?, y: cudnnTensorDescriptor_t?
+        var w: cudnnFilterDescriptor_t?
+        var conv: cudnnConvolutionDescriptor_t?
+        let nhwc = Int32(CCUDNN_TENSOR_NHWC)
+        var ok = api.cudnnCreateTensorDescriptor!(&x) == 0 && api.cudnnCreateTensorDescriptor!(&y) == 0
+            && api.cudnnCreateFilterDescriptor!(&w) == 0 && api.cudnnCreateConvolutionDescriptor!(&conv) == 0
+        ok = ok && api.cudnnSetTensor4dDescriptor!(x, nhwc, type, Int32(s.batch), Int32(s.inChannels), Int32(s.height), Int32(s.width)) == 0
+        ok = ok && api.cudnnSetTensor4dDescriptor!(y, nhwc, type, Int32(s.batch), Int32(s.outChannels), Int32(s.outHeight), Int32(s.outWidth)) == 0
+        ok = ok && api.cudnnSetFilter4dDescriptor!(w, type, nhwc, Int32(s.outChannels), Int32(s.inChannels), Int32(s.kernelHeight), Int32(s.kernelWidth)) == 0
+        ok = ok && api.cudnnSetConvolution2dDescriptor!(conv, Int32(s.padding), Int32(s.padding), Int32(s.stride), Int32(s.stride), 1, 1,
+                                                        Int32(CCUDNN_CROSS_CORRELATION), Int32(CCUDNN_DATA_FLOAT)) == 0
+        let fp32 = s.dtype == .f32
+        ok = ok && api.cudnnSetConvolutionMathType!(conv, Int32(fp32 ? CCUDNN_FMA_MATH : CCUDNN_TENSOR_OP_MATH)) == 0
+        var chosen: (algo: Int32, math: Int32, workspace: Int)?
+        if ok {
+            var results = [cudnnConvolutionFwdAlgoPerf_t](repeating: cudnnConvolutionFwdAlgoPerf_t(), count: 16)
+            var returned: Int32 = 0
+            if api.cudnnGetConvolutionForwardAlgorithm_v7!(handle, x, w, conv, y, 16, &returned, &results) == 0 {
+                for r in results.prefix(Int(returned)) where r.status == 0 && r.memory <= ConvolutionEngine.workspaceLimit {
+                    if fp32 && r.mathType != Int32(CCUDNN_FMA_MATH) { continue }
+                    if !fp32 && r.mathType == Int32(CCUDNN_FMA_MATH) { continue }
+                    chosen = (r.algo, r.mathType, r.memory)
+                    break
+                }
+            }
+        }
+        if let c = chosen, api.cudnnSetConvolutionMathType!(conv, c.math) == 0 {
+            var bytes = 0
+            if api.cudnnGetConvolutionForwardWorkspaceSize!(handle, x, w, conv, y, c.algo, &bytes) == 0, let x, let w, let conv, let y {
+                return Plan(x: x, w: w, conv: conv, y: y, algo: c.algo, workspace: max(bytes, c.workspace))
+            }
+        }
+        if let x { _ = api.cudnnDestroyTensorDescriptor!(x) }
+        if let y { _ = api.cudnnDestroyTensorDescriptor!(y) }
+        if let w { _ = api.cudnnDestroyFilterDescriptor!(w) }
+        if let conv { _ = api.cudnnDestroyConvolutionDescriptor!(conv) }
+        return nil
+    }
+
+    /// Enqueues `y = conv(x, w)` with plan `p`.
+    func run(_ p: Plan, x: CUdeviceptr, w: CUdeviceptr, y: CUdeviceptr) throws {
+        guard let api = device.cudnn, let handle = device.cudnnHandle else {
+            throw TensorError.deviceFailure(backend: "cuda", message: "cuDNN is not loaded")
+        }
+        try device.makeCurrent()
+        let workspace = p.workspace > 0 ? try device.allocate(p.workspace) : nil
+        var alpha: Float = 1, beta: Float = 0
+        let status = api.cudnnConvolutionForward!(
+            handle, &alpha, p.x, UnsafeRawPointer(bitPattern: UInt(x)), p.w, UnsafeRawPointer(bitPattern: UInt(w)), p.conv, p.algo,
+            workspace.flatMap { UnsafeMutableRawPointer(bitPattern: UInt($0.pointer)) }, p.workspace,
+            &beta, p.y, UnsafeMutableRawPointer(bitPattern: UInt(y)))
+        guard status == 0 else {
+            throw TensorError.deviceFailure(backend: "cuda", message: "cudnnConvolutionForward failed: \(string(api.cudnnGetErrorString!(status)))")
+        }
+        withExtendedLifetime(workspace) {}
+    }
+}

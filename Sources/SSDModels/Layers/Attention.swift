@@ -1,0 +1,43 @@
+import SSDTensor
+
+/// Multi-head attention with separate q/k/v projections: diffusers `Attention` with
+/// `AttnProcessor2_0` (`models/attention_processor.py`) and transformers `CLIPAttention`.
+/// Works on token-major activations `[B, N, C]`.
+struct Attention: Sendable {
+    /// Parameter names of the two families.
+    enum Naming {
+        /// diffusers: `to_q`, `to_k`, `to_v`, `to_out.0`.
+        case diffusers
+        /// transformers CLIP: `q_proj`, `k_proj`, `v_proj`, `out_proj`.
+        case clip
+    }
+
+    let toQ: Linear
+    let toK: Linear
+    let toV: Linear
+    let toOut: Linear
+    let heads: Int
+    let scale: Float
+
+    /// `queryDim` → `heads × headDim`; keys and values from `contextDim` (self-attention when equal).
+    init(_ scope: ParameterScope, naming: Naming = .diffusers, queryDim: Int, contextDim: Int? = nil,
+         heads: Int, headDim: Int, qkvBias: Bool) throws {
+        let inner = heads * headDim
+        let names = naming == .diffusers ? ("to_q", "to_k", "to_v", "to_out.0") : ("q_proj", "k_proj", "v_proj", "out_proj")
+        toQ = try Linear(scope(names.0), in: queryDim, out: inner, bias: qkvBias)
+        toK = try Linear(scope(names.1), in: contextDim ?? queryDim, out: inner, bias: qkvBias)
+        toV = try Linear(scope(names.2), in: contextDim ?? queryDim, out: inner, bias: qkvBias)
+        toOut = try Linear(scope(names.3), in: inner, out: queryDim)
+        self.heads = heads
+        self.scale = Float(1 / Double(headDim).squareRoot())
+    }
+
+    /// `to_out(softmax(q·kᵀ·scale)·v) + residual`; `context` defaults to `x` (self-attention).
+    func callAsFunction(_ x: Tensor, context: Tensor? = nil, residual: Tensor?, causal: Bool = false,
+                        _ b: any ComputeBackend) throws -> Tensor {
+        let source = context ?? x
+        let q = try toQ(x, b), k = try toK(source, b), v = try toV(source, b)
+        let attended = try b.attention(query: q, key: k, value: v, heads: heads, scale: scale, causal: causal)
+        return try toOut(attended, b, residual: residual)
+    }
+}

@@ -1,0 +1,36 @@
+import SSDTensor
+
+/// diffusers `Downsample2D` with `use_conv=True` (`models/downsampling.py`): a 3×3 convolution of
+/// stride 2. With `padding == 0` (the VAE encoder) the input is first padded by one zero row
+/// and column at the bottom and right, as diffusers does.
+struct Downsample2D: Sendable {
+    let conv: Conv2d
+    let padding: Int
+
+    init(_ scope: ParameterScope, channels: Int, padding: Int) throws {
+        conv = try Conv2d(scope("conv"), in: channels, out: channels, kernel: 3, stride: 2, padding: padding)
+        self.padding = padding
+    }
+
+    func callAsFunction(_ x: Tensor, _ b: any ComputeBackend) throws -> Tensor {
+        guard padding == 0 else { return try conv(x, b) }
+        let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let column = try b.upload([Float](repeating: 0, count: n * h * c), shape: [n, h, 1, c], as: x.dtype)
+        let wider = try b.concat([x, column], axis: 2)
+        let row = try b.upload([Float](repeating: 0, count: n * (w + 1) * c), shape: [n, 1, w + 1, c], as: x.dtype)
+        return try conv(b.concat([wider, row], axis: 1), b)
+    }
+}
+
+/// diffusers `Upsample2D` with `use_conv=True` (`models/upsampling.py`): nearest ×2, then 3×3 convolution.
+struct Upsample2D: Sendable {
+    let conv: Conv2d
+
+    init(_ scope: ParameterScope, channels: Int) throws {
+        conv = try Conv2d(scope("conv"), in: channels, out: channels, kernel: 3)
+    }
+
+    func callAsFunction(_ x: Tensor, _ b: any ComputeBackend) throws -> Tensor {
+        try conv(b.upsampleNearest2x(x), b)
+    }
+}

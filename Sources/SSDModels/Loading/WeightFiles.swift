@@ -1,0 +1,116 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import SSDTensor
+
+/// The safetensors file(s) holding one component's weights: a single file or the shards named
+/// by a `*.safetensors.index.json`. Files stay memory-mapped; tensors are read as zero-copy views.
+public final class WeightFiles: @unchecked Sendable {
+    /// The file (or index file) the weights were found through, for messages.
+    public let source: String
+    /// The opened files.
+    public let files: [SafetensorsFile]
+    /// Tensor name → index into `files`.
+    private let location: [String: Int]
+
+    /// Opens the given safetensors files (shards of one checkpoint); `source` names them in errors.
+    public init(files: [SafetensorsFile], source: String) {
+        self.source = source
+        self.files = files
+        var location: [String: Int] = [:]
+        for (index, file) in files.enumerated() {
+            for name in file.entries.keys where location[name] == nil { location[name] = index }
+        }
+        self.location = location
+    }
+
+    /// Opens one safetensors file.
+    public convenience init(path: String) throws {
+        self.init(files: [try SafetensorsFile(path: path)], source: path)
+    }
+
+    /// All tensor names, sorted.
+    public var names: [String] { location.keys.sorted() }
+
+    /// The header entry of `name`, if present.
+    public func entry(_ name: String) -> SafetensorsEntry? {
+        location[name].flatMap { files[$0].entries[name] }
+    }
+
+    /// A zero-copy view of tensor `name`.
+    public func view(_ name: String) throws -> HostTensorView {
+        guard let index = location[name] else { throw ModelError.weightMismatch(model: "weights", source: source, missing: [name], unexpected: [], wrongShape: []) }
+        return try files[index].view(name)
+    }
+
+    /// Total bytes of tensor data.
+    public var dataBytes: Int {
+        files.reduce(0) { total, file in total + file.entries.values.reduce(0) { $0 + $1.dataRange.count } }
+    }
+
+    /// Bytes of tensor data per element type.
+    public var bytesByDType: [DType: Int] {
+        var result: [DType: Int] = [:]
+        for file in files { for entry in file.entries.values { result[entry.dtype, default: 0] += entry.dataRange.count } }
+        return result
+    }
+
+    /// Finds and opens the weights in a component folder.
+    ///
+    /// `baseNames` are the file stems to look for (`diffusion_pytorch_model` for diffusers models,
+    /// `model` for transformers ones). With `variant` (e.g. `"fp16"`) the variant file
+    /// (`<base>.fp16.safetensors`, or a sharded variant index) is preferred and the plain file is
+    /// the fallback; without it the plain file is used, and a folder that holds only an `fp16`
+    /// variant (as SSD-1B's first release did) falls back to that.
+    public static func locate(in directory: String, baseNames: [String], variant: String?) throws -> WeightFiles {
+        guard PipelineFolder.isDirectory(directory) else {
+            throw ModelError.folderNotFound(path: directory)
+        }
+        var tried: [String] = []
+        let variants: [String?] = variant.map { [$0, nil] } ?? [nil, "fp16"]
+        for variant in variants {
+            for base in baseNames {
+                let single = variant.map { "\(base).\($0).safetensors" } ?? "\(base).safetensors"
+                let indexNames = variant.map { ["\(base).safetensors.index.\($0).json", "\(base).\($0).safetensors.index.json"] }
+                    ?? ["\(base).safetensors.index.json"]
+                for name in [single] + indexNames {
+                    tried.append(name)
+                    let path = directory + "/" + name
+                    guard FileManager.default.fileExists(atPath: path) else { continue }
+                    return name.hasSuffix(".json") ? try openSharded(indexPath: path) : try WeightFiles(path: path)
+                }
+            }
+        }
+        throw ModelError.weightsNotFound(directory: directory, tried: tried)
+    }
+
+    /// Opens the shards listed in a `*.safetensors.index.json` (`{"weight_map": {tensor: file}}`).
+    public static func openSharded(indexPath: String) throws -> WeightFiles {
+        struct Index: Decodable { let weight_map: [String: String] }
+        let data: Data
+        do { data = try Data(contentsOf: URL(filePath: indexPath)) } catch {
+            throw ModelError.invalidShardIndex(path: indexPath, message: "cannot read: \(error)")
+        }
+        guard let index = try? JSONDecoder().decode(Index.self, from: data) else {
+            throw ModelError.invalidShardIndex(path: indexPath, message: "expected an object with a 'weight_map' of tensor → file")
+        }
+        let directory = String(indexPath[..<(indexPath.lastIndex(of: "/") ?? indexPath.startIndex)])
+        let shardNames = Set(index.weight_map.values).sorted()
+        var files: [SafetensorsFile] = []
+        for shard in shardNames {
+            let path = directory.isEmpty ? shard : directory + "/" + shard
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw ModelError.invalidShardIndex(path: indexPath, message: "shard \(shard) does not exist")
+            }
+            files.append(try SafetensorsFile(path: path))
+        }
+        for (tensor, shard) in index.weight_map {
+            guard let file = files.first(where: { $0.path.hasSuffix("/" + shard) || $0.path == shard }),
+                  file.entries[tensor] != nil
+            else { throw ModelError.invalidShardIndex(path: indexPath, message: "tensor \(tensor) is not in shard \(shard)") }
+        }
+        return WeightFiles(files: files, source: indexPath)
+    }
+}

@@ -1,0 +1,95 @@
+import SSDTensor
+
+/// The conditional UNet of SDXL / SSD-1B (diffusers `models/unets/unet_2d_condition.py`,
+/// `UNet2DConditionModel`), built from its config and run on any `ComputeBackend`.
+/// Activations are NHWC.
+public final class UNet2DConditionModel: Sendable {
+    /// The decoded `config.json`.
+    public let config: UNet2DConditionConfig
+    /// The backend holding the weights and running the forward pass.
+    public let backend: any ComputeBackend
+    let network: UNetNetwork
+
+    /// Builds the network from `config` with the weights in `weights` (names and shapes checked).
+    public init(config: UNet2DConditionConfig, weights: WeightFiles, backend: any ComputeBackend) throws {
+        let loader = ParameterLoader(model: UNetNetwork.model, family: .unet, weights: weights, backend: backend, component: .unet)
+        network = try UNetNetwork(config: config, scope: loader.root)
+        try loader.finish()
+        self.config = config
+        self.backend = backend
+    }
+
+    /// Loads `config.json` and `diffusion_pytorch_model[.variant].safetensors` (or a sharded
+    /// index) from a component folder such as `<pipeline>/unet`.
+    public static func load(componentDirectory: String, backend: any ComputeBackend, variant: String? = nil) throws -> UNet2DConditionModel {
+        let config = try ConfigFile.load(UNet2DConditionConfig.self, path: componentDirectory + "/config.json")
+        let weights = try WeightFiles.locate(in: componentDirectory, baseNames: ["diffusion_pytorch_model"], variant: variant)
+        return try UNet2DConditionModel(config: config, weights: weights, backend: backend)
+    }
+
+    /// The parameters `config` implies, in diffusers' `state_dict` names (no weights needed).
+    public static func parameterSpecs(config: UNet2DConditionConfig) throws -> [ParameterSpec] {
+        let loader = ParameterLoader(describing: UNetNetwork.model, family: .unet)
+        _ = try UNetNetwork(config: config, scope: loader.root)
+        return loader.specs
+    }
+
+    /// One denoising call.
+    /// - Parameters:
+    ///   - sample: NHWC latents `[B, h, w, in_channels]`; `h` and `w` multiples of 2^(levels−1).
+    ///   - timesteps: one timestep per batch row (or one for all rows).
+    ///   - encoderHiddenStates: text embeddings `[B, T, cross_attention_dim]`.
+    ///   - textEmbeds: pooled text embedding `[B, D]` (`text_time` conditioning; SDXL `D = 1280`).
+    ///   - timeIDs: `B × 6` micro-conditioning numbers, row-major (`text_time`).
+    ///   - timestepCond: `B × time_cond_proj_dim` guidance embedding values (LCM UNets).
+    /// - Returns: NHWC `[B, h, w, out_channels]` in the backend's UNet activation type.
+    public func callAsFunction(sample: Tensor, timesteps: [Float], encoderHiddenStates: Tensor, textEmbeds: Tensor?,
+                               timeIDs: [Float]?, timestepCond: [Float]? = nil) throws -> Tensor {
+        try forward(sample: sample, timesteps: timesteps, encoderHiddenStates: encoderHiddenStates,
+                    textEmbeds: textEmbeds, timeIDs: timeIDs, timestepCond: timestepCond, trace: nil)
+    }
+
+    func forward(sample: Tensor, timesteps: [Float], encoderHiddenStates: Tensor, textEmbeds: Tensor?,
+                 timeIDs: [Float]?, timestepCond: [Float]?, trace: ForwardTrace?) throws -> Tensor {
+        let b = backend
+        let model = UNetNetwork.model
+        guard sample.rank == 4, sample.shape[3] == config.inChannels else {
+            throw ModelError.invalidInput(model: model, argument: "sample", message: "expected NHWC [B, h, w, \(config.inChannels)], got \(sample.shape)")
+        }
+        let batch = sample.shape[0]
+        guard sample.shape[1] % network.sizeMultiple == 0, sample.shape[2] % network.sizeMultiple == 0 else {
+            throw ModelError.invalidInput(model: model, argument: "sample",
+                                          message: "latent size \(sample.shape[1])×\(sample.shape[2]) must be a multiple of \(network.sizeMultiple)")
+        }
+        guard encoderHiddenStates.rank == 3, encoderHiddenStates.shape[0] == batch else {
+            throw ModelError.invalidInput(model: model, argument: "encoderHiddenStates", message: "expected [\(batch), T, D], got \(encoderHiddenStates.shape)")
+        }
+        let steps: [Float]
+        switch timesteps.count {
+        case batch: steps = timesteps
+        case 1: steps = Array(repeating: timesteps[0], count: batch)
+        default:
+            throw ModelError.invalidInput(model: model, argument: "timesteps", message: "expected \(batch) values (one per batch row), got \(timesteps.count)")
+        }
+        let dtype = b.activationDType(for: .unet)
+        let x = sample.dtype == dtype ? sample : try b.convert(sample, to: dtype)
+        let context = encoderHiddenStates.dtype == dtype ? encoderHiddenStates : try b.convert(encoderHiddenStates, to: dtype)
+        let embeddingInputs = try network.embeddingInputs(timesteps: steps, textEmbeds: textEmbeds, timeIDs: timeIDs,
+                                                          timestepCond: timestepCond, condDim: config.timeCondProjDim, dtype: dtype, b)
+        if let trace {
+            let emb = try network.embedding(embeddingInputs, b)
+            trace.record("emb", emb)
+            return try network.forward(x, emb: emb, context: context, trace: trace, b)
+        }
+        // Everything after the host-side sinusoids issues the same ops for the same shapes: a
+        // backend may record and replay it (CUDA graphs). The output is valid until the next call.
+        let key = "unet-\(ObjectIdentifier(self).hashValue)-\(x.shape)-\(context.shape)"
+        let network = self.network
+        let outputs = try b.runReplayable(key: key, inputs: [x, context] + embeddingInputs.tensors) { inputs in
+            let embedding = UNetNetwork.EmbeddingInputs(inputs.dropFirst(2), like: embeddingInputs)
+            let emb = try network.embedding(embedding, b)
+            return [try network.forward(inputs[0], emb: emb, context: inputs[1], trace: nil, b)]
+        }
+        return outputs[0]
+    }
+}

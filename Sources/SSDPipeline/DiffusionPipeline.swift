@@ -1,0 +1,103 @@
+import SSDModels
+import SSDSchedulers
+import SSDTensor
+import SSDTokenizer
+
+/// Text-to-image, img2img and inpainting with SSD-1B / SDXL diffusers folders
+/// (diffusers `StableDiffusionXLPipeline`, `StableDiffusionXLImg2ImgPipeline`,
+/// `StableDiffusionXLInpaintPipeline` for 4-channel UNets).
+///
+/// ```swift
+/// let pipeline = try await DiffusionPipeline(contentsOf: "/models/SSD-1B")
+/// var request = GenerationRequest(prompt: "an astronaut riding a horse")
+/// request.negativePrompt = "ugly, blurry, poor quality"
+/// let images = try await pipeline.generate(request)
+/// ```
+/// One request runs at a time on one backend; `setBackend` re-materialises the weights.
+public actor DiffusionPipeline {
+    /// The model folder.
+    public nonisolated let path: String
+    /// Load-time options.
+    public private(set) var configuration: PipelineConfiguration
+    private let folder: PipelineFolder
+    private let tokenizers: SDXLTokenizers
+    private let schedulerConfiguration: SchedulerConfiguration
+    private var backend: any ComputeBackend
+    private var models: LoadedModels
+
+    /// Loads a diffusers pipeline folder (`model_index.json`, `unet/`, `vae/`, `text_encoder*/`,
+    /// `tokenizer*/`, `scheduler/`) onto the configured backend.
+    public init(contentsOf path: String, configuration: PipelineConfiguration = .init()) async throws {
+        self.path = path
+        self.configuration = configuration
+        folder = try PipelineFolder(path: path)
+        tokenizers = try SDXLTokenizers(pipelineDirectory: path)
+        schedulerConfiguration = try SchedulerConfiguration(contentsOf: folder.componentDirectory("scheduler") + "/scheduler_config.json")
+        backend = try BackendFactory.make(configuration.backend, precision: configuration.precision)
+        models = try LoadedModels(folder: folder, backend: backend, configuration: configuration)
+    }
+
+    /// The backend in use.
+    public var backendName: String { backend.name }
+
+    /// Bytes the backend holds now and at its peak (weights plus activations).
+    public func memoryStatistics() -> BackendMemoryStatistics { backend.memoryStatistics() }
+
+    /// Starts a new peak-memory measurement.
+    public func resetPeakMemory() { backend.resetPeakMemory() }
+
+    /// Moves the pipeline to another backend: the weights are prepared again from the mapped files.
+    public func setBackend(_ choice: BackendChoice, precision: Precision? = nil) throws {
+        var newConfiguration = configuration
+        newConfiguration.backend = choice
+        if let precision { newConfiguration.precision = precision }
+        let newBackend = try BackendFactory.make(choice, precision: newConfiguration.precision)
+        let newModels = try LoadedModels(folder: folder, backend: newBackend, configuration: newConfiguration)
+        backend = newBackend
+        models = newModels
+        configuration = newConfiguration
+    }
+
+    /// Generates the request's images. Cancelling the task stops within one step and throws `CancellationError`.
+    public func generate(_ request: GenerationRequest) async throws -> [RGBImage] {
+        try await generateResult(request).images
+    }
+
+    /// Generates and returns the images with their final latents and seed.
+    public func generateResult(_ request: GenerationRequest, progress: (@Sendable (GenerationEvent) -> Void)? = nil) async throws -> GenerationResult {
+        try generateResult(request, progress: progress, inspect: nil)
+    }
+
+    /// `generateResult` handing named intermediates to `inspect` (tests compare them with diffusers').
+    func generateResult(
+        _ request: GenerationRequest, progress: (@Sendable (GenerationEvent) -> Void)?, inspect: ((String, [Float]) -> Void)?
+    ) throws -> GenerationResult {
+        try models.reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
+        var run = try GenerationRun(
+            request: request, models: models, backend: backend, tokenizers: tokenizers,
+            forceZerosForEmptyPrompt: folder.modelIndex.forceZerosForEmptyPrompt,
+            schedulerConfiguration: schedulerConfiguration, progress: progress)
+        run.inspect = inspect
+        let result = try run.execute(afterEncoding: { [configuration] in
+            if configuration.releasesTextEncodersAfterEncoding { self.models.releaseTextEncoders() }
+        })
+        return result
+    }
+
+    /// The generation as a stream of events: `.started`, one `.step` per denoising step, `.finished`.
+    /// Ending the iteration early cancels the generation.
+    public nonisolated func run(_ request: GenerationRequest) -> AsyncThrowingStream<GenerationEvent, Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    let result = try await self.generateResult(request) { event in continuation.yield(event) }
+                    continuation.yield(.finished(result))
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+}

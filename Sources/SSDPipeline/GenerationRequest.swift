@@ -1,0 +1,156 @@
+import SSDSchedulers
+
+/// Width and height in pixels (diffusers takes `(height, width)` tuples; we name the fields).
+public struct ImageSize: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var width: Int
+    public var height: Int
+    public init(width: Int, height: Int) {
+        self.width = width
+        self.height = height
+    }
+    public var description: String { "\(width)x\(height)" }
+}
+
+/// Top-left corner of the crop used as SDXL micro-conditioning (`crops_coords_top_left`).
+public struct CropOffset: Sendable, Hashable, Codable {
+    /// Left edge (diffusers' second number).
+    public var x: Int
+    /// Top edge (diffusers' first number).
+    public var y: Int
+    public init(x: Int, y: Int) {
+        self.x = x
+        self.y = y
+    }
+    /// No crop, the default.
+    public static let zero = CropOffset(x: 0, y: 0)
+}
+
+/// Which sampler a request uses.
+public enum SchedulerChoice: Sendable {
+    /// The folder's own `scheduler/scheduler_config.json` class (Euler for SSD-1B).
+    case folderDefault
+    /// A named scheduler (`euler`, `euler-a`, `ddim`, `dpm++2m`, `dpm++2m-karras`, `dpm++2m-sde-karras`,
+    /// `unipc`, `lcm`, `heun`), built from the folder's config with `overrides`, as diffusers'
+    /// `Class.from_config(config, **overrides)`.
+    case named(String, overrides: SchedulerConfiguration = SchedulerConfiguration())
+    /// A scheduler supplied by the caller (it is copied; `setTimesteps` is called on the copy).
+    case custom(any Scheduler)
+}
+
+/// An image to start from (img2img) and, optionally, the mask of the region to repaint.
+public struct InitialImage: Sendable {
+    /// The image; it must be the request's size or is resized (bicubic, as PIL's default in diffusers).
+    public var image: RGBImage
+    /// Inpainting mask: white (≥ 0.5 after conversion to grey) is repainted, black is kept.
+    public var mask: RGBImage?
+    /// How much noise is added: 0 keeps the image, 1 replaces it. nil → 0.3 for img2img, 0.9999 for inpainting
+    /// (diffusers' defaults).
+    public var strength: Double?
+    public init(image: RGBImage, mask: RGBImage? = nil, strength: Double? = nil) {
+        self.image = image
+        self.mask = mask
+        self.strength = strength
+    }
+}
+
+/// Initial latents given by the caller instead of seeded noise (torch `latents=`), NCHW `[K, 4, H/8, W/8]`.
+public struct LatentArray: Sendable, Hashable {
+    /// `[batch, channels, height, width]`.
+    public var shape: [Int]
+    /// Row-major values.
+    public var values: [Float]
+    public init(shape: [Int], values: [Float]) {
+        self.shape = shape
+        self.values = values
+    }
+}
+
+/// Everything one generation needs (diffusers `StableDiffusionXLPipeline.__call__` arguments).
+/// Defaults follow the SSD-1B model card: 1024×1024, 50 steps, guidance 9.
+public struct GenerationRequest: Sendable {
+    /// Text for the first encoder (CLIP ViT-L), and the second unless `prompt2` is set.
+    public var prompt: String
+    /// Text for the second encoder (OpenCLIP bigG); nil or empty → `prompt` (diffusers' `prompt_2 or prompt`).
+    public var prompt2: String?
+    /// Negative text; nil with `force_zeros_for_empty_prompt` → zero embeddings (diffusers).
+    public var negativePrompt: String?
+    /// Negative text for the second encoder; nil or empty → `negativePrompt`.
+    public var negativePrompt2: String?
+    /// Output size in pixels; multiples of 8.
+    public var size: ImageSize = .init(width: 1024, height: 1024)
+    /// Denoising steps (`num_inference_steps`).
+    public var steps: Int = 50
+    /// Classifier-free guidance scale; guidance is off at ≤ 1.
+    public var guidanceScale: Double = 9
+    /// `guidance_rescale` φ (arXiv 2305.08891 §3.4); 0 disables.
+    public var guidanceRescale: Double = 0
+    /// Seed of the torch-compatible CPU generator; nil → a random seed (reported in the result).
+    public var seed: UInt64?
+    /// Images per prompt (`num_images_per_prompt`).
+    public var imagesPerPrompt: Int = 1
+    /// The sampler.
+    public var scheduler: SchedulerChoice = .folderDefault
+    /// SDXL micro-conditioning; nil → the output size.
+    public var originalSize: ImageSize?
+    /// SDXL micro-conditioning crop; default (0, 0).
+    public var cropTopLeft: CropOffset = .zero
+    /// SDXL micro-conditioning; nil → the output size.
+    public var targetSize: ImageSize?
+    /// Negative micro-conditioning (text-to-image uses it only when both negative sizes are set).
+    public var negativeOriginalSize: ImageSize?
+    /// Negative crop (text-to-image only, and only with both negative sizes).
+    public var negativeCropTopLeft: CropOffset = .zero
+    /// Negative micro-conditioning target size.
+    public var negativeTargetSize: ImageSize?
+    /// Skip this many final CLIP layers (diffusers `clip_skip`: `hidden_states[-(clipSkip + 2)]`).
+    public var clipSkip: Int?
+    /// img2img / inpainting input.
+    public var initialImage: InitialImage?
+    /// Start from these latents instead of seeded noise.
+    public var initialLatents: LatentArray?
+    /// Hand out the latents with every step event (costs a copy per step).
+    public var reportsLatents: Bool = false
+
+    /// A request with the model card's defaults.
+    public init(prompt: String) {
+        self.prompt = prompt
+    }
+}
+
+/// One step of progress.
+public struct StepProgress: Sendable {
+    /// 1-based step number.
+    public var step: Int
+    /// Total steps of this generation.
+    public var totalSteps: Int
+    /// The scheduler timestep just evaluated.
+    public var timestep: Double
+    /// Seconds the step took.
+    public var seconds: Double
+    /// The backend's peak memory so far (weights plus activations), in bytes.
+    public var backendPeakBytes: Int
+    /// The latents after the step (NCHW), when the request asked for them.
+    public var latents: LatentArray?
+}
+
+/// What a finished generation returns.
+public struct GenerationResult: Sendable {
+    /// The images, `imagesPerPrompt` of them.
+    public var images: [RGBImage]
+    /// Final latents before the VAE (NCHW `[K, 4, H/8, W/8]`; diffusers' `output_type="latent"`).
+    public var latents: LatentArray
+    /// The seed used.
+    public var seed: UInt64
+    /// The scheduler's name, for metadata.
+    public var schedulerName: String
+}
+
+/// Events of `DiffusionPipeline.run(_:)`.
+public enum GenerationEvent: Sendable {
+    /// Prompts are encoded and the loop is about to start.
+    case started(totalSteps: Int, seed: UInt64)
+    /// A denoising step finished.
+    case step(StepProgress)
+    /// The images are ready.
+    case finished(GenerationResult)
+}

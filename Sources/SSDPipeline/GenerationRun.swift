@@ -1,0 +1,170 @@
+import SSDModels
+import SSDSchedulers
+import SSDTensor
+import SSDTokenizer
+
+/// One generation: validation, prompt encoding, latent preparation, the denoising loop, decoding.
+/// Mirrors diffusers' SDXL pipelines step by step (file names in the comments of each stage).
+struct GenerationRun {
+    let request: GenerationRequest
+    let models: LoadedModels
+    let backend: any ComputeBackend
+    let tokenizers: SDXLTokenizers
+    let forceZerosForEmptyPrompt: Bool
+    let progress: (@Sendable (GenerationEvent) -> Void)?
+    /// Receives named intermediate tensors (NCHW host arrays) for parity checks; nil in normal use.
+    var inspect: ((String, [Float]) -> Void)?
+
+    let seed: UInt64
+    let latentHeight: Int
+    let latentWidth: Int
+    let latentChannels: Int
+    /// `guidance_scale > 1` and not a guidance-distilled (LCM) UNet.
+    let usesGuidance: Bool
+    var scheduler: any Scheduler
+    let schedulerName: String
+
+    init(
+        request: GenerationRequest, models: LoadedModels, backend: any ComputeBackend,
+        tokenizers: SDXLTokenizers, forceZerosForEmptyPrompt: Bool,
+        schedulerConfiguration: SchedulerConfiguration, progress: (@Sendable (GenerationEvent) -> Void)?
+    ) throws {
+        self.request = request
+        self.models = models
+        self.backend = backend
+        self.tokenizers = tokenizers
+        self.forceZerosForEmptyPrompt = forceZerosForEmptyPrompt
+        self.progress = progress
+        let factor = 1 << (models.vae.config.blockOutChannels.count - 1)
+        try RequestValidation.validate(request, vaeScaleFactor: factor)
+        seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
+        latentHeight = request.size.height / factor
+        latentWidth = request.size.width / factor
+        latentChannels = models.unet.config.inChannels
+        usesGuidance = request.guidanceScale > 1 && models.unet.config.timeCondProjDim == nil
+        (scheduler, schedulerName) = try SchedulerSelection.make(request.scheduler, configuration: schedulerConfiguration)
+    }
+
+    var imageCount: Int { request.imagesPerPrompt }
+    var latentCount: Int { imageCount * latentChannels * latentHeight * latentWidth }
+    var latentShape: [Int] { [imageCount, latentChannels, latentHeight, latentWidth] }
+    /// The type diffusers draws the noise in: the pipeline's (text encoder) dtype. fp16 draws differ
+    /// from fp32 ones beyond rounding (torch's tail block), so seeds match only with the same type.
+    var latentDType: DType { backend.activationDType(for: .unet) }
+
+    mutating func execute(afterEncoding: () -> Void) throws -> GenerationResult {
+        try Task.checkCancellation()
+        let conditioning = try PromptEncoding(run: self).encode()
+        afterEncoding()
+        try Task.checkCancellation()
+
+        let strength = request.initialImage.map { $0.strength ?? ($0.mask == nil ? 0.3 : 0.9999) }
+        try scheduler.setTimesteps(request.steps, strength: strength)
+        let timesteps = scheduler.timesteps
+        guard !timesteps.isEmpty else {
+            throw PipelineError.invalidArgument(
+                name: "strength", message: "\(strength ?? 1) with \(request.steps) steps leaves no denoising step")
+        }
+        var generator = TorchCPUGenerator(seed: seed)
+        var start = try LatentPreparation(run: self).prepare(timesteps: timesteps, generator: &generator)
+        progress?(.started(totalSteps: timesteps.count, seed: seed))
+
+        let rows = usesGuidance ? 2 * imageCount : imageCount
+        let timestepCond = models.unet.config.timeCondProjDim.map {
+            GuidanceEmbedding.embedding(guidanceScale: Float(request.guidanceScale) - 1, dimension: $0, rows: rows)
+        }
+        var latents = start.latents
+        inspect?("initial_latents", latents)
+        let clock = ContinuousClock()
+        for (index, t) in timesteps.enumerated() {
+            try Task.checkCancellation()
+            let began = clock.now
+            let input = usesGuidance ? latents + latents : latents
+            let scaled = try scheduler.scaleModelInput(input, timestepIndex: index)
+            if index == 0 { inspect?("first_unet_input", scaled) }
+            let sample = try backend.upload(
+                Layout.nchwToNHWC(scaled, rows, latentChannels, latentHeight, latentWidth),
+                shape: [rows, latentHeight, latentWidth, latentChannels], as: conditioning.hiddenStates.dtype)
+            let output = try models.unet(
+                sample: sample, timesteps: [Float](repeating: Float(t), count: rows),
+                encoderHiddenStates: conditioning.hiddenStates, textEmbeds: conditioning.pooled,
+                timeIDs: conditioning.timeIDs, timestepCond: timestepCond?.flatMap { $0 })
+            let outChannels = output.shape[3]
+            var noise = Layout.nhwcToNCHW(try backend.download(output), rows, outChannels, latentHeight, latentWidth)
+            if index == 0 { inspect?("first_noise_pred", noise) }
+            if usesGuidance {
+                let (guided, conditional) = Guidance.combine(noise, scale: Float(request.guidanceScale))
+                noise = request.guidanceRescale > 0
+                    ? Guidance.rescale(guided, conditional: conditional, rows: imageCount, factor: Float(request.guidanceRescale))
+                    : guided
+            }
+            latents = try scheduler.step(modelOutput: noise, sample: latents, random: &generator)
+            if let inpainting = start.inpainting {
+                latents = try inpainting.blend(latents, stepIndex: index, stepCount: timesteps.count, scheduler: scheduler)
+            }
+            guard latents.allSatisfy({ $0.isFinite }) else {
+                throw PipelineError.nonFiniteValues(stage: "latents after step \(index + 1)")
+            }
+            let seconds = Self.seconds(clock.now - began)
+            progress?(.step(StepProgress(
+                step: index + 1, totalSteps: timesteps.count, timestep: t, seconds: seconds,
+                backendPeakBytes: backend.memoryStatistics().peakBytes,
+                latents: request.reportsLatents ? LatentArray(shape: latentShape, values: latents) : nil)))
+        }
+        start.inpainting = nil
+        try Task.checkCancellation()
+        let images = try decode(latents)
+        return GenerationResult(
+            images: images, latents: LatentArray(shape: latentShape, values: latents), seed: seed,
+            schedulerName: schedulerName)
+    }
+
+    /// `latents / scaling_factor` → VAE decoder → 8-bit RGB (diffusers `vae.decode` + `postprocess`).
+    /// Images are decoded one at a time (every VAE op is per image), which keeps the decoder's peak
+    /// memory at one image's worth whatever `imagesPerPrompt` is.
+    func decode(_ latents: [Float]) throws -> [RGBImage] {
+        let vae = models.vae
+        let scale = Float(vae.config.scalingFactor)
+        let perImage = latentChannels * latentHeight * latentWidth
+        var images = [RGBImage]()
+        for index in 0..<imageCount {
+            try Task.checkCancellation()
+            let scaled = latents[(index * perImage)..<((index + 1) * perImage)].map { $0 / scale }
+            let input = try backend.upload(
+                Layout.nchwToNHWC(scaled, 1, latentChannels, latentHeight, latentWidth),
+                shape: [1, latentHeight, latentWidth, latentChannels], as: backend.activationDType(for: vae.component))
+            let decoded = try backend.download(vae.decode(input))
+            images += try ImageProcessing.images(
+                fromDecoded: decoded, batch: 1, height: request.size.height, width: request.size.width)
+        }
+        return images
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        let (s, atto) = d.components
+        return Double(s) + Double(atto) * 1e-18
+    }
+}
+
+/// The LCM guidance embedding (diffusers `get_guidance_scale_embedding`), one row per UNet batch row.
+enum GuidanceEmbedding {
+    static func embedding(guidanceScale w: Float, dimension: Int, rows: Int) -> [[Float]] {
+        let half = dimension / 2
+        let scaled = w * 1000
+        let step = Float(log(10000.0) / Double(half - 1))
+        var row = [Float](repeating: 0, count: dimension)
+        for i in 0..<half {
+            let freq = Float(exp(Double(Float(i) * -step)))
+            let v = scaled * freq
+            row[i] = Float(sin(Double(v)))
+            row[half + i] = Float(cos(Double(v)))
+        }
+        return Array(repeating: row, count: rows)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,38 @@
+/// SDXL micro-conditioning: the six `add_time_ids` numbers per UNet batch row
+/// (diffusers `StableDiffusionXLPipeline._get_add_time_ids` and its img2img/inpaint variants).
+enum MicroConditioning {
+    /// `original (h, w) + crop (top, left) + target (h, w)`.
+    static func timeIDs(original: ImageSize, crop: CropOffset, target: ImageSize) -> [Float] {
+        [original.height, original.width, crop.y, crop.x, target.height, target.width].map(Float.init)
+    }
+
+    /// Rows of `time_ids` in the order the UNet batch is laid out (`[uncond × n, cond × n]` with guidance).
+    ///
+    /// Text-to-image (`StableDiffusionXLPipeline`): the negative row equals the positive one unless both
+    /// negative sizes are given; diffusers then `cat([neg, pos])` and `repeat(n, 1)`, which interleaves
+    /// the rows (`neg, pos, neg, pos, …`) while the embeddings are `[neg × n, pos × n]`. With n > 1 and
+    /// distinct negative sizes the rows are paired with the wrong embeddings; we keep diffusers' order so
+    /// that seeds give the same images.
+    /// img2img / inpainting (`StableDiffusionXLImg2ImgPipeline`): negative sizes default to the positive
+    /// ones, the negative crop is ignored (the positive crop is used), rows are `[neg × n, pos × n]`.
+    static func rows(for request: GenerationRequest, rowsPerBranch n: Int, guidance: Bool) -> [Float] {
+        let size = request.size
+        let original = request.originalSize ?? size
+        let target = request.targetSize ?? size
+        let positive = timeIDs(original: original, crop: request.cropTopLeft, target: target)
+        if request.initialImage != nil {
+            let negative = timeIDs(
+                original: request.negativeOriginalSize ?? original, crop: request.cropTopLeft,
+                target: request.negativeTargetSize ?? target)
+            let pos = Array(repeating: positive, count: n).flatMap { $0 }
+            guard guidance else { return pos }
+            return Array(repeating: negative, count: n).flatMap { $0 } + pos
+        }
+        var negative = positive
+        if let negOriginal = request.negativeOriginalSize, let negTarget = request.negativeTargetSize {
+            negative = timeIDs(original: negOriginal, crop: request.negativeCropTopLeft, target: negTarget)
+        }
+        guard guidance else { return Array(repeating: positive, count: n).flatMap { $0 } }
+        return Array(repeating: negative + positive, count: n).flatMap { $0 }
+    }
+}

@@ -1,0 +1,83 @@
+import SSDCPUBackend
+import SSDCUDABackend
+import SSDTensor
+
+/// Which compute backend runs a pipeline.
+public enum BackendChoice: Sendable {
+    /// The pure-Swift fp32 reference backend (slow; the correctness oracle).
+    case reference
+    /// The SIMD/OpenBLAS CPU backend.
+    case cpu
+    /// The CUDA/cuDNN backend (needs an NVIDIA GPU and its libraries at run time).
+    case cuda
+    /// A backend object supplied by the caller.
+    case custom(any ComputeBackend)
+
+    /// The fastest backend that can run here: CUDA, then CPU, then reference.
+    public static var fastestAvailable: BackendChoice {
+        if (try? BackendFactory.make(.cuda, precision: .fp16)) != nil { return .cuda }
+        return .cpu
+    }
+
+    /// Short name (`reference`, `cpu`, `cuda`, or the custom backend's name).
+    public var name: String {
+        switch self {
+        case .reference: return "reference"
+        case .cpu: return "cpu"
+        case .cuda: return "cuda"
+        case let .custom(backend): return backend.name
+        }
+    }
+
+    /// Parses `reference`, `cpu` or `cuda`.
+    public init?(name: String) {
+        switch name {
+        case "reference": self = .reference
+        case "cpu": self = .cpu
+        case "cuda": self = .cuda
+        default: return nil
+        }
+    }
+}
+
+/// Arithmetic precision of the denoising networks.
+public enum Precision: String, Sendable, Hashable, CaseIterable {
+    /// fp32 everywhere (CPU default).
+    case fp32
+    /// fp16 weights (CUDA computes in fp16; the CPU keeps weights fp16-resident and computes in fp32).
+    case fp16
+    /// bf16 weights and bf16 dot products with fp32 accumulation where the hardware has them.
+    case bf16
+}
+
+/// Load-time options of a pipeline.
+public struct PipelineConfiguration: Sendable {
+    /// The compute backend.
+    public var backend: BackendChoice = .fastestAvailable
+    /// Weight and compute precision of the text encoders and UNet.
+    public var precision: Precision = .fp32
+    /// Weight file variant to prefer (`"fp16"` → `*.fp16.safetensors`), falling back to the plain files.
+    public var variant: String?
+    /// Drop the text encoders after each prompt encoding (they are re-mapped on the next request).
+    public var releasesTextEncodersAfterEncoding = false
+
+    /// Defaults: fastest backend, fp32, plain weight files.
+    public init() {}
+}
+
+/// Makes backend objects from a `BackendChoice`.
+public enum BackendFactory {
+    /// Creates the backend, or throws `PipelineError.backendUnavailable` saying what is missing.
+    public static func make(_ choice: BackendChoice, precision: Precision) throws -> any ComputeBackend {
+        switch choice {
+        case .reference:
+            return ReferenceBackend()
+        case .cpu:
+            return try makeCPUBackend(precision: precision)
+        case .cuda:
+            return try makeCUDABackend(precision: precision)
+        case let .custom(backend):
+            return backend
+        }
+    }
+}

@@ -1,0 +1,199 @@
+import SSDCUDABackend
+import SSDTensor
+
+/// Runs every op on the CUDA backend and on `ReferenceBackend` with the same (dtype-rounded)
+/// random inputs and prints ‖cuda − reference‖ / ‖reference‖ against the tolerance of DESIGN.md §7.
+final class ParityCheck {
+    let cuda: CUDABackend
+    let reference = ReferenceBackend()
+    var random = Random(state: 2024)
+    var failures: [String] = []
+    var count = 0
+
+    init(cuda: CUDABackend) { self.cuda = cuda }
+
+    /// The same values on both backends: CUDA in `dtype`, the reference in f32 holding the rounded values.
+    struct Pair { let cuda: Tensor; let reference: Tensor }
+
+    func input(_ shape: [Int], _ dtype: DType, scale: Float = 1) throws -> Pair {
+        let values = random.normal(shape.reduce(1, *), scale: scale)
+        let c = try cuda.upload(values, shape: shape, as: dtype)
+        let rounded = try cuda.download(c)
+        return Pair(cuda: c, reference: try reference.upload(rounded, shape: shape, as: .f32))
+    }
+
+    func weight(_ shape: [Int], _ role: WeightRole, _ dtype: DType, scale: Float = 0.1, offset: Float = 0) throws -> Pair {
+        let values = random.normal(shape.reduce(1, *), scale: scale).map { $0 + offset }
+        let rounded: [Float] = switch dtype {
+        case .f16: values.map { HalfConversion.floatFromF16(HalfConversion.f16FromFloat($0)) }
+        case .bf16: values.map { HalfConversion.floatFromBF16(HalfConversion.bf16FromFloat($0)) }
+        default: values
+        }
+        let c = try cuda.prepareWeight(HostBuffer.view(of: values, shape: shape), role: role, activationDType: dtype)
+        let r = try reference.prepareWeight(HostBuffer.view(of: rounded, shape: shape), role: role, activationDType: .f32)
+        return Pair(cuda: c, reference: r)
+    }
+
+    /// Compares one op's outputs.
+    func check(_ name: String, _ dtype: DType, _ body: () throws -> (Tensor, Tensor)) {
+        count += 1
+        let label = "\(name) [\(dtype.rawValue)]"
+        do {
+            let (c, r) = try body()
+            let a = try cuda.download(c), b = try reference.download(r)
+            let tolerance = dtype == .f32 ? 1e-4 : 2e-2
+            let error = c.shape == r.shape ? relativeError(a, b) : .infinity
+            let ok = error <= tolerance && !error.isNaN
+            if !ok { failures.append(label) }
+            print("\(ok ? "PASS" : "FAIL")  \(label.padding(60))  rel err \(format(error))  (tol \(format(tolerance, "%.0e")))  shape \(c.shape)")
+        } catch {
+            failures.append(label)
+            print("FAIL  \(label.padding(60))  error: \(error)")
+        }
+    }
+
+    func run(convolutionLabel: String) {
+        for dtype in [DType.f16, .f32] {
+            check("linear x[2,77,320]·W[640,320]ᵀ+b", dtype) {
+                let x = try input([2, 77, 320], dtype), w = try weight([640, 320], .linear, dtype), b = try weight([640], .vector, dtype)
+                return (try cuda.linear(x.cuda, weight: w.cuda, bias: b.cuda), try reference.linear(x.reference, weight: w.reference, bias: b.reference))
+            }
+            check("linear +residual, no bias", dtype) {
+                let x = try input([130, 96], dtype), w = try weight([48, 96], .linear, dtype), r = try input([130, 48], dtype)
+                return (try cuda.linear(x.cuda, weight: w.cuda, bias: nil, residual: r.cuda),
+                        try reference.linear(x.reference, weight: w.reference, bias: nil, residual: r.reference))
+            }
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                check("matmul [3,..] transA=\(ta) transB=\(tb) alpha=0.5", dtype) {
+                    let a = try input(ta ? [3, 40, 24] : [3, 24, 40], dtype), b = try input(tb ? [3, 56, 40] : [3, 40, 56], dtype)
+                    return (try cuda.matmul(a.cuda, b.cuda, transposeA: ta, transposeB: tb, alpha: 0.5),
+                            try reference.matmul(a.reference, b.reference, transposeA: ta, transposeB: tb, alpha: 0.5))
+                }
+            }
+            check("matmul shared rank-2 b", dtype) {
+                let a = try input([2, 5, 24, 40], dtype), b = try input([40, 56], dtype)
+                return (try cuda.matmul(a.cuda, b.cuda, transposeA: false, transposeB: false, alpha: 1),
+                        try reference.matmul(a.reference, b.reference, transposeA: false, transposeB: false, alpha: 1))
+            }
+            for (k, s, p, cin, cout) in [(3, 1, 1, 32, 64), (3, 2, 1, 32, 32), (1, 1, 0, 64, 32), (3, 1, 1, 4, 320), (3, 1, 1, 320, 4)] {
+                check("conv2d \(convolutionLabel) \(k)x\(k) s\(s) p\(p) \(cin)->\(cout) +bias+residual", dtype) {
+                    let x = try input([2, 12, 10, cin], dtype), w = try weight([cout, cin, k, k], .conv2d, dtype), b = try weight([cout], .vector, dtype)
+                    let ho = (12 + 2 * p - k) / s + 1, wo = (10 + 2 * p - k) / s + 1
+                    let r = try input([2, ho, wo, cout], dtype)
+                    return (try cuda.conv2d(x.cuda, weight: w.cuda, bias: b.cuda, stride: s, padding: p, residual: r.cuda),
+                            try reference.conv2d(x.reference, weight: w.reference, bias: b.reference, stride: s, padding: p, residual: r.reference))
+                }
+            }
+            for (shape, groups) in [([2, 8, 8, 64], 32), ([1, 40, 40, 320], 32), ([2, 77, 96], 8)] {
+                check("groupNorm \(shape) g\(groups)", dtype) {
+                    let x = try input(shape, dtype, scale: 2), w = try weight([shape.last!], .vector, dtype, offset: 1), b = try weight([shape.last!], .vector, dtype)
+                    return (try cuda.groupNorm(x.cuda, groups: groups, weight: w.cuda, bias: b.cuda, epsilon: 1e-5),
+                            try reference.groupNorm(x.reference, groups: groups, weight: w.reference, bias: b.reference, epsilon: 1e-5))
+                }
+                check("groupNormSiLU \(shape) g\(groups)", dtype) {
+                    let x = try input(shape, dtype), w = try weight([shape.last!], .vector, dtype, offset: 1), b = try weight([shape.last!], .vector, dtype)
+                    return (try cuda.groupNormSiLU(x.cuda, groups: groups, weight: w.cuda, bias: b.cuda, epsilon: 1e-6),
+                            try reference.groupNormSiLU(x.reference, groups: groups, weight: w.reference, bias: b.reference, epsilon: 1e-6))
+                }
+            }
+            check("layerNorm [2,77,768]", dtype) {
+                let x = try input([2, 77, 768], dtype), w = try weight([768], .vector, dtype, offset: 1), b = try weight([768], .vector, dtype)
+                return (try cuda.layerNorm(x.cuda, weight: w.cuda, bias: b.cuda, epsilon: 1e-5),
+                        try reference.layerNorm(x.reference, weight: w.reference, bias: b.reference, epsilon: 1e-5))
+            }
+            for causal in [false, true] {
+                check("softmax [2,3,77,77] causal=\(causal)", dtype) {
+                    let x = try input([2, 3, 77, 77], dtype, scale: 3)
+                    return (try cuda.softmax(x.cuda, causal: causal), try reference.softmax(x.reference, causal: causal))
+                }
+            }
+            let attentionCases: [(String, Int, Int, Int, Int, Bool)] = [
+                ("self N=200 H=2 D=64", 200, 200, 2, 64, false),
+                ("cross Nq=130 Nk=77 H=3 D=64", 130, 77, 3, 64, false),
+                ("causal CLIP N=77 H=4 D=64", 77, 77, 4, 64, true),
+                ("D=80 (generic) N=96", 96, 96, 2, 80, false),
+                ("D=40 N=70 causal", 70, 70, 2, 40, true),
+                ("D=20 unaligned N=33", 33, 50, 3, 20, false),
+                ("VAE-like D=512 H=1 N=256", 256, 256, 1, 512, false),
+            ]
+            for (label, nq, nk, heads, d, causal) in attentionCases {
+                check("attention \(label)", dtype) {
+                    let q = try input([2, nq, heads * d], dtype), k = try input([2, nk, heads * d], dtype), v = try input([2, nk, heads * d], dtype)
+                    let scale = 1 / Float(d).squareRoot()
+                    return (try cuda.attention(query: q.cuda, key: k.cuda, value: v.cuda, heads: heads, scale: scale, causal: causal),
+                            try reference.attention(query: q.reference, key: k.reference, value: v.reference, heads: heads, scale: scale, causal: causal))
+                }
+            }
+            for kind in Activation.allCases {
+                check("activation \(kind.rawValue)", dtype) {
+                    let x = try input([3, 1000], dtype, scale: 3)
+                    return (try cuda.activation(x.cuda, kind), try reference.activation(x.reference, kind))
+                }
+            }
+            check("geglu [2,77,640]", dtype) {
+                let x = try input([2, 77, 640], dtype)
+                return (try cuda.geglu(x.cuda), try reference.geglu(x.reference))
+            }
+            let binaryCases: [([Int], [Int], BinaryOp)] = [
+                ([2, 8, 8, 64], [2, 8, 8, 64], .add), ([2, 8, 8, 64], [2, 1, 1, 64], .add), ([4, 5, 64], [64], .multiply),
+                ([4, 64], [4, 1], .subtract), ([1, 64], [4, 64], .add), ([3, 7], [3, 7], .divide),
+            ]
+            for (sa, sb, op) in binaryCases {
+                check("binary \(op.rawValue) \(sa) \(sb)", dtype) {
+                    let a = try input(sa, dtype)
+                    let b = op == .divide ? try positive(sb, dtype) : try input(sb, dtype)
+                    return (try cuda.binary(a.cuda, b.cuda, op), try reference.binary(a.reference, b.reference, op))
+                }
+            }
+            check("affine 0.18215·x+0.5", dtype) {
+                let x = try input([4, 33], dtype)
+                return (try cuda.affine(x.cuda, scale: 0.18215, shift: 0.5), try reference.affine(x.reference, scale: 0.18215, shift: 0.5))
+            }
+            for axis in [1, 3] {
+                check("concat axis \(axis)", dtype) {
+                    let a = try input([2, 4, 4, 24], dtype), b = try input(axis == 1 ? [2, 3, 4, 24] : [2, 4, 4, 40], dtype)
+                    return (try cuda.concat([a.cuda, b.cuda], axis: axis), try reference.concat([a.reference, b.reference], axis: axis))
+                }
+            }
+            check("slice axis 2 range 3..<7", dtype) {
+                let x = try input([2, 5, 9, 6], dtype)
+                return (try cuda.slice(x.cuda, axis: 2, range: 3..<7), try reference.slice(x.reference, axis: 2, range: 3..<7))
+            }
+            check("permute [0,2,1,3]", dtype) {
+                let x = try input([2, 7, 3, 5], dtype)
+                return (try cuda.permute(x.cuda, [0, 2, 1, 3]), try reference.permute(x.reference, [0, 2, 1, 3]))
+            }
+            check("permute [3,1,0,2]", dtype) {
+                let x = try input([2, 7, 3, 5], dtype)
+                return (try cuda.permute(x.cuda, [3, 1, 0, 2]), try reference.permute(x.reference, [3, 1, 0, 2]))
+            }
+            check("upsampleNearest2x [2,5,6,12]", dtype) {
+                let x = try input([2, 5, 6, 12], dtype)
+                return (try cuda.upsampleNearest2x(x.cuda), try reference.upsampleNearest2x(x.reference))
+            }
+            check("embedding 77 ids", dtype) {
+                let table = try weight([300, 64], .embedding, dtype, scale: 1)
+                let ids = (0..<77).map { Int32(($0 * 37) % 300) }
+                return (try cuda.embedding(table.cuda, ids: ids, outputDType: dtype), try reference.embedding(table.reference, ids: ids, outputDType: .f32))
+            }
+        }
+        check("convert f32→f16→f32", .f16) {
+            let x = try input([1000], .f32, scale: 100)
+            return (try cuda.convert(cuda.convert(x.cuda, to: .f16), to: .f32), try reference.convert(reference.convert(x.reference, to: .f16), to: .f32))
+        }
+        check("convert f32→bf16→f32", .f16) {
+            let x = try input([1000], .f32, scale: 100)
+            return (try cuda.convert(cuda.convert(x.cuda, to: .bf16), to: .f32), try reference.convert(reference.convert(x.reference, to: .bf16), to: .f32))
+        }
+    }
+
+    private func positive(_ shape: [Int], _ dtype: DType) throws -> Pair {
+        let values = random.normal(shape.reduce(1, *)).map { abs($0) + 0.5 }
+        let c = try cuda.upload(values, shape: shape, as: dtype)
+        return Pair(cuda: c, reference: try reference.upload(try cuda.download(c), shape: shape, as: .f32))
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}

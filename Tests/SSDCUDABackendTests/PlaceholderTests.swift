@@ -1,4 +1,0 @@
-import Testing
-@testable import SSDCUDABackend
-
-@Test func moduleLoads() { #expect(Bool(true)) }

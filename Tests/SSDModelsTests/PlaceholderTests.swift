@@ -1,4 +1,0 @@
-import Testing
-@testable import SSDModels
-
-@Test func moduleLoads() { #expect(Bool(true)) }

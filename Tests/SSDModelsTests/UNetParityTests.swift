@@ -1,0 +1,49 @@
+import SSDTensor
+import Testing
+@testable import SSDModels
+
+/// Reference backend vs diffusers on tiny random UNets (relative error ≤ 1e-4).
+@Suite struct UNetParityTests {
+    @Test(arguments: ["unet_asym", "unet_crossmid", "unet_lcm"])
+    func matchesDiffusers(_ name: String) throws {
+        let backend = ReferenceBackend()
+        let unet = try UNet2DConditionModel.load(componentDirectory: Fixtures.models(name), backend: backend)
+        let io = try Fixtures.io(name)
+        let trace = ForwardTrace()
+        let batch = io.shape("sample")[0]
+        let output = try unet.forward(
+            sample: io.upload("sample", to: backend), timesteps: io.floats("timesteps"),
+            encoderHiddenStates: io.upload("encoder_hidden_states", to: backend),
+            textEmbeds: io.entries["text_embeds"] == nil ? nil : io.upload("text_embeds", to: backend),
+            timeIDs: io.entries["time_ids"] == nil ? nil : io.floats("time_ids"),
+            timestepCond: io.entries["timestep_cond"] == nil ? nil : io.floats("timestep_cond"), trace: trace)
+        #expect(output.shape == io.shape("output"))
+        #expect(output.shape[0] == batch)
+        let error = relativeError(try backend.download(output), try io.floats("output"))
+        #expect(error <= 1e-4, "\(name) output relative error \(error)")
+        for (key, tensor) in trace.tensors.sorted(by: { $0.key < $1.key }) where io.entries[key] != nil {
+            #expect(tensor.shape == io.shape(key), "\(name) \(key) shape")
+            let e = relativeError(try backend.download(tensor), try io.floats(key))
+            #expect(e <= 1e-4, "\(name) \(key) relative error \(e)")
+        }
+        #expect(io.entries["emb"] != nil && trace.tensors["emb"] != nil)
+        // The public call (through `runReplayable`) computes the same.
+        let direct = try unet(
+            sample: io.upload("sample", to: backend), timesteps: io.floats("timesteps"),
+            encoderHiddenStates: io.upload("encoder_hidden_states", to: backend),
+            textEmbeds: io.entries["text_embeds"] == nil ? nil : io.upload("text_embeds", to: backend),
+            timeIDs: io.entries["time_ids"] == nil ? nil : io.floats("time_ids"),
+            timestepCond: io.entries["timestep_cond"] == nil ? nil : io.floats("timestep_cond"))
+        #expect(try backend.download(direct) == backend.download(output))
+    }
+
+    @Test func rejectsLatentSizesThatDoNotDivide() throws {
+        let backend = ReferenceBackend()
+        let unet = try UNet2DConditionModel.load(componentDirectory: Fixtures.models("unet_crossmid"), backend: backend)
+        let sample = try backend.upload([Float](repeating: 0, count: 1 * 6 * 8 * 4), shape: [1, 6, 8, 4])
+        let context = try backend.upload([Float](repeating: 0, count: 7 * 16), shape: [1, 7, 16])
+        #expect(throws: ModelError.self) {
+            try unet(sample: sample, timesteps: [1], encoderHiddenStates: context, textEmbeds: nil, timeIDs: nil)
+        }
+    }
+}

@@ -1,0 +1,172 @@
+import Foundation
+import SSDModels
+import SSDSchedulers
+import SSDTensor
+import Testing
+
+@testable import SSDPipeline
+
+/// Cancellation, bad input, streaming and backend swaps on the tiny pipeline folder.
+struct PipelineBehaviourTests {
+    static let folder = PipelineParityTests.folder
+
+    static func pipeline() async throws -> DiffusionPipeline {
+        var configuration = PipelineConfiguration()
+        configuration.backend = .reference
+        return try await DiffusionPipeline(contentsOf: folder, configuration: configuration)
+    }
+
+    static func smallRequest() -> GenerationRequest {
+        var r = GenerationRequest(prompt: "a cat")
+        r.size = ImageSize(width: 64, height: 64)
+        r.steps = 3
+        r.seed = 0
+        return r
+    }
+
+    @Test func cancellationStopsWithinOneStepAndThrows() async throws {
+        let pipeline = try await Self.pipeline()
+        var request = Self.smallRequest()
+        request.steps = 50
+        let steps = StepCounter()
+        let task = Task {
+            try await pipeline.generateResult(request) { event in
+                guard case .step = event else { return }
+                steps.increment()
+                // Cancel the generating task itself after its first step (deterministic timing).
+                withUnsafeCurrentTask { $0?.cancel() }
+            }
+        }
+        await #expect(throws: CancellationError.self) { _ = try await task.value }
+        #expect(steps.value == 1, "ran \(steps.value) steps")
+    }
+
+    @Test func cancellingTheStreamConsumerStopsGeneration() async throws {
+        let pipeline = try await Self.pipeline()
+        var request = Self.smallRequest()
+        request.steps = 50
+        let consumer = Task {
+            var seen = 0
+            for try await event in pipeline.run(request) {
+                if case .step = event { seen += 1 }
+                if seen == 1 { withUnsafeCurrentTask { $0?.cancel() } }
+            }
+            return seen
+        }
+        let result = await consumer.result
+        switch result {
+        case .success(let seen): #expect(seen < 50, "stream delivered \(seen) steps")
+        case .failure(let error): #expect(error is CancellationError)
+        }
+    }
+
+    @Test func streamReportsEveryStepThenFinishes() async throws {
+        let pipeline = try await Self.pipeline()
+        var request = Self.smallRequest()
+        request.reportsLatents = true
+        var stepNumbers = [Int]()
+        var finished: GenerationResult?
+        for try await event in pipeline.run(request) {
+            switch event {
+            case .started(let total, let seed):
+                #expect(total == 3)
+                #expect(seed == 0)
+            case .step(let progress):
+                stepNumbers.append(progress.step)
+                #expect(progress.latents?.shape == [1, 4, 8, 8])
+            case .finished(let result): finished = result
+            }
+        }
+        #expect(stepNumbers == [1, 2, 3])
+        #expect(finished?.images.count == 1)
+        #expect(finished?.latents.shape == [1, 4, 8, 8])
+    }
+
+    @Test func sameSeedSameImageAfterBackendSwap() async throws {
+        let pipeline = try await Self.pipeline()
+        let first = try await pipeline.generateResult(Self.smallRequest())
+        try await pipeline.setBackend(.reference)
+        let second = try await pipeline.generateResult(Self.smallRequest())
+        #expect(first.images[0].pixels == second.images[0].pixels)
+    }
+
+    @Test func releasingTextEncodersKeepsResults() async throws {
+        var configuration = PipelineConfiguration()
+        configuration.backend = .reference
+        configuration.releasesTextEncodersAfterEncoding = true
+        let pipeline = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
+        let a = try await pipeline.generateResult(Self.smallRequest())
+        let b = try await pipeline.generateResult(Self.smallRequest())
+        #expect(a.latents == b.latents)
+    }
+
+    @Test func badRequestsGiveTypedErrors() async throws {
+        let pipeline = try await Self.pipeline()
+        func expectInvalid(_ name: String, _ change: (inout GenerationRequest) -> Void) async {
+            var request = Self.smallRequest()
+            change(&request)
+            do {
+                _ = try await pipeline.generate(request)
+                Issue.record("\(name): no error")
+            } catch let error as PipelineError {
+                guard case .invalidArgument(let field, _) = error else { Issue.record("\(name): \(error)"); return }
+                #expect(field == name)
+            } catch {
+                Issue.record("\(name): unexpected \(error)")
+            }
+        }
+        await expectInvalid("size") { $0.size = ImageSize(width: 60, height: 64) }
+        await expectInvalid("size") { $0.size = ImageSize(width: 0, height: 64) }
+        await expectInvalid("steps") { $0.steps = 0 }
+        await expectInvalid("imagesPerPrompt") { $0.imagesPerPrompt = 0 }
+        await expectInvalid("guidanceScale") { $0.guidanceScale = .nan }
+        await expectInvalid("guidanceRescale") { $0.guidanceRescale = 2 }
+        await expectInvalid("initialLatents") {
+            $0.initialLatents = LatentArray(shape: [1, 4, 8, 8], values: [Float](repeating: .nan, count: 256))
+        }
+        await expectInvalid("initialLatents") {
+            $0.initialLatents = LatentArray(shape: [1, 4, 4, 8], values: [Float](repeating: 0, count: 128))
+        }
+        await expectInvalid("strength") { request in
+            let image = try? RGBImage(width: 64, height: 64, pixels: [UInt8](repeating: 9, count: 64 * 64 * 3))
+            request.initialImage = image.map { InitialImage(image: $0, strength: 1.5) }
+        }
+        var unknown = Self.smallRequest()
+        unknown.scheduler = .named("bogus")
+        await #expect(throws: SchedulerError.self) { _ = try await pipeline.generate(unknown) }
+    }
+
+    @Test func nanLatentsAreReportedNotReturned() async throws {
+        let pipeline = try await Self.pipeline()
+        var request = Self.smallRequest()
+        request.initialLatents = LatentArray(shape: [1, 4, 8, 8], values: [Float](repeating: 3e38, count: 256))
+        await #expect(throws: PipelineError.self) { _ = try await pipeline.generate(request) }
+    }
+
+    @Test func missingFolderAndComponentsAreNamed() async throws {
+        var configuration = PipelineConfiguration()
+        configuration.backend = .reference
+        await #expect(throws: (any Error).self) {
+            _ = try await DiffusionPipeline(contentsOf: "/nonexistent/ssd1b", configuration: configuration)
+        }
+        let copy = NSTemporaryDirectory() + "ssd1b-missing-\(getpid())"
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: Self.folder, toPath: copy)
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        try FileManager.default.removeItem(atPath: copy + "/unet")
+        do {
+            _ = try await DiffusionPipeline(contentsOf: copy, configuration: configuration)
+            Issue.record("no error for a folder without unet/")
+        } catch {
+            #expect("\(error)".contains("unet"), "\(error)")
+        }
+    }
+
+}
+
+final class StepCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+    func increment() { lock.lock(); count += 1; lock.unlock() }
+}

@@ -1,0 +1,128 @@
+import Foundation
+import SSDTensor
+import Testing
+
+@testable import SSDPipeline
+
+/// The tiny SSD-1B-shaped pipeline against diffusers 0.42.1 (Scripts/fixtures/pipeline.py):
+/// every intermediate and the final latents within 1e-4 relative, pixels within 1.0 mean absolute difference.
+struct PipelineParityTests {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Fixtures/pipeline").path
+    static let folder = fixtures + "/tiny-ssd1b"
+
+    struct Case: Decodable, Sendable, CustomTestStringConvertible {
+        var name: String
+        var prompt: String
+        var prompt_2: String?
+        var negative_prompt: String?
+        var negative_prompt_2: String?
+        var width: Int
+        var height: Int
+        var steps: Int
+        var guidance: Double
+        var seed: UInt64
+        var images: Int?
+        var guidance_rescale: Double?
+        var scheduler: String?
+        var clip_skip: Int?
+        var original_size: [Int]?
+        var crop_top_left: [Int]?
+        var target_size: [Int]?
+        var negative_original_size: [Int]?
+        var negative_crop_top_left: [Int]?
+        var negative_target_size: [Int]?
+        var init_image: String?
+        var mask: String?
+        var strength: Double?
+        var testDescription: String { name }
+    }
+
+    static let cases: [Case] = {
+        guard let data = FileManager.default.contents(atPath: fixtures + "/cases.json"),
+              let cases = try? JSONDecoder().decode([Case].self, from: data) else { return [] }
+        return cases
+    }()
+
+    static func request(_ c: Case) throws -> GenerationRequest {
+        func size(_ v: [Int]?) -> ImageSize? { v.map { ImageSize(width: $0[0], height: $0[1]) } }
+        func crop(_ v: [Int]?) -> CropOffset { v.map { CropOffset(x: $0[0], y: $0[1]) } ?? .zero }
+        var r = GenerationRequest(prompt: c.prompt)
+        r.prompt2 = c.prompt_2
+        r.negativePrompt = c.negative_prompt
+        r.negativePrompt2 = c.negative_prompt_2
+        r.size = ImageSize(width: c.width, height: c.height)
+        r.steps = c.steps
+        r.guidanceScale = c.guidance
+        r.seed = c.seed
+        r.imagesPerPrompt = c.images ?? 1
+        r.guidanceRescale = c.guidance_rescale ?? 0
+        if let name = c.scheduler { r.scheduler = .named(name) }
+        r.clipSkip = c.clip_skip
+        r.originalSize = size(c.original_size)
+        r.cropTopLeft = crop(c.crop_top_left)
+        r.targetSize = size(c.target_size)
+        r.negativeOriginalSize = size(c.negative_original_size)
+        r.negativeCropTopLeft = crop(c.negative_crop_top_left)
+        r.negativeTargetSize = size(c.negative_target_size)
+        if let initImage = c.init_image {
+            let image = try RGBImage(pngData: FileIO.readAll(fixtures + "/" + initImage))
+            let mask = try c.mask.map { try RGBImage(pngData: FileIO.readAll(fixtures + "/" + $0)) }
+            r.initialImage = InitialImage(image: image, mask: mask, strength: c.strength)
+        }
+        return r
+    }
+
+    static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+        guard a.count == b.count else { return .infinity }
+        var num = 0.0, den = 0.0
+        for i in 0..<a.count {
+            let d = Double(a[i]) - Double(b[i])
+            num += d * d
+            den += Double(b[i]) * Double(b[i])
+        }
+        return den == 0 ? num.squareRoot() : (num / den).squareRoot()
+    }
+
+    final class Recorder: @unchecked Sendable {
+        var values: [String: [Float]] = [:]
+    }
+
+    @Test(arguments: cases)
+    func referenceBackendMatchesDiffusers(_ c: Case) async throws {
+        try await check(c, backend: .reference, tolerance: 1e-4)
+    }
+
+    /// The CPU backend's fp32 path, whole generations within 1e-3 (DESIGN.md §7).
+    @Test(arguments: cases)
+    func cpuBackendMatchesDiffusers(_ c: Case) async throws {
+        try await check(c, backend: .cpu, tolerance: 1e-3)
+    }
+
+    func check(_ c: Case, backend: BackendChoice, tolerance: Double) async throws {
+        var configuration = PipelineConfiguration()
+        configuration.backend = backend
+        let pipeline = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
+        let recorder = Recorder()
+        let result = try await pipeline.generateResult(try Self.request(c), progress: nil) { name, values in
+            recorder.values[name] = values
+        }
+        let reference = try SafetensorsFile(path: Self.fixtures + "/\(c.name).safetensors")
+        for (ours, theirs) in [("prompt_embeds", "prompt_embeds"), ("add_text_embeds", "add_text_embeds"),
+                               ("add_time_ids", "add_time_ids"), ("first_unet_input", "first_unet_input"),
+                               ("first_noise_pred", "first_noise_pred")] {
+            let expected = try reference.view(theirs).floats()
+            let error = Self.relativeError(recorder.values[ours] ?? [], expected)
+            #expect(error <= tolerance, "\(c.name) \(ours): relative error \(error)")
+        }
+        let latentError = Self.relativeError(result.latents.values, try reference.view("latents").floats())
+        #expect(latentError <= tolerance, "\(c.name) latents: relative error \(latentError)")
+        let expectedPixels = try reference.view("image").floats()
+        let ours = result.images.flatMap { $0.pixels.map(Float.init) }
+        #expect(ours.count == expectedPixels.count)
+        if ours.count == expectedPixels.count {
+            let mad = zip(ours, expectedPixels).map { Double(abs($0 - $1)) }.reduce(0, +) / Double(ours.count)
+            #expect(mad <= 1.0, "\(c.name) pixels: mean absolute difference \(mad)")
+        }
+    }
+}

@@ -1,4 +1,0 @@
-import Testing
-@testable import SSDTokenizer
-
-@Test func moduleLoads() { #expect(Bool(true)) }
