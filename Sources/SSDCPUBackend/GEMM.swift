@@ -90,10 +90,13 @@ extension CPUBackend {
             let nb = min(ncBlock, columns.upperBound - j0)
             let panel0 = j0 / nr, panelsInBlock = (nb + nr - 1) / nr
             var first = true
+            // Each segment in equal depth blocks of at most kc (multiples of 32), not kc + a short tail.
+            let blocksPerSegment = (segLen + kcBlock - 1) / kcBlock
+            let kcEven = ((segLen + blocksPerSegment - 1) / blocksPerSegment + 31) / 32 * 32
             for s in 0..<segments {
                 var k0 = 0
                 while k0 < segLen {
-                    let kb = min(kcBlock, segLen - k0)
+                    let kb = min(kcEven, segLen - k0)
                     let last = s == segments - 1 && k0 + kb >= segLen
                     let kStored = s * w.segmentStride + k0
                     var b: UnsafeRawPointer

@@ -79,7 +79,8 @@ func runOpBenchmark(_ op: String, _ args: Arguments) throws {
                          torchSeconds.map { ci < $0.count ? fmt($0[ci] / t, 2) : "-" } ?? "-"])
         }
     }
-    printTable(["case", "variant", "ms", "GFLOP/s", "% peak", "× openblas", "× torch"], rows)
+    printTable(["case", "variant", "ms", "GFLOP/s", "% peak", "openblas/this", "torch/this"], rows)
+    print("(openblas/this, torch/this: their time over this row's time; above 1 = this row is faster)")
     if let path = args.values["json"] {
         struct Report: Codable { var peak: MachinePeak; var results: [OpResult] }
         try writeJSON(Report(peak: peak, results: results), to: path)
