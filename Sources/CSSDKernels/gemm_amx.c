@@ -77,16 +77,18 @@ SSD_AMX void ssd_bf16gemm_amx(const ssd_gemm_args *g) {
     long astride = kpad * 2;
     float tmp[32 * 32];
     long panels = (g->n + SSD_NR - 1) / SSD_NR;
-    for (long i0 = 0; i0 < g->m; i0 += 32) {
-        const uint16_t *a0 = a + i0 * kpad, *a1 = a0 + 16 * kpad;
-        int rows = (int)(g->m - i0 < 32 ? g->m - i0 : 32);
-        for (long jp = 0; jp < panels; jp++) {
-            const uint16_t *panel = b + jp * g->b_panel_stride;
-            for (int h = 0; h < 2; h++) {
-                long col = jp * SSD_NR + h * 32;
-                if (col >= g->n) break;
-                int cols = (int)(g->n - col < 32 ? g->n - col : 32);
-                const uint16_t *b0 = panel + h * 64, *b1 = b0 + 32;
+    /* Column slices outer: the k × 32 slice of B (32 KB at k = 512) stays in L1 while the
+     * converted rows of A stream from L2. */
+    for (long jp = 0; jp < panels; jp++) {
+        const uint16_t *panel = b + jp * g->b_panel_stride;
+        for (int h = 0; h < 2; h++) {
+            long col = jp * SSD_NR + h * 32;
+            if (col >= g->n) break;
+            int cols = (int)(g->n - col < 32 ? g->n - col : 32);
+            const uint16_t *b0 = panel + h * 64, *b1 = b0 + 32;
+            for (long i0 = 0; i0 < g->m; i0 += 32) {
+                const uint16_t *a0 = a + i0 * kpad, *a1 = a0 + 16 * kpad;
+                int rows = (int)(g->m - i0 < 32 ? g->m - i0 : 32);
                 _tile_zero(0);
                 _tile_zero(1);
                 _tile_zero(2);

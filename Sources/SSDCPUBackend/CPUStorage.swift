@@ -116,10 +116,3 @@ extension Tensor {
         return UnsafePointer(try cpuBuffer(op).floats)
     }
 }
-
-/// A raw pointer that may cross into the worker threads (the caller keeps the memory alive).
-struct SendablePointer<T>: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<T>
-    init(_ p: UnsafeMutablePointer<T>) { pointer = p }
-    init(_ p: UnsafePointer<T>) { pointer = UnsafeMutablePointer(mutating: p) }
-}

@@ -85,62 +85,70 @@ extension CPUBackend {
         defer { aScratch.deallocate() }
         let base = UnsafeRawPointer(w.buffer.pointer)
 
-        var j0 = columns.lowerBound
-        while j0 < columns.upperBound {
-            let nb = min(ncBlock, columns.upperBound - j0)
-            let panel0 = j0 / nr, panelsInBlock = (nb + nr - 1) / nr
-            var first = true
-            for s in 0..<segments {
-                var k0 = 0
-                while k0 < segLen {
-                    let kb = min(kcBlock, segLen - k0)
-                    let last = s == segments - 1 && k0 + kb >= segLen
-                    let kStored = s * w.segmentStride + k0
-                    var b: UnsafeRawPointer
-                    var bStride = w.panelStride
-                    switch w.layout {
-                    case .panels(.f32):
-                        b = base + (panel0 * w.panelStride + kStored * nr) * 4
-                    case .panels(let e):
-                        let src = base.assumingMemoryBound(to: UInt16.self)
-                        for p in 0..<panelsInBlock {
-                            let from = src + (panel0 + p) * w.panelStride + kStored * nr
-                            if e == .f16 { ssd_f16_to_f32(from, bScratch + p * kb * nr, kb * nr) }
-                            else { ssd_bf16_to_f32(from, bScratch + p * kb * nr, kb * nr) }
+        // Row blocks outer: the mc × nc block of C stays in L2 over the whole k loop (the weights
+        // block is re-read per row block, which costs less than cycling C through memory).
+        var r0 = 0
+        while r0 < m {
+            let rowCount = min(mc, m - r0)
+            var j0 = columns.lowerBound
+            while j0 < columns.upperBound {
+                let nb = min(ncBlock, columns.upperBound - j0)
+                let panel0 = j0 / nr, panelsInBlock = (nb + nr - 1) / nr
+                var first = true
+                // Each segment in equal depth blocks of at most kc (multiples of 32), not kc + a short tail.
+                let blocksPerSegment = (segLen + kcBlock - 1) / kcBlock
+                let kcEven = ((segLen + blocksPerSegment - 1) / blocksPerSegment + 31) / 32 * 32
+                for s in 0..<segments {
+                    var k0 = 0
+                    while k0 < segLen {
+                        let kb = min(kcEven, segLen - k0)
+                        let last = s == segments - 1 && k0 + kb >= segLen
+                        let kStored = s * w.segmentStride + k0
+                        var b: UnsafeRawPointer
+                        var bStride = w.panelStride
+                        switch w.layout {
+                        case .panels(.f32):
+                            b = base + (panel0 * w.panelStride + kStored * nr) * 4
+                        case .panels(let e):
+                            let src = base.assumingMemoryBound(to: UInt16.self)
+                            for p in 0..<panelsInBlock {
+                                let from = src + (panel0 + p) * w.panelStride + kStored * nr
+                                if e == .f16 { ssd_f16_to_f32(from, bScratch + p * kb * nr, kb * nr) }
+                                else { ssd_bf16_to_f32(from, bScratch + p * kb * nr, kb * nr) }
+                            }
+                            b = UnsafeRawPointer(bScratch)
+                            bStride = kb * nr
+                        case .bf16Pairs:
+                            b = base + (panel0 * w.panelStride + kStored * nr) * 2
+                        case .rowMajor:
+                            return  // handled by the BLAS path
                         }
-                        b = UnsafeRawPointer(bScratch)
-                        bStride = kb * nr
-                    case .bf16Pairs:
-                        b = base + (panel0 * w.panelStride + kStored * nr) * 2
-                    case .rowMajor:
-                        return  // handled by the BLAS path
-                    }
-                    var m0 = 0
-                    while m0 < m {
-                        let mb = min(mc, m - m0)
-                        let row0 = rows.lowerBound + m0
-                        var args = ssd_gemm_args(
-                            m: mb, n: nb, k: kb, a_rows: UnsafePointer(rowPointers + s * m + m0), a_offset: k0,
-                            b: b, b_panel_stride: bStride, c: c + row0 * ldc + j0, ldc: ldc, alpha: ep.alpha,
-                            accumulate: first ? 0 : 1, bias: last ? ep.bias.map { $0 + j0 } : nil,
-                            residual: last ? ep.residual.map { $0 + row0 * ep.ldr + j0 } : nil, ldr: ep.ldr,
-                            scratch: aScratch)
-                        if w.layout == .bf16Pairs { ssd_bf16gemm(&args) } else { ssd_sgemm(&args) }
-                        m0 += mb
-                    }
-                    first = false
-                    k0 += kb
-                }
-            }
-            if first {
-                // k == 0: C = bias + residual.
-                for r in rows {
-                    for j in j0..<(j0 + nb) {
-                        c[r * ldc + j] = (ep.bias?[j] ?? 0) + (ep.residual?[r * ep.ldr + j] ?? 0)
+                        do {
+                            let m0 = r0, mb = rowCount
+                            let row0 = rows.lowerBound + m0
+                            var args = ssd_gemm_args(
+                                m: mb, n: nb, k: kb, a_rows: UnsafePointer(rowPointers + s * m + m0), a_offset: k0,
+                                b: b, b_panel_stride: bStride, c: c + row0 * ldc + j0, ldc: ldc, alpha: ep.alpha,
+                                accumulate: first ? 0 : 1, bias: last ? ep.bias.map { $0 + j0 } : nil,
+                                residual: last ? ep.residual.map { $0 + row0 * ep.ldr + j0 } : nil, ldr: ep.ldr,
+                                scratch: aScratch)
+                            if w.layout == .bf16Pairs { ssd_bf16gemm(&args) } else { ssd_sgemm(&args) }
+                        }
+                        first = false
+                        k0 += kb
                     }
                 }
+                if first {
+                    // k == 0: C = bias + residual.
+                    for r in (rows.lowerBound + r0)..<(rows.lowerBound + r0 + rowCount) {
+                        for j in j0..<(j0 + nb) {
+                            c[r * ldc + j] = (ep.bias?[j] ?? 0) + (ep.residual?[r * ep.ldr + j] ?? 0)
+                        }
+                    }
+                }
+                j0 += nb
             }
-            j0 += nb
+            r0 += rowCount
         }
     }
 }

@@ -2,16 +2,44 @@ import Synchronization
 import SSDTensor
 
 /// Forwards every op to `inner` and counts the FLOPs of linear, matmul, conv2d and attention
-/// (2 per multiply-add; attention 4·B·H·Nq·Nk·D), for the GFLOP/s column of `ssd-bench unet`.
+/// (2 per multiply-add; attention 4·B·H·Nq·Nk·D), for the GFLOP/s column of `ssd-bench unet`;
+/// with `profiling`, also the wall time and FLOPs per op kind (the backends are synchronous).
 final class CountingBackend: ComputeBackend {
     let inner: any ComputeBackend
     private let counter = Atomic<Int>(0)
-    init(_ inner: any ComputeBackend) { self.inner = inner }
+    let profiling: Bool
+    private let profile = Mutex<[String: (seconds: Double, flops: Double, calls: Int)]>([:])
+    init(_ inner: any ComputeBackend, profiling: Bool = false) {
+        self.inner = inner
+        self.profiling = profiling
+    }
 
     /// FLOPs counted since the last reset.
     var flops: Double { Double(counter.load(ordering: .relaxed)) }
-    func reset() { counter.store(0, ordering: .relaxed) }
+    func reset() {
+        counter.store(0, ordering: .relaxed)
+        profile.withLock { $0 = [:] }
+    }
     private func add(_ f: Int) { _ = counter.wrappingAdd(f, ordering: .relaxed) }
+
+    /// Seconds, FLOPs and calls per op kind since the last reset, slowest first.
+    var profileRows: [(op: String, seconds: Double, flops: Double, calls: Int)] {
+        profile.withLock { $0.map { ($0.key, $0.value.seconds, $0.value.flops, $0.value.calls) } }.sorted { $0.seconds > $1.seconds }
+    }
+
+    private func timed<T>(_ op: String, flops: Int = 0, _ body: () throws -> T) rethrows -> T {
+        guard profiling else { return try body() }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let r = try body()
+        let d = clock.now - start
+        let s = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        profile.withLock { p in
+            let old = p[op] ?? (0, 0, 0)
+            p[op] = (old.seconds + s, old.flops + Double(flops), old.calls + 1)
+        }
+        return r
+    }
 
     var name: String { inner.name }
     func activationDType(for component: ModelComponent) -> DType { inner.activationDType(for: component) }
@@ -28,43 +56,47 @@ final class CountingBackend: ComputeBackend {
     }
 
     func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor?) throws -> Tensor {
-        add(2 * x.count * (weight.shape.first ?? 0))
-        return try inner.linear(x, weight: weight, bias: bias, residual: residual)
+        let f = 2 * x.count * (weight.shape.first ?? 0)
+        add(f)
+        return try timed("linear", flops: f) { try inner.linear(x, weight: weight, bias: bias, residual: residual) }
     }
     func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, alpha: Float) throws -> Tensor {
-        let out = try inner.matmul(a, b, transposeA: transposeA, transposeB: transposeB, alpha: alpha)
-        add(2 * out.count * (transposeA ? a.shape[a.rank - 2] : a.shape[a.rank - 1]))
-        return out
+        let f = 2 * a.count / a.shape[a.rank - 2 + (transposeA ? 1 : 0)] * a.shape[a.rank - 2 + (transposeA ? 1 : 0)] * (transposeB ? b.shape[b.rank - 2] : b.shape[b.rank - 1])
+        add(f)
+        return try timed("matmul", flops: f) { try inner.matmul(a, b, transposeA: transposeA, transposeB: transposeB, alpha: alpha) }
     }
     func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int, padding: Int, residual: Tensor?) throws -> Tensor {
-        let out = try inner.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, residual: residual)
-        add(2 * out.count * weight.shape.dropFirst().reduce(1, *))
+        let out = try timed("conv2d \(weight.shape[2])x\(weight.shape[3])") { try inner.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, residual: residual) }
+        let f = 2 * out.count * weight.shape.dropFirst().reduce(1, *)
+        add(f)
+        if profiling { profile.withLock { p in p["conv2d \(weight.shape[2])x\(weight.shape[3])"]?.flops += Double(f) } }
         return out
     }
     func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, epsilon: Float) throws -> Tensor {
-        try inner.groupNorm(x, groups: groups, weight: weight, bias: bias, epsilon: epsilon)
+        try timed("groupNorm") { try inner.groupNorm(x, groups: groups, weight: weight, bias: bias, epsilon: epsilon) }
     }
     func groupNormSiLU(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, epsilon: Float) throws -> Tensor {
-        try inner.groupNormSiLU(x, groups: groups, weight: weight, bias: bias, epsilon: epsilon)
+        try timed("groupNormSiLU") { try inner.groupNormSiLU(x, groups: groups, weight: weight, bias: bias, epsilon: epsilon) }
     }
     func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> Tensor {
-        try inner.layerNorm(x, weight: weight, bias: bias, epsilon: epsilon)
+        try timed("layerNorm") { try inner.layerNorm(x, weight: weight, bias: bias, epsilon: epsilon) }
     }
-    func softmax(_ x: Tensor, causal: Bool) throws -> Tensor { try inner.softmax(x, causal: causal) }
+    func softmax(_ x: Tensor, causal: Bool) throws -> Tensor { try timed("softmax") { try inner.softmax(x, causal: causal) } }
     func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool) throws -> Tensor {
-        add(4 * query.count * key.shape[1])
-        return try inner.attention(query: query, key: key, value: value, heads: heads, scale: scale, causal: causal)
+        let f = 4 * query.count * key.shape[1]
+        add(f)
+        return try timed("attention", flops: f) { try inner.attention(query: query, key: key, value: value, heads: heads, scale: scale, causal: causal) }
     }
-    func activation(_ x: Tensor, _ kind: Activation) throws -> Tensor { try inner.activation(x, kind) }
-    func geglu(_ x: Tensor) throws -> Tensor { try inner.geglu(x) }
-    func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp) throws -> Tensor { try inner.binary(a, b, op) }
-    func affine(_ x: Tensor, scale: Float, shift: Float) throws -> Tensor { try inner.affine(x, scale: scale, shift: shift) }
-    func concat(_ tensors: [Tensor], axis: Int) throws -> Tensor { try inner.concat(tensors, axis: axis) }
-    func slice(_ x: Tensor, axis: Int, range: Range<Int>) throws -> Tensor { try inner.slice(x, axis: axis, range: range) }
-    func permute(_ x: Tensor, _ dims: [Int]) throws -> Tensor { try inner.permute(x, dims) }
-    func upsampleNearest2x(_ x: Tensor) throws -> Tensor { try inner.upsampleNearest2x(x) }
+    func activation(_ x: Tensor, _ kind: Activation) throws -> Tensor { try timed("activation \(kind)") { try inner.activation(x, kind) } }
+    func geglu(_ x: Tensor) throws -> Tensor { try timed("geglu") { try inner.geglu(x) } }
+    func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp) throws -> Tensor { try timed("binary \(op)") { try inner.binary(a, b, op) } }
+    func affine(_ x: Tensor, scale: Float, shift: Float) throws -> Tensor { try timed("affine") { try inner.affine(x, scale: scale, shift: shift) } }
+    func concat(_ tensors: [Tensor], axis: Int) throws -> Tensor { try timed("concat") { try inner.concat(tensors, axis: axis) } }
+    func slice(_ x: Tensor, axis: Int, range: Range<Int>) throws -> Tensor { try timed("slice") { try inner.slice(x, axis: axis, range: range) } }
+    func permute(_ x: Tensor, _ dims: [Int]) throws -> Tensor { try timed("permute") { try inner.permute(x, dims) } }
+    func upsampleNearest2x(_ x: Tensor) throws -> Tensor { try timed("upsampleNearest2x") { try inner.upsampleNearest2x(x) } }
     func embedding(_ table: Tensor, ids: [Int32], outputDType: DType) throws -> Tensor {
         try inner.embedding(table, ids: ids, outputDType: outputDType)
     }
-    func convert(_ x: Tensor, to dtype: DType) throws -> Tensor { try inner.convert(x, to: dtype) }
+    func convert(_ x: Tensor, to dtype: DType) throws -> Tensor { try timed("convert") { try inner.convert(x, to: dtype) } }
 }

@@ -17,6 +17,8 @@ struct OpResult: Codable {
     var seconds: Double
     var gflops: Double
     var percentOfPeak: Double
+    /// ‖out − out_own-f32‖ / ‖out_own-f32‖ (nil for own-f32 and torch).
+    var relativeErrorVsF32: Double?
 }
 
 /// The backend variants an op benchmark compares.
@@ -48,7 +50,8 @@ func runOpBenchmark(_ op: String, _ args: Arguments) throws {
     let env = ProcessInfo.processInfo.environment
     print("OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "(unset)") OPENBLAS_L2_SIZE=\(env["OPENBLAS_L2_SIZE"] ?? "(unset)")")
     let cases = opCases(op, quick: args.flags.contains("quick"))
-    let variants = benchVariants(args)
+    // Attention has no weights: the weight-storage and GEMM-provider variants run the same code.
+    let variants = op == "attention" ? Array(benchVariants(args).prefix(1)) : benchVariants(args)
     var results: [OpResult] = []
     var torchSeconds: [Double]? = nil
     if args.flags.contains("torch") {
@@ -62,23 +65,26 @@ func runOpBenchmark(_ op: String, _ args: Arguments) throws {
     var rows: [[String]] = []
     for (ci, c) in cases.enumerated() {
         var blasTime: Double? = nil
-        var caseRows: [(String, Double, Bool)] = []
+        var caseRows: [(String, Double, Bool, Double?)] = []
+        var f32Output: [Float]? = nil
         for (name, backend, bf16) in variants {
-            let t = try measureOp(op, c.params, backend)
-            caseRows.append((name, t, bf16))
+            let (t, out) = try measureOp(op, c.params, backend)
+            if name == "own-f32" { f32Output = out }
+            caseRows.append((name, t, bf16, name == "own-f32" ? nil : f32Output.map { relativeError(out, $0) }))
             if name == "openblas" { blasTime = t }
         }
-        if let ts = torchSeconds, ci < ts.count { caseRows.append(("torch", ts[ci], false)) }
-        for (name, t, bf16) in caseRows {
+        if let ts = torchSeconds, ci < ts.count { caseRows.append(("torch", ts[ci], false, nil)) }
+        for (name, t, bf16, err) in caseRows {
             let g = c.flops / t / 1e9
             let pct = 100 * g / (bf16 ? peak.bf16 : peak.f32)
-            results.append(OpResult(op: op, label: c.label, variant: name, seconds: t, gflops: g, percentOfPeak: pct))
-            rows.append([c.label, name, fmt(t * 1e3, 2), fmt(g), fmt(pct),
+            results.append(OpResult(op: op, label: c.label, variant: name, seconds: t, gflops: g, percentOfPeak: pct, relativeErrorVsF32: err))
+            rows.append([c.label, name, fmt(t * 1e3, 2), fmt(g), fmt(pct), err.map { String(format: "%.1e", $0) } ?? "-",
                          blasTime.map { fmt($0 / t, 2) } ?? "-",
                          torchSeconds.map { ci < $0.count ? fmt($0[ci] / t, 2) : "-" } ?? "-"])
         }
     }
-    printTable(["case", "variant", "ms", "GFLOP/s", "% peak", "× openblas", "× torch"], rows)
+    printTable(["case", "variant", "ms", "GFLOP/s", "% peak", "err vs f32", "openblas/this", "torch/this"], rows)
+    print("(openblas/this, torch/this: their time over this row's time; above 1 = this row is faster)")
     if let path = args.values["json"] {
         struct Report: Codable { var peak: MachinePeak; var results: [OpResult] }
         try writeJSON(Report(peak: peak, results: results), to: path)
@@ -124,27 +130,41 @@ func opCases(_ op: String, quick: Bool) -> [OpCase] {
     }
 }
 
-/// Times one case on one backend (inputs and prepared weights made outside the timing).
-func measureOp(_ op: String, _ p: [Int], _ backend: CPUBackend) throws -> Double {
+/// ‖a − b‖₂ / ‖b‖₂.
+func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+    var d = 0.0, n = 0.0
+    for (x, y) in zip(a, b) { d += Double(x - y) * Double(x - y); n += Double(y) * Double(y) }
+    return (d / max(n, 1e-30)).squareRoot()
+}
+
+/// Times one case on one backend (inputs and prepared weights made outside the timing) and
+/// returns the output too.
+func measureOp(_ op: String, _ p: [Int], _ backend: CPUBackend) throws -> (Double, [Float]) {
     switch op {
     case "gemm":
         let (m, n, k) = (p[0], p[1], p[2])
         let x = try backend.upload(randomFloats(m * k, seed: 1), shape: [m, k])
         let w = try backend.prepareWeight(HostBuffer.view(of: randomFloats(n * k, seed: 2), shape: [n, k]), role: .linear, activationDType: .f32)
-        return try timeBest { _ = try backend.linear(x, weight: w, bias: nil) }
+        var out: Tensor? = nil
+        let t = try timeBest { out = try backend.linear(x, weight: w, bias: nil) }
+        return (t, try out.map { try backend.download($0) } ?? [])
     case "conv":
         let (b, h, wd, cin, cout, ks, s) = (p[0], p[1], p[2], p[3], p[4], p[5], p[6])
         let x = try backend.upload(randomFloats(b * h * wd * cin, seed: 1), shape: [b, h, wd, cin])
         let w = try backend.prepareWeight(HostBuffer.view(of: randomFloats(cout * cin * ks * ks, seed: 2), shape: [cout, cin, ks, ks]), role: .conv2d, activationDType: .f32)
         let bias = try backend.upload(randomFloats(cout, seed: 3), shape: [cout])
-        return try timeBest { _ = try backend.conv2d(x, weight: w, bias: bias, stride: s, padding: ks / 2) }
+        var out: Tensor? = nil
+        let t = try timeBest { out = try backend.conv2d(x, weight: w, bias: bias, stride: s, padding: ks / 2) }
+        return (t, try out.map { try backend.download($0) } ?? [])
     default:
         let (b, nq, nk, heads, d, causal) = (p[0], p[1], p[2], p[3], p[4], p[5] == 1)
         let q = try backend.upload(randomFloats(b * nq * heads * d, seed: 1), shape: [b, nq, heads * d])
         let k = try backend.upload(randomFloats(b * nk * heads * d, seed: 2), shape: [b, nk, heads * d])
         let v = try backend.upload(randomFloats(b * nk * heads * d, seed: 3), shape: [b, nk, heads * d])
-        return try timeBest {
-            _ = try backend.attention(query: q, key: k, value: v, heads: heads, scale: 1 / Float(d).squareRoot(), causal: causal)
+        var out: Tensor? = nil
+        let t = try timeBest {
+            out = try backend.attention(query: q, key: k, value: v, heads: heads, scale: 1 / Float(d).squareRoot(), causal: causal)
         }
+        return (t, try out.map { try backend.download($0) } ?? [])
     }
 }

@@ -1,5 +1,7 @@
 import Foundation
 import SSDCPUBackend
+import SSDModels
+import SSDSchedulers
 import SSDTensor
 
 /// Current and peak resident set size of this process (`/proc/self/status` VmRSS, VmHWM).
@@ -10,6 +12,24 @@ func residentMemory() -> (current: Int, peak: Int) {
         return (Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0") ?? 0) * 1024
     }
     return (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Prints the per-op profile of the last two runs (warm-up + timed) when profiling.
+func printProfile(_ backend: CountingBackend, _ title: String, _ seconds: Double) {
+    guard backend.profiling else { return }
+    let rows = backend.profileRows
+    let total = rows.map(\.seconds).reduce(0, +) / 2
+    print("profile \(title) (per run; ops \(fmt(total, 2)) s, timed run \(fmt(seconds, 2)) s):")
+    printTable(["op", "calls", "s", "%", "GFLOP/s"], rows.map { r in
+        [r.op, String(r.calls / 2), fmt(r.seconds / 2, 3), fmt(100 * r.seconds / 2 / max(total, 1e-9)),
+         r.flops > 0 ? fmt(r.flops / r.seconds / 1e9) : "-"]
+    })
+}
+
+/// Resets the process's peak RSS (VmHWM) so each backend's peak is measured on its own
+/// (`echo 5 > /proc/self/clear_refs`, Linux).
+func resetPeakResidentMemory() {
+    try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
 }
 
 /// Makes the backend a `--backend` name selects: cpu, cpu-f16w, cpu-bf16, cpu-openblas, reference.
@@ -42,9 +62,6 @@ struct UNetResult: Codable {
     var torchVAEDecodeSeconds: Double?
 }
 
-#if SSD_BENCH_MODELS
-import SSDModels
-import SSDSchedulers
 
 /// `ssd-bench unet`: denoising iterations per second (UNet on the guidance-doubled batch + Euler
 /// step, DESIGN.md §8), memory idle (weights loaded) and peak, GFLOP/s against the measured peak,
@@ -86,7 +103,8 @@ func runUNetBenchmark(_ args: Arguments) throws {
     var results: [UNetResult] = []
     let lat = size / 8
     for name in backends {
-        let backend = CountingBackend(try makeBackend(name, threads: threads))
+        resetPeakResidentMemory()
+        let backend = CountingBackend(try makeBackend(name, threads: threads), profiling: args.flags.contains("profile"))
         let unet = try UNet2DConditionModel.load(componentDirectory: model + "/unet", backend: backend)
         let vae = withVAE ? try AutoencoderKL.load(componentDirectory: model + "/vae", backend: backend) : nil
         let idle = residentMemory().current
@@ -114,11 +132,15 @@ func runUNetBenchmark(_ args: Arguments) throws {
             backend.reset()
             try iteration()
             let flops = backend.flops
+            backend.reset()
             let seconds = try timeBest(minRuns: 1, budget: 0) { try iteration() }
+            printProfile(backend, "\(name) UNet iteration, batch \(b)", seconds)
             var vaeSeconds: Double? = nil
             if let vae {
                 let z = try backend.upload(randomFloats(b * lat * lat * 4, seed: 4), shape: [b, lat, lat, 4])
+                backend.reset()
                 vaeSeconds = try timeBest(minRuns: 1, budget: 0) { _ = try vae.decode(z) }
+                printProfile(backend, "\(name) VAE decode, batch \(b)", vaeSeconds ?? 0)
             }
             let g = flops / seconds / 1e9
             let bf16 = name == "cpu-bf16"
@@ -143,9 +165,3 @@ func runUNetBenchmark(_ args: Arguments) throws {
         try writeJSON(Report(peak: peak, size: size, results: results), to: path)
     }
 }
-#else
-/// `ssd-bench unet` needs SSDModels: built when Package.swift defines SSD_BENCH_MODELS for ssd-bench.
-func runUNetBenchmark(_ args: Arguments) throws {
-    throw BenchError.failed("unet: this build has no SSDModels (define SSD_BENCH_MODELS for ssd-bench in Package.swift once SSDModels is on main)")
-}
-#endif

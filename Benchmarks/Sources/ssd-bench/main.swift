@@ -6,6 +6,7 @@ let usage = """
 usage: ssd-bench gemm|conv|attention [--threads N] [--torch] [--quick] [--no-openblas] [--json out.json]
        ssd-bench unet --model DIR [--size 512] [--batch 1,4] [--backend cpu|reference|cuda] [--torch] [--json out.json]
        ssd-bench peak [--threads N]
+       ssd-bench tokenizer
 """
 
 let argv = CommandLine.arguments
@@ -24,6 +25,8 @@ do {
         print("peak fp32 \(fmt(p.f32)) GFLOP/s, bf16 \(fmt(p.bf16)) GFLOP/s on \(p.threads) threads (\(p.isa))")
     case "unet":
         try runUNetBenchmark(arguments)
+    case "tokenizer":
+        print(runTokenizerBenchmark())
     default:
         print(usage)
         exit(2)
