@@ -138,7 +138,7 @@ public final class CPUBackend: ComputeBackend {
 
     public func resetPeakMemory() { counter.resetPeak() }
 
-    /// Frees the pool of reusable activation buffers (bytes in `pooledBytes`; at most 1 GiB is
+    /// Frees the pool of reusable activation buffers (bytes in `pooledBytes`; at most 512 MiB is
     /// kept). The pool is not counted in `memoryStatistics`, which reports live tensors.
     public func trimMemory() { counter.drainPool() }
 
