@@ -16,7 +16,7 @@ final class MemoryCounter: Sendable {
     let poolLimit: Int
     static let poolMinimum = 1 << 18
 
-    init(poolLimit: Int = 1 << 30) { self.poolLimit = poolLimit }
+    init(poolLimit: Int = 1 << 29) { self.poolLimit = poolLimit }
 
     /// A 64-byte-aligned allocation of `byteCount` (rounded to 4 KiB when pooled).
     func obtain(_ byteCount: Int) -> UnsafeMutableRawPointer {
