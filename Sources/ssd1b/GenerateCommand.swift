@@ -32,6 +32,7 @@ let generateUsage = """
       --output PATH                output PNG (default ssd1b-SEED.png)
       --save-latents PATH          final latents as safetensors (`latents`, F32 [K,4,H/8,W/8])
       --quiet                      no progress on stderr
+      --release-text-encoders      free the text encoders after encoding the prompts (lower peak memory)
       --report-memory              print the backend's idle and peak memory on stderr
       --repeat N                   run the generation N times in one process (memory-stability check);
                                    memory after each run goes to stderr, the last run's files are written
@@ -99,7 +100,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
     if arguments.contains("--help") || arguments.contains("-h") { print(generateUsage); return 0 }
     do {
         let options = try OptionParser(
-            arguments, flags: ["--quiet", "--report-memory"],
+            arguments, flags: ["--quiet", "--report-memory", "--release-text-encoders"],
             options: ["--model", "--prompt", "--prompt-2", "--negative-prompt", "--negative-prompt-2", "--width",
                       "--height", "--steps", "--guidance", "--guidance-rescale", "--seed", "--images", "--scheduler",
                       "--backend", "--precision", "--variant", "--clip-skip", "--original-size", "--crop-top-left",
@@ -160,6 +161,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             configuration.precision = .fp16
         }
         configuration.variant = options.string("--variant")
+        configuration.releasesTextEncodersAfterEncoding = options.flags.contains("--release-text-encoders")
 
         let seed = request.seed ?? 0
         let output = options.string("--output") ?? "ssd1b-\(seed).png"
