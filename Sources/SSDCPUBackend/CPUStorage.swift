@@ -1,6 +1,12 @@
 import SSDTensor
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Bytes held by one `CPUBackend`, updated as buffers come and go, and a pool of freed large
 /// buffers by size (the same shapes recur every UNet call; reuse avoids page faults).
 final class MemoryCounter: Sendable {
@@ -29,7 +35,7 @@ final class MemoryCounter: Sendable {
                 return a
             }
             if let reused, let ptr = UnsafeMutableRawPointer(bitPattern: reused) { return ptr }
-            return UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+            return Self.mapPages(size)
         }
         return UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 64), alignment: 64)
     }
@@ -45,18 +51,41 @@ final class MemoryCounter: Sendable {
                 return true
             }
             if kept { return }
+            Self.unmapPages(pointer, Self.pooledSize(byteCount))
+            return
         }
         pointer.deallocate()
     }
 
+    /// Large buffers are anonymous page mappings rather than malloc blocks: freeing them returns the
+    /// memory to the system at once (glibc keeps freed heap blocks, and raises its mmap threshold
+    /// after the first large free, so RSS would stay at its high-water mark).
+    private static func mapPages(_ size: Int) -> UnsafeMutableRawPointer {
+        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        if let p, p != MAP_FAILED { return p }
+        // No mapping available: fall back to the heap and remember the block.
+        let block = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+        heapFallbacks.withLock { _ = $0.insert(UInt(bitPattern: block)) }
+        return block
+    }
+
+    private static func unmapPages(_ pointer: UnsafeMutableRawPointer, _ size: Int) {
+        let wasHeap = heapFallbacks.withLock { $0.remove(UInt(bitPattern: pointer)) != nil }
+        if wasHeap { pointer.deallocate() } else { munmap(pointer, size) }
+    }
+
+    private static let heapFallbacks = Mutex(Set<UInt>())
+
     /// Frees every pooled buffer.
     func drainPool() {
-        let all = pool.withLock { p -> [UInt] in
-            let a = p.free.values.flatMap { $0 }
+        let all = pool.withLock { p -> [(UInt, Int)] in
+            let a = p.free.flatMap { size, list in list.map { ($0, size) } }
             p = Pool()
             return a
         }
-        for a in all { UnsafeMutableRawPointer(bitPattern: a)?.deallocate() }
+        for (a, size) in all {
+            if let pointer = UnsafeMutableRawPointer(bitPattern: a) { Self.unmapPages(pointer, size) }
+        }
     }
 
     /// Bytes held in the pool of free buffers.
