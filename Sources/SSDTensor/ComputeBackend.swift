@@ -74,6 +74,7 @@ public protocol ComputeBackend: AnyObject, Sendable {
     func download(_ tensor: Tensor) throws -> [Float]
     /// Prepares a weight once at load time: converts, re-lays out or pre-packs it for the ops
     /// that use it with activations of `activationDType`. The result's `shape` is the view's shape.
+    /// The result must not point into `view`'s memory: loaders evict the file pages afterwards.
     func prepareWeight(_ view: HostTensorView, role: WeightRole, activationDType: DType) throws -> Tensor
     /// Waits for all enqueued work.
     func synchronize() throws

@@ -97,6 +97,15 @@ public final class SafetensorsFile: @unchecked Sendable {
 
     /// Views of every tensor, in name order.
     public func views() throws -> [HostTensorView] { try sortedNames.map { try view($0) } }
+
+    /// Tells the system that tensor `name`'s pages are not needed for now (after a backend has copied
+    /// them): they leave this process's resident set and are read from the file again if a view is
+    /// used later. Loading a model this way holds about one tensor of file pages at a time besides
+    /// the prepared copies. No effect on an in-memory copy or an unknown name.
+    public func evictPages(of name: String) {
+        guard let entry = entries[name] else { return }
+        storage.evict(offset: 8 + headerLength + entry.dataRange.lowerBound, count: entry.dataRange.count)
+    }
 }
 
 /// The bytes of a safetensors file: a read-only private memory map, or an owned copy.
@@ -131,6 +140,17 @@ final class SafetensorsStorage: @unchecked Sendable {
         base = UnsafeRawPointer(p)
         byteCount = bytes.count
         isMapped = false
+    }
+
+    /// `madvise(MADV_DONTNEED)` over the whole pages inside `offset..<offset+count` (mapped files only;
+    /// the mapping is read-only and private, so the pages come back from the file when touched).
+    func evict(offset: Int, count: Int) {
+        guard isMapped, count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (offset + page - 1) / page * page
+        let end = (offset + count) / page * page
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
     }
 
     deinit {

@@ -77,7 +77,10 @@ final class ParameterLoader {
         if let preparedShape {
             view = HostTensorView(name: view.name, shape: preparedShape, dtype: view.dtype, pointer: view.pointer, owner: view.owner)
         }
-        return try backend.prepareWeight(view, role: role, activationDType: activationDType)
+        let prepared = try backend.prepareWeight(view, role: role, activationDType: activationDType)
+        // Backends copy what they keep (documented on `prepareWeight`), so the file pages can go.
+        weights.evictPages(of: fileName)
+        return prepared
     }
 
     /// Throws `ModelError.weightMismatch` if any tensor was missing, unexpected or of the wrong shape.

@@ -45,6 +45,12 @@ public final class WeightFiles: @unchecked Sendable {
         return try files[index].view(name)
     }
 
+    /// Drops tensor `name`'s file pages from the resident set once a backend has prepared its own copy.
+    public func evictPages(of name: String) {
+        guard let index = location[name] else { return }
+        files[index].evictPages(of: name)
+    }
+
     /// Total bytes of tensor data.
     public var dataBytes: Int {
         files.reduce(0) { total, file in total + file.entries.values.reduce(0) { $0 + $1.dataRange.count } }
