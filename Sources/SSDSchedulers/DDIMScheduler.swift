@@ -5,7 +5,7 @@
 /// `trained_betas`, `rescale_betas_zero_snr`, `clip_sample` (default true), `clip_sample_range`,
 /// `set_alpha_to_one` (default true), `steps_offset`, `prediction_type`, `timestep_spacing` (default
 /// leading). `eta` is diffusers' `step` argument (0 in the SDXL pipelines).
-public struct DDIMScheduler: Scheduler {
+public struct DDIMScheduler: PositionedScheduler {
     /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
     public let noise: NoiseSchedule
     /// `prediction_type`.
@@ -38,9 +38,7 @@ public struct DDIMScheduler: Scheduler {
         finalAlphaCumprod = try config.bool("set_alpha_to_one", default: true) ? 1 : noise.alphasCumprod[0]
     }
 
-    public var timesteps: [Double] { position.visibleTimesteps }
     public var order: Int { 1 }
-    public var stepIndex: Int { position.relativeIndex }
     public var initNoiseSigma: Float { 1 }
     var stepCount: Int { position.requestedSteps }
 
@@ -94,9 +92,5 @@ public struct DDIMScheduler: Scheduler {
         let signal = alphaCumprod.squareRoot()
         let level = (1 - alphaCumprod).squareRoot()
         return Elementwise.zip(original, noise) { x, n in signal * x + level * n }
-    }
-
-    public mutating func reset() {
-        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
     }
 }

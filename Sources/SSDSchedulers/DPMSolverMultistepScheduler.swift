@@ -8,7 +8,7 @@
 /// (midpoint, heun; bh1/bh2/logrho map to midpoint), `lower_order_final`, `euler_at_final`,
 /// `use_karras_sigmas`, `use_lu_lambdas`, `sigma_min`, `sigma_max`, `final_sigmas_type`,
 /// `lambda_min_clipped`, `variance_type` (none), `timestep_spacing` (linspace), `steps_offset`.
-public struct DPMSolverMultistepScheduler: Scheduler {
+public struct DPMSolverMultistepScheduler: PositionedScheduler {
     /// `algorithm_type`.
     public enum Algorithm: String, Sendable {
         case dpmSolverPlusPlus = "dpmsolver++"
@@ -89,9 +89,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         lambdaMinClipped = try config.double("lambda_min_clipped", default: -Double.infinity)
     }
 
-    public var timesteps: [Double] { position.visibleTimesteps }
     public var order: Int { 1 }
-    public var stepIndex: Int { position.relativeIndex }
     public var initNoiseSigma: Float { 1 }
 
     public mutating func setTimesteps(_ steps: Int, strength: Double?) throws {
@@ -260,9 +258,5 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         try checkCounts(noise, "noise", original, "original")
         return try VPNoiseLevel(karrasSigma: sigmas[position.absolute(timestepIndex, scheduler: name)])
             .addNoise(original: original, noise: noise)
-    }
-
-    public mutating func reset() {
-        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
     }
 }

@@ -7,7 +7,7 @@
 /// `trained_betas`, `rescale_betas_zero_snr`, `prediction_type`, `timestep_spacing`, `steps_offset`;
 /// Euler only: `use_karras_sigmas`, `sigma_min`, `sigma_max`, `final_sigmas_type`, `timestep_type`,
 /// `interpolation_type` (linear). Churn (`s_churn`) is diffusers' step default, 0.
-public struct EulerScheduler: Scheduler {
+public struct EulerScheduler: PositionedScheduler {
     /// Which of the two diffusers classes this is.
     public enum Variant: String, Sendable {
         /// `EulerDiscreteScheduler`.
@@ -68,9 +68,7 @@ public struct EulerScheduler: Scheduler {
         }
     }
 
-    public var timesteps: [Double] { position.visibleTimesteps }
     public var order: Int { 1 }
-    public var stepIndex: Int { position.relativeIndex }
 
     /// `init_noise_sigma`: max σ, or √(max σ² + 1) for "leading" spacing (float32).
     public var initNoiseSigma: Float { VENoise.initNoiseSigma(sigmas: sigmas, spacing: spacing) }
@@ -121,9 +119,5 @@ public struct EulerScheduler: Scheduler {
     public func addNoise(original: [Float], noise: [Float], timestepIndex: Int) throws -> [Float] {
         try checkCounts(noise, "noise", original, "original")
         return try VENoise.addNoise(original: original, noise: noise, sigma: sigmas[position.absolute(timestepIndex, scheduler: name)])
-    }
-
-    public mutating func reset() {
-        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
     }
 }

@@ -6,7 +6,7 @@
 /// `beta_schedule` (linear; also exp, squaredcos_cap_v2), `trained_betas`, `prediction_type`,
 /// `use_karras_sigmas`, `sigma_min`, `sigma_max`, `clip_sample`, `clip_sample_range`,
 /// `timestep_spacing`, `steps_offset`.
-public struct HeunScheduler: Scheduler {
+public struct HeunScheduler: PositionedScheduler {
     /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
     public let noise: NoiseSchedule
     /// `prediction_type`.
@@ -40,9 +40,7 @@ public struct HeunScheduler: Scheduler {
         clipSampleRange = try config.bool("clip_sample", default: false) ? Float(try config.double("clip_sample_range", default: 1)) : nil
     }
 
-    public var timesteps: [Double] { position.visibleTimesteps }
     public var order: Int { 2 }
-    public var stepIndex: Int { position.relativeIndex }
 
     public var initNoiseSigma: Float { VENoise.initNoiseSigma(sigmas: sigmas, spacing: spacing) }
 
@@ -95,9 +93,5 @@ public struct HeunScheduler: Scheduler {
     public func addNoise(original: [Float], noise: [Float], timestepIndex: Int) throws -> [Float] {
         try checkCounts(noise, "noise", original, "original")
         return try VENoise.addNoise(original: original, noise: noise, sigma: sigmas[position.absolute(timestepIndex, scheduler: name)])
-    }
-
-    public mutating func reset() {
-        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
     }
 }

@@ -66,6 +66,27 @@ extension Scheduler {
     public var remainingSteps: Int { max(timesteps.count - stepIndex, 0) }
 }
 
+/// A built-in scheduler: its schedule bookkeeping lives in `position`, which supplies the
+/// `Scheduler` members that only read it (`timesteps`, `stepIndex`, `reset`).
+protocol PositionedScheduler: Scheduler {
+    /// The diffusers class name, for errors.
+    var name: String { get }
+    /// The schedule and step index.
+    var position: SchedulePosition { get }
+}
+
+extension PositionedScheduler {
+    /// `timesteps` from the img2img start on.
+    public var timesteps: [Double] { position.visibleTimesteps }
+    /// The step index relative to the img2img start.
+    public var stepIndex: Int { position.relativeIndex }
+
+    /// A fresh `setTimesteps` with the last arguments (nothing before the first).
+    public mutating func reset() {
+        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
+    }
+}
+
 /// Bookkeeping every built-in scheduler shares: the full schedule, diffusers' `begin_index`
 /// (img2img start) and `step_index`.
 struct SchedulePosition: Sendable, Hashable {

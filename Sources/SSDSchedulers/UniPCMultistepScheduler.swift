@@ -6,7 +6,7 @@
 /// `solver_type` (bh2; midpoint/heun/logrho map to bh2), `lower_order_final`, `disable_corrector`,
 /// `use_karras_sigmas`, `sigma_min`, `sigma_max`, `timestep_spacing` (linspace), `steps_offset`,
 /// `final_sigmas_type`.
-public struct UniPCMultistepScheduler: Scheduler {
+public struct UniPCMultistepScheduler: PositionedScheduler {
     /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
     public let noise: NoiseSchedule
     /// `prediction_type`.
@@ -65,9 +65,7 @@ public struct UniPCMultistepScheduler: Scheduler {
         stepsOffset = try config.int("steps_offset", default: 0)
     }
 
-    public var timesteps: [Double] { position.visibleTimesteps }
     public var order: Int { 1 }
-    public var stepIndex: Int { position.relativeIndex }
     public var initNoiseSigma: Float { 1 }
 
     public mutating func setTimesteps(_ steps: Int, strength: Double?) throws {
@@ -238,9 +236,5 @@ public struct UniPCMultistepScheduler: Scheduler {
         try checkCounts(noise, "noise", original, "original")
         return try VPNoiseLevel(karrasSigma: sigmas[position.absolute(timestepIndex, scheduler: name)])
             .addNoise(original: original, noise: noise)
-    }
-
-    public mutating func reset() {
-        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
     }
 }
