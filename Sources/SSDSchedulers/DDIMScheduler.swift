@@ -50,13 +50,11 @@ public struct DDIMScheduler: PositionedScheduler {
     }
 
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
-        _ = try position.absolute(timestepIndex, scheduler: name)
-        return sample
+        try unscaledInput(sample, timestepIndex: timestepIndex)
     }
 
     public mutating func step<R: RandomSource>(modelOutput: [Float], sample: [Float], random: inout R) throws -> [Float] {
-        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
-        let t = Int(position.allTimesteps[position.current])
+        let t = try Int(position.allTimesteps[beginStep(modelOutput: modelOutput, sample: sample)])
         let previous = t - noise.trainTimesteps / stepCount
         let alphaProd = noise.alphasCumprod[t]
         let alphaProdPrevious = previous >= 0 ? noise.alphasCumprod[previous] : finalAlphaCumprod

@@ -123,13 +123,11 @@ public struct DPMSolverMultistepScheduler: PositionedScheduler {
     }
 
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
-        _ = try position.absolute(timestepIndex, scheduler: name)
-        return sample
+        try unscaledInput(sample, timestepIndex: timestepIndex)
     }
 
     public mutating func step<R: RandomSource>(modelOutput: [Float], sample: [Float], random: inout R) throws -> [Float] {
-        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
-        let i = position.current
+        let i = try beginStep(modelOutput: modelOutput, sample: sample)
         let count = position.allTimesteps.count
         let finalLowOrder = i == count - 1 && (eulerAtFinal || (lowerOrderFinal && count < 15) || finalSigmas == .zero)
         let secondLowOrder = i == count - 2 && lowerOrderFinal && count < 15

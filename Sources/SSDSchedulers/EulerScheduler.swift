@@ -90,8 +90,7 @@ public struct EulerScheduler: PositionedScheduler {
     }
 
     public mutating func step<R: RandomSource>(modelOutput: [Float], sample: [Float], random: inout R) throws -> [Float] {
-        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
-        let i = position.current
+        let i = try beginStep(modelOutput: modelOutput, sample: sample)
         let sigma = sigmas[i]
         let sigmaNext = sigmas[i + 1]
         let denoised = prediction.denoised(sample: sample, output: modelOutput, sigma: sigma, sigmaV: sigma)

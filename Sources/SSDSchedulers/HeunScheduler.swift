@@ -62,8 +62,7 @@ public struct HeunScheduler: PositionedScheduler {
     }
 
     public mutating func step<R: RandomSource>(modelOutput: [Float], sample: [Float], random: inout R) throws -> [Float] {
-        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
-        let i = position.current
+        let i = try beginStep(modelOutput: modelOutput, sample: sample)
         let result: [Float]
         if let (previousDerivative, dt, start) = pending {
             let sigmaNext = sigmas[i]

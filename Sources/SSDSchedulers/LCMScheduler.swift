@@ -59,13 +59,11 @@ public struct LCMScheduler: PositionedScheduler {
     }
 
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
-        _ = try position.absolute(timestepIndex, scheduler: name)
-        return sample
+        try unscaledInput(sample, timestepIndex: timestepIndex)
     }
 
     public mutating func step<R: RandomSource>(modelOutput: [Float], sample: [Float], random: inout R) throws -> [Float] {
-        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
-        let i = position.current
+        let i = try beginStep(modelOutput: modelOutput, sample: sample)
         let t = Int(position.allTimesteps[i])
         let previous = i + 1 < position.allTimesteps.count ? Int(position.allTimesteps[i + 1]) : t
         let alphaProd = noise.alphasCumprod[t]

@@ -81,6 +81,18 @@ extension PositionedScheduler {
     /// The step index relative to the img2img start.
     public var stepIndex: Int { position.relativeIndex }
 
+    /// Checks that a step may run now and returns its absolute index (diffusers `step_index`).
+    func beginStep(modelOutput: [Float], sample: [Float]) throws -> Int {
+        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
+        return position.current
+    }
+
+    /// `scale_model_input` of the schedulers that leave the sample as it is: checks the index only.
+    func unscaledInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
+        _ = try position.absolute(timestepIndex, scheduler: name)
+        return sample
+    }
+
     /// A fresh `setTimesteps` with the last arguments (nothing before the first).
     public mutating func reset() {
         if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }

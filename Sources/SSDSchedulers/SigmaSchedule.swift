@@ -182,13 +182,9 @@ struct KarrasSigmaOptions: Sendable, Hashable {
 
     /// Karras σ off, no bounds (classes without these keys).
     static let off = KarrasSigmaOptions(enabled: false, sigmaMin: nil, sigmaMax: nil)
+}
 
-    init(enabled: Bool, sigmaMin: Double?, sigmaMax: Double?) {
-        self.enabled = enabled
-        self.sigmaMin = sigmaMin
-        self.sigmaMax = sigmaMax
-    }
-
+extension KarrasSigmaOptions {
     /// Reads the keys; `unsupported` are further boolean keys that must be false for `scheduler`.
     init(configuration config: SchedulerConfiguration, scheduler: String, unsupported: [String] = []) throws {
         enabled = try config.bool("use_karras_sigmas", default: false)

@@ -91,13 +91,11 @@ public struct UniPCMultistepScheduler: PositionedScheduler {
     }
 
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
-        _ = try position.absolute(timestepIndex, scheduler: name)
-        return sample
+        try unscaledInput(sample, timestepIndex: timestepIndex)
     }
 
     public mutating func step<R: RandomSource>(modelOutput: [Float], sample: [Float], random: inout R) throws -> [Float] {
-        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
-        let i = position.current
+        let i = try beginStep(modelOutput: modelOutput, sample: sample)
         let level = VPNoiseLevel(karrasSigma: sigmas[i])
         let converted = predictX0
             ? prediction.denoised(sample: sample, output: modelOutput, alpha: level.alpha, sigma: level.sigma)
