@@ -5,7 +5,7 @@
 /// `trained_betas`, `rescale_betas_zero_snr`, `clip_sample` (default true), `clip_sample_range`,
 /// `set_alpha_to_one` (default true), `steps_offset`, `prediction_type`, `timestep_spacing` (default
 /// leading). `eta` is diffusers' `step` argument (0 in the SDXL pipelines).
-public struct DDIMScheduler: Scheduler {
+public struct DDIMScheduler: PositionedScheduler {
     /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
     public let noise: NoiseSchedule
     /// `prediction_type`.
@@ -38,9 +38,7 @@ public struct DDIMScheduler: Scheduler {
         finalAlphaCumprod = try config.bool("set_alpha_to_one", default: true) ? 1 : noise.alphasCumprod[0]
     }
 
-    public var timesteps: [Double] { position.visibleTimesteps }
     public var order: Int { 1 }
-    public var stepIndex: Int { position.relativeIndex }
     public var initNoiseSigma: Float { 1 }
     var stepCount: Int { position.requestedSteps }
 
@@ -52,13 +50,11 @@ public struct DDIMScheduler: Scheduler {
     }
 
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
-        _ = try position.absolute(timestepIndex, scheduler: name)
-        return sample
+        try unscaledInput(sample, timestepIndex: timestepIndex)
     }
 
     public mutating func step<R: RandomSource>(modelOutput: [Float], sample: [Float], random: inout R) throws -> [Float] {
-        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
-        let t = Int(position.allTimesteps[position.current])
+        let t = try Int(position.allTimesteps[beginStep(modelOutput: modelOutput, sample: sample)])
         let previous = t - noise.trainTimesteps / stepCount
         let alphaProd = noise.alphasCumprod[t]
         let alphaProdPrevious = previous >= 0 ? noise.alphasCumprod[previous] : finalAlphaCumprod
@@ -94,9 +90,5 @@ public struct DDIMScheduler: Scheduler {
         let signal = alphaCumprod.squareRoot()
         let level = (1 - alphaCumprod).squareRoot()
         return Elementwise.zip(original, noise) { x, n in signal * x + level * n }
-    }
-
-    public mutating func reset() {
-        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
     }
 }

@@ -8,7 +8,7 @@
 /// (midpoint, heun; bh1/bh2/logrho map to midpoint), `lower_order_final`, `euler_at_final`,
 /// `use_karras_sigmas`, `use_lu_lambdas`, `sigma_min`, `sigma_max`, `final_sigmas_type`,
 /// `lambda_min_clipped`, `variance_type` (none), `timestep_spacing` (linspace), `steps_offset`.
-public struct DPMSolverMultistepScheduler: Scheduler {
+public struct DPMSolverMultistepScheduler: PositionedScheduler {
     /// `algorithm_type`.
     public enum Algorithm: String, Sendable {
         case dpmSolverPlusPlus = "dpmsolver++"
@@ -35,7 +35,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     /// `euler_at_final`.
     public let eulerAtFinal: Bool
     /// `use_karras_sigmas`.
-    public let useKarrasSigmas: Bool
+    public var useKarrasSigmas: Bool { karras.enabled }
     /// `use_lu_lambdas`.
     public let useLuLambdas: Bool
     /// `final_sigmas_type`.
@@ -45,8 +45,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     /// `steps_offset`.
     public let stepsOffset: Int
     let lambdaMinClipped: Double
-    let sigmaMinOverride: Double?
-    let sigmaMaxOverride: Double?
+    let karras: KarrasSigmaOptions
     /// σ per timestep plus the final σ.
     public private(set) var sigmas: [Float] = []
     var position = SchedulePosition()
@@ -78,12 +77,9 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         }
         lowerOrderFinal = try config.bool("lower_order_final", default: true)
         eulerAtFinal = try config.bool("euler_at_final", default: false)
-        useKarrasSigmas = try config.bool("use_karras_sigmas", default: false)
+        karras = try KarrasSigmaOptions(
+            configuration: config, scheduler: name, unsupported: ["use_flow_sigmas", "thresholding", "use_dynamic_shifting"])
         useLuLambdas = try config.bool("use_lu_lambdas", default: false)
-        for key in ["use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas", "thresholding", "use_dynamic_shifting"]
-        where try config.bool(key, default: false) {
-            throw SchedulerError.unsupportedConfiguration(scheduler: name, key: key, value: "true")
-        }
         if let variance = try config.optionalString("variance_type") {
             throw SchedulerError.unsupportedConfiguration(scheduler: name, key: "variance_type", value: variance)
         }
@@ -91,13 +87,9 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         spacing = try config.choice("timestep_spacing", default: .linspace)
         stepsOffset = try config.int("steps_offset", default: 0)
         lambdaMinClipped = try config.double("lambda_min_clipped", default: -Double.infinity)
-        sigmaMinOverride = try config.optionalDouble("sigma_min")
-        sigmaMaxOverride = try config.optionalDouble("sigma_max")
     }
 
-    public var timesteps: [Double] { position.visibleTimesteps }
     public var order: Int { 1 }
-    public var stepIndex: Int { position.relativeIndex }
     public var initNoiseSigma: Float { 1 }
 
     public mutating func setTimesteps(_ steps: Int, strength: Double?) throws {
@@ -110,18 +102,17 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         let lastTimestep = noise.trainTimesteps - clipped
         var values = SigmaSchedule.multistepTimesteps(
             count: steps, lastTimestep: lastTimestep, trainTimesteps: noise.trainTimesteps, spacing: spacing, stepsOffset: stepsOffset)
-        let table = noise.sigmas.map(Double.init)
-        let logSigmas = noise.logSigmas
         var levels: [Double]
         if useKarrasSigmas {
-            levels = SigmaSchedule.karras(count: steps, sigmaMin: sigmaMinOverride ?? table[0], sigmaMax: sigmaMaxOverride ?? table[table.count - 1])
-            values = levels.map { NumPy.round(SigmaSchedule.timestep(forSigma: $0, logSigmas: logSigmas)) }
+            (values, levels) = SigmaSchedule.multistepKarras(count: steps, noise: noise, karras: karras)
         } else if useLuLambdas {
+            let logSigmas = noise.logSigmas
             let lambdaMin = Double(logSigmas[0])
             let lambdaMax = Double(logSigmas[logSigmas.count - 1])
             levels = NumPy.linspace(0, 1, steps).map { HostMath.exp(lambdaMax + $0 * (lambdaMin - lambdaMax)) }
-            values = levels.map { NumPy.round(SigmaSchedule.timestep(forSigma: $0, logSigmas: logSigmas)) }
+            values = SigmaSchedule.roundedTimesteps(forSigmas: levels, logSigmas: logSigmas)
         } else {
+            let table = noise.sigmas.map(Double.init)
             levels = values.map { NumPy.interp($0, table: table) }
         }
         let last: Float = finalSigmas == .zero ? 0 : noise.sigmaMinFinal
@@ -132,13 +123,11 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     }
 
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
-        _ = try position.absolute(timestepIndex, scheduler: name)
-        return sample
+        try unscaledInput(sample, timestepIndex: timestepIndex)
     }
 
     public mutating func step<R: RandomSource>(modelOutput: [Float], sample: [Float], random: inout R) throws -> [Float] {
-        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
-        let i = position.current
+        let i = try beginStep(modelOutput: modelOutput, sample: sample)
         let count = position.allTimesteps.count
         let finalLowOrder = i == count - 1 && (eulerAtFinal || (lowerOrderFinal && count < 15) || finalSigmas == .zero)
         let secondLowOrder = i == count - 2 && lowerOrderFinal && count < 15
@@ -265,11 +254,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     /// `α_t·original + σ_t·noise` at the given timestep (`add_noise`).
     public func addNoise(original: [Float], noise: [Float], timestepIndex: Int) throws -> [Float] {
         try checkCounts(noise, "noise", original, "original")
-        let level = VPNoiseLevel(karrasSigma: sigmas[try position.absolute(timestepIndex, scheduler: name)])
-        return Elementwise.zip(original, noise) { x, n in level.alpha * x + level.sigma * n }
-    }
-
-    public mutating func reset() {
-        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
+        return try VPNoiseLevel(karrasSigma: sigmas[position.absolute(timestepIndex, scheduler: name)])
+            .addNoise(original: original, noise: noise)
     }
 }

@@ -7,7 +7,7 @@
 /// `trained_betas`, `rescale_betas_zero_snr`, `prediction_type`, `timestep_spacing`, `steps_offset`;
 /// Euler only: `use_karras_sigmas`, `sigma_min`, `sigma_max`, `final_sigmas_type`, `timestep_type`,
 /// `interpolation_type` (linear). Churn (`s_churn`) is diffusers' step default, 0.
-public struct EulerScheduler: Scheduler {
+public struct EulerScheduler: PositionedScheduler {
     /// Which of the two diffusers classes this is.
     public enum Variant: String, Sendable {
         /// `EulerDiscreteScheduler`.
@@ -27,13 +27,12 @@ public struct EulerScheduler: Scheduler {
     /// `steps_offset`.
     public let stepsOffset: Int
     /// `use_karras_sigmas`.
-    public let useKarrasSigmas: Bool
+    public var useKarrasSigmas: Bool { karras.enabled }
     /// `final_sigmas_type`.
     public let finalSigmas: FinalSigmasType
     /// `timestep_type == "continuous"` with v-prediction: timesteps are `0.25·log σ`.
     public let continuousTimesteps: Bool
-    let sigmaMinOverride: Double?
-    let sigmaMaxOverride: Double?
+    let karras: KarrasSigmaOptions
     /// σ for each entry of the full schedule plus the final σ.
     public private(set) var sigmas: [Float] = []
     var position = SchedulePosition()
@@ -51,54 +50,33 @@ public struct EulerScheduler: Scheduler {
         spacing = try config.choice("timestep_spacing", default: .linspace)
         stepsOffset = try config.int("steps_offset", default: 0)
         if variant == .deterministic {
-            useKarrasSigmas = try config.bool("use_karras_sigmas", default: false)
+            karras = try KarrasSigmaOptions(configuration: config, scheduler: name)
             finalSigmas = try config.choice("final_sigmas_type", default: .zero)
             let timestepType = try config.string("timestep_type", default: "discrete")
             guard ["discrete", "continuous"].contains(timestepType) else {
                 throw SchedulerError.invalidConfiguration(key: "timestep_type", value: "\"\(timestepType)\"", reason: "unknown value")
             }
             continuousTimesteps = timestepType == "continuous" && prediction == .vPrediction
-            for key in ["use_exponential_sigmas", "use_beta_sigmas"] where try config.bool(key, default: false) {
-                throw SchedulerError.unsupportedConfiguration(scheduler: name, key: key, value: "true")
-            }
             let interpolation = try config.string("interpolation_type", default: "linear")
             guard interpolation == "linear" else {
                 throw SchedulerError.unsupportedConfiguration(scheduler: name, key: "interpolation_type", value: interpolation)
             }
-            sigmaMinOverride = try config.optionalDouble("sigma_min")
-            sigmaMaxOverride = try config.optionalDouble("sigma_max")
         } else {
-            useKarrasSigmas = false
+            karras = .off
             finalSigmas = .zero
             continuousTimesteps = false
-            sigmaMinOverride = nil
-            sigmaMaxOverride = nil
         }
     }
 
-    public var timesteps: [Double] { position.visibleTimesteps }
     public var order: Int { 1 }
-    public var stepIndex: Int { position.relativeIndex }
 
     /// `init_noise_sigma`: max σ, or √(max σ² + 1) for "leading" spacing (float32).
-    public var initNoiseSigma: Float {
-        guard let maxSigma = sigmas.max() else { return 1 }
-        return spacing == .leading ? (maxSigma * maxSigma + 1).squareRoot() : maxSigma
-    }
+    public var initNoiseSigma: Float { VENoise.initNoiseSigma(sigmas: sigmas, spacing: spacing) }
 
     public mutating func setTimesteps(_ steps: Int, strength: Double?) throws {
         try SchedulePosition.validate(scheduler: name, steps: steps, strength: strength, trainTimesteps: noise.trainTimesteps)
-        var timesteps = SigmaSchedule.discreteTimesteps(
-            count: steps, trainTimesteps: noise.trainTimesteps, spacing: spacing, stepsOffset: stepsOffset
-        ).map(Double.init)
-        let table = noise.sigmas.map(Double.init)
-        var levels = timesteps.map { NumPy.interp($0, table: table) }
-        if useKarrasSigmas {
-            levels = SigmaSchedule.karras(
-                count: steps, sigmaMin: sigmaMinOverride ?? levels[levels.count - 1], sigmaMax: sigmaMaxOverride ?? levels[0])
-            let logSigmas = noise.logSigmas
-            timesteps = levels.map { Double(Float(SigmaSchedule.timestep(forSigma: $0, logSigmas: logSigmas))) }
-        }
+        var (timesteps, levels) = SigmaSchedule.discrete(
+            count: steps, noise: noise, spacing: spacing, stepsOffset: stepsOffset, karras: karras)
         let last: Float = finalSigmas == .zero ? 0 : noise.sigmaMinFinal
         sigmas = levels.map { Float($0) } + [last]
         if continuousTimesteps {
@@ -108,13 +86,11 @@ public struct EulerScheduler: Scheduler {
     }
 
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
-        let sigma = sigmas[try position.absolute(timestepIndex, scheduler: name)]
-        return Elementwise.divide(sample, (sigma * sigma + 1).squareRoot())
+        try VENoise.scaleInput(sample, sigma: sigmas[position.absolute(timestepIndex, scheduler: name)])
     }
 
     public mutating func step<R: RandomSource>(modelOutput: [Float], sample: [Float], random: inout R) throws -> [Float] {
-        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
-        let i = position.current
+        let i = try beginStep(modelOutput: modelOutput, sample: sample)
         let sigma = sigmas[i]
         let sigmaNext = sigmas[i + 1]
         let denoised = prediction.denoised(sample: sample, output: modelOutput, sigma: sigma, sigmaV: sigma)
@@ -141,11 +117,6 @@ public struct EulerScheduler: Scheduler {
     /// `original + noise·σ` at the given timestep (diffusers `add_noise`).
     public func addNoise(original: [Float], noise: [Float], timestepIndex: Int) throws -> [Float] {
         try checkCounts(noise, "noise", original, "original")
-        let sigma = sigmas[try position.absolute(timestepIndex, scheduler: name)]
-        return Elementwise.zip(original, noise) { x, n in x + n * sigma }
-    }
-
-    public mutating func reset() {
-        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
+        return try VENoise.addNoise(original: original, noise: noise, sigma: sigmas[position.absolute(timestepIndex, scheduler: name)])
     }
 }

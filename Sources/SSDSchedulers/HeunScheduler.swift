@@ -6,7 +6,7 @@
 /// `beta_schedule` (linear; also exp, squaredcos_cap_v2), `trained_betas`, `prediction_type`,
 /// `use_karras_sigmas`, `sigma_min`, `sigma_max`, `clip_sample`, `clip_sample_range`,
 /// `timestep_spacing`, `steps_offset`.
-public struct HeunScheduler: Scheduler {
+public struct HeunScheduler: PositionedScheduler {
     /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
     public let noise: NoiseSchedule
     /// `prediction_type`.
@@ -16,11 +16,10 @@ public struct HeunScheduler: Scheduler {
     /// `steps_offset`.
     public let stepsOffset: Int
     /// `use_karras_sigmas`.
-    public let useKarrasSigmas: Bool
+    public var useKarrasSigmas: Bool { karras.enabled }
     /// `clip_sample_range` when `clip_sample` is true, else nil.
     public let clipSampleRange: Float?
-    let sigmaMinOverride: Double?
-    let sigmaMaxOverride: Double?
+    let karras: KarrasSigmaOptions
     /// σ per entry of the (doubled) schedule plus the final 0.
     public private(set) var sigmas: [Float] = []
     var position = SchedulePosition()
@@ -37,53 +36,33 @@ public struct HeunScheduler: Scheduler {
         prediction = try PredictionType.parse(config, scheduler: "HeunDiscreteScheduler")
         spacing = try config.choice("timestep_spacing", default: .linspace)
         stepsOffset = try config.int("steps_offset", default: 0)
-        useKarrasSigmas = try config.bool("use_karras_sigmas", default: false)
-        for key in ["use_exponential_sigmas", "use_beta_sigmas"] where try config.bool(key, default: false) {
-            throw SchedulerError.unsupportedConfiguration(scheduler: "HeunDiscreteScheduler", key: key, value: "true")
-        }
+        karras = try KarrasSigmaOptions(configuration: config, scheduler: "HeunDiscreteScheduler")
         clipSampleRange = try config.bool("clip_sample", default: false) ? Float(try config.double("clip_sample_range", default: 1)) : nil
-        sigmaMinOverride = try config.optionalDouble("sigma_min")
-        sigmaMaxOverride = try config.optionalDouble("sigma_max")
     }
 
-    public var timesteps: [Double] { position.visibleTimesteps }
     public var order: Int { 2 }
-    public var stepIndex: Int { position.relativeIndex }
 
-    public var initNoiseSigma: Float {
-        guard let maxSigma = sigmas.max() else { return 1 }
-        return spacing == .leading ? (maxSigma * maxSigma + 1).squareRoot() : maxSigma
-    }
+    public var initNoiseSigma: Float { VENoise.initNoiseSigma(sigmas: sigmas, spacing: spacing) }
 
     public mutating func setTimesteps(_ steps: Int, strength: Double?) throws {
         try SchedulePosition.validate(scheduler: name, steps: steps, strength: strength, trainTimesteps: noise.trainTimesteps)
-        var points = SigmaSchedule.discreteTimesteps(
-            count: steps, trainTimesteps: noise.trainTimesteps, spacing: spacing, stepsOffset: stepsOffset
-        ).map(Double.init)
-        let table = noise.sigmas.map(Double.init)
-        var levels = points.map { NumPy.interp($0, table: table) }
-        if useKarrasSigmas {
-            levels = SigmaSchedule.karras(
-                count: steps, sigmaMin: sigmaMinOverride ?? levels[levels.count - 1], sigmaMax: sigmaMaxOverride ?? levels[0])
-            let logSigmas = noise.logSigmas
-            points = levels.map { SigmaSchedule.timestep(forSigma: $0, logSigmas: logSigmas) }
-        }
+        // Karras timesteps come back rounded to float32, as Heun's float32 timestep tensor rounds them.
+        let (points, levels) = SigmaSchedule.discrete(
+            count: steps, noise: noise, spacing: spacing, stepsOffset: stepsOffset, karras: karras)
         let base = levels.map { Float($0) } + [0]
         // [σ0, σ1, σ1, …, σn−1, σn−1, 0] and [t0, t1, t1, …, tn−1, tn−1].
         sigmas = [base[0]] + base.dropFirst().dropLast().flatMap { [$0, $0] } + [base[base.count - 1]]
         let doubled = [points[0]] + points.dropFirst().flatMap { [$0, $0] }
-        try position.install(doubled.map { Double(Float($0)) }, steps: steps, strength: strength, order: order)
+        try position.install(doubled, steps: steps, strength: strength, order: order)
         pending = nil
     }
 
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
-        let sigma = sigmas[try position.absolute(timestepIndex, scheduler: name)]
-        return Elementwise.divide(sample, (sigma * sigma + 1).squareRoot())
+        try VENoise.scaleInput(sample, sigma: sigmas[position.absolute(timestepIndex, scheduler: name)])
     }
 
     public mutating func step<R: RandomSource>(modelOutput: [Float], sample: [Float], random: inout R) throws -> [Float] {
-        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
-        let i = position.current
+        let i = try beginStep(modelOutput: modelOutput, sample: sample)
         let result: [Float]
         if let (previousDerivative, dt, start) = pending {
             let sigmaNext = sigmas[i]
@@ -112,11 +91,6 @@ public struct HeunScheduler: Scheduler {
 
     public func addNoise(original: [Float], noise: [Float], timestepIndex: Int) throws -> [Float] {
         try checkCounts(noise, "noise", original, "original")
-        let sigma = sigmas[try position.absolute(timestepIndex, scheduler: name)]
-        return Elementwise.zip(original, noise) { x, n in x + n * sigma }
-    }
-
-    public mutating func reset() {
-        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
+        return try VENoise.addNoise(original: original, noise: noise, sigma: sigmas[position.absolute(timestepIndex, scheduler: name)])
     }
 }

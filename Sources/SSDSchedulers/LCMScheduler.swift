@@ -6,7 +6,7 @@
 /// `beta_schedule` (scaled_linear), `trained_betas`, `rescale_betas_zero_snr`,
 /// `original_inference_steps` (50), `clip_sample`, `clip_sample_range`, `set_alpha_to_one`,
 /// `prediction_type`, `timestep_scaling` (10).
-public struct LCMScheduler: Scheduler {
+public struct LCMScheduler: PositionedScheduler {
     /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
     public let noise: NoiseSchedule
     /// `prediction_type`.
@@ -42,9 +42,7 @@ public struct LCMScheduler: Scheduler {
         finalAlphaCumprod = try config.bool("set_alpha_to_one", default: true) ? 1 : noise.alphasCumprod[0]
     }
 
-    public var timesteps: [Double] { position.visibleTimesteps }
     public var order: Int { 1 }
-    public var stepIndex: Int { position.relativeIndex }
     public var initNoiseSigma: Float { 1 }
 
     public mutating func setTimesteps(_ steps: Int, strength: Double?) throws {
@@ -61,13 +59,11 @@ public struct LCMScheduler: Scheduler {
     }
 
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
-        _ = try position.absolute(timestepIndex, scheduler: name)
-        return sample
+        try unscaledInput(sample, timestepIndex: timestepIndex)
     }
 
     public mutating func step<R: RandomSource>(modelOutput: [Float], sample: [Float], random: inout R) throws -> [Float] {
-        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
-        let i = position.current
+        let i = try beginStep(modelOutput: modelOutput, sample: sample)
         let t = Int(position.allTimesteps[i])
         let previous = i + 1 < position.allTimesteps.count ? Int(position.allTimesteps[i + 1]) : t
         let alphaProd = noise.alphasCumprod[t]
@@ -98,9 +94,5 @@ public struct LCMScheduler: Scheduler {
         try checkCounts(noise, "noise", original, "original")
         let t = Int(position.allTimesteps[try position.absolute(timestepIndex, scheduler: name)])
         return DDIMScheduler.vpAddNoise(original: original, noise: noise, alphaCumprod: self.noise.alphasCumprod[t])
-    }
-
-    public mutating func reset() {
-        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
     }
 }

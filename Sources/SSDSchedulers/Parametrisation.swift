@@ -75,3 +75,30 @@ struct VPNoiseLevel {
         sigma = karrasSigma * alpha
     }
 }
+
+extension VPNoiseLevel {
+    /// `α_t·original + σ_t·noise` (the multistep schedulers' `add_noise`).
+    func addNoise(original: [Float], noise: [Float]) -> [Float] {
+        Elementwise.zip(original, noise) { x, n in alpha * x + sigma * n }
+    }
+}
+
+/// The variance-exploding parametrisation x = x₀ + σ·ε of the Euler and Heun schedulers
+/// (`scheduling_euler_discrete.py`, `scheduling_heun_discrete.py`).
+enum VENoise {
+    /// `init_noise_sigma`: max σ, or √(max σ² + 1) for "leading" spacing (float32); 1 before `set_timesteps`.
+    static func initNoiseSigma(sigmas: [Float], spacing: TimestepSpacing) -> Float {
+        guard let maxSigma = sigmas.max() else { return 1 }
+        return spacing == .leading ? (maxSigma * maxSigma + 1).squareRoot() : maxSigma
+    }
+
+    /// `scale_model_input`: `sample / √(σ² + 1)`.
+    static func scaleInput(_ sample: [Float], sigma: Float) -> [Float] {
+        Elementwise.divide(sample, (sigma * sigma + 1).squareRoot())
+    }
+
+    /// `add_noise`: `original + noise·σ`.
+    static func addNoise(original: [Float], noise: [Float], sigma: Float) -> [Float] {
+        Elementwise.zip(original, noise) { x, n in x + n * sigma }
+    }
+}

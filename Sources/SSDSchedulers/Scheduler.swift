@@ -66,6 +66,39 @@ extension Scheduler {
     public var remainingSteps: Int { max(timesteps.count - stepIndex, 0) }
 }
 
+/// A built-in scheduler: its schedule bookkeeping lives in `position`, which supplies the
+/// `Scheduler` members that only read it (`timesteps`, `stepIndex`, `reset`).
+protocol PositionedScheduler: Scheduler {
+    /// The diffusers class name, for errors.
+    var name: String { get }
+    /// The schedule and step index.
+    var position: SchedulePosition { get }
+}
+
+extension PositionedScheduler {
+    /// `timesteps` from the img2img start on.
+    public var timesteps: [Double] { position.visibleTimesteps }
+    /// The step index relative to the img2img start.
+    public var stepIndex: Int { position.relativeIndex }
+
+    /// Checks that a step may run now and returns its absolute index (diffusers `step_index`).
+    func beginStep(modelOutput: [Float], sample: [Float]) throws -> Int {
+        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
+        return position.current
+    }
+
+    /// `scale_model_input` of the schedulers that leave the sample as it is: checks the index only.
+    func unscaledInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
+        _ = try position.absolute(timestepIndex, scheduler: name)
+        return sample
+    }
+
+    /// A fresh `setTimesteps` with the last arguments (nothing before the first).
+    public mutating func reset() {
+        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
+    }
+}
+
 /// Bookkeeping every built-in scheduler shares: the full schedule, diffusers' `begin_index`
 /// (img2img start) and `step_index`.
 struct SchedulePosition: Sendable, Hashable {

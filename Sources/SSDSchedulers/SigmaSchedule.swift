@@ -89,6 +89,39 @@ enum SigmaSchedule {
         return ramp.map { HostMath.pow(maxInvRho + $0 * (minInvRho - maxInvRho), rho) }
     }
 
+    /// The Euler/Heun family's schedule before the final σ (`EulerDiscreteScheduler.set_timesteps`):
+    /// `discreteTimesteps` with σ interpolated in the training table, or with `karras` Karras σ
+    /// between its bounds (default: the interpolated ends) and their `_sigma_to_t` timesteps
+    /// rounded to float32, as the float32 timestep tensor holds them.
+    static func discrete(
+        count: Int, noise: NoiseSchedule, spacing: TimestepSpacing, stepsOffset: Int, karras: KarrasSigmaOptions
+    ) -> (timesteps: [Double], sigmas: [Double]) {
+        var timesteps = discreteTimesteps(count: count, trainTimesteps: noise.trainTimesteps, spacing: spacing, stepsOffset: stepsOffset)
+            .map(Double.init)
+        let table = noise.sigmas.map(Double.init)
+        var levels = timesteps.map { NumPy.interp($0, table: table) }
+        if karras.enabled {
+            levels = Self.karras(count: count, sigmaMin: karras.sigmaMin ?? levels[levels.count - 1], sigmaMax: karras.sigmaMax ?? levels[0])
+            let logSigmas = noise.logSigmas
+            timesteps = levels.map { Double(Float(timestep(forSigma: $0, logSigmas: logSigmas))) }
+        }
+        return (timesteps, levels)
+    }
+
+    /// The multistep family's Karras σ (`DPMSolverMultistepScheduler`, `UniPCMultistepScheduler`)
+    /// between the configured bounds or the training table's ends, with rounded `_sigma_to_t` timesteps.
+    static func multistepKarras(count: Int, noise: NoiseSchedule, karras: KarrasSigmaOptions) -> (timesteps: [Double], sigmas: [Double]) {
+        let levels = Self.karras(
+            count: count, sigmaMin: karras.sigmaMin ?? Double(noise.sigmas[0]),
+            sigmaMax: karras.sigmaMax ?? Double(noise.sigmas[noise.sigmas.count - 1]))
+        return (roundedTimesteps(forSigmas: levels, logSigmas: noise.logSigmas), levels)
+    }
+
+    /// `np.round(_sigma_to_t(σ))` for each σ (the multistep family's integer timesteps).
+    static func roundedTimesteps(forSigmas levels: [Double], logSigmas: [Float]) -> [Double] {
+        levels.map { NumPy.round(timestep(forSigma: $0, logSigmas: logSigmas)) }
+    }
+
     /// The Euler/Heun family's timesteps (`EulerDiscreteScheduler.set_timesteps`): `count` float32 values, descending.
     static func discreteTimesteps(count: Int, trainTimesteps: Int, spacing: TimestepSpacing, stepsOffset: Int) -> [Float] {
         switch spacing {
@@ -133,5 +166,32 @@ enum SigmaSchedule {
             let ratio = Double(trainTimesteps) / Double(count)
             return NumPy.arange(Double(trainTimesteps), 0, -ratio).map { NumPy.round($0) - 1 }
         }
+    }
+}
+
+/// The σ-schedule options of the Euler, Heun, DPM-Solver and UniPC configurations
+/// (`use_karras_sigmas`, `sigma_min`, `sigma_max`); the other σ schedules diffusers offers
+/// (`use_exponential_sigmas`, `use_beta_sigmas`) are rejected.
+struct KarrasSigmaOptions: Sendable, Hashable {
+    /// `use_karras_sigmas`.
+    let enabled: Bool
+    /// `sigma_min` (nil: the schedule's own end).
+    let sigmaMin: Double?
+    /// `sigma_max` (nil: the schedule's own end).
+    let sigmaMax: Double?
+
+    /// Karras σ off, no bounds (classes without these keys).
+    static let off = KarrasSigmaOptions(enabled: false, sigmaMin: nil, sigmaMax: nil)
+}
+
+extension KarrasSigmaOptions {
+    /// Reads the keys; `unsupported` are further boolean keys that must be false for `scheduler`.
+    init(configuration config: SchedulerConfiguration, scheduler: String, unsupported: [String] = []) throws {
+        enabled = try config.bool("use_karras_sigmas", default: false)
+        for key in ["use_exponential_sigmas", "use_beta_sigmas"] + unsupported where try config.bool(key, default: false) {
+            throw SchedulerError.unsupportedConfiguration(scheduler: scheduler, key: key, value: "true")
+        }
+        sigmaMin = try config.optionalDouble("sigma_min")
+        sigmaMax = try config.optionalDouble("sigma_max")
     }
 }

@@ -6,7 +6,7 @@
 /// `solver_type` (bh2; midpoint/heun/logrho map to bh2), `lower_order_final`, `disable_corrector`,
 /// `use_karras_sigmas`, `sigma_min`, `sigma_max`, `timestep_spacing` (linspace), `steps_offset`,
 /// `final_sigmas_type`.
-public struct UniPCMultistepScheduler: Scheduler {
+public struct UniPCMultistepScheduler: PositionedScheduler {
     /// The training noise levels (`betas`, `alphas_cumprod`, σ table).
     public let noise: NoiseSchedule
     /// `prediction_type`.
@@ -22,15 +22,14 @@ public struct UniPCMultistepScheduler: Scheduler {
     /// `disable_corrector`.
     public let disableCorrector: Set<Int>
     /// `use_karras_sigmas`.
-    public let useKarrasSigmas: Bool
+    public var useKarrasSigmas: Bool { karras.enabled }
     /// `final_sigmas_type`.
     public let finalSigmas: FinalSigmasType
     /// `timestep_spacing`.
     public let spacing: TimestepSpacing
     /// `steps_offset`.
     public let stepsOffset: Int
-    let sigmaMinOverride: Double?
-    let sigmaMaxOverride: Double?
+    let karras: KarrasSigmaOptions
     public private(set) var sigmas: [Float] = []
     var position = SchedulePosition()
     var history: [[Float]] = []
@@ -59,21 +58,14 @@ public struct UniPCMultistepScheduler: Scheduler {
         }
         lowerOrderFinal = try config.bool("lower_order_final", default: true)
         disableCorrector = Set((try config.doubles("disable_corrector") ?? []).map { Int($0) })
-        useKarrasSigmas = try config.bool("use_karras_sigmas", default: false)
-        for key in ["use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas", "thresholding", "use_dynamic_shifting"]
-        where try config.bool(key, default: false) {
-            throw SchedulerError.unsupportedConfiguration(scheduler: name, key: key, value: "true")
-        }
+        karras = try KarrasSigmaOptions(
+            configuration: config, scheduler: name, unsupported: ["use_flow_sigmas", "thresholding", "use_dynamic_shifting"])
         finalSigmas = try config.choice("final_sigmas_type", default: .zero)
         spacing = try config.choice("timestep_spacing", default: .linspace)
         stepsOffset = try config.int("steps_offset", default: 0)
-        sigmaMinOverride = try config.optionalDouble("sigma_min")
-        sigmaMaxOverride = try config.optionalDouble("sigma_max")
     }
 
-    public var timesteps: [Double] { position.visibleTimesteps }
     public var order: Int { 1 }
-    public var stepIndex: Int { position.relativeIndex }
     public var initNoiseSigma: Float { 1 }
 
     public mutating func setTimesteps(_ steps: Int, strength: Double?) throws {
@@ -81,16 +73,14 @@ public struct UniPCMultistepScheduler: Scheduler {
         var values = SigmaSchedule.multistepTimesteps(
             count: steps, lastTimestep: noise.trainTimesteps, trainTimesteps: noise.trainTimesteps, spacing: spacing,
             stepsOffset: stepsOffset)
-        let table = noise.sigmas.map(Double.init)
         if useKarrasSigmas {
-            let levels = SigmaSchedule.karras(
-                count: steps, sigmaMin: sigmaMinOverride ?? table[0], sigmaMax: sigmaMaxOverride ?? table[table.count - 1])
-            let logSigmas = noise.logSigmas
-            values = levels.map { NumPy.round(SigmaSchedule.timestep(forSigma: $0, logSigmas: logSigmas)) }
+            let levels: [Double]
+            (values, levels) = SigmaSchedule.multistepKarras(count: steps, noise: noise, karras: karras)
             let last = finalSigmas == .zero ? 0 : levels[levels.count - 1]
             sigmas = (levels + [last]).map { Float($0) }
         } else {
             let last: Float = finalSigmas == .zero ? 0 : noise.sigmaMinFinal
+            let table = noise.sigmas.map(Double.init)
             sigmas = values.map { Float(NumPy.interp($0, table: table)) } + [last]
         }
         try position.install(values, steps: steps, strength: strength, order: order)
@@ -101,13 +91,11 @@ public struct UniPCMultistepScheduler: Scheduler {
     }
 
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
-        _ = try position.absolute(timestepIndex, scheduler: name)
-        return sample
+        try unscaledInput(sample, timestepIndex: timestepIndex)
     }
 
     public mutating func step<R: RandomSource>(modelOutput: [Float], sample: [Float], random: inout R) throws -> [Float] {
-        try position.checkStep(scheduler: name, modelOutput: modelOutput, sample: sample)
-        let i = position.current
+        let i = try beginStep(modelOutput: modelOutput, sample: sample)
         let level = VPNoiseLevel(karrasSigma: sigmas[i])
         let converted = predictX0
             ? prediction.denoised(sample: sample, output: modelOutput, alpha: level.alpha, sigma: level.sigma)
@@ -244,11 +232,7 @@ public struct UniPCMultistepScheduler: Scheduler {
     /// `α_t·original + σ_t·noise` (`add_noise`).
     public func addNoise(original: [Float], noise: [Float], timestepIndex: Int) throws -> [Float] {
         try checkCounts(noise, "noise", original, "original")
-        let level = VPNoiseLevel(karrasSigma: sigmas[try position.absolute(timestepIndex, scheduler: name)])
-        return Elementwise.zip(original, noise) { x, n in level.alpha * x + level.sigma * n }
-    }
-
-    public mutating func reset() {
-        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
+        return try VPNoiseLevel(karrasSigma: sigmas[position.absolute(timestepIndex, scheduler: name)])
+            .addNoise(original: original, noise: noise)
     }
 }
