@@ -4,6 +4,8 @@ import SSDTensor
 
 /// Which compute backend runs a pipeline.
 public enum BackendChoice: Sendable {
+    /// The fastest backend that can run here, chosen when the pipeline loads: CUDA, then CPU, then reference.
+    case automatic
     /// The pure-Swift fp32 reference backend (slow; the correctness oracle).
     case reference
     /// The SIMD/OpenBLAS CPU backend.
@@ -13,15 +15,10 @@ public enum BackendChoice: Sendable {
     /// A backend object supplied by the caller.
     case custom(any ComputeBackend)
 
-    /// The fastest backend that can run here: CUDA, then CPU, then reference.
-    public static var fastestAvailable: BackendChoice {
-        if (try? BackendFactory.make(.cuda, precision: .fp16)) != nil { return .cuda }
-        return .cpu
-    }
-
     /// Short name (`reference`, `cpu`, `cuda`, or the custom backend's name).
     public var name: String {
         switch self {
+        case .automatic: return "automatic"
         case .reference: return "reference"
         case .cpu: return "cpu"
         case .cuda: return "cuda"
@@ -53,7 +50,7 @@ public enum Precision: String, Sendable, Hashable, CaseIterable {
 /// Load-time options of a pipeline.
 public struct PipelineConfiguration: Sendable {
     /// The compute backend.
-    public var backend: BackendChoice = .fastestAvailable
+    public var backend: BackendChoice = .automatic
     /// Weight and compute precision of the text encoders and UNet.
     public var precision: Precision = .fp32
     /// Weight file variant to prefer (`"fp16"` → `*.fp16.safetensors`), falling back to the plain files.
@@ -70,6 +67,10 @@ public enum BackendFactory {
     /// Creates the backend, or throws `PipelineError.backendUnavailable` saying what is missing.
     public static func make(_ choice: BackendChoice, precision: Precision) throws -> any ComputeBackend {
         switch choice {
+        case .automatic:
+            if let cuda = try? makeCUDABackend(precision: precision) { return cuda }
+            if let cpu = try? makeCPUBackend(precision: precision) { return cpu }
+            return ReferenceBackend()
         case .reference:
             return ReferenceBackend()
         case .cpu:
