@@ -66,7 +66,7 @@ struct GenerationRun {
                 name: "strength", message: "\(strength ?? 1) with \(request.steps) steps leaves no denoising step")
         }
         var generator = TorchCPUGenerator(seed: seed)
-        var start = try LatentPreparation(run: self).prepare(timesteps: timesteps, generator: &generator)
+        let start = try LatentPreparation(run: self).prepare(timesteps: timesteps, generator: &generator)
         progress?(.started(totalSteps: timesteps.count, seed: seed))
 
         let rows = usesGuidance ? 2 * imageCount : imageCount
@@ -111,7 +111,6 @@ struct GenerationRun {
                 backendPeakBytes: backend.memoryStatistics().peakBytes,
                 latents: request.reportsLatents ? LatentArray(shape: latentShape, values: latents) : nil)))
         }
-        start.inpainting = nil
         try Task.checkCancellation()
         let images = try decode(latents)
         return GenerationResult(

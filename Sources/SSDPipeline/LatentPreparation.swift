@@ -10,7 +10,6 @@ struct InpaintingState {
     var noise: [Float]
     /// `[h, w]`, 1 = repaint.
     var mask: [Float]
-    let perImage: Int
 
     /// `latents = (1 − m)·noised(image latents at the next timestep) + m·latents`.
     func blend(_ latents: [Float], stepIndex: Int, stepCount: Int, scheduler: any Scheduler) throws -> [Float] {
@@ -70,7 +69,7 @@ struct LatentPreparation {
         let mask = ImageProcessing.downsampleMask(maskPixels, height: size.height, width: size.width, factor: factor)
         return Start(
             latents: latents,
-            inpainting: InpaintingState(imageLatents: imageLatents, noise: noise, mask: mask, perImage: count / run.imageCount))
+            inpainting: InpaintingState(imageLatents: imageLatents, noise: noise, mask: mask))
     }
 
     /// VAE encode → `mean + exp(logvar / 2) · randn` → `× scaling_factor` (NCHW, one image).
