@@ -1,9 +1,10 @@
 import SSDTensor
 
 extension CPUBackend {
-    /// Implicit-GEMM convolution (diffusers `nn.Conv2d` on NHWC): the input is zero-padded once
-    /// and each output pixel reads its `kh` input rows of `kw·Cin` contiguous floats in place;
-    /// bias and residual are added in the GEMM epilogue.
+    /// Implicit-GEMM convolution (diffusers `nn.Conv2d` on NHWC): each output pixel reads its `kh`
+    /// input rows of `kw·Cin` contiguous floats in place; only segments that cross the image border
+    /// are assembled with zeros (no padded copy of the input); bias and residual are added in the
+    /// GEMM epilogue.
     public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int, padding: Int, residual: Tensor?) throws -> Tensor {
         let op = "conv2d"
         let xp = try x.cpuFloats(op)
@@ -29,26 +30,7 @@ extension CPUBackend {
             runGEMM(rows: .dense(xp, lda: cin), m: m, weight: w, c: y, epilogue: ep)
             return out
         }
-        var padded: UnsafeMutablePointer<Float>? = nil
-        defer { padded?.deallocate() }
-        var src = xp
-        if padding > 0 {
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: b * hp * wp * cin)
-            parallelFor(b * hp) { row in
-                let iy = row % hp - padding, bi = row / hp
-                let dst = p + row * wp * cin
-                if iy < 0 || iy >= h {
-                    dst.update(repeating: 0, count: wp * cin)
-                } else {
-                    dst.update(repeating: 0, count: padding * cin)
-                    (dst + padding * cin).update(from: xp + ((bi * h + iy) * wd) * cin, count: wd * cin)
-                    (dst + (padding + wd) * cin).update(repeating: 0, count: padding * cin)
-                }
-            }
-            padded = p
-            src = UnsafePointer(p)
-        }
-        runGEMM(rows: .conv(src, hp: hp, wp: wp, cin: cin, ho: ho, wo: wo, stride: stride), m: m, weight: w, c: y, epilogue: ep)
+        runGEMM(rows: .conv(xp, h: h, w: wd, cin: cin, ho: ho, wo: wo, stride: stride, padding: padding, kw: kw), m: m, weight: w, c: y, epilogue: ep)
         return out
     }
 }

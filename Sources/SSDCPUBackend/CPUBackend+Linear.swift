@@ -82,7 +82,7 @@ extension CPUBackend {
                 parallelChunks(rb, minimumChunk: 32) { range in
                     for r in range {
                         for s in 0..<w.kernelH {
-                            (buf + r * k + s * segLen).update(from: rows.row(r0 + r, segment: s), count: segLen)
+                            rows.fill(r0 + r, segment: s, into: buf + r * k + s * segLen)
                         }
                     }
                 }

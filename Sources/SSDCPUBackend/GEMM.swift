@@ -5,19 +5,44 @@ import SSDTensor
 enum GEMMRows {
     /// Row-major `[m, lda]`, one segment.
     case dense(UnsafePointer<Float>, lda: Int)
-    /// Implicit GEMM over a zero-padded NHWC input `[b, hp, wp, cin]`: row `r` is output pixel
-    /// `r`, segment `s` the `kw·cin` contiguous inputs of kernel row `s`.
-    case conv(UnsafePointer<Float>, hp: Int, wp: Int, cin: Int, ho: Int, wo: Int, stride: Int)
+    /// Implicit GEMM over an NHWC input `[b, h, w, cin]` with zero padding: row `r` is output pixel `r`,
+    /// segment `s` the `kw·cin` inputs under kernel row `s`. Segments inside the image are read in place;
+    /// those that cross its border are assembled with zeros (no padded copy of the whole input).
+    case conv(UnsafePointer<Float>, h: Int, w: Int, cin: Int, ho: Int, wo: Int, stride: Int, padding: Int, kw: Int)
 
+    /// Segment `s` of row `r` in place, or nil when it crosses the border (use `fill`).
     @inline(__always)
-    func row(_ r: Int, segment s: Int) -> UnsafePointer<Float> {
+    func inPlace(_ r: Int, segment s: Int) -> UnsafePointer<Float>? {
         switch self {
         case let .dense(p, lda):
             return p + r * lda
-        case let .conv(p, hp, wp, cin, ho, wo, stride):
+        case let .conv(p, h, w, cin, ho, wo, stride, padding, kw):
             let b = r / (ho * wo), rem = r - b * ho * wo
             let oy = rem / wo, ox = rem - oy * wo
-            return p + ((b * hp + oy * stride + s) * wp + ox * stride) * cin
+            let iy = oy * stride + s - padding, ix = ox * stride - padding
+            guard iy >= 0, iy < h, ix >= 0, ix + kw <= w else { return nil }
+            return p + ((b * h + iy) * w + ix) * cin
+        }
+    }
+
+    /// Writes segment `s` of row `r` (`kw·cin` floats, zeros outside the image) to `destination`.
+    func fill(_ r: Int, segment s: Int, into destination: UnsafeMutablePointer<Float>) {
+        switch self {
+        case let .dense(p, lda):
+            destination.update(from: p + r * lda, count: lda)
+        case let .conv(p, h, w, cin, ho, wo, stride, padding, kw):
+            let b = r / (ho * wo), rem = r - b * ho * wo
+            let oy = rem / wo, ox = rem - oy * wo
+            let iy = oy * stride + s - padding
+            for kx in 0..<kw {
+                let ix = ox * stride - padding + kx
+                let dst = destination + kx * cin
+                if iy >= 0, iy < h, ix >= 0, ix < w {
+                    dst.update(from: p + ((b * h + iy) * w + ix) * cin, count: cin)
+                } else {
+                    dst.update(repeating: 0, count: cin)
+                }
+            }
         }
     }
 }
@@ -73,8 +98,27 @@ extension CPUBackend {
         // Row pointers of every segment for this task's rows.
         let rowPointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: segments * m)
         defer { rowPointers.deallocate() }
+        var borderSegments = 0
         for s in 0..<segments {
-            for r in 0..<m { rowPointers[s * m + r] = a.row(rows.lowerBound + r, segment: s) }
+            for r in 0..<m {
+                let p = a.inPlace(rows.lowerBound + r, segment: s)
+                rowPointers[s * m + r] = p
+                if p == nil { borderSegments += 1 }
+            }
+        }
+        // Segments that cross the image border, assembled with zeros in a per-task scratch.
+        let border = UnsafeMutablePointer<Float>.allocate(capacity: max(1, borderSegments * segLen))
+        defer { border.deallocate() }
+        if borderSegments > 0 {
+            var next = 0
+            for s in 0..<segments {
+                for r in 0..<m where rowPointers[s * m + r] == nil {
+                    let dst = border + next * segLen
+                    a.fill(rows.lowerBound + r, segment: s, into: dst)
+                    rowPointers[s * m + r] = UnsafePointer(dst)
+                    next += 1
+                }
+            }
         }
         let convertsB: Bool
         if case .panels(let e) = w.layout, e != .f32 { convertsB = true } else { convertsB = false }
