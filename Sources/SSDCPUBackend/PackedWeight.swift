@@ -129,6 +129,16 @@ extension CPUBackend {
                 throw TensorError.shapeMismatch(op: "prepareWeight \(view.name)", expected: [-1, -1], actual: view.shape)
             }
             return try upload(view, as: options.weightStorage)
+        case .upsampleConv2d:
+            let s = view.shape
+            guard s.count == 4, s[2] == 3, s[3] == 3 else {
+                throw TensorError.shapeMismatch(op: "prepareWeight \(view.name)", expected: [-1, -1, 3, 3], actual: s)
+            }
+            let source = UnsafeMutablePointer<Float>.allocate(capacity: max(view.count, 1))
+            defer { source.deallocate() }
+            view.convertToFloat(into: source)
+            let phases = UpsampleConvWeight(source: source, outChannels: s[0], inChannels: s[1], layout: weightLayout, counter: counter)
+            return Tensor(shape: s, dtype: phases.phases[0].layout.elementType, storage: phases)
         case .linear, .conv2d:
             let s = view.shape
             let (n, cin, kh, kw): (Int, Int, Int, Int)

@@ -154,7 +154,7 @@ public final class CUDABackend: ComputeBackend {
     public func prepareWeight(_ view: HostTensorView, role: WeightRole, activationDType: DType) throws -> Tensor {
         let target = view.dtype.isFloatingPoint ? activationDType : view.dtype
         var t = try upload(view, as: target)
-        if role == .conv2d {
+        if role == .conv2d || role == .upsampleConv2d {
             guard view.shape.count == 4 else {
                 throw TensorError.invalidArgument(op: "prepareWeight", message: "conv2d weight \(view.name) has shape \(view.shape)")
             }
