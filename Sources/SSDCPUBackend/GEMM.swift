@@ -239,25 +239,57 @@ extension CPUBackend {
     }
 }
 
-/// A task's scratch for the input rows of one block of convolution rows (grown as needed).
+/// A task's window of input rows for blocks of convolution rows: full-width rows (padding columns
+/// included, zeros outside the image, prologue applied), kept from block to block so that each
+/// input row is assembled once per task even though three consecutive output rows read it.
 struct InputBand {
     private var storage: UnsafeMutablePointer<Float>? = nil
     private var capacity = 0
+    /// Image, first input row and row count held now (`rows == 0`: nothing).
+    private var image = -1, firstRow = 0, rows = 0
 
     mutating func deallocate() { storage?.deallocate() }
 
-    private mutating func reserve(_ count: Int) -> UnsafeMutablePointer<Float> {
-        if let storage, capacity >= count { return storage }
-        storage?.deallocate()
-        capacity = max(count, capacity * 2)
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
-        storage = p
-        return p
+    /// Makes the window hold input rows `iy0...iy1` of image `b`; returns its base pointer.
+    private mutating func window(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ prologue: ConvPrologue?,
+                                 image b: Int, rows iy0: Int, through iy1: Int, columns ix0: Int, through ix1: Int) -> UnsafeMutablePointer<Float> {
+        let cols = ix1 - ix0 + 1, rowFloats = cols * g.cin, needed = iy1 - iy0 + 1
+        if capacity < needed * rowFloats {
+            storage?.deallocate()
+            capacity = max(needed * rowFloats, capacity * 2)
+            storage = .allocate(capacity: capacity)
+            rows = 0
+        }
+        let dst = storage!
+        var kept = 0  // rows at the start of the window that are already right
+        if image == b && rows > 0 && iy0 >= firstRow && iy0 < firstRow + rows {
+            kept = min(firstRow + rows - iy0, needed)
+            if iy0 > firstRow { dst.update(from: dst + (iy0 - firstRow) * rowFloats, count: kept * rowFloats) }
+        }
+        for i in kept..<needed {
+            let iy = iy0 + i
+            let row = dst + i * rowFloats
+            guard iy >= 0, iy < g.h else {
+                row.update(repeating: 0, count: rowFloats)
+                continue
+            }
+            let lo = max(ix0, 0), hi = min(ix1, g.w - 1)
+            if lo > ix0 { row.update(repeating: 0, count: (lo - ix0) * g.cin) }
+            if hi < ix1 { (row + (hi + 1 - ix0) * g.cin).update(repeating: 0, count: (ix1 - hi) * g.cin) }
+            if lo <= hi {
+                let src = x + ((b * g.h + iy) * g.w + lo) * g.cin
+                let to = row + (lo - ix0) * g.cin
+                if let prologue { prologue.apply(src, to, pixels: hi - lo + 1, cin: g.cin, batch: b) }
+                else { to.update(from: src, count: (hi - lo + 1) * g.cin) }
+            }
+        }
+        (image, firstRow, rows) = (b, iy0, needed)
+        return dst
     }
 
     /// Fills `pointers[s · rows.count + i]` with the `segLen` inputs of segment `s` of row
     /// `rows.lowerBound + i`: in place when the block's inputs lie inside the image and need no
-    /// prologue, otherwise in a band of input rows built here (prologue applied, zeros outside).
+    /// prologue, otherwise in the window of assembled input rows.
     mutating func rowPointers(_ a: GEMMRows, rows: Range<Int>, segments: Int,
                               into pointers: UnsafeMutablePointer<UnsafePointer<Float>?>) {
         switch a {
@@ -270,35 +302,16 @@ struct InputBand {
             let oyA = first / g.wo, oyB = lastPixel / g.wo
             let (oxMin, oxMax) = oyA == oyB ? (first % g.wo, lastPixel % g.wo) : (0, g.wo - 1)
             let iy0 = oyA * g.stride - g.padTop, iy1 = oyB * g.stride - g.padTop + g.kh - 1
-            let ix0 = oxMin * g.stride - g.padLeft, ix1 = oxMax * g.stride - g.padLeft + g.kw - 1
-            let inside = iy0 >= 0 && iy1 < g.h && ix0 >= 0 && ix1 < g.w
+            let inside = iy0 >= 0 && iy1 < g.h && oxMin * g.stride - g.padLeft >= 0 && oxMax * g.stride - g.padLeft + g.kw <= g.w
             // Where input pixel (iy, ix) of this block is read from, and the floats between its rows.
             let origin: UnsafePointer<Float>, rowStride: Int, iyBase: Int, ixBase: Int
             if inside && prologue == nil {
                 origin = p + b * g.h * g.w * g.cin
                 (rowStride, iyBase, ixBase) = (g.w * g.cin, 0, 0)
             } else {
-                let bandRows = iy1 - iy0 + 1, bandCols = ix1 - ix0 + 1
-                let dst = reserve(bandRows * bandCols * g.cin)
-                for i in 0..<bandRows {
-                    let iy = iy0 + i
-                    let row = dst + i * bandCols * g.cin
-                    guard iy >= 0, iy < g.h else {
-                        row.update(repeating: 0, count: bandCols * g.cin)
-                        continue
-                    }
-                    let lo = max(ix0, 0), hi = min(ix1, g.w - 1)
-                    if lo > ix0 { row.update(repeating: 0, count: (lo - ix0) * g.cin) }
-                    if hi < ix1 { (row + (hi + 1 - ix0) * g.cin).update(repeating: 0, count: (ix1 - hi) * g.cin) }
-                    if lo <= hi {
-                        let src = p + ((b * g.h + iy) * g.w + lo) * g.cin
-                        let to = row + (lo - ix0) * g.cin
-                        if let prologue { prologue.apply(src, to, pixels: hi - lo + 1, cin: g.cin, batch: b) }
-                        else { to.update(from: src, count: (hi - lo + 1) * g.cin) }
-                    }
-                }
-                origin = UnsafePointer(dst)
-                (rowStride, iyBase, ixBase) = (bandCols * g.cin, iy0, ix0)
+                let ix0 = -g.padLeft, ix1 = (g.wo - 1) * g.stride - g.padLeft + g.kw - 1
+                origin = UnsafePointer(window(p, g, prologue, image: b, rows: iy0, through: iy1, columns: ix0, through: ix1))
+                (rowStride, iyBase, ixBase) = ((ix1 - ix0 + 1) * g.cin, iy0, ix0)
             }
             for i in 0..<n {
                 let pixel = first + i

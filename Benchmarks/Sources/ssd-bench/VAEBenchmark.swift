@@ -1,0 +1,56 @@
+import Foundation
+import SSDModels
+import SSDTensor
+
+/// `ssd-bench vae`: one VAE decode of a random `B × size/8 × size/8 × 4` latent per backend: time,
+/// GFLOP/s (direct-convolution FLOPs, as diffusers does them), the backend's live bytes before and
+/// at the peak of the decode (what the decode adds), and RSS; `--torch` times diffusers' fp32 decode
+/// (`Benchmarks/diffusers_bench.py --vae-only`) on the same folder and prints the ratio.
+func runVAEBenchmark(_ args: Arguments) throws {
+    guard let model = args.values["model"] else { throw BenchError.failed("vae: --model DIR is required") }
+    let size = args.int("size", 1024), batch = args.int("batch", 1), runs = args.int("runs", 1)
+    let threads = args.int("threads", Parallel.threadCount)
+    let backends = args.string("backend", "cpu").split(separator: ",").map(String.init)
+    let peak = MachinePeak.measure(threads: threads)
+    print("machine: \(threads) threads, \(peak.isa); peak fp32 \(fmt(peak.f32)) GFLOP/s")
+    var torchSeconds: Double? = nil
+    if args.flags.contains("torch") {
+        let out = try runPython(benchmarksDirectory + "/diffusers_bench.py",
+                                ["--model", model, "--size", String(size), "--batch", String(batch), "--threads", String(threads),
+                                 "--iterations", String(runs), "--vae-only"])
+        let lines = out.split(separator: "\n")
+        print(lines.dropLast().joined(separator: "\n"))
+        if let last = lines.last, let obj = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any],
+           let bs = obj["batches"] as? [String: [String: Any]] {
+            torchSeconds = bs[String(batch)]?["vae_decode_seconds"] as? Double
+        }
+    }
+    let lat = size / 8
+    var rows: [[String]] = []
+    for name in backends {
+        let backend = CountingBackend(try makeBackend(name, threads: threads), profiling: args.flags.contains("profile"))
+        let vae = try AutoencoderKL.load(componentDirectory: model + "/vae", backend: backend)
+        let z = try backend.upload(randomFloats(batch * lat * lat * 4, seed: 4), shape: [batch, lat, lat, 4])
+        var seconds = Double.infinity, added = 0
+        var rssAdded = 0
+        for _ in 0..<max(1, runs) {
+            let before = backend.memoryStatistics().currentBytes
+            backend.resetPeakMemory()
+            resetPeakResidentMemory()
+            let rssBefore = residentMemory().current
+            backend.reset()
+            let clock = ContinuousClock(), start = clock.now
+            _ = try vae.decode(z)
+            let d = clock.now - start
+            seconds = min(seconds, Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+            added = max(added, backend.memoryStatistics().peakBytes - before)
+            rssAdded = max(rssAdded, residentMemory().peak - rssBefore)
+        }
+        printProfile(backend, "\(name) VAE decode, batch \(batch)", seconds, runs: 1)
+        let g = backend.flops / seconds / 1e9
+        rows.append([name, String(batch), fmt(seconds, 2), fmt(backend.flops / 1e9, 0), fmt(g), fmt(100 * g / peak.f32),
+                     String(added >> 20), String(rssAdded >> 20), torchSeconds.map { fmt(seconds / $0, 2) } ?? "-"])
+    }
+    printTable(["backend", "batch", "decode s", "GFLOP", "GFLOP/s", "% peak", "live MiB added", "RSS MiB added", "× diffusers"], rows)
+    if let torchSeconds { print("(diffusers fp32 decode \(fmt(torchSeconds, 2)) s; × diffusers = our time / diffusers time)") }
+}
