@@ -69,6 +69,8 @@ def main():
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--vae", action="store_true", help="also time one VAE decode per batch size")
     ap.add_argument("--vae-only", action="store_true", help="only the VAE decode (fp32), with the RSS it adds")
+    ap.add_argument("--latents", help="--vae-only: raw float32 NCHW latents to decode (else seeded noise)")
+    ap.add_argument("--save-image", help="--vae-only: write the decoded image here (raw float32 NCHW)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -142,13 +144,18 @@ def vae_only(a):
     result = {"torch": torch.__version__, "diffusers": diffusers.__version__, "size": a.size, "batches": {}}
     for b in [int(x) for x in a.batch.split(",")]:
         z = torch.randn(b, 4, lat, lat, generator=torch.Generator().manual_seed(4))
+        if a.latents:
+            import numpy as np
+            z = torch.from_numpy(np.fromfile(a.latents, dtype=np.float32).reshape(b, 4, lat, lat))
         before = rss_bytes()
         with torch.inference_mode():
             times = []
             for _ in range(1 + a.iterations):
                 t0 = time.perf_counter()
-                vae.decode(z)
+                image = vae.decode(z).sample
                 times.append(time.perf_counter() - t0)
+        if a.save_image:
+            image.float().numpy().tofile(a.save_image)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         entry = {"vae_decode_seconds": min(times[1:] or times), "rss_before_bytes": before, "rss_peak_bytes": peak}
         result["batches"][str(b)] = entry

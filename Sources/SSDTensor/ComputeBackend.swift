@@ -80,6 +80,10 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// that use it with activations of `activationDType`. The result's `shape` is the view's shape.
     /// The result must not point into `view`'s memory: loaders evict the file pages afterwards.
     func prepareWeight(_ view: HostTensorView, role: WeightRole, activationDType: DType) throws -> Tensor
+    /// `prepareWeight` for a weight of `component` (what model loaders call), so a backend can keep
+    /// per-component formats (the CPU backend's bf16 dot products stay off for a `force_upcast` VAE).
+    /// Default: `prepareWeight(view, role:, activationDType: activationDType(for: component))`.
+    func prepareWeight(_ view: HostTensorView, role: WeightRole, component: ModelComponent) throws -> Tensor
     /// Waits for all enqueued work.
     func synchronize() throws
     /// Current and peak bytes held by this backend.
@@ -161,6 +165,10 @@ public protocol ComputeBackend: AnyObject, Sendable {
 }
 
 extension ComputeBackend {
+    public func prepareWeight(_ view: HostTensorView, role: WeightRole, component: ModelComponent) throws -> Tensor {
+        try prepareWeight(view, role: role, activationDType: activationDType(for: component))
+    }
+
     public func runReplayable(key: String, inputs: [Tensor], _ body: ([Tensor]) throws -> [Tensor]) throws -> [Tensor] {
         try body(inputs)
     }

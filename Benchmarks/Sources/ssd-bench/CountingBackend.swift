@@ -48,6 +48,9 @@ final class CountingBackend: ComputeBackend {
     func prepareWeight(_ view: HostTensorView, role: WeightRole, activationDType: DType) throws -> Tensor {
         try inner.prepareWeight(view, role: role, activationDType: activationDType)
     }
+    func prepareWeight(_ view: HostTensorView, role: WeightRole, component: ModelComponent) throws -> Tensor {
+        try inner.prepareWeight(view, role: role, component: component)
+    }
     func synchronize() throws { try inner.synchronize() }
     func memoryStatistics() -> BackendMemoryStatistics { inner.memoryStatistics() }
     func resetPeakMemory() { inner.resetPeakMemory() }

@@ -27,6 +27,7 @@ final class ParameterLoader {
     private let weights: WeightFiles?
     private let backend: (any ComputeBackend)?
     private let activationDType: DType
+    private let component: ModelComponent
     private(set) var specs: [ParameterSpec] = []
     private var consumed: Set<String> = []
     private var missing: [String] = []
@@ -39,6 +40,7 @@ final class ParameterLoader {
         self.weights = nil
         self.backend = nil
         self.activationDType = .f32
+        self.component = .textEncoder
     }
 
     /// Load mode: parameters come from `weights`, prepared by `backend` for `component`.
@@ -48,6 +50,7 @@ final class ParameterLoader {
         self.weights = weights
         self.backend = backend
         self.activationDType = backend.activationDType(for: component)
+        self.component = component
     }
 
     /// The root scope (no name prefix).
@@ -77,7 +80,7 @@ final class ParameterLoader {
         if let preparedShape {
             view = HostTensorView(name: view.name, shape: preparedShape, dtype: view.dtype, pointer: view.pointer, owner: view.owner)
         }
-        let prepared = try backend.prepareWeight(view, role: role, activationDType: activationDType)
+        let prepared = try backend.prepareWeight(view, role: role, component: component)
         // Backends copy what they keep (documented on `prepareWeight`), so the file pages can go.
         weights.evictPages(of: fileName)
         return prepared
@@ -103,7 +106,7 @@ final class ParameterLoader {
     func derivedParameter(_ name: String, values: [Float], shape: [Int], role: WeightRole) throws -> Tensor? {
         guard let backend else { return nil }
         let view = HostBuffer.view(of: values, shape: shape, name: name)
-        return try backend.prepareWeight(view, role: role, activationDType: activationDType)
+        return try backend.prepareWeight(view, role: role, component: component)
     }
 
     /// Throws `ModelError.weightMismatch` if any tensor was missing, unexpected or of the wrong shape.
