@@ -60,4 +60,16 @@ import SSDTensor
             }
         }
     }
+
+    /// bf16 dot products stay off for a `force_upcast` VAE (its weights keep the storage type).
+    @Test func forceUpcastVAEKeepsFloatDotProducts() throws {
+        let cpu = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true))
+        let view = HostBuffer.view(of: values(8 * 4 * 9, seed: 1), shape: [8, 4, 3, 3])
+        let vae = try cpu.prepareWeight(view, role: .conv2d, component: .vae(forceUpcast: true))
+        let unet = try cpu.prepareWeight(view, role: .conv2d, component: .unet)
+        let upsample = try cpu.prepareWeight(view, role: .upsampleConv2d, component: .vae(forceUpcast: true))
+        #expect((vae.storage as? PackedWeight)?.layout == .panels(.bf16))
+        #expect((unet.storage as? PackedWeight)?.layout == .bf16Pairs)
+        #expect((upsample.storage as? UpsampleConvWeight)?.phases.allSatisfy { $0.layout == .panels(.bf16) } == true)
+    }
 }
