@@ -100,7 +100,8 @@ public final class CUDABackend: ComputeBackend {
         let conv = convolutions.isAvailable ? "cuDNN" : "im2col+cuBLASLt"
         let kernels = "kernels: \(usesFastKernels ? "fast" : "legacy"), attention: \(usesFastAttention ? "fast, \(attentionWarps) warps" : "legacy")"
         let options = graphOptions
-        let graphs = !options.enabled ? "off" : graphsUnavailableReason.map { "unavailable (\($0))" } ?? "on (\(options.captureMode.rawValue))"
+        var graphs = !options.enabled ? "off" : graphsUnavailableReason.map { "unavailable (\($0))" } ?? "on (\(options.captureMode.rawValue))"
+        if !graphOptionProblems.isEmpty { graphs += " [ignored: \(graphOptionProblems.joined(separator: "; "))]" }
         return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(kernels); CUDA graphs: \(graphs); \(libraries))"
     }
 
