@@ -35,6 +35,9 @@ public struct CPUBackendOptions: Sendable, Hashable {
             blockDepth = max(32, newValue.kc / 32 * 32)
         }
     }
+    /// Winograd F(4×4, 3×3) for 3×3 stride-1 convolutions where it is faster (fp32, f16 or bf16
+    /// weight panels; not with `bf16Compute` or OpenBLAS); false: always the implicit GEMM.
+    public var winograd: Bool = true
     var blockRows = 480
     var blockColumns = 512
     var blockDepth = 512

@@ -35,6 +35,7 @@ func resetPeakResidentMemory() {
 /// Makes the backend a `--backend` name selects: cpu, cpu-f16w, cpu-bf16, cpu-openblas, reference.
 func makeBackend(_ name: String, threads: Int) throws -> any ComputeBackend {
     var o = CPUBackendOptions(threads: threads)
+    if ProcessInfo.processInfo.environment["SSD_CPU_WINOGRAD"] == "0" { o.winograd = false }
     switch name {
     case "cpu": break
     case "cpu-f16w": o.weightStorage = .f16

@@ -1,0 +1,135 @@
+import CSSDKernels
+import SSDTensor
+import Synchronization
+
+/// Group norm + SiLU applied to a convolution's input as it is read (diffusers' `norm → SiLU → conv`
+/// in `ResnetBlock2D`): `x' = silu(x·scale[b, c] + shift[b, c])` (no SiLU when `silu` is false); padding stays zero.
+struct ConvPrologue { let scale: UnsafePointer<Float>; let shift: UnsafePointer<Float>; let silu: Bool }  // scale/shift [batch, cin]
+
+extension CPUBackend {
+    /// Smallest number of 4×4 output tiles (over the batch) for which Winograd beats the implicit
+    /// GEMM: below it the per-call weight transform and the short GEMMs cost more than they save.
+    static let winogradMinimumTiles = 96
+
+    /// 3×3, stride 1, padding 1 convolution (diffusers `nn.Conv2d(…, kernel_size=3, padding=1)` on
+    /// NHWC) by Winograd F(4×4, 3×3) (Lavin & Gray 2015): 36 GEMMs `[tiles × Cin] · [Cin × Cout]`
+    /// in the transformed domain (4× fewer multiplications than direct) on the packed micro-kernel.
+    /// The weight is transformed per call (36·Cin·Cout floats, freed on return: no resident copy);
+    /// tiles are processed in blocks, one block at a time per worker, so the transformed input and
+    /// output stay in cache. `output` is `[batch, height, width, Cout]`, `residual` the same shape.
+    /// Returns false (having written nothing) when it declines: weights not in fp32/f16/bf16 panels,
+    /// too few tiles, too few input channels, or the option is off; the caller then runs the implicit GEMM.
+    func winogradConv2d(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: Int, weight w: PackedWeight,
+                        bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?, prologue: ConvPrologue?,
+                        output: UnsafeMutablePointer<Float>) -> Bool {
+        guard options.winograd, w.kernelH == 3, w.kernelW == 3, case .panels(let element) = w.layout else { return false }
+        let cin = w.inChannels, cout = w.n, nr = Int(SSD_NR)
+        let tilesX = (width + 3) / 4, tilesY = (height + 3) / 4
+        let tiles = batch * tilesX * tilesY
+        guard cin >= 16, cout > 0, tiles >= Self.winogradMinimumTiles else { return false }
+
+        // Transformed weight U[ξ] as 64-column panels of depth Cin (ssd_sgemm's B layout).
+        let panels = w.panels, uXi = panels * cin * nr
+        let u = UnsafeMutablePointer<Float>.allocate(capacity: 36 * uXi)
+        defer { u.deallocate() }
+        let base = UnsafeRawPointer(w.buffer.pointer)
+        parallelFor(panels) { p in
+            let src = base + p * w.panelStride * element.byteSize
+            if element == .f32 {
+                ssd_winograd_weight_f43(src.assumingMemoryBound(to: Float.self), cin, u + p * cin * nr, uXi)
+            } else {
+                let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 9 * cin * nr)
+                defer { tmp.deallocate() }
+                let h = src.assumingMemoryBound(to: UInt16.self)
+                if element == .f16 { ssd_f16_to_f32(h, tmp, 9 * cin * nr) } else { ssd_bf16_to_f32(h, tmp, 9 * cin * nr) }
+                ssd_winograd_weight_f43(tmp, cin, u + p * cin * nr, uXi)
+            }
+        }
+
+        // Tiles per block: the block's transformed input and output (36·T·(Cin + Cout) floats)
+        // within ~12 MB, and at least two blocks per worker.
+        let threads = options.threads
+        var blockTiles = 12 * 1024 * 1024 / (36 * 4 * (cin + cout))
+        blockTiles = min(blockTiles, (tiles + 2 * threads - 1) / (2 * threads))
+        blockTiles = max(6, min(192, (blockTiles + 5) / 6 * 6))
+        let blocks = (tiles + blockTiles - 1) / blockTiles
+        let (_, ncBlock, kcBlock) = options.blocking
+        let next = Atomic<Int>(0)
+        parallelFor(min(threads, blocks)) { _ in
+            let stageStride = (4 * blockTiles + 2) * cin
+            let stage = UnsafeMutablePointer<Float>.allocate(capacity: 6 * stageStride)
+            let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * blockTiles * cin)
+            let m = UnsafeMutablePointer<Float>.allocate(capacity: 36 * blockTiles * cout)
+            let rows = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: blockTiles)
+            defer { stage.deallocate(); v.deallocate(); m.deallocate(); rows.deallocate() }
+            for i in 0..<blockTiles { rows[i] = UnsafePointer(v + i * cin) }
+            while true {
+                let block = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                if block >= blocks { break }
+                let t0 = block * blockTiles, t1 = min(tiles, t0 + blockTiles)
+
+                // Input transform, one run of tiles along a tile row at a time (staged with zero
+                // padding and the prologue applied).
+                var t = t0
+                while t < t1 {
+                    let b = t / (tilesX * tilesY), rem = t % (tilesX * tilesY)
+                    let ty = rem / tilesX, tx0 = rem % tilesX
+                    let count = min(t1 - t, tilesX - tx0)
+                    let rowStride = (4 * count + 2) * cin
+                    let ix0 = 4 * tx0 - 1, lo = max(ix0, 0), hi = min(ix0 + 4 * count + 2, width)
+                    for r in 0..<6 {
+                        let iy = 4 * ty - 1 + r
+                        let dst = stage + r * rowStride
+                        guard iy >= 0, iy < height, hi > lo else {
+                            dst.update(repeating: 0, count: rowStride)
+                            continue
+                        }
+                        if lo > ix0 { dst.update(repeating: 0, count: (lo - ix0) * cin) }
+                        let pixelsAfter = ix0 + 4 * count + 2 - hi
+                        if pixelsAfter > 0 { (dst + (hi - ix0) * cin).update(repeating: 0, count: pixelsAfter * cin) }
+                        let src = x + ((b * height + iy) * width + lo) * cin
+                        let into = dst + (lo - ix0) * cin
+                        if let prologue {
+                            ssd_scale_shift_act(src, into, hi - lo, cin, prologue.scale + b * cin, prologue.shift + b * cin,
+                                                prologue.silu ? Int32(SSD_ACT_SILU) : Int32(SSD_ACT_NONE))
+                        } else {
+                            into.update(from: src, count: (hi - lo) * cin)
+                        }
+                    }
+                    ssd_winograd_input_f43(stage, rowStride, cin, count, v + (t - t0) * cin, cin, blockTiles * cin)
+                    t += count
+                }
+
+                // 36 GEMMs M[ξ] = V[ξ] · U[ξ], cache-blocked in columns and depth like `gemm`.
+                for xi in 0..<36 {
+                    var j0 = 0
+                    while j0 < cout {
+                        let nb = min(ncBlock, cout - j0)
+                        var k0 = 0
+                        while k0 < cin {
+                            let kb = min(kcBlock, cin - k0)
+                            var args = ssd_gemm_args(
+                                m: t1 - t0, n: nb, k: kb, a_rows: UnsafePointer(rows), a_offset: xi * blockTiles * cin + k0,
+                                b: UnsafeRawPointer(u + xi * uXi + (j0 / nr) * cin * nr + k0 * nr), b_panel_stride: cin * nr,
+                                c: m + xi * blockTiles * cout + j0, ldc: cout, alpha: 1, accumulate: k0 == 0 ? 0 : 1,
+                                bias: nil, residual: nil, ldr: 0, scratch: nil)
+                            ssd_sgemm(&args)
+                            k0 += kb
+                        }
+                        j0 += nb
+                    }
+                }
+
+                // Output transform with bias and residual.
+                for t in t0..<t1 {
+                    let b = t / (tilesX * tilesY), rem = t % (tilesX * tilesY)
+                    let ty = rem / tilesX, tx = rem % tilesX
+                    let offset = ((b * height + 4 * ty) * width + 4 * tx) * cout
+                    ssd_winograd_output_f43(m + (t - t0) * cout, blockTiles * cout, cout, bias, residual.map { $0 + offset },
+                                            output + offset, width * cout, Int32(min(4, height - 4 * ty)), Int32(min(4, width - 4 * tx)))
+                }
+            }
+        }
+        return true
+    }
+}
