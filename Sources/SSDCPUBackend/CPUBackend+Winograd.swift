@@ -7,10 +7,6 @@ import Synchronization
 struct ConvPrologue { let scale: UnsafePointer<Float>; let shift: UnsafePointer<Float>; let silu: Bool }  // scale/shift [batch, cin]
 
 extension CPUBackend {
-    /// Smallest number of 4×4 output tiles (over the batch) for which Winograd beats the implicit
-    /// GEMM: below it the per-call weight transform and the short GEMMs cost more than they save.
-    static let winogradMinimumTiles = 96
-
     /// 3×3, stride 1, padding 1 convolution (diffusers `nn.Conv2d(…, kernel_size=3, padding=1)` on
     /// NHWC) by Winograd F(4×4, 3×3) (Lavin & Gray 2015): 36 GEMMs `[tiles × Cin] · [Cin × Cout]`
     /// in the transformed domain (4× fewer multiplications than direct) on the packed micro-kernel.
@@ -26,7 +22,7 @@ extension CPUBackend {
         let cin = w.inChannels, cout = w.n, nr = Int(SSD_NR)
         let tilesX = (width + 3) / 4, tilesY = (height + 3) / 4
         let tiles = batch * tilesX * tilesY
-        guard cin >= 16, cout > 0, tiles >= Self.winogradMinimumTiles else { return false }
+        guard cin >= 16, cout > 0, tiles >= options.winogradMinimumTiles else { return false }
 
         // Transformed weight U[ξ] as 64-column panels of depth Cin (ssd_sgemm's B layout).
         let panels = w.panels, uXi = panels * cin * nr
