@@ -85,7 +85,7 @@ WI_INLINE void wi_weight(const float *g, long cin, float *u, long uxs) {
 }
 
 WI_INLINE void wi_output(const float *m, long mxs, long ch, const float *bias, const float *residual,
-                         float *y, long yrs, int rows, int cols) {
+                         float *y, long yrs, long yps, int rows, int cols) {
     for (long c = 0; c < ch; c++) {
         float tmp[4][6];
         for (int j = 0; j < 6; j++) {
@@ -100,8 +100,8 @@ WI_INLINE void wi_output(const float *m, long mxs, long ch, const float *bias, c
             WI_AT6(tmp[a], o);
             for (int x = 0; x < cols; x++) {
                 float val = o[x] + b;
-                if (residual) val += residual[a * yrs + x * ch + c];
-                y[a * yrs + x * ch + c] = val;
+                if (residual) val += residual[a * yrs + x * yps + c];
+                y[a * yrs + x * yps + c] = val;
             }
         }
     }
@@ -112,8 +112,8 @@ static void wi_input_portable(const float *src, long rs, long ch, long tiles, fl
 }
 static void wi_weight_portable(const float *g, long cin, float *u, long uxs) { wi_weight(g, cin, u, uxs); }
 static void wi_output_portable(const float *m, long mxs, long ch, const float *bias, const float *residual,
-                               float *y, long yrs, int rows, int cols) {
-    wi_output(m, mxs, ch, bias, residual, y, yrs, rows, cols);
+                               float *y, long yrs, long yps, int rows, int cols) {
+    wi_output(m, mxs, ch, bias, residual, y, yrs, yps, rows, cols);
 }
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -124,8 +124,8 @@ WI_AVX2 static void wi_input_avx2(const float *src, long rs, long ch, long tiles
 }
 WI_AVX2 static void wi_weight_avx2(const float *g, long cin, float *u, long uxs) { wi_weight(g, cin, u, uxs); }
 WI_AVX2 static void wi_output_avx2(const float *m, long mxs, long ch, const float *bias, const float *residual,
-                                   float *y, long yrs, int rows, int cols) {
-    wi_output(m, mxs, ch, bias, residual, y, yrs, rows, cols);
+                                   float *y, long yrs, long yps, int rows, int cols) {
+    wi_output(m, mxs, ch, bias, residual, y, yrs, yps, rows, cols);
 }
 #define WI_LEVEL() (ssd_isa() == SSD_ISA_NEON ? SSD_ISA_PORTABLE : ssd_isa())
 #endif
@@ -150,11 +150,11 @@ void ssd_winograd_weight_f43(const float *g, long cin, float *u, long u_xi_strid
 }
 
 void ssd_winograd_output_f43(const float *m, long m_xi_stride, long channels, const float *bias,
-                             const float *residual, float *y, long y_row_stride, int rows, int cols) {
+                             const float *residual, float *y, long y_row_stride, long y_pixel_stride, int rows, int cols) {
 #if defined(__x86_64__) || defined(__i386__)
     int level = WI_LEVEL();
-    if (level >= SSD_ISA_AVX512) { ssd_wino_output_f43_avx512(m, m_xi_stride, channels, bias, residual, y, y_row_stride, rows, cols); return; }
-    if (level >= SSD_ISA_AVX2) { wi_output_avx2(m, m_xi_stride, channels, bias, residual, y, y_row_stride, rows, cols); return; }
+    if (level >= SSD_ISA_AVX512) { ssd_wino_output_f43_avx512(m, m_xi_stride, channels, bias, residual, y, y_row_stride, y_pixel_stride, rows, cols); return; }
+    if (level >= SSD_ISA_AVX2) { wi_output_avx2(m, m_xi_stride, channels, bias, residual, y, y_row_stride, y_pixel_stride, rows, cols); return; }
 #endif
-    wi_output_portable(m, m_xi_stride, channels, bias, residual, y, y_row_stride, rows, cols);
+    wi_output_portable(m, m_xi_stride, channels, bias, residual, y, y_row_stride, y_pixel_stride, rows, cols);
 }

@@ -99,7 +99,7 @@ WT void ssd_wino_weight_f43_avx512(const float *g, long cin, float *u, long uxs)
 }
 
 WT void ssd_wino_output_f43_avx512(const float *m, long mxs, long ch, const float *bias, const float *residual,
-                                   float *y, long yrs, int rows, int cols) {
+                                   float *y, long yrs, long yps, int rows, int cols) {
     for (long c = 0; c < ch; c += 16) {
         __mmask16 mk = wt_mask(ch - c);
         __m512 tmp[4][6];
@@ -118,7 +118,7 @@ WT void ssd_wino_output_f43_avx512(const float *m, long mxs, long ch, const floa
             at6(tmp[a], o);
             for (int x = 0; x < cols; x++) {
                 __m512 val = _mm512_add_ps(o[x], b);
-                long off = a * yrs + x * ch + c;
+                long off = a * yrs + x * yps + c;
                 if (residual) val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(mk, residual + off));
                 _mm512_mask_storeu_ps(y + off, mk, val);
             }

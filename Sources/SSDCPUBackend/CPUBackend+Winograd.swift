@@ -10,27 +10,46 @@ extension CPUBackend {
     /// 3×3, stride 1, padding 1 convolution (diffusers `nn.Conv2d(…, kernel_size=3, padding=1)` on
     /// NHWC) by Winograd F(4×4, 3×3) (Lavin & Gray 2015): 36 GEMMs `[tiles × Cin] · [Cin × Cout]`
     /// in the transformed domain (4× fewer multiplications than direct) on the packed micro-kernel.
-    /// The weight is transformed per call (36·Cin·Cout floats, freed on return: no resident copy);
-    /// tiles are processed in blocks, one block at a time per worker, so the transformed input and
-    /// output stay in cache. `output` is `[batch, height, width, Cout]`, `residual` the same shape.
+    /// The weight is transformed per call (at most 64 MB at a time, pooled, no resident copy);
+    /// tiles are processed in blocks, one block at a time per worker. `output` is
+    /// `[batch, height, width, Cout]`, `residual` the same shape.
     /// Returns false (having written nothing) when it declines: weights not in fp32/f16/bf16 panels,
     /// too few tiles, too few input channels, or the option is off; the caller then runs the implicit GEMM.
     func winogradConv2d(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: Int, weight w: PackedWeight,
                         bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?, prologue: ConvPrologue?,
                         output: UnsafeMutablePointer<Float>) -> Bool {
-        guard options.winograd, w.kernelH == 3, w.kernelW == 3, case .panels(let element) = w.layout else { return false }
-        let cin = w.inChannels, cout = w.n, nr = Int(SSD_NR)
+        guard options.winograd, w.kernelH == 3, w.kernelW == 3, case .panels = w.layout else { return false }
+        let tiles = batch * ((width + 3) / 4) * ((height + 3) / 4)
+        guard w.inChannels >= 16, w.n > 0, tiles >= options.winogradMinimumTiles else { return false }
+        let nr = Int(SSD_NR)
+        let chunkPanels = max(1, options.winogradWeightBytes / (36 * w.inChannels * nr * 4))
+        var p0 = 0
+        while p0 < w.panels {
+            let p1 = min(w.panels, p0 + chunkPanels)
+            winograd(x, batch: batch, height: height, width: width, weight: w, columns: (p0 * nr)..<min(w.n, p1 * nr),
+                     bias: bias, residual: residual, prologue: prologue, output: output)
+            p0 = p1
+        }
+        return true
+    }
+
+    /// Output channels `columns` (starting on a panel boundary) of `winogradConv2d`.
+    private func winograd(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: Int, weight w: PackedWeight,
+                          columns: Range<Int>, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?,
+                          prologue: ConvPrologue?, output: UnsafeMutablePointer<Float>) {
+        guard case .panels(let element) = w.layout else { return }
+        let cin = w.inChannels, cout = w.n, nr = Int(SSD_NR), n = columns.count, c0 = columns.lowerBound
         let tilesX = (width + 3) / 4, tilesY = (height + 3) / 4
         let tiles = batch * tilesX * tilesY
-        guard cin >= 16, cout > 0, tiles >= options.winogradMinimumTiles else { return false }
 
-        // Transformed weight U[ξ] as 64-column panels of depth Cin (ssd_sgemm's B layout).
-        let panels = w.panels, uXi = panels * cin * nr
+        // Transformed weight U[ξ] of these columns as 64-column panels of depth Cin (ssd_sgemm's B layout).
+        let panels = (n + nr - 1) / nr, uXi = panels * cin * nr
         let uBuffer = CPUBuffer(byteCount: 36 * uXi * 4, counter: counter)  // pooled: no page faults on reuse
+        defer { withExtendedLifetime(uBuffer) {} }
         let u = uBuffer.floats
         let base = UnsafeRawPointer(w.buffer.pointer)
         parallelFor(panels) { p in
-            let src = base + p * w.panelStride * element.byteSize
+            let src = base + (c0 / nr + p) * w.panelStride * element.byteSize
             if element == .f32 {
                 ssd_winograd_weight_f43(src.assumingMemoryBound(to: Float.self), cin, u + p * cin * nr, uXi)
             } else {
@@ -44,9 +63,9 @@ extension CPUBackend {
 
         // Tiles per block: ~180 (each U[ξ] comes from L3 once per block and serves T/6 micro-tiles;
         // measured best for 128–512 channels), the block's transformed input and output
-        // (36·T·(Cin + Cout) floats) within 32 MB, and at least two blocks per worker.
+        // (36·T·(Cin + n) floats) within 32 MB, and at least two blocks per worker.
         let threads = options.threads
-        var blockTiles = min(180, 32 * 1024 * 1024 / (36 * 4 * (cin + cout)))
+        var blockTiles = min(180, 32 * 1024 * 1024 / (36 * 4 * (cin + n)))
         blockTiles = min(blockTiles, (tiles + 2 * threads - 1) / (2 * threads))
         blockTiles = max(6, (blockTiles + 5) / 6 * 6)
         let blocks = (tiles + blockTiles - 1) / blockTiles
@@ -54,7 +73,7 @@ extension CPUBackend {
         let next = Atomic<Int>(0)
         parallelFor(min(threads, blocks)) { _ in
             let stageStride = (4 * blockTiles + 2) * cin
-            let scratch = CPUBuffer(byteCount: (6 * stageStride + 36 * blockTiles * (cin + cout)) * 4, counter: counter)
+            let scratch = CPUBuffer(byteCount: (6 * stageStride + 36 * blockTiles * (cin + n)) * 4, counter: counter)
             let stage = scratch.floats, v = stage + 6 * stageStride, m = v + 36 * blockTiles * cin
             let rows = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: blockTiles)
             defer { rows.deallocate(); withExtendedLifetime(scratch) {} }
@@ -64,8 +83,8 @@ extension CPUBackend {
                 if block >= blocks { break }
                 let t0 = block * blockTiles, t1 = min(tiles, t0 + blockTiles)
 
-                // Input transform, one run of tiles along a tile row at a time (staged with zero
-                // padding and the prologue applied).
+                // Input transform V[ξ][t][ci], one run of tiles along a tile row at a time (staged
+                // with zero padding and the prologue applied).
                 var t = t0
                 while t < t1 {
                     let b = t / (tilesX * tilesY), rem = t % (tilesX * tilesY)
@@ -99,15 +118,15 @@ extension CPUBackend {
                 // 36 GEMMs M[ξ] = V[ξ] · U[ξ], cache-blocked in columns and depth like `gemm`.
                 for xi in 0..<36 {
                     var j0 = 0
-                    while j0 < cout {
-                        let nb = min(ncBlock, cout - j0)
+                    while j0 < n {
+                        let nb = min(ncBlock, n - j0)
                         var k0 = 0
                         while k0 < cin {
                             let kb = min(kcBlock, cin - k0)
                             var args = ssd_gemm_args(
                                 m: t1 - t0, n: nb, k: kb, a_rows: UnsafePointer(rows), a_offset: xi * blockTiles * cin + k0,
                                 b: UnsafeRawPointer(u + xi * uXi + (j0 / nr) * cin * nr + k0 * nr), b_panel_stride: cin * nr,
-                                c: m + xi * blockTiles * cout + j0, ldc: cout, alpha: 1, accumulate: k0 == 0 ? 0 : 1,
+                                c: m + xi * blockTiles * n + j0, ldc: n, alpha: 1, accumulate: k0 == 0 ? 0 : 1,
                                 bias: nil, residual: nil, ldr: 0, scratch: nil)
                             ssd_sgemm(&args)
                             k0 += kb
@@ -120,14 +139,12 @@ extension CPUBackend {
                 for t in t0..<t1 {
                     let b = t / (tilesX * tilesY), rem = t % (tilesX * tilesY)
                     let ty = rem / tilesX, tx = rem % tilesX
-                    let offset = ((b * height + 4 * ty) * width + 4 * tx) * cout
-                    ssd_winograd_output_f43(m + (t - t0) * cout, blockTiles * cout, cout, bias, residual.map { $0 + offset },
-                                            output + offset, width * cout, Int32(min(4, height - 4 * ty)), Int32(min(4, width - 4 * tx)))
+                    let offset = ((b * height + 4 * ty) * width + 4 * tx) * cout + c0
+                    ssd_winograd_output_f43(m + (t - t0) * n, blockTiles * n, n, bias.map { $0 + c0 }, residual.map { $0 + offset },
+                                            output + offset, width * cout, cout,
+                                            Int32(min(4, height - 4 * ty)), Int32(min(4, width - 4 * tx)))
                 }
             }
         }
-        withExtendedLifetime(uBuffer) {}
-        return true
     }
 }
-

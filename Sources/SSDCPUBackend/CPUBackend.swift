@@ -41,6 +41,9 @@ public struct CPUBackendOptions: Sendable, Hashable {
     /// Fewest 4×4 output tiles (over the batch) for which a convolution takes the Winograd path:
     /// below it the per-call weight transform and the short GEMMs cost more than they save.
     var winogradMinimumTiles = 96
+    /// Largest transformed weight the Winograd path holds at once (36·Cin·columns floats); wider
+    /// convolutions run in column chunks, re-transforming the input per chunk.
+    var winogradWeightBytes = 64 << 20
     var blockRows = 480
     var blockColumns = 512
     var blockDepth = 512

@@ -77,6 +77,15 @@ import SSDTensor
         }
     }
 
+    /// Output channels in several column chunks (a transformed-weight budget of one 64-column panel).
+    @Test func columnChunks() throws {
+        var o = CPUBackendOptions()
+        o.winogradMinimumTiles = 1
+        o.winogradWeightBytes = 1
+        let err = try error(try CPUBackend(options: o), [2, 7, 9, 20, 150], bias: true, residual: true, prologue: true)
+        #expect(err < 1e-5, "column chunks: \(err)")
+    }
+
     /// f16 and bf16 weight panels are converted before the transform.
     @Test func halfWeights() throws {
         for dtype in [DType.f16, .bf16] {
