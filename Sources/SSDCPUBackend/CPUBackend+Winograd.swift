@@ -63,15 +63,18 @@ extension CPUBackend {
 
         // Tiles per block: ~180 (each U[ξ] comes from L3 once per block and serves T/6 micro-tiles;
         // measured best for 128–512 channels), the block's transformed input and output
-        // (36·T·(Cin + n) floats) within 32 MB, and at least two blocks per worker.
+        // (36·T·(Cin + n) floats) within 32 MB. Tasks are (block, column split): with fewer than
+        // two blocks per worker the columns are split too (each task transforms its block's input).
         let threads = options.threads
         var blockTiles = min(180, 32 * 1024 * 1024 / (36 * 4 * (cin + n)))
-        blockTiles = min(blockTiles, (tiles + 2 * threads - 1) / (2 * threads))
-        blockTiles = max(6, (blockTiles + 5) / 6 * 6)
+        blockTiles = max(6, (min(blockTiles, tiles) + 5) / 6 * 6)
         let blocks = (tiles + blockTiles - 1) / blockTiles
+        let splits = min(panels, max(1, (2 * threads + blocks - 1) / blocks))
+        let panelsPerSplit = (panels + splits - 1) / splits
+        let tasks = blocks * splits
         let (_, ncBlock, kcBlock) = options.blocking
         let next = Atomic<Int>(0)
-        parallelFor(min(threads, blocks)) { _ in
+        parallelFor(min(threads, tasks)) { _ in
             let stageStride = (4 * blockTiles + 2) * cin
             let scratch = CPUBuffer(byteCount: (6 * stageStride + 36 * blockTiles * (cin + n)) * 4, counter: counter)
             let stage = scratch.floats, v = stage + 6 * stageStride, m = v + 36 * blockTiles * cin
@@ -79,9 +82,11 @@ extension CPUBackend {
             defer { rows.deallocate(); withExtendedLifetime(scratch) {} }
             for i in 0..<blockTiles { rows[i] = UnsafePointer(v + i * cin) }
             while true {
-                let block = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                if block >= blocks { break }
-                let t0 = block * blockTiles, t1 = min(tiles, t0 + blockTiles)
+                let task = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                if task >= tasks { break }
+                let t0 = (task / splits) * blockTiles, t1 = min(tiles, t0 + blockTiles)
+                let s0 = (task % splits) * panelsPerSplit * nr, s1 = min(n, s0 + panelsPerSplit * nr)
+                if s0 >= s1 { continue }
 
                 // Input transform V[ξ][t][ci], one run of tiles along a tile row at a time (staged
                 // with zero padding and the prologue applied).
@@ -117,9 +122,9 @@ extension CPUBackend {
 
                 // 36 GEMMs M[ξ] = V[ξ] · U[ξ], cache-blocked in columns and depth like `gemm`.
                 for xi in 0..<36 {
-                    var j0 = 0
-                    while j0 < n {
-                        let nb = min(ncBlock, n - j0)
+                    var j0 = s0
+                    while j0 < s1 {
+                        let nb = min(ncBlock, s1 - j0)
                         var k0 = 0
                         while k0 < cin {
                             let kb = min(kcBlock, cin - k0)
@@ -139,8 +144,8 @@ extension CPUBackend {
                 for t in t0..<t1 {
                     let b = t / (tilesX * tilesY), rem = t % (tilesX * tilesY)
                     let ty = rem / tilesX, tx = rem % tilesX
-                    let offset = ((b * height + 4 * ty) * width + 4 * tx) * cout + c0
-                    ssd_winograd_output_f43(m + (t - t0) * n, blockTiles * n, n, bias.map { $0 + c0 }, residual.map { $0 + offset },
+                    let offset = ((b * height + 4 * ty) * width + 4 * tx) * cout + c0 + s0
+                    ssd_winograd_output_f43(m + (t - t0) * n + s0, blockTiles * n, s1 - s0, bias.map { $0 + c0 + s0 }, residual.map { $0 + offset },
                                             output + offset, width * cout, cout,
                                             Int32(min(4, height - 4 * ty)), Int32(min(4, width - 4 * tx)))
                 }

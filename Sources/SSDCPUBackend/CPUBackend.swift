@@ -40,7 +40,7 @@ public struct CPUBackendOptions: Sendable, Hashable {
     public var winograd: Bool = true
     /// Fewest 4×4 output tiles (over the batch) for which a convolution takes the Winograd path:
     /// below it the per-call weight transform and the short GEMMs cost more than they save.
-    var winogradMinimumTiles = 96
+    var winogradMinimumTiles = 32
     /// Largest transformed weight the Winograd path holds at once (36·Cin·columns floats); wider
     /// convolutions run in column chunks, re-transforming the input per chunk.
     var winogradWeightBytes = 64 << 20
