@@ -50,6 +50,10 @@ extension CPUBackend {
             runGEMM(rows: .dense(xp, lda: cin), m: m, weight: w, c: y, epilogue: ep)
             return out
         }
+        if kh == 3, kw == 3, stride == 1, padding == 1,
+           winogradConv2d(xp, batch: b, height: h, width: wd, weight: w, bias: ep.bias, residual: ep.residual, prologue: pro, output: y) {
+            return out
+        }
         runGEMM(rows: .conv(xp, geometry, prologue: pro), m: m, weight: w, c: y, epilogue: ep)
         return out
     }

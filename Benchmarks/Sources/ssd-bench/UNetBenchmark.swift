@@ -33,16 +33,18 @@ func resetPeakResidentMemory() {
     try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
 }
 
-/// Makes the backend a `--backend` name selects: cpu, cpu-f16w, cpu-bf16, cpu-openblas, reference.
+/// Makes the backend a `--backend` name selects: cpu, cpu-direct, cpu-f16w, cpu-bf16, cpu-openblas, reference.
 func makeBackend(_ name: String, threads: Int) throws -> any ComputeBackend {
     var o = CPUBackendOptions(threads: threads)
+    if ProcessInfo.processInfo.environment["SSD_CPU_WINOGRAD"] == "0" { o.winograd = false }
     switch name {
     case "cpu": break
+    case "cpu-direct": o.winograd = false  // 3×3 convolutions by implicit GEMM only (no Winograd)
     case "cpu-f16w": o.weightStorage = .f16
     case "cpu-bf16": o.weightStorage = .bf16; o.bf16Compute = true
     case "cpu-openblas": o.gemm = .openBLAS
     case "reference": return ReferenceBackend()
-    default: throw BenchError.failed("backend \(name): not one of cpu, cpu-f16w, cpu-bf16, cpu-openblas, reference")
+    default: throw BenchError.failed("backend \(name): not one of cpu, cpu-direct, cpu-f16w, cpu-bf16, cpu-openblas, reference")
     }
     return try CPUBackend(options: o)
 }
