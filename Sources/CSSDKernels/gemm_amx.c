@@ -112,4 +112,80 @@ SSD_AMX void ssd_bf16gemm_amx(const ssd_gemm_args *g) {
         }
     }
 }
+
+/* A given as bf16 rows: C[m × n] = alpha · A[m × k] · B + … over the whole depth at once (k a
+ * multiple of 32; rows up to round_up(m, 32) readable). Each 32 × 32 block of C stays in the four
+ * accumulator tiles over the full depth, so the epilogue runs once per block, and blocks with a
+ * plain epilogue are stored straight from the tiles. Column slices outer: the k × 32 slice of B
+ * stays in L1/L2 while the rows of A stream from L2. */
+SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g) {
+    ssd_tilecfg cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.palette_id = 1;
+    for (int t = 0; t < 8; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+    _tile_loadconfig(&cfg);
+    const uint16_t *b = (const uint16_t *)g->b;
+    long astride = lda * 2, ldc4 = g->ldc * 4, k = g->k;
+    int direct = g->alpha == 1.0f && !g->accumulate && !g->bias && !g->residual;
+    float tmp[32 * 32] __attribute__((aligned(64)));
+    long panels = (g->n + SSD_NR - 1) / SSD_NR;
+    for (long jp = 0; jp < panels; jp++) {
+        const uint16_t *panel = b + jp * g->b_panel_stride;
+        for (int h = 0; h < 2; h++) {
+            long col = jp * SSD_NR + h * 32;
+            if (col >= g->n) break;
+            int cols = (int)(g->n - col < 32 ? g->n - col : 32);
+            const uint16_t *b0 = panel + h * 64, *b1 = b0 + 32;
+            for (long i0 = 0; i0 < g->m; i0 += 32) {
+                const uint16_t *a0 = a + i0 * lda, *a1 = a0 + 16 * lda;
+                int rows = (int)(g->m - i0 < 32 ? g->m - i0 : 32);
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (long p = 0; p < k; p += 32) {
+                    _tile_loadd(4, a0 + p, astride);
+                    _tile_loadd(6, b0 + p * 64, 256);
+                    _tile_loadd(7, b1 + p * 64, 256);
+                    _tile_loadd(5, a1 + p, astride);
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_dpbf16ps(1, 4, 7);
+                    _tile_dpbf16ps(2, 5, 6);
+                    _tile_dpbf16ps(3, 5, 7);
+                }
+                if (direct && rows == 32 && cols == 32) {
+                    float *c = g->c + i0 * g->ldc + col;
+                    _tile_stored(0, c, ldc4);
+                    _tile_stored(1, c + 16, ldc4);
+                    _tile_stored(2, c + 16 * g->ldc, ldc4);
+                    _tile_stored(3, c + 16 * g->ldc + 16, ldc4);
+                } else {
+                    _tile_stored(0, tmp, 128);
+                    _tile_stored(1, tmp + 16, 128);
+                    _tile_stored(2, tmp + 16 * 32, 128);
+                    _tile_stored(3, tmp + 16 * 32 + 16, 128);
+                    store_block(g, tmp, i0, col, rows, cols);
+                }
+            }
+        }
+    }
+}
+
+/* fp32 rows → bf16 rows (RNE), zero padded from len to padded (AVX512_BF16 only, no AMX). */
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16"))) void ssd_rows_to_bf16_avx512(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld) {
+    for (long r = 0; r < m; r++) {
+        const float *s = rows[r];
+        uint16_t *d = dst + r * ld;
+        for (long p = 0; p < padded; p += 32) {
+            long left = len - p;
+            __mmask16 m0 = (__mmask16)(left >= 16 ? 0xFFFF : left <= 0 ? 0 : ((1u << left) - 1));
+            long left1 = left - 16;
+            __mmask16 m1 = (__mmask16)(left1 >= 16 ? 0xFFFF : left1 <= 0 ? 0 : ((1u << left1) - 1));
+            __m512i v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, s + p + 16), _mm512_maskz_loadu_ps(m0, s + p));
+            long cnt = padded - p;
+            if (cnt >= 32) _mm512_storeu_si512(d + p, v);
+            else _mm512_mask_storeu_epi16(d + p, (__mmask32)((1u << cnt) - 1), v);
+        }
+    }
+}
 #endif

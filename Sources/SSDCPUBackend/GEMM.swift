@@ -120,6 +120,10 @@ extension CPUBackend {
                 }
             }
         }
+        if w.layout == .bf16Pairs && w.depth > 0 && ssd_amx_active() != 0 {
+            gemmTaskAMX(rowPointers: UnsafePointer(rowPointers), m: m, firstRow: rows.lowerBound, columns: columns, w, c, ldc, ep)
+            return
+        }
         let convertsB: Bool
         if case .panels(let e) = w.layout, e != .f32 { convertsB = true } else { convertsB = false }
         let bScratch = UnsafeMutablePointer<Float>.allocate(capacity: convertsB ? ncBlock * kcBlock : 1)

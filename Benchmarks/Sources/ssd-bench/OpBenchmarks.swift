@@ -30,6 +30,7 @@ func benchVariants(_ args: Arguments) -> [(String, CPUBackend, Bool)] {
         o.threads = threads
         let bl = args.ints("blocking", [])
         if bl.count == 3 { o.blocking = (mc: bl[0], nc: bl[1], kc: bl[2]) }
+        if let only = args.values["variants"], !only.split(separator: ",").contains(Substring(name)) { return }
         if let b = try? CPUBackend(options: o) { list.append((name, b, bf16)) }
     }
     if !args.flags.contains("openblas-only") {
@@ -50,8 +51,8 @@ func runOpBenchmark(_ op: String, _ args: Arguments) throws {
     let env = ProcessInfo.processInfo.environment
     print("OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "(unset)") OPENBLAS_L2_SIZE=\(env["OPENBLAS_L2_SIZE"] ?? "(unset)")")
     let cases = opCases(op, quick: args.flags.contains("quick"))
-    // Attention has no weights: the weight-storage and GEMM-provider variants run the same code.
-    let variants = op == "attention" ? Array(benchVariants(args).prefix(1)) : benchVariants(args)
+    // Attention has no weights: only fp32 and bf16 compute differ.
+    let variants = op == "attention" ? benchVariants(args).filter { $0.0 == "own-f32" || $0.0 == "own-bf16" } : benchVariants(args)
     var results: [OpResult] = []
     var torchSeconds: [Double]? = nil
     if args.flags.contains("torch") {

@@ -1,0 +1,42 @@
+import CSSDKernels
+import SSDTensor
+
+extension CPUBackend {
+    /// Row-block budget of the AMX path: the bf16 copy of one row block of A (all segments) is
+    /// kept at about 1 MiB so that it stays in L2 while the column slices of B stream past it.
+    static let amxRowBlockBytes = 1 << 20
+
+    /// One GEMM task on the AMX tiles (bf16 weights in `bf16Pairs` panels): each row block of A
+    /// is converted to bf16 once, over all segments in the weights' stored depth layout, and then
+    /// multiplied by every column of the task over the full depth, so that neither the conversion
+    /// nor the epilogue repeats per column or depth block (the generic path, `gemmTask`, does both).
+    /// `rowPointers[s · m + r]` is segment `s` of the task's row `r`.
+    func gemmTaskAMX(rowPointers: UnsafePointer<UnsafePointer<Float>?>, m: Int, firstRow: Int, columns: Range<Int>,
+                     _ w: PackedWeight, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ ep: GEMMEpilogue) {
+        let depth = w.depth, segments = w.kernelH
+        let mc = min(max(32, Self.amxRowBlockBytes / (2 * depth) / 32 * 32), (m + 31) / 32 * 32)
+        let a = UnsafeMutableRawPointer.allocate(byteCount: mc * depth * 2, alignment: 64)
+        defer { a.deallocate() }
+        let a16 = a.assumingMemoryBound(to: UInt16.self)
+        // Only used should the level drop below AMX meanwhile (tests switch it process-wide).
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 24 * depth + 64, alignment: 64)
+        defer { scratch.deallocate() }
+        let j0 = columns.lowerBound
+        let b = UnsafeRawPointer(w.buffer.pointer) + (j0 / Int(SSD_NR)) * w.panelStride * 2
+        var r0 = 0
+        while r0 < m {
+            let mb = min(mc, m - r0)
+            for s in 0..<segments {
+                ssd_rows_to_bf16(UnsafePointer(rowPointers + s * m + r0), mb, w.segmentLength, w.segmentStride,
+                                 a16 + s * w.segmentStride, depth)
+            }
+            let row0 = firstRow + r0
+            var args = ssd_gemm_args(
+                m: mb, n: columns.count, k: depth, a_rows: nil, a_offset: 0, b: b, b_panel_stride: w.panelStride,
+                c: c + row0 * ldc + j0, ldc: ldc, alpha: ep.alpha, accumulate: 0, bias: ep.bias.map { $0 + j0 },
+                residual: ep.residual.map { $0 + row0 * ep.ldr + j0 }, ldr: ep.ldr, scratch: scratch)
+            ssd_bf16gemm_bf16a(a16, depth, &args)
+            r0 += mb
+        }
+    }
+}
