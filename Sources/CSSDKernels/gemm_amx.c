@@ -4,6 +4,7 @@
 #if defined(__x86_64__)
 #include "internal.h"
 #include <immintrin.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -113,11 +114,18 @@ SSD_AMX void ssd_bf16gemm_amx(const ssd_gemm_args *g) {
     }
 }
 
-/* A given as bf16 rows: C[m × n] = alpha · A[m × k] · B + … over the whole depth at once (k a
- * multiple of 32; rows up to round_up(m, 32) readable). Each 32 × 32 block of C stays in the four
- * accumulator tiles over the full depth, so the epilogue runs once per block, and blocks with a
- * plain epilogue are stored straight from the tiles. Column slices outer: the k × 32 slice of B
- * stays in L1/L2 while the rows of A stream from L2. */
+/* Most depth per pass of the bf16-rows AMX GEMM: with the 256-row blocks GEMM+AMX.swift gives,
+ * the rows of A of one pass (≤ 1 MiB) stay in L2 and each 32 × 32 block of C goes through memory
+ * at most once per 2048 of depth (2048 measured better than 512 or 1024: partial sums cost more
+ * than the L1 misses of the longer B slices). */
+#define SSD_AMX_KC 2048
+
+/* A given as bf16 rows: C[m × n] = alpha · A[m × k] · B + … (k a multiple of 32; rows up to
+ * round_up(m, 32) readable). Depth passes of SSD_AMX_KC outer (one pass when accumulating
+ * into C), then 32-column slices of B, then 32-row slices of A; each 32 × 32 block of C lives in
+ * the four accumulator tiles over one pass, its partial sums in C itself between passes (in a
+ * side buffer for edge blocks), and the epilogue runs once, after the last pass; blocks with a
+ * plain epilogue are stored straight from the tiles. */
 SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g) {
     ssd_tilecfg cfg;
     memset(&cfg, 0, sizeof(cfg));
@@ -126,24 +134,44 @@ SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_
     _tile_loadconfig(&cfg);
     const uint16_t *b = (const uint16_t *)g->b;
     long astride = lda * 2, ldc4 = g->ldc * 4, k = g->k;
+    long kc = g->accumulate || k <= SSD_AMX_KC ? k : SSD_AMX_KC;
+    if (kc < k) {  /* equal passes, multiples of 32 */
+        long passes = (k + kc - 1) / kc;
+        kc = ((k + passes - 1) / passes + 31) / 32 * 32;
+    }
     int direct = g->alpha == 1.0f && !g->accumulate && !g->bias && !g->residual;
     float tmp[32 * 32] __attribute__((aligned(64)));
-    long panels = (g->n + SSD_NR - 1) / SSD_NR;
-    for (long jp = 0; jp < panels; jp++) {
-        const uint16_t *panel = b + jp * g->b_panel_stride;
-        for (int h = 0; h < 2; h++) {
-            long col = jp * SSD_NR + h * 32;
-            if (col >= g->n) break;
+    long rslices = (g->m + 31) / 32, cslices = (g->n + 31) / 32;
+    /* Partial sums of the edge blocks (last row slice, last column slice) between passes. */
+    float *edge = NULL;
+    if (kc < k && ((g->m % 32) || (g->n % 32))) edge = (float *)aligned_alloc(64, (size_t)(rslices + cslices) * 32 * 32 * 4);
+    for (long k0 = 0; k0 < k; k0 += kc) {
+        long kb = k - k0 < kc ? k - k0 : kc;
+        int first = k0 == 0, last = k0 + kb >= k;
+        for (long cs = 0; cs < cslices; cs++) {
+            long col = cs * 32, jp = col / SSD_NR;
             int cols = (int)(g->n - col < 32 ? g->n - col : 32);
-            const uint16_t *b0 = panel + h * 64, *b1 = b0 + 32;
-            for (long i0 = 0; i0 < g->m; i0 += 32) {
-                const uint16_t *a0 = a + i0 * lda, *a1 = a0 + 16 * lda;
+            const uint16_t *b0 = b + jp * g->b_panel_stride + (col % SSD_NR) * 2 + k0 * SSD_NR, *b1 = b0 + 32;
+            for (long rs = 0; rs < rslices; rs++) {
+                long i0 = rs * 32;
+                const uint16_t *a0 = a + i0 * lda + k0, *a1 = a0 + 16 * lda;
                 int rows = (int)(g->m - i0 < 32 ? g->m - i0 : 32);
-                _tile_zero(0);
-                _tile_zero(1);
-                _tile_zero(2);
-                _tile_zero(3);
-                for (long p = 0; p < k; p += 32) {
+                int full = rows == 32 && cols == 32;
+                /* Where this block's partial sums live between passes. */
+                float *acc = full ? g->c + i0 * g->ldc + col : edge + (rows < 32 ? cs : cslices + rs) * 1024;
+                long accStride = full ? ldc4 : 128;
+                if (first) {
+                    _tile_zero(0);
+                    _tile_zero(1);
+                    _tile_zero(2);
+                    _tile_zero(3);
+                } else {
+                    _tile_loadd(0, acc, accStride);
+                    _tile_loadd(1, (char *)acc + 64, accStride);
+                    _tile_loadd(2, (char *)acc + 16 * accStride, accStride);
+                    _tile_loadd(3, (char *)acc + 16 * accStride + 64, accStride);
+                }
+                for (long p = 0; p < kb; p += 32) {
                     _tile_loadd(4, a0 + p, astride);
                     _tile_loadd(6, b0 + p * 64, 256);
                     _tile_loadd(7, b1 + p * 64, 256);
@@ -153,12 +181,11 @@ SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_
                     _tile_dpbf16ps(2, 5, 6);
                     _tile_dpbf16ps(3, 5, 7);
                 }
-                if (direct && rows == 32 && cols == 32) {
-                    float *c = g->c + i0 * g->ldc + col;
-                    _tile_stored(0, c, ldc4);
-                    _tile_stored(1, c + 16, ldc4);
-                    _tile_stored(2, c + 16 * g->ldc, ldc4);
-                    _tile_stored(3, c + 16 * g->ldc + 16, ldc4);
+                if (!last || (direct && full)) {
+                    _tile_stored(0, acc, accStride);
+                    _tile_stored(1, (char *)acc + 64, accStride);
+                    _tile_stored(2, (char *)acc + 16 * accStride, accStride);
+                    _tile_stored(3, (char *)acc + 16 * accStride + 64, accStride);
                 } else {
                     _tile_stored(0, tmp, 128);
                     _tile_stored(1, tmp + 16, 128);
@@ -169,6 +196,7 @@ SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_
             }
         }
     }
+    free(edge);
 }
 
 /* fp32 rows → bf16 rows (RNE), zero padded from len to padded (AVX512_BF16 only, no AMX). */

@@ -2,19 +2,20 @@ import CSSDKernels
 import SSDTensor
 
 extension CPUBackend {
-    /// Row-block budget of the AMX path: the bf16 copy of one row block of A (all segments) is
-    /// kept at about 1 MiB so that it stays in L2 while the column slices of B stream past it.
-    static let amxRowBlockBytes = 1 << 20
+    /// Rows of A converted to bf16 at a time (all segments): B streams once per row block.
+    /// 256 measured best with the kernel's 2048-deep passes (the 256 × 2048 bf16 slice of A is 1 MiB, in L2).
+    static let amxRowBlock = 256
 
     /// One GEMM task on the AMX tiles (bf16 weights in `bf16Pairs` panels): each row block of A
     /// is converted to bf16 once, over all segments in the weights' stored depth layout, and then
-    /// multiplied by every column of the task over the full depth, so that neither the conversion
-    /// nor the epilogue repeats per column or depth block (the generic path, `gemmTask`, does both).
+    /// multiplied by every column of the task (the kernel blocks the depth itself), so that neither
+    /// the conversion nor the epilogue repeats per column or depth block (the generic path,
+    /// `gemmTask`, does both).
     /// `rowPointers[s · m + r]` is segment `s` of the task's row `r`.
     func gemmTaskAMX(rowPointers: UnsafePointer<UnsafePointer<Float>?>, m: Int, firstRow: Int, columns: Range<Int>,
                      _ w: PackedWeight, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ ep: GEMMEpilogue) {
         let depth = w.depth, segments = w.kernelH
-        let mc = min(max(32, Self.amxRowBlockBytes / (2 * depth) / 32 * 32), (m + 31) / 32 * 32)
+        let mc = min(Self.amxRowBlock, (m + 31) / 32 * 32)
         let a = UnsafeMutableRawPointer.allocate(byteCount: mc * depth * 2, alignment: 64)
         defer { a.deallocate() }
         let a16 = a.assumingMemoryBound(to: UInt16.self)

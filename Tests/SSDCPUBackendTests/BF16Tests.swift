@@ -61,3 +61,27 @@ import SSDTensor
         }
     }
 }
+
+/// The bf16 GEMM with depths past one AMX pass (2048) and edge blocks (rows and columns not
+/// multiples of 32), at every level (AMX where the CPU has it).
+@Suite(.serialized) struct BF16GEMMTests {
+    @Test func deepEdges() throws {
+        defer { CPUBackend.resetInstructionSet() }
+        var seen = Set<String>()
+        for isa in ["portable", "avx512-bf16", "amx-bf16"] {
+            let used = CPUBackend.setInstructionSet(isa)
+            guard seen.insert(used).inserted else { continue }
+            let cpu = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true))
+            let lin = try parity(cpu) { b in
+                try b.linear(input(b, [45, 4200], seed: 1), weight: weight(b, [70, 4200], seed: 2, role: .linear),
+                             bias: input(b, [70], seed: 3), residual: input(b, [45, 70], seed: 4))
+            }
+            #expect(lin < 2e-2 && lin > 0, "\(used) linear 45x4200x70: \(lin)")
+            let conv = try parity(cpu) { b in
+                try b.conv2d(input(b, [1, 5, 7, 700], seed: 5), weight: weight(b, [33, 700, 3, 3], seed: 6, role: .conv2d),
+                             bias: nil, stride: 1, padding: 1, residual: nil)
+            }
+            #expect(conv < 2e-2 && conv > 0, "\(used) conv 700->33: \(conv)")
+        }
+    }
+}
