@@ -178,3 +178,7 @@ void ssd_online_softmax(float *s, long rows, long cols, long cols_padded, long l
                         float *o, long ldo, long d, int causal, long q0, long k0) {
     math->online_softmax(s, rows, cols, cols_padded, ldS, m, l, o, ldo, d, causal, q0, k0);
 }
+void ssd_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, long ldS, float scale, float *m, float *l,
+                             float *o, long ldo, long d, int causal, long q0, long k0, uint16_t *p, long ldp) {
+    math->online_softmax_bf16(s, rows, cols, cols_padded, ldS, scale, m, l, o, ldo, d, causal, q0, k0, p, ldp);
+}

@@ -114,18 +114,19 @@ SSD_AMX void ssd_bf16gemm_amx(const ssd_gemm_args *g) {
     }
 }
 
-/* Most depth per pass of the bf16-rows AMX GEMM: with the 256-row blocks GEMM+AMX.swift gives,
- * the rows of A of one pass (≤ 1 MiB) stay in L2 and each 32 × 32 block of C goes through memory
+/* Most depth per pass of the bf16-rows AMX GEMM: with the row blocks GEMM+AMX.swift gives,
+ * the rows of A of one pass (about 1 MiB) stay in L2 and each 32 × 32 block of C goes through memory
  * at most once per 2048 of depth (2048 measured better than 512 or 1024: partial sums cost more
  * than the L1 misses of the longer B slices). */
 #define SSD_AMX_KC 2048
 
-/* A given as bf16 rows: C[m × n] = alpha · A[m × k] · B + … (k a multiple of 32; rows up to
- * round_up(m, 32) readable). Depth passes of SSD_AMX_KC outer (one pass when accumulating
- * into C), then 32-column slices of B, then 32-row slices of A; each 32 × 32 block of C lives in
- * the four accumulator tiles over one pass, its partial sums in C itself between passes (in a
- * side buffer for edge blocks), and the epilogue runs once, after the last pass; blocks with a
- * plain epilogue are stored straight from the tiles. */
+/* A given as bf16 rows: C[m × n] (+)= alpha · A[m × k] · B + … (k a multiple of 32; rows up to
+ * round_up(m, 32) readable). Depth passes of at most SSD_AMX_KC outer, then 32-column slices of
+ * B, then 32-row slices of A; each 32 × 32 block of C lives in the four accumulator tiles over
+ * one pass and its partial sums in C itself between passes (in a side buffer for edge blocks).
+ * With a plain epilogue (alpha 1, no bias or residual) whole blocks are loaded into and stored
+ * straight from the tiles, accumulation included; otherwise the epilogue runs once, after the
+ * last pass, and an accumulating GEMM takes the whole depth in one pass. */
 SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g) {
     ssd_tilecfg cfg;
     memset(&cfg, 0, sizeof(cfg));
@@ -134,12 +135,12 @@ SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_
     _tile_loadconfig(&cfg);
     const uint16_t *b = (const uint16_t *)g->b;
     long astride = lda * 2, ldc4 = g->ldc * 4, k = g->k;
-    long kc = g->accumulate || k <= SSD_AMX_KC ? k : SSD_AMX_KC;
+    int plain = g->alpha == 1.0f && !g->bias && !g->residual;
+    long kc = (g->accumulate && !plain) || k <= SSD_AMX_KC ? k : SSD_AMX_KC;
     if (kc < k) {  /* equal passes, multiples of 32 */
         long passes = (k + kc - 1) / kc;
         kc = ((k + passes - 1) / passes + 31) / 32 * 32;
     }
-    int direct = g->alpha == 1.0f && !g->accumulate && !g->bias && !g->residual;
     float tmp[32 * 32] __attribute__((aligned(64)));
     long rslices = (g->m + 31) / 32, cslices = (g->n + 31) / 32;
     /* Partial sums of the edge blocks (last row slice, last column slice) between passes. */
@@ -160,7 +161,7 @@ SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_
                 /* Where this block's partial sums live between passes. */
                 float *acc = full ? g->c + i0 * g->ldc + col : edge + (rows < 32 ? cs : cslices + rs) * 1024;
                 long accStride = full ? ldc4 : 128;
-                if (first) {
+                if (first && !(full && plain && g->accumulate)) {
                     _tile_zero(0);
                     _tile_zero(1);
                     _tile_zero(2);
@@ -181,7 +182,7 @@ SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_
                     _tile_dpbf16ps(2, 5, 6);
                     _tile_dpbf16ps(3, 5, 7);
                 }
-                if (!last || (direct && full)) {
+                if (!last || (plain && full)) {
                     _tile_stored(0, acc, accStride);
                     _tile_stored(1, (char *)acc + 64, accStride);
                     _tile_stored(2, (char *)acc + 16 * accStride, accStride);

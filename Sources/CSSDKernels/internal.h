@@ -50,6 +50,8 @@ typedef struct ssd_math_table {
     void (*scale_shift_act)(const float *, float *, long, long, const float *, const float *, int);
     void (*softmax_row)(const float *, float *, long, long);
     void (*online_softmax)(float *, long, long, long, long, float *, float *, float *, long, long, int, long, long);
+    void (*online_softmax_bf16)(float *, long, long, long, long, float, float *, float *, float *, long, long, int, long,
+                                long, uint16_t *, long);
 } ssd_math_table;
 
 extern const ssd_math_table ssd_math_portable;

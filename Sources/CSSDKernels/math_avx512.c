@@ -149,7 +149,66 @@ SSD_T static void a_online_softmax(float *s, long rows, long cols, long cols_pad
     }
 }
 
+static inline __mmask16 lanes_left(long left) {
+    return (__mmask16)(left >= 16 ? 0xFFFF : left <= 0 ? 0 : ((1u << left) - 1));
+}
+
+/* Rounds to bf16 (RNE; finite inputs) keeping the fp32 bit layout (low half zero). */
+SSD_T static inline __m512i round_bf16_bits(__m512 v) {
+    __m512i x = _mm512_castps_si512(v);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+    return _mm512_and_si512(_mm512_add_epi32(x, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))),
+                            _mm512_set1_epi32((int)0xFFFF0000u));
+}
+
+/* Online softmax on raw scores times `scale`, the probabilities written as bf16 (the row sums
+ * add the rounded values, so that l normalises exactly what multiplies V); s is only read. */
+SSD_T static void a_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, long ldS, float scale,
+                                        float *m, float *l, float *o, long ldo, long d, int causal, long q0, long k0,
+                                        uint16_t *p, long ldp) {
+    __m512 vscale = _mm512_set1_ps(scale);
+    for (long i = 0; i < rows; i++) {
+        const float *row = s + i * ldS;
+        uint16_t *prow = p + i * ldp;
+        long valid = cols;
+        if (causal) {
+            long lim = q0 + i - k0 + 1;
+            if (lim < valid) valid = lim < 0 ? 0 : lim;
+        }
+        if (valid == 0) {
+            for (long j = 0; j < cols_padded; j++) prow[j] = 0;
+            continue;
+        }
+        __m512 vmax = _mm512_set1_ps(m[i]);
+        for (long j = 0; j < valid; j += 16) {
+            __mmask16 mk = lanes_left(valid - j);
+            vmax = _mm512_mask_max_ps(vmax, mk, vmax, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, row + j), vscale));
+        }
+        float mx = _mm512_reduce_max_ps(vmax);
+        __m512 vm = _mm512_set1_ps(mx), acc = _mm512_setzero_ps();
+        for (long j = 0; j < cols_padded; j += 16) {
+            __mmask16 mk = lanes_left(valid - j);
+            __m512 e = v_exp(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, row + j), vscale, vm));
+            __m512i r = round_bf16_bits(_mm512_maskz_mov_ps(mk, e));
+            acc = _mm512_add_ps(acc, _mm512_castsi512_ps(r));
+            _mm256_mask_storeu_epi16(prow + j, lanes_left(cols_padded - j), _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+        }
+        float sum = _mm512_reduce_add_ps(acc);
+        float corr = (m[i] == -INFINITY) ? 0.0f : expf(m[i] - mx);
+        l[i] = l[i] * corr + sum;
+        m[i] = mx;
+        if (corr != 1.0f) {
+            __m512 vc = _mm512_set1_ps(corr);
+            float *orow = o + i * ldo;
+            for (long j = 0; j < d; j += 16) {
+                __mmask16 mk = lanes_left(d - j);
+                _mm512_mask_storeu_ps(orow + j, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, orow + j), vc));
+            }
+        }
+    }
+}
+
 const ssd_math_table ssd_math_avx512 = {
-    a_activation, a_geglu, a_scale_shift_act, a_softmax_row, a_online_softmax,
+    a_activation, a_geglu, a_scale_shift_act, a_softmax_row, a_online_softmax, a_online_softmax_bf16,
 };
 #endif

@@ -62,8 +62,17 @@ static void p_online_softmax(float *s, long rows, long cols, long cols_padded, l
     }
 }
 
+static void p_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, long ldS, float scale, float *m,
+                                  float *l, float *o, long ldo, long d, int causal, long q0, long k0, uint16_t *p,
+                                  long ldp) {
+    for (long i = 0; i < rows; i++)
+        for (long j = 0; j < cols; j++) s[i * ldS + j] *= scale;
+    p_online_softmax(s, rows, cols, cols_padded, ldS, m, l, o, ldo, d, causal, q0, k0);
+    for (long i = 0; i < rows; i++) ssd_f32_to_bf16(s + i * ldS, p + i * ldp, cols_padded);
+}
+
 const ssd_math_table ssd_math_portable = {
-    p_activation, p_geglu, p_scale_shift_act, p_softmax_row, p_online_softmax,
+    p_activation, p_geglu, p_scale_shift_act, p_softmax_row, p_online_softmax, p_online_softmax_bf16,
 };
 
 /* ISA-independent helpers (memory bound; the compiler vectorises them). */

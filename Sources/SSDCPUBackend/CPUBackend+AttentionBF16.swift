@@ -38,16 +38,14 @@ extension CPUBackend {
             let o = UnsafeMutablePointer<Float>.allocate(capacity: bq * d)
             let m = UnsafeMutablePointer<Float>.allocate(capacity: bq), l = UnsafeMutablePointer<Float>.allocate(capacity: bq)
             let qRows = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: bq)
-            let sRows = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: bq)
             // bf16 Q block [bq × dPad] and P block [bq × bk]; scratch for the non-AMX kernels.
             let qb = UnsafeMutableRawPointer.allocate(byteCount: bq * dPad * 2, alignment: 64).assumingMemoryBound(to: UInt16.self)
             let pb = UnsafeMutableRawPointer.allocate(byteCount: bq * bk * 2, alignment: 64).assumingMemoryBound(to: UInt16.self)
             let scratch = UnsafeMutableRawPointer.allocate(byteCount: 24 * max(dPad, bk) + 64, alignment: 64)
             defer {
-                s.deallocate(); o.deallocate(); m.deallocate(); l.deallocate(); qRows.deallocate(); sRows.deallocate()
+                s.deallocate(); o.deallocate(); m.deallocate(); l.deallocate(); qRows.deallocate()
                 qb.deallocate(); pb.deallocate(); scratch.deallocate()
             }
-            for i in 0..<bq { sRows[i] = UnsafePointer(s + i * bk) }
             for task in range {
                 let pair = task / qBlocks, q0 = (task % qBlocks) * bq
                 let bi = pair / heads, h = pair % heads
@@ -62,13 +60,14 @@ extension CPUBackend {
                 var k0 = 0
                 while k0 < keyEnd {
                     let cols = min(bk, keyEnd - k0), colsPad = (cols + align - 1) / align * align
+                    // Unscaled scores (so that whole AMX blocks store straight from the tiles);
+                    // the softmax applies the scale and writes P as bf16.
                     var sArgs = ssd_gemm_args(
                         m: rows, n: cols, k: dPad, a_rows: nil, a_offset: 0, b: kw + (k0 / nr) * kPanelStride * 2,
-                        b_panel_stride: kPanelStride, c: s, ldc: bk, alpha: scale, accumulate: 0,
+                        b_panel_stride: kPanelStride, c: s, ldc: bk, alpha: 1, accumulate: 0,
                         bias: nil, residual: nil, ldr: 0, scratch: scratch)
                     ssd_bf16gemm_bf16a(qb, dPad, &sArgs)
-                    ssd_online_softmax(s, rows, cols, colsPad, bk, m, l, o, d, d, causal ? 1 : 0, q0, k0)
-                    ssd_rows_to_bf16(UnsafePointer(sRows), rows, colsPad, colsPad, pb, bk)
+                    ssd_online_softmax_bf16(s, rows, cols, colsPad, bk, scale, m, l, o, d, d, causal ? 1 : 0, q0, k0, pb, bk)
                     var pvArgs = ssd_gemm_args(
                         m: rows, n: d, k: colsPad, a_rows: nil, a_offset: 0, b: vw + k0 * nr * 2,
                         b_panel_stride: vPanelStride, c: o, ldc: d, alpha: 1, accumulate: 1,
@@ -78,8 +77,7 @@ extension CPUBackend {
                 }
                 for i in 0..<rows {
                     let inv = l[i] > 0 ? 1 / l[i] : 0
-                    let dst = y + (bi * nq + q0 + i) * width + h * d
-                    for j in 0..<d { dst[j] = o[i * d + j] * inv }
+                    ssd_affine(o + i * d, y + (bi * nq + q0 + i) * width + h * d, d, inv, 0)
                 }
             }
         }

@@ -2,9 +2,11 @@ import CSSDKernels
 import SSDTensor
 
 extension CPUBackend {
-    /// Rows of A converted to bf16 at a time (all segments): B streams once per row block.
-    /// 256 measured best with the kernel's 2048-deep passes (the 256 × 2048 bf16 slice of A is 1 MiB, in L2).
-    static let amxRowBlock = 256
+    /// Rows of A converted to bf16 at a time (all segments): B streams from memory once per row
+    /// block, so the block is as tall as keeps one kernel pass of it (≤ 2048 deep) near 1 MiB, in L2.
+    static func amxRowBlock(depth: Int) -> Int {
+        max(256, min(1024, (1 << 20) / (2 * min(depth, 2048)) / 32 * 32))
+    }
 
     /// One GEMM task on the AMX tiles (bf16 weights in `bf16Pairs` panels): each row block of A
     /// is converted to bf16 once, over all segments in the weights' stored depth layout, and then
@@ -15,8 +17,11 @@ extension CPUBackend {
     func gemmTaskAMX(rowPointers: UnsafePointer<UnsafePointer<Float>?>, m: Int, firstRow: Int, columns: Range<Int>,
                      _ w: PackedWeight, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ ep: GEMMEpilogue) {
         let depth = w.depth, segments = w.kernelH
-        let mc = min(Self.amxRowBlock, (m + 31) / 32 * 32)
-        let a = UnsafeMutableRawPointer.allocate(byteCount: mc * depth * 2, alignment: 64)
+        let mc = min(Self.amxRowBlock(depth: depth), (m + 31) / 32 * 32)
+        // Rows one cache line longer than the depth when that is a multiple of 512 bytes, so that
+        // the 16 rows of an A tile do not all fall in the same few L1 sets.
+        let lda = (depth * 2) % 512 == 0 ? depth + 32 : depth
+        let a = UnsafeMutableRawPointer.allocate(byteCount: mc * lda * 2, alignment: 64)
         defer { a.deallocate() }
         let a16 = a.assumingMemoryBound(to: UInt16.self)
         // Only used should the level drop below AMX meanwhile (tests switch it process-wide).
@@ -29,14 +34,14 @@ extension CPUBackend {
             let mb = min(mc, m - r0)
             for s in 0..<segments {
                 ssd_rows_to_bf16(UnsafePointer(rowPointers + s * m + r0), mb, w.segmentLength, w.segmentStride,
-                                 a16 + s * w.segmentStride, depth)
+                                 a16 + s * w.segmentStride, lda)
             }
             let row0 = firstRow + r0
             var args = ssd_gemm_args(
                 m: mb, n: columns.count, k: depth, a_rows: nil, a_offset: 0, b: b, b_panel_stride: w.panelStride,
                 c: c + row0 * ldc + j0, ldc: ldc, alpha: ep.alpha, accumulate: 0, bias: ep.bias.map { $0 + j0 },
                 residual: ep.residual.map { $0 + row0 * ep.ldr + j0 }, ldr: ep.ldr, scratch: scratch)
-            ssd_bf16gemm_bf16a(a16, depth, &args)
+            ssd_bf16gemm_bf16a(a16, lda, &args)
             r0 += mb
         }
     }

@@ -112,6 +112,12 @@ void ssd_affine(const float *x, float *y, long n, float scale, float shift);
 void ssd_online_softmax(float *s, long rows, long cols, long cols_padded, long ldS,
                         float *m, float *l, float *o, long ldo, long d,
                         int causal, long q0, long k0);
+/* The same step for the bf16 attention: s holds unscaled scores (multiplied by `scale` here; s
+ * may be overwritten), and the probabilities are written as bf16 to p [rows × ldp] (zeros from the
+ * valid columns to cols_padded); l sums the rounded probabilities. */
+void ssd_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, long ldS, float scale,
+                             float *m, float *l, float *o, long ldo, long d,
+                             int causal, long q0, long k0, uint16_t *p, long ldp);
 
 #ifdef __cplusplus
 }
