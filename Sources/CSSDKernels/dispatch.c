@@ -182,3 +182,6 @@ void ssd_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, l
                              float *o, long ldo, long d, int causal, long q0, long k0, uint16_t *p, long ldp) {
     math->online_softmax_bf16(s, rows, cols, cols_padded, ldS, scale, m, l, o, ldo, d, causal, q0, k0, p, ldp);
 }
+void ssd_layer_norm_row(const float *x, float *y, long n, const float *gamma, const float *beta, float eps) {
+    math->layer_norm_row(x, y, n, gamma, beta, eps);
+}

@@ -52,6 +52,7 @@ typedef struct ssd_math_table {
     void (*online_softmax)(float *, long, long, long, long, float *, float *, float *, long, long, int, long, long);
     void (*online_softmax_bf16)(float *, long, long, long, long, float, float *, float *, float *, long, long, int, long,
                                 long, uint16_t *, long);
+    void (*layer_norm_row)(const float *, float *, long, const float *, const float *, float);
 } ssd_math_table;
 
 extern const ssd_math_table ssd_math_portable;

@@ -71,8 +71,10 @@ static void p_online_softmax_bf16(float *s, long rows, long cols, long cols_padd
     for (long i = 0; i < rows; i++) ssd_f32_to_bf16(s + i * ldS, p + i * ldp, cols_padded);
 }
 
+static void p_layer_norm_row(const float *x, float *y, long n, const float *gamma, const float *beta, float eps);
+
 const ssd_math_table ssd_math_portable = {
-    p_activation, p_geglu, p_scale_shift_act, p_softmax_row, p_online_softmax, p_online_softmax_bf16,
+    p_activation, p_geglu, p_scale_shift_act, p_softmax_row, p_online_softmax, p_online_softmax_bf16, p_layer_norm_row,
 };
 
 /* ISA-independent helpers (memory bound; the compiler vectorises them). */
@@ -103,7 +105,7 @@ void ssd_channel_sqdev(const float *x, long rows, long ch, const float *mean, do
     }
 }
 
-void ssd_layer_norm_row(const float *x, float *y, long n, const float *gamma, const float *beta, float eps) {
+static void p_layer_norm_row(const float *x, float *y, long n, const float *gamma, const float *beta, float eps) {
     double s = 0;
     for (long i = 0; i < n; i++) s += x[i];
     float mean = (float)(s / (double)n);
