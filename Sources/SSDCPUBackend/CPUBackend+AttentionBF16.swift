@@ -20,8 +20,10 @@ extension CPUBackend {
         let kSize = kPanels * kPanelStride, vSize = vPanels * vPanelStride
         let pairs = b * heads
         // Kᵀ and V of every (batch, head), bf16 pairs.
-        let packed = UnsafeMutablePointer<UInt16>.allocate(capacity: pairs * (kSize + vSize))
-        defer { packed.deallocate() }
+        let packedBytes = pairs * (kSize + vSize) * 2
+        let packedRaw = counter.obtain(packedBytes)
+        defer { counter.release(packedRaw, packedBytes) }
+        let packed = packedRaw.assumingMemoryBound(to: UInt16.self)
         parallelFor(pairs * 2) { t in
             let pair = t / 2, bi = pair / heads, h = pair % heads
             let base = bi * nk * width + h * d

@@ -21,8 +21,11 @@ extension CPUBackend {
         // Rows one cache line longer than the depth when that is a multiple of 512 bytes, so that
         // the 16 rows of an A tile do not all fall in the same few L1 sets.
         let lda = (depth * 2) % 512 == 0 ? depth + 32 : depth
-        let a = UnsafeMutableRawPointer.allocate(byteCount: mc * lda * 2, alignment: 64)
-        defer { a.deallocate() }
+        // From the backend's pool of large buffers: the same sizes recur every UNet call, and a
+        // fresh mapping would page-fault on every task.
+        let aBytes = mc * lda * 2
+        let a = counter.obtain(aBytes)
+        defer { counter.release(a, aBytes) }
         let a16 = a.assumingMemoryBound(to: UInt16.self)
         // Only used should the level drop below AMX meanwhile (tests switch it process-wide).
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: 24 * depth + 64, alignment: 64)
