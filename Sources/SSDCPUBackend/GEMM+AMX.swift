@@ -2,10 +2,14 @@ import CSSDKernels
 import SSDTensor
 
 extension CPUBackend {
-    /// Rows of A converted to bf16 at a time (all segments): B streams from memory once per row
-    /// block, so the block is as tall as keeps one kernel pass of it (≤ 2048 deep) near 1 MiB, in L2.
-    static func amxRowBlock(depth: Int) -> Int {
-        max(256, min(1024, (1 << 20) / (2 * min(depth, 2048)) / 32 * 32))
+    /// Rows of A converted to bf16 at a time (all segments). B streams from memory once per row
+    /// block, so blocks are as tall as keeps one kernel pass of them (≤ 2048 deep) within about
+    /// 1.25 MiB (in L2 beside the slice of B), at least 256 rows, and of equal height, so that
+    /// e.g. the 512 rows of a UNet level-3 linear (K = 1280) read the weights once.
+    static func amxRowBlock(rows m: Int, depth: Int) -> Int {
+        let most = max(256, min(1024, (5 << 18) / (2 * min(depth, 2048)) / 32 * 32))
+        let blocks = (m + most - 1) / most
+        return ((m + blocks - 1) / blocks + 31) / 32 * 32
     }
 
     /// One GEMM task on the AMX tiles (bf16 weights in `bf16Pairs` panels): each row block of A
@@ -17,7 +21,7 @@ extension CPUBackend {
     func gemmTaskAMX(rowPointers: UnsafePointer<UnsafePointer<Float>?>, m: Int, firstRow: Int, columns: Range<Int>,
                      _ w: PackedWeight, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ ep: GEMMEpilogue) {
         let depth = w.depth, segments = w.kernelH
-        let mc = min(Self.amxRowBlock(depth: depth), (m + 31) / 32 * 32)
+        let mc = Self.amxRowBlock(rows: m, depth: depth)
         // Rows one cache line longer than the depth when that is a multiple of 512 bytes, so that
         // the 16 rows of an A tile do not all fall in the same few L1 sets.
         let lda = (depth * 2) % 512 == 0 ? depth + 32 : depth
