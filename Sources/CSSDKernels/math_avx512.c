@@ -199,15 +199,26 @@ SSD_T static void a_online_softmax_bf16(float *s, long rows, long cols, long col
             vmax = _mm512_mask_max_ps(vmax, mk, vmax, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, row + j), vscale));
         }
         float mx = _mm512_reduce_max_ps(vmax);
-        __m512 vm = _mm512_set1_ps(mx), acc = _mm512_setzero_ps();
-        for (long j = 0; j < cols_padded; j += 16) {
+        __m512 vm = _mm512_set1_ps(mx), acc = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+        long j = 0;
+        for (; j + 32 <= valid; j += 32) {  /* two independent chains per step */
+            __m512 e0 = v_exp_bf16(_mm512_fmsub_ps(_mm512_loadu_ps(row + j), vscale, vm));
+            __m512 e1 = v_exp_bf16(_mm512_fmsub_ps(_mm512_loadu_ps(row + j + 16), vscale, vm));
+            __m512i r0 = round_bf16_bits(e0), r1 = round_bf16_bits(e1);
+            acc = _mm512_add_ps(acc, _mm512_castsi512_ps(r0));
+            acc1 = _mm512_add_ps(acc1, _mm512_castsi512_ps(r1));
+            __m512i packed = _mm512_permutexvar_epi64(_mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0),
+                                                      _mm512_packus_epi32(_mm512_srli_epi32(r0, 16), _mm512_srli_epi32(r1, 16)));
+            _mm512_storeu_si512(prow + j, packed);
+        }
+        for (; j < cols_padded; j += 16) {
             __mmask16 mk = lanes_left(valid - j);
             __m512 e = v_exp_bf16(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, row + j), vscale, vm));
             __m512i r = round_bf16_bits(_mm512_maskz_mov_ps(mk, e));
             acc = _mm512_add_ps(acc, _mm512_castsi512_ps(r));
             _mm256_mask_storeu_epi16(prow + j, lanes_left(cols_padded - j), _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
         }
-        float sum = _mm512_reduce_add_ps(acc);
+        float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc, acc1));
         float corr = (m[i] == -INFINITY) ? 0.0f : expf(m[i] - mx);
         l[i] = l[i] * corr + sum;
         m[i] = mx;
