@@ -125,6 +125,48 @@ void ssd_bf16gemm(const ssd_gemm_args *g) {
     }
 }
 
+int ssd_amx_active(void) { return active_level == SSD_ISA_AMX_BF16; }
+
+void ssd_rows_to_bf16(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld) {
+#if defined(__x86_64__)
+    if (active_level >= SSD_ISA_AVX512_BF16) { ssd_rows_to_bf16_avx512(rows, m, len, padded, dst, ld); return; }
+#endif
+    for (long r = 0; r < m; r++) {
+        ssd_f32_to_bf16(rows[r], dst + r * ld, len);
+        memset(dst + r * ld + len, 0, (size_t)(padded - len) * 2);
+    }
+}
+
+/* Without AMX: each 6-row tile of the bf16 rows is regrouped into k-pairs for the bf16
+ * micro-kernel (vdpbf16ps or portable). */
+void ssd_bf16gemm_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g) {
+#if defined(__x86_64__)
+    if (active_level == SSD_ISA_AMX_BF16) { ssd_bf16gemm_amx_bf16a(a, lda, g); return; }
+#endif
+    long kp = g->k / 2;
+    uint32_t *ap = (uint32_t *)(((uintptr_t)g->scratch + 63) & ~(uintptr_t)63);
+    ssd_epilogue e = {g->alpha, g->accumulate, NULL, NULL, g->ldr};
+    long panels = (g->n + SSD_NR - 1) / SSD_NR;
+    for (long i0 = 0; i0 < g->m; i0 += SSD_MR) {
+        int mr = (int)(g->m - i0 < SSD_MR ? g->m - i0 : SSD_MR);
+        for (int i = 0; i < SSD_MR; i++) {
+            const uint16_t *src = a + (i0 + (i < mr ? i : 0)) * lda;
+            for (long p = 0; p < kp; p++) {
+                uint32_t pair;
+                memcpy(&pair, src + 2 * p, 4);
+                ap[p * SSD_MR + i] = pair;
+            }
+        }
+        for (long jp = 0; jp < panels; jp++) {
+            long col = jp * SSD_NR;
+            int nr = (int)(g->n - col < SSD_NR ? g->n - col : SSD_NR);
+            e.bias = g->bias ? g->bias + col : NULL;
+            e.residual = g->residual ? g->residual + i0 * g->ldr + col : NULL;
+            uk_bf16(kp, ap, (const uint16_t *)g->b + jp * g->b_panel_stride, g->c + i0 * g->ldc + col, g->ldc, mr, nr, &e);
+        }
+    }
+}
+
 void ssd_activation(const float *x, float *y, long n, int kind) { math->activation(x, y, n, kind); }
 void ssd_geglu(const float *x, float *y, long rows, long n) { math->geglu(x, y, rows, n); }
 void ssd_scale_shift_act(const float *x, float *y, long rows, long channels, const float *scale,
@@ -135,4 +177,11 @@ void ssd_softmax_row(const float *x, float *y, long n, long valid) { math->softm
 void ssd_online_softmax(float *s, long rows, long cols, long cols_padded, long ldS, float *m, float *l,
                         float *o, long ldo, long d, int causal, long q0, long k0) {
     math->online_softmax(s, rows, cols, cols_padded, ldS, m, l, o, ldo, d, causal, q0, k0);
+}
+void ssd_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, long ldS, float scale, float *m, float *l,
+                             float *o, long ldo, long d, int causal, long q0, long k0, uint16_t *p, long ldp) {
+    math->online_softmax_bf16(s, rows, cols, cols_padded, ldS, scale, m, l, o, ldo, d, causal, q0, k0, p, ldp);
+}
+void ssd_layer_norm_row(const float *x, float *y, long n, const float *gamma, const float *beta, float eps) {
+    math->layer_norm_row(x, y, n, gamma, beta, eps);
 }

@@ -4,6 +4,7 @@
 #if defined(__x86_64__)
 #include "internal.h"
 #include <immintrin.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -109,6 +110,110 @@ SSD_AMX void ssd_bf16gemm_amx(const ssd_gemm_args *g) {
                 _tile_stored(3, tmp + 16 * 32 + 16, 128);
                 store_block(g, tmp, i0, col, rows, cols);
             }
+        }
+    }
+}
+
+/* Most depth per pass of the bf16-rows AMX GEMM: with the row blocks GEMM+AMX.swift gives,
+ * the rows of A of one pass (about 1 MiB) stay in L2 and each 32 × 32 block of C goes through memory
+ * at most once per 2048 of depth (2048 measured better than 512 or 1024: partial sums cost more
+ * than the L1 misses of the longer B slices). */
+#define SSD_AMX_KC 2048
+
+/* A given as bf16 rows: C[m × n] (+)= alpha · A[m × k] · B + … (k a multiple of 32; rows up to
+ * round_up(m, 32) readable). Depth passes of at most SSD_AMX_KC outer, then 32-column slices of
+ * B, then 32-row slices of A; each 32 × 32 block of C lives in the four accumulator tiles over
+ * one pass and its partial sums in C itself between passes (in a side buffer for edge blocks).
+ * With a plain epilogue (alpha 1, no bias or residual) whole blocks are loaded into and stored
+ * straight from the tiles, accumulation included; otherwise the epilogue runs once, after the
+ * last pass, and an accumulating GEMM takes the whole depth in one pass. */
+SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g) {
+    ssd_tilecfg cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.palette_id = 1;
+    for (int t = 0; t < 8; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+    _tile_loadconfig(&cfg);
+    const uint16_t *b = (const uint16_t *)g->b;
+    long astride = lda * 2, ldc4 = g->ldc * 4, k = g->k;
+    int plain = g->alpha == 1.0f && !g->bias && !g->residual;
+    long kc = (g->accumulate && !plain) || k <= SSD_AMX_KC ? k : SSD_AMX_KC;
+    if (kc < k) {  /* equal passes, multiples of 32 */
+        long passes = (k + kc - 1) / kc;
+        kc = ((k + passes - 1) / passes + 31) / 32 * 32;
+    }
+    float tmp[32 * 32] __attribute__((aligned(64)));
+    long rslices = (g->m + 31) / 32, cslices = (g->n + 31) / 32;
+    /* Partial sums of the edge blocks (last row slice, last column slice) between passes. */
+    float *edge = NULL;
+    if (kc < k && ((g->m % 32) || (g->n % 32))) edge = (float *)aligned_alloc(64, (size_t)(cslices + rslices) * 32 * 32 * 4);
+    for (long k0 = 0; k0 < k; k0 += kc) {
+        long kb = k - k0 < kc ? k - k0 : kc;
+        int first = k0 == 0, last = k0 + kb >= k;
+        for (long cs = 0; cs < cslices; cs++) {
+            long col = cs * 32, jp = col / SSD_NR;
+            int cols = (int)(g->n - col < 32 ? g->n - col : 32);
+            const uint16_t *b0 = b + jp * g->b_panel_stride + (col % SSD_NR) * 2 + k0 * SSD_NR, *b1 = b0 + 32;
+            for (long rs = 0; rs < rslices; rs++) {
+                long i0 = rs * 32;
+                const uint16_t *a0 = a + i0 * lda + k0, *a1 = a0 + 16 * lda;
+                int rows = (int)(g->m - i0 < 32 ? g->m - i0 : 32);
+                int full = rows == 32 && cols == 32;
+                /* Where this block's partial sums live between passes. */
+                float *acc = full ? g->c + i0 * g->ldc + col : edge + (rows < 32 ? cs : cslices + rs) * 1024;
+                long accStride = full ? ldc4 : 128;
+                if (first && !(full && plain && g->accumulate)) {
+                    _tile_zero(0);
+                    _tile_zero(1);
+                    _tile_zero(2);
+                    _tile_zero(3);
+                } else {
+                    _tile_loadd(0, acc, accStride);
+                    _tile_loadd(1, (char *)acc + 64, accStride);
+                    _tile_loadd(2, (char *)acc + 16 * accStride, accStride);
+                    _tile_loadd(3, (char *)acc + 16 * accStride + 64, accStride);
+                }
+                for (long p = 0; p < kb; p += 32) {
+                    _tile_loadd(4, a0 + p, astride);
+                    _tile_loadd(6, b0 + p * 64, 256);
+                    _tile_loadd(7, b1 + p * 64, 256);
+                    _tile_loadd(5, a1 + p, astride);
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_dpbf16ps(1, 4, 7);
+                    _tile_dpbf16ps(2, 5, 6);
+                    _tile_dpbf16ps(3, 5, 7);
+                }
+                if (!last || (plain && full)) {
+                    _tile_stored(0, acc, accStride);
+                    _tile_stored(1, (char *)acc + 64, accStride);
+                    _tile_stored(2, (char *)acc + 16 * accStride, accStride);
+                    _tile_stored(3, (char *)acc + 16 * accStride + 64, accStride);
+                } else {
+                    _tile_stored(0, tmp, 128);
+                    _tile_stored(1, tmp + 16, 128);
+                    _tile_stored(2, tmp + 16 * 32, 128);
+                    _tile_stored(3, tmp + 16 * 32 + 16, 128);
+                    store_block(g, tmp, i0, col, rows, cols);
+                }
+            }
+        }
+    }
+    free(edge);
+}
+
+/* fp32 rows → bf16 rows (RNE), zero padded from len to padded (AVX512_BF16 only, no AMX). */
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16"))) void ssd_rows_to_bf16_avx512(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld) {
+    for (long r = 0; r < m; r++) {
+        const float *s = rows[r];
+        uint16_t *d = dst + r * ld;
+        for (long p = 0; p < padded; p += 32) {
+            long left = len - p;
+            __mmask16 m0 = (__mmask16)(left >= 16 ? 0xFFFF : left <= 0 ? 0 : ((1u << left) - 1));
+            long left1 = left - 16;
+            __mmask16 m1 = (__mmask16)(left1 >= 16 ? 0xFFFF : left1 <= 0 ? 0 : ((1u << left1) - 1));
+            __m512i v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, s + p + 16), _mm512_maskz_loadu_ps(m0, s + p));
+            long cnt = padded - p;
+            if (cnt >= 32) _mm512_storeu_si512(d + p, v);
+            else _mm512_mask_storeu_epi16(d + p, (__mmask32)((1u << cnt) - 1), v);
         }
     }
 }

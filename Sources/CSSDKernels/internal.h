@@ -26,6 +26,8 @@ void ssd_uk_f32_avx2(long k, const float *const *a, const float *b, float *c, lo
 void ssd_uk_f32_avx512(long k, const float *const *a, const float *b, float *c, long ldc, int mr, int nr, const ssd_epilogue *e);
 int ssd_amx_request(void);
 void ssd_bf16gemm_amx(const ssd_gemm_args *g);
+void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g);
+void ssd_rows_to_bf16_avx512(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld);
 void ssd_uk_bf16_avx512(long kp, const uint32_t *a, const uint16_t *b, float *c, long ldc, int mr, int nr, const ssd_epilogue *e);
 void ssd_wino_input_f43_avx512(const float *src, long rs, long ch, long tiles, float *v, long vts, long vxs);
 void ssd_wino_weight_f43_avx512(const float *g, long cin, float *u, long uxs);
@@ -52,6 +54,9 @@ typedef struct ssd_math_table {
     void (*scale_shift_act)(const float *, float *, long, long, const float *, const float *, int);
     void (*softmax_row)(const float *, float *, long, long);
     void (*online_softmax)(float *, long, long, long, long, float *, float *, float *, long, long, int, long, long);
+    void (*online_softmax_bf16)(float *, long, long, long, long, float, float *, float *, float *, long, long, int, long,
+                                long, uint16_t *, long);
+    void (*layer_norm_row)(const float *, float *, long, const float *, const float *, float);
 } ssd_math_table;
 
 extern const ssd_math_table ssd_math_portable;

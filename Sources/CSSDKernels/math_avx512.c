@@ -149,7 +149,121 @@ SSD_T static void a_online_softmax(float *s, long rows, long cols, long cols_pad
     }
 }
 
+static inline __mmask16 lanes_left(long left) {
+    return (__mmask16)(left >= 16 ? 0xFFFF : left <= 0 ? 0 : ((1u << left) - 1));
+}
+
+/* Rounds to bf16 (RNE; finite inputs) keeping the fp32 bit layout (low half zero). */
+SSD_T static inline __m512i round_bf16_bits(__m512 v) {
+    __m512i x = _mm512_castps_si512(v);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+    return _mm512_and_si512(_mm512_add_epi32(x, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))),
+                            _mm512_set1_epi32((int)0xFFFF0000u));
+}
+
+/* exp for x ≤ 0 whose result is rounded to bf16 next: degree-4 Taylor on |r| ≤ ln2/2 (relative
+ * error < 5e-5, far below bf16's 2e-3 rounding), one-constant reduction. */
+SSD_T static inline __m512 v_exp_bf16(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147180559945f), x);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 24), r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* Online softmax on raw scores times `scale`, the probabilities written as bf16 (the row sums
+ * add the rounded values, so that l normalises exactly what multiplies V); s is only read. */
+SSD_T static void a_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, long ldS, float scale,
+                                        float *m, float *l, float *o, long ldo, long d, int causal, long q0, long k0,
+                                        uint16_t *p, long ldp) {
+    __m512 vscale = _mm512_set1_ps(scale);
+    for (long i = 0; i < rows; i++) {
+        const float *row = s + i * ldS;
+        uint16_t *prow = p + i * ldp;
+        long valid = cols;
+        if (causal) {
+            long lim = q0 + i - k0 + 1;
+            if (lim < valid) valid = lim < 0 ? 0 : lim;
+        }
+        if (valid == 0) {
+            for (long j = 0; j < cols_padded; j++) prow[j] = 0;
+            continue;
+        }
+        __m512 vmax = _mm512_set1_ps(m[i]);
+        for (long j = 0; j < valid; j += 16) {
+            __mmask16 mk = lanes_left(valid - j);
+            vmax = _mm512_mask_max_ps(vmax, mk, vmax, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, row + j), vscale));
+        }
+        float mx = _mm512_reduce_max_ps(vmax);
+        __m512 vm = _mm512_set1_ps(mx), acc = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+        long j = 0;
+        for (; j + 32 <= valid; j += 32) {  /* two independent chains per step */
+            __m512 e0 = v_exp_bf16(_mm512_fmsub_ps(_mm512_loadu_ps(row + j), vscale, vm));
+            __m512 e1 = v_exp_bf16(_mm512_fmsub_ps(_mm512_loadu_ps(row + j + 16), vscale, vm));
+            __m512i r0 = round_bf16_bits(e0), r1 = round_bf16_bits(e1);
+            acc = _mm512_add_ps(acc, _mm512_castsi512_ps(r0));
+            acc1 = _mm512_add_ps(acc1, _mm512_castsi512_ps(r1));
+            __m512i packed = _mm512_permutexvar_epi64(_mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0),
+                                                      _mm512_packus_epi32(_mm512_srli_epi32(r0, 16), _mm512_srli_epi32(r1, 16)));
+            _mm512_storeu_si512(prow + j, packed);
+        }
+        for (; j < cols_padded; j += 16) {
+            __mmask16 mk = lanes_left(valid - j);
+            __m512 e = v_exp_bf16(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, row + j), vscale, vm));
+            __m512i r = round_bf16_bits(_mm512_maskz_mov_ps(mk, e));
+            acc = _mm512_add_ps(acc, _mm512_castsi512_ps(r));
+            _mm256_mask_storeu_epi16(prow + j, lanes_left(cols_padded - j), _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+        }
+        float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc, acc1));
+        float corr = (m[i] == -INFINITY) ? 0.0f : expf(m[i] - mx);
+        l[i] = l[i] * corr + sum;
+        m[i] = mx;
+        if (corr != 1.0f) {
+            __m512 vc = _mm512_set1_ps(corr);
+            float *orow = o + i * ldo;
+            for (long j = 0; j < d; j += 16) {
+                __mmask16 mk = lanes_left(d - j);
+                _mm512_mask_storeu_ps(orow + j, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, orow + j), vc));
+            }
+        }
+    }
+}
+
+/* Layer norm of one row, the two sums in double like the portable version (8 double lanes,
+ * two accumulators each), so that the result does not depend on the level. */
+SSD_T static void a_layer_norm_row(const float *x, float *y, long n, const float *gamma, const float *beta, float eps) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (long i = 0; i < n; i += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(lanes_left(n - i), x + i);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+    }
+    float mean = (float)(_mm512_reduce_add_pd(_mm512_add_pd(s0, s1)) / (double)n);
+    __m512 vmean = _mm512_set1_ps(mean);
+    __m512d q0 = _mm512_setzero_pd(), q1 = _mm512_setzero_pd();
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 mk = lanes_left(n - i);
+        __m512 dv = _mm512_maskz_sub_ps(mk, _mm512_maskz_loadu_ps(mk, x + i), vmean);
+        __m512d d0 = _mm512_cvtps_pd(_mm512_castps512_ps256(dv));
+        __m512d d1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dv), 1)));
+        q0 = _mm512_fmadd_pd(d0, d0, q0);
+        q1 = _mm512_fmadd_pd(d1, d1, q1);
+    }
+    float rstd = (float)(1.0 / sqrt(_mm512_reduce_add_pd(_mm512_add_pd(q0, q1)) / (double)n + (double)eps));
+    __m512 vr = _mm512_set1_ps(rstd);
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 mk = lanes_left(n - i);
+        __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), vmean), vr),
+                                 _mm512_maskz_loadu_ps(mk, gamma + i));
+        _mm512_mask_storeu_ps(y + i, mk, _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, beta + i)));
+    }
+}
+
 const ssd_math_table ssd_math_avx512 = {
-    a_activation, a_geglu, a_scale_shift_act, a_softmax_row, a_online_softmax,
+    a_activation, a_geglu, a_scale_shift_act, a_softmax_row, a_online_softmax, a_online_softmax_bf16, a_layer_norm_row,
 };
 #endif

@@ -62,8 +62,19 @@ static void p_online_softmax(float *s, long rows, long cols, long cols_padded, l
     }
 }
 
+static void p_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, long ldS, float scale, float *m,
+                                  float *l, float *o, long ldo, long d, int causal, long q0, long k0, uint16_t *p,
+                                  long ldp) {
+    for (long i = 0; i < rows; i++)
+        for (long j = 0; j < cols; j++) s[i * ldS + j] *= scale;
+    p_online_softmax(s, rows, cols, cols_padded, ldS, m, l, o, ldo, d, causal, q0, k0);
+    for (long i = 0; i < rows; i++) ssd_f32_to_bf16(s + i * ldS, p + i * ldp, cols_padded);
+}
+
+static void p_layer_norm_row(const float *x, float *y, long n, const float *gamma, const float *beta, float eps);
+
 const ssd_math_table ssd_math_portable = {
-    p_activation, p_geglu, p_scale_shift_act, p_softmax_row, p_online_softmax,
+    p_activation, p_geglu, p_scale_shift_act, p_softmax_row, p_online_softmax, p_online_softmax_bf16, p_layer_norm_row,
 };
 
 /* ISA-independent helpers (memory bound; the compiler vectorises them). */
@@ -94,7 +105,7 @@ void ssd_channel_sqdev(const float *x, long rows, long ch, const float *mean, do
     }
 }
 
-void ssd_layer_norm_row(const float *x, float *y, long n, const float *gamma, const float *beta, float eps) {
+static void p_layer_norm_row(const float *x, float *y, long n, const float *gamma, const float *beta, float eps) {
     double s = 0;
     for (long i = 0; i < n; i++) s += x[i];
     float mean = (float)(s / (double)n);

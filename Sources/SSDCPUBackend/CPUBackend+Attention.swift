@@ -9,6 +9,7 @@ extension CPUBackend {
     /// Flash-style attention (diffusers `AttnProcessor2_0`'s `scaled_dot_product_attention`):
     /// per head, K and V are packed once into GEMM panels; each block of 48 queries walks the
     /// keys 256 at a time with an online softmax, so no N×N score matrix is ever stored.
+    /// With `bf16Compute` the two products take bf16 operands (`attentionBF16`).
     public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool) throws -> Tensor {
         let op = "attention"
         let (b, nq, width) = try attentionShape(query: query, key: key, value: value, heads: heads)
@@ -19,6 +20,11 @@ extension CPUBackend {
         if nq == 0 { return out }
         if nk == 0 {
             y.update(repeating: 0, count: out.count)
+            return out
+        }
+        if options.bf16Compute {
+            attentionBF16(q: qp, k: kp, v: vp, into: y, batch: b, queries: nq, keys: nk, heads: heads, headWidth: d,
+                          scale: scale, causal: causal)
             return out
         }
         // Packed K (as Kᵀ: depth d, n = keys) and V (depth = keys, n = d) per (batch, head).

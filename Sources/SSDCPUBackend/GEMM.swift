@@ -160,6 +160,10 @@ extension CPUBackend {
         // Row pointers of every segment for one block of rows, segment-major.
         let rowPointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: segments * mc)
         defer { rowPointers.deallocate() }
+        if w.layout == .bf16Pairs && w.depth > 0 && ssd_amx_active() != 0 {
+            gemmTaskAMX(a, rows: rows, columns: columns, w, out, ep)
+            return
+        }
         var band = InputBand()
         defer { band.deallocate() }
         let convertsB: Bool

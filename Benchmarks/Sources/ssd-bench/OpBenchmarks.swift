@@ -31,6 +31,7 @@ func benchVariants(_ args: Arguments, directConv: Bool = false) -> [(String, CPU
         let bl = args.ints("blocking", [])
         if bl.count == 3 { o.blocking = (mc: bl[0], nc: bl[1], kc: bl[2]) }
         if ProcessInfo.processInfo.environment["SSD_CPU_WINOGRAD"] == "0" { o.winograd = false }
+        if let only = args.values["variants"], !only.split(separator: ",").contains(Substring(name)) { return }
         if let b = try? CPUBackend(options: o) { list.append((name, b, bf16)) }
     }
     if !args.flags.contains("openblas-only") {
@@ -65,8 +66,8 @@ func runOpBenchmark(_ op: String, _ args: Arguments) throws {
             return convCase("\(p[0])x\(p[1])x\(p[2]) \(p[3])->\(p[4])\(p[5] == 3 ? "" : " \(p[5])x\(p[5])")\(p[6] == 1 ? "" : " s\(p[6])")", p)
         }
     }
-    // Attention has no weights: the weight-storage and GEMM-provider variants run the same code.
-    let variants = op == "attention" ? Array(benchVariants(args).prefix(1)) : benchVariants(args, directConv: op == "conv")
+    // Attention has no weights: only fp32 and bf16 compute differ.
+    let variants = op == "attention" ? benchVariants(args).filter { $0.0 == "own-f32" || $0.0 == "own-bf16" } : benchVariants(args, directConv: op == "conv")
     var results: [OpResult] = []
     var torchSeconds: [Double]? = nil
     if args.flags.contains("torch") {

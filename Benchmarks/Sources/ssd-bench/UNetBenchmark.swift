@@ -78,12 +78,14 @@ func runUNetBenchmark(_ args: Arguments) throws {
     let withVAE = args.flags.contains("vae")
     let peak = MachinePeak.measure(threads: threads)
     print("machine: \(threads) threads, \(peak.isa); peak fp32 \(fmt(peak.f32)) GFLOP/s, bf16 \(fmt(peak.bf16)) GFLOP/s")
-    // diffusers runs: fp32 (with the VAE) for every backend, bf16 weights for cpu-bf16.
+    // diffusers runs: fp32 (with the VAE) for the fp32-compute backends and for the VAE ratios,
+    // bf16 weights for cpu-bf16.
+    let torchDTypes = (withVAE || backends.contains { $0 != "cpu-bf16" } ? ["fp32"] : []) + (backends.contains("cpu-bf16") ? ["bf16"] : [])
     var torch: [String: [String: Double]] = [:]  // dtype → batch → seconds
     var torchVAE: [String: Double] = [:]
     var torchLine = ""
     if args.flags.contains("torch") {
-        for dtype in backends.contains("cpu-bf16") ? ["fp32", "bf16"] : ["fp32"] {
+        for dtype in torchDTypes {
             var pyArgs = ["--model", model, "--size", String(size), "--batch", batches.map(String.init).joined(separator: ","),
                           "--threads", String(threads), "--dtype", dtype]
             if withVAE && dtype == "fp32" { pyArgs.append("--vae") }

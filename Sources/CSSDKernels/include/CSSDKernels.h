@@ -63,6 +63,20 @@ int ssd_bf16_native(void);
 void ssd_sgemm(const ssd_gemm_args *args);
 void ssd_bf16gemm(const ssd_gemm_args *args);
 
+/* 1 when the AMX tiles run the bf16 GEMMs (level SSD_ISA_AMX_BF16 active). */
+int ssd_amx_active(void);
+/* dst[r·ld + j] = bf16(rows[r][j]) (RNE) for j < len, 0 for len ≤ j < padded; r < m. */
+void ssd_rows_to_bf16(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld);
+/* The bf16 GEMM with A already bf16 rows `a` (row r at a + r·lda) instead of args->a_rows:
+ * C[m × n] (+)= alpha · A · B (+ bias + residual) over the whole depth args->k, which must be a
+ * multiple of 32 with B's panels that deep (A zero past the real depth). Rows up to
+ * round_up(m, 32) of `a` must be readable (their values do not matter). Without AMX,
+ * args->scratch needs 24 · k + 64 bytes. */
+void ssd_bf16gemm_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *args);
+/* Packs B[k × n] (element (p, c) = transposed ? src[c·ld + p] : src[p·ld + c]) into bf16 k-pair
+ * panels of depth kpad (even, ≥ k; zeros past k and past column n), panel stride kpad · 64. */
+void ssd_pack_bf16_pairs(const float *src, long ld, int transposed, long k, long n, long kpad, uint16_t *dst);
+
 /* Element conversion (round to nearest even). */
 void ssd_f16_to_f32(const uint16_t *src, float *dst, long n);
 void ssd_bf16_to_f32(const uint16_t *src, float *dst, long n);
@@ -98,6 +112,12 @@ void ssd_affine(const float *x, float *y, long n, float scale, float shift);
 void ssd_online_softmax(float *s, long rows, long cols, long cols_padded, long ldS,
                         float *m, float *l, float *o, long ldo, long d,
                         int causal, long q0, long k0);
+/* The same step for the bf16 attention: s holds unscaled scores (multiplied by `scale` here; s
+ * may be overwritten), and the probabilities are written as bf16 to p [rows × ldp] (zeros from the
+ * valid columns to cols_padded); l sums the rounded probabilities. */
+void ssd_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, long ldS, float scale,
+                             float *m, float *l, float *o, long ldo, long d,
+                             int causal, long q0, long k0, uint16_t *p, long ldp);
 
 /*
  * Winograd F(4×4, 3×3) transforms for 3×3 stride-1 convolutions (NHWC, channels contiguous);

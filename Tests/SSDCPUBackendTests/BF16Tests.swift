@@ -1,0 +1,87 @@
+import Testing
+import CSSDKernels
+import SSDTensor
+@testable import SSDCPUBackend
+
+/// bf16 attention (`bf16Compute`) against the reference backend, at every instruction-set level
+/// this CPU has (AMX is skipped where the CPU lacks it: `setInstructionSet` clamps to the
+/// detected level, and each level is run once).
+@Suite(.serialized) struct AttentionBF16Tests {
+    static let cases: [[Int]] = [
+        // [B, Nq, Nk, heads, D, causal]
+        [2, 50, 50, 2, 24, 0], [1, 37, 77, 3, 40, 0], [2, 77, 77, 2, 64, 1], [1, 300, 300, 1, 8, 1],
+        [1, 1, 5, 1, 16, 0], [1, 70, 600, 1, 64, 0], [1, 65, 33, 1, 96, 0],
+    ]
+
+    @Test func everyInstructionSet() throws {
+        defer { CPUBackend.resetInstructionSet() }
+        var seen = Set<String>()
+        for isa in ["portable", "avx2", "avx512", "avx512-bf16", "amx-bf16", "neon"] {
+            let used = CPUBackend.setInstructionSet(isa)
+            guard seen.insert(used).inserted else { continue }
+            let cpu = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true))
+            for p in Self.cases {
+                let (bt, nq, nk, heads, d, causal) = (p[0], p[1], p[2], p[3], p[4], p[5] == 1)
+                let err = try parity(cpu) { b in
+                    try b.attention(query: input(b, [bt, nq, heads * d], seed: 1, scale: 2), key: input(b, [bt, nk, heads * d], seed: 2, scale: 2),
+                                    value: input(b, [bt, nk, heads * d], seed: 3), heads: heads, scale: 1 / Float(d).squareRoot(), causal: causal)
+                }
+                #expect(err < 2e-2, "\(used) bf16 attention \(p): \(err)")
+                #expect(err > 0, "\(used) bf16 attention \(p) should round to bf16")
+            }
+        }
+    }
+
+    /// The packed bf16 pair panels hold exactly the RNE-rounded operands (both orientations).
+    @Test func packing() throws {
+        defer { CPUBackend.resetInstructionSet() }
+        let (k, n, ld) = (37, 70, 80)
+        let src = values(ld * max(k, n), seed: 5)
+        for isa in ["portable", "amx-bf16"] {
+            CPUBackend.setInstructionSet(isa)
+            for transposed in [false, true] {
+                let kpad = 64, panels = (n + 63) / 64
+                var out = [UInt16](repeating: 0xFFFF, count: panels * kpad * 64)
+                src.withUnsafeBufferPointer { s in
+                    out.withUnsafeMutableBufferPointer { o in
+                        ssd_pack_bf16_pairs(s.baseAddress!, ld, transposed ? 1 : 0, k, n, kpad, o.baseAddress!)
+                    }
+                }
+                for p in 0..<kpad {
+                    for c in 0..<(panels * 64) {
+                        let v: Float = p < k && c < n ? (transposed ? src[c * ld + p] : src[p * ld + c]) : 0
+                        var want: UInt16 = 0
+                        [v].withUnsafeBufferPointer { ssd_f32_to_bf16($0.baseAddress!, &want, 1) }
+                        let got = out[(c / 64) * kpad * 64 + (p / 2) * 128 + (c % 64) * 2 + p % 2]
+                        #expect(got == want, "\(isa) transposed \(transposed) (\(p), \(c))")
+                        if got != want { return }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The bf16 GEMM with depths past one AMX pass (2048) and edge blocks (rows and columns not
+/// multiples of 32), at every level (AMX where the CPU has it).
+@Suite(.serialized) struct BF16GEMMTests {
+    @Test func deepEdges() throws {
+        defer { CPUBackend.resetInstructionSet() }
+        var seen = Set<String>()
+        for isa in ["portable", "avx512-bf16", "amx-bf16"] {
+            let used = CPUBackend.setInstructionSet(isa)
+            guard seen.insert(used).inserted else { continue }
+            let cpu = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true))
+            let lin = try parity(cpu) { b in
+                try b.linear(input(b, [45, 4200], seed: 1), weight: weight(b, [70, 4200], seed: 2, role: .linear),
+                             bias: input(b, [70], seed: 3), residual: input(b, [45, 70], seed: 4))
+            }
+            #expect(lin < 2e-2 && lin > 0, "\(used) linear 45x4200x70: \(lin)")
+            let conv = try parity(cpu) { b in
+                try b.conv2d(input(b, [1, 5, 7, 700], seed: 5), weight: weight(b, [33, 700, 3, 3], seed: 6, role: .conv2d),
+                             bias: nil, stride: 1, padding: 1, residual: nil)
+            }
+            #expect(conv < 2e-2 && conv > 0, "\(used) conv 700->33: \(conv)")
+        }
+    }
+}
