@@ -41,9 +41,9 @@ extension CPUBackend {
 
         // Transformed weight U[ξ] of these columns as 64-column panels of depth Cin (ssd_sgemm's B layout).
         let panels = (n + nr - 1) / nr, uXi = panels * cin * nr
-        let uBuffer = CPUBuffer(byteCount: 36 * uXi * 4, counter: counter)  // pooled: no page faults on reuse
-        defer { withExtendedLifetime(uBuffer) {} }
-        let u = uBuffer.floats
+        let uBuffer = winogradWorkspace.take(36 * uXi * 4)
+        defer { winogradWorkspace.give(uBuffer) }
+        let u = uBuffer.pointer.assumingMemoryBound(to: Float.self)
         let base = UnsafeRawPointer(w.buffer.pointer)
         parallelFor(panels) { p in
             let src = base + (c0 / nr + p) * w.panelStride * element.byteSize
@@ -73,10 +73,10 @@ extension CPUBackend {
         let next = Atomic<Int>(0)
         parallelFor(min(threads, tasks)) { _ in
             let stageStride = (4 * blockTiles + 2) * cin
-            let scratch = CPUBuffer(byteCount: (6 * stageStride + 36 * blockTiles * (cin + n)) * 4, counter: counter)
-            let stage = scratch.floats, v = stage + 6 * stageStride, m = v + 36 * blockTiles * cin
+            let scratch = winogradWorkspace.take((6 * stageStride + 36 * blockTiles * (cin + n)) * 4)
+            let stage = scratch.pointer.assumingMemoryBound(to: Float.self), v = stage + 6 * stageStride, m = v + 36 * blockTiles * cin
             let rows = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: blockTiles)
-            defer { rows.deallocate(); withExtendedLifetime(scratch) {} }
+            defer { rows.deallocate(); winogradWorkspace.give(scratch) }
             for i in 0..<blockTiles { rows[i] = UnsafePointer(v + i * cin) }
             while true {
                 let task = next.wrappingAdd(1, ordering: .relaxed).oldValue
@@ -149,4 +149,45 @@ extension CPUBackend {
             }
         }
     }
+}
+
+/// Scratch memory of the Winograd path kept for the backend's lifetime (freed by `trimMemory`):
+/// at most one transformed weight (≤ 64 MB) and one block buffer per worker (≤ ~33 MB), reused
+/// call after call. The shared activation pool is often full during a UNet call, and a fresh
+/// mapping of these sizes costs thousands of page faults per convolution.
+final class WinogradWorkspace: Sendable {
+    struct Buffer: @unchecked Sendable {
+        let pointer: UnsafeMutableRawPointer
+        let byteCount: Int
+    }
+    private let free = Mutex<[Buffer]>([])
+
+    /// A buffer of at least `byteCount` bytes (64-byte aligned): the smallest free one that fits,
+    /// else a new one (a smaller free buffer is then released, so the workspace holds at most
+    /// as many buffers as were ever in use at once).
+    func take(_ byteCount: Int) -> Buffer {
+        let (found, dropped): (Buffer?, Buffer?) = free.withLock { list in
+            if let i = list.indices.filter({ list[$0].byteCount >= byteCount }).min(by: { list[$0].byteCount < list[$1].byteCount }) {
+                return (list.remove(at: i), nil)
+            }
+            return (nil, list.isEmpty ? nil : list.removeFirst())
+        }
+        if let found { return found }
+        dropped?.pointer.deallocate()
+        return Buffer(pointer: UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 64), alignment: 64), byteCount: byteCount)
+    }
+
+    /// Returns a buffer from `take` for reuse.
+    func give(_ buffer: Buffer) { free.withLock { $0.append(buffer) } }
+
+    /// Frees every buffer not in use.
+    func drain() {
+        let all = free.withLock { list -> [Buffer] in
+            defer { list = [] }
+            return list
+        }
+        for b in all { b.pointer.deallocate() }
+    }
+
+    deinit { drain() }
 }
