@@ -34,7 +34,7 @@ let package = Package(
             dependencies: ["SSDTensor", "SSDTokenizer", "SSDModels", "SSDSchedulers", "SSDCPUBackend", "SSDCUDABackend"]),
         .executableTarget(name: "ssd1b", dependencies: ["SSDPipeline", "SSDTensor", "SSDTokenizer", "SSDModels", "SSDSchedulers", "SSDCPUBackend", "SSDCUDABackend"]),
         // GPU parity against ReferenceBackend and micro-benchmarks (Scripts/gpu/check.sh).
-        .executableTarget(name: "ssd-cuda-check", dependencies: ["SSDCUDABackend", "SSDTensor"]),
+        .executableTarget(name: "ssd-cuda-check", dependencies: ["SSDCUDABackend", "SSDTensor", "SSDModels"]),
         .executableTarget(
             name: "ssd-bench",
             dependencies: ["SSDPipeline", "SSDTensor", "SSDTokenizer", "SSDModels", "SSDSchedulers", "SSDCPUBackend",

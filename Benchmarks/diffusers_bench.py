@@ -2,6 +2,7 @@
 the guidance-doubled batch + Euler step, at batch sizes B, on the same random-weight model folder.
 
     /work/venv/bin/python Benchmarks/diffusers_bench.py --model DIR --size 512 --batch 1,4 [--dtype fp32|bf16] [--vae]
+    /work/venv/bin/python Benchmarks/diffusers_bench.py --model DIR --size 1024 --vae-only   (VAE decode only, fp32)
 
 Prints the torch/diffusers versions, then one JSON object (last line): seconds per iteration per
 batch, iterations/s, GFLOP/s (FLOPs counted with a forward hook on conv/linear/SDPA), memory idle
@@ -67,9 +68,14 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--vae", action="store_true", help="also time one VAE decode per batch size")
+    ap.add_argument("--vae-only", action="store_true", help="only the VAE decode (fp32), with the RSS it adds")
+    ap.add_argument("--latents", help="--vae-only: raw float32 NCHW latents to decode (else seeded noise)")
+    ap.add_argument("--save-image", help="--vae-only: write the decoded image here (raw float32 NCHW)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.vae_only:
+        return vae_only(a)
     import diffusers
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
 
@@ -123,6 +129,38 @@ def main():
         result["batches"][str(b)] = entry
         print(f"batch {b}: {entry['seconds']:.3f} s/it ({entry['gflops_per_s']:.1f} GFLOP/s)", flush=True)
     result["memory_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(result))
+
+
+def vae_only(a):
+    """Times VAE decodes (a warm-up, then `--iterations`, best kept) and reports the RSS they add."""
+    import diffusers
+    from diffusers import AutoencoderKL
+
+    print(f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads),"
+          f" diffusers {diffusers.__version__}", flush=True)
+    vae = AutoencoderKL.from_pretrained(f"{a.model}/vae", torch_dtype=torch.float32).eval()
+    lat = a.size // 8
+    result = {"torch": torch.__version__, "diffusers": diffusers.__version__, "size": a.size, "batches": {}}
+    for b in [int(x) for x in a.batch.split(",")]:
+        z = torch.randn(b, 4, lat, lat, generator=torch.Generator().manual_seed(4))
+        if a.latents:
+            import numpy as np
+            z = torch.from_numpy(np.fromfile(a.latents, dtype=np.float32).reshape(b, 4, lat, lat))
+        before = rss_bytes()
+        with torch.inference_mode():
+            times = []
+            for _ in range(1 + a.iterations):
+                t0 = time.perf_counter()
+                image = vae.decode(z).sample
+                times.append(time.perf_counter() - t0)
+        if a.save_image:
+            image.float().numpy().tofile(a.save_image)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        entry = {"vae_decode_seconds": min(times[1:] or times), "rss_before_bytes": before, "rss_peak_bytes": peak}
+        result["batches"][str(b)] = entry
+        print(f"batch {b}: VAE decode {entry['vae_decode_seconds']:.2f} s, RSS {before / 2**30:.2f} → peak {peak / 2**30:.2f} GiB",
+              flush=True)
     print(json.dumps(result))
 
 

@@ -35,6 +35,7 @@ typedef struct {
     size_t tableSize;
     int attempted;
     void *table;
+    void *handle;
     char message[2048];
     char path[1024];
 } ccuda_library_state;
@@ -45,10 +46,10 @@ static CCUDACudnnAPI cudnn_table;
 static CCUDANvrtcAPI nvrtc_table;
 
 static ccuda_library_state states[4] = {
-    {driver_names, driver_symbols, sizeof(CCUDADriverAPI), 0, NULL, {0}, {0}},
-    {cublaslt_names, cublaslt_symbols, sizeof(CCUDACublasLtAPI), 0, NULL, {0}, {0}},
-    {cudnn_names, cudnn_symbols, sizeof(CCUDACudnnAPI), 0, NULL, {0}, {0}},
-    {nvrtc_names, nvrtc_symbols, sizeof(CCUDANvrtcAPI), 0, NULL, {0}, {0}},
+    {driver_names, driver_symbols, sizeof(CCUDADriverAPI), 0, NULL, NULL, {0}, {0}},
+    {cublaslt_names, cublaslt_symbols, sizeof(CCUDACublasLtAPI), 0, NULL, NULL, {0}, {0}},
+    {cudnn_names, cudnn_symbols, sizeof(CCUDACudnnAPI), 0, NULL, NULL, {0}, {0}},
+    {nvrtc_names, nvrtc_symbols, sizeof(CCUDANvrtcAPI), 0, NULL, NULL, {0}, {0}},
 };
 static void *tables[4] = {&driver_table, &cublaslt_table, &cudnn_table, &nvrtc_table};
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -166,6 +167,7 @@ const void *ccuda_load_searching(CCUDALibrary library, const char *extraPath, ch
             }
             if (ok) {
                 s->table = table;
+                s->handle = handle;
             } else {
                 dlclose(handle);
             }
@@ -178,7 +180,52 @@ const void *ccuda_load_searching(CCUDALibrary library, const char *extraPath, ch
     return result;
 }
 
+#define CCUDA_SYMBOL_GRAPH(ret, name, params, symbol) {symbol, offsetof(CCUDAGraphAPI, name)},
+static const ccuda_symbol graph_symbols[] = {CCUDA_GRAPH_FUNCTIONS(CCUDA_SYMBOL_GRAPH){NULL, 0}};
+
+int ccuda_load_graph_api(CCUDAGraphAPI *table, char *message, size_t messageLength) {
+    if (message && messageLength) message[0] = 0;
+    if (!table) return 0;
+    memset(table, 0, sizeof *table);
+    pthread_mutex_lock(&lock);
+    void *handle = states[CCUDA_LIBRARY_DRIVER].handle;
+    char path[1024];
+    snprintf(path, sizeof path, "%s", states[CCUDA_LIBRARY_DRIVER].path);
+    pthread_mutex_unlock(&lock);
+    if (!handle) {
+        if (message && messageLength) snprintf(message, messageLength, "the CUDA driver library is not loaded");
+        return 0;
+    }
+    char missing[1024] = {0};
+    for (const ccuda_symbol *sym = graph_symbols; sym->symbol; sym++) {
+        void *f = dlsym(handle, sym->symbol);
+        if (!f) {
+            if (missing[0]) strncat(missing, ", ", sizeof missing - strlen(missing) - 1);
+            strncat(missing, sym->symbol, sizeof missing - strlen(missing) - 1);
+            continue;
+        }
+        memcpy((char *)table + sym->offset, &f, sizeof f);
+    }
+    if (missing[0]) {
+        memset(table, 0, sizeof *table);
+        if (message && messageLength) snprintf(message, messageLength, "CUDA graph symbols missing in %s: %s", path, missing);
+        return 0;
+    }
+    return 1;
+}
+
 #else
+int ccuda_load_graph_api(CCUDAGraphAPI *table, char *message, size_t messageLength) {
+    (void)table;
+    if (message && messageLength) {
+        const char *text = "CUDA is only supported on Linux";
+        size_t i = 0;
+        for (; text[i] && i + 1 < messageLength; i++) message[i] = text[i];
+        message[i] = 0;
+    }
+    return 0;
+}
+
 const void *ccuda_load(CCUDALibrary library, char *message, size_t messageLength, char *path, size_t pathLength) {
     return ccuda_load_searching(library, 0, message, messageLength, path, pathLength);
 }

@@ -55,27 +55,45 @@ extension CPUBackend {
                 throw TensorError.shapeMismatch(op: op + " residual", expected: shape, actual: residual.shape)
             }
             ep.residual = try residual.cpuFloats(op)
-            ep.ldr = n
         }
         return ep
     }
 
     /// GEMM with the selected provider; `c` is `[m, w.n]`.
     func runGEMM(rows: GEMMRows, m: Int, weight w: PackedWeight, c: UnsafeMutablePointer<Float>, epilogue ep: GEMMEpilogue) {
+        runGEMM(rows: rows, m: m, weight: w, output: .dense(c, ldc: w.n), epilogue: ep)
+    }
+
+    /// GEMM with the selected provider, C rows placed by `output`.
+    func runGEMM(rows: GEMMRows, m: Int, weight w: PackedWeight, output: GEMMOutput, epilogue ep: GEMMEpilogue) {
         guard let blas, w.layout == .rowMajor else {
-            gemm(rows: rows, m: m, weight: w, c: c, ldc: w.n, epilogue: ep)
+            gemm(rows: rows, m: m, weight: w, output: output, epilogue: ep)
             return
         }
         let n = w.n, k = w.depth
         let wp = UnsafePointer(w.buffer.floats)
+        // Writes `rb` rows of `tile` (`[rb, n]`) to C rows r0… with bias and residual.
+        func place(_ tile: UnsafePointer<Float>, r0: Int, rb: Int) {
+            parallelChunks(rb, minimumChunk: 16) { range in
+                for r in range {
+                    let o = output.offset(r0 + r)
+                    let dst = output.c + o, src = tile + r * n
+                    for j in 0..<n { dst[j] = src[j] + (ep.bias?[j] ?? 0) + (ep.residual?[o + j] ?? 0) }
+                }
+            }
+        }
         switch rows {
         case let .dense(a, lda):
-            blas.gemm(transA: false, transB: true, m: m, n: n, k: k, alpha: ep.alpha, a: a, lda: lda, b: wp, ldb: k, beta: 0, c: c, ldc: n)
+            // `linear` and `matmul` outputs are dense: C in place, then bias and residual.
+            precondition(output.lineLength == Int.max && output.ldc == n, "dense BLAS GEMM with a mapped output")
+            blas.gemm(transA: false, transB: true, m: m, n: n, k: k, alpha: ep.alpha, a: a, lda: lda, b: wp, ldb: k, beta: 0, c: output.c, ldc: n)
+            if ep.bias != nil || ep.residual != nil { place(output.c, r0: 0, rb: m) }
         case .conv:
             // Tiled im2col: 512 output pixels at a time.
             let tile = 512, segLen = w.segmentLength
             let buf = UnsafeMutablePointer<Float>.allocate(capacity: tile * k)
-            defer { buf.deallocate() }
+            let result = UnsafeMutablePointer<Float>.allocate(capacity: tile * n)
+            defer { buf.deallocate(); result.deallocate() }
             var r0 = 0
             while r0 < m {
                 let rb = min(tile, m - r0)
@@ -86,17 +104,9 @@ extension CPUBackend {
                         }
                     }
                 }
-                blas.gemm(transA: false, transB: true, m: rb, n: n, k: k, alpha: ep.alpha, a: buf, lda: k, b: wp, ldb: k, beta: 0, c: c + r0 * n, ldc: n)
+                blas.gemm(transA: false, transB: true, m: rb, n: n, k: k, alpha: ep.alpha, a: buf, lda: k, b: wp, ldb: k, beta: 0, c: result, ldc: n)
+                place(result, r0: r0, rb: rb)
                 r0 += rb
-            }
-        }
-        if ep.bias != nil || ep.residual != nil {
-            parallelChunks(m, minimumChunk: 16) { range in
-                for r in range {
-                    let row = c + r * n
-                    if let b = ep.bias { for j in 0..<n { row[j] += b[j] } }
-                    if let res = ep.residual { for j in 0..<n { row[j] += res[r * ep.ldr + j] } }
-                }
             }
         }
     }

@@ -11,27 +11,44 @@ extension CPUBackend {
         try groupNorm(x, groups: groups, weight: weight, bias: bias, epsilon: epsilon, activation: Int32(SSD_ACT_SILU))
     }
 
-    /// `nn.GroupNorm` on channels-last `[B, ..., C]`: two passes (mean, then centred variance)
-    /// with per-channel partial sums in parallel row chunks, then one fused scale/shift/activation pass.
+    /// `nn.GroupNorm` on channels-last `[B, ..., C]`: the statistics (`groupNormCoefficients`), then
+    /// one fused scale/shift/activation pass.
     private func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, epsilon: Float, activation: Int32) throws -> Tensor {
         let op = "groupNorm"
         let xp = try x.cpuFloats(op)
-        guard x.rank >= 2, let c = x.shape.last, groups > 0, c % groups == 0 else {
+        let coefficients = try groupNormCoefficients(x, groups: groups, weight: weight, bias: bias, epsilon: epsilon, op: op)
+        let b = x.shape[0], c = x.shape[x.rank - 1], rows = x.count / (b * c)
+        let out = allocate(x.shape)
+        let y = try out.cpuBuffer(op).floats
+        let chunkRows = 64, chunks = (rows + chunkRows - 1) / chunkRows
+        parallelFor(b * chunks) { t in
+            let bi = t / chunks, ch = t % chunks
+            let r0 = ch * chunkRows, r1 = min(rows, r0 + chunkRows)
+            let off = (bi * rows + r0) * c
+            ssd_scale_shift_act(xp + off, y + off, r1 - r0, c, coefficients.scale + bi * c, coefficients.shift + bi * c, activation)
+        }
+        return out
+    }
+
+    /// Per-(batch item, channel) `scale` and `shift` with `groupNorm(x) = x·scale + shift`, from the
+    /// group statistics of `x` `[B, ..., C]`: two passes (mean, then centred variance) with
+    /// per-channel partial sums in parallel row chunks, accumulated in Double.
+    func groupNormCoefficients(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, epsilon: Float, op: String) throws -> ChannelAffine {
+        let xp = try x.cpuFloats(op)
+        guard x.rank >= 2, let c = x.shape.last, c > 0, groups > 0, c % groups == 0 else {
             throw TensorError.invalidArgument(op: op, message: "shape \(x.shape) with \(groups) groups")
         }
         guard weight.count == c, bias.count == c else { throw TensorError.shapeMismatch(op: op, expected: [c], actual: weight.shape) }
         let gamma = try weight.cpuFloats(op), beta = try bias.cpuFloats(op)
         let b = x.shape[0], rows = x.count / (b * c), cpg = c / groups
-        let out = allocate(x.shape)
-        let y = try out.cpuBuffer(op).floats
         let chunkRows = 64
         let chunks = (rows + chunkRows - 1) / chunkRows
-        let partial = UnsafeMutablePointer<Double>.allocate(capacity: b * chunks * c)
+        let partial = UnsafeMutablePointer<Double>.allocate(capacity: max(1, b * chunks * c))
         defer { partial.deallocate() }
         let mean = UnsafeMutablePointer<Float>.allocate(capacity: b * c)
         defer { mean.deallocate() }
-        let scale = UnsafeMutablePointer<Float>.allocate(capacity: b * c), shift = UnsafeMutablePointer<Float>.allocate(capacity: b * c)
-        defer { scale.deallocate(); shift.deallocate() }
+        let coefficients = ChannelAffine(count: b * c)
+        let scale = coefficients.scale, shift = coefficients.shift
         let count = Double(rows * cpg)
 
         // Reduces the per-chunk channel sums into per-group values, per batch item.
@@ -66,13 +83,7 @@ extension CPUBackend {
                 shift[bi * c + j] = beta[j] - mean[bi * c + j] * rstd * gamma[j]
             }
         }
-        parallelFor(b * chunks) { t in
-            let bi = t / chunks, ch = t % chunks
-            let r0 = ch * chunkRows, r1 = min(rows, r0 + chunkRows)
-            let off = (bi * rows + r0) * c
-            ssd_scale_shift_act(xp + off, y + off, r1 - r0, c, scale + bi * c, shift + bi * c, activation)
-        }
-        return out
+        return coefficients
     }
 
     public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> Tensor {
@@ -105,5 +116,21 @@ extension CPUBackend {
             }
         }
         return out
+    }
+}
+
+/// Per-(batch item, channel) `scale` and `shift` of a normalisation, freed with the object.
+final class ChannelAffine {
+    let scale: UnsafeMutablePointer<Float>
+    let shift: UnsafeMutablePointer<Float>
+
+    init(count: Int) {
+        scale = .allocate(capacity: max(count, 1))
+        shift = .allocate(capacity: max(count, 1))
+    }
+
+    deinit {
+        scale.deallocate()
+        shift.deallocate()
     }
 }

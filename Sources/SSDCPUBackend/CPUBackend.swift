@@ -35,6 +35,15 @@ public struct CPUBackendOptions: Sendable, Hashable {
             blockDepth = max(32, newValue.kc / 32 * 32)
         }
     }
+    /// Winograd F(4×4, 3×3) for 3×3 stride-1 convolutions where it is faster (fp32, f16 or bf16
+    /// weight panels; not with `bf16Compute` or OpenBLAS); false: always the implicit GEMM.
+    public var winograd: Bool = true
+    /// Fewest 4×4 output tiles (over the batch) for which a convolution takes the Winograd path:
+    /// below it the per-call weight transform and the short GEMMs cost more than they save.
+    var winogradMinimumTiles = 32
+    /// Largest transformed weight the Winograd path holds at once (36·Cin·columns floats); wider
+    /// convolutions run in column chunks, re-transforming the input per chunk.
+    var winogradWeightBytes = 64 << 20
     var blockRows = 480
     var blockColumns = 512
     var blockDepth = 512

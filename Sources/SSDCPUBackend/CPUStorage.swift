@@ -35,6 +35,24 @@ final class MemoryCounter: Sendable {
                 return a
             }
             if let reused, let ptr = UnsafeMutableRawPointer(bitPattern: reused) { return ptr }
+            // A size the pool does not hold: give back pooled buffers of other sizes first (largest
+            // first, at least `size` bytes), so that RSS stays near the live bytes when shapes change
+            // (the VAE decoder's levels) while repeated shapes (UNet steps) keep reusing.
+            let evicted = pool.withLock { p -> [(UInt, Int)] in
+                var out: [(UInt, Int)] = [], total = 0
+                for key in p.free.keys.sorted(by: >) where total < size {
+                    while total < size, var list = p.free[key], let a = list.popLast() {
+                        p.free[key] = list.isEmpty ? nil : list
+                        p.bytes -= key
+                        total += key
+                        out.append((a, key))
+                    }
+                }
+                return out
+            }
+            for (a, bytes) in evicted {
+                if let pointer = UnsafeMutableRawPointer(bitPattern: a) { Self.unmapPages(pointer, bytes) }
+            }
             return Self.mapPages(size)
         }
         return UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 64), alignment: 64)

@@ -17,9 +17,10 @@ extension CPUBackend {
     /// multiplied by every column of the task (the kernel blocks the depth itself), so that neither
     /// the conversion nor the epilogue repeats per column or depth block (the generic path,
     /// `gemmTask`, does both).
-    /// `rowPointers[s · m + r]` is segment `s` of the task's row `r`.
-    func gemmTaskAMX(rowPointers: UnsafePointer<UnsafePointer<Float>?>, m: Int, firstRow: Int, columns: Range<Int>,
-                     _ w: PackedWeight, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ ep: GEMMEpilogue) {
+    /// Row blocks follow `GEMMRows.blockEnd` and the output's lines, as in `gemmTask`.
+    func gemmTaskAMX(_ source: GEMMRows, rows: Range<Int>, columns: Range<Int>, _ w: PackedWeight,
+                     _ out: GEMMOutput, _ ep: GEMMEpilogue) {
+        let m = rows.count
         let depth = w.depth, segments = w.kernelH
         let mc = Self.amxRowBlock(rows: m, depth: depth)
         // Rows one cache line longer than the depth when that is a multiple of 512 bytes, so that
@@ -36,20 +37,26 @@ extension CPUBackend {
         defer { scratch.deallocate() }
         let j0 = columns.lowerBound
         let b = UnsafeRawPointer(w.buffer.pointer) + (j0 / Int(SSD_NR)) * w.panelStride * 2
-        var r0 = 0
-        while r0 < m {
-            let mb = min(mc, m - r0)
+        let rowPointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: segments * mc)
+        defer { rowPointers.deallocate() }
+        var band = InputBand()
+        defer { band.deallocate() }
+        var row0 = rows.lowerBound
+        while row0 < rows.upperBound {
+            let row1 = min(source.blockEnd(from: row0, limit: rows.upperBound, mc: mc), out.lineEnd(row0))
+            let mb = row1 - row0
+            band.rowPointers(source, rows: row0..<row1, segments: segments, into: rowPointers)
             for s in 0..<segments {
-                ssd_rows_to_bf16(UnsafePointer(rowPointers + s * m + r0), mb, w.segmentLength, w.segmentStride,
+                ssd_rows_to_bf16(UnsafePointer(rowPointers + s * mb), mb, w.segmentLength, w.segmentStride,
                                  a16 + s * w.segmentStride, lda)
             }
-            let row0 = firstRow + r0
+            let offset = out.offset(row0)
             var args = ssd_gemm_args(
                 m: mb, n: columns.count, k: depth, a_rows: nil, a_offset: 0, b: b, b_panel_stride: w.panelStride,
-                c: c + row0 * ldc + j0, ldc: ldc, alpha: ep.alpha, accumulate: 0, bias: ep.bias.map { $0 + j0 },
-                residual: ep.residual.map { $0 + row0 * ep.ldr + j0 }, ldr: ep.ldr, scratch: scratch)
+                c: out.c + offset + j0, ldc: out.ldc, alpha: ep.alpha, accumulate: 0, bias: ep.bias.map { $0 + j0 },
+                residual: ep.residual.map { $0 + offset + j0 }, ldr: out.ldc, scratch: scratch)
             ssd_bf16gemm_bf16a(a16, lda, &args)
-            r0 += mb
+            row0 = row1
         }
     }
 }

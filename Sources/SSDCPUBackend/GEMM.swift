@@ -1,69 +1,131 @@
 import CSSDKernels
 import SSDTensor
 
+/// Shape of an implicit-GEMM convolution over an NHWC input `[batch, h, w, cin]`: output
+/// `[batch, ho, wo, ·]`, output pixel `(oy, ox)` reads input rows `oy·stride − padTop + ky` and
+/// columns `ox·stride − padLeft + kx` (zeros outside the image).
+struct ConvGeometry {
+    let batch: Int, h: Int, w: Int, cin: Int
+    let ho: Int, wo: Int
+    let stride: Int, padTop: Int, padLeft: Int
+    let kh: Int, kw: Int
+
+    /// Floats one output pixel reads per kernel row.
+    var segmentLength: Int { kw * cin }
+}
+
+/// Group norm + SiLU applied to a convolution's input as it is read (diffusers' `norm → SiLU → conv`
+/// in `ResnetBlock2D`): `x' = silu(x·scale[b, c] + shift[b, c])` (no SiLU when `silu` is false);
+/// the padding is of `x'`, so it stays zero.
+struct ConvPrologue {
+    /// `[batch, cin]` each.
+    let scale: UnsafePointer<Float>
+    let shift: UnsafePointer<Float>
+    let silu: Bool
+
+    /// Writes `count` normalised pixels of batch item `b` (`count × cin` floats) from `src` to `dst`.
+    func apply(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, pixels count: Int, cin: Int, batch b: Int) {
+        ssd_scale_shift_act(src, dst, count, cin, scale + b * cin, shift + b * cin, silu ? Int32(SSD_ACT_SILU) : Int32(SSD_ACT_NONE))
+    }
+}
+
 /// Where the GEMM's A rows come from.
 enum GEMMRows {
     /// Row-major `[m, lda]`, one segment.
     case dense(UnsafePointer<Float>, lda: Int)
-    /// Implicit GEMM over an NHWC input `[b, h, w, cin]` with zero padding: row `r` is output pixel `r`,
-    /// segment `s` the `kw·cin` inputs under kernel row `s`. Segments inside the image are read in place;
-    /// those that cross its border are assembled with zeros (no padded copy of the whole input).
-    case conv(UnsafePointer<Float>, h: Int, w: Int, cin: Int, ho: Int, wo: Int, stride: Int, padding: Int, kw: Int)
+    /// Implicit GEMM: row `r` is output pixel `r` of `geometry`, segment `s` the `kw·cin` inputs under
+    /// kernel row `s`. Blocks whose inputs lie inside the image read them in place; the others (and
+    /// every block when there is a prologue) read a band of input rows assembled per block, with
+    /// zeros outside the image (never a padded copy of the whole input).
+    case conv(UnsafePointer<Float>, ConvGeometry, prologue: ConvPrologue?)
 
-    /// Segment `s` of row `r` in place, or nil when it crosses the border (use `fill`).
-    @inline(__always)
-    func inPlace(_ r: Int, segment s: Int) -> UnsafePointer<Float>? {
-        switch self {
-        case let .dense(p, lda):
-            return p + r * lda
-        case let .conv(p, h, w, cin, ho, wo, stride, padding, kw):
-            let b = r / (ho * wo), rem = r - b * ho * wo
-            let oy = rem / wo, ox = rem - oy * wo
-            let iy = oy * stride + s - padding, ix = ox * stride - padding
-            guard iy >= 0, iy < h, ix >= 0, ix + kw <= w else { return nil }
-            return p + ((b * h + iy) * w + ix) * cin
-        }
-    }
-
-    /// Writes segment `s` of row `r` (`kw·cin` floats, zeros outside the image) to `destination`.
+    /// Writes segment `s` of row `r` (zeros outside the image, prologue applied) to `destination`.
     func fill(_ r: Int, segment s: Int, into destination: UnsafeMutablePointer<Float>) {
         switch self {
         case let .dense(p, lda):
             destination.update(from: p + r * lda, count: lda)
-        case let .conv(p, h, w, cin, ho, wo, stride, padding, kw):
-            let b = r / (ho * wo), rem = r - b * ho * wo
-            let oy = rem / wo, ox = rem - oy * wo
-            let iy = oy * stride + s - padding
-            for kx in 0..<kw {
-                let ix = ox * stride - padding + kx
-                let dst = destination + kx * cin
-                if iy >= 0, iy < h, ix >= 0, ix < w {
-                    dst.update(from: p + ((b * h + iy) * w + ix) * cin, count: cin)
+        case let .conv(p, g, prologue):
+            let b = r / (g.ho * g.wo), rem = r - b * g.ho * g.wo
+            let oy = rem / g.wo, ox = rem - oy * g.wo
+            let iy = oy * g.stride + s - g.padTop
+            for kx in 0..<g.kw {
+                let ix = ox * g.stride - g.padLeft + kx
+                let dst = destination + kx * g.cin
+                if iy >= 0, iy < g.h, ix >= 0, ix < g.w {
+                    let src = p + ((b * g.h + iy) * g.w + ix) * g.cin
+                    if let prologue { prologue.apply(src, dst, pixels: 1, cin: g.cin, batch: b) } else { dst.update(from: src, count: g.cin) }
                 } else {
-                    dst.update(repeating: 0, count: cin)
+                    dst.update(repeating: 0, count: g.cin)
                 }
             }
         }
     }
+
+    /// End of the block of rows that starts at `r0` (at most `mc` rows, before `limit`). Convolution
+    /// blocks stay inside one image and either inside one output row (wide images) or on whole rows,
+    /// so that their input band is small.
+    func blockEnd(from r0: Int, limit: Int, mc: Int) -> Int {
+        var end = min(limit, r0 + mc)
+        guard case let .conv(_, g, _) = self else { return end }
+        let perImage = g.ho * g.wo
+        end = min(end, (r0 / perImage + 1) * perImage)
+        let rowEnd = (r0 / g.wo + 1) * g.wo
+        if 2 * g.wo >= mc {
+            end = min(end, rowEnd)
+        } else if end > rowEnd {
+            end = max(rowEnd, end / g.wo * g.wo)
+        }
+        return end
+    }
 }
 
-/// Epilogue operands of a GEMM: `C = alpha·A·B + bias + residual`.
+/// Where row `r` of C goes: rows come in lines of `lineLength` rows, `ldc` elements apart inside a
+/// line, `lineStride` elements between the first rows of consecutive lines (dense: one line).
+/// The residual, when there is one, is laid out the same way.
+struct GEMMOutput {
+    let c: UnsafeMutablePointer<Float>
+    let ldc: Int
+    let lineLength: Int
+    let lineStride: Int
+
+    /// Dense `[m, ldc]` output.
+    static func dense(_ c: UnsafeMutablePointer<Float>, ldc: Int) -> GEMMOutput {
+        GEMMOutput(c: c, ldc: ldc, lineLength: Int.max, lineStride: 0)
+    }
+
+    /// Elements from `c` to row `r`.
+    @inline(__always)
+    func offset(_ r: Int) -> Int {
+        lineLength == Int.max ? r * ldc : (r / lineLength) * lineStride + (r % lineLength) * ldc
+    }
+
+    /// Last row (exclusive) of the line holding `r`.
+    func lineEnd(_ r: Int) -> Int {
+        lineLength == Int.max ? Int.max : (r / lineLength + 1) * lineLength
+    }
+}
+
+/// Epilogue operands of a GEMM: `C = alpha·A·B + bias + residual` (the residual laid out like C).
 struct GEMMEpilogue {
     var alpha: Float = 1
     var bias: UnsafePointer<Float>? = nil
     var residual: UnsafePointer<Float>? = nil
-    var ldr: Int = 0
 }
 
 extension CPUBackend {
     /// `C[m × n] = alpha · A · W + bias + residual` with the packed weight `w`, over the worker threads.
     func gemm(rows a: GEMMRows, m: Int, weight w: PackedWeight, c: UnsafeMutablePointer<Float>, ldc: Int, epilogue: GEMMEpilogue) {
+        gemm(rows: a, m: m, weight: w, output: .dense(c, ldc: ldc), epilogue: epilogue)
+    }
+
+    /// `C = alpha · A · W + bias + residual` with C rows placed by `output`.
+    func gemm(rows a: GEMMRows, m: Int, weight w: PackedWeight, output: GEMMOutput, epilogue: GEMMEpilogue) {
         if m == 0 || w.n == 0 { return }
         let threads = options.threads
         let nr = Int(SSD_NR)
         let panels = w.panels
         if threads == 1 {
-            gemmTask(a, rows: 0..<m, columns: 0..<w.n, w, c, ldc, epilogue)
+            gemmTask(a, rows: 0..<m, columns: 0..<w.n, w, output, epilogue)
             return
         }
         // A grid of about 4 tasks per thread, handed out dynamically so that a core slowed by
@@ -85,67 +147,50 @@ extension CPUBackend {
         parallelFor(rowChunks * colChunks) { t in
             let r0 = (t / colChunks) * rowsPer, r1 = min(m, r0 + rowsPer)
             let c0 = (t % colChunks) * panelsPer * nr, c1 = min(w.n, c0 + panelsPer * nr)
-            if r0 < r1 && c0 < c1 { gemmTask(a, rows: r0..<r1, columns: c0..<c1, w, c, ldc, epilogue) }
+            if r0 < r1 && c0 < c1 { gemmTask(a, rows: r0..<r1, columns: c0..<c1, w, output, epilogue) }
         }
     }
 
     /// One thread's share: rows × columns (columns start on a panel boundary).
     private func gemmTask(_ a: GEMMRows, rows: Range<Int>, columns: Range<Int>, _ w: PackedWeight,
-                          _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ ep: GEMMEpilogue) {
+                          _ out: GEMMOutput, _ ep: GEMMEpilogue) {
         let nr = Int(SSD_NR)
         let (mc, ncBlock, kcBlock) = options.blocking
-        let segments = w.kernelH, segLen = w.segmentLength, m = rows.count
-        // Row pointers of every segment for this task's rows.
-        let rowPointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: segments * m)
+        let segments = w.kernelH, segLen = w.segmentLength
+        // Row pointers of every segment for one block of rows, segment-major.
+        let rowPointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: segments * mc)
         defer { rowPointers.deallocate() }
-        var borderSegments = 0
-        for s in 0..<segments {
-            for r in 0..<m {
-                let p = a.inPlace(rows.lowerBound + r, segment: s)
-                rowPointers[s * m + r] = p
-                if p == nil { borderSegments += 1 }
-            }
-        }
-        // Segments that cross the image border, assembled with zeros in a per-task scratch.
-        let border = UnsafeMutablePointer<Float>.allocate(capacity: max(1, borderSegments * segLen))
-        defer { border.deallocate() }
-        if borderSegments > 0 {
-            var next = 0
-            for s in 0..<segments {
-                for r in 0..<m where rowPointers[s * m + r] == nil {
-                    let dst = border + next * segLen
-                    a.fill(rows.lowerBound + r, segment: s, into: dst)
-                    rowPointers[s * m + r] = UnsafePointer(dst)
-                    next += 1
-                }
-            }
-        }
         if w.layout == .bf16Pairs && w.depth > 0 && ssd_amx_active() != 0 {
-            gemmTaskAMX(rowPointers: UnsafePointer(rowPointers), m: m, firstRow: rows.lowerBound, columns: columns, w, c, ldc, ep)
+            gemmTaskAMX(a, rows: rows, columns: columns, w, out, ep)
             return
         }
+        var band = InputBand()
+        defer { band.deallocate() }
         let convertsB: Bool
         if case .panels(let e) = w.layout, e != .f32 { convertsB = true } else { convertsB = false }
         let bScratch = UnsafeMutablePointer<Float>.allocate(capacity: convertsB ? ncBlock * kcBlock : 1)
         defer { bScratch.deallocate() }
-        let aScratchBytes = w.layout == .bf16Pairs ? (min(mc, m) + 31) / 32 * 32 * ((kcBlock + 31) / 32 * 32 + 2) * 2 + 128 : 1
+        let aScratchBytes = w.layout == .bf16Pairs ? (min(mc, rows.count) + 31) / 32 * 32 * ((kcBlock + 31) / 32 * 32 + 2) * 2 + 128 : 1
         let aScratch = UnsafeMutableRawPointer.allocate(byteCount: aScratchBytes, alignment: 64)
         defer { aScratch.deallocate() }
         let base = UnsafeRawPointer(w.buffer.pointer)
+        // Each segment in equal depth blocks of at most kc (multiples of 32), not kc + a short tail.
+        let blocksPerSegment = (segLen + kcBlock - 1) / kcBlock
+        let kcEven = ((segLen + blocksPerSegment - 1) / blocksPerSegment + 31) / 32 * 32
 
         // Row blocks outer: the mc × nc block of C stays in L2 over the whole k loop (the weights
         // block is re-read per row block, which costs less than cycling C through memory).
-        var r0 = 0
-        while r0 < m {
-            let rowCount = min(mc, m - r0)
+        var row0 = rows.lowerBound
+        while row0 < rows.upperBound {
+            let row1 = min(a.blockEnd(from: row0, limit: rows.upperBound, mc: mc), out.lineEnd(row0))
+            let rowCount = row1 - row0
+            band.rowPointers(a, rows: row0..<row1, segments: segments, into: rowPointers)
+            let cRow = out.c + out.offset(row0)
             var j0 = columns.lowerBound
             while j0 < columns.upperBound {
                 let nb = min(ncBlock, columns.upperBound - j0)
                 let panel0 = j0 / nr, panelsInBlock = (nb + nr - 1) / nr
                 var first = true
-                // Each segment in equal depth blocks of at most kc (multiples of 32), not kc + a short tail.
-                let blocksPerSegment = (segLen + kcBlock - 1) / kcBlock
-                let kcEven = ((segLen + blocksPerSegment - 1) / blocksPerSegment + 31) / 32 * 32
                 for s in 0..<segments {
                     var k0 = 0
                     while k0 < segLen {
@@ -171,32 +216,116 @@ extension CPUBackend {
                         case .rowMajor:
                             return  // handled by the BLAS path
                         }
-                        do {
-                            let m0 = r0, mb = rowCount
-                            let row0 = rows.lowerBound + m0
-                            var args = ssd_gemm_args(
-                                m: mb, n: nb, k: kb, a_rows: UnsafePointer(rowPointers + s * m + m0), a_offset: k0,
-                                b: b, b_panel_stride: bStride, c: c + row0 * ldc + j0, ldc: ldc, alpha: ep.alpha,
-                                accumulate: first ? 0 : 1, bias: last ? ep.bias.map { $0 + j0 } : nil,
-                                residual: last ? ep.residual.map { $0 + row0 * ep.ldr + j0 } : nil, ldr: ep.ldr,
-                                scratch: aScratch)
-                            if w.layout == .bf16Pairs { ssd_bf16gemm(&args) } else { ssd_sgemm(&args) }
-                        }
+                        var args = ssd_gemm_args(
+                            m: rowCount, n: nb, k: kb, a_rows: UnsafePointer(rowPointers + s * rowCount), a_offset: k0,
+                            b: b, b_panel_stride: bStride, c: cRow + j0, ldc: out.ldc, alpha: ep.alpha,
+                            accumulate: first ? 0 : 1, bias: last ? ep.bias.map { $0 + j0 } : nil,
+                            residual: last ? ep.residual.map { $0 + out.offset(row0) + j0 } : nil, ldr: out.ldc,
+                            scratch: aScratch)
+                        if w.layout == .bf16Pairs { ssd_bf16gemm(&args) } else { ssd_sgemm(&args) }
                         first = false
                         k0 += kb
                     }
                 }
                 if first {
                     // k == 0: C = bias + residual.
-                    for r in (rows.lowerBound + r0)..<(rows.lowerBound + r0 + rowCount) {
+                    for r in row0..<row1 {
+                        let o = out.offset(r)
                         for j in j0..<(j0 + nb) {
-                            c[r * ldc + j] = (ep.bias?[j] ?? 0) + (ep.residual?[r * ep.ldr + j] ?? 0)
+                            out.c[o + j] = (ep.bias?[j] ?? 0) + (ep.residual?[o + j] ?? 0)
                         }
                     }
                 }
                 j0 += nb
             }
-            r0 += rowCount
+            row0 = row1
+        }
+    }
+}
+
+/// A task's window of input rows for blocks of convolution rows: full-width rows (padding columns
+/// included, zeros outside the image, prologue applied), kept from block to block so that each
+/// input row is assembled once per task even though three consecutive output rows read it.
+struct InputBand {
+    private var storage: UnsafeMutablePointer<Float>? = nil
+    private var capacity = 0
+    /// Image, first input row and row count held now (`rows == 0`: nothing).
+    private var image = -1, firstRow = 0, rows = 0
+
+    mutating func deallocate() { storage?.deallocate() }
+
+    /// Makes the window hold input rows `iy0...iy1` of image `b`; returns its base pointer.
+    private mutating func window(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ prologue: ConvPrologue?,
+                                 image b: Int, rows iy0: Int, through iy1: Int, columns ix0: Int, through ix1: Int) -> UnsafeMutablePointer<Float> {
+        let cols = ix1 - ix0 + 1, rowFloats = cols * g.cin, needed = iy1 - iy0 + 1
+        if capacity < needed * rowFloats {
+            storage?.deallocate()
+            capacity = max(needed * rowFloats, capacity * 2)
+            storage = .allocate(capacity: capacity)
+            rows = 0
+        }
+        let dst = storage!
+        var kept = 0  // rows at the start of the window that are already right
+        if image == b && rows > 0 && iy0 >= firstRow && iy0 < firstRow + rows {
+            kept = min(firstRow + rows - iy0, needed)
+            if iy0 > firstRow { dst.update(from: dst + (iy0 - firstRow) * rowFloats, count: kept * rowFloats) }
+        }
+        for i in kept..<needed {
+            let iy = iy0 + i
+            let row = dst + i * rowFloats
+            guard iy >= 0, iy < g.h else {
+                row.update(repeating: 0, count: rowFloats)
+                continue
+            }
+            let lo = max(ix0, 0), hi = min(ix1, g.w - 1)
+            if lo > ix0 { row.update(repeating: 0, count: (lo - ix0) * g.cin) }
+            if hi < ix1 { (row + (hi + 1 - ix0) * g.cin).update(repeating: 0, count: (ix1 - hi) * g.cin) }
+            if lo <= hi {
+                let src = x + ((b * g.h + iy) * g.w + lo) * g.cin
+                let to = row + (lo - ix0) * g.cin
+                if let prologue { prologue.apply(src, to, pixels: hi - lo + 1, cin: g.cin, batch: b) }
+                else { to.update(from: src, count: (hi - lo + 1) * g.cin) }
+            }
+        }
+        (image, firstRow, rows) = (b, iy0, needed)
+        return dst
+    }
+
+    /// Fills `pointers[s · rows.count + i]` with the `segLen` inputs of segment `s` of row
+    /// `rows.lowerBound + i`: in place when the block's inputs lie inside the image and need no
+    /// prologue, otherwise in the window of assembled input rows.
+    mutating func rowPointers(_ a: GEMMRows, rows: Range<Int>, segments: Int,
+                              into pointers: UnsafeMutablePointer<UnsafePointer<Float>?>) {
+        switch a {
+        case let .dense(p, lda):
+            for (i, r) in rows.enumerated() { pointers[i] = p + r * lda }
+        case let .conv(p, g, prologue):
+            let perImage = g.ho * g.wo, n = rows.count
+            let b = rows.lowerBound / perImage
+            let first = rows.lowerBound - b * perImage, lastPixel = rows.upperBound - 1 - b * perImage
+            let oyA = first / g.wo, oyB = lastPixel / g.wo
+            let (oxMin, oxMax) = oyA == oyB ? (first % g.wo, lastPixel % g.wo) : (0, g.wo - 1)
+            let iy0 = oyA * g.stride - g.padTop, iy1 = oyB * g.stride - g.padTop + g.kh - 1
+            let inside = iy0 >= 0 && iy1 < g.h && oxMin * g.stride - g.padLeft >= 0 && oxMax * g.stride - g.padLeft + g.kw <= g.w
+            // Where input pixel (iy, ix) of this block is read from, and the floats between its rows.
+            let origin: UnsafePointer<Float>, rowStride: Int, iyBase: Int, ixBase: Int
+            if inside && prologue == nil {
+                origin = p + b * g.h * g.w * g.cin
+                (rowStride, iyBase, ixBase) = (g.w * g.cin, 0, 0)
+            } else {
+                let ix0 = -g.padLeft, ix1 = (g.wo - 1) * g.stride - g.padLeft + g.kw - 1
+                origin = UnsafePointer(window(p, g, prologue, image: b, rows: iy0, through: iy1, columns: ix0, through: ix1))
+                (rowStride, iyBase, ixBase) = ((ix1 - ix0 + 1) * g.cin, iy0, ix0)
+            }
+            for i in 0..<n {
+                let pixel = first + i
+                let oy = pixel / g.wo, ox = pixel - oy * g.wo
+                let ix = ox * g.stride - g.padLeft - ixBase
+                for s in 0..<segments {
+                    let iy = oy * g.stride - g.padTop + s - iyBase
+                    pointers[s * n + i] = origin + iy * rowStride + ix * g.cin
+                }
+            }
         }
     }
 }

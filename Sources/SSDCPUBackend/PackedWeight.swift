@@ -120,6 +120,17 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
 
 extension CPUBackend {
     public func prepareWeight(_ view: HostTensorView, role: WeightRole, activationDType: DType) throws -> Tensor {
+        try prepareWeight(view, role: role, layout: weightLayout)
+    }
+
+    /// A `force_upcast` VAE keeps fp32 dot products (its weights stay in the chosen storage type,
+    /// as diffusers upcasts the stored weights); the other components use `weightLayout`.
+    public func prepareWeight(_ view: HostTensorView, role: WeightRole, component: ModelComponent) throws -> Tensor {
+        let layout = component == .vae(forceUpcast: true) && weightLayout == .bf16Pairs ? .panels(options.weightStorage) : weightLayout
+        return try prepareWeight(view, role: role, layout: layout)
+    }
+
+    private func prepareWeight(_ view: HostTensorView, role: WeightRole, layout: PackedWeight.Layout) throws -> Tensor {
         guard view.dtype.isFloatingPoint else { throw TensorError.unsupportedDType(op: "prepareWeight \(view.name)", dtype: view.dtype) }
         switch role {
         case .vector:
@@ -129,6 +140,16 @@ extension CPUBackend {
                 throw TensorError.shapeMismatch(op: "prepareWeight \(view.name)", expected: [-1, -1], actual: view.shape)
             }
             return try upload(view, as: options.weightStorage)
+        case .upsampleConv2d:
+            let s = view.shape
+            guard s.count == 4, s[2] == 3, s[3] == 3 else {
+                throw TensorError.shapeMismatch(op: "prepareWeight \(view.name)", expected: [-1, -1, 3, 3], actual: s)
+            }
+            let source = UnsafeMutablePointer<Float>.allocate(capacity: max(view.count, 1))
+            defer { source.deallocate() }
+            view.convertToFloat(into: source)
+            let phases = UpsampleConvWeight(source: source, outChannels: s[0], inChannels: s[1], layout: layout, counter: counter)
+            return Tensor(shape: s, dtype: phases.phases[0].layout.elementType, storage: phases)
         case .linear, .conv2d:
             let s = view.shape
             let (n, cin, kh, kw): (Int, Int, Int, Int)
@@ -155,7 +176,7 @@ extension CPUBackend {
                 }
             }
             let packed = PackedWeight(fromRows: source, n: n, kernelH: kh, kernelW: kw, inChannels: cin,
-                                      layout: weightLayout, counter: counter)
+                                      layout: layout, counter: counter)
             return Tensor(shape: s, dtype: packed.layout.elementType, storage: packed)
         }
     }

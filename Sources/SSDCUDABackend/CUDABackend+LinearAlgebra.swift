@@ -105,6 +105,8 @@ extension CUDABackend {
                 try addBiasResidual(y, bias: bias, residual: residual, op: "conv2d")
                 return y
             } catch {
+                // Inside a graph capture the refusal may be the capture's: the capture fails instead.
+                if device.isCapturing { throw error }
                 convolutions.disable(s)  // cuDNN refused at run time: use the fallback for this shape from now on
             }
         }

@@ -39,11 +39,19 @@ public final class CUDABackend: ComputeBackend {
     /// select the first kernels, kept for comparison and as a fallback. `attentionWarps` (nil:
     /// `SSD_CUDA_ATTENTION_WARPS`, default 8) picks the fast attention's block for ≥ 1024 queries.
     /// `profiling` (nil: `SSD_CUDA_PROFILE=1`) times every kernel alone (see `profile`); slow.
+    /// `graphs` (nil: `CUDAGraphOptions.fromEnvironment()`, off unless `SSD_CUDA_GRAPHS=1`) makes
+    /// `runReplayable` record CUDA graphs and replay them (see `runReplayable`).
     /// Warps per block of the fast attention for ≥ 1024 queries (8: 128 queries per block; 4: 64).
     public let attentionWarps: Int
+    let graphCache = GraphCache<CUDAGraphEntry>()
+    private let graphSettings: Locked<CUDAGraphOptions>
+    /// Values of `SSD_CUDA_GRAPH*` that could not be read (they keep their defaults).
+    public let graphOptionProblems: [String]
+    /// The recorder `runReplayable` drives (made per call: it only holds the backend and the capture mode).
+    var graphRecorder: CUDAGraphRecorder { CUDAGraphRecorder(backend: self, mode: graphOptions.captureMode) }
 
     public init(device ordinal: Int = 0, useCuDNN: Bool = true, legacyKernels: Bool? = nil, legacyAttention: Bool? = nil,
-                attentionWarps: Int? = nil, profiling: Bool? = nil) throws {
+                attentionWarps: Int? = nil, profiling: Bool? = nil, graphs: CUDAGraphOptions? = nil) throws {
         device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN,
                                 profiling: profiling ?? (environment("SSD_CUDA_PROFILE") == "1"))
         gemm = try GemmEngine(device: device)
@@ -52,6 +60,23 @@ public final class CUDABackend: ComputeBackend {
         usesFastKernels = !legacy
         usesFastAttention = !(legacyAttention ?? (legacy || environment("SSD_CUDA_LEGACY_ATTENTION") == "1"))
         self.attentionWarps = (attentionWarps ?? Int(environment("SSD_CUDA_ATTENTION_WARPS") ?? "")) == 4 ? 4 : 8
+        if let graphs {
+            graphSettings = Locked(graphs)
+            graphOptionProblems = []
+        } else {
+            let (options, problems) = CUDAGraphOptions.fromEnvironment()
+            graphSettings = Locked(options)
+            graphOptionProblems = problems
+        }
+    }
+
+    /// How `runReplayable` uses CUDA graphs. Setting it drops the graphs recorded so far.
+    public var graphOptions: CUDAGraphOptions {
+        get { graphSettings.withLock { $0 } }
+        set {
+            graphSettings.withLock { $0 = newValue }
+            releaseGraphs()
+        }
     }
 
     /// Checks whether the backend can start here (opens the libraries and the first GPU).
@@ -74,7 +99,10 @@ public final class CUDABackend: ComputeBackend {
         let libraries = device.libraryPaths.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let conv = convolutions.isAvailable ? "cuDNN" : "im2col+cuBLASLt"
         let kernels = "kernels: \(usesFastKernels ? "fast" : "legacy"), attention: \(usesFastAttention ? "fast, \(attentionWarps) warps" : "legacy")"
-        return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(kernels); \(libraries))"
+        let options = graphOptions
+        var graphs = !options.enabled ? "off" : graphsUnavailableReason.map { "unavailable (\($0))" } ?? "on (\(options.captureMode.rawValue))"
+        if !graphOptionProblems.isEmpty { graphs += " [ignored: \(graphOptionProblems.joined(separator: "; "))]" }
+        return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(kernels); CUDA graphs: \(graphs); \(libraries))"
     }
 
     /// With profiling on: per kernel (NVRTC name), cuBLASLt GEMM (by N and K) and cuDNN convolution
@@ -101,6 +129,7 @@ public final class CUDABackend: ComputeBackend {
         guard let b = t.storage as? DeviceBuffer, b.device === device else {
             throw TensorError.foreignTensor(op: op, backend: name)
         }
+        device.noteUse(b)
         return b
     }
 
@@ -154,7 +183,7 @@ public final class CUDABackend: ComputeBackend {
     public func prepareWeight(_ view: HostTensorView, role: WeightRole, activationDType: DType) throws -> Tensor {
         let target = view.dtype.isFloatingPoint ? activationDType : view.dtype
         var t = try upload(view, as: target)
-        if role == .conv2d {
+        if role == .conv2d || role == .upsampleConv2d {
             guard view.shape.count == 4 else {
                 throw TensorError.invalidArgument(op: "prepareWeight", message: "conv2d weight \(view.name) has shape \(view.shape)")
             }

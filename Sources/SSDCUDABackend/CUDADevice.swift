@@ -1,5 +1,6 @@
 import CCUDA
 import SSDTensor
+import Synchronization
 
 /// One GPU: the libraries, the primary context, one stream that every op is enqueued on, the
 /// stream-ordered memory pool and the compiled kernel modules.
@@ -25,9 +26,30 @@ final class CUDADevice: @unchecked Sendable {
     let computeCapability: Int
     let multiprocessors: Int
 
+    /// The driver's CUDA graph entry points, or nil (then `graphsUnavailableReason` says why).
+    let graphs: CCUDAGraphAPI?
+    let graphsUnavailableReason: String?
+
+    /// What happens while the stream is being captured into a graph (`beginCapture`…`endCapture`).
+    struct CaptureState {
+        let id: Int
+        /// Buffers made before the capture that captured work used: the graph keeps them alive.
+        var retained: [ObjectIdentifier: DeviceBuffer] = [:]
+        /// Pre-capture allocations released during the capture: freed when it ends, outside the graph.
+        var deferredFrees: [(pointer: CUdeviceptr, bytes: Int)] = []
+        /// Bytes allocated inside the capture (graph memory nodes) not yet freed inside it, and their peak.
+        var liveBytes = 0
+        var peakBytes = 0
+        var allocations = 0
+    }
+
     private struct State {
         var current = 0
         var peak = 0
+        /// Highest `current` since `measureWorkingBytes` started.
+        var regionPeak = 0
+        var capture: CaptureState?
+        var nextCaptureID = 1
         var modules: [KernelGroup: (CUmodule, [String: String])] = [:]
         var functions: [String: CUfunction] = [:]
         var profile: [String: (seconds: Double, count: Int)] = [:]
@@ -122,6 +144,15 @@ final class CUDADevice: @unchecked Sendable {
             }
         }
         libraryPaths = paths
+        var graphTable = CCUDAGraphAPI()
+        var graphMessage = [CChar](repeating: 0, count: 1024)
+        if ccuda_load_graph_api(&graphTable, &graphMessage, graphMessage.count) == 1 {
+            graphs = graphTable
+            graphsUnavailableReason = nil
+        } else {
+            graphs = nil
+            graphsUnavailableReason = string(graphMessage)
+        }
     }
 
     // MARK: Errors
@@ -148,35 +179,164 @@ final class CUDADevice: @unchecked Sendable {
 
     // MARK: Memory
 
-    /// A new stream-ordered allocation of `bytes` (at least 1) from the pool.
+    /// A new stream-ordered allocation of `bytes` (at least 1) from the pool. While the stream is
+    /// being captured it becomes a graph memory node (its bytes count in the capture, not in `current`).
     func allocate(_ bytes: Int) throws -> DeviceBuffer {
         try makeCurrent()
-        var pointer: CUdeviceptr = 0
-        let result = driver.cuMemAllocAsync!(&pointer, max(bytes, 1), stream)
-        guard result == Int32(CCUDA_SUCCESS) else {
-            if result == 2 { throw TensorError.outOfMemory(backend: "cuda", bytes: bytes) }  // CUDA_ERROR_OUT_OF_MEMORY
-            try check(result, "cuMemAllocAsync(\(bytes))")
-            throw TensorError.outOfMemory(backend: "cuda", bytes: bytes)
+        return try state.withLock { s in
+            var pointer: CUdeviceptr = 0
+            let result = driver.cuMemAllocAsync!(&pointer, max(bytes, 1), stream)
+            guard result == Int32(CCUDA_SUCCESS) else {
+                if result == 2 { throw TensorError.outOfMemory(backend: "cuda", bytes: bytes) }  // CUDA_ERROR_OUT_OF_MEMORY
+                try check(result, "cuMemAllocAsync(\(bytes))")
+                throw TensorError.outOfMemory(backend: "cuda", bytes: bytes)
+            }
+            if let id = s.capture?.id {
+                s.capture!.liveBytes += bytes
+                s.capture!.peakBytes = max(s.capture!.peakBytes, s.capture!.liveBytes)
+                s.capture!.allocations += 1
+                return DeviceBuffer(device: self, pointer: pointer, byteCount: bytes, captureID: id)
+            }
+            s.current += bytes
+            s.peak = max(s.peak, s.current)
+            s.regionPeak = max(s.regionPeak, s.current)
+            return DeviceBuffer(device: self, pointer: pointer, byteCount: bytes, captureID: 0)
         }
-        state.withLock {
-            $0.current += bytes
-            $0.peak = max($0.peak, $0.current)
-        }
-        return DeviceBuffer(device: self, pointer: pointer, byteCount: bytes)
     }
 
     /// Returns an allocation to the pool (stream-ordered after the work already enqueued).
-    func release(_ pointer: CUdeviceptr, bytes: Int) {
+    /// During a capture: a buffer allocated in it is freed in it (a graph free node); an older one
+    /// is freed when the capture ends. A buffer of an abandoned capture was never backed by memory.
+    func release(_ pointer: CUdeviceptr, bytes: Int, captureID: Int) {
         _ = driver.cuCtxSetCurrent!(context)
-        _ = driver.cuMemFreeAsync!(pointer, stream)
-        state.withLock { $0.current -= bytes }
+        state.withLock { s in
+            if let id = s.capture?.id {
+                if captureID == id {
+                    _ = driver.cuMemFreeAsync!(pointer, stream)
+                    s.capture!.liveBytes -= bytes
+                } else if captureID == 0 {
+                    s.capture!.deferredFrees.append((pointer, bytes))
+                }
+                return
+            }
+            guard captureID == 0 else { return }
+            _ = driver.cuMemFreeAsync!(pointer, stream)
+            s.current -= bytes
+        }
     }
 
+    /// Live bytes plus the memory CUDA graphs hold reserved between launches, and the peak of that sum.
     var memoryStatistics: BackendMemoryStatistics {
-        state.withLock { BackendMemoryStatistics(currentBytes: $0.current, peakBytes: $0.peak) }
+        let graphBytes = graphReservedBytes
+        return state.withLock {
+            BackendMemoryStatistics(currentBytes: $0.current + graphBytes, peakBytes: max($0.peak, $0.current + graphBytes))
+        }
     }
 
-    func resetPeak() { state.withLock { $0.peak = $0.current } }
+    func resetPeak() {
+        let graphBytes = graphReservedBytes
+        state.withLock { $0.peak = $0.current + graphBytes }
+    }
+
+    /// Bytes the driver holds for graph memory nodes (all graphs of the device), 0 without graphs.
+    var graphReservedBytes: Int {
+        guard let graphs else { return 0 }
+        var value: UInt64 = 0
+        guard graphs.cuDeviceGetGraphMemAttribute!(device, Int32(CCUDA_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT), &value) == 0 else { return 0 }
+        return Int(value)
+    }
+
+    /// Counts the graph memory in the peak after a graph launch.
+    func notePeakWithGraphMemory() {
+        let graphBytes = graphReservedBytes
+        state.withLock { $0.peak = max($0.peak, $0.current + graphBytes) }
+    }
+
+    /// Runs `body` and returns, with its result, the most memory it held above what was live at its start.
+    func measureWorkingBytes<R>(_ body: () throws -> R) rethrows -> (R, Int) {
+        let start = state.withLock { s -> Int in
+            s.regionPeak = s.current
+            return s.current
+        }
+        let result = try body()
+        let peak = state.withLock { $0.regionPeak }
+        return (result, max(0, peak - start))
+    }
+
+    /// Gives the pool's cached (freed) memory back to the driver; call after `synchronize`.
+    func trimPool() {
+        _ = driver.cuMemPoolTrimTo!(pool, 0)
+    }
+
+    /// Gives graph memory not used by a live graph launch back to the driver (after `synchronize`).
+    func trimGraphMemory() {
+        _ = graphs?.cuDeviceGraphMemTrim!(device)
+    }
+
+    // MARK: Capture
+
+    /// Set while the stream is being captured; read on every tensor access, hence an atomic.
+    let capturing = Atomic<Bool>(false)
+
+    var isCapturing: Bool { capturing.load(ordering: .acquiring) }
+
+    /// Starts capturing the stream (`cuStreamBeginCapture`); allocations and frees are tracked from now on.
+    func beginCapture(mode: CUDAGraphOptions.CaptureMode) throws {
+        guard let graphs else {
+            throw TensorError.deviceFailure(backend: "cuda", message: graphsUnavailableReason ?? "CUDA graphs are unavailable")
+        }
+        try makeCurrent()
+        let modeValue: Int32
+        switch mode {
+        case .global: modeValue = Int32(CCUDA_STREAM_CAPTURE_MODE_GLOBAL)
+        case .threadLocal: modeValue = Int32(CCUDA_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        case .relaxed: modeValue = Int32(CCUDA_STREAM_CAPTURE_MODE_RELAXED)
+        }
+        try state.withLock { s in
+            guard s.capture == nil else {
+                throw TensorError.deviceFailure(backend: "cuda", message: "a capture is already in progress")
+            }
+            try check(graphs.cuStreamBeginCapture!(stream, modeValue), "cuStreamBeginCapture(\(mode.rawValue))")
+            s.capture = CaptureState(id: s.nextCaptureID)
+            s.nextCaptureID += 1
+            capturing.store(true, ordering: .releasing)
+        }
+    }
+
+    /// Ends the capture: the graph (nil when the capture failed), the driver's result and what was
+    /// tracked. The stream is out of capture mode afterwards whatever happened.
+    func endCapture() -> (graph: CUgraph?, result: CUresult, capture: CaptureState?) {
+        _ = driver.cuCtxSetCurrent!(context)
+        return state.withLock { s in
+            guard let graphs, let capture = s.capture else { return (nil, Int32(CCUDA_SUCCESS), nil) }
+            var graph: CUgraph?
+            let result = graphs.cuStreamEndCapture!(stream, &graph)
+            s.capture = nil
+            capturing.store(false, ordering: .releasing)
+            for free in capture.deferredFrees {
+                _ = driver.cuMemFreeAsync!(free.pointer, stream)
+                s.current -= free.bytes
+            }
+            return (graph, result, capture)
+        }
+    }
+
+    /// While capturing: keeps `buffer` (made before the capture) alive as long as the graph.
+    @inline(__always)
+    func noteUse(_ buffer: DeviceBuffer) {
+        guard capturing.load(ordering: .relaxed) else { return }
+        state.withLock { s in
+            guard let id = s.capture?.id, buffer.captureID != id else { return }
+            s.capture!.retained[ObjectIdentifier(buffer)] = buffer
+        }
+    }
+
+    /// Throws when the stream is being captured: host transfers and waits cannot be part of a graph.
+    func refuseDuringCapture(_ what: @autoclosure () -> String) throws {
+        guard capturing.load(ordering: .relaxed) else { return }
+        throw TensorError.deviceFailure(
+            backend: "cuda", message: "\(what()) inside a CUDA graph capture (host data must come in through the region's input tensors)")
+    }
 
     /// Bytes the pool holds from the driver (live and cached).
     var poolReservedBytes: Int {
@@ -187,12 +347,14 @@ final class CUDADevice: @unchecked Sendable {
 
     func copyToDevice(_ destination: CUdeviceptr, from source: UnsafeRawPointer, bytes: Int) throws {
         guard bytes > 0 else { return }
+        try refuseDuringCapture("a host-to-device copy")
         try makeCurrent()
         try check(driver.cuMemcpyHtoDAsync!(destination, source, bytes, stream), "cuMemcpyHtoDAsync(\(bytes))")
     }
 
     /// Copies to the host and waits for the stream.
     func copyToHost(_ destination: UnsafeMutableRawPointer, from source: CUdeviceptr, bytes: Int) throws {
+        try refuseDuringCapture("a device-to-host copy")
         try makeCurrent()
         if bytes > 0 { try check(driver.cuMemcpyDtoHAsync!(destination, source, bytes, stream), "cuMemcpyDtoHAsync(\(bytes))") }
         try synchronize()
@@ -204,6 +366,7 @@ final class CUDADevice: @unchecked Sendable {
     }
 
     func synchronize() throws {
+        try refuseDuringCapture("synchronize")
         try makeCurrent()
         try check(driver.cuStreamSynchronize!(stream), "cuStreamSynchronize")
     }
@@ -356,13 +519,16 @@ final class DeviceBuffer: TensorStorage, @unchecked Sendable {
     let device: CUDADevice
     let pointer: CUdeviceptr
     let byteCount: Int
+    /// Non-zero: allocated inside that graph capture (a graph memory node).
+    let captureID: Int
     var layout: Layout = .plain
 
-    init(device: CUDADevice, pointer: CUdeviceptr, byteCount: Int) {
+    init(device: CUDADevice, pointer: CUdeviceptr, byteCount: Int, captureID: Int) {
         self.device = device
         self.pointer = pointer
         self.byteCount = byteCount
+        self.captureID = captureID
     }
 
-    deinit { device.release(pointer, bytes: byteCount) }
+    deinit { device.release(pointer, bytes: byteCount, captureID: captureID) }
 }

@@ -17,8 +17,12 @@ public enum BinaryOp: String, Sendable, Hashable {
 public enum WeightRole: String, Sendable, Hashable {
     /// `nn.Linear` weight, PyTorch shape `[out, in]`; used by `linear`.
     case linear
-    /// `nn.Conv2d` weight, PyTorch shape `[out, in, kh, kw]`; used by `conv2d`.
+    /// `nn.Conv2d` weight, PyTorch shape `[out, in, kh, kw]`; used by `conv2d` and `groupNormSiLUConv2d`.
     case conv2d
+    /// The 3×3 `nn.Conv2d` weight `[out, in, 3, 3]` of diffusers `Upsample2D`, which runs after a
+    /// nearest ×2 upsampling; used by `upsampleNearest2xConv2d`. A backend may fold the upsampling
+    /// into the weights (four 2×2 phase kernels, 4/9 of the multiplications); others prepare it as `.conv2d`.
+    case upsampleConv2d
     /// Bias, norm scale or shift, shape `[n]`.
     case vector
     /// Embedding table `[rows, dim]`; used by `embedding`.
@@ -76,6 +80,10 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// that use it with activations of `activationDType`. The result's `shape` is the view's shape.
     /// The result must not point into `view`'s memory: loaders evict the file pages afterwards.
     func prepareWeight(_ view: HostTensorView, role: WeightRole, activationDType: DType) throws -> Tensor
+    /// `prepareWeight` for a weight of `component` (what model loaders call), so a backend can keep
+    /// per-component formats (the CPU backend's bf16 dot products stay off for a `force_upcast` VAE).
+    /// Default: `prepareWeight(view, role:, activationDType: activationDType(for: component))`.
+    func prepareWeight(_ view: HostTensorView, role: WeightRole, component: ModelComponent) throws -> Tensor
     /// Waits for all enqueued work.
     func synchronize() throws
     /// Current and peak bytes held by this backend.
@@ -108,6 +116,11 @@ public protocol ComputeBackend: AnyObject, Sendable {
     func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, epsilon: Float) throws -> Tensor
     /// Group norm followed by SiLU. Default: the composition.
     func groupNormSiLU(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, epsilon: Float) throws -> Tensor
+    /// `conv2d(silu(groupNorm(x)), weight, bias, stride 1, padding) (+ residual)`, the `norm → SiLU → conv`
+    /// of diffusers `ResnetBlock2D` (`models/resnet.py`). A backend may normalise the input as the
+    /// convolution reads it, so the normalised tensor is never stored. Default: the composition.
+    func groupNormSiLUConv2d(_ x: Tensor, groups: Int, normWeight: Tensor, normBias: Tensor, epsilon: Float,
+                             weight: Tensor, bias: Tensor?, padding: Int, residual: Tensor?) throws -> Tensor
     /// Layer norm over the last axis, affine.
     func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> Tensor
     /// Softmax over the last axis. With `causal`, for the last two axes `[.., Nq, Nk]` entries with
@@ -141,6 +154,10 @@ public protocol ComputeBackend: AnyObject, Sendable {
     func permute(_ x: Tensor, _ dims: [Int]) throws -> Tensor
     /// Nearest-neighbour ×2 upsampling of NHWC `[B, H, W, C]` → `[B, 2H, 2W, C]`.
     func upsampleNearest2x(_ x: Tensor) throws -> Tensor
+    /// diffusers `Upsample2D` (`models/upsampling.py`): nearest ×2, then a 3×3 convolution with
+    /// padding 1; `weight` prepared with role `.upsampleConv2d`. Output `[B, 2H, 2W, Cout]`.
+    /// Default: `conv2d(upsampleNearest2x(x))`.
+    func upsampleNearest2xConv2d(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor
     /// Rows `ids` of an embedding table prepared with role `.embedding`: `[ids.count, dim]`.
     func embedding(_ table: Tensor, ids: [Int32], outputDType: DType) throws -> Tensor
     /// Element type conversion (round to nearest even).
@@ -148,12 +165,26 @@ public protocol ComputeBackend: AnyObject, Sendable {
 }
 
 extension ComputeBackend {
+    public func prepareWeight(_ view: HostTensorView, role: WeightRole, component: ModelComponent) throws -> Tensor {
+        try prepareWeight(view, role: role, activationDType: activationDType(for: component))
+    }
+
     public func runReplayable(key: String, inputs: [Tensor], _ body: ([Tensor]) throws -> [Tensor]) throws -> [Tensor] {
         try body(inputs)
     }
 
     public func groupNormSiLU(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, epsilon: Float) throws -> Tensor {
         try activation(groupNorm(x, groups: groups, weight: weight, bias: bias, epsilon: epsilon), .silu)
+    }
+
+    public func groupNormSiLUConv2d(_ x: Tensor, groups: Int, normWeight: Tensor, normBias: Tensor, epsilon: Float,
+                                    weight: Tensor, bias: Tensor?, padding: Int, residual: Tensor?) throws -> Tensor {
+        let normalized = try groupNormSiLU(x, groups: groups, weight: normWeight, bias: normBias, epsilon: epsilon)
+        return try conv2d(normalized, weight: weight, bias: bias, stride: 1, padding: padding, residual: residual)
+    }
+
+    public func upsampleNearest2xConv2d(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
+        try conv2d(upsampleNearest2x(x), weight: weight, bias: bias, stride: 1, padding: 1, residual: nil)
     }
 
     public func geglu(_ x: Tensor) throws -> Tensor {

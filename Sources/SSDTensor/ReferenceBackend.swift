@@ -98,7 +98,7 @@ public final class ReferenceBackend: ComputeBackend {
                 for o in rows { for i in 0..<inF { dst[i * outF + o] = src[o * inF + i] } }
             }
             return Tensor(shape: shape, dtype: .f32, storage: storage)
-        case .conv2d:
+        case .conv2d, .upsampleConv2d:
             guard shape.count == 4 else {
                 throw TensorError.invalidArgument(op: "prepareWeight", message: "\(view.name): conv weight must be [Cout, Cin, kh, kw], got \(shape)")
             }

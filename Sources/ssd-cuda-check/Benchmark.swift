@@ -154,9 +154,15 @@ struct Benchmark {
 
     /// One resnet block and one transformer block of SSD-1B's 64² level, as a closure over its inputs and weights.
     mutating func unetBlock(batch: Int) throws -> () throws -> Tensor {
-        let c = 640, n = 4096
-        let x = try tiledTensor([batch, 64, 64, c]), ctx = try tiledTensor([batch, 77, 2048])
-        let temb = try tensor([batch, 1280])
+        let (inputs, body) = try unetBlockParts(batch: batch)
+        return { try body(inputs) }
+    }
+
+    /// The unet-like block's inputs (x `[B, 64, 64, 640]`, context `[B, 77, 2048]`, temb `[B, 1280]`)
+    /// and the block as a function of them (its weights captured).
+    mutating func unetBlockParts(batch: Int) throws -> (inputs: [Tensor], body: ([Tensor]) throws -> Tensor) {
+        let c = 640
+        let inputs = [try tiledTensor([batch, 64, 64, c]), try tiledTensor([batch, 77, 2048]), try tensor([batch, 1280])]
         let gw = try weight([c], .vector), gb = try weight([c], .vector)
         let w1 = try weight([c, c, 3, 3], .conv2d), w2 = try weight([c, c, 3, 3], .conv2d)
         let tp = try weight([c, 1280], .linear)
@@ -165,7 +171,9 @@ struct Benchmark {
         let ff1 = try weight([8 * c, c], .linear), ff1b = try weight([8 * c], .vector)
         let ff2 = try weight([c, 4 * c], .linear)
         let b = cuda
-        return {
+        return (inputs, { inputs in
+            let (x, ctx, temb) = (inputs[0], inputs[1], inputs[2])
+            let n = 4096
             var h = try b.conv2d(b.groupNormSiLU(x, groups: 32, weight: gw, bias: gb, epsilon: 1e-5), weight: w1, bias: gb, stride: 1, padding: 1)
             let t = try b.linear(temb, weight: tp, bias: gb)
             h = try b.binary(h, t.reshaped([batch, 1, 1, c]), .add)
@@ -183,7 +191,7 @@ struct Benchmark {
             a = try b.layerNorm(s, weight: gw, bias: gb, epsilon: 1e-5)
             s = try b.linear(b.geglu(b.linear(a, weight: ff1, bias: ff1b)), weight: ff2, bias: gb, residual: s)
             return try b.linear(s, weight: wo, bias: gb, residual: tokens)
-        }
+        })
     }
 
     /// Repeats a small UNet-like block 20 times; the live bytes must come back to the baseline and

@@ -7,6 +7,9 @@
 //   bench          GEMM / attention / convolution TFLOP/s, memory-bound GB/s; fast and legacy kernels
 //   unet-like      one resnet + transformer block at 64² × 640, batch 2, 8, 16, 32, fast and legacy (ms)
 //   profile        that block at batch 32 with every kernel / GEMM / convolution timed alone
+//   graphs         CUDA graph replay vs eager: the unet-like block, and with --model DIR (a full-size
+//                  folder) the UNet at --size (1024)² for UNet batches --batches (2,8); outputs, it/s,
+//                  memory over --replays (20) replays (see Graphs.swift)
 // Exit status 0 when every parity check passes, 1 otherwise, 2 when CUDA is unavailable.
 import SSDCUDABackend
 import SSDTensor
@@ -14,7 +17,24 @@ import SSDTensor
 import Glibc
 #endif
 
-let arguments = Set(CommandLine.arguments.dropFirst())
+/// `--name value` options, and the rest (the modes).
+var options: [String: String] = [:]
+var modes: [String] = []
+do {
+    var rest = Array(CommandLine.arguments.dropFirst())[...]
+    while let argument = rest.popFirst() {
+        if argument.hasPrefix("--") {
+            guard let value = rest.popFirst() else {
+                printError("ssd-cuda-check: \(argument) needs a value")
+                exit(1)
+            }
+            options[String(argument.dropFirst(2))] = value
+        } else {
+            modes.append(argument)
+        }
+    }
+}
+let arguments = Set(modes)
 let all = arguments.isEmpty
 let availability = CUDABackend.availability()
 print("CUDA: \(availability.isAvailable ? "available" : "unavailable"): \(availability.description)")
@@ -61,6 +81,14 @@ do {
         let profiled = try CUDABackend(legacyKernels: !cuda.usesFastKernels, legacyAttention: !cuda.usesFastAttention, profiling: true)
         var bench = Benchmark(cuda: profiled)
         try bench.profileUnetBlock(batch: 32)
+    }
+    if arguments.contains("graphs") {
+        let batches = (options["batches"] ?? "2,8").split(separator: ",").compactMap { Int($0) }
+        var check = GraphCheck(cuda: cuda)
+        check.run(modelDirectory: options["model"], batches: batches, size: Int(options["size"] ?? "") ?? 1024,
+                  replays: Int(options["replays"] ?? "") ?? 20)
+        print("GRAPHS \(check.failures.isEmpty ? "all checks passed" : "FAILED: \(check.failures)")")
+        ok = ok && check.failures.isEmpty
     }
     if all || arguments.contains("memory") {
         var bench = Benchmark(cuda: cuda)

@@ -48,6 +48,9 @@ final class CountingBackend: ComputeBackend {
     func prepareWeight(_ view: HostTensorView, role: WeightRole, activationDType: DType) throws -> Tensor {
         try inner.prepareWeight(view, role: role, activationDType: activationDType)
     }
+    func prepareWeight(_ view: HostTensorView, role: WeightRole, component: ModelComponent) throws -> Tensor {
+        try inner.prepareWeight(view, role: role, component: component)
+    }
     func synchronize() throws { try inner.synchronize() }
     func memoryStatistics() -> BackendMemoryStatistics { inner.memoryStatistics() }
     func resetPeakMemory() { inner.resetPeakMemory() }
@@ -70,6 +73,28 @@ final class CountingBackend: ComputeBackend {
         let f = 2 * out.count * weight.shape.dropFirst().reduce(1, *)
         add(f)
         if profiling { profile.withLock { p in p["conv2d \(weight.shape[2])x\(weight.shape[3])"]?.flops += Double(f) } }
+        return out
+    }
+    /// Counted as the direct convolution it replaces (the GN+SiLU pass is not counted).
+    func groupNormSiLUConv2d(_ x: Tensor, groups: Int, normWeight: Tensor, normBias: Tensor, epsilon: Float,
+                             weight: Tensor, bias: Tensor?, padding: Int, residual: Tensor?) throws -> Tensor {
+        let op = "groupNormSiLU+conv2d \(weight.shape[2])x\(weight.shape[3])"
+        let out = try timed(op) {
+            try inner.groupNormSiLUConv2d(x, groups: groups, normWeight: normWeight, normBias: normBias, epsilon: epsilon,
+                                          weight: weight, bias: bias, padding: padding, residual: residual)
+        }
+        let f = 2 * out.count * weight.shape.dropFirst().reduce(1, *)
+        add(f)
+        if profiling { profile.withLock { p in p[op]?.flops += Double(f) } }
+        return out
+    }
+    /// Counted as nearest ×2 then the direct 3×3 convolution (the FLOPs diffusers does).
+    func upsampleNearest2xConv2d(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
+        let op = "upsample+conv2d 3x3"
+        let out = try timed(op) { try inner.upsampleNearest2xConv2d(x, weight: weight, bias: bias) }
+        let f = 2 * out.count * weight.shape.dropFirst().reduce(1, *)
+        add(f)
+        if profiling { profile.withLock { p in p[op]?.flops += Double(f) } }
         return out
     }
     func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, epsilon: Float) throws -> Tensor {

@@ -22,7 +22,7 @@ struct OpResult: Codable {
 }
 
 /// The backend variants an op benchmark compares.
-func benchVariants(_ args: Arguments) -> [(String, CPUBackend, Bool)] {
+func benchVariants(_ args: Arguments, directConv: Bool = false) -> [(String, CPUBackend, Bool)] {
     var list: [(String, CPUBackend, Bool)] = []
     let threads = args.int("threads", Parallel.threadCount)
     func add(_ name: String, _ o: CPUBackendOptions, bf16: Bool = false) {
@@ -30,11 +30,18 @@ func benchVariants(_ args: Arguments) -> [(String, CPUBackend, Bool)] {
         o.threads = threads
         let bl = args.ints("blocking", [])
         if bl.count == 3 { o.blocking = (mc: bl[0], nc: bl[1], kc: bl[2]) }
+        if ProcessInfo.processInfo.environment["SSD_CPU_WINOGRAD"] == "0" { o.winograd = false }
         if let only = args.values["variants"], !only.split(separator: ",").contains(Substring(name)) { return }
         if let b = try? CPUBackend(options: o) { list.append((name, b, bf16)) }
     }
     if !args.flags.contains("openblas-only") {
         add("own-f32", CPUBackendOptions())
+        if directConv {
+            // The implicit GEMM for 3×3 convolutions too (Winograd off), its error against own-f32.
+            var o = CPUBackendOptions()
+            o.winograd = false
+            add("own-f32-direct", o)
+        }
         add("own-f16w", CPUBackendOptions(weightStorage: .f16))
         add("own-bf16", CPUBackendOptions(weightStorage: .bf16, bf16Compute: true), bf16: true)
     }
@@ -50,9 +57,17 @@ func runOpBenchmark(_ op: String, _ args: Arguments) throws {
     print("machine: \(threads) threads, micro-kernels \(peak.isa); measured peak fp32 \(fmt(peak.f32)) GFLOP/s, bf16 \(fmt(peak.bf16)) GFLOP/s")
     let env = ProcessInfo.processInfo.environment
     print("OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "(unset)") OPENBLAS_L2_SIZE=\(env["OPENBLAS_L2_SIZE"] ?? "(unset)")")
-    let cases = opCases(op, quick: args.flags.contains("quick"))
+    var cases = opCases(op, quick: args.flags.contains("quick"))
+    if op == "conv", let list = args.values["shapes"] {
+        // --shapes "B,H,W,Cin,Cout[,k,stride];…" (3×3 stride 1 by default).
+        cases = list.split(separator: ";").map { item in
+            var p = item.split(separator: ",").compactMap { Int($0) }
+            if p.count == 5 { p += [3, 1] }
+            return convCase("\(p[0])x\(p[1])x\(p[2]) \(p[3])->\(p[4])\(p[5] == 3 ? "" : " \(p[5])x\(p[5])")\(p[6] == 1 ? "" : " s\(p[6])")", p)
+        }
+    }
     // Attention has no weights: only fp32 and bf16 compute differ.
-    let variants = op == "attention" ? benchVariants(args).filter { $0.0 == "own-f32" || $0.0 == "own-bf16" } : benchVariants(args)
+    let variants = op == "attention" ? benchVariants(args).filter { $0.0 == "own-f32" || $0.0 == "own-bf16" } : benchVariants(args, directConv: op == "conv")
     var results: [OpResult] = []
     var torchSeconds: [Double]? = nil
     if args.flags.contains("torch") {
@@ -112,11 +127,7 @@ func opCases(_ op: String, quick: Bool) -> [OpCase] {
             ("32x32 640 1x1 b2", [2, 32, 32, 640, 1280, 1, 1]), ("vae 128x128 512 3x3", [1, 128, 128, 512, 512, 3, 1]),
             ("vae 256x256 256 3x3", [1, 256, 256, 256, 256, 3, 1]), ("conv_in 64x64 4->320", [2, 64, 64, 4, 320, 3, 1]),
         ]
-        return shapes.map { s in
-            let p = s.1
-            let ho = (p[1] + 2 * (p[5] / 2) - p[5]) / p[6] + 1, wo = (p[2] + 2 * (p[5] / 2) - p[5]) / p[6] + 1
-            return OpCase(label: s.0, params: p, flops: 2.0 * Double(p[0] * ho * wo * p[4]) * Double(p[3] * p[5] * p[5]))
-        }
+        return shapes.map { convCase($0.0, $0.1) }
     default:
         // [B, Nq, Nk, heads, D, causal]
         let shapes: [(String, [Int])] = quick ? [("self 1024 10x64", [2, 1024, 1024, 10, 64, 0])] : [
@@ -129,6 +140,12 @@ func opCases(_ op: String, quick: Bool) -> [OpCase] {
             return OpCase(label: s.0, params: p, flops: 4.0 * Double(p[0] * p[1] * p[2] * p[3] * p[4]) * (p[5] == 1 ? 0.5 : 1))
         }
     }
+}
+
+/// A convolution case `[B, H, W, Cin, Cout, k, stride]` (padding k/2) with its direct-convolution FLOPs.
+func convCase(_ label: String, _ p: [Int]) -> OpCase {
+    let ho = (p[1] + 2 * (p[5] / 2) - p[5]) / p[6] + 1, wo = (p[2] + 2 * (p[5] / 2) - p[5]) / p[6] + 1
+    return OpCase(label: label, params: p, flops: 2.0 * Double(p[0] * ho * wo * p[4]) * Double(p[3] * p[5] * p[5]))
 }
 
 /// ‖a − b‖₂ / ‖b‖₂.

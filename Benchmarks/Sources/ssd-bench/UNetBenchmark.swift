@@ -14,14 +14,15 @@ func residentMemory() -> (current: Int, peak: Int) {
     return (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Prints the per-op profile of the last two runs (warm-up + timed) when profiling.
-func printProfile(_ backend: CountingBackend, _ title: String, _ seconds: Double) {
+/// Prints the per-op profile of the last `runs` runs (default: warm-up + timed) when profiling.
+func printProfile(_ backend: CountingBackend, _ title: String, _ seconds: Double, runs: Int = 2) {
     guard backend.profiling else { return }
     let rows = backend.profileRows
-    let total = rows.map(\.seconds).reduce(0, +) / 2
+    let n = Double(runs)
+    let total = rows.map(\.seconds).reduce(0, +) / n
     print("profile \(title) (per run; ops \(fmt(total, 2)) s, timed run \(fmt(seconds, 2)) s):")
     printTable(["op", "calls", "s", "%", "GFLOP/s"], rows.map { r in
-        [r.op, String(r.calls / 2), fmt(r.seconds / 2, 3), fmt(100 * r.seconds / 2 / max(total, 1e-9)),
+        [r.op, String(r.calls / runs), fmt(r.seconds / n, 3), fmt(100 * r.seconds / n / max(total, 1e-9)),
          r.flops > 0 ? fmt(r.flops / r.seconds / 1e9) : "-"]
     })
 }
@@ -32,16 +33,18 @@ func resetPeakResidentMemory() {
     try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
 }
 
-/// Makes the backend a `--backend` name selects: cpu, cpu-f16w, cpu-bf16, cpu-openblas, reference.
+/// Makes the backend a `--backend` name selects: cpu, cpu-direct, cpu-f16w, cpu-bf16, cpu-openblas, reference.
 func makeBackend(_ name: String, threads: Int) throws -> any ComputeBackend {
     var o = CPUBackendOptions(threads: threads)
+    if ProcessInfo.processInfo.environment["SSD_CPU_WINOGRAD"] == "0" { o.winograd = false }
     switch name {
     case "cpu": break
+    case "cpu-direct": o.winograd = false  // 3×3 convolutions by implicit GEMM only (no Winograd)
     case "cpu-f16w": o.weightStorage = .f16
     case "cpu-bf16": o.weightStorage = .bf16; o.bf16Compute = true
     case "cpu-openblas": o.gemm = .openBLAS
     case "reference": return ReferenceBackend()
-    default: throw BenchError.failed("backend \(name): not one of cpu, cpu-f16w, cpu-bf16, cpu-openblas, reference")
+    default: throw BenchError.failed("backend \(name): not one of cpu, cpu-direct, cpu-f16w, cpu-bf16, cpu-openblas, reference")
     }
     return try CPUBackend(options: o)
 }

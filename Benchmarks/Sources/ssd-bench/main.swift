@@ -5,6 +5,7 @@ import Foundation
 let usage = """
 usage: ssd-bench gemm|conv|attention [--threads N] [--torch] [--quick] [--no-openblas] [--json out.json]
        ssd-bench unet --model DIR [--size 512] [--batch 1,4] [--backend cpu|reference|cuda] [--torch] [--json out.json]
+       ssd-bench vae --model DIR [--size 1024] [--batch 1] [--runs 1] [--backend cpu,cpu-f16w] [--torch] [--profile]
        ssd-bench peak [--threads N]
        ssd-bench tokenizer
 """
@@ -25,6 +26,8 @@ do {
         print("peak fp32 \(fmt(p.f32)) GFLOP/s, bf16 \(fmt(p.bf16)) GFLOP/s on \(p.threads) threads (\(p.isa))")
     case "unet":
         try runUNetBenchmark(arguments)
+    case "vae":
+        try runVAEBenchmark(arguments)
     case "tokenizer":
         print(runTokenizerBenchmark())
     default:

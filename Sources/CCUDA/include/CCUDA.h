@@ -41,7 +41,16 @@ enum {
     CCUDA_MEMPOOL_ATTR_USED_MEM_CURRENT = 7,
     CCUDA_STREAM_NON_BLOCKING = 1,
     CCUDA_EVENT_DEFAULT = 0,
+    CCUDA_STREAM_CAPTURE_MODE_GLOBAL = 0,
     CCUDA_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1,
+    CCUDA_STREAM_CAPTURE_MODE_RELAXED = 2,
+    CCUDA_STREAM_CAPTURE_STATUS_NONE = 0,
+    CCUDA_STREAM_CAPTURE_STATUS_ACTIVE = 1,
+    CCUDA_STREAM_CAPTURE_STATUS_INVALIDATED = 2,
+    CCUDA_GRAPH_MEM_ATTR_USED_MEM_CURRENT = 0,
+    CCUDA_GRAPH_MEM_ATTR_USED_MEM_HIGH = 1,
+    CCUDA_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT = 2,
+    CCUDA_GRAPH_MEM_ATTR_RESERVED_MEM_HIGH = 3,
 };
 
 /* X(return type, field name, parameter list, exported symbol) */
@@ -62,12 +71,6 @@ enum {
     X(CUresult, cuStreamCreate, (CUstream *stream, unsigned int flags), "cuStreamCreate") \
     X(CUresult, cuStreamDestroy, (CUstream stream), "cuStreamDestroy_v2") \
     X(CUresult, cuStreamSynchronize, (CUstream stream), "cuStreamSynchronize") \
-    X(CUresult, cuStreamBeginCapture, (CUstream stream, int mode), "cuStreamBeginCapture_v2") \
-    X(CUresult, cuStreamEndCapture, (CUstream stream, CUgraph *graph), "cuStreamEndCapture") \
-    X(CUresult, cuGraphInstantiateWithFlags, (CUgraphExec *exec, CUgraph graph, unsigned long long flags), "cuGraphInstantiateWithFlags") \
-    X(CUresult, cuGraphLaunch, (CUgraphExec exec, CUstream stream), "cuGraphLaunch") \
-    X(CUresult, cuGraphExecDestroy, (CUgraphExec exec), "cuGraphExecDestroy") \
-    X(CUresult, cuGraphDestroy, (CUgraph graph), "cuGraphDestroy") \
     X(CUresult, cuEventCreate, (CUevent *event, unsigned int flags), "cuEventCreate") \
     X(CUresult, cuEventDestroy, (CUevent event), "cuEventDestroy_v2") \
     X(CUresult, cuEventRecord, (CUevent event, CUstream stream), "cuEventRecord") \
@@ -91,6 +94,24 @@ enum {
     X(CUresult, cuLaunchKernel, (CUfunction f, unsigned int gridX, unsigned int gridY, unsigned int gridZ, \
                                  unsigned int blockX, unsigned int blockY, unsigned int blockZ, \
                                  unsigned int sharedBytes, CUstream stream, void **params, void **extra), "cuLaunchKernel")
+
+/*
+ * CUDA graphs (stream capture), resolved separately by ccuda_load_graph_api() from the same libcuda:
+ * OPTIONAL, so that a driver without them (older than CUDA 11.4) only disables graph replay.
+ */
+typedef struct CUgraphNode_st *CUgraphNode;
+#define CCUDA_GRAPH_FUNCTIONS(X) \
+    X(CUresult, cuStreamBeginCapture, (CUstream stream, int mode), "cuStreamBeginCapture_v2") \
+    X(CUresult, cuStreamEndCapture, (CUstream stream, CUgraph *graph), "cuStreamEndCapture") \
+    X(CUresult, cuStreamIsCapturing, (CUstream stream, int *status), "cuStreamIsCapturing") \
+    X(CUresult, cuGraphInstantiateWithFlags, (CUgraphExec *exec, CUgraph graph, unsigned long long flags), "cuGraphInstantiateWithFlags") \
+    X(CUresult, cuGraphUpload, (CUgraphExec exec, CUstream stream), "cuGraphUpload") \
+    X(CUresult, cuGraphLaunch, (CUgraphExec exec, CUstream stream), "cuGraphLaunch") \
+    X(CUresult, cuGraphExecDestroy, (CUgraphExec exec), "cuGraphExecDestroy") \
+    X(CUresult, cuGraphDestroy, (CUgraph graph), "cuGraphDestroy") \
+    X(CUresult, cuGraphGetNodes, (CUgraph graph, CUgraphNode *nodes, size_t *count), "cuGraphGetNodes") \
+    X(CUresult, cuDeviceGetGraphMemAttribute, (CUdevice device, int attribute, void *value), "cuDeviceGetGraphMemAttribute") \
+    X(CUresult, cuDeviceGraphMemTrim, (CUdevice device), "cuDeviceGraphMemTrim")
 
 /* ---------------------------------------------------------------- cuBLASLt (libcublasLt.so.13 / .12) */
 typedef int cublasStatus_t;           /* CUBLAS_STATUS_SUCCESS = 0 */
@@ -215,6 +236,8 @@ typedef struct _nvrtcProgram *nvrtcProgram;
 
 /** Driver API entry points (all resolved, or the table is not returned). */
 typedef struct { CCUDA_DRIVER_FUNCTIONS(CCUDA_FIELD) } CCUDADriverAPI;
+/** CUDA graph entry points of the driver (optional; see ccuda_load_graph_api). */
+typedef struct { CCUDA_GRAPH_FUNCTIONS(CCUDA_FIELD) } CCUDAGraphAPI;
 /** cuBLASLt entry points. */
 typedef struct { CCUDA_CUBLASLT_FUNCTIONS(CCUDA_FIELD) } CCUDACublasLtAPI;
 /** cuDNN 9 entry points (legacy convolution API). */
@@ -243,6 +266,14 @@ const void *ccuda_load(CCUDALibrary library, char *message, size_t messageLength
 /** ccuda_load() with `extraPath` (colon-separated folders, may be NULL) searched before $SSD_CUDA_LIBRARY_PATH. */
 const void *ccuda_load_searching(CCUDALibrary library, const char *extraPath, char *message, size_t messageLength,
                                  char *path, size_t pathLength);
+
+/**
+ * Resolves the CUDA graph entry points (CCUDA_GRAPH_FUNCTIONS) from the driver library that
+ * ccuda_load(CCUDA_LIBRARY_DRIVER, ...) opened. Returns 1 with `table` filled when every one is
+ * there; otherwise 0, `table` zeroed, and `message` naming the missing symbols and the file (or
+ * saying that the driver is not loaded). Never caches a failure of the driver itself.
+ */
+int ccuda_load_graph_api(CCUDAGraphAPI *table, char *message, size_t messageLength);
 
 #ifdef __cplusplus
 }

@@ -119,6 +119,23 @@ void ssd_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, l
                              float *m, float *l, float *o, long ldo, long d,
                              int causal, long q0, long k0, uint16_t *p, long ldp);
 
+/*
+ * Winograd F(4×4, 3×3) transforms for 3×3 stride-1 convolutions (NHWC, channels contiguous);
+ * transformed position ξ = 6·i + j, i, j < 6.
+ * Input: `tiles` 6×6 tiles side by side (tile t starts 4·t pixels right of `src`; `row_stride`
+ * floats between input rows, pixels `channels` apart) → v[t·v_tile_stride + ξ·v_xi_stride + c] = (Bᵀ d B)[ξ].
+ * Weight: one 64-column panel of a packed 3×3 weight (element (tap, ci, lane) at
+ * g[(tap·cin + ci)·64 + lane], tap = 3·ky + kx) → u[ξ·u_xi_stride + ci·64 + lane] = (G g Gᵀ)[ξ].
+ * Output: one tile, m[ξ·m_xi_stride + c] for c < channels → the top-left `rows` × `cols` (≤ 4)
+ * pixels of Aᵀ m A at y (rows `y_row_stride`, pixels `y_pixel_stride` floats apart), plus bias[c]
+ * and the residual at the same offsets as y (either may be NULL).
+ */
+void ssd_winograd_input_f43(const float *src, long row_stride, long channels, long tiles, float *v,
+                            long v_tile_stride, long v_xi_stride);
+void ssd_winograd_weight_f43(const float *g, long cin, float *u, long u_xi_stride);
+void ssd_winograd_output_f43(const float *m, long m_xi_stride, long channels, const float *bias,
+                             const float *residual, float *y, long y_row_stride, long y_pixel_stride, int rows, int cols);
+
 #ifdef __cplusplus
 }
 #endif

@@ -30,8 +30,9 @@ struct Conv2d: Sendable {
     let stride: Int
     let padding: Int
 
-    init(_ scope: ParameterScope, in inChannels: Int, out outChannels: Int, kernel: Int, stride: Int = 1, padding: Int? = nil) throws {
-        weight = try scope.parameter("weight", shape: [outChannels, inChannels, kernel, kernel], role: .conv2d)
+    init(_ scope: ParameterScope, in inChannels: Int, out outChannels: Int, kernel: Int, stride: Int = 1, padding: Int? = nil,
+         role: WeightRole = .conv2d) throws {
+        weight = try scope.parameter("weight", shape: [outChannels, inChannels, kernel, kernel], role: role)
         bias = try scope.parameter("bias", shape: [outChannels], role: .vector)
         self.stride = stride
         self.padding = padding ?? (kernel - 1) / 2
@@ -63,6 +64,13 @@ struct GroupNorm: Sendable {
     /// Group norm followed by SiLU (fused where the backend has it).
     func silu(_ x: Tensor, _ b: any ComputeBackend) throws -> Tensor {
         try b.groupNormSiLU(x, groups: groups, weight: weight, bias: bias, epsilon: epsilon)
+    }
+
+    /// `conv(silu(norm(x))) (+ residual)`, stride 1: the backend may normalise while the convolution
+    /// reads, never storing the normalised tensor.
+    func siluConv(_ x: Tensor, _ conv: Conv2d, _ b: any ComputeBackend, residual: Tensor? = nil) throws -> Tensor {
+        try b.groupNormSiLUConv2d(x, groups: groups, normWeight: weight, normBias: bias, epsilon: epsilon,
+                                  weight: conv.weight, bias: conv.bias, padding: conv.padding, residual: residual)
     }
 }
 

@@ -26,17 +26,27 @@ struct ResnetBlock2D: Sendable {
     }
 
     /// `x` NHWC; `activatedTimeEmbedding` is `silu(temb)` `[B, tembChannels]` (shared by all blocks), or nil.
-    func callAsFunction(_ x: Tensor, activatedTimeEmbedding: Tensor?, _ b: any ComputeBackend) throws -> Tensor {
-        var h = try conv1(norm1.silu(x, b), b)
+    /// `x` is consumed: it is released as soon as its last use is done. `lateShortcut`, when given,
+    /// computes the shortcut branch in place of `convShortcut(x)` after `x` is gone (the VAE decoder
+    /// folds it into the previous upsampler, `UpDecoderBlock2D`).
+    func callAsFunction(_ x: consuming Tensor, activatedTimeEmbedding: Tensor?, _ b: any ComputeBackend,
+                        lateShortcut: (() throws -> Tensor)? = nil) throws -> Tensor {
+        var h = try norm1.siluConv(x, conv1, b)
         if let timeEmbeddingProjection, let temb = activatedTimeEmbedding {
             let t = try timeEmbeddingProjection(temb, b)
             h = try b.binary(h, t.reshaped([t.shape[0], 1, 1, t.shape[1]]), .add)
         }
-        let shortcut = try convShortcut.map { try $0(x, b) } ?? x
-        if outputScaleFactor == 1 {
-            return try conv2(norm2.silu(h, b), b, residual: shortcut)
+        let shortcut: Tensor
+        if let lateShortcut {
+            _ = consume x
+            shortcut = try lateShortcut()
+        } else if let convShortcut {
+            shortcut = try convShortcut(x, b)
+            _ = consume x
+        } else {
+            shortcut = x
         }
-        let sum = try conv2(norm2.silu(h, b), b, residual: shortcut)
-        return try b.affine(sum, scale: 1 / outputScaleFactor, shift: 0)
+        let sum = try norm2.siluConv(h, conv2, b, residual: shortcut)
+        return outputScaleFactor == 1 ? sum : try b.affine(sum, scale: 1 / outputScaleFactor, shift: 0)
     }
 }

@@ -27,10 +27,10 @@ struct Upsample2D: Sendable {
     let conv: Conv2d
 
     init(_ scope: ParameterScope, channels: Int) throws {
-        conv = try Conv2d(scope("conv"), in: channels, out: channels, kernel: 3)
+        conv = try Conv2d(scope("conv"), in: channels, out: channels, kernel: 3, role: .upsampleConv2d)
     }
 
     func callAsFunction(_ x: Tensor, _ b: any ComputeBackend) throws -> Tensor {
-        try conv(b.upsampleNearest2x(x), b)
+        try b.upsampleNearest2xConv2d(x, weight: conv.weight, bias: conv.bias)
     }
 }

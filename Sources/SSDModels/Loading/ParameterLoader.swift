@@ -27,6 +27,7 @@ final class ParameterLoader {
     private let weights: WeightFiles?
     private let backend: (any ComputeBackend)?
     private let activationDType: DType
+    private let component: ModelComponent
     private(set) var specs: [ParameterSpec] = []
     private var consumed: Set<String> = []
     private var missing: [String] = []
@@ -39,6 +40,7 @@ final class ParameterLoader {
         self.weights = nil
         self.backend = nil
         self.activationDType = .f32
+        self.component = .textEncoder
     }
 
     /// Load mode: parameters come from `weights`, prepared by `backend` for `component`.
@@ -48,6 +50,7 @@ final class ParameterLoader {
         self.weights = weights
         self.backend = backend
         self.activationDType = backend.activationDType(for: component)
+        self.component = component
     }
 
     /// The root scope (no name prefix).
@@ -77,10 +80,33 @@ final class ParameterLoader {
         if let preparedShape {
             view = HostTensorView(name: view.name, shape: preparedShape, dtype: view.dtype, pointer: view.pointer, owner: view.owner)
         }
-        let prepared = try backend.prepareWeight(view, role: role, activationDType: activationDType)
+        let prepared = try backend.prepareWeight(view, role: role, component: component)
         // Backends copy what they keep (documented on `prepareWeight`), so the file pages can go.
         weights.evictPages(of: fileName)
         return prepared
+    }
+
+    /// The fp32 values of parameter `name` as stored in the file, for weights derived at load time
+    /// (the parameter itself is declared through `parameter`); nil in spec mode or when the tensor
+    /// is missing or of another shape (`finish` reports those).
+    func hostValues(_ name: String, shape: [Int]) throws -> [Float]? {
+        guard let weights else { return nil }
+        let candidates = WeightNameMapping.candidates(for: name, in: family)
+        guard let fileName = candidates.first(where: { weights.entry($0) != nil }), let entry = weights.entry(fileName),
+              entry.shape == shape, entry.dtype.isFloatingPoint else { return nil }
+        let view = try weights.view(fileName)
+        defer { weights.evictPages(of: fileName) }
+        return [Float](unsafeUninitializedCapacity: view.count) { buffer, count in
+            if let base = buffer.baseAddress { view.convertToFloat(into: base) }
+            count = view.count
+        }
+    }
+
+    /// A weight computed at load time (not stored in the file), prepared for `role` like a parameter.
+    func derivedParameter(_ name: String, values: [Float], shape: [Int], role: WeightRole) throws -> Tensor? {
+        guard let backend else { return nil }
+        let view = HostBuffer.view(of: values, shape: shape, name: name)
+        return try backend.prepareWeight(view, role: role, component: component)
     }
 
     /// Throws `ModelError.weightMismatch` if any tensor was missing, unexpected or of the wrong shape.
@@ -108,6 +134,16 @@ struct ParameterScope {
 
     /// The sub-module `name.index`.
     func callAsFunction(_ name: String, _ index: Int) -> ParameterScope { self("\(name).\(index)") }
+
+    /// The fp32 file values of parameter `name` of this module (see `ParameterLoader.hostValues`).
+    func hostValues(_ name: String, shape: [Int]) throws -> [Float]? {
+        try loader.hostValues(prefix.isEmpty ? name : prefix + "." + name, shape: shape)
+    }
+
+    /// A weight of this module computed at load time (see `ParameterLoader.derivedParameter`).
+    func derivedParameter(_ name: String, values: [Float], shape: [Int], role: WeightRole) throws -> Tensor? {
+        try loader.derivedParameter(prefix.isEmpty ? name : prefix + "." + name, values: values, shape: shape, role: role)
+    }
 
     /// Parameter `name` of this module.
     func parameter(_ name: String, shape: [Int], role: WeightRole, preparedShape: [Int]? = nil) throws -> Tensor {

@@ -1,4 +1,9 @@
 import SSDTensor
+import Synchronization
+
+/// Numbers UNet instances, so that a backend's recorded graph (keyed by `runReplayable`'s key) is
+/// never replayed for another UNet that happens to reuse a freed one's address.
+private let unetInstances = Atomic<Int>(0)
 
 /// The conditional UNet of SDXL / SSD-1B (diffusers `models/unets/unet_2d_condition.py`,
 /// `UNet2DConditionModel`), built from its config and run on any `ComputeBackend`.
@@ -9,6 +14,8 @@ public final class UNet2DConditionModel: Sendable {
     /// The backend holding the weights and running the forward pass.
     public let backend: any ComputeBackend
     let network: UNetNetwork
+    /// `runReplayable` key: one region per instance (a backend re-records when the shapes change).
+    let replayKey: String
 
     /// Builds the network from `config` with the weights in `weights` (names and shapes checked).
     public init(config: UNet2DConditionConfig, weights: WeightFiles, backend: any ComputeBackend) throws {
@@ -17,6 +24,7 @@ public final class UNet2DConditionModel: Sendable {
         try loader.finish()
         self.config = config
         self.backend = backend
+        replayKey = "unet-\(unetInstances.add(1, ordering: .relaxed).newValue)"
     }
 
     /// Loads `config.json` and `diffusion_pytorch_model[.variant].safetensors` (or a sharded
@@ -42,7 +50,9 @@ public final class UNet2DConditionModel: Sendable {
     ///   - textEmbeds: pooled text embedding `[B, D]` (`text_time` conditioning; SDXL `D = 1280`).
     ///   - timeIDs: `B × 6` micro-conditioning numbers, row-major (`text_time`).
     ///   - timestepCond: `B × time_cond_proj_dim` guidance embedding values (LCM UNets).
-    /// - Returns: NHWC `[B, h, w, out_channels]` in the backend's UNet activation type.
+    /// - Returns: NHWC `[B, h, w, out_channels]` in the backend's UNet activation type. On a backend
+    ///   that replays recorded graphs (`CUDABackend` with `SSD_CUDA_GRAPHS=1`) its contents are
+    ///   overwritten by this UNet's next call: use or copy it before then.
     public func callAsFunction(sample: Tensor, timesteps: [Float], encoderHiddenStates: Tensor, textEmbeds: Tensor?,
                                timeIDs: [Float]?, timestepCond: [Float]? = nil) throws -> Tensor {
         try forward(sample: sample, timesteps: timesteps, encoderHiddenStates: encoderHiddenStates,
@@ -83,9 +93,9 @@ public final class UNet2DConditionModel: Sendable {
         }
         // Everything after the host-side sinusoids issues the same ops for the same shapes: a
         // backend may record and replay it (CUDA graphs). The output is valid until the next call.
-        let key = "unet-\(ObjectIdentifier(self).hashValue)-\(x.shape)-\(context.shape)"
+        // The key names this UNet only; the backend keys its recording by the input shapes too.
         let network = self.network
-        let outputs = try b.runReplayable(key: key, inputs: [x, context] + embeddingInputs.tensors) { inputs in
+        let outputs = try b.runReplayable(key: replayKey, inputs: [x, context] + embeddingInputs.tensors) { inputs in
             let embedding = UNetNetwork.EmbeddingInputs(inputs.dropFirst(2), like: embeddingInputs)
             let emb = try network.embedding(embedding, b)
             return [try network.forward(inputs[0], emb: emb, context: inputs[1], trace: nil, b)]

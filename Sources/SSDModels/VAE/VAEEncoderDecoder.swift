@@ -42,11 +42,11 @@ struct VAEEncoder: Sendable {
 }
 
 /// diffusers `Decoder` (`models/autoencoders/vae.py`): conv_in, `UNetMidBlock2D` with attention,
-/// `UpDecoderBlock2D`s, GN+SiLU, conv_out.
+/// `UpDecoderBlock2D`s, GN+SiLU, conv_out. Activations are released as soon as they are used.
 struct VAEDecoder: Sendable {
     let convIn: Conv2d
     let midBlock: UNetMidBlock2D
-    let upBlocks: [UpBlock2D]
+    let upBlocks: [UpDecoderBlock2D]
     let convNormOut: GroupNorm
     let convOut: Conv2d
 
@@ -57,15 +57,15 @@ struct VAEDecoder: Sendable {
         midBlock = try UNetMidBlock2D(scope("mid_block"), channels: last, timeEmbeddingChannels: nil, groups: groups, epsilon: 1e-6,
                                       outputScaleFactor: 1, layers: 1, addAttention: c.midBlockAddAttention, attentionHeadDim: last)
         let reversed = Array(channels.reversed())
-        var blocks: [UpBlock2D] = []
+        var blocks: [UpDecoderBlock2D] = []
         var output = reversed[0]
         for i in reversed.indices {
             let previous = output
             output = reversed[i]
-            let inputs = (0...c.layersPerBlock).map { $0 == 0 ? previous : output }
-            blocks.append(try UpBlock2D(scope("up_blocks", i), resnetInputChannels: inputs, outChannels: output,
-                                        timeEmbeddingChannels: nil, groups: groups, epsilon: 1e-6, attention: nil,
-                                        addUpsample: i < reversed.count - 1))
+            blocks.append(try UpDecoderBlock2D(scope("up_blocks", i), inChannels: previous, outChannels: output,
+                                               layers: c.layersPerBlock + 1, groups: groups, epsilon: 1e-6,
+                                               addUpsample: i < reversed.count - 1,
+                                               previousUpsampler: i > 0 ? scope("up_blocks", i - 1)("upsamplers.0") : nil))
         }
         upBlocks = blocks
         convNormOut = try GroupNorm(scope("conv_norm_out"), groups: groups, channels: channels[0], epsilon: 1e-6)
@@ -76,11 +76,11 @@ struct VAEDecoder: Sendable {
         var h = try convIn(z, b)
         h = try midBlock(h, temb: nil, b)
         trace?.record("decoder.mid_block", h)
-        var noSkips: [Tensor] = []
+        var beforeUpsample: Tensor? = nil
         for (i, block) in upBlocks.enumerated() {
-            h = try block(h, temb: nil, context: nil, skips: &noSkips, usesSkips: false, b)
+            (h, beforeUpsample) = try block(consume h, beforeUpsample: beforeUpsample, b)
             trace?.record("decoder.up_blocks.\(i)", h)
         }
-        return try convOut(convNormOut.silu(h, b), b)
+        return try convNormOut.siluConv(h, convOut, b)
     }
 }
