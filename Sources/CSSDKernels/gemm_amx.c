@@ -145,7 +145,10 @@ SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_
     long rslices = (g->m + 31) / 32, cslices = (g->n + 31) / 32;
     /* Partial sums of the edge blocks (last row slice, last column slice) between passes. */
     float *edge = NULL;
-    if (kc < k && ((g->m % 32) || (g->n % 32))) edge = (float *)aligned_alloc(64, (size_t)(cslices + rslices) * 32 * 32 * 4);
+    if (kc < k && ((g->m % 32) || (g->n % 32))) {
+        edge = (float *)aligned_alloc(64, (size_t)(cslices + rslices) * 32 * 32 * 4);
+        if (!edge) kc = k;  /* no side buffer: one pass over the whole depth */
+    }
     for (long k0 = 0; k0 < k; k0 += kc) {
         long kb = k - k0 < kc ? k - k0 : kc;
         int first = k0 == 0, last = k0 + kb >= k;
