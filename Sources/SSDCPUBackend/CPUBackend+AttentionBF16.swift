@@ -21,8 +21,10 @@ extension CPUBackend {
         let pairs = b * heads
         // Kᵀ and V of every (batch, head), bf16 pairs.
         let packedBytes = pairs * (kSize + vSize) * 2
-        let packedRaw = counter.obtain(packedBytes)
-        defer { counter.release(packedRaw, packedBytes) }
+        // The calling thread's kept scratch (slot 1; the workers only read it).
+        let keptPacked = ssd_thread_scratch(1, packedBytes)
+        let packedRaw = keptPacked ?? counter.obtain(packedBytes)
+        defer { if keptPacked == nil { counter.release(packedRaw, packedBytes) } }
         let packed = packedRaw.assumingMemoryBound(to: UInt16.self)
         parallelFor(pairs * 2) { t in
             let pair = t / 2, bi = pair / heads, h = pair % heads

@@ -26,11 +26,12 @@ extension CPUBackend {
         // Rows one cache line longer than the depth when that is a multiple of 512 bytes, so that
         // the 16 rows of an A tile do not all fall in the same few L1 sets.
         let lda = (depth * 2) % 512 == 0 ? depth + 32 : depth
-        // From the backend's pool of large buffers: the same sizes recur every UNet call, and a
-        // fresh mapping would page-fault on every task.
+        // This worker thread's kept scratch (slot 0): the sizes vary from layer to layer, and a
+        // fresh mapping would page-fault on every task; the backend's pool is left to tensors.
         let aBytes = mc * lda * 2
-        let a = counter.obtain(aBytes)
-        defer { counter.release(a, aBytes) }
+        let kept = ssd_thread_scratch(0, aBytes)
+        let a = kept ?? counter.obtain(aBytes)
+        defer { if kept == nil { counter.release(a, aBytes) } }
         let a16 = a.assumingMemoryBound(to: UInt16.self)
         // Only used should the level drop below AMX meanwhile (tests switch it process-wide).
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: 24 * depth + 64, alignment: 64)

@@ -63,6 +63,11 @@ int ssd_bf16_native(void);
 void ssd_sgemm(const ssd_gemm_args *args);
 void ssd_bf16gemm(const ssd_gemm_args *args);
 
+/* This thread's scratch buffer `slot` (0 or 1) of at least `bytes` (64-byte aligned), kept and
+ * grown across calls, freed when the thread exits; valid until the next call for the same slot
+ * on this thread. NULL when it cannot be allocated. */
+void *ssd_thread_scratch(int slot, size_t bytes);
+
 /* 1 when the AMX tiles run the bf16 GEMMs (level SSD_ISA_AMX_BF16 active). */
 int ssd_amx_active(void);
 /* dst[r·ld + j] = bf16(rows[r][j]) (RNE) for j < len, 0 for len ≤ j < padded; r < m. */
