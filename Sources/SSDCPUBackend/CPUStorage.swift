@@ -21,6 +21,8 @@ final class MemoryCounter: Sendable {
     /// Largest total of pooled free bytes, and the smallest buffer worth pooling.
     let poolLimit: Int
     static let poolMinimum = 1 << 18
+    /// Allocations at least this large evict other pooled sizes on a miss.
+    static let evictingMinimum = 1 << 28
 
     init(poolLimit: Int = 1 << 29) { self.poolLimit = poolLimit }
 
@@ -35,9 +37,11 @@ final class MemoryCounter: Sendable {
                 return a
             }
             if let reused, let ptr = UnsafeMutableRawPointer(bitPattern: reused) { return ptr }
-            // A size the pool does not hold: give back pooled buffers of other sizes first (largest
-            // first, at least `size` bytes), so that RSS stays near the live bytes when shapes change
-            // (the VAE decoder's levels) while repeated shapes (UNet steps) keep reusing.
+            // A large size the pool does not hold: give back pooled buffers of other sizes first
+            // (largest first, at least `size` bytes), so that RSS stays near the live bytes when large
+            // shapes change (the VAE decoder's levels). Smaller misses keep the pool: evicting there
+            // made UNet steps re-fault their buffers (twice the page faults).
+            guard size >= Self.evictingMinimum else { return Self.mapPages(size) }
             let evicted = pool.withLock { p -> [(UInt, Int)] in
                 var out: [(UInt, Int)] = [], total = 0
                 for key in p.free.keys.sorted(by: >) where total < size {
