@@ -122,6 +122,15 @@ SSD_T static void a_softmax_row(const float *x, float *y, long n, long valid) {
     for (long i = valid; i < n; i++) y[i] = 0;
 }
 
+/* row[0..<d] *= c (the online softmax's correction of an output row). */
+SSD_T static void rescale_row(float *row, long d, float c) {
+    __m512 vc = _mm512_set1_ps(c);
+    for (long j = 0; j < d; j += 16) {
+        __mmask16 mk = tail_mask(d - j);
+        _mm512_mask_storeu_ps(row + j, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, row + j), vc));
+    }
+}
+
 SSD_T static void a_online_softmax(float *s, long rows, long cols, long cols_padded, long ldS, float *m, float *l,
                                    float *o, long ldo, long d, int causal, long q0, long k0) {
     for (long i = 0; i < rows; i++) {
@@ -138,14 +147,7 @@ SSD_T static void a_online_softmax(float *s, long rows, long cols, long cols_pad
         float corr = (m[i] == -INFINITY) ? 0.0f : expf(m[i] - mx);
         l[i] = l[i] * corr + sum;
         m[i] = mx;
-        if (corr != 1.0f) {
-            __m512 vc = _mm512_set1_ps(corr);
-            float *orow = o + i * ldo;
-            for (long j = 0; j < d; j += 16) {
-                __mmask16 mk = tail_mask(d - j);
-                _mm512_mask_storeu_ps(orow + j, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, orow + j), vc));
-            }
-        }
+        if (corr != 1.0f) rescale_row(o + i * ldo, d, corr);
     }
 }
 
@@ -222,14 +224,7 @@ SSD_T static void a_online_softmax_bf16(float *s, long rows, long cols, long col
         float corr = (m[i] == -INFINITY) ? 0.0f : expf(m[i] - mx);
         l[i] = l[i] * corr + sum;
         m[i] = mx;
-        if (corr != 1.0f) {
-            __m512 vc = _mm512_set1_ps(corr);
-            float *orow = o + i * ldo;
-            for (long j = 0; j < d; j += 16) {
-                __mmask16 mk = lanes_left(d - j);
-                _mm512_mask_storeu_ps(orow + j, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, orow + j), vc));
-            }
-        }
+        if (corr != 1.0f) rescale_row(o + i * ldo, d, corr);
     }
 }
 
