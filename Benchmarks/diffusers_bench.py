@@ -3,6 +3,8 @@ the guidance-doubled batch + Euler step, at batch sizes B, on the same random-we
 
     /work/venv/bin/python Benchmarks/diffusers_bench.py --model DIR --size 512 --batch 1,4 [--dtype fp32|bf16] [--vae]
     /work/venv/bin/python Benchmarks/diffusers_bench.py --model DIR --size 1024 --vae-only   (VAE decode only, fp32)
+    /work/venv/bin/python Benchmarks/diffusers_bench.py --model DIR --size 512 --batch 1,4,8,16 --pipeline --steps 3
+        (whole StableDiffusionXLPipeline generations: `ssd-bench pipeline`'s counterpart)
 
 Prints the torch/diffusers versions, then one JSON object (last line): seconds per iteration per
 batch, iterations/s, GFLOP/s (FLOPs counted with a forward hook on conv/linear/SDPA), memory idle
@@ -64,18 +66,24 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--batch", default="1")
-    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--vae", action="store_true", help="also time one VAE decode per batch size")
     ap.add_argument("--vae-only", action="store_true", help="only the VAE decode (fp32), with the RSS it adds")
     ap.add_argument("--latents", help="--vae-only: raw float32 NCHW latents to decode (else seeded noise)")
     ap.add_argument("--save-image", help="--vae-only: write the decoded image here (raw float32 NCHW)")
+    ap.add_argument("--pipeline", action="store_true", help="whole generations with StableDiffusionXLPipeline")
+    ap.add_argument("--steps", type=int, default=3, help="--pipeline: denoising steps per generation")
+    ap.add_argument("--prompt", default="a photo of an astronaut riding a horse on mars")
+    ap.add_argument("--negative-prompt", default="blurry, low quality")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.vae_only:
         return vae_only(a)
+    if a.pipeline:
+        return pipeline(a)
     import diffusers
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
 
@@ -129,6 +137,73 @@ def main():
         result["batches"][str(b)] = entry
         print(f"batch {b}: {entry['seconds']:.3f} s/it ({entry['gflops_per_s']:.1f} GFLOP/s)", flush=True)
     result["memory_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(result))
+
+
+def reset_peak_rss():
+    """Starts a new VmHWM measurement (Linux `clear_refs`), as `ssd-bench` does for its side."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def pipeline(a):
+    """Whole generations (`StableDiffusionXLPipeline`: both text encoders, guidance 9, the folder's
+    scheduler, VAE decode) per batch size: denoising it/s over the steps after the first (the time
+    between `callback_on_step_end` calls), the whole call's seconds, RSS idle with every component
+    loaded and peak over each generation. One warm-up generation (1 step, batch 1) first."""
+    import diffusers
+    import transformers
+    from diffusers import StableDiffusionXLPipeline
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+    device = "cuda" if a.dtype == "fp16" else "cpu"
+    print(f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads),"
+          f" diffusers {diffusers.__version__}", flush=True)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
+    pipe = StableDiffusionXLPipeline.from_pretrained(a.model, torch_dtype=dtype).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    idle = rss_bytes()
+    result = {"torch": torch.__version__, "diffusers": diffusers.__version__, "dtype": a.dtype, "size": a.size,
+              "steps": a.steps, "memory_idle_bytes": idle, "batches": {}}
+
+    def generate(batch, steps, ends):
+        def on_step_end(_pipe, _i, _t, kwargs):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            ends.append(time.perf_counter())
+            return kwargs
+        with torch.inference_mode():
+            pipe(a.prompt, negative_prompt=a.negative_prompt, num_images_per_prompt=batch, height=a.size, width=a.size,
+                 num_inference_steps=steps, guidance_scale=9.0, generator=torch.Generator(device).manual_seed(1),
+                 output_type="np", callback_on_step_end=on_step_end)
+
+    generate(1, 1, [])  # warm-up
+    for b in [int(x) for x in a.batch.split(",")]:
+        reset_peak_rss()
+        ends = []
+        t0 = time.perf_counter()
+        generate(b, a.steps, ends)
+        total = time.perf_counter() - t0
+        gaps = [y - x for x, y in zip(ends, ends[1:])]
+        entry = {"it_per_s": len(gaps) / sum(gaps) if gaps else None, "generation_seconds": total,
+                 "memory_peak_bytes": peak_rss_bytes()}
+        result["batches"][str(b)] = entry
+        its = f"{entry['it_per_s']:.3f}" if entry["it_per_s"] else "-"
+        print(f"batch {b}: {its} it/s, generation {total:.1f} s, RSS idle {idle / 2**30:.2f} → peak "
+              f"{entry['memory_peak_bytes'] / 2**30:.2f} GiB", flush=True)
     print(json.dumps(result))
 
 

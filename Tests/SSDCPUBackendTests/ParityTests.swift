@@ -152,6 +152,7 @@ enum Variant: String, CaseIterable, CustomTestStringConvertible {
 @Suite struct AttentionParityTests {
     @Test(arguments: [
         [2, 50, 50, 2, 24, 0], [1, 37, 77, 3, 40, 0], [2, 77, 77, 2, 64, 1], [1, 300, 300, 1, 8, 1], [1, 1, 5, 1, 16, 0],
+        [1, 400, 270, 1, 256, 0],  // a wide head (the VAE's blocks: 192 queries × 128 keys), several of each
     ])
     func attention(_ p: [Int]) throws {
         let cpu = try CPUBackend()

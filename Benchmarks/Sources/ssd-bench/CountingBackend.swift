@@ -8,10 +8,13 @@ final class CountingBackend: ComputeBackend {
     let inner: any ComputeBackend
     private let counter = Atomic<Int>(0)
     let profiling: Bool
+    /// Profile rows per linear shape (`linear MxNxK`) instead of one row for all linears.
+    let profilingShapes: Bool
     private let profile = Mutex<[String: (seconds: Double, flops: Double, calls: Int)]>([:])
-    init(_ inner: any ComputeBackend, profiling: Bool = false) {
+    init(_ inner: any ComputeBackend, profiling: Bool = false, profilingShapes: Bool = false) {
         self.inner = inner
-        self.profiling = profiling
+        self.profiling = profiling || profilingShapes
+        self.profilingShapes = profilingShapes
     }
 
     /// FLOPs counted since the last reset.
@@ -61,7 +64,8 @@ final class CountingBackend: ComputeBackend {
     func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor?) throws -> Tensor {
         let f = 2 * x.count * (weight.shape.first ?? 0)
         add(f)
-        return try timed("linear", flops: f) { try inner.linear(x, weight: weight, bias: bias, residual: residual) }
+        let k = x.shape.last ?? 1, label = profilingShapes ? "linear \(x.count / max(k, 1))x\(weight.shape.first ?? 0)x\(k)" : "linear"
+        return try timed(label, flops: f) { try inner.linear(x, weight: weight, bias: bias, residual: residual) }
     }
     func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, alpha: Float) throws -> Tensor {
         let f = 2 * a.count / a.shape[a.rank - 2 + (transposeA ? 1 : 0)] * a.shape[a.rank - 2 + (transposeA ? 1 : 0)] * (transposeB ? b.shape[b.rank - 2] : b.shape[b.rank - 1])

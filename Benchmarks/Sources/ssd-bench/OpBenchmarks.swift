@@ -66,6 +66,14 @@ func runOpBenchmark(_ op: String, _ args: Arguments) throws {
             return convCase("\(p[0])x\(p[1])x\(p[2]) \(p[3])->\(p[4])\(p[5] == 3 ? "" : " \(p[5])x\(p[5])")\(p[6] == 1 ? "" : " s\(p[6])")", p)
         }
     }
+    if op == "gemm", let list = args.values["shapes"] {
+        // --shapes "M,N,K;…"
+        cases = list.split(separator: ";").compactMap { item in
+            let p = item.split(separator: ",").compactMap { Int($0) }
+            guard p.count == 3 else { return nil }
+            return OpCase(label: "\(p[0])x\(p[1])x\(p[2])", params: p, flops: 2.0 * Double(p[0] * p[1]) * Double(p[2]))
+        }
+    }
     // Attention has no weights: only fp32 and bf16 compute differ.
     let variants = op == "attention" ? benchVariants(args).filter { $0.0 == "own-f32" || $0.0 == "own-bf16" } : benchVariants(args, directConv: op == "conv")
     var results: [OpResult] = []
@@ -134,6 +142,7 @@ func opCases(_ op: String, quick: Bool) -> [OpCase] {
             ("self 1024 10x64 b2", [2, 1024, 1024, 10, 64, 0]), ("cross 1024x77 10x64 b2", [2, 1024, 77, 10, 64, 0]),
             ("self 256 20x64 b2", [2, 256, 256, 20, 64, 0]), ("vae-mid 4096 1x512", [1, 4096, 4096, 1, 512, 0]),
             ("clip causal 77 12x64", [2, 77, 77, 12, 64, 1]), ("self 4096 5x64 b2", [2, 4096, 4096, 5, 64, 0]),
+            ("vae-mid 16384 1x512", [1, 16384, 16384, 1, 512, 0]),
         ]
         return shapes.map { s in
             let p = s.1
