@@ -20,6 +20,19 @@ extension CPUBackend {
     /// keys 256 at a time with an online softmax, so no N×N score matrix is ever stored.
     /// With `bf16Compute` the two products take bf16 operands (`attentionBF16`).
     public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool) throws -> Tensor {
+        try attention(query: query, key: key, value: value, heads: heads, scale: scale, causal: causal, bf16: options.bf16Compute)
+    }
+
+    /// A `force_upcast` VAE's attention stays fp32 with `bf16Compute` (as its weights' dot products
+    /// do, `prepareWeight(_:role:component:)`): diffusers runs that VAE in fp32 in a bf16 pipeline.
+    public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool,
+                          component: ModelComponent) throws -> Tensor {
+        try attention(query: query, key: key, value: value, heads: heads, scale: scale, causal: causal,
+                      bf16: options.bf16Compute && component != .vae(forceUpcast: true))
+    }
+
+    private func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool,
+                           bf16: Bool) throws -> Tensor {
         let op = "attention"
         let (b, nq, width) = try attentionShape(query: query, key: key, value: value, heads: heads)
         let qp = try query.cpuFloats(op), kp = try key.cpuFloats(op), vp = try value.cpuFloats(op)
@@ -31,7 +44,7 @@ extension CPUBackend {
             y.update(repeating: 0, count: out.count)
             return out
         }
-        if options.bf16Compute {
+        if bf16 {
             attentionBF16(q: qp, k: kp, v: vp, into: y, batch: b, queries: nq, keys: nk, heads: heads, headWidth: d,
                           scale: scale, causal: causal)
             return out

@@ -132,6 +132,11 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// Multi-head scaled dot-product attention: query `[B, Nq, H·D]`, key and value `[B, Nk, H·D]`,
     /// output `[B, Nq, H·D]`. Default: matmul, softmax, matmul (materialises the scores).
     func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool) throws -> Tensor
+    /// `attention` called by a layer of `component`, so that a backend computing in reduced
+    /// precision keeps full precision where the model asks for it (a `force_upcast` VAE, which
+    /// diffusers runs in fp32 whatever the pipeline's dtype). Default: `attention`.
+    func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool,
+                   component: ModelComponent) throws -> Tensor
 
     // MARK: Elementwise
 
@@ -195,6 +200,11 @@ extension ComputeBackend {
         let hidden = try slice(x, axis: axis, range: 0..<(last / 2))
         let gate = try slice(x, axis: axis, range: (last / 2)..<last)
         return try binary(hidden, activation(gate, .gelu), .multiply)
+    }
+
+    public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool,
+                          component: ModelComponent) throws -> Tensor {
+        try attention(query: query, key: key, value: value, heads: heads, scale: scale, causal: causal)
     }
 
     public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool) throws -> Tensor {

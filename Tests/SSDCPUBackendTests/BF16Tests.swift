@@ -32,6 +32,23 @@ import SSDTensor
         }
     }
 
+    /// A `force_upcast` VAE's attention stays fp32 on a bf16 backend (diffusers runs that VAE in
+    /// fp32); the UNet's takes the bf16 path.
+    @Test func forceUpcastVAEAttentionStaysFloat() throws {
+        let bf16 = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true))
+        let (nq, nk, width) = (40, 70, 64)
+        func run(_ component: ModelComponent) throws -> Double {
+            try parity(bf16) { b in
+                let q = try input(b, [1, nq, width], seed: 1, scale: 2), k = try input(b, [1, nk, width], seed: 2, scale: 2)
+                let v = try input(b, [1, nk, width], seed: 3)
+                return try b.attention(query: q, key: k, value: v, heads: 1, scale: 0.125, causal: false, component: component)
+            }
+        }
+        let vae = try run(.vae(forceUpcast: true)), unet = try run(.unet)
+        #expect(vae < 1e-5, "force-upcast VAE attention: \(vae)")
+        #expect(unet > 1e-4 && unet < 2e-2, "UNet attention on bf16: \(unet)")
+    }
+
     /// The packed bf16 pair panels hold exactly the RNE-rounded operands (both orientations).
     @Test func packing() throws {
         defer { CPUBackend.resetInstructionSet() }

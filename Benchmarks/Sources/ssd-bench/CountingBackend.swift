@@ -116,6 +116,14 @@ final class CountingBackend: ComputeBackend {
         add(f)
         return try timed("attention", flops: f) { try inner.attention(query: query, key: key, value: value, heads: heads, scale: scale, causal: causal) }
     }
+    func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool,
+                   component: ModelComponent) throws -> Tensor {
+        let f = 4 * query.count * key.shape[1]
+        add(f)
+        return try timed("attention", flops: f) {
+            try inner.attention(query: query, key: key, value: value, heads: heads, scale: scale, causal: causal, component: component)
+        }
+    }
     func activation(_ x: Tensor, _ kind: Activation) throws -> Tensor { try timed("activation \(kind)") { try inner.activation(x, kind) } }
     func geglu(_ x: Tensor) throws -> Tensor { try timed("geglu") { try inner.geglu(x) } }
     func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp) throws -> Tensor { try timed("binary \(op)") { try inner.binary(a, b, op) } }

@@ -18,6 +18,8 @@ struct Attention: Sendable {
     let toOut: Linear
     let heads: Int
     let scale: Float
+    /// The model this layer belongs to (a `force_upcast` VAE keeps fp32 attention on bf16 backends).
+    let component: ModelComponent
 
     /// `queryDim` → `heads × headDim`; keys and values from `contextDim` (self-attention when equal).
     init(_ scope: ParameterScope, naming: Naming = .diffusers, queryDim: Int, contextDim: Int? = nil,
@@ -30,6 +32,7 @@ struct Attention: Sendable {
         toOut = try Linear(scope(names.3), in: inner, out: queryDim)
         self.heads = heads
         self.scale = Float(1 / Double(headDim).squareRoot())
+        component = scope.component
     }
 
     /// `to_out(softmax(q·kᵀ·scale)·v) + residual`; `context` defaults to `x` (self-attention).
@@ -37,7 +40,7 @@ struct Attention: Sendable {
                         _ b: any ComputeBackend) throws -> Tensor {
         let source = context ?? x
         let q = try toQ(x, b), k = try toK(source, b), v = try toV(source, b)
-        let attended = try b.attention(query: q, key: k, value: v, heads: heads, scale: scale, causal: causal)
+        let attended = try b.attention(query: q, key: k, value: v, heads: heads, scale: scale, causal: causal, component: component)
         return try toOut(attended, b, residual: residual)
     }
 }

@@ -27,7 +27,8 @@ final class ParameterLoader {
     private let weights: WeightFiles?
     private let backend: (any ComputeBackend)?
     private let activationDType: DType
-    private let component: ModelComponent
+    /// The model component the parameters are prepared for.
+    let component: ModelComponent
     private(set) var specs: [ParameterSpec] = []
     private var consumed: Set<String> = []
     private var missing: [String] = []
@@ -126,6 +127,9 @@ final class ParameterLoader {
 struct ParameterScope {
     let loader: ParameterLoader
     let prefix: String
+
+    /// The model component being loaded (passed to backend ops that care, e.g. attention).
+    var component: ModelComponent { loader.component }
 
     /// The sub-module `name` (e.g. `"resnets.0"`).
     func callAsFunction(_ name: String) -> ParameterScope {
