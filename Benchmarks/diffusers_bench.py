@@ -11,6 +11,8 @@ batch, iterations/s, GFLOP/s (FLOPs counted with a forward hook on conv/linear/S
 (RSS after loading) and peak (max RSS).
 """
 import argparse
+import ctypes
+import gc
 import json
 import resource
 import time
@@ -175,6 +177,11 @@ def pipeline(a):
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
     pipe = StableDiffusionXLPipeline.from_pretrained(a.model, torch_dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
+    gc.collect()
+    try:  # give the loader's freed transient copies back before reading the idle RSS
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
     idle = rss_bytes()
     result = {"torch": torch.__version__, "diffusers": diffusers.__version__, "dtype": a.dtype, "size": a.size,
               "steps": a.steps, "memory_idle_bytes": idle, "batches": {}}
