@@ -16,8 +16,8 @@ extension CPUBackend {
     }
 
     /// Flash-style attention (diffusers `AttnProcessor2_0`'s `scaled_dot_product_attention`):
-    /// per head, K and V are packed once into GEMM panels; each block of 48 queries walks the
-    /// keys 256 at a time with an online softmax, so no N×N score matrix is ever stored.
+    /// per head, K and V are packed once into GEMM panels; each block of queries walks the keys a
+    /// block at a time (`attentionBlocks`) with an online softmax, so no N×N score matrix is ever stored.
     /// With `bf16Compute` the two products take bf16 operands (`attentionBF16`).
     public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool) throws -> Tensor {
         try attention(query: query, key: key, value: value, heads: heads, scale: scale, causal: causal, bf16: options.bf16Compute)
