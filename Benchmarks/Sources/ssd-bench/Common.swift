@@ -113,6 +113,24 @@ func runPython(_ script: String, _ args: [String]) throws -> String {
     return String(decoding: data, as: UTF8.self)
 }
 
+/// What `Benchmarks/diffusers_bench.py` printed: its first line (the torch and diffusers versions),
+/// and its last line decoded as a JSON object (with the per-batch entries as `batches`).
+struct DiffusersReport {
+    var versionLine: String
+    var object: [String: Any]
+    var batches: [String: [String: Any]] { object["batches"] as? [String: [String: Any]] ?? [:] }
+}
+
+/// Runs `Benchmarks/diffusers_bench.py` with `args`, echoes every line but the JSON one, and
+/// returns the report.
+func runDiffusersBench(_ args: [String]) throws -> DiffusersReport {
+    let lines = try runPython(benchmarksDirectory + "/diffusers_bench.py", args).split(separator: "\n")
+    print(lines.dropLast().joined(separator: "\n"))
+    let object = try lines.last.flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    guard let object else { throw BenchError.failed("diffusers_bench.py printed no JSON report") }
+    return DiffusersReport(versionLine: lines.first.map(String.init) ?? "", object: object)
+}
+
 /// The Benchmarks/ folder (next to this source tree).
 let benchmarksDirectory: String = {
     var url = URL(fileURLWithPath: #filePath)

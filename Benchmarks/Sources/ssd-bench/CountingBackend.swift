@@ -111,16 +111,18 @@ final class CountingBackend: ComputeBackend {
         try timed("layerNorm") { try inner.layerNorm(x, weight: weight, bias: bias, epsilon: epsilon) }
     }
     func softmax(_ x: Tensor, causal: Bool) throws -> Tensor { try timed("softmax") { try inner.softmax(x, causal: causal) } }
-    func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool) throws -> Tensor {
+    /// Counts and times one attention call (4·B·Nq·Nk·H·D FLOPs).
+    private func timedAttention(_ query: Tensor, _ key: Tensor, _ body: () throws -> Tensor) rethrows -> Tensor {
         let f = 4 * query.count * key.shape[1]
         add(f)
-        return try timed("attention", flops: f) { try inner.attention(query: query, key: key, value: value, heads: heads, scale: scale, causal: causal) }
+        return try timed("attention", flops: f, body)
+    }
+    func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool) throws -> Tensor {
+        try timedAttention(query, key) { try inner.attention(query: query, key: key, value: value, heads: heads, scale: scale, causal: causal) }
     }
     func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool,
                    component: ModelComponent) throws -> Tensor {
-        let f = 4 * query.count * key.shape[1]
-        add(f)
-        return try timed("attention", flops: f) {
+        try timedAttention(query, key) {
             try inner.attention(query: query, key: key, value: value, heads: heads, scale: scale, causal: causal, component: component)
         }
     }

@@ -98,17 +98,14 @@ func runPipelineBenchmark(_ args: Arguments) async throws {
         // diffusers: one process per dtype the chosen backends compare against.
         if args.flags.contains("torch") {
             for dtype in Set(backends.map(torchDType)).sorted() {
-                let out = try runPython(benchmarksDirectory + "/diffusers_bench.py",
-                                        ["--model", model, "--size", String(size), "--batch", batches.map(String.init).joined(separator: ","),
-                                         "--threads", String(threads), "--dtype", dtype, "--pipeline", "--steps", String(steps),
-                                         "--prompt", prompt, "--negative-prompt", negative])
-                let lines = out.split(separator: "\n")
-                torchLine = lines.first.map(String.init) ?? ""
-                print(lines.dropLast().joined(separator: "\n"))
-                guard let last = lines.last, let obj = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any],
-                      let bs = obj["batches"] as? [String: [String: Any]] else { continue }
+                let report = try runDiffusersBench(
+                    ["--model", model, "--size", String(size), "--batch", batches.map(String.init).joined(separator: ","),
+                     "--threads", String(threads), "--dtype", dtype, "--pipeline", "--steps", String(steps),
+                     "--prompt", prompt, "--negative-prompt", negative])
+                torchLine = report.versionLine
+                let obj = report.object
                 for b in batches {
-                    guard let e = bs[String(b)] else { continue }
+                    guard let e = report.batches[String(b)] else { continue }
                     let row = PipelineResult(
                         backend: "diffusers-\(dtype)", batch: b, steps: steps, iterationsPerSecond: e["it_per_s"] as? Double ?? 0,
                         generationSeconds: e["generation_seconds"] as? Double ?? 0, memoryIdleBytes: obj["memory_idle_bytes"] as? Int ?? 0,

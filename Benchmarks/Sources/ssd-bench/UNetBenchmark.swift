@@ -101,19 +101,14 @@ func runUNetBenchmark(_ args: Arguments) throws {
                 var pyArgs = ["--model", model, "--size", String(size), "--batch", batches.map(String.init).joined(separator: ","),
                               "--threads", String(threads), "--dtype", dtype]
                 if withVAE && dtype == "fp32" { pyArgs.append("--vae") }
-                let out = try runPython(benchmarksDirectory + "/diffusers_bench.py", pyArgs)
-                let lines = out.split(separator: "\n")
-                torchLine = lines.first.map(String.init) ?? ""
-                print(lines.dropLast().joined(separator: "\n"))
-                if let last = lines.last, let obj = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any],
-                   let bs = obj["batches"] as? [String: [String: Any]] {
-                    for (k, v) in bs {
-                        if let t = v["seconds"] as? Double { torch[dtype, default: [:]][k] = min(t, torch[dtype]?[k] ?? .infinity) }
-                        if let vs = v["vae_decode_seconds"] as? Double { torchVAE[k] = min(vs, torchVAE[k] ?? .infinity) }
-                    }
-                    if let idle = obj["memory_idle_bytes"] as? Int, let pk = obj["memory_peak_bytes"] as? Int {
-                        print("diffusers \(dtype) memory: idle \(fmt(Double(idle) / 1e9, 2)) GB, peak \(fmt(Double(pk) / 1e9, 2)) GB")
-                    }
+                let report = try runDiffusersBench(pyArgs)
+                torchLine = report.versionLine
+                for (k, v) in report.batches {
+                    if let t = v["seconds"] as? Double { torch[dtype, default: [:]][k] = min(t, torch[dtype]?[k] ?? .infinity) }
+                    if let vs = v["vae_decode_seconds"] as? Double { torchVAE[k] = min(vs, torchVAE[k] ?? .infinity) }
+                }
+                if let idle = report.object["memory_idle_bytes"] as? Int, let pk = report.object["memory_peak_bytes"] as? Int {
+                    print("diffusers \(dtype) memory: idle \(fmt(Double(idle) / 1e9, 2)) GB, peak \(fmt(Double(pk) / 1e9, 2)) GB")
                 }
             }
         }
@@ -168,13 +163,11 @@ func runUNetBenchmark(_ args: Arguments) throws {
                 let g = flops / seconds / 1e9
                 results.append(UNetResult(backend: name, batch: b, secondsPerIteration: seconds, iterationsPerSecond: 1 / seconds,
                                           gflop: flops / 1e9, gflopsPerSecond: g, percentOfPeak: 100 * g / (bf16 ? peak.bf16 : peak.f32),
-                                          vaeDecodeSeconds: vaeSeconds, memoryIdleBytes: idle, memoryPeakBytes: residentMemory().peak,
-                                          torchSecondsPerIteration: torch[bf16 ? "bf16" : "fp32"]?[String(b)],
-                                          torchVAEDecodeSeconds: torchVAE[String(b)]))
+                                          vaeDecodeSeconds: vaeSeconds, memoryIdleBytes: idle, memoryPeakBytes: residentMemory().peak))
             }
         }
     }
-    // The torch columns hold the best over every repeat.
+    // The torch columns: the best over every repeat.
     for i in results.indices {
         let bf16 = results[i].backend == "cpu-bf16", b = String(results[i].batch)
         results[i].torchSecondsPerIteration = torch[bf16 ? "bf16" : "fp32"]?[b]

@@ -26,17 +26,11 @@ func runVAEBenchmark(_ args: Arguments) throws {
             nchw[((bi * 4 + c) * lat + y) * lat + x] = latents[((bi * lat + y) * lat + x) * 4 + c]
         } } } }
         try nchw.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: latentPath)) }
-        let out = try runPython(benchmarksDirectory + "/diffusers_bench.py",
-                                ["--model", model, "--size", String(size), "--batch", String(batch), "--threads", String(threads),
+        let report = try runDiffusersBench(["--model", model, "--size", String(size), "--batch", String(batch), "--threads", String(threads),
                                  "--iterations", String(runs), "--vae-only", "--latents", latentPath, "--save-image", imagePath])
         let bytes = try Data(contentsOf: URL(fileURLWithPath: imagePath))
         torchImage = bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        let lines = out.split(separator: "\n")
-        print(lines.dropLast().joined(separator: "\n"))
-        if let last = lines.last, let obj = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any],
-           let bs = obj["batches"] as? [String: [String: Any]] {
-            torchSeconds = bs[String(batch)]?["vae_decode_seconds"] as? Double
-        }
+        torchSeconds = report.batches[String(batch)]?["vae_decode_seconds"] as? Double
     }
     var rows: [[String]] = []
     for name in backends {
