@@ -60,4 +60,68 @@ extension CPUBackend {
             row0 = row1
         }
     }
+
+    /// The AMX GEMM of dense rows (linear layers): A is converted to bf16 once, by all threads, into
+    /// one shared buffer, and the tasks of the grid only multiply. Per-task conversion
+    /// (`gemmTaskAMX`) would convert every row once per column task: a 512 × 1280 × 1280 linear on
+    /// 2 threads runs as 2 × 4 tasks, and converting 256 rows takes about a third of a task's
+    /// multiplication.
+    func gemmDenseAMX(_ p: UnsafePointer<Float>, lda: Int, m: Int, _ w: PackedWeight, _ out: GEMMOutput,
+                      _ ep: GEMMEpilogue) {
+        let depth = w.depth
+        // Rows one cache line longer than the depth when that is a multiple of 512 bytes, so that
+        // the 16 rows of an A tile do not all fall in the same few L1 sets.
+        let ldb = (depth * 2) % 512 == 0 ? depth + 32 : depth
+        // The kernel reads rows up to a multiple of 32 past the first row of each call.
+        let bytes = ((m + 31) / 32 * 32 + 32) * ldb * 2
+        let buffer = counter.obtain(bytes)
+        defer { counter.release(buffer, bytes) }
+        let a16 = buffer.assumingMemoryBound(to: UInt16.self)
+        let threads = options.threads
+        let convertChunks = min(m, threads * 2)
+        let convertRows = (m + convertChunks - 1) / convertChunks
+        parallelFor(convertChunks) { t in
+            let r0 = t * convertRows, r1 = min(m, r0 + convertRows)
+            guard r0 < r1 else { return }
+            let pointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: r1 - r0)
+            defer { pointers.deallocate() }
+            for r in r0..<r1 { pointers[r - r0] = p + r * lda }
+            ssd_rows_to_bf16(UnsafePointer(pointers), r1 - r0, w.segmentLength, w.segmentStride, a16 + r0 * ldb, ldb)
+        }
+        // Task grid as in `gemm`, about 4 tasks per thread, with both operands now bf16; row chunks
+        // in whole 32-row slices.
+        let nr = Int(SSD_NR), panels = w.panels
+        let target = threads == 1 ? 1 : threads * 4
+        let weightBytes = Double(w.n * depth * 2), inputBytes = Double(m * depth * 2)
+        let slices = (m + 31) / 32
+        var best = (cost: Double.infinity, rows: 1, cols: 1)
+        for rc in 1...max(1, min(target, slices)) {
+            let cc = min(panels, (target + rc - 1) / rc)
+            let cost = Double(rc) * weightBytes + Double(cc) * inputBytes + (rc * cc < threads ? 1e18 : 0)
+            if cost < best.cost { best = (cost, rc, cc) }
+        }
+        let rowsPer = (slices + best.rows - 1) / best.rows * 32
+        let panelsPer = (panels + best.cols - 1) / best.cols
+        let colChunks = best.cols
+        parallelFor(best.rows * colChunks) { t in
+            let r0 = (t / colChunks) * rowsPer, r1 = min(m, r0 + rowsPer)
+            let c0 = (t % colChunks) * panelsPer * nr, c1 = min(w.n, c0 + panelsPer * nr)
+            guard r0 < r1 && c0 < c1 else { return }
+            // Only used should the level drop below AMX meanwhile (tests switch it process-wide).
+            let scratch = UnsafeMutableRawPointer.allocate(byteCount: 24 * depth + 64, alignment: 64)
+            defer { scratch.deallocate() }
+            let b = UnsafeRawPointer(w.buffer.pointer) + (c0 / nr) * w.panelStride * 2
+            var row0 = r0
+            while row0 < r1 {
+                let row1 = min(r1, out.lineEnd(row0))
+                let offset = out.offset(row0)
+                var args = ssd_gemm_args(
+                    m: row1 - row0, n: c1 - c0, k: depth, a_rows: nil, a_offset: 0, b: b, b_panel_stride: w.panelStride,
+                    c: out.c + offset + c0, ldc: out.ldc, alpha: ep.alpha, accumulate: 0, bias: ep.bias.map { $0 + c0 },
+                    residual: ep.residual.map { $0 + offset + c0 }, ldr: out.ldc, scratch: scratch)
+                ssd_bf16gemm_bf16a(a16 + row0 * ldb, ldb, &args)
+                row0 = row1
+            }
+        }
+    }
 }

@@ -121,6 +121,10 @@ extension CPUBackend {
     /// `C = alpha · A · W + bias + residual` with C rows placed by `output`.
     func gemm(rows a: GEMMRows, m: Int, weight w: PackedWeight, output: GEMMOutput, epilogue: GEMMEpilogue) {
         if m == 0 || w.n == 0 { return }
+        if case let .dense(p, lda) = a, w.layout == .bf16Pairs, w.kernelH == 1, w.depth > 0, ssd_amx_active() != 0 {
+            gemmDenseAMX(p, lda: lda, m: m, w, output, epilogue)
+            return
+        }
         let threads = options.threads
         let nr = Int(SSD_NR)
         let panels = w.panels

@@ -101,4 +101,41 @@ import SSDTensor
             #expect(conv < 2e-2 && conv > 0, "\(used) conv 700->33: \(conv)")
         }
     }
+
+    /// More than 256 rows take the AMX kernel's other blocking (column groups outer, depth passes
+    /// of at most 640 with partial sums in C or the edge buffer); linears convert A once for all
+    /// column tasks. Plain (no bias, partial sums stored straight from the tiles) and with an
+    /// epilogue, edge rows and columns, a convolution's implicit rows.
+    @Test func tallBlocking() throws {
+        defer { CPUBackend.resetInstructionSet() }
+        var seen = Set<String>()
+        for isa in ["portable", "amx-bf16"] {
+            let used = CPUBackend.setInstructionSet(isa)
+            guard seen.insert(used).inserted else { continue }
+            // One thread: each GEMM is one task, so its 290–340 rows reach the kernel together.
+            let cpu = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true, threads: 1))
+            let epilogue = try parity(cpu) { b in
+                try b.linear(input(b, [300, 1400], seed: 1), weight: weight(b, [70, 1400], seed: 2, role: .linear),
+                             bias: input(b, [70], seed: 3), residual: input(b, [300, 70], seed: 4))
+            }
+            #expect(epilogue < 2e-2 && epilogue > 0, "\(used) linear 300x1400x70 + bias + residual: \(epilogue)")
+            let plain = try parity(cpu) { b in
+                try b.linear(input(b, [290, 1300], seed: 5), weight: weight(b, [600, 1300], seed: 6, role: .linear),
+                             bias: nil, residual: nil)
+            }
+            #expect(plain < 2e-2 && plain > 0, "\(used) linear 290x1300x600: \(plain)")
+            let conv = try parity(cpu) { b in
+                try b.conv2d(input(b, [1, 20, 17, 300], seed: 7), weight: weight(b, [40, 300, 3, 3], seed: 8, role: .conv2d),
+                             bias: input(b, [40], seed: 9), stride: 1, padding: 1, residual: nil)
+            }
+            #expect(conv < 2e-2 && conv > 0, "\(used) conv 300->40 over 340 pixels: \(conv)")
+            // Two threads: 2,100 rows in tasks of 288, depth 704 in two passes, one edge panel.
+            let two = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true, threads: 2))
+            let shared = try parity(two) { b in
+                try b.linear(input(b, [2100, 700], seed: 10), weight: weight(b, [40, 700], seed: 11, role: .linear),
+                             bias: nil, residual: nil)
+            }
+            #expect(shared < 2e-2 && shared > 0, "\(used) linear 2100x700x40 on 2 threads: \(shared)")
+        }
+    }
 }
