@@ -167,6 +167,27 @@ void ssd_bf16gemm_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g) {
     }
 }
 
+/* Without AMX: each 16-row tile is gathered into bf16 rows and multiplied as such. */
+void ssd_bf16gemm_tiles(const uint16_t *const *tiles, long segments, long seg_len, long astride, const ssd_gemm_args *g) {
+#if defined(__x86_64__)
+    if (active_level == SSD_ISA_AMX_BF16) { ssd_bf16gemm_amx_tiles(tiles, segments, seg_len, astride, g); return; }
+#endif
+    long k = g->k;
+    uint16_t *rows = (uint16_t *)(((uintptr_t)g->scratch + 63) & ~(uintptr_t)63);
+    ssd_gemm_args t = *g;
+    t.scratch = rows + 16 * k;
+    for (long i0 = 0; i0 < g->m; i0 += 16) {
+        long tile = i0 / 16;
+        for (int i = 0; i < 16; i++)
+            for (long s = 0; s < segments; s++)
+                memcpy(rows + i * k + s * seg_len, (const char *)tiles[tile * segments + s] + i * astride, (size_t)seg_len * 2);
+        t.m = g->m - i0 < 16 ? g->m - i0 : 16;
+        t.c = g->c + i0 * g->ldc;
+        t.residual = g->residual ? g->residual + i0 * g->ldr : NULL;
+        ssd_bf16gemm_bf16a(rows, k, &t);
+    }
+}
+
 void ssd_activation(const float *x, float *y, long n, int kind) { math->activation(x, y, n, kind); }
 void ssd_geglu(const float *x, float *y, long rows, long n) { math->geglu(x, y, rows, n); }
 void ssd_scale_shift_act(const float *x, float *y, long rows, long channels, const float *scale,

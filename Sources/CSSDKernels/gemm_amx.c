@@ -114,13 +114,26 @@ SSD_AMX void ssd_bf16gemm_amx(const ssd_gemm_args *g) {
     }
 }
 
-/* One 32 × 32 block of C over one depth pass of `kb`: accumulators from zero (`zero`) or from
- * `acc` (row stride accStride bytes); the result goes back to `acc`, or through the epilogue into C
- * when `finish` is set. B's tiles with the streaming hint (TILELOADDT1) when `stream` is set. */
-SSD_AMX static inline void amx_block(const ssd_gemm_args *g, const uint16_t *a0, long astride, const uint16_t *b0, long kb,
-                                     float *acc, long accStride, int zero, int finish, int stream, long i0, long col, int rows,
-                                     int cols) {
-    const uint16_t *a1 = a0 + 16 * (astride / 2), *b1 = b0 + 32;  /* astride is in bytes */
+/* Where the rows of A come from: dense bf16 rows (`tiles` NULL: row r at base + r·lda), or 16-row
+ * tiles given by pointers (tile t of segment s at tiles[t·segments + s], segLen deep, `astride`
+ * bytes between its rows; a convolution's rows read straight from a bf16 image band). */
+typedef struct {
+    const uint16_t *base;
+    long lda;
+    const uint16_t *const *tiles;
+    long segments, segLen, astride;
+} amx_rows;
+
+/* Start of tile `t` (rows 16t…16t+15) at depth k, and how much depth runs on contiguously. */
+SSD_AMX static inline const uint16_t *tile_at(const amx_rows *A, long t, long k, long *run) {
+    if (!A->tiles) { *run = 1L << 40; return A->base + t * 16 * A->lda + k; }
+    long s = k / A->segLen;
+    *run = (s + 1) * A->segLen - k;
+    return A->tiles[t * A->segments + s] + (k - s * A->segLen);
+}
+
+/* Accumulators 0–3 (a 32 × 32 block of C) from zero or from `acc` (row stride accStride bytes). */
+SSD_AMX static inline void acc_begin(const float *acc, long accStride, int zero) {
     if (zero) {
         _tile_zero(0);
         _tile_zero(1);
@@ -128,10 +141,17 @@ SSD_AMX static inline void amx_block(const ssd_gemm_args *g, const uint16_t *a0,
         _tile_zero(3);
     } else {
         _tile_loadd(0, acc, accStride);
-        _tile_loadd(1, (char *)acc + 64, accStride);
-        _tile_loadd(2, (char *)acc + 16 * accStride, accStride);
-        _tile_loadd(3, (char *)acc + 16 * accStride + 64, accStride);
+        _tile_loadd(1, (const char *)acc + 64, accStride);
+        _tile_loadd(2, (const char *)acc + 16 * accStride, accStride);
+        _tile_loadd(3, (const char *)acc + 16 * accStride + 64, accStride);
     }
+}
+
+/* Adds A tiles a0/a1 (astride bytes between rows) × the B slice b0 over `kb` of depth; B's tiles
+ * with the streaming hint (TILELOADDT1) when `stream` is set. */
+SSD_AMX static inline void acc_run(const uint16_t *a0, const uint16_t *a1, long astride, const uint16_t *b0, long kb,
+                                   int stream) {
+    const uint16_t *b1 = b0 + 32;
     if (stream) {
         for (long p = 0; p < kb; p += 32) {
             _tile_loadd(4, a0 + p, astride);
@@ -155,6 +175,11 @@ SSD_AMX static inline void amx_block(const ssd_gemm_args *g, const uint16_t *a0,
             _tile_dpbf16ps(3, 5, 7);
         }
     }
+}
+
+/* The block back to `acc`, or through the epilogue into C when `finish` is set. */
+SSD_AMX static inline void acc_end(const ssd_gemm_args *g, float *acc, long accStride, int finish, long i0, long col,
+                                   int rows, int cols) {
     if (!finish) {
         _tile_stored(0, acc, accStride);
         _tile_stored(1, (char *)acc + 64, accStride);
@@ -170,7 +195,7 @@ SSD_AMX static inline void amx_block(const ssd_gemm_args *g, const uint16_t *a0,
     }
 }
 
-/* A given as bf16 rows: C[m × n] (+)= alpha · A[m × k] · B + … (k a multiple of 32; rows up to
+/* C[m × n] (+)= alpha · A[m × k] · B + … with A's rows as `A` says (k a multiple of 32; rows up to
  * round_up(m, 32) readable). Each 32 × 32 block of C lives in the four accumulator tiles over one
  * depth pass and its partial sums in C itself between passes (in a side buffer for edge blocks).
  * With a plain epilogue (alpha 1, no bias or residual) whole blocks are loaded into and stored
@@ -186,14 +211,14 @@ SSD_AMX static inline void amx_block(const ssd_gemm_args *g, const uint16_t *a0,
  *   1024 × 320 × 2880 (a convolution's block): 0.55 → 1.1, 512 × 320 × 2560: 0.9 → 1.15;
  * - up to 256 rows (the rows of A fit L2 whole): passes of up to 2048, column slices outer and row
  *   slices inner, plain loads (the order above measured 5–30 % slower there). */
-SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g) {
+SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g) {
     ssd_tilecfg cfg;
     memset(&cfg, 0, sizeof(cfg));
     cfg.palette_id = 1;
     for (int t = 0; t < 8; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
     _tile_loadconfig(&cfg);
     const uint16_t *b = (const uint16_t *)g->b;
-    long astride = lda * 2, ldc4 = g->ldc * 4, k = g->k;
+    long ldc4 = g->ldc * 4, k = g->k;
     long rslices = (g->m + 31) / 32, cslices = (g->n + 31) / 32;
     int tall = rslices > 8;
     long group = tall ? 16 : cslices, kmax = tall ? 640 : 2048;
@@ -224,14 +249,34 @@ SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_
                     int full = rows == 32 && cols == 32;
                     /* Where this block's partial sums live between passes. */
                     float *acc = full ? g->c + i0 * g->ldc + col : edge + (rows < 32 ? cs : cslices + rs) * 1024;
+                    long accStride = full ? ldc4 : 128;
                     const uint16_t *b0 = b + (col / SSD_NR) * g->b_panel_stride + (col % SSD_NR) * 2 + k0 * SSD_NR;
-                    amx_block(g, a + i0 * lda + k0, astride, b0, kb, acc, full ? ldc4 : 128,
-                              first && !(full && plain && g->accumulate), last && !(plain && full), tall, i0, col, rows, cols);
+                    acc_begin(acc, accStride, first && !(full && plain && g->accumulate));
+                    for (long kk = k0; kk < k0 + kb;) {
+                        long run0, run1;
+                        const uint16_t *a0 = tile_at(A, 2 * rs, kk, &run0), *a1 = tile_at(A, 2 * rs + 1, kk, &run1);
+                        long run = k0 + kb - kk;
+                        if (run0 < run) run = run0;
+                        acc_run(a0, a1, A->astride, b0 + (kk - k0) * SSD_NR, run, tall);
+                        kk += run;
+                    }
+                    acc_end(g, acc, accStride, last && !(plain && full), i0, col, rows, cols);
                 }
             }
         }
     }
     free(edge);
+}
+
+SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g) {
+    amx_rows A = {a, lda, NULL, 1, g->k, lda * 2};
+    amx_gemm(&A, g);
+}
+
+SSD_AMX void ssd_bf16gemm_amx_tiles(const uint16_t *const *tiles, long segments, long seg_len, long astride,
+                                    const ssd_gemm_args *g) {
+    amx_rows A = {NULL, 0, tiles, segments, seg_len, astride};
+    amx_gemm(&A, g);
 }
 
 /* fp32 rows → bf16 rows (RNE), zero padded from len to padded (AVX512_BF16 only, no AMX). */

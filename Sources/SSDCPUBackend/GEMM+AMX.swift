@@ -20,6 +20,10 @@ extension CPUBackend {
     /// Row blocks follow `GEMMRows.blockEnd` and the output's lines, as in `gemmTask`.
     func gemmTaskAMX(_ source: GEMMRows, rows: Range<Int>, columns: Range<Int>, _ w: PackedWeight,
                      _ out: GEMMOutput, _ ep: GEMMEpilogue) {
+        if case let .conv(x, g, prologue) = source, ConvBandBF16.fits(g, w), rows.lowerBound % 16 == 0 {
+            gemmTaskAMXConv(x, g, prologue, rows: rows, columns: columns, w, out, ep)
+            return
+        }
         let m = rows.count
         let depth = w.depth, segments = w.kernelH
         let mc = Self.amxRowBlock(rows: m, depth: depth)
@@ -123,5 +127,119 @@ extension CPUBackend {
                 row0 = row1
             }
         }
+    }
+
+    /// One convolution task on the AMX tiles with A read in place from a bf16 band of the block's
+    /// input rows (prologue applied, zero padding included): each input pixel is converted once per
+    /// block instead of once per kernel tap (`gemmTaskAMX` converts kh·kw copies), and the tiles
+    /// of 16 output pixels read their kw·cin inputs per kernel row straight from the band, cin
+    /// apart. Needs `ConvBandBF16.fits` and a first row on a 16-pixel boundary.
+    func gemmTaskAMXConv(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ prologue: ConvPrologue?, rows: Range<Int>,
+                         columns: Range<Int>, _ w: PackedWeight, _ out: GEMMOutput, _ ep: GEMMEpilogue) {
+        let depth = w.depth, segments = w.kernelH
+        let mc = 1024
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 56 * depth + 64, alignment: 64)
+        defer { scratch.deallocate() }
+        let j0 = columns.lowerBound
+        let b = UnsafeRawPointer(w.buffer.pointer) + (j0 / Int(SSD_NR)) * w.panelStride * 2
+        var band = ConvBandBF16(g)
+        defer { band.deallocate() }
+        let source = GEMMRows.conv(x, g, prologue: prologue)
+        let tiles = UnsafeMutablePointer<UnsafePointer<UInt16>?>.allocate(capacity: (mc / 16 + 2) * segments)
+        defer { tiles.deallocate() }
+        var row0 = rows.lowerBound
+        while row0 < rows.upperBound {
+            let row1 = min(source.blockEnd(from: row0, limit: rows.upperBound, mc: mc), out.lineEnd(row0))
+            let mb = row1 - row0
+            band.fill(x, prologue, rows: row0..<row1)
+            let tileCount = (mb + 31) / 32 * 2
+            for t in 0..<tileCount {
+                // Tiles past the block (the second half of a last 16-row slice) repeat the first.
+                let pixel = row0 + (16 * t < mb ? 16 * t : 0)
+                for s in 0..<segments { tiles[t * segments + s] = band.start(pixel: pixel, kernelRow: s) }
+            }
+            let offset = out.offset(row0)
+            var args = ssd_gemm_args(
+                m: mb, n: columns.count, k: depth, a_rows: nil, a_offset: 0, b: b, b_panel_stride: w.panelStride,
+                c: out.c + offset + j0, ldc: out.ldc, alpha: ep.alpha, accumulate: 0, bias: ep.bias.map { $0 + j0 },
+                residual: ep.residual.map { $0 + offset + j0 }, ldr: out.ldc, scratch: scratch)
+            ssd_bf16gemm_tiles(UnsafePointer(tiles), segments, w.segmentLength, g.cin * 2, &args)
+            row0 = row1
+        }
+    }
+}
+
+/// A block's input rows in bf16 for `gemmTaskAMXConv`: rows `oyA − padTop … oyB − padTop + kh − 1`
+/// of one image, `wo + kw − 1` pixels wide (input column `ix` at band column `ix + padLeft`), the
+/// prologue applied and zeros outside the image.
+struct ConvBandBF16 {
+    let g: ConvGeometry
+    private var storage: UnsafeMutablePointer<UInt16>? = nil
+    private var capacity = 0
+    private var staging: UnsafeMutablePointer<Float>? = nil
+    /// Image and first output row of the band now held.
+    private var image = 0, firstOutputRow = 0
+
+    init(_ g: ConvGeometry) { self.g = g }
+
+    /// Whether the band path applies: stride 1, output rows of whole 16-pixel tiles, and a kernel
+    /// row's kw·cin inputs a whole number of 32-deep steps (the weights' segments then lie back to
+    /// back, as the kernel reads them).
+    static func fits(_ g: ConvGeometry, _ w: PackedWeight) -> Bool {
+        g.stride == 1 && g.wo % 16 == 0 && w.kernelH == g.kh && w.segmentLength == g.kw * g.cin
+            && w.segmentLength % 32 == 0 && w.segmentStride == w.segmentLength
+    }
+
+    var width: Int { g.wo + g.kw - 1 }
+
+    mutating func deallocate() {
+        storage?.deallocate()
+        staging?.deallocate()
+    }
+
+    /// Converts the input rows the output rows `rows` (within one image) read.
+    mutating func fill(_ x: UnsafePointer<Float>, _ prologue: ConvPrologue?, rows: Range<Int>) {
+        let perImage = g.ho * g.wo
+        let b = rows.lowerBound / perImage
+        let oyA = (rows.lowerBound - b * perImage) / g.wo, oyB = (rows.upperBound - 1 - b * perImage) / g.wo
+        let bandRows = oyB - oyA + g.kh, rowLength = width * g.cin
+        if capacity < bandRows * rowLength {
+            storage?.deallocate()
+            capacity = bandRows * rowLength
+            storage = .allocate(capacity: capacity)
+        }
+        if prologue != nil && staging == nil { staging = .allocate(capacity: g.w * g.cin) }
+        (image, firstOutputRow) = (b, oyA)
+        let lo = g.padLeft
+        for i in 0..<bandRows {
+            let row = storage! + i * rowLength
+            let iy = oyA - g.padTop + i
+            guard iy >= 0, iy < g.h else {
+                row.update(repeating: 0, count: rowLength)
+                continue
+            }
+            // Image columns 0..<w land at band columns padLeft…; the rest of the row is padding.
+            let first = max(0, lo), skip = max(0, -lo)  // skip image columns left of the band
+            let take = min(g.w - skip, width - first)
+            if first > 0 { row.update(repeating: 0, count: first * g.cin) }
+            let end = first + max(0, take)
+            if end < width { (row + end * g.cin).update(repeating: 0, count: (width - end) * g.cin) }
+            guard take > 0 else { continue }
+            var src = x + ((b * g.h + iy) * g.w + skip) * g.cin
+            if let prologue {
+                prologue.apply(src, staging!, pixels: take, cin: g.cin, batch: b)
+                src = UnsafePointer(staging!)
+            }
+            var pointer: UnsafePointer<Float>? = src
+            ssd_rows_to_bf16(&pointer, 1, take * g.cin, take * g.cin, row + first * g.cin, rowLength)
+        }
+    }
+
+    /// Where the inputs of output pixel `pixel` (a GEMM row of the band's image) under kernel row
+    /// `kernelRow` start: kw·cin contiguous values.
+    func start(pixel: Int, kernelRow: Int) -> UnsafePointer<UInt16> {
+        let rem = pixel - image * g.ho * g.wo
+        let oy = rem / g.wo, ox = rem - oy * g.wo
+        return UnsafePointer(storage! + ((oy - firstOutputRow + kernelRow) * width + ox) * g.cin)
     }
 }

@@ -146,7 +146,10 @@ extension CPUBackend {
             if cost < best.cost { best = (cost, rc, cc) }
         }
         let rowChunks = best.rows, colChunks = best.cols
-        let rowsPer = ((m + rowChunks - 1) / rowChunks + 5) / 6 * 6
+        // Row chunks in whole micro-tiles: 6 rows for the micro-kernels, 32 (two 16-pixel tiles)
+        // on the AMX tiles, which a convolution's band path needs.
+        let unit = w.layout == .bf16Pairs && ssd_amx_active() != 0 ? 32 : 6
+        let rowsPer = ((m + rowChunks - 1) / rowChunks + unit - 1) / unit * unit
         let panelsPer = (panels + colChunks - 1) / colChunks
         parallelFor(rowChunks * colChunks) { t in
             let r0 = (t / colChunks) * rowsPer, r1 = min(m, r0 + rowsPer)

@@ -14,7 +14,10 @@ import SSDTensor
     }
 
     /// (B, H, W, Cin, Cout, k): W = 20 makes one-row blocks at mc 12, W = 5 multi-row blocks.
-    static let cases: [[Int]] = [[2, 9, 7, 32, 70, 3], [1, 4, 20, 16, 8, 3], [1, 6, 5, 64, 66, 3], [2, 3, 4, 32, 5, 1]]
+    /// The last three take the AMX band path on bf16 (rows of whole 16-pixel tiles, kw·cin a multiple
+    /// of 32): two images with a half 32-row slice at the end, a 32-wide image, a 1×1 kernel.
+    static let cases: [[Int]] = [[2, 9, 7, 32, 70, 3], [1, 4, 20, 16, 8, 3], [1, 6, 5, 64, 66, 3], [2, 3, 4, 32, 5, 1],
+                                 [2, 5, 16, 32, 70, 3], [1, 3, 32, 64, 40, 3], [1, 4, 16, 32, 33, 1]]
 
     @Test(arguments: Variant.allCases)
     func groupNormSiLUConv(_ variant: Variant) throws {
@@ -36,7 +39,7 @@ import SSDTensor
     @Test(arguments: Variant.allCases)
     func upsampleConv(_ variant: Variant) throws {
         for cpu in [try variant.backend(), try Self.smallBlocking(variant)].compactMap({ $0 }) {
-            for c in [[2, 3, 4, 8, 70], [1, 5, 11, 64, 64], [1, 1, 1, 3, 5]] {
+            for c in [[2, 3, 4, 8, 70], [1, 5, 11, 64, 64], [1, 1, 1, 3, 5], [1, 2, 16, 32, 40]] {
                 let (bt, h, w, cin, cout) = (c[0], c[1], c[2], c[3], c[4])
                 let err = try parity(cpu) { b in
                     try b.upsampleNearest2xConv2d(input(b, [bt, h, w, cin], seed: 7), weight: weight(b, [cout, cin, 3, 3], seed: 8, role: .upsampleConv2d),
