@@ -65,13 +65,14 @@ extension CPUBackend {
         }
     }
 
-    /// The AMX GEMM of dense rows (linear layers): A is converted to bf16 once, by all threads, into
-    /// one shared buffer, and the tasks of the grid only multiply. Per-task conversion
-    /// (`gemmTaskAMX`) would convert every row once per column task: a 512 × 1280 × 1280 linear on
-    /// 2 threads runs as 2 × 4 tasks, and converting 256 rows takes about a third of a task's
-    /// multiplication.
+    /// The AMX GEMM of dense rows (linear layers) on a grid of `rowChunks × colChunks` tasks with
+    /// several column chunks: A is converted to bf16 once, by all threads, into one shared buffer,
+    /// and the tasks only multiply. Per-task conversion (`gemmTaskAMX`) would convert every row
+    /// once per column chunk: a 512 × 1280 × 1280 linear on 2 threads runs as 2 × 4 tasks, and
+    /// converting 256 rows takes about a third of such a task's multiplication. Row chunks are
+    /// whole 32-row slices.
     func gemmDenseAMX(_ p: UnsafePointer<Float>, lda: Int, m: Int, _ w: PackedWeight, _ out: GEMMOutput,
-                      _ ep: GEMMEpilogue) {
+                      _ ep: GEMMEpilogue, rowChunks: Int, colChunks: Int) {
         let depth = w.depth
         // Rows one cache line longer than the depth when that is a multiple of 512 bytes, so that
         // the 16 rows of an A tile do not all fall in the same few L1 sets.
@@ -81,8 +82,7 @@ extension CPUBackend {
         let buffer = counter.obtain(bytes)
         defer { counter.release(buffer, bytes) }
         let a16 = buffer.assumingMemoryBound(to: UInt16.self)
-        let threads = options.threads
-        let convertChunks = min(m, threads * 2)
+        let convertChunks = min(m, options.threads * 2)
         let convertRows = (m + convertChunks - 1) / convertChunks
         parallelFor(convertChunks) { t in
             let r0 = t * convertRows, r1 = min(m, r0 + convertRows)
@@ -92,22 +92,10 @@ extension CPUBackend {
             for r in r0..<r1 { pointers[r - r0] = p + r * lda }
             ssd_rows_to_bf16(UnsafePointer(pointers), r1 - r0, w.segmentLength, w.segmentStride, a16 + r0 * ldb, ldb)
         }
-        // Task grid as in `gemm`, about 4 tasks per thread, with both operands now bf16; row chunks
-        // in whole 32-row slices.
-        let nr = Int(SSD_NR), panels = w.panels
-        let target = threads == 1 ? 1 : threads * 4
-        let weightBytes = Double(w.n * depth * 2), inputBytes = Double(m * depth * 2)
-        let slices = (m + 31) / 32
-        var best = (cost: Double.infinity, rows: 1, cols: 1)
-        for rc in 1...max(1, min(target, slices)) {
-            let cc = min(panels, (target + rc - 1) / rc)
-            let cost = Double(rc) * weightBytes + Double(cc) * inputBytes + (rc * cc < threads ? 1e18 : 0)
-            if cost < best.cost { best = (cost, rc, cc) }
-        }
-        let rowsPer = (slices + best.rows - 1) / best.rows * 32
-        let panelsPer = (panels + best.cols - 1) / best.cols
-        let colChunks = best.cols
-        parallelFor(best.rows * colChunks) { t in
+        let nr = Int(SSD_NR)
+        let rowsPer = ((m + 31) / 32 + rowChunks - 1) / rowChunks * 32
+        let panelsPer = (w.panels + colChunks - 1) / colChunks
+        parallelFor(rowChunks * colChunks) { t in
             let r0 = (t / colChunks) * rowsPer, r1 = min(m, r0 + rowsPer)
             let c0 = (t % colChunks) * panelsPer * nr, c1 = min(w.n, c0 + panelsPer * nr)
             guard r0 < r1 && c0 < c1 else { return }

@@ -121,10 +121,6 @@ extension CPUBackend {
     /// `C = alpha · A · W + bias + residual` with C rows placed by `output`.
     func gemm(rows a: GEMMRows, m: Int, weight w: PackedWeight, output: GEMMOutput, epilogue: GEMMEpilogue) {
         if m == 0 || w.n == 0 { return }
-        if case let .dense(p, lda) = a, w.layout == .bf16Pairs, w.kernelH == 1, w.depth > 0, ssd_amx_active() != 0 {
-            gemmDenseAMX(p, lda: lda, m: m, w, output, epilogue)
-            return
-        }
         let threads = options.threads
         let nr = Int(SSD_NR)
         let panels = w.panels
@@ -146,6 +142,12 @@ extension CPUBackend {
             if cost < best.cost { best = (cost, rc, cc) }
         }
         let rowChunks = best.rows, colChunks = best.cols
+        if colChunks > 1, case let .dense(p, lda) = a, w.layout == .bf16Pairs, w.kernelH == 1, w.depth > 0,
+           ssd_amx_active() != 0 {
+            // Several column tasks would each convert the same rows to bf16: convert them once.
+            gemmDenseAMX(p, lda: lda, m: m, w, output, epilogue, rowChunks: rowChunks, colChunks: colChunks)
+            return
+        }
         // Row chunks in whole micro-tiles: 6 rows for the micro-kernels, 32 (two 16-pixel tiles)
         // on the AMX tiles, which a convolution's band path needs.
         let unit = w.layout == .bf16Pairs && ssd_amx_active() != 0 ? 32 : 6

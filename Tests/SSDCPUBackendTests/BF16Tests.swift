@@ -103,8 +103,8 @@ import SSDTensor
     }
 
     /// More than 256 rows take the AMX kernel's other blocking (column groups outer, depth passes
-    /// of at most 640 with partial sums in C or the edge buffer); linears convert A once for all
-    /// column tasks. Plain (no bias, partial sums stored straight from the tiles) and with an
+    /// of at most 640 with partial sums in C or the edge buffer); linears split over several column
+    /// tasks convert A once for all of them. Plain (no bias, partial sums stored straight from the tiles) and with an
     /// epilogue, edge rows and columns, a convolution's implicit rows.
     @Test func tallBlocking() throws {
         defer { CPUBackend.resetInstructionSet() }
@@ -129,13 +129,14 @@ import SSDTensor
                              bias: input(b, [40], seed: 9), stride: 1, padding: 1, residual: nil)
             }
             #expect(conv < 2e-2 && conv > 0, "\(used) conv 300->40 over 340 pixels: \(conv)")
-            // Two threads: 2,100 rows in tasks of 288, depth 704 in two passes, one edge panel.
+            // Two threads, 4 × 2 tasks: the rows are converted once into a shared buffer (column
+            // chunks 256 + 44 wide, row chunks of 160 rows with an edge slice at the end).
             let two = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true, threads: 2))
             let shared = try parity(two) { b in
-                try b.linear(input(b, [2100, 700], seed: 10), weight: weight(b, [40, 700], seed: 11, role: .linear),
-                             bias: nil, residual: nil)
+                try b.linear(input(b, [600, 700], seed: 10), weight: weight(b, [300, 700], seed: 11, role: .linear),
+                             bias: input(b, [300], seed: 12), residual: input(b, [600, 300], seed: 13))
             }
-            #expect(shared < 2e-2 && shared > 0, "\(used) linear 2100x700x40 on 2 threads: \(shared)")
+            #expect(shared < 2e-2 && shared > 0, "\(used) linear 600x700x300 on 2 threads: \(shared)")
         }
     }
 }
