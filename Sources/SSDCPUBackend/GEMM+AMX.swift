@@ -162,8 +162,10 @@ extension CPUBackend {
 /// prologue applied and zeros outside the image.
 struct ConvBandBF16 {
     let g: ConvGeometry
+    /// This worker thread's kept scratch (slot 0, as `gemmTaskAMX` uses it), or `owned`.
     private var storage: UnsafeMutablePointer<UInt16>? = nil
-    private var capacity = 0
+    private var owned: UnsafeMutablePointer<UInt16>? = nil
+    private var ownedCapacity = 0
     private var staging: UnsafeMutablePointer<Float>? = nil
     /// Image and first output row of the band now held.
     private var image = 0, firstOutputRow = 0
@@ -181,7 +183,7 @@ struct ConvBandBF16 {
     var width: Int { g.wo + g.kw - 1 }
 
     mutating func deallocate() {
-        storage?.deallocate()
+        owned?.deallocate()
         staging?.deallocate()
     }
 
@@ -191,10 +193,16 @@ struct ConvBandBF16 {
         let b = rows.lowerBound / perImage
         let oyA = (rows.lowerBound - b * perImage) / g.wo, oyB = (rows.upperBound - 1 - b * perImage) / g.wo
         let bandRows = oyB - oyA + g.kh, rowLength = width * g.cin
-        if capacity < bandRows * rowLength {
-            storage?.deallocate()
-            capacity = bandRows * rowLength
-            storage = .allocate(capacity: capacity)
+        let needed = bandRows * rowLength
+        if let kept = ssd_thread_scratch(0, needed * 2) {
+            storage = kept.assumingMemoryBound(to: UInt16.self)
+        } else {
+            if ownedCapacity < needed {
+                owned?.deallocate()
+                owned = .allocate(capacity: needed)
+                ownedCapacity = needed
+            }
+            storage = owned
         }
         if prologue != nil && staging == nil { staging = .allocate(capacity: g.w * g.cin) }
         (image, firstOutputRow) = (b, oyA)
