@@ -1,6 +1,7 @@
 /* AMX-BF16 GEMM (Sapphire Rapids and later): 32 × 32 output blocks in four 16 × 16 fp32 tile
- * accumulators, A as bf16 rows, B straight from the bf16 pair panels (a 16-column slice of a
- * k-pair row is exactly one 64-byte tile row; stride 256 bytes). fp32 accumulation. */
+ * accumulators, A as bf16 rows or as 16-row tiles read in place (a convolution's input band), B
+ * straight from the bf16 pair panels (a 16-column slice of a k-pair row is exactly one 64-byte tile
+ * row; stride 256 bytes). fp32 accumulation. One loop nest (`amx_gemm`) serves the three entries. */
 #if defined(__x86_64__)
 #include "internal.h"
 #include <immintrin.h>
@@ -59,57 +60,6 @@ SSD_AMX static void store_block(const ssd_gemm_args *g, const float *tmp, long i
             if (g->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, g->bias + col + j));
             if (g->residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, g->residual + (i0 + i) * g->ldr + col + j));
             _mm512_mask_storeu_ps(crow + j, mk, v);
-        }
-    }
-}
-
-/* Needs: panels whose depth is padded with zeros to a multiple of 32 past `k`, and scratch for
- * round_up(m, 32) × round_up(k, 32) bf16 + 64 bytes. */
-SSD_AMX void ssd_bf16gemm_amx(const ssd_gemm_args *g) {
-    ssd_tilecfg cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.palette_id = 1;
-    for (int t = 0; t < 8; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
-    _tile_loadconfig(&cfg);
-    long kpad = (g->k + 31) / 32 * 32, mpad = (g->m + 31) / 32 * 32;
-    uint16_t *a = (uint16_t *)(((uintptr_t)g->scratch + 63) & ~(uintptr_t)63);
-    convert_rows(g, a, mpad, kpad);
-    const uint16_t *b = (const uint16_t *)g->b;
-    long astride = kpad * 2;
-    float tmp[32 * 32];
-    long panels = (g->n + SSD_NR - 1) / SSD_NR;
-    /* Column slices outer: the k × 32 slice of B (32 KB at k = 512) stays in L1 while the
-     * converted rows of A stream from L2. */
-    for (long jp = 0; jp < panels; jp++) {
-        const uint16_t *panel = b + jp * g->b_panel_stride;
-        for (int h = 0; h < 2; h++) {
-            long col = jp * SSD_NR + h * 32;
-            if (col >= g->n) break;
-            int cols = (int)(g->n - col < 32 ? g->n - col : 32);
-            const uint16_t *b0 = panel + h * 64, *b1 = b0 + 32;
-            for (long i0 = 0; i0 < g->m; i0 += 32) {
-                const uint16_t *a0 = a + i0 * kpad, *a1 = a0 + 16 * kpad;
-                int rows = (int)(g->m - i0 < 32 ? g->m - i0 : 32);
-                _tile_zero(0);
-                _tile_zero(1);
-                _tile_zero(2);
-                _tile_zero(3);
-                for (long p = 0; p < kpad; p += 32) {
-                    _tile_loadd(4, a0 + p, astride);
-                    _tile_loadd(5, a1 + p, astride);
-                    _tile_loadd(6, b0 + (p / 2) * 128, 256);
-                    _tile_loadd(7, b1 + (p / 2) * 128, 256);
-                    _tile_dpbf16ps(0, 4, 6);
-                    _tile_dpbf16ps(1, 4, 7);
-                    _tile_dpbf16ps(2, 5, 6);
-                    _tile_dpbf16ps(3, 5, 7);
-                }
-                _tile_stored(0, tmp, 128);
-                _tile_stored(1, tmp + 16, 128);
-                _tile_stored(2, tmp + 16 * 32, 128);
-                _tile_stored(3, tmp + 16 * 32 + 16, 128);
-                store_block(g, tmp, i0, col, rows, cols);
-            }
         }
     }
 }
@@ -271,6 +221,19 @@ SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g) {
 SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g) {
     amx_rows A = {a, lda, NULL, 1, g->k, lda * 2};
     amx_gemm(&A, g);
+}
+
+/* fp32 rows (args->a_rows): converted to bf16 rows in the scratch first. Needs panels whose depth is
+ * padded with zeros to a multiple of 32 past `k`, and scratch for round_up(m, 32) × round_up(k, 32)
+ * bf16 + 64 bytes. */
+SSD_AMX void ssd_bf16gemm_amx(const ssd_gemm_args *g) {
+    long kpad = (g->k + 31) / 32 * 32, mpad = (g->m + 31) / 32 * 32;
+    uint16_t *a = (uint16_t *)(((uintptr_t)g->scratch + 63) & ~(uintptr_t)63);
+    convert_rows(g, a, mpad, kpad);
+    ssd_gemm_args padded = *g;
+    padded.k = kpad;
+    amx_rows A = {a, kpad, NULL, 1, kpad, kpad * 2};
+    amx_gemm(&A, &padded);
 }
 
 SSD_AMX void ssd_bf16gemm_amx_tiles(const uint16_t *const *tiles, long segments, long seg_len, long astride,

@@ -102,6 +102,49 @@ import SSDTensor
         }
     }
 
+    /// `ssd_bf16gemm` on fp32 rows (the entry the generic task path takes when the level is not
+    /// AMX at its check but is by the call) agrees across levels: the AMX variant converts the rows
+    /// and runs the shared loop nest, with bias, residual and accumulation.
+    @Test func floatRowsEntry() throws {
+        defer { CPUBackend.resetInstructionSet() }
+        let (m, n, k, kpad) = (300, 70, 100, 128)
+        let a = values(m * k, seed: 21), bsrc = values(k * n, seed: 22), bias = values(n, seed: 23)
+        let residual = values(m * n, seed: 24), c0 = values(m * n, seed: 25)
+        var panels = [UInt16](repeating: 0, count: (n + 63) / 64 * kpad * 64)
+        bsrc.withUnsafeBufferPointer { s in
+            panels.withUnsafeMutableBufferPointer { ssd_pack_bf16_pairs(s.baseAddress!, n, 0, k, n, kpad, $0.baseAddress!) }
+        }
+        var results: [String: [Float]] = [:]
+        for isa in ["portable", "amx-bf16"] {
+            let used = CPUBackend.setInstructionSet(isa)
+            var c = c0
+            let scratch = UnsafeMutableRawPointer.allocate(byteCount: (m + 32) * (kpad + 2) * 2 + 24 * kpad + 64, alignment: 64)
+            defer { scratch.deallocate() }
+            a.withUnsafeBufferPointer { ap in
+                let rows = (0..<m).map { Optional(ap.baseAddress! + $0 * k) }
+                rows.withUnsafeBufferPointer { rp in
+                    panels.withUnsafeBufferPointer { bp in
+                        bias.withUnsafeBufferPointer { biasp in
+                            residual.withUnsafeBufferPointer { resp in
+                                c.withUnsafeMutableBufferPointer { cp in
+                                    var args = ssd_gemm_args(
+                                        m: m, n: n, k: k, a_rows: rp.baseAddress, a_offset: 0, b: bp.baseAddress,
+                                        b_panel_stride: kpad * 64, c: cp.baseAddress, ldc: n, alpha: 0.5, accumulate: 1,
+                                        bias: biasp.baseAddress, residual: resp.baseAddress, ldr: n, scratch: scratch)
+                                    ssd_bf16gemm(&args)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            results[used] = c
+        }
+        guard let amx = results["amx-bf16"], let portable = results["portable"] else { return }  // no AMX here
+        let diff = zip(amx, portable).map { abs(Double($0 - $1)) }.max() ?? 0
+        #expect(diff < 1e-3, "AMX vs portable bf16 GEMM on fp32 rows: \(diff)")
+    }
+
     /// More than 256 rows take the AMX kernel's other blocking (column groups outer, depth passes
     /// of at most 640 with partial sums in C or the edge buffer); linears split over several column
     /// tasks convert A once for all of them. Plain (no bias, partial sums stored straight from the tiles) and with an
