@@ -150,7 +150,8 @@ SSD_AMX static inline void acc_end(const ssd_gemm_args *g, float *acc, long accS
  * depth pass and its partial sums in C itself between passes (in a side buffer for edge blocks).
  * With a plain epilogue (alpha 1, no bias or residual) whole blocks are loaded into and stored
  * straight from the tiles, accumulation included; otherwise the epilogue runs once, after the last
- * pass, and an accumulating GEMM takes the whole depth in one pass.
+ * pass, and an accumulating GEMM takes the whole depth in one pass. Since partial sums go through C,
+ * neither A nor the residual may alias C.
  *
  * Blocking (measured on one Sapphire/Emerald Rapids core, where the tile loop itself runs at the
  * TMUL's peak with its operands in L1, so the blocking decides where A and B come from):
@@ -203,7 +204,7 @@ SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g) {
                     const uint16_t *b0 = b + (col / SSD_NR) * g->b_panel_stride + (col % SSD_NR) * 2 + k0 * SSD_NR;
                     acc_begin(acc, accStride, first && !(full && plain && g->accumulate));
                     for (long kk = k0; kk < k0 + kb;) {
-                        long run0, run1;
+                        long run0, run1;  /* equal: both tiles share the segment boundaries */
                         const uint16_t *a0 = tile_at(A, 2 * rs, kk, &run0), *a1 = tile_at(A, 2 * rs + 1, kk, &run1);
                         long run = k0 + kb - kk;
                         if (run0 < run) run = run0;

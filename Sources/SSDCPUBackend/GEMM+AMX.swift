@@ -2,10 +2,11 @@ import CSSDKernels
 import SSDTensor
 
 extension CPUBackend {
-    /// Rows of A converted to bf16 at a time (all segments). B streams from memory once per row
-    /// block, so blocks are as tall as keeps one kernel pass of them (≤ 2048 deep) within about
-    /// 1.25 MiB (in L2 beside the slice of B), at least 256 rows, and of equal height, so that
-    /// e.g. the 512 rows of a UNet level-3 linear (K = 1280) read the weights once.
+    /// Rows of A converted to bf16 at a time (all segments) on the per-task conversion path. B
+    /// streams from memory once per row block, so blocks are as tall as keeps them within about
+    /// 1.25 MiB of bf16 (up to 2048 deep counted), at least 256 rows, and of equal height, so that
+    /// e.g. the 512 rows of a UNet level-3 linear (K = 1280) read the weights once. (The kernel
+    /// blocks each call itself: see `amx_gemm` in gemm_amx.c.)
     static func amxRowBlock(rows m: Int, depth: Int) -> Int {
         let most = max(256, min(1024, (5 << 18) / (2 * min(depth, 2048)) / 32 * 32))
         let blocks = (m + most - 1) / most
@@ -20,7 +21,10 @@ extension CPUBackend {
     /// Row blocks follow `GEMMRows.blockEnd` and the output's lines, as in `gemmTask`.
     func gemmTaskAMX(_ source: GEMMRows, rows: Range<Int>, columns: Range<Int>, _ w: PackedWeight,
                      _ out: GEMMOutput, _ ep: GEMMEpilogue) {
-        if case let .conv(x, g, prologue) = source, ConvBandBF16.fits(g, w), rows.lowerBound % 16 == 0 {
+        // The band path's tiles must not straddle output rows: every block (cut at task, image, row
+        // and output-line ends) has to start on a 16-pixel boundary.
+        if case let .conv(x, g, prologue) = source, ConvBandBF16.fits(g, w), rows.lowerBound % 16 == 0,
+           out.lineLength == Int.max || out.lineLength % 16 == 0 {
             gemmTaskAMXConv(x, g, prologue, rows: rows, columns: columns, w, out, ep)
             return
         }

@@ -148,8 +148,8 @@ extension CPUBackend {
             gemmDenseAMX(p, lda: lda, m: m, w, output, epilogue, rowChunks: rowChunks, colChunks: colChunks)
             return
         }
-        // Row chunks in whole micro-tiles: 6 rows for the micro-kernels, 32 (two 16-pixel tiles)
-        // on the AMX tiles, which a convolution's band path needs.
+        // Row chunks in whole micro-tiles: 6 rows for the micro-kernels, 32 (the AMX kernel's row
+        // slice) on the AMX tiles; a convolution's band path needs chunks on 16-pixel boundaries.
         let unit = w.layout == .bf16Pairs && ssd_amx_active() != 0 ? 32 : 6
         let rowsPer = ((m + rowChunks - 1) / rowChunks + unit - 1) / unit * unit
         let panelsPer = (panels + colChunks - 1) / colChunks

@@ -147,8 +147,9 @@ import SSDTensor
 
     /// More than 256 rows take the AMX kernel's other blocking (column groups outer, depth passes
     /// of at most 640 with partial sums in C or the edge buffer); linears split over several column
-    /// tasks convert A once for all of them. Plain (no bias, partial sums stored straight from the tiles) and with an
-    /// epilogue, edge rows and columns, a convolution's implicit rows.
+    /// tasks convert A once for all of them. Plain (no bias, partial sums stored straight from the
+    /// tiles) and with an epilogue, edge rows and columns, a convolution's implicit rows (17 wide:
+    /// per-task conversion; 32 wide: the band path with passes across kernel rows).
     @Test func tallBlocking() throws {
         defer { CPUBackend.resetInstructionSet() }
         var seen = Set<String>()
@@ -172,6 +173,13 @@ import SSDTensor
                              bias: input(b, [40], seed: 9), stride: 1, padding: 1, residual: nil)
             }
             #expect(conv < 2e-2 && conv > 0, "\(used) conv 300->40 over 340 pixels: \(conv)")
+            // 32 wide: the band path (tile pointers), 384 rows deep 2,880 in passes that cross the
+            // 960-deep kernel rows, with bias and residual.
+            let band = try parity(cpu) { b in
+                try b.conv2d(input(b, [1, 12, 32, 320], seed: 14), weight: weight(b, [70, 320, 3, 3], seed: 15, role: .conv2d),
+                             bias: input(b, [70], seed: 16), stride: 1, padding: 1, residual: input(b, [1, 12, 32, 70], seed: 17))
+            }
+            #expect(band < 2e-2 && band > 0, "\(used) conv 320->70 over 384 pixels (band): \(band)")
             // Two threads, 4 × 2 tasks: the rows are converted once into a shared buffer (column
             // chunks 256 + 44 wide, row chunks of 160 rows with an edge slice at the end).
             let two = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true, threads: 2))

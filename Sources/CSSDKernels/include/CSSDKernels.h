@@ -75,14 +75,15 @@ void ssd_rows_to_bf16(const float *const *rows, long m, long len, long padded, u
 /* The bf16 GEMM with A already bf16 rows `a` (row r at a + r·lda) instead of args->a_rows:
  * C[m × n] (+)= alpha · A · B (+ bias + residual) over the whole depth args->k, which must be a
  * multiple of 32 with B's panels that deep (A zero past the real depth). Rows up to
- * round_up(m, 32) of `a` must be readable (their values do not matter). Without AMX,
- * args->scratch needs 24 · k + 64 bytes. */
+ * round_up(m, 32) of `a` must be readable (their values do not matter). C is used for partial sums
+ * between depth passes, so neither A nor the residual may alias it. Without AMX, args->scratch needs
+ * 12 · k + 64 bytes. */
 void ssd_bf16gemm_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *args);
 /* The bf16 GEMM with A given as 16-row tiles: rows 16t…16t+15 of segment s (depth s·seg_len …
  * (s+1)·seg_len − 1) start at tiles[t·segments + s], `astride` bytes between rows; args->k =
  * segments · seg_len, seg_len a multiple of 32, and `tiles` holds 2·ceil(m / 32) · segments pointers,
  * all readable for 16 rows (rows past m do not matter). A convolution's rows read in place from a
- * bf16 image band this way. Without AMX, args->scratch needs 32 · k + 24 · k + 64 bytes. */
+ * bf16 image band this way. Without AMX, args->scratch needs 44 · k + 128 bytes. */
 void ssd_bf16gemm_tiles(const uint16_t *const *tiles, long segments, long seg_len, long astride, const ssd_gemm_args *args);
 /* Packs B[k × n] (element (p, c) = transposed ? src[c·ld + p] : src[p·ld + c]) into bf16 k-pair
  * panels of depth kpad (even, ≥ k; zeros past k and past column n), panel stride kpad · 64. */
