@@ -31,23 +31,6 @@ typedef struct {
 
 #define SSD_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,fma")))
 
-/* Converts rows of fp32 into bf16 rows of kpad (zero padded), RNE. */
-SSD_AMX static void convert_rows(const ssd_gemm_args *g, uint16_t *dst, long rows_pad, long kpad) {
-    for (long r = 0; r < rows_pad; r++) {
-        uint16_t *d = dst + r * kpad;
-        if (r >= g->m) { memset(d, 0, (size_t)kpad * 2); continue; }
-        const float *s = g->a_rows[r] + g->a_offset;
-        for (long p = 0; p < kpad; p += 32) {
-            long left = g->k - p;
-            __mmask16 m0 = (__mmask16)(left >= 16 ? 0xFFFF : left <= 0 ? 0 : ((1u << left) - 1));
-            long left1 = left - 16;
-            __mmask16 m1 = (__mmask16)(left1 >= 16 ? 0xFFFF : left1 <= 0 ? 0 : ((1u << left1) - 1));
-            __m512 lo = _mm512_maskz_loadu_ps(m0, s + p), hi = _mm512_maskz_loadu_ps(m1, s + p + 16);
-            _mm512_storeu_si512(d + p, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-        }
-    }
-}
-
 SSD_AMX static void store_block(const ssd_gemm_args *g, const float *tmp, long i0, long col, int rows, int cols) {
     __m512 valpha = _mm512_set1_ps(g->alpha);
     for (int i = 0; i < rows; i++) {
@@ -230,7 +213,11 @@ SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_
 SSD_AMX void ssd_bf16gemm_amx(const ssd_gemm_args *g) {
     long kpad = (g->k + 31) / 32 * 32, mpad = (g->m + 31) / 32 * 32;
     uint16_t *a = (uint16_t *)(((uintptr_t)g->scratch + 63) & ~(uintptr_t)63);
-    convert_rows(g, a, mpad, kpad);
+    for (long r = 0; r < g->m; r++) {
+        const float *row = g->a_rows[r] + g->a_offset;
+        ssd_rows_to_bf16_avx512(&row, 1, g->k, kpad, a + r * kpad, kpad);
+    }
+    memset(a + g->m * kpad, 0, (size_t)((mpad - g->m) * kpad) * 2);
     ssd_gemm_args padded = *g;
     padded.k = kpad;
     amx_rows A = {a, kpad, NULL, 1, kpad, kpad * 2};

@@ -13,6 +13,22 @@ extension CPUBackend {
         return ((m + blocks - 1) / blocks + 31) / 32 * 32
     }
 
+    /// Elements between bf16 rows of A: one cache line more than the depth when that is a multiple
+    /// of 512 bytes, so that the 16 rows of an A tile do not all fall in the same few L1 sets.
+    static func amxRowStride(depth: Int) -> Int { (depth * 2) % 512 == 0 ? depth + 32 : depth }
+
+    /// One AMX kernel call's arguments: output rows `rows` (within one output line) and the task's
+    /// `columns` (starting on a panel), the weights' whole depth, the epilogue offset to match.
+    func amxArgs(rows: Range<Int>, columns: Range<Int>, _ w: PackedWeight, _ out: GEMMOutput, _ ep: GEMMEpilogue,
+                 scratch: UnsafeMutableRawPointer) -> ssd_gemm_args {
+        let j0 = columns.lowerBound, offset = out.offset(rows.lowerBound)
+        let b = UnsafeRawPointer(w.buffer.pointer) + (j0 / Int(SSD_NR)) * w.panelStride * 2
+        return ssd_gemm_args(
+            m: rows.count, n: columns.count, k: w.depth, a_rows: nil, a_offset: 0, b: b, b_panel_stride: w.panelStride,
+            c: out.c + offset + j0, ldc: out.ldc, alpha: ep.alpha, accumulate: 0, bias: ep.bias.map { $0 + j0 },
+            residual: ep.residual.map { $0 + offset + j0 }, ldr: out.ldc, scratch: scratch)
+    }
+
     /// One GEMM task on the AMX tiles (bf16 weights in `bf16Pairs` panels): each row block of A
     /// is converted to bf16 once, over all segments in the weights' stored depth layout, and then
     /// multiplied by every column of the task (the kernel blocks the depth itself), so that neither
@@ -31,9 +47,7 @@ extension CPUBackend {
         let m = rows.count
         let depth = w.depth, segments = w.kernelH
         let mc = Self.amxRowBlock(rows: m, depth: depth)
-        // Rows one cache line longer than the depth when that is a multiple of 512 bytes, so that
-        // the 16 rows of an A tile do not all fall in the same few L1 sets.
-        let lda = (depth * 2) % 512 == 0 ? depth + 32 : depth
+        let lda = Self.amxRowStride(depth: depth)
         // This worker thread's kept scratch (slot 0): the sizes vary from layer to layer, and a
         // fresh mapping would page-fault on every task; the backend's pool is left to tensors.
         let aBytes = mc * lda * 2
@@ -44,8 +58,6 @@ extension CPUBackend {
         // Only used should the level drop below AMX meanwhile (tests switch it process-wide).
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: 24 * depth + 64, alignment: 64)
         defer { scratch.deallocate() }
-        let j0 = columns.lowerBound
-        let b = UnsafeRawPointer(w.buffer.pointer) + (j0 / Int(SSD_NR)) * w.panelStride * 2
         let rowPointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: segments * mc)
         defer { rowPointers.deallocate() }
         var band = InputBand()
@@ -59,65 +71,48 @@ extension CPUBackend {
                 ssd_rows_to_bf16(UnsafePointer(rowPointers + s * mb), mb, w.segmentLength, w.segmentStride,
                                  a16 + s * w.segmentStride, lda)
             }
-            let offset = out.offset(row0)
-            var args = ssd_gemm_args(
-                m: mb, n: columns.count, k: depth, a_rows: nil, a_offset: 0, b: b, b_panel_stride: w.panelStride,
-                c: out.c + offset + j0, ldc: out.ldc, alpha: ep.alpha, accumulate: 0, bias: ep.bias.map { $0 + j0 },
-                residual: ep.residual.map { $0 + offset + j0 }, ldr: out.ldc, scratch: scratch)
+            var args = amxArgs(rows: row0..<row1, columns: columns, w, out, ep, scratch: scratch)
             ssd_bf16gemm_bf16a(a16, lda, &args)
             row0 = row1
         }
     }
 
-    /// The AMX GEMM of dense rows (linear layers) on a grid of `rowChunks × colChunks` tasks with
-    /// several column chunks: A is converted to bf16 once, by all threads, into one shared buffer,
-    /// and the tasks only multiply. Per-task conversion (`gemmTaskAMX`) would convert every row
-    /// once per column chunk: a 512 × 1280 × 1280 linear on 2 threads runs as 2 × 4 tasks, and
-    /// converting 256 rows takes about a third of such a task's multiplication. Row chunks are
-    /// whole 32-row slices.
-    func gemmDenseAMX(_ p: UnsafePointer<Float>, lda: Int, m: Int, _ w: PackedWeight, _ out: GEMMOutput,
-                      _ ep: GEMMEpilogue, rowChunks: Int, colChunks: Int) {
-        let depth = w.depth
-        // Rows one cache line longer than the depth when that is a multiple of 512 bytes, so that
-        // the 16 rows of an A tile do not all fall in the same few L1 sets.
-        let ldb = (depth * 2) % 512 == 0 ? depth + 32 : depth
+    /// Dense rows (a linear's input) converted to bf16 once, by all threads, for every task of a GEMM
+    /// that runs in several column chunks: per-task conversion (`gemmTaskAMX`) would convert every
+    /// row once per column chunk (a 512 × 1280 × 1280 linear on 2 threads runs as 2 × 4 tasks, and
+    /// converting 256 rows takes about a third of such a task's multiplication). The caller releases
+    /// `buffer` to `counter`.
+    func convertSharedBF16(_ p: UnsafePointer<Float>, lda: Int, m: Int, _ w: PackedWeight) -> SharedBF16Rows {
+        let ld = Self.amxRowStride(depth: w.depth)
         // The kernel reads rows up to a multiple of 32 past the first row of each call.
-        let bytes = ((m + 31) / 32 * 32 + 32) * ldb * 2
+        let bytes = ((m + 31) / 32 * 32 + 32) * ld * 2
         let buffer = counter.obtain(bytes)
-        defer { counter.release(buffer, bytes) }
         let a16 = buffer.assumingMemoryBound(to: UInt16.self)
-        let convertChunks = min(m, options.threads * 2)
-        let convertRows = (m + convertChunks - 1) / convertChunks
-        parallelFor(convertChunks) { t in
-            let r0 = t * convertRows, r1 = min(m, r0 + convertRows)
+        let chunks = min(m, options.threads * 2), chunkRows = (m + chunks - 1) / chunks
+        parallelFor(chunks) { t in
+            let r0 = t * chunkRows, r1 = min(m, r0 + chunkRows)
             guard r0 < r1 else { return }
             let pointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: r1 - r0)
             defer { pointers.deallocate() }
             for r in r0..<r1 { pointers[r - r0] = p + r * lda }
-            ssd_rows_to_bf16(UnsafePointer(pointers), r1 - r0, w.segmentLength, w.segmentStride, a16 + r0 * ldb, ldb)
+            ssd_rows_to_bf16(UnsafePointer(pointers), r1 - r0, w.segmentLength, w.segmentStride, a16 + r0 * ld, ld)
         }
-        let nr = Int(SSD_NR)
-        let rowsPer = ((m + 31) / 32 + rowChunks - 1) / rowChunks * 32
-        let panelsPer = (w.panels + colChunks - 1) / colChunks
-        parallelFor(rowChunks * colChunks) { t in
-            let r0 = (t / colChunks) * rowsPer, r1 = min(m, r0 + rowsPer)
-            let c0 = (t % colChunks) * panelsPer * nr, c1 = min(w.n, c0 + panelsPer * nr)
-            guard r0 < r1 && c0 < c1 else { return }
-            // Only used should the level drop below AMX meanwhile (tests switch it process-wide).
-            let scratch = UnsafeMutableRawPointer.allocate(byteCount: 24 * depth + 64, alignment: 64)
-            defer { scratch.deallocate() }
-            let b = UnsafeRawPointer(w.buffer.pointer) + (c0 / nr) * w.panelStride * 2
-            var row0 = r0
-            while row0 < r1 {
-                let row1 = min(r1, out.lineEnd(row0))
-                let offset = out.offset(row0)
-                var args = ssd_gemm_args(
-                    m: row1 - row0, n: c1 - c0, k: depth, a_rows: nil, a_offset: 0, b: b, b_panel_stride: w.panelStride,
-                    c: out.c + offset + c0, ldc: out.ldc, alpha: ep.alpha, accumulate: 0, bias: ep.bias.map { $0 + c0 },
-                    residual: ep.residual.map { $0 + offset + c0 }, ldr: out.ldc, scratch: scratch)
-                ssd_bf16gemm_bf16a(a16 + row0 * ldb, ldb, &args)
-                row0 = row1
-            }
+        return SharedBF16Rows(buffer: buffer, bytes: bytes, rows: a16, ld: ld)
+    }
+
+    /// One task of a GEMM whose rows were converted by `convertSharedBF16` (rows start on a
+    /// 32-row slice): only the multiplication.
+    func gemmTaskAMXShared(_ a: SharedBF16Rows, rows: Range<Int>, columns: Range<Int>, _ w: PackedWeight,
+                           _ out: GEMMOutput, _ ep: GEMMEpilogue) {
+        // Only used should the level drop below AMX meanwhile (tests switch it process-wide).
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 24 * w.depth + 64, alignment: 64)
+        defer { scratch.deallocate() }
+        var row0 = rows.lowerBound
+        while row0 < rows.upperBound {
+            let row1 = min(rows.upperBound, out.lineEnd(row0))
+            var args = amxArgs(rows: row0..<row1, columns: columns, w, out, ep, scratch: scratch)
+            ssd_bf16gemm_bf16a(a.rows + row0 * a.ld, a.ld, &args)
+            row0 = row1
         }
     }
 
@@ -128,12 +123,11 @@ extension CPUBackend {
     /// apart. Needs `ConvBandBF16.fits` and a first row on a 16-pixel boundary.
     func gemmTaskAMXConv(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ prologue: ConvPrologue?, rows: Range<Int>,
                          columns: Range<Int>, _ w: PackedWeight, _ out: GEMMOutput, _ ep: GEMMEpilogue) {
-        let depth = w.depth, segments = w.kernelH
+        let segments = w.kernelH
         let mc = 1024
-        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 56 * depth + 64, alignment: 64)
+        // Only used should the level drop below AMX meanwhile (tests switch it process-wide).
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 44 * w.depth + 128, alignment: 64)
         defer { scratch.deallocate() }
-        let j0 = columns.lowerBound
-        let b = UnsafeRawPointer(w.buffer.pointer) + (j0 / Int(SSD_NR)) * w.panelStride * 2
         var band = ConvBandBF16(g)
         defer { band.deallocate() }
         let source = GEMMRows.conv(x, g, prologue: prologue)
@@ -150,15 +144,19 @@ extension CPUBackend {
                 let pixel = row0 + (16 * t < mb ? 16 * t : 0)
                 for s in 0..<segments { tiles[t * segments + s] = band.start(pixel: pixel, kernelRow: s) }
             }
-            let offset = out.offset(row0)
-            var args = ssd_gemm_args(
-                m: mb, n: columns.count, k: depth, a_rows: nil, a_offset: 0, b: b, b_panel_stride: w.panelStride,
-                c: out.c + offset + j0, ldc: out.ldc, alpha: ep.alpha, accumulate: 0, bias: ep.bias.map { $0 + j0 },
-                residual: ep.residual.map { $0 + offset + j0 }, ldr: out.ldc, scratch: scratch)
+            var args = amxArgs(rows: row0..<row1, columns: columns, w, out, ep, scratch: scratch)
             ssd_bf16gemm_tiles(UnsafePointer(tiles), segments, w.segmentLength, g.cin * 2, &args)
             row0 = row1
         }
     }
+}
+
+/// bf16 rows shared by the tasks of one GEMM (`convertSharedBF16`): row r at `rows + r · ld`.
+struct SharedBF16Rows {
+    let buffer: UnsafeMutableRawPointer
+    let bytes: Int
+    let rows: UnsafeMutablePointer<UInt16>
+    let ld: Int
 }
 
 /// A block's input rows in bf16 for `gemmTaskAMXConv`: rows `oyA − padTop … oyB − padTop + kh − 1`
@@ -210,7 +208,9 @@ struct ConvBandBF16 {
         }
         if prologue != nil && staging == nil { staging = .allocate(capacity: g.w * g.cin) }
         (image, firstOutputRow) = (b, oyA)
-        let lo = g.padLeft
+        // Image columns skip..<skip + take land at band columns first…; the rest of a row is padding.
+        let first = max(0, g.padLeft), skip = max(0, -g.padLeft)
+        let take = min(g.w - skip, width - first)
         for i in 0..<bandRows {
             let row = storage! + i * rowLength
             let iy = oyA - g.padTop + i
@@ -218,9 +218,6 @@ struct ConvBandBF16 {
                 row.update(repeating: 0, count: rowLength)
                 continue
             }
-            // Image columns 0..<w land at band columns padLeft…; the rest of the row is padding.
-            let first = max(0, lo), skip = max(0, -lo)  // skip image columns left of the band
-            let take = min(g.w - skip, width - first)
             if first > 0 { row.update(repeating: 0, count: first * g.cin) }
             let end = first + max(0, take)
             if end < width { (row + end * g.cin).update(repeating: 0, count: (width - end) * g.cin) }

@@ -142,21 +142,28 @@ extension CPUBackend {
             if cost < best.cost { best = (cost, rc, cc) }
         }
         let rowChunks = best.rows, colChunks = best.cols
-        if colChunks > 1, case let .dense(p, lda) = a, w.layout == .bf16Pairs, w.kernelH == 1, w.depth > 0,
-           ssd_amx_active() != 0 {
-            // Several column tasks would each convert the same rows to bf16: convert them once.
-            gemmDenseAMX(p, lda: lda, m: m, w, output, epilogue, rowChunks: rowChunks, colChunks: colChunks)
-            return
-        }
+        let amx = w.layout == .bf16Pairs && w.depth > 0 && ssd_amx_active() != 0
         // Row chunks in whole micro-tiles: 6 rows for the micro-kernels, 32 (the AMX kernel's row
         // slice) on the AMX tiles; a convolution's band path needs chunks on 16-pixel boundaries.
-        let unit = w.layout == .bf16Pairs && ssd_amx_active() != 0 ? 32 : 6
+        let unit = amx ? 32 : 6
         let rowsPer = ((m + rowChunks - 1) / rowChunks + unit - 1) / unit * unit
         let panelsPer = (panels + colChunks - 1) / colChunks
+        // On AMX, several column chunks would each convert the same dense rows to bf16: convert
+        // them once, shared by every task.
+        var shared: SharedBF16Rows? = nil
+        if amx, colChunks > 1, case let .dense(p, lda) = a, w.kernelH == 1 {
+            shared = convertSharedBF16(p, lda: lda, m: m, w)
+        }
+        defer { if let shared { counter.release(shared.buffer, shared.bytes) } }
         parallelFor(rowChunks * colChunks) { t in
             let r0 = (t / colChunks) * rowsPer, r1 = min(m, r0 + rowsPer)
             let c0 = (t % colChunks) * panelsPer * nr, c1 = min(w.n, c0 + panelsPer * nr)
-            if r0 < r1 && c0 < c1 { gemmTask(a, rows: r0..<r1, columns: c0..<c1, w, output, epilogue) }
+            guard r0 < r1 && c0 < c1 else { return }
+            if let shared {
+                gemmTaskAMXShared(shared, rows: r0..<r1, columns: c0..<c1, w, output, epilogue)
+            } else {
+                gemmTask(a, rows: r0..<r1, columns: c0..<c1, w, output, epilogue)
+            }
         }
     }
 
