@@ -176,6 +176,9 @@ extension CUDABackend {
         return try graphCache.run(key: key, inputs: inputs, options: options, recorder: graphRecorder, body)
     }
 
+    /// True while graphs are on and usable: `runReplayable` then replays recorded regions.
+    public var replaysRecordedRegions: Bool { graphOptions.enabled && graphsUsable }
+
     /// Frees every recorded graph, its buffers and its graph memory (waits for the stream).
     /// Tensors a replay returned stay valid (they own their memory).
     public func releaseGraphs() {

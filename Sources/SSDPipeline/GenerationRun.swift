@@ -73,6 +73,8 @@ struct GenerationRun {
         let timestepCond = models.unet.config.timeCondProjDim.map {
             GuidanceEmbedding.embedding(guidanceScale: Float(request.guidanceScale) - 1, dimension: $0, rows: rows)
         }
+        // The cross-attention keys and values of the text, projected once for every step.
+        let textConditioning = try models.unet.textConditioning(encoderHiddenStates: conditioning.hiddenStates)
         var latents = start.latents
         inspect?("initial_latents", latents)
         let clock = ContinuousClock()
@@ -87,7 +89,7 @@ struct GenerationRun {
                 shape: [rows, latentHeight, latentWidth, latentChannels], as: conditioning.hiddenStates.dtype)
             let output = try models.unet(
                 sample: sample, timesteps: [Float](repeating: Float(t), count: rows),
-                encoderHiddenStates: conditioning.hiddenStates, textEmbeds: conditioning.pooled,
+                conditioning: textConditioning, textEmbeds: conditioning.pooled,
                 timeIDs: conditioning.timeIDs, timestepCond: timestepCond?.flatMap { $0 })
             let outChannels = output.shape[3]
             var noise = Layout.nhwcToNCHW(try backend.download(output), rows, outChannels, latentHeight, latentWidth)

@@ -96,6 +96,9 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// its own buffers, and the outputs it returns are valid until the next call with the same key.
     /// The default runs `body(inputs)`.
     func runReplayable(key: String, inputs: [Tensor], _ body: ([Tensor]) throws -> [Tensor]) throws -> [Tensor]
+    /// Whether `runReplayable` records and replays (then work hoisted out of the region, such as the
+    /// UNet's cross-attention keys and values, saves nothing). Default false.
+    var replaysRecordedRegions: Bool { get }
 
     // MARK: Linear algebra
 
@@ -177,6 +180,8 @@ extension ComputeBackend {
     public func runReplayable(key: String, inputs: [Tensor], _ body: ([Tensor]) throws -> [Tensor]) throws -> [Tensor] {
         try body(inputs)
     }
+
+    public var replaysRecordedRegions: Bool { false }
 
     public func groupNormSiLU(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, epsilon: Float) throws -> Tensor {
         try activation(groupNorm(x, groups: groups, weight: weight, bias: bias, epsilon: epsilon), .silu)

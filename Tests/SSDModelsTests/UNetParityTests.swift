@@ -37,6 +37,53 @@ import Testing
         #expect(try backend.download(direct) == backend.download(output))
     }
 
+    /// Keys and values projected once (`textConditioning`) give the per-call result bit for bit,
+    /// whole or partly cached, and the cached tensors are what the layers read.
+    @Test(arguments: ["unet_asym", "unet_crossmid"])
+    func cachedCrossAttentionMatchesPerCall(_ name: String) throws {
+        let backend = ReferenceBackend()
+        let unet = try UNet2DConditionModel.load(componentDirectory: Fixtures.models(name), backend: backend)
+        let io = try Fixtures.io(name)
+        let states = try io.upload("encoder_hidden_states", to: backend)
+        func run(_ conditioning: UNetTextConditioning?) throws -> [Float] {
+            let sample = try io.upload("sample", to: backend)
+            let text = io.entries["text_embeds"] == nil ? nil : try io.upload("text_embeds", to: backend)
+            let ids = io.entries["time_ids"] == nil ? nil : try io.floats("time_ids")
+            if let conditioning {
+                return try backend.download(unet(sample: sample, timesteps: io.floats("timesteps"), conditioning: conditioning,
+                                                 textEmbeds: text, timeIDs: ids))
+            }
+            return try backend.download(unet(sample: sample, timesteps: io.floats("timesteps"), encoderHiddenStates: states,
+                                             textEmbeds: text, timeIDs: ids))
+        }
+        let perCall = try run(nil)
+        let layers = unet.network.crossAttentions
+        #expect(layers.count >= 2)
+        let full = try unet.textConditioning(encoderHiddenStates: states)
+        #expect(full.cachedLayerCount == layers.count)
+        #expect(try run(full) == perCall)
+        // A limit that holds exactly the first layer, and none.
+        let one = try unet.textConditioning(encoderHiddenStates: states, cacheLimitBytes: full.cachedBytes / layers.count * 2 - 1)
+        #expect(one.cachedLayerCount >= 1 && one.cachedLayerCount < layers.count)
+        #expect(try run(one) == perCall)
+        let none = try unet.textConditioning(encoderHiddenStates: states, cacheLimitBytes: 0)
+        #expect(none.cachedLayerCount == 0 && none.cachedBytes == 0)
+        #expect(try run(none) == perCall)
+        // Tampered cached values change the output: the layers read the cache.
+        var tampered = full.context
+        let first = layers[0].name
+        let kv = try #require(tampered.cached[first])
+        tampered.cached[first] = CrossAttentionKV(key: kv.key, value: try backend.affine(kv.value, scale: 0, shift: 1))
+        let changed = UNetTextConditioning(cachedBytes: full.cachedBytes, context: tampered, unetKey: full.unetKey)
+        #expect(try run(changed) != perCall)
+        // Conditioning of another UNet instance is refused.
+        let other = try UNet2DConditionModel.load(componentDirectory: Fixtures.models(name), backend: backend)
+        #expect(throws: ModelError.self) {
+            try other(sample: io.upload("sample", to: backend), timesteps: io.floats("timesteps"), conditioning: full,
+                      textEmbeds: nil, timeIDs: nil)
+        }
+    }
+
     @Test func rejectsLatentSizesThatDoNotDivide() throws {
         let backend = ReferenceBackend()
         let unet = try UNet2DConditionModel.load(componentDirectory: Fixtures.models("unet_crossmid"), backend: backend)

@@ -61,6 +61,8 @@ final class CountingBackend: ComputeBackend {
         try inner.runReplayable(key: key, inputs: inputs, body)
     }
 
+    var replaysRecordedRegions: Bool { inner.replaysRecordedRegions }
+
     func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor?) throws -> Tensor {
         let f = 2 * x.count * (weight.shape.first ?? 0)
         add(f)

@@ -130,11 +130,22 @@ func runUNetBenchmark(_ args: Arguments) throws {
                 let oneRow: [Float] = [fs, fs, 0, 0, fs, fs]
                 let timeIDs: [Float] = Array((0..<(2 * b)).map { _ in oneRow }.joined())
                 let t = Float(scheduler.timesteps[0])
+                // As the pipeline does: the cross-attention keys and values projected once per
+                // generation (timed apart), unless --per-call-kv.
+                let perCallKV = args.flags.contains("per-call-kv")
+                var conditioning: UNetTextConditioning? = nil
+                if !perCallKV {
+                    let prep = try timeBest(minRuns: 1, budget: 0) { conditioning = try unet.textConditioning(encoderHiddenStates: ctx) }
+                    print("\(name) batch \(b): text conditioning \(fmt(prep, 3)) s once per generation " +
+                          "(\(conditioning?.cachedLayerCount ?? 0) layers' keys and values, \(fmt(Double(conditioning?.cachedBytes ?? 0) / 1e6, 1)) MB)")
+                }
                 func iteration() throws {
                     var s = scheduler
                     let scaled = try s.scaleModelInput(latents, timestepIndex: 0)
                     let x = try backend.upload(scaled + scaled, shape: [2 * b, lat, lat, 4])
-                    let eps = try backend.download(unet(sample: x, timesteps: [t], encoderHiddenStates: ctx, textEmbeds: pooled, timeIDs: timeIDs))
+                    let output = try conditioning.map { try unet(sample: x, timesteps: [t], conditioning: $0, textEmbeds: pooled, timeIDs: timeIDs) }
+                        ?? unet(sample: x, timesteps: [t], encoderHiddenStates: ctx, textEmbeds: pooled, timeIDs: timeIDs)
+                    let eps = try backend.download(output)
                     let n = eps.count / 2
                     var guided = [Float](repeating: 0, count: n)
                     for i in 0..<n { guided[i] = eps[i] + 5 * (eps[n + i] - eps[i]) }

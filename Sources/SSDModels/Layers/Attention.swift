@@ -20,6 +20,9 @@ struct Attention: Sendable {
     let scale: Float
     /// The model this layer belongs to (a `force_upcast` VAE keeps fp32 attention on bf16 backends).
     let component: ModelComponent
+    /// The module's parameter prefix (e.g. `down_blocks.1.attentions.0.transformer_blocks.0.attn2`),
+    /// which keys its cached cross-attention keys and values (`CrossAttentionContext`).
+    let name: String
 
     /// `queryDim` → `heads × headDim`; keys and values from `contextDim` (self-attention when equal).
     init(_ scope: ParameterScope, naming: Naming = .diffusers, queryDim: Int, contextDim: Int? = nil,
@@ -33,6 +36,7 @@ struct Attention: Sendable {
         self.heads = heads
         self.scale = Float(1 / Double(headDim).squareRoot())
         component = scope.component
+        name = scope.prefix
     }
 
     /// `to_out(softmax(q·kᵀ·scale)·v) + residual`; `context` defaults to `x` (self-attention).
@@ -43,4 +47,32 @@ struct Attention: Sendable {
         let attended = try b.attention(query: q, key: k, value: v, heads: heads, scale: scale, causal: causal, component: component)
         return try toOut(attended, b, residual: residual)
     }
+
+    /// Cross-attention on `context`'s text states, with this layer's keys and values taken from
+    /// `context.cached` when they were computed ahead (`UNetTextConditioning`), else projected here.
+    func callAsFunction(_ x: Tensor, crossAttention context: CrossAttentionContext, residual: Tensor?,
+                        _ b: any ComputeBackend) throws -> Tensor {
+        let kv = try context.cached[name] ?? keysValues(context.states, b)
+        let attended = try b.attention(query: toQ(x, b), key: kv.key, value: kv.value, heads: heads, scale: scale,
+                                       causal: false, component: component)
+        return try toOut(attended, b, residual: residual)
+    }
+
+    /// `to_k(context)` and `to_v(context)`.
+    func keysValues(_ context: Tensor, _ b: any ComputeBackend) throws -> CrossAttentionKV {
+        CrossAttentionKV(key: try toK(context, b), value: try toV(context, b))
+    }
+}
+
+/// One cross-attention layer's projected keys and values `[B, T, heads · headDim]`.
+struct CrossAttentionKV: Sendable {
+    let key: Tensor
+    let value: Tensor
+}
+
+/// What the UNet's cross-attention layers attend to: the text states `[B, T, D]` and, per layer
+/// (`Attention.name`), keys and values already projected from them.
+struct CrossAttentionContext: Sendable {
+    let states: Tensor
+    var cached: [String: CrossAttentionKV] = [:]
 }

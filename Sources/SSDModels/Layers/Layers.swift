@@ -17,6 +17,9 @@ struct Linear: Sendable {
         bias = try scope.parameter("bias", shape: [outFeatures], role: .vector)
     }
 
+    /// Output width (the prepared weight is `[out, in]`).
+    var outFeatures: Int { weight.shape[0] }
+
     /// `x·Wᵀ + b (+ residual)`.
     func callAsFunction(_ x: Tensor, _ b: any ComputeBackend, residual: Tensor? = nil) throws -> Tensor {
         try b.linear(x, weight: weight, bias: bias, residual: residual)

@@ -32,13 +32,16 @@ struct Transformer2DModel: Sendable {
     }
 
     /// `x` NHWC `[B, H, W, C]`, `context` `[B, T, crossAttentionDim]`.
-    func callAsFunction(_ x: Tensor, context: Tensor, _ b: any ComputeBackend) throws -> Tensor {
+    func callAsFunction(_ x: Tensor, context: CrossAttentionContext, _ b: any ComputeBackend) throws -> Tensor {
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let tokens = try x.reshaped([n, h * w, c])
         var hidden = try projIn(norm(tokens, b), b)
         for block in blocks { hidden = try block(hidden, context: context, b) }
         return try projOut(hidden, b, residual: tokens).reshaped([n, h, w, c])
     }
+
+    /// The cross-attention layers (`attn2`) of the blocks, in order.
+    var crossAttentions: [Attention] { blocks.map(\.attn2) }
 }
 
 /// diffusers `BasicTransformerBlock` (`models/attention.py`, `norm_type="layer_norm"`): self-attention,
@@ -61,9 +64,9 @@ struct BasicTransformerBlock: Sendable {
         feedForward = try FeedForward(scope("ff"), dim: dim)
     }
 
-    func callAsFunction(_ x: Tensor, context: Tensor, _ b: any ComputeBackend) throws -> Tensor {
+    func callAsFunction(_ x: Tensor, context: CrossAttentionContext, _ b: any ComputeBackend) throws -> Tensor {
         var h = try attn1(norm1(x, b), residual: x, b)
-        h = try attn2(norm2(h, b), context: context, residual: h, b)
+        h = try attn2(norm2(h, b), crossAttention: context, residual: h, b)
         return try feedForward(norm3(h, b), residual: h, b)
     }
 }

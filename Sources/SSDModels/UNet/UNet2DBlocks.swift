@@ -34,7 +34,7 @@ struct DownBlock2D: Sendable {
     }
 
     /// Runs the block; appends each layer's output (and the downsampled one) to `skips`.
-    func callAsFunction(_ x: Tensor, temb: Tensor?, context: Tensor?, skips: inout [Tensor],
+    func callAsFunction(_ x: Tensor, temb: Tensor?, context: CrossAttentionContext?, skips: inout [Tensor],
                         _ b: any ComputeBackend) throws -> Tensor {
         var h = x
         for (i, resnet) in resnets.enumerated() {
@@ -76,7 +76,7 @@ struct UpBlock2D: Sendable {
 
     /// Runs the block; with `skips`, each resnet first concatenates (channels last) the most
     /// recent skip, which is removed from the stack.
-    func callAsFunction(_ x: Tensor, temb: Tensor?, context: Tensor?, skips: inout [Tensor], usesSkips: Bool,
+    func callAsFunction(_ x: Tensor, temb: Tensor?, context: CrossAttentionContext?, skips: inout [Tensor], usesSkips: Bool,
                         _ b: any ComputeBackend) throws -> Tensor {
         var h = x
         for (i, resnet) in resnets.enumerated() {
@@ -108,7 +108,7 @@ struct UNetMidBlock2DCrossAttn: Sendable {
         }
     }
 
-    func callAsFunction(_ x: Tensor, temb: Tensor?, context: Tensor, _ b: any ComputeBackend) throws -> Tensor {
+    func callAsFunction(_ x: Tensor, temb: Tensor?, context: CrossAttentionContext, _ b: any ComputeBackend) throws -> Tensor {
         var h = try resnets[0](x, activatedTimeEmbedding: temb, b)
         for (attention, resnet) in zip(attentions, resnets.dropFirst()) {
             h = try attention(h, context: context, b)

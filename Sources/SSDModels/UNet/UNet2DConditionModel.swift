@@ -61,6 +61,23 @@ public final class UNet2DConditionModel: Sendable {
 
     func forward(sample: Tensor, timesteps: [Float], encoderHiddenStates: Tensor, textEmbeds: Tensor?,
                  timeIDs: [Float]?, timestepCond: [Float]?, trace: ForwardTrace?) throws -> Tensor {
+        let context = CrossAttentionContext(states: try textStates(encoderHiddenStates))
+        return try forward(sample: sample, timesteps: timesteps, context: context, textEmbeds: textEmbeds,
+                           timeIDs: timeIDs, timestepCond: timestepCond, trace: trace)
+    }
+
+    /// `encoderHiddenStates` checked for rank and converted to the UNet's activation type.
+    func textStates(_ encoderHiddenStates: Tensor) throws -> Tensor {
+        guard encoderHiddenStates.rank == 3 else {
+            throw ModelError.invalidInput(model: UNetNetwork.model, argument: "encoderHiddenStates",
+                                          message: "expected [B, T, D], got \(encoderHiddenStates.shape)")
+        }
+        let dtype = backend.activationDType(for: .unet)
+        return encoderHiddenStates.dtype == dtype ? encoderHiddenStates : try backend.convert(encoderHiddenStates, to: dtype)
+    }
+
+    func forward(sample: Tensor, timesteps: [Float], context: CrossAttentionContext, textEmbeds: Tensor?,
+                 timeIDs: [Float]?, timestepCond: [Float]?, trace: ForwardTrace?) throws -> Tensor {
         let b = backend
         let model = UNetNetwork.model
         guard sample.rank == 4, sample.shape[3] == config.inChannels else {
@@ -71,8 +88,8 @@ public final class UNet2DConditionModel: Sendable {
             throw ModelError.invalidInput(model: model, argument: "sample",
                                           message: "latent size \(sample.shape[1])×\(sample.shape[2]) must be a multiple of \(network.sizeMultiple)")
         }
-        guard encoderHiddenStates.rank == 3, encoderHiddenStates.shape[0] == batch else {
-            throw ModelError.invalidInput(model: model, argument: "encoderHiddenStates", message: "expected [\(batch), T, D], got \(encoderHiddenStates.shape)")
+        guard context.states.shape[0] == batch else {
+            throw ModelError.invalidInput(model: model, argument: "encoderHiddenStates", message: "expected [\(batch), T, D], got \(context.states.shape)")
         }
         let steps: [Float]
         switch timesteps.count {
@@ -83,7 +100,6 @@ public final class UNet2DConditionModel: Sendable {
         }
         let dtype = b.activationDType(for: .unet)
         let x = sample.dtype == dtype ? sample : try b.convert(sample, to: dtype)
-        let context = encoderHiddenStates.dtype == dtype ? encoderHiddenStates : try b.convert(encoderHiddenStates, to: dtype)
         let embeddingInputs = try network.embeddingInputs(timesteps: steps, textEmbeds: textEmbeds, timeIDs: timeIDs,
                                                           timestepCond: timestepCond, condDim: config.timeCondProjDim, dtype: dtype, b)
         if let trace {
@@ -94,11 +110,21 @@ public final class UNet2DConditionModel: Sendable {
         // Everything after the host-side sinusoids issues the same ops for the same shapes: a
         // backend may record and replay it (CUDA graphs). The output is valid until the next call.
         // The key names this UNet only; the backend keys its recording by the input shapes too.
+        // Cached cross-attention keys and values are inputs too (after the embedding tensors).
         let network = self.network
-        let outputs = try b.runReplayable(key: replayKey, inputs: [x, context] + embeddingInputs.tensors) { inputs in
-            let embedding = UNetNetwork.EmbeddingInputs(inputs.dropFirst(2), like: embeddingInputs)
+        let cachedNames = context.cached.keys.sorted()
+        let cachedTensors = cachedNames.flatMap { name in context.cached[name].map { [$0.key, $0.value] } ?? [] }
+        let embeddingCount = embeddingInputs.tensors.count
+        let inputs = [x, context.states] + embeddingInputs.tensors + cachedTensors
+        let outputs = try b.runReplayable(key: replayKey, inputs: inputs) { inputs in
+            let embedding = UNetNetwork.EmbeddingInputs(inputs[2..<(2 + embeddingCount)], like: embeddingInputs)
             let emb = try network.embedding(embedding, b)
-            return [try network.forward(inputs[0], emb: emb, context: inputs[1], trace: nil, b)]
+            var replayed = CrossAttentionContext(states: inputs[1])
+            for (i, name) in cachedNames.enumerated() {
+                let at = 2 + embeddingCount + 2 * i
+                replayed.cached[name] = CrossAttentionKV(key: inputs[at], value: inputs[at + 1])
+            }
+            return [try network.forward(inputs[0], emb: emb, context: replayed, trace: nil, b)]
         }
         return outputs[0]
     }

@@ -274,7 +274,8 @@ struct UNetNetwork: Sendable {
     }
 
     /// The UNet forward after the embedding: NHWC in, NHWC out.
-    func forward(_ sample: Tensor, emb: Tensor, context: Tensor, trace: ForwardTrace?, _ b: any ComputeBackend) throws -> Tensor {
+    func forward(_ sample: Tensor, emb: Tensor, context: CrossAttentionContext, trace: ForwardTrace?,
+                 _ b: any ComputeBackend) throws -> Tensor {
         let temb = try b.activation(emb, .silu)
         var h = centerInputSample ? try b.affine(sample, scale: 2, shift: -1) : sample
         h = try convIn(h, b)
@@ -294,5 +295,12 @@ struct UNetNetwork: Sendable {
             trace?.record("up_blocks.\(i)", h)
         }
         return try convOut(convNormOut.silu(h, b), b)
+    }
+
+    /// Every cross-attention layer, in the order the forward pass runs them.
+    var crossAttentions: [Attention] {
+        var layers = downBlocks.flatMap { $0.attentions.flatMap(\.crossAttentions) }
+        if case let .crossAttention(block)? = midBlock { layers += block.attentions.flatMap(\.crossAttentions) }
+        return layers + upBlocks.flatMap { $0.attentions.flatMap(\.crossAttentions) }
     }
 }

@@ -1,0 +1,61 @@
+import SSDTensor
+
+/// The text conditioning of one generation, prepared once for all of its denoising calls: the
+/// text states in the UNet's activation type and, for each cross-attention layer (`attn2` of the
+/// `BasicTransformerBlock`s), `to_k` and `to_v` of them. diffusers (`models/attention_processor.py`,
+/// `AttnProcessor2_0`) projects them again at every step; they depend only on the text, so the UNet's
+/// output is the same bit for bit. Made by `UNet2DConditionModel.textConditioning`, valid for that
+/// UNet only.
+public struct UNetTextConditioning: Sendable {
+    /// The text states `[B, T, cross_attention_dim]` in the UNet's activation type.
+    public var encoderHiddenStates: Tensor { context.states }
+    /// Cross-attention layers whose keys and values are held (the rest project them per call).
+    public var cachedLayerCount: Int { context.cached.count }
+    /// Bytes held by those keys and values.
+    public let cachedBytes: Int
+    let context: CrossAttentionContext
+    /// The `replayKey` of the UNet that made it.
+    let unetKey: String
+}
+
+extension UNet2DConditionModel {
+    /// Default for `textConditioning`'s `cacheLimitBytes`: at 1024² and batch 1 with guidance the
+    /// SSD-1B keys and values take 47 MB in fp32; the limit only bites at large batches.
+    public static let defaultCrossAttentionCacheLimit = 1 << 30
+
+    /// Prepares `encoderHiddenStates` `[B, T, cross_attention_dim]` for repeated calls of
+    /// `callAsFunction(sample:timesteps:conditioning:textEmbeds:timeIDs:timestepCond:)`: converts them
+    /// once and projects the cross-attention keys and values of as many layers (in forward order) as
+    /// fit in `cacheLimitBytes` (0: none). On a backend that replays recorded regions (CUDA graphs)
+    /// nothing is projected ahead: the recorded step does it.
+    public func textConditioning(encoderHiddenStates: Tensor,
+                                 cacheLimitBytes: Int = defaultCrossAttentionCacheLimit) throws -> UNetTextConditioning {
+        var context = CrossAttentionContext(states: try textStates(encoderHiddenStates))
+        var bytes = 0
+        if !backend.replaysRecordedRegions {
+            let states = context.states
+            let elementBytes = backend.activationDType(for: .unet).byteSize
+            for layer in network.crossAttentions {
+                let layerBytes = 2 * states.shape[0] * states.shape[1] * layer.toK.outFeatures * elementBytes
+                guard bytes + layerBytes <= cacheLimitBytes else { break }
+                context.cached[layer.name] = try layer.keysValues(states, backend)
+                bytes += layerBytes
+            }
+        }
+        return UNetTextConditioning(cachedBytes: bytes, context: context, unetKey: replayKey)
+    }
+
+    /// One denoising call with text conditioning from `textConditioning` (same result as passing its
+    /// `encoderHiddenStates` to `callAsFunction(sample:timesteps:encoderHiddenStates:…)`, without
+    /// projecting the cached keys and values again). Throws `ModelError.invalidInput` for conditioning
+    /// made by another UNet.
+    public func callAsFunction(sample: Tensor, timesteps: [Float], conditioning: UNetTextConditioning, textEmbeds: Tensor?,
+                               timeIDs: [Float]?, timestepCond: [Float]? = nil) throws -> Tensor {
+        guard conditioning.unetKey == replayKey else {
+            throw ModelError.invalidInput(model: UNetNetwork.model, argument: "conditioning",
+                                          message: "was prepared by another UNet2DConditionModel instance")
+        }
+        return try forward(sample: sample, timesteps: timesteps, context: conditioning.context, textEmbeds: textEmbeds,
+                           timeIDs: timeIDs, timestepCond: timestepCond, trace: nil)
+    }
+}
