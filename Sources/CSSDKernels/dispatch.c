@@ -1,6 +1,7 @@
 /* Run-time selection of the kernel variants, and the GEMM macro-kernels. */
 #include "internal.h"
 #include <string.h>
+#include <stdlib.h>
 
 static int detected_level = -1;
 static int active_level = 0;
@@ -135,6 +136,20 @@ void ssd_rows_to_bf16(const float *const *rows, long m, long len, long padded, u
         ssd_f32_to_bf16(rows[r], dst + r * ld, len);
         memset(dst + r * ld + len, 0, (size_t)(padded - len) * 2);
     }
+}
+
+void ssd_geglu_to_bf16(const float *x, long rows, long n, long padded, uint16_t *dst, long ld) {
+#if defined(__x86_64__)
+    if (active_level >= SSD_ISA_AVX512_BF16) { ssd_geglu_to_bf16_avx512(x, rows, n, padded, dst, ld); return; }
+#endif
+    float *row = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!row) return;
+    for (long r = 0; r < rows; r++) {
+        math->geglu(x + r * 2 * n, row, 1, n);
+        ssd_f32_to_bf16(row, dst + r * ld, n);
+        memset(dst + r * ld + n, 0, (size_t)(padded - n) * 2);
+    }
+    free(row);
 }
 
 /* Without AMX: each 6-row tile of the bf16 rows is regrouped into k-pairs for the bf16

@@ -29,6 +29,7 @@ void ssd_bf16gemm_amx(const ssd_gemm_args *g);
 void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g);
 void ssd_bf16gemm_amx_tiles(const uint16_t *const *tiles, long segments, long seg_len, long astride, const ssd_gemm_args *g);
 void ssd_rows_to_bf16_avx512(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld);
+void ssd_geglu_to_bf16_avx512(const float *x, long rows, long n, long padded, uint16_t *dst, long ld);
 void ssd_uk_bf16_avx512(long kp, const uint32_t *a, const uint16_t *b, float *c, long ldc, int mr, int nr, const ssd_epilogue *e);
 void ssd_wino_input_f43_avx512(const float *src, long rs, long ch, long tiles, float *v, long vts, long vxs);
 void ssd_wino_weight_f43_avx512(const float *g, long cin, float *u, long uxs);

@@ -258,6 +258,25 @@ SSD_T static void a_layer_norm_row(const float *x, float *y, long n, const float
     }
 }
 
+/* GEGLU rows straight to bf16: row r of dst = bf16(h · GELU(g)) with h, g the halves of x's row r
+ * (2n wide), zeros from n to `padded` — the same values as a_geglu then ssd_rows_to_bf16_avx512. */
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,fma")))
+void ssd_geglu_to_bf16_avx512(const float *x, long rows, long n, long padded, uint16_t *dst, long ld) {
+    for (long r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * n, *g = h + n;
+        uint16_t *d = dst + r * ld;
+        for (long p = 0; p < padded; p += 32) {
+            __mmask16 m0 = lanes_left(n - p), m1 = lanes_left(n - p - 16);
+            __m512 lo = _mm512_mul_ps(_mm512_maskz_loadu_ps(m0, h + p), v_act(_mm512_maskz_loadu_ps(m0, g + p), SSD_ACT_GELU));
+            __m512 hi = _mm512_mul_ps(_mm512_maskz_loadu_ps(m1, h + p + 16), v_act(_mm512_maskz_loadu_ps(m1, g + p + 16), SSD_ACT_GELU));
+            __m512i v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_mov_ps(m1, hi), _mm512_maskz_mov_ps(m0, lo));
+            long cnt = padded - p;
+            if (cnt >= 32) _mm512_storeu_si512(d + p, v);
+            else _mm512_mask_storeu_epi16(d + p, (__mmask32)((1u << cnt) - 1), v);
+        }
+    }
+}
+
 const ssd_math_table ssd_math_avx512 = {
     a_activation, a_geglu, a_scale_shift_act, a_softmax_row, a_online_softmax, a_online_softmax_bf16, a_layer_norm_row,
 };

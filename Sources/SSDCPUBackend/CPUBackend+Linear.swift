@@ -43,6 +43,33 @@ extension CPUBackend {
         return out
     }
 
+    /// `linear(geglu(x), …)` (diffusers `FeedForward`: `GEGLU` then `net.2`). Where the linear runs
+    /// on the AMX tiles, which read bf16 rows, GEGLU is computed as those rows are made: the
+    /// `[…, 4·dim]` fp32 GEGLU output is never written or read back. Same values as the composition.
+    public func gegluLinear(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor?) throws -> Tensor {
+        let op = "gegluLinear"
+        let xp = try x.cpuFloats(op)
+        guard let last = x.shape.last, last % 2 == 0 else {
+            throw TensorError.invalidArgument(op: op, message: "last axis \(x.shape) must be even")
+        }
+        let w = try packedWeight(weight, op: op, kernel: (weight.shape.first ?? 0, 1, 1))
+        guard w.layout == .bf16Pairs, w.depth > 0, ssd_amx_active() != 0, x.count > 0 else {
+            return try linear(geglu(x), weight: weight, bias: bias, residual: residual)
+        }
+        guard w.kernelH == 1, w.kernelW == 1, w.inChannels == last / 2 else {
+            throw TensorError.shapeMismatch(op: op, expected: [w.n, last / 2], actual: weight.shape)
+        }
+        let m = x.count / last, n = w.n
+        let outShape = Array(x.shape.dropLast()) + [n]
+        let ep = try epilogue(op, bias: bias, n: n, residual: residual, shape: outShape)
+        let out = allocate(outShape)
+        let y = try out.cpuBuffer(op).floats
+        let rows = convertSharedGEGLU(xp, m: m, w)
+        defer { counter.release(rows.buffer, rows.bytes) }
+        gemm(rows: .dense(xp, lda: last), m: m, weight: w, output: .dense(y, ldc: n), epilogue: ep, preconverted: rows)
+        return out
+    }
+
     /// Checks and resolves the bias and residual of a fused epilogue.
     func epilogue(_ op: String, bias: Tensor?, n: Int, residual: Tensor?, shape: [Int]) throws -> GEMMEpilogue {
         var ep = GEMMEpilogue()

@@ -83,19 +83,35 @@ extension CPUBackend {
     /// converting 256 rows takes about a third of such a task's multiplication). The caller releases
     /// `buffer` to `counter`.
     func convertSharedBF16(_ p: UnsafePointer<Float>, lda: Int, m: Int, _ w: PackedWeight) -> SharedBF16Rows {
+        sharedBF16Rows(m: m, w) { r0, r1, dst, ld in
+            let pointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: r1 - r0)
+            defer { pointers.deallocate() }
+            for r in r0..<r1 { pointers[r - r0] = p + r * lda }
+            ssd_rows_to_bf16(UnsafePointer(pointers), r1 - r0, w.segmentLength, w.segmentStride, dst, ld)
+        }
+    }
+
+    /// The rows `h · GELU(g)` of GEGLU input rows `[m, 2 · w.depth]` (diffusers `GEGLU`), made
+    /// straight in bf16 for a linear on them (`gegluLinear`): the fp32 GEGLU output is never stored.
+    func convertSharedGEGLU(_ p: UnsafePointer<Float>, m: Int, _ w: PackedWeight) -> SharedBF16Rows {
+        sharedBF16Rows(m: m, w) { r0, r1, dst, ld in
+            ssd_geglu_to_bf16(p + r0 * 2 * w.segmentLength, r1 - r0, w.segmentLength, w.segmentStride, dst, ld)
+        }
+    }
+
+    /// `m` bf16 rows for `w` filled in parallel chunks by `fill(r0, r1, rowR0, ld)`.
+    private func sharedBF16Rows(m: Int, _ w: PackedWeight,
+                                fill: (Int, Int, UnsafeMutablePointer<UInt16>, Int) -> Void) -> SharedBF16Rows {
         let ld = Self.amxRowStride(depth: w.depth)
         // The kernel reads rows up to a multiple of 32 past the first row of each call.
         let bytes = ((m + 31) / 32 * 32 + 32) * ld * 2
         let buffer = counter.obtain(bytes)
         let a16 = buffer.assumingMemoryBound(to: UInt16.self)
-        let chunks = min(m, options.threads * 2), chunkRows = (m + chunks - 1) / chunks
+        let chunks = max(1, min(m, options.threads * 2)), chunkRows = (m + chunks - 1) / chunks
         parallelFor(chunks) { t in
             let r0 = t * chunkRows, r1 = min(m, r0 + chunkRows)
             guard r0 < r1 else { return }
-            let pointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: r1 - r0)
-            defer { pointers.deallocate() }
-            for r in r0..<r1 { pointers[r - r0] = p + r * lda }
-            ssd_rows_to_bf16(UnsafePointer(pointers), r1 - r0, w.segmentLength, w.segmentStride, a16 + r0 * ld, ld)
+            fill(r0, r1, a16 + r0 * ld, ld)
         }
         return SharedBF16Rows(buffer: buffer, bytes: bytes, rows: a16, ld: ld)
     }

@@ -119,13 +119,19 @@ extension CPUBackend {
     }
 
     /// `C = alpha · A · W + bias + residual` with C rows placed by `output`.
-    func gemm(rows a: GEMMRows, m: Int, weight w: PackedWeight, output: GEMMOutput, epilogue: GEMMEpilogue) {
+    /// `preconverted`: the rows already in bf16 for the AMX kernel (`convertSharedGEGLU`); `a` is then unused.
+    func gemm(rows a: GEMMRows, m: Int, weight w: PackedWeight, output: GEMMOutput, epilogue: GEMMEpilogue,
+              preconverted: SharedBF16Rows? = nil) {
         if m == 0 || w.n == 0 { return }
         let threads = options.threads
         let nr = Int(SSD_NR)
         let panels = w.panels
         if threads == 1 {
-            gemmTask(a, rows: 0..<m, columns: 0..<w.n, w, output, epilogue)
+            if let preconverted {
+                gemmTaskAMXShared(preconverted, rows: 0..<m, columns: 0..<w.n, w, output, epilogue)
+            } else {
+                gemmTask(a, rows: 0..<m, columns: 0..<w.n, w, output, epilogue)
+            }
             return
         }
         // A grid of about 4 tasks per thread, handed out dynamically so that a core slowed by
@@ -150,11 +156,11 @@ extension CPUBackend {
         let panelsPer = (panels + colChunks - 1) / colChunks
         // On AMX, several column chunks would each convert the same dense rows to bf16: convert
         // them once, shared by every task.
-        var shared: SharedBF16Rows? = nil
-        if amx, colChunks > 1, case let .dense(p, lda) = a, w.kernelH == 1 {
+        var shared = preconverted
+        if shared == nil, amx, colChunks > 1, case let .dense(p, lda) = a, w.kernelH == 1 {
             shared = convertSharedBF16(p, lda: lda, m: m, w)
         }
-        defer { if let shared { counter.release(shared.buffer, shared.bytes) } }
+        defer { if preconverted == nil, let shared { counter.release(shared.buffer, shared.bytes) } }
         parallelFor(rowChunks * colChunks) { t in
             let r0 = (t / colChunks) * rowsPer, r1 = min(m, r0 + rowsPer)
             let c0 = (t % colChunks) * panelsPer * nr, c1 = min(w.n, c0 + panelsPer * nr)

@@ -147,6 +147,9 @@ public protocol ComputeBackend: AnyObject, Sendable {
     func activation(_ x: Tensor, _ kind: Activation) throws -> Tensor
     /// GEGLU (diffusers `GEGLU`): x `[..., 2N]` split into `(h, g)`, returns `h · GELU(g)`. Default: composition.
     func geglu(_ x: Tensor) throws -> Tensor
+    /// `linear(geglu(x), weight:, bias:, residual:)` (diffusers `FeedForward`'s `GEGLU` → `net.2`),
+    /// fused where a backend can skip storing the GEGLU output. Default: composition.
+    func gegluLinear(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor?) throws -> Tensor
     /// Elementwise `a op b` with NumPy broadcasting; output type is `a`'s.
     func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp) throws -> Tensor
     /// `x · scale + shift`.
@@ -205,6 +208,10 @@ extension ComputeBackend {
         let hidden = try slice(x, axis: axis, range: 0..<(last / 2))
         let gate = try slice(x, axis: axis, range: (last / 2)..<last)
         return try binary(hidden, activation(gate, .gelu), .multiply)
+    }
+
+    public func gegluLinear(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor?) throws -> Tensor {
+        try linear(geglu(x), weight: weight, bias: bias, residual: residual)
     }
 
     public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool,

@@ -102,6 +102,36 @@ import SSDTensor
         }
     }
 
+    /// `gegluLinear` (GEGLU made straight into the AMX kernel's bf16 rows) gives what `linear(geglu(x))`
+    /// gives, on every level, one and two threads, edge sizes, with bias and residual.
+    @Test func gegluLinearMatchesComposition() throws {
+        defer { CPUBackend.resetInstructionSet() }
+        var seen = Set<String>()
+        for isa in ["portable", "avx512-bf16", "amx-bf16"] {
+            let used = CPUBackend.setInstructionSet(isa)
+            guard seen.insert(used).inserted else { continue }
+            for threads in [1, 2] {
+                let cpu = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true, threads: threads))
+                for (m, k, n) in [(1, 40, 48), (37, 64, 320), (300, 320, 70), (600, 100, 640)] {
+                    let x = try input(cpu, [m, 2 * k], seed: 31, scale: 3)
+                    let w = try weight(cpu, [n, k], seed: 32, role: .linear)
+                    let bias = try input(cpu, [n], seed: 33), residual = try input(cpu, [m, n], seed: 34)
+                    let fused = try cpu.download(cpu.gegluLinear(x, weight: w, bias: bias, residual: residual))
+                    let composed = try cpu.download(cpu.linear(cpu.geglu(x), weight: w, bias: bias, residual: residual))
+                    let same = fused == composed
+                    #expect(same, "\(used) \(threads) threads \(m)x\(k)x\(n): \(relativeError(fused, composed))")
+                }
+            }
+        }
+        let cpu = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true))
+        #expect(throws: TensorError.self) {
+            try cpu.gegluLinear(input(cpu, [4, 7], seed: 1), weight: weight(cpu, [8, 3], seed: 2, role: .linear), bias: nil, residual: nil)
+        }
+        #expect(throws: TensorError.self) {
+            try cpu.gegluLinear(input(cpu, [4, 8], seed: 1), weight: weight(cpu, [8, 5], seed: 2, role: .linear), bias: nil, residual: nil)
+        }
+    }
+
     /// `ssd_bf16gemm` on fp32 rows (the entry the generic task path takes when the level is not
     /// AMX at its check but is by the call) agrees across levels: the AMX variant converts the rows
     /// and runs the shared loop nest, with bias, residual and accumulation.

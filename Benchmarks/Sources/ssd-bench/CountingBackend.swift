@@ -69,6 +69,12 @@ final class CountingBackend: ComputeBackend {
         let k = x.shape.last ?? 1, label = profilingShapes ? "linear \(x.count / max(k, 1))x\(weight.shape.first ?? 0)x\(k)" : "linear"
         return try timed(label, flops: f) { try inner.linear(x, weight: weight, bias: bias, residual: residual) }
     }
+    func gegluLinear(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor?) throws -> Tensor {
+        let f = x.count / 2 * 2 * (weight.shape.first ?? 0)
+        add(f)
+        let k = (x.shape.last ?? 2) / 2, label = profilingShapes ? "geglu+linear \(x.count / max(2 * k, 1))x\(weight.shape.first ?? 0)x\(k)" : "geglu+linear"
+        return try timed(label, flops: f) { try inner.gegluLinear(x, weight: weight, bias: bias, residual: residual) }
+    }
     func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, alpha: Float) throws -> Tensor {
         let f = 2 * a.count / a.shape[a.rank - 2 + (transposeA ? 1 : 0)] * a.shape[a.rank - 2 + (transposeA ? 1 : 0)] * (transposeB ? b.shape[b.rank - 2] : b.shape[b.rank - 1])
         add(f)

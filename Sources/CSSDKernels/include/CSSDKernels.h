@@ -72,6 +72,9 @@ void *ssd_thread_scratch(int slot, size_t bytes);
 int ssd_amx_active(void);
 /* dst[r·ld + j] = bf16(rows[r][j]) (RNE) for j < len, 0 for len ≤ j < padded; r < m. */
 void ssd_rows_to_bf16(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld);
+/* dst[r·ld + j] = bf16(h·GELU(g)) (RNE) for j < n with h, g the two halves of row r of x
+ * (`[rows, 2n]`), 0 for n ≤ j < padded: ssd_geglu then ssd_rows_to_bf16, bit for bit. */
+void ssd_geglu_to_bf16(const float *x, long rows, long n, long padded, uint16_t *dst, long ld);
 /* The bf16 GEMM with A already bf16 rows `a` (row r at a + r·lda) instead of args->a_rows:
  * C[m × n] (+)= alpha · A · B (+ bias + residual) over the whole depth args->k, which must be a
  * multiple of 32 with B's panels that deep (A zero past the real depth). Rows up to

@@ -84,6 +84,6 @@ struct FeedForward: Sendable {
     }
 
     func callAsFunction(_ x: Tensor, residual: Tensor?, _ b: any ComputeBackend) throws -> Tensor {
-        try output(b.geglu(projection(x, b)), b, residual: residual)
+        try b.gegluLinear(projection(x, b), weight: output.weight, bias: output.bias, residual: residual)
     }
 }
