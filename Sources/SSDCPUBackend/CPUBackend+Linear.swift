@@ -70,6 +70,39 @@ extension CPUBackend {
         return out
     }
 
+    /// `layerNorm(x)` then a linear per weight. Where the linears run on the AMX tiles, the rows are
+    /// normalised straight into the bf16 rows the kernel reads, once for all the weights (a
+    /// transformer block's `to_q`, `to_k`, `to_v`): the normalised fp32 rows are never stored. Same
+    /// values as the composition.
+    public func layerNormLinears(_ x: Tensor, normWeight: Tensor, normBias: Tensor, epsilon: Float,
+                                 weights: [Tensor], biases: [Tensor?]) throws -> [Tensor] {
+        let op = "layerNormLinears"
+        guard weights.count == biases.count, let n = x.shape.last, n > 0, x.count > 0, normWeight.count == n,
+              normBias.count == n else {
+            return try composedLayerNormLinears(x, normWeight: normWeight, normBias: normBias, epsilon: epsilon, weights: weights, biases: biases)
+        }
+        let packed = try weights.map { try packedWeight($0, op: op, kernel: ($0.shape.first ?? 0, 1, 1)) }
+        guard ssd_amx_active() != 0, let first = packed.first,
+              packed.allSatisfy({ $0.layout == .bf16Pairs && $0.depth > 0 && $0.kernelH == 1 && $0.kernelW == 1 &&
+                                  $0.inChannels == n && $0.segmentStride == first.segmentStride }) else {
+            return try composedLayerNormLinears(x, normWeight: normWeight, normBias: normBias, epsilon: epsilon, weights: weights, biases: biases)
+        }
+        let xp = try x.cpuFloats(op), gamma = try normWeight.cpuFloats(op), beta = try normBias.cpuFloats(op)
+        let m = x.count / n
+        let rows = sharedBF16Rows(m: m, first) { r0, r1, dst, ld in
+            ssd_layer_norm_to_bf16(xp + r0 * n, r1 - r0, n, gamma, beta, epsilon, first.segmentStride, dst, ld)
+        }
+        defer { counter.release(rows.buffer, rows.bytes) }
+        return try zip(packed, biases).map { w, bias in
+            let outShape = Array(x.shape.dropLast()) + [w.n]
+            let ep = try epilogue(op, bias: bias, n: w.n, residual: nil, shape: outShape)
+            let out = allocate(outShape)
+            gemm(rows: .dense(xp, lda: n), m: m, weight: w, output: .dense(try out.cpuBuffer(op).floats, ldc: w.n),
+                 epilogue: ep, preconverted: rows)
+            return out
+        }
+    }
+
     /// Checks and resolves the bias and residual of a fused epilogue.
     func epilogue(_ op: String, bias: Tensor?, n: Int, residual: Tensor?, shape: [Int]) throws -> GEMMEpilogue {
         var ep = GEMMEpilogue()

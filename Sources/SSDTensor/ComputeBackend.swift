@@ -126,6 +126,11 @@ public protocol ComputeBackend: AnyObject, Sendable {
                              weight: Tensor, bias: Tensor?, padding: Int, residual: Tensor?) throws -> Tensor
     /// Layer norm over the last axis, affine.
     func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> Tensor
+    /// `layerNorm(x)` then `linear(·, weight: weights[i], bias: biases[i])` for each weight (diffusers
+    /// `BasicTransformerBlock`: `norm1` → `to_q`, `to_k`, `to_v`), fused where a backend can skip storing
+    /// the normalised rows. Default: composition.
+    func layerNormLinears(_ x: Tensor, normWeight: Tensor, normBias: Tensor, epsilon: Float,
+                          weights: [Tensor], biases: [Tensor?]) throws -> [Tensor]
     /// Softmax over the last axis. With `causal`, for the last two axes `[.., Nq, Nk]` entries with
     /// key index > query index get zero weight (CLIP's causal mask).
     func softmax(_ x: Tensor, causal: Bool) throws -> Tensor
@@ -208,6 +213,21 @@ extension ComputeBackend {
         let hidden = try slice(x, axis: axis, range: 0..<(last / 2))
         let gate = try slice(x, axis: axis, range: (last / 2)..<last)
         return try binary(hidden, activation(gate, .gelu), .multiply)
+    }
+
+    public func layerNormLinears(_ x: Tensor, normWeight: Tensor, normBias: Tensor, epsilon: Float,
+                                 weights: [Tensor], biases: [Tensor?]) throws -> [Tensor] {
+        try composedLayerNormLinears(x, normWeight: normWeight, normBias: normBias, epsilon: epsilon, weights: weights, biases: biases)
+    }
+
+    /// `layerNormLinears` as `layerNorm` then `linear`s (its default; for backends that fuse only some cases).
+    public func composedLayerNormLinears(_ x: Tensor, normWeight: Tensor, normBias: Tensor, epsilon: Float,
+                                         weights: [Tensor], biases: [Tensor?]) throws -> [Tensor] {
+        guard weights.count == biases.count else {
+            throw TensorError.invalidArgument(op: "layerNormLinears", message: "\(weights.count) weights but \(biases.count) biases")
+        }
+        let normed = try layerNorm(x, weight: normWeight, bias: normBias, epsilon: epsilon)
+        return try zip(weights, biases).map { try linear(normed, weight: $0, bias: $1, residual: nil) }
     }
 
     public func gegluLinear(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor?) throws -> Tensor {

@@ -139,6 +139,45 @@ import SSDTensor
         }
     }
 
+    /// `layerNormLinears` (rows normalised straight into the AMX kernel's bf16 rows, once for all
+    /// weights) gives what `layerNorm` then `linear`s give, on every level, one and two threads.
+    @Test func layerNormLinearsMatchComposition() throws {
+        defer { CPUBackend.resetInstructionSet() }
+        var seen = Set<String>()
+        for isa in ["portable", "avx512-bf16", "amx-bf16"] {
+            let used = CPUBackend.setInstructionSet(isa)
+            guard seen.insert(used).inserted else { continue }
+            for threads in [1, 2] {
+                let cpu = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true, threads: threads))
+                for (m, k, ns) in [(1, 40, [48]), (37, 64, [320, 64, 64]), (600, 100, [70, 640])] {
+                    let x = try input(cpu, [m, k], seed: 41, scale: 3)
+                    let gamma = try input(cpu, [k], seed: 42), beta = try input(cpu, [k], seed: 43)
+                    let ws = try ns.enumerated().map { try weight(cpu, [$1, k], seed: 44 + UInt64($0), role: .linear) }
+                    let bs = try ns.enumerated().map { $0 == 1 ? nil : try input(cpu, [$1], seed: 50 + UInt64($0)) }
+                    // Other suites switch the level process-wide: a few attempts (see gegluLinear's test).
+                    var same = false
+                    for _ in 0..<5 where !same {
+                        let fused = try cpu.layerNormLinears(x, normWeight: gamma, normBias: beta, epsilon: 1e-5, weights: ws, biases: bs)
+                        let normed = try cpu.layerNorm(x, weight: gamma, bias: beta, epsilon: 1e-5)
+                        let composed = try zip(ws, bs).map { try cpu.linear(normed, weight: $0, bias: $1, residual: nil) }
+                        same = try fused.map { try cpu.download($0) } == composed.map { try cpu.download($0) }
+                            && fused.map(\.shape) == composed.map(\.shape)
+                    }
+                    #expect(same, "\(used) \(threads) threads \(m)x\(k)x\(ns)")
+                }
+            }
+        }
+        let cpu = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true))
+        #expect(throws: TensorError.self) {
+            try cpu.layerNormLinears(input(cpu, [4, 8], seed: 1), normWeight: input(cpu, [8], seed: 2), normBias: input(cpu, [8], seed: 3),
+                                     epsilon: 1e-5, weights: [weight(cpu, [8, 8], seed: 4, role: .linear)], biases: [])
+        }
+        #expect(throws: TensorError.self) {
+            try cpu.layerNormLinears(input(cpu, [4, 8], seed: 1), normWeight: input(cpu, [8], seed: 2), normBias: input(cpu, [8], seed: 3),
+                                     epsilon: 1e-5, weights: [weight(cpu, [8, 6], seed: 4, role: .linear)], biases: [nil])
+        }
+    }
+
     /// `ssd_bf16gemm` on fp32 rows (the entry the generic task path takes when the level is not
     /// AMX at its check but is by the call) agrees across levels: the AMX variant converts the rows
     /// and runs the shared loop nest, with bias, residual and accumulation.

@@ -69,6 +69,16 @@ final class CountingBackend: ComputeBackend {
         let k = x.shape.last ?? 1, label = profilingShapes ? "linear \(x.count / max(k, 1))x\(weight.shape.first ?? 0)x\(k)" : "linear"
         return try timed(label, flops: f) { try inner.linear(x, weight: weight, bias: bias, residual: residual) }
     }
+    func layerNormLinears(_ x: Tensor, normWeight: Tensor, normBias: Tensor, epsilon: Float,
+                          weights: [Tensor], biases: [Tensor?]) throws -> [Tensor] {
+        let m = x.count / max(x.shape.last ?? 1, 1)
+        let f = weights.reduce(0) { $0 + 2 * x.count * ($1.shape.first ?? 0) }
+        add(f)
+        let label = profilingShapes ? "layerNorm+linear ×\(weights.count) \(m)x\(weights.first?.shape.first ?? 0)x\(x.shape.last ?? 0)" : "layerNorm+linear"
+        return try timed(label, flops: f) {
+            try inner.layerNormLinears(x, normWeight: normWeight, normBias: normBias, epsilon: epsilon, weights: weights, biases: biases)
+        }
+    }
     func gegluLinear(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor?) throws -> Tensor {
         let f = x.count / 2 * 2 * (weight.shape.first ?? 0)
         add(f)

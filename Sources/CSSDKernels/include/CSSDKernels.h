@@ -72,6 +72,10 @@ void *ssd_thread_scratch(int slot, size_t bytes);
 int ssd_amx_active(void);
 /* dst[r·ld + j] = bf16(rows[r][j]) (RNE) for j < len, 0 for len ≤ j < padded; r < m. */
 void ssd_rows_to_bf16(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld);
+/* Layer norm of rows of x (`[rows, n]`) straight to bf16 rows: ssd_layer_norm_row then
+ * ssd_rows_to_bf16 (zeros from n to padded), bit for bit. */
+void ssd_layer_norm_to_bf16(const float *x, long rows, long n, const float *gamma, const float *beta, float eps,
+                            long padded, uint16_t *dst, long ld);
 /* dst[r·ld + j] = bf16(h·GELU(g)) (RNE) for j < n with h, g the two halves of row r of x
  * (`[rows, 2n]`), 0 for n ≤ j < padded: ssd_geglu then ssd_rows_to_bf16, bit for bit. */
 void ssd_geglu_to_bf16(const float *x, long rows, long n, long padded, uint16_t *dst, long ld);

@@ -48,12 +48,25 @@ struct Attention: Sendable {
         return try toOut(attended, b, residual: residual)
     }
 
-    /// Cross-attention on `context`'s text states, with this layer's keys and values taken from
-    /// `context.cached` when they were computed ahead (`UNetTextConditioning`), else projected here.
-    func callAsFunction(_ x: Tensor, crossAttention context: CrossAttentionContext, residual: Tensor?,
-                        _ b: any ComputeBackend) throws -> Tensor {
+    /// Self-attention of `norm(x)` (a `BasicTransformerBlock`'s `norm1` → `attn1`): the three
+    /// projections of the normalised rows in one `layerNormLinears`, then `to_out(…) + residual`.
+    func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm, residual: Tensor?, _ b: any ComputeBackend) throws -> Tensor {
+        let qkv = try b.layerNormLinears(x, normWeight: norm.weight, normBias: norm.bias, epsilon: norm.epsilon,
+                                         weights: [toQ.weight, toK.weight, toV.weight], biases: [toQ.bias, toK.bias, toV.bias])
+        let attended = try b.attention(query: qkv[0], key: qkv[1], value: qkv[2], heads: heads, scale: scale,
+                                       causal: false, component: component)
+        return try toOut(attended, b, residual: residual)
+    }
+
+    /// Cross-attention of `norm(x)` on `context`'s text states (`norm2` → `attn2`), with this layer's
+    /// keys and values taken from `context.cached` when they were computed ahead
+    /// (`UNetTextConditioning`), else projected here.
+    func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm, crossAttention context: CrossAttentionContext,
+                        residual: Tensor?, _ b: any ComputeBackend) throws -> Tensor {
         let kv = try context.cached[name] ?? keysValues(context.states, b)
-        let attended = try b.attention(query: toQ(x, b), key: kv.key, value: kv.value, heads: heads, scale: scale,
+        let q = try b.layerNormLinears(x, normWeight: norm.weight, normBias: norm.bias, epsilon: norm.epsilon,
+                                       weights: [toQ.weight], biases: [toQ.bias])[0]
+        let attended = try b.attention(query: q, key: kv.key, value: kv.value, heads: heads, scale: scale,
                                        causal: false, component: component)
         return try toOut(attended, b, residual: residual)
     }

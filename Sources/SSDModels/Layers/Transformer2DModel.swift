@@ -65,9 +65,9 @@ struct BasicTransformerBlock: Sendable {
     }
 
     func callAsFunction(_ x: Tensor, context: CrossAttentionContext, _ b: any ComputeBackend) throws -> Tensor {
-        var h = try attn1(norm1(x, b), residual: x, b)
-        h = try attn2(norm2(h, b), crossAttention: context, residual: h, b)
-        return try feedForward(norm3(h, b), residual: h, b)
+        var h = try attn1(x, normalizedBy: norm1, residual: x, b)
+        h = try attn2(h, normalizedBy: norm2, crossAttention: context, residual: h, b)
+        return try feedForward(h, normalizedBy: norm3, residual: h, b)
     }
 }
 
@@ -83,7 +83,10 @@ struct FeedForward: Sendable {
         output = try Linear(scope("net.2"), in: inner, out: dim)
     }
 
-    func callAsFunction(_ x: Tensor, residual: Tensor?, _ b: any ComputeBackend) throws -> Tensor {
-        try b.gegluLinear(projection(x, b), weight: output.weight, bias: output.bias, residual: residual)
+    /// `net.2(GEGLU(net.0.proj(norm(x)))) + residual`.
+    func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm, residual: Tensor?, _ b: any ComputeBackend) throws -> Tensor {
+        let projected = try b.layerNormLinears(x, normWeight: norm.weight, normBias: norm.bias, epsilon: norm.epsilon,
+                                               weights: [projection.weight], biases: [projection.bias])[0]
+        return try b.gegluLinear(projected, weight: output.weight, bias: output.bias, residual: residual)
     }
 }
