@@ -156,6 +156,7 @@ func runUNetBenchmark(_ args: Arguments) throws {
                 let flops = backend.flops
                 backend.reset()
                 var seconds = try timeBest(minRuns: 1, budget: 0) { try iteration() }
+                print("\(name) batch \(b): \(fmt(seconds, 3)) s/it this pass")
                 printProfile(backend, "\(name) UNet iteration, batch \(b)", seconds)
                 var vaeSeconds: Double? = nil
                 if let vae {
