@@ -68,6 +68,10 @@ struct UNetResult: Codable {
     var memoryPeakBytes: Int
     var torchSecondsPerIteration: Double?
     var torchVAEDecodeSeconds: Double?
+    /// With `--repeat`: our time over diffusers' within each repeat (the two passes closest in
+    /// time), and their median.
+    var pairedRatios: [Double]?
+    var pairedRatioMedian: Double?
 }
 
 
@@ -88,6 +92,8 @@ func runUNetBenchmark(_ args: Arguments) throws {
     let torchDTypes = (withVAE || backends.contains { $0 != "cpu-bf16" } ? ["fp32"] : []) + (backends.contains("cpu-bf16") ? ["bf16"] : [])
     var torch: [String: [String: Double]] = [:]  // dtype → batch → seconds (best over the repeats)
     var torchVAE: [String: Double] = [:]
+    var torchPasses: [String: [String: [Double]]] = [:]  // dtype → batch → seconds of each repeat
+    var ourPasses: [String: [Double]] = [:]  // "backend batch" → seconds of each repeat
     var torchLine = ""
     var results: [UNetResult] = []
     let lat = size / 8
@@ -104,7 +110,10 @@ func runUNetBenchmark(_ args: Arguments) throws {
                 let report = try runDiffusersBench(pyArgs)
                 torchLine = report.versionLine
                 for (k, v) in report.batches {
-                    if let t = v["seconds"] as? Double { torch[dtype, default: [:]][k] = min(t, torch[dtype]?[k] ?? .infinity) }
+                    if let t = v["seconds"] as? Double {
+                        torch[dtype, default: [:]][k] = min(t, torch[dtype]?[k] ?? .infinity)
+                        torchPasses[dtype, default: [:]][k, default: []].append(t)
+                    }
                     if let vs = v["vae_decode_seconds"] as? Double { torchVAE[k] = min(vs, torchVAE[k] ?? .infinity) }
                 }
                 if let idle = report.object["memory_idle_bytes"] as? Int, let pk = report.object["memory_peak_bytes"] as? Int {
@@ -157,6 +166,7 @@ func runUNetBenchmark(_ args: Arguments) throws {
                 backend.reset()
                 var seconds = try timeBest(minRuns: 1, budget: 0) { try iteration() }
                 print("\(name) batch \(b): \(fmt(seconds, 3)) s/it this pass")
+                ourPasses["\(name) \(b)", default: []].append(seconds)
                 printProfile(backend, "\(name) UNet iteration, batch \(b)", seconds)
                 var vaeSeconds: Double? = nil
                 if let vae {
@@ -184,6 +194,15 @@ func runUNetBenchmark(_ args: Arguments) throws {
         let bf16 = results[i].backend == "cpu-bf16", b = String(results[i].batch)
         results[i].torchSecondsPerIteration = torch[bf16 ? "bf16" : "fp32"]?[b]
         results[i].torchVAEDecodeSeconds = torchVAE[b]
+        if let theirs = torchPasses[bf16 ? "bf16" : "fp32"]?[b], let ours = ourPasses["\(results[i].backend) \(b)"],
+           ours.count > 1, ours.count == theirs.count {
+            let ratios = zip(ours, theirs).map { $0 / $1 }
+            let sorted = ratios.sorted()
+            let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+            results[i].pairedRatios = ratios
+            results[i].pairedRatioMedian = median
+            print("\(results[i].backend) batch \(b): × diffusers per repeat \(ratios.map { fmt($0, 2) }.joined(separator: ", ")); median \(fmt(median, 2))")
+        }
     }
     printTable(["backend", "batch", "s/it", "it/s", "GFLOP", "GFLOP/s", "% peak", "VAE s", "idle GB", "peak GB", "× diffusers", "VAE × diffusers"],
                results.map { r in
