@@ -128,23 +128,6 @@ SSD_AMX static inline void acc_end(const ssd_gemm_args *g, float *acc, long accS
     }
 }
 
-/* Software prefetch into L2 of share `part` of `parts` of B's column slices [s0, s1) over depth
- * [k0, k0 + kb): inside the UNet every weight comes from memory once per call. One core, B cold
- * (a new weight copy per call), interleaved with the kernel without it: +9–25 % (128 × 1280 × 1280,
- * 256 × 640 × 640, 256 × 320 × 1280) while the machine was slow (0.25–0.35 TFLOP/s), −2 … +2 % while
- * it was fast (0.65–1.1 TFLOP/s). */
-SSD_AMX static inline void prefetch_b(const ssd_gemm_args *g, long s0, long s1, long k0, long kb, long part, long parts) {
-    long pairs = kb / 2, total = (s1 - s0) * pairs;
-    long f0 = total * part / parts, f1 = total * (part + 1) / parts;
-    for (long f = f0; f < f1; f++) {
-        long col = (s0 + f / pairs) * 32, pp = f % pairs;
-        const char *line = (const char *)((const uint16_t *)g->b + (col / SSD_NR) * g->b_panel_stride + (col % SSD_NR) * 2 +
-                                          k0 * SSD_NR) + pp * SSD_NR * 4;
-        _mm_prefetch(line, _MM_HINT_T1);
-        _mm_prefetch(line + 64, _MM_HINT_T1);
-    }
-}
-
 /* C[m × n] (+)= alpha · A[m × k] · B + … with A's rows as `A` says (k a multiple of 32; rows up to
  * round_up(m, 32) readable). Each 32 × 32 block of C lives in the four accumulator tiles over one
  * depth pass and its partial sums in C itself between passes (in a side buffer for edge blocks).
@@ -155,7 +138,7 @@ SSD_AMX static inline void prefetch_b(const ssd_gemm_args *g, long s0, long s1, 
  *
  * Blocking (measured on one Sapphire/Emerald Rapids core, where the tile loop itself runs at the
  * TMUL's peak with its operands in L1, so the blocking decides where A and B come from):
- * - more than 256 rows: columns in groups of 16 slices (512 columns) outermost, so that a group's
+ * - more than 256 rows, or a depth of at most 256: columns in groups of 16 slices (512 columns) outermost, so that a group's
  *   partial sums stay in L2 between passes; depth passes of at most 640, so that the 32 rows × pass
  *   of A one row slice multiplies (40 KB) stay in L1 while the group's slices of B stream past them
  *   with the streaming hint, which keeps them from evicting A. 1024 × 320 × 640: 1.0 → 1.35 TFLOP/s,
@@ -171,7 +154,9 @@ SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g) {
     const uint16_t *b = (const uint16_t *)g->b;
     long ldc4 = g->ldc * 4, k = g->k;
     long rslices = (g->m + 31) / 32, cslices = (g->n + 31) / 32;
-    int tall = rslices > 8;
+    /* Shallow products (attention's Q·Kᵀ, depth 64, and P·V, depth 256) also take the tall order:
+     * one core, operands in cache, 64 × 64 × 256: 1.12–1.22 → 1.51 TFLOP/s, 64 × 256 × 64: +3–10 %. */
+    int tall = rslices > 8 || k <= 256;
     long group = tall ? 16 : cslices, kmax = tall ? 640 : 2048;
     int plain = g->alpha == 1.0f && !g->bias && !g->residual;
     long kc = (g->accumulate && !plain) || k <= kmax ? k : kmax;
@@ -202,14 +187,6 @@ SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g) {
                     float *acc = full ? g->c + i0 * g->ldc + col : edge + (rows < 32 ? cs : cslices + rs) * 1024;
                     long accStride = full ? ldc4 : 128;
                     const uint16_t *b0 = b + (col / SSD_NR) * g->b_panel_stride + (col % SSD_NR) * 2 + k0 * SSD_NR;
-                    /* Up to 256 rows, the B this loop reads next: the next column slice of this
-                     * pass (or the first of the next pass), spread over the row slices. (The same
-                     * for the tall order's next pass measured 1–4 % slower.) */
-                    if (!tall && cs + 1 < cgEnd) {
-                        prefetch_b(g, cs + 1, cs + 2, k0, kb, q, inner);
-                    } else if (!tall && k0 + kb < k) {
-                        prefetch_b(g, cg, cg + 1, k0 + kb, kc < k - k0 - kb ? kc : k - k0 - kb, q, inner);
-                    }
                     acc_begin(acc, accStride, first && !(full && plain && g->accumulate));
                     for (long kk = k0; kk < k0 + kb;) {
                         long run0, run1;  /* equal: both tiles share the segment boundaries */
