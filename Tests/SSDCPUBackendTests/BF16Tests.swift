@@ -102,32 +102,39 @@ import SSDTensor
         }
     }
 
-    /// `gegluLinear` (GEGLU made straight into the AMX kernel's bf16 rows) gives what `linear(geglu(x))`
-    /// gives, on every level, one and two threads, edge sizes, with bias and residual.
-    @Test func gegluLinearMatchesComposition() throws {
+    /// Runs `body` at each bf16 level this machine has (portable, avx512-bf16, amx-bf16) with one and
+    /// two threads, then restores the detected level.
+    private func forEachBF16Level(_ body: (String, Int, CPUBackend) throws -> Void) throws {
         defer { CPUBackend.resetInstructionSet() }
         var seen = Set<String>()
         for isa in ["portable", "avx512-bf16", "amx-bf16"] {
             let used = CPUBackend.setInstructionSet(isa)
             guard seen.insert(used).inserted else { continue }
             for threads in [1, 2] {
-                let cpu = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true, threads: threads))
-                for (m, k, n) in [(1, 40, 48), (37, 64, 320), (300, 320, 70), (600, 100, 640)] {
-                    let x = try input(cpu, [m, 2 * k], seed: 31, scale: 3)
-                    let w = try weight(cpu, [n, k], seed: 32, role: .linear)
-                    let bias = try input(cpu, [n], seed: 33), residual = try input(cpu, [m, n], seed: 34)
-                    // Other suites switch the level process-wide while this runs: a pair computed across
-                    // a switch may differ by rounding, so a few attempts are allowed (a real fault
-                    // differs every time).
-                    var same = false, error = 0.0
-                    for _ in 0..<5 where !same {
-                        let fused = try cpu.download(cpu.gegluLinear(x, weight: w, bias: bias, residual: residual))
-                        let composed = try cpu.download(cpu.linear(cpu.geglu(x), weight: w, bias: bias, residual: residual))
-                        same = fused == composed
-                        error = relativeError(fused, composed)
-                    }
-                    #expect(same, "\(used) \(threads) threads \(m)x\(k)x\(n): \(error)")
+                try body(used, threads, CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true, threads: threads)))
+            }
+        }
+    }
+
+    /// `gegluLinear` (GEGLU made straight into the AMX kernel's bf16 rows) gives what `linear(geglu(x))`
+    /// gives, on every level, one and two threads, edge sizes, with bias and residual.
+    @Test func gegluLinearMatchesComposition() throws {
+        try forEachBF16Level { used, threads, cpu in
+            for (m, k, n) in [(1, 40, 48), (37, 64, 320), (300, 320, 70), (600, 100, 640)] {
+                let x = try input(cpu, [m, 2 * k], seed: 31, scale: 3)
+                let w = try weight(cpu, [n, k], seed: 32, role: .linear)
+                let bias = try input(cpu, [n], seed: 33), residual = try input(cpu, [m, n], seed: 34)
+                // Other suites switch the level process-wide while this runs: a pair computed across
+                // a switch may differ by rounding, so a few attempts are allowed (a real fault
+                // differs every time).
+                var same = false, error = 0.0
+                for _ in 0..<5 where !same {
+                    let fused = try cpu.download(cpu.gegluLinear(x, weight: w, bias: bias, residual: residual))
+                    let composed = try cpu.download(cpu.linear(cpu.geglu(x), weight: w, bias: bias, residual: residual))
+                    same = fused == composed
+                    error = relativeError(fused, composed)
                 }
+                #expect(same, "\(used) \(threads) threads \(m)x\(k)x\(n): \(error)")
             }
         }
         let cpu = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true))
@@ -142,29 +149,22 @@ import SSDTensor
     /// `layerNormLinears` (rows normalised straight into the AMX kernel's bf16 rows, once for all
     /// weights) gives what `layerNorm` then `linear`s give, on every level, one and two threads.
     @Test func layerNormLinearsMatchComposition() throws {
-        defer { CPUBackend.resetInstructionSet() }
-        var seen = Set<String>()
-        for isa in ["portable", "avx512-bf16", "amx-bf16"] {
-            let used = CPUBackend.setInstructionSet(isa)
-            guard seen.insert(used).inserted else { continue }
-            for threads in [1, 2] {
-                let cpu = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true, threads: threads))
-                for (m, k, ns) in [(1, 40, [48]), (37, 64, [320, 64, 64]), (600, 100, [70, 640])] {
-                    let x = try input(cpu, [m, k], seed: 41, scale: 3)
-                    let gamma = try input(cpu, [k], seed: 42), beta = try input(cpu, [k], seed: 43)
-                    let ws = try ns.enumerated().map { try weight(cpu, [$1, k], seed: 44 + UInt64($0), role: .linear) }
-                    let bs = try ns.enumerated().map { $0 == 1 ? nil : try input(cpu, [$1], seed: 50 + UInt64($0)) }
-                    // Other suites switch the level process-wide: a few attempts (see gegluLinear's test).
-                    var same = false
-                    for _ in 0..<5 where !same {
-                        let fused = try cpu.layerNormLinears(x, normWeight: gamma, normBias: beta, epsilon: 1e-5, weights: ws, biases: bs)
-                        let normed = try cpu.layerNorm(x, weight: gamma, bias: beta, epsilon: 1e-5)
-                        let composed = try zip(ws, bs).map { try cpu.linear(normed, weight: $0, bias: $1, residual: nil) }
-                        same = try fused.map { try cpu.download($0) } == composed.map { try cpu.download($0) }
-                            && fused.map(\.shape) == composed.map(\.shape)
-                    }
-                    #expect(same, "\(used) \(threads) threads \(m)x\(k)x\(ns)")
+        try forEachBF16Level { used, threads, cpu in
+            for (m, k, ns) in [(1, 40, [48]), (37, 64, [320, 64, 64]), (600, 100, [70, 640])] {
+                let x = try input(cpu, [m, k], seed: 41, scale: 3)
+                let gamma = try input(cpu, [k], seed: 42), beta = try input(cpu, [k], seed: 43)
+                let ws = try ns.enumerated().map { try weight(cpu, [$1, k], seed: 44 + UInt64($0), role: .linear) }
+                let bs = try ns.enumerated().map { $0 == 1 ? nil : try input(cpu, [$1], seed: 50 + UInt64($0)) }
+                // Other suites switch the level process-wide: a few attempts (see gegluLinear's test).
+                var same = false
+                for _ in 0..<5 where !same {
+                    let fused = try cpu.layerNormLinears(x, normWeight: gamma, normBias: beta, epsilon: 1e-5, weights: ws, biases: bs)
+                    let normed = try cpu.layerNorm(x, weight: gamma, bias: beta, epsilon: 1e-5)
+                    let composed = try zip(ws, bs).map { try cpu.linear(normed, weight: $0, bias: $1, residual: nil) }
+                    same = try fused.map { try cpu.download($0) } == composed.map { try cpu.download($0) }
+                        && fused.map(\.shape) == composed.map(\.shape)
                 }
+                #expect(same, "\(used) \(threads) threads \(m)x\(k)x\(ns)")
             }
         }
         let cpu = try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true))
