@@ -101,7 +101,7 @@ extension CPUBackend {
 
     /// `m` bf16 rows for `w` filled in parallel chunks by `fill(r0, r1, rowR0, ld)`.
     func sharedBF16Rows(m: Int, _ w: PackedWeight,
-                                fill: (Int, Int, UnsafeMutablePointer<UInt16>, Int) -> Void) -> SharedBF16Rows {
+                        fill: (Int, Int, UnsafeMutablePointer<UInt16>, Int) -> Void) -> SharedBF16Rows {
         let ld = Self.amxRowStride(depth: w.depth)
         // The kernel reads rows up to a multiple of 32 past the first row of each call.
         let bytes = ((m + 31) / 32 * 32 + 32) * ld * 2

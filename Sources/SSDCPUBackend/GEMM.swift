@@ -119,7 +119,8 @@ extension CPUBackend {
     }
 
     /// `C = alpha · A · W + bias + residual` with C rows placed by `output`.
-    /// `preconverted`: the rows already in bf16 for the AMX kernel (`convertSharedGEGLU`); `a` is then unused.
+    /// `preconverted`: the rows already in bf16 for the AMX kernel (`layerNormLinears`, `gegluLinear`);
+    /// `a` is then unused and the caller releases them.
     func gemm(rows a: GEMMRows, m: Int, weight w: PackedWeight, output: GEMMOutput, epilogue: GEMMEpilogue,
               preconverted: SharedBF16Rows? = nil) {
         if m == 0 || w.n == 0 { return }
