@@ -2,6 +2,9 @@
 the guidance-doubled batch + Euler step, at batch sizes B, on the same random-weight model folder.
 
     /work/venv/bin/python Benchmarks/diffusers_bench.py --model DIR --size 512 --batch 1,4 [--dtype fp32|bf16] [--vae]
+    /work/venv/bin/python Benchmarks/diffusers_bench.py --model DIR --size 512 --batch 1 --dtype bf16 --serve
+        (one batch size; after loading and a warm-up prints {"ready": …}, then times one iteration per
+        `run` line read from stdin and prints {"seconds": …}: `ssd-bench unet --interleave N`)
     /work/venv/bin/python Benchmarks/diffusers_bench.py --model DIR --size 1024 --vae-only   (VAE decode only, fp32)
     /work/venv/bin/python Benchmarks/diffusers_bench.py --model DIR --size 512 --batch 1,4,8,16 --pipeline --steps 3
         (whole StableDiffusionXLPipeline generations: `ssd-bench pipeline`'s counterpart)
@@ -72,6 +75,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--vae", action="store_true", help="also time one VAE decode per batch size")
+    ap.add_argument("--serve", action="store_true", help="time one iteration per `run` line on stdin (one batch size)")
     ap.add_argument("--vae-only", action="store_true", help="only the VAE decode (fp32), with the RSS it adds")
     ap.add_argument("--latents", help="--vae-only: raw float32 NCHW latents to decode (else seeded noise)")
     ap.add_argument("--save-image", help="--vae-only: write the decoded image here (raw float32 NCHW)")
@@ -118,6 +122,8 @@ def main():
             sched._step_index = 0
             return sched.step(guided, t, sample).prev_sample
 
+        if a.serve:
+            return serve(iteration, result)
         with torch.inference_mode():
             iteration()  # warm-up
             times = []
@@ -140,6 +146,23 @@ def main():
         print(f"batch {b}: {entry['seconds']:.3f} s/it ({entry['gflops_per_s']:.1f} GFLOP/s)", flush=True)
     result["memory_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(result))
+
+
+def serve(iteration, result):
+    """`--serve`: after a warm-up, one timed iteration per `run` line on stdin, each answered with
+    {"seconds": …} on stdout, so that the caller can alternate its own iterations with these in the
+    same seconds (this shared machine's speed changes from one stretch of seconds to the next)."""
+    import sys
+
+    with torch.inference_mode():
+        iteration()  # warm-up
+        print(json.dumps({"ready": True, **result}), flush=True)
+        for line in sys.stdin:
+            if line.strip() != "run":
+                break
+            t0 = time.perf_counter()
+            iteration()
+            print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
 
 
 def reset_peak_rss():

@@ -100,9 +100,8 @@ func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)
 
 /// Runs a Python script with /work/venv (or $SSD_PYTHON) and returns its stdout.
 func runPython(_ script: String, _ args: [String]) throws -> String {
-    let python = ProcessInfo.processInfo.environment["SSD_PYTHON"] ?? "/work/venv/bin/python"
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: python)
+    p.executableURL = URL(fileURLWithPath: pythonExecutable)
     p.arguments = [script] + args
     let out = Pipe()
     p.standardOutput = out
@@ -130,6 +129,9 @@ func runDiffusersBench(_ args: [String]) throws -> DiffusersReport {
     guard let object else { throw BenchError.failed("diffusers_bench.py printed no JSON report") }
     return DiffusersReport(versionLine: lines.first.map(String.init) ?? "", object: object)
 }
+
+/// The Python with torch and diffusers: `SSD_PYTHON`, else /work/venv/bin/python.
+let pythonExecutable = ProcessInfo.processInfo.environment["SSD_PYTHON"] ?? "/work/venv/bin/python"
 
 /// The Benchmarks/ folder (next to this source tree).
 let benchmarksDirectory: String = {

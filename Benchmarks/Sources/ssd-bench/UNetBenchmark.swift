@@ -19,6 +19,13 @@ func residentMemory() -> (current: Int, peak: Int) {
     return (current, peak)
 }
 
+/// Minor page faults and CPU seconds spent in the kernel by this process so far.
+func processUsage() -> (minorFaults: Int, systemSeconds: Double) {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return (Int(usage.ru_minflt), Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6)
+}
+
 /// Prints the per-op profile of the last `runs` runs (default: warm-up + timed) when profiling.
 func printProfile(_ backend: CountingBackend, _ title: String, _ seconds: Double, runs: Int = 2) {
     guard backend.profiling else { return }
@@ -54,6 +61,46 @@ func makeBackend(_ name: String, threads: Int) throws -> any ComputeBackend {
     return try CPUBackend(options: o)
 }
 
+/// One denoising iteration as `ssd-bench unet` times it (the UNet on the guidance-doubled batch
+/// with random latents, text states and pooled embeddings, guidance, one Euler step), and what
+/// preparing the cross-attention keys and values once per generation took (nil with `perCallKV`).
+func makeUNetIteration(unet: UNet2DConditionModel, backend: any ComputeBackend, schedulerConfig: SchedulerConfiguration,
+                       size: Int, batch b: Int, perCallKV: Bool) throws -> (() throws -> Void, String?) {
+    let lat = size / 8
+    var scheduler = try EulerScheduler(configuration: schedulerConfig)
+    try scheduler.setTimesteps(4, strength: nil)
+    let latents = randomFloats(b * lat * lat * 4, seed: 1)
+    let ctx = try backend.upload(randomFloats(2 * b * 77 * 2048, seed: 2), shape: [2 * b, 77, 2048])
+    let pooled = try backend.upload(randomFloats(2 * b * 1280, seed: 3), shape: [2 * b, 1280])
+    let fs = Float(size)
+    let oneRow: [Float] = [fs, fs, 0, 0, fs, fs]
+    let timeIDs: [Float] = Array((0..<(2 * b)).map { _ in oneRow }.joined())
+    let t = Float(scheduler.timesteps[0])
+    // As the pipeline does: the cross-attention keys and values projected once per generation
+    // (timed apart), unless per call.
+    var conditioning: UNetTextConditioning? = nil
+    var line: String? = nil
+    if !perCallKV {
+        let prep = try timeBest(minRuns: 1, budget: 0) { conditioning = try unet.textConditioning(encoderHiddenStates: ctx) }
+        line = "text conditioning \(fmt(prep, 3)) s once per generation " +
+            "(\(conditioning?.cachedLayerCount ?? 0) layers' keys and values, \(fmt(Double(conditioning?.cachedBytes ?? 0) / 1e6, 1)) MB)"
+    }
+    let fixedScheduler = scheduler, fixedConditioning = conditioning
+    func iteration() throws {
+        var s = fixedScheduler
+        let scaled = try s.scaleModelInput(latents, timestepIndex: 0)
+        let x = try backend.upload(scaled + scaled, shape: [2 * b, lat, lat, 4])
+        let output = try fixedConditioning.map { try unet(sample: x, timesteps: [t], conditioning: $0, textEmbeds: pooled, timeIDs: timeIDs) }
+            ?? unet(sample: x, timesteps: [t], encoderHiddenStates: ctx, textEmbeds: pooled, timeIDs: timeIDs)
+        let eps = try backend.download(output)
+        let n = eps.count / 2
+        var guided = [Float](repeating: 0, count: n)
+        for i in 0..<n { guided[i] = eps[i] + 5 * (eps[n + i] - eps[i]) }
+        _ = try s.step(modelOutput: guided, sample: latents)
+    }
+    return (iteration, line)
+}
+
 /// One row of the UNet table.
 struct UNetResult: Codable {
     var backend: String
@@ -80,6 +127,7 @@ struct UNetResult: Codable {
 /// per backend and batch; `--torch` runs Benchmarks/diffusers_bench.py on the same folder and
 /// prints the ratios; `--repeat N` alternates the two sides N times and keeps each one's best.
 func runUNetBenchmark(_ args: Arguments) throws {
+    if let rounds = args.values["interleave"].flatMap(Int.init) { return try runInterleavedUNet(args, rounds: rounds) }
     guard let model = args.values["model"] else { throw BenchError.failed("unet: --model DIR is required") }
     let size = args.int("size", 512), batches = args.ints("batch", [1])
     let threads = args.int("threads", Parallel.threadCount)
@@ -130,42 +178,20 @@ func runUNetBenchmark(_ args: Arguments) throws {
             let idle = residentMemory().current
             let schedulerConfig = try SchedulerConfiguration(contentsOf: model + "/scheduler/scheduler_config.json")
             for b in batches {
-                var scheduler = try EulerScheduler(configuration: schedulerConfig)
-                try scheduler.setTimesteps(4, strength: nil)
-                let latents = randomFloats(b * lat * lat * 4, seed: 1)
-                let ctx = try backend.upload(randomFloats(2 * b * 77 * 2048, seed: 2), shape: [2 * b, 77, 2048])
-                let pooled = try backend.upload(randomFloats(2 * b * 1280, seed: 3), shape: [2 * b, 1280])
-                let fs = Float(size)
-                let oneRow: [Float] = [fs, fs, 0, 0, fs, fs]
-                let timeIDs: [Float] = Array((0..<(2 * b)).map { _ in oneRow }.joined())
-                let t = Float(scheduler.timesteps[0])
-                // As the pipeline does: the cross-attention keys and values projected once per
-                // generation (timed apart), unless --per-call-kv.
-                let perCallKV = args.flags.contains("per-call-kv")
-                var conditioning: UNetTextConditioning? = nil
-                if !perCallKV {
-                    let prep = try timeBest(minRuns: 1, budget: 0) { conditioning = try unet.textConditioning(encoderHiddenStates: ctx) }
-                    print("\(name) batch \(b): text conditioning \(fmt(prep, 3)) s once per generation " +
-                          "(\(conditioning?.cachedLayerCount ?? 0) layers' keys and values, \(fmt(Double(conditioning?.cachedBytes ?? 0) / 1e6, 1)) MB)")
-                }
-                func iteration() throws {
-                    var s = scheduler
-                    let scaled = try s.scaleModelInput(latents, timestepIndex: 0)
-                    let x = try backend.upload(scaled + scaled, shape: [2 * b, lat, lat, 4])
-                    let output = try conditioning.map { try unet(sample: x, timesteps: [t], conditioning: $0, textEmbeds: pooled, timeIDs: timeIDs) }
-                        ?? unet(sample: x, timesteps: [t], encoderHiddenStates: ctx, textEmbeds: pooled, timeIDs: timeIDs)
-                    let eps = try backend.download(output)
-                    let n = eps.count / 2
-                    var guided = [Float](repeating: 0, count: n)
-                    for i in 0..<n { guided[i] = eps[i] + 5 * (eps[n + i] - eps[i]) }
-                    _ = try s.step(modelOutput: guided, sample: latents)
-                }
+                let (iteration, conditioningLine) = try makeUNetIteration(unet: unet, backend: backend, schedulerConfig: schedulerConfig,
+                                                                          size: size, batch: b, perCallKV: args.flags.contains("per-call-kv"))
+                if let conditioningLine { print("\(name) batch \(b): \(conditioningLine)") }
                 backend.reset()
                 try iteration()
                 let flops = backend.flops
                 backend.reset()
+                let usageBefore = processUsage()
                 var seconds = try timeBest(minRuns: 1, budget: 0) { try iteration() }
-                print("\(name) batch \(b): \(fmt(seconds, 3)) s/it this pass")
+                let usageAfter = processUsage()
+                // Warm-up and timed run: two iterations between the two readings.
+                print("\(name) batch \(b): \(fmt(seconds, 3)) s/it this pass (per iteration: " +
+                      "\((usageAfter.minorFaults - usageBefore.minorFaults) / 2) page faults, " +
+                      "\(fmt((usageAfter.systemSeconds - usageBefore.systemSeconds) / 2, 3)) s in the kernel)")
                 ourPasses["\(name) \(b)", default: []].append(seconds)
                 printProfile(backend, "\(name) UNet iteration, batch \(b)", seconds)
                 var vaeSeconds: Double? = nil
