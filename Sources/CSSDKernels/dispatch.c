@@ -228,6 +228,12 @@ void ssd_online_softmax(float *s, long rows, long cols, long cols_padded, long l
 }
 void ssd_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, long ldS, float scale, float *m, float *l,
                              float *o, long ldo, long d, int causal, long q0, long k0, uint16_t *p, long ldp) {
+#if defined(__x86_64__)
+    if (active_level >= SSD_ISA_AVX512_BF16) {
+        ssd_online_softmax_bf16_native(s, rows, cols, cols_padded, ldS, scale, m, l, o, ldo, d, causal, q0, k0, p, ldp);
+        return;
+    }
+#endif
     math->online_softmax_bf16(s, rows, cols, cols_padded, ldS, scale, m, l, o, ldo, d, causal, q0, k0, p, ldp);
 }
 void ssd_layer_norm_row(const float *x, float *y, long n, const float *gamma, const float *beta, float eps) {

@@ -30,6 +30,9 @@ void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g)
 void ssd_bf16gemm_amx_tiles(const uint16_t *const *tiles, long segments, long seg_len, long astride, const ssd_gemm_args *g);
 void ssd_rows_to_bf16_avx512(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld);
 void ssd_geglu_to_bf16_avx512(const float *x, long rows, long n, long padded, uint16_t *dst, long ld);
+void ssd_online_softmax_bf16_native(float *s, long rows, long cols, long cols_padded, long ldS, float scale, float *m,
+                                    float *l, float *o, long ldo, long d, int causal, long q0, long k0, uint16_t *p,
+                                    long ldp);
 void ssd_uk_bf16_avx512(long kp, const uint32_t *a, const uint16_t *b, float *c, long ldc, int mr, int nr, const ssd_epilogue *e);
 void ssd_wino_input_f43_avx512(const float *src, long rs, long ch, long tiles, float *v, long vts, long vxs);
 void ssd_wino_weight_f43_avx512(const float *g, long cin, float *u, long uxs);
