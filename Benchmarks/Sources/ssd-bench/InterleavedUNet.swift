@@ -143,3 +143,39 @@ func quantile(_ values: [Double], _ q: Double) -> Double {
     let low = Int(position.rounded(.down)), high = min(sorted.count - 1, low + 1)
     return sorted[low] + (sorted[high] - sorted[low]) * (position - Double(low))
 }
+
+/// `ssd-bench unet --backend A,B,… --alternate N`: every backend's UNet loaded in this process, one
+/// iteration of each in turn (the order rotating) N times; prints each backend's time over the first
+/// one's within each round and the median: our own before/after at the precision this machine's
+/// swings allow (e.g. `cpu,cpu-direct`: Winograd on and off).
+func runAlternatingUNet(_ args: Arguments, rounds: Int) throws {
+    guard let model = args.values["model"] else { throw BenchError.failed("unet: --model DIR is required") }
+    let size = args.int("size", 512), b = args.ints("batch", [1]).first ?? 1
+    let threads = args.int("threads", Parallel.threadCount)
+    let names = args.string("backend", "cpu-bf16").split(separator: ",").map(String.init)
+    let schedulerConfig = try SchedulerConfiguration(contentsOf: model + "/scheduler/scheduler_config.json")
+    var iterations: [() throws -> Void] = []
+    for name in names {
+        let backend = try makeBackend(name, threads: threads)
+        let unet = try UNet2DConditionModel.load(componentDirectory: model + "/unet", backend: backend)
+        let (iteration, _) = try makeUNetIteration(unet: unet, backend: backend, schedulerConfig: schedulerConfig,
+                                                   size: size, batch: b, perCallKV: args.flags.contains("per-call-kv"))
+        try iteration()  // warm-up
+        iterations.append(iteration)
+    }
+    let clock = ContinuousClock()
+    var times = [[Double]](repeating: [], count: names.count)
+    for round in 0..<rounds {
+        for step in 0..<names.count {
+            let i = (step + round) % names.count
+            let d = try clock.measure(iterations[i])
+            times[i].append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+        }
+        print("round \(round + 1): " + names.indices.map { "\(names[$0]) \(fmt(times[$0][round], 3)) s" }.joined(separator: ", "))
+    }
+    printTable(["backend", "best s", "median s", "× \(names[0]) (median of rounds)", "quartiles"], names.indices.map { i in
+        let ratios = zip(times[i], times[0]).map { $0 / $1 }
+        return [names[i], fmt(times[i].min() ?? 0, 3), fmt(quantile(times[i], 0.5), 3), fmt(quantile(ratios, 0.5), 3),
+                "\(fmt(quantile(ratios, 0.25), 3))–\(fmt(quantile(ratios, 0.75), 3))"]
+    })
+}

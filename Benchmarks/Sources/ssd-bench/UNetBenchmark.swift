@@ -128,6 +128,7 @@ struct UNetResult: Codable {
 /// prints the ratios; `--repeat N` alternates the two sides N times and keeps each one's best.
 func runUNetBenchmark(_ args: Arguments) throws {
     if let rounds = args.values["interleave"].flatMap(Int.init) { return try runInterleavedUNet(args, rounds: rounds) }
+    if let rounds = args.values["alternate"].flatMap(Int.init) { return try runAlternatingUNet(args, rounds: rounds) }
     guard let model = args.values["model"] else { throw BenchError.failed("unet: --model DIR is required") }
     let size = args.int("size", 512), batches = args.ints("batch", [1])
     let threads = args.int("threads", Parallel.threadCount)
