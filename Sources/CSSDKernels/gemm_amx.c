@@ -81,32 +81,18 @@ SSD_AMX static inline void acc_begin(const float *acc, long accStride, int zero)
 }
 
 /* Adds A tiles a0/a1 (astride bytes between rows) × the B slice b0 over `kb` of depth; B's tiles
- * with the streaming hint (TILELOADDT1) when `stream` is set. */
-SSD_AMX static inline void acc_run(const uint16_t *a0, const uint16_t *a1, long astride, const uint16_t *b0, long kb,
-                                   int stream) {
+ * with the streaming hint (TILELOADDT1), so that they do not evict A's tiles from L1. */
+SSD_AMX static inline void acc_run(const uint16_t *a0, const uint16_t *a1, long astride, const uint16_t *b0, long kb) {
     const uint16_t *b1 = b0 + 32;
-    if (stream) {
-        for (long p = 0; p < kb; p += 32) {
-            _tile_loadd(4, a0 + p, astride);
-            _tile_stream_loadd(6, b0 + p * 64, 256);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_stream_loadd(7, b1 + p * 64, 256);
-            _tile_dpbf16ps(1, 4, 7);
-            _tile_loadd(5, a1 + p, astride);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
-        }
-    } else {
-        for (long p = 0; p < kb; p += 32) {
-            _tile_loadd(4, a0 + p, astride);
-            _tile_loadd(6, b0 + p * 64, 256);
-            _tile_loadd(7, b1 + p * 64, 256);
-            _tile_loadd(5, a1 + p, astride);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 4, 7);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
-        }
+    for (long p = 0; p < kb; p += 32) {
+        _tile_loadd(4, a0 + p, astride);
+        _tile_stream_loadd(6, b0 + p * 64, 256);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_stream_loadd(7, b1 + p * 64, 256);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a1 + p, astride);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
     }
 }
 
@@ -128,23 +114,6 @@ SSD_AMX static inline void acc_end(const ssd_gemm_args *g, float *acc, long accS
     }
 }
 
-/* Software prefetch into L2 of share `part` of `parts` of B's column slices [s0, s1) over depth
- * [k0, k0 + kb): inside the UNet every weight comes from memory once per call. One core, B cold
- * (a new weight copy per call), interleaved with the kernel without it: 0.92–1.29 × (geometric mean
- * ≈ 1.04; +9–25 % while the machine was slow); with B in cache it costs 3–8 % on these shapes and
- * more on shallow ones, which therefore take the tall order (no prefetch). */
-SSD_AMX static inline void prefetch_b(const ssd_gemm_args *g, long s0, long s1, long k0, long kb, long part, long parts) {
-    long pairs = kb / 2, total = (s1 - s0) * pairs;
-    long f0 = total * part / parts, f1 = total * (part + 1) / parts;
-    for (long f = f0; f < f1; f++) {
-        long col = (s0 + f / pairs) * 32, pp = f % pairs;
-        const char *line = (const char *)((const uint16_t *)g->b + (col / SSD_NR) * g->b_panel_stride + (col % SSD_NR) * 2 +
-                                          k0 * SSD_NR) + pp * SSD_NR * 4;
-        _mm_prefetch(line, _MM_HINT_T1);
-        _mm_prefetch(line + 64, _MM_HINT_T1);
-    }
-}
-
 /* C[m × n] (+)= alpha · A[m × k] · B + … with A's rows as `A` says (k a multiple of 32; rows up to
  * round_up(m, 32) readable). Each 32 × 32 block of C lives in the four accumulator tiles over one
  * depth pass and its partial sums in C itself between passes (in a side buffer for edge blocks).
@@ -153,15 +122,17 @@ SSD_AMX static inline void prefetch_b(const ssd_gemm_args *g, long s0, long s1, 
  * pass, and an accumulating GEMM takes the whole depth in one pass. Since partial sums go through C,
  * neither A nor the residual may alias C.
  *
- * Blocking (measured on one Sapphire/Emerald Rapids core, where the tile loop itself runs at the
- * TMUL's peak with its operands in L1, so the blocking decides where A and B come from):
- * - more than 256 rows, or a depth of at most 256: columns in groups of 16 slices (512 columns) outermost, so that a group's
- *   partial sums stay in L2 between passes; depth passes of at most 640, so that the 32 rows × pass
- *   of A one row slice multiplies (40 KB) stay in L1 while the group's slices of B stream past them
- *   with the streaming hint, which keeps them from evicting A. 1024 × 320 × 640: 1.0 → 1.35 TFLOP/s,
- *   1024 × 320 × 2880 (a convolution's block): 0.55 → 1.1, 512 × 320 × 2560: 0.9 → 1.15;
- * - up to 256 rows (the rows of A fit L2 whole): passes of up to 2048, column slices outer and row
- *   slices inner, plain loads (the order above measured 5–30 % slower there). */
+ * Blocking (measured on one core of this Xeon, where the tile loop itself runs at the TMUL's peak
+ * with its operands in L1, so the blocking decides where A and B come from): columns in groups of
+ * 16 slices (512 columns) outermost, so that a group's partial sums stay in L2 between passes;
+ * depth passes of at most 640, so that the 32 rows × pass of A one row slice multiplies (40 KB)
+ * stay in L1 while the group's slices of B stream past them (row slices outer, column slices
+ * inner). 1024 × 320 × 640: 1.0 → 1.35 TFLOP/s against the first kernel, 1024 × 320 × 2880 (a
+ * convolution's block): 0.55 → 1.1. Calls of up to 256 rows took the other order (column slices
+ * outer, passes up to 2048 deep, B prefetched into L2) until the sixth session: in one process,
+ * alternating whole UNet iterations (`ssd-bench unet --alternate`, 512², bf16), this order alone
+ * was faster in three runs of 16–30 rounds (median ratios 0.97, 0.93, 0.92; 21 of 30 rounds), with
+ * harness gains up to 1.3× on the 256-row tasks when the weights are in cache. */
 SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g) {
     ssd_tilecfg cfg;
     memset(&cfg, 0, sizeof(cfg));
@@ -171,10 +142,7 @@ SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g) {
     const uint16_t *b = (const uint16_t *)g->b;
     long ldc4 = g->ldc * 4, k = g->k;
     long rslices = (g->m + 31) / 32, cslices = (g->n + 31) / 32;
-    /* Shallow products (attention's Q·Kᵀ, depth 64, and P·V, depth 256) also take the tall order:
-     * one core, operands in cache, 64 × 64 × 256: 1.12–1.22 → 1.51 TFLOP/s, 64 × 256 × 64: +3–10 %. */
-    int tall = rslices > 8 || k <= 256;
-    long group = tall ? 16 : cslices, kmax = tall ? 640 : 2048;
+    long group = 16, kmax = 640;
     int plain = g->alpha == 1.0f && !g->bias && !g->residual;
     long kc = (g->accumulate && !plain) || k <= kmax ? k : kmax;
     if (kc < k) {  /* equal passes, multiples of 32 */
@@ -192,10 +160,8 @@ SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g) {
         for (long k0 = 0; k0 < k; k0 += kc) {
             long kb = k - k0 < kc ? k - k0 : kc;
             int first = k0 == 0, last = k0 + kb >= k;
-            long outer = tall ? rslices : cgEnd - cg, inner = tall ? cgEnd - cg : rslices;
-            for (long o = 0; o < outer; o++) {
-                for (long q = 0; q < inner; q++) {
-                    long rs = tall ? o : q, cs = cg + (tall ? q : o);
+            for (long rs = 0; rs < rslices; rs++) {
+                for (long cs = cg; cs < cgEnd; cs++) {
                     long i0 = rs * 32, col = cs * 32;
                     int rows = (int)(g->m - i0 < 32 ? g->m - i0 : 32);
                     int cols = (int)(g->n - col < 32 ? g->n - col : 32);
@@ -204,21 +170,13 @@ SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g) {
                     float *acc = full ? g->c + i0 * g->ldc + col : edge + (rows < 32 ? cs : cslices + rs) * 1024;
                     long accStride = full ? ldc4 : 128;
                     const uint16_t *b0 = b + (col / SSD_NR) * g->b_panel_stride + (col % SSD_NR) * 2 + k0 * SSD_NR;
-                    /* Up to 256 rows, the B this loop reads next: the next column slice of this
-                     * pass (or the first of the next pass), spread over the row slices. (The same
-                     * for the tall order's next pass measured 1–4 % slower.) */
-                    if (!tall && cs + 1 < cgEnd) {
-                        prefetch_b(g, cs + 1, cs + 2, k0, kb, q, inner);
-                    } else if (!tall && k0 + kb < k) {
-                        prefetch_b(g, cg, cg + 1, k0 + kb, kc < k - k0 - kb ? kc : k - k0 - kb, q, inner);
-                    }
                     acc_begin(acc, accStride, first && !(full && plain && g->accumulate));
                     for (long kk = k0; kk < k0 + kb;) {
                         long run0, run1;  /* equal: both tiles share the segment boundaries */
                         const uint16_t *a0 = tile_at(A, 2 * rs, kk, &run0), *a1 = tile_at(A, 2 * rs + 1, kk, &run1);
                         long run = k0 + kb - kk;
                         if (run0 < run) run = run0;
-                        acc_run(a0, a1, A->astride, b0 + (kk - k0) * SSD_NR, run, tall);
+                        acc_run(a0, a1, A->astride, b0 + (kk - k0) * SSD_NR, run);
                         kk += run;
                     }
                     acc_end(g, acc, accStride, last && !(plain && full), i0, col, rows, cols);

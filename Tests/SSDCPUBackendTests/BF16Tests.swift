@@ -221,8 +221,8 @@ import SSDTensor
         #expect(diff < 1e-3, "AMX vs portable bf16 GEMM on fp32 rows: \(diff)")
     }
 
-    /// More than 256 rows take the AMX kernel's other blocking (column groups outer, depth passes
-    /// of at most 640 with partial sums in C or the edge buffer); linears split over several column
+    /// The AMX kernel's depth passes (at most 640 deep, column groups of 512 outer, partial sums in
+    /// C or the edge buffer) over many row slices and over a few; linears split over several column
     /// tasks convert A once for all of them. Plain (no bias, partial sums stored straight from the
     /// tiles) and with an epilogue, edge rows and columns, a convolution's implicit rows (17 wide:
     /// per-task conversion; 32 wide: the band path with passes across kernel rows).
@@ -244,6 +244,11 @@ import SSDTensor
                              bias: nil, residual: nil)
             }
             #expect(plain < 2e-2 && plain > 0, "\(used) linear 290x1300x600: \(plain)")
+            let short = try parity(cpu) { b in
+                try b.linear(input(b, [40, 1400], seed: 18), weight: weight(b, [70, 1400], seed: 19, role: .linear),
+                             bias: input(b, [70], seed: 20), residual: nil)
+            }
+            #expect(short < 2e-2 && short > 0, "\(used) linear 40x1400x70 + bias: \(short)")
             let conv = try parity(cpu) { b in
                 try b.conv2d(input(b, [1, 20, 17, 300], seed: 7), weight: weight(b, [40, 300, 3, 3], seed: 8, role: .conv2d),
                              bias: input(b, [40], seed: 9), stride: 1, padding: 1, residual: nil)
