@@ -51,6 +51,10 @@ extension CPUBackend {
             return out
         }
         if kh == 3, kw == 3, stride == 1, padding == 1,
+           winogradBF16Conv2d(xp, batch: b, height: h, width: wd, weight: w, bias: ep.bias, residual: ep.residual, prologue: pro, output: y) {
+            return out
+        }
+        if kh == 3, kw == 3, stride == 1, padding == 1,
            winogradConv2d(xp, batch: b, height: h, width: wd, weight: w, bias: ep.bias, residual: ep.residual, prologue: pro, output: y) {
             return out
         }

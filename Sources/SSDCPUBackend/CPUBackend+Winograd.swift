@@ -93,26 +93,8 @@ extension CPUBackend {
                     let ty = rem / tilesX, tx0 = rem % tilesX
                     let count = min(t1 - t, tilesX - tx0)
                     let rowStride = (4 * count + 2) * cin
-                    let ix0 = 4 * tx0 - 1, lo = max(ix0, 0), hi = min(ix0 + 4 * count + 2, width)
-                    for r in 0..<6 {
-                        let iy = 4 * ty - 1 + r
-                        let dst = stage + r * rowStride
-                        guard iy >= 0, iy < height, hi > lo else {
-                            dst.update(repeating: 0, count: rowStride)
-                            continue
-                        }
-                        if lo > ix0 { dst.update(repeating: 0, count: (lo - ix0) * cin) }
-                        let pixelsAfter = ix0 + 4 * count + 2 - hi
-                        if pixelsAfter > 0 { (dst + (hi - ix0) * cin).update(repeating: 0, count: pixelsAfter * cin) }
-                        let src = x + ((b * height + iy) * width + lo) * cin
-                        let into = dst + (lo - ix0) * cin
-                        if let prologue {
-                            ssd_scale_shift_act(src, into, hi - lo, cin, prologue.scale + b * cin, prologue.shift + b * cin,
-                                                prologue.silu ? Int32(SSD_ACT_SILU) : Int32(SSD_ACT_NONE))
-                        } else {
-                            into.update(from: src, count: (hi - lo) * cin)
-                        }
-                    }
+                    stageWinogradRows(x, image: b, height: height, width: width, cin: cin, firstRow: 4 * ty - 1, rows: 6,
+                                      firstPixel: 4 * tx0 - 1, pixels: 4 * count + 2, prologue: prologue, into: stage)
                     ssd_winograd_input_f43(stage, rowStride, cin, count, v + (t - t0) * cin, cin, blockTiles * cin)
                     t += count
                 }
@@ -146,6 +128,36 @@ extension CPUBackend {
                                             output + offset, width * cout, cout,
                                             Int32(min(4, height - 4 * ty)), Int32(min(4, width - 4 * tx)))
                 }
+            }
+        }
+    }
+}
+
+extension CPUBackend {
+    /// Input rows `firstRow ..< firstRow + rows` of image `b`, pixels `firstPixel ..< firstPixel +
+    /// pixels` (zeros outside the image: the convolution's padding), the prologue applied, into
+    /// `stage` (rows `pixels · cin` floats apart): the tiles' input for a Winograd input transform.
+    func stageWinogradRows(_ x: UnsafePointer<Float>, image b: Int, height: Int, width: Int, cin: Int, firstRow: Int, rows: Int,
+                           firstPixel ix0: Int, pixels: Int, prologue: ConvPrologue?, into stage: UnsafeMutablePointer<Float>) {
+        let rowStride = pixels * cin
+        let lo = max(ix0, 0), hi = min(ix0 + pixels, width)
+        for r in 0..<rows {
+            let iy = firstRow + r
+            let dst = stage + r * rowStride
+            guard iy >= 0, iy < height, hi > lo else {
+                dst.update(repeating: 0, count: rowStride)
+                continue
+            }
+            if lo > ix0 { dst.update(repeating: 0, count: (lo - ix0) * cin) }
+            let pixelsAfter = ix0 + pixels - hi
+            if pixelsAfter > 0 { (dst + (hi - ix0) * cin).update(repeating: 0, count: pixelsAfter * cin) }
+            let src = x + ((b * height + iy) * width + lo) * cin
+            let into = dst + (lo - ix0) * cin
+            if let prologue {
+                ssd_scale_shift_act(src, into, hi - lo, cin, prologue.scale + b * cin, prologue.shift + b * cin,
+                                    prologue.silu ? Int32(SSD_ACT_SILU) : Int32(SSD_ACT_NONE))
+            } else {
+                into.update(from: src, count: (hi - lo) * cin)
             }
         }
     }

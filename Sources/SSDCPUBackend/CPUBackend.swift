@@ -35,12 +35,16 @@ public struct CPUBackendOptions: Sendable, Hashable {
             blockDepth = max(32, newValue.kc / 32 * 32)
         }
     }
-    /// Winograd F(4×4, 3×3) for 3×3 stride-1 convolutions where it is faster (fp32, f16 or bf16
-    /// weight panels; not with `bf16Compute` or OpenBLAS); false: always the implicit GEMM.
+    /// Winograd for 3×3 stride-1 convolutions where it is faster: F(4×4, 3×3) on fp32, f16 or bf16
+    /// weight panels; with `bf16Compute` on AMX, F(2×2, 3×3) for convolutions of at most 640 outputs
+    /// (transformed weights prepared at load, 16/9 of those weights' size); not with OpenBLAS.
+    /// false: always the implicit GEMM.
     public var winograd: Bool = true
     /// Fewest 4×4 output tiles (over the batch) for which a convolution takes the Winograd path:
     /// below it the per-call weight transform and the short GEMMs cost more than they save.
     var winogradMinimumTiles = 32
+    /// The same for the bf16 path's 2×2 output tiles (`winogradBF16Conv2d`).
+    var winogradBF16MinimumTiles = 256
     /// Largest transformed weight the Winograd path holds at once (36·Cin·columns floats); wider
     /// convolutions run in column chunks, re-transforming the input per chunk.
     var winogradWeightBytes = 64 << 20
@@ -85,6 +89,9 @@ public final class CPUBackend: ComputeBackend {
 
     /// The instruction set the micro-kernels use ("amx-bf16", "avx512-bf16", "avx512", "avx2", "neon", "portable").
     public static var instructionSet: String { isaName(Int(ssd_isa())) }
+
+    /// The best instruction set this CPU supports (what `resetInstructionSet` restores).
+    public static var detectedInstructionSet: String { isaName(Int(ssd_isa_detected())) }
 
     /// Restricts the micro-kernels to `level` or below for testing ("portable", "avx2", "avx512",
     /// "avx512-bf16", "amx-bf16", "neon"); returns the level now in use. Affects every backend in the process.

@@ -37,8 +37,12 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
     /// Elements between panels.
     let panelStride: Int
     let buffer: CPUBuffer
+    /// For a bf16 3×3 convolution weight prepared with `winogradF23`: its Winograd F(2×2, 3×3)
+    /// transform U[ξ] = G g Gᵀ as 16 sets of bf16 k-pair panels of depth Cin (ξ-major, `panels ·
+    /// Cin · 64` elements each), for `winogradBF16Conv2d`; nil otherwise.
+    let winogradF23: CPUBuffer?
 
-    var byteCount: Int { buffer.byteCount }
+    var byteCount: Int { buffer.byteCount + (winogradF23?.byteCount ?? 0) }
     var segmentLength: Int { kernelW * inChannels }
     var panels: Int { (n + Int(SSD_NR) - 1) / Int(SSD_NR) }
 
@@ -53,11 +57,25 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
         self.depth = depth
         panelStride = depth * Int(SSD_NR)
         buffer = CPUBuffer(byteCount: (n + Int(SSD_NR) - 1) / Int(SSD_NR) * panelStride * 4, counter: counter)
+        winogradF23 = nil
+    }
+
+    /// Whether a weight of this shape and layout gets `winogradF23` when asked: bf16 pairs, 3×3,
+    /// Cin a multiple of 32 (whole AMX depth steps), at most 640 outputs in multiples of 16 (the
+    /// UNet's two outer levels, where output tiles are many; the transform holds 16/9 of the weight).
+    static func takesWinogradF23(layout: Layout, n: Int, kernelH: Int, kernelW: Int, inChannels: Int) -> Bool {
+        layout == .bf16Pairs && kernelH == 3 && kernelW == 3 && inChannels % 32 == 0 && inChannels > 0
+            && n % 16 == 0 && n > 0 && n <= 640
     }
 
     init(fromRows src: UnsafePointer<Float>, n: Int, kernelH: Int, kernelW: Int, inChannels: Int,
-         layout: Layout, counter: MemoryCounter) {
+         layout: Layout, counter: MemoryCounter, winogradF23 wantsWinograd: Bool = false) {
         // `src` is [n, kernelH · kernelW · inChannels] in (ky, kx, ci) order.
+        if wantsWinograd && Self.takesWinogradF23(layout: layout, n: n, kernelH: kernelH, kernelW: kernelW, inChannels: inChannels) {
+            winogradF23 = Self.winogradF23Weights(src, n: n, inChannels: inChannels, counter: counter)
+        } else {
+            winogradF23 = nil
+        }
         self.layout = layout
         self.n = n
         self.kernelH = kernelH
@@ -115,6 +133,42 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
                 ssd_f32_to_bf16(tmp, out + p * panelStride, panelStride)
             }
         }
+    }
+}
+
+extension PackedWeight {
+    /// U[ξ][ci][co] = (G g Gᵀ)[ξ] of the 3×3 filters g (`src` [n, 3, 3, Cin]), G = [1 0 0; ½ ½ ½;
+    /// ½ −½ ½; 0 0 1], packed per ξ into bf16 k-pair panels of depth Cin.
+    static func winogradF23Weights(_ src: UnsafePointer<Float>, n: Int, inChannels cin: Int, counter: MemoryCounter) -> CPUBuffer {
+        let nr = Int(SSD_NR), panelCount = (n + nr - 1) / nr, perXi = panelCount * cin * nr
+        let out = CPUBuffer(byteCount: 16 * perXi * 2, counter: counter)
+        let u = UnsafeMutablePointer<Float>.allocate(capacity: 16 * cin * n)
+        defer { u.deallocate() }
+        Parallel.forEach(n) { co in
+            for ci in 0..<cin {
+                let g = src + co * 9 * cin + ci  // tap t = 3·ky + kx at g[t · cin]
+                // Row i of G·g (over kx), then that row times Gᵀ: U[4i + j].
+                func store(_ i: Int, _ a: Float, _ b: Float, _ c: Float) {
+                    let base = u + (4 * i * cin + ci) * n + co
+                    base[0] = a
+                    base[cin * n] = (a + b + c) * 0.5
+                    base[2 * cin * n] = (a - b + c) * 0.5
+                    base[3 * cin * n] = c
+                }
+                func tap(_ ky: Int, _ kx: Int) -> Float { g[(3 * ky + kx) * cin] }
+                store(0, tap(0, 0), tap(0, 1), tap(0, 2))
+                store(1, (tap(0, 0) + tap(1, 0) + tap(2, 0)) * 0.5, (tap(0, 1) + tap(1, 1) + tap(2, 1)) * 0.5,
+                      (tap(0, 2) + tap(1, 2) + tap(2, 2)) * 0.5)
+                store(2, (tap(0, 0) - tap(1, 0) + tap(2, 0)) * 0.5, (tap(0, 1) - tap(1, 1) + tap(2, 1)) * 0.5,
+                      (tap(0, 2) - tap(1, 2) + tap(2, 2)) * 0.5)
+                store(3, tap(2, 0), tap(2, 1), tap(2, 2))
+            }
+        }
+        let dst = out.pointer.assumingMemoryBound(to: UInt16.self)
+        Parallel.forEach(16) { xi in
+            ssd_pack_bf16_pairs(u + xi * cin * n, n, 0, cin, n, cin, dst + xi * perXi)
+        }
+        return out
     }
 }
 
@@ -176,7 +230,7 @@ extension CPUBackend {
                 }
             }
             let packed = PackedWeight(fromRows: source, n: n, kernelH: kh, kernelW: kw, inChannels: cin,
-                                      layout: layout, counter: counter)
+                                      layout: layout, counter: counter, winogradF23: role == .conv2d && options.winograd)
             return Tensor(shape: s, dtype: packed.layout.elementType, storage: packed)
         }
     }

@@ -17,7 +17,15 @@ import SSDTensor
 
     /// Relative error of `winogradConv2d` (with bias, residual and prologue as asked) against the
     /// reference conv2d of the host-normalised input.
-    func error(_ cpu: CPUBackend, _ c: [Int], bias: Bool, residual: Bool, prologue: Bool, silu: Bool = true) throws -> Double {
+    func error(_ cpu: CPUBackend, _ c: [Int], bias: Bool, residual: Bool, prologue: Bool, silu: Bool = true,
+               bf16F23: Bool = false) throws -> Double {
+        try errorIfTaken(cpu, c, bias: bias, residual: residual, prologue: prologue, silu: silu, bf16F23: bf16F23) ?? .infinity
+    }
+
+    /// `error`, or nil when the path declined (the bf16 path also declines while another suite
+    /// has switched the process below AMX).
+    func errorIfTaken(_ cpu: CPUBackend, _ c: [Int], bias: Bool, residual: Bool, prologue: Bool, silu: Bool = true,
+                      bf16F23: Bool = false) throws -> Double? {
         let (b, h, w, cin, cout) = (c[0], c[1], c[2], c[3], c[4])
         let x = values(b * h * w * cin, seed: 1, scale: 2)
         let wt = values(cout * cin * 9, seed: 2, scale: 0.3)
@@ -46,15 +54,20 @@ import SSDTensor
                 rv.withUnsafeBufferPointer { rp in
                     scale.withUnsafeBufferPointer { sp in
                         shift.withUnsafeBufferPointer { hp in
-                            cpu.winogradConv2d(xp.baseAddress!, batch: b, height: h, width: w, weight: packed,
-                                               bias: bias ? bp.baseAddress : nil, residual: residual ? rp.baseAddress : nil,
-                                               prologue: prologue ? ConvPrologue(scale: sp.baseAddress!, shift: hp.baseAddress!, silu: silu) : nil,
-                                               output: y)
+                            let pro = prologue ? ConvPrologue(scale: sp.baseAddress!, shift: hp.baseAddress!, silu: silu) : nil
+                            return bf16F23
+                                ? cpu.winogradBF16Conv2d(xp.baseAddress!, batch: b, height: h, width: w, weight: packed,
+                                                         bias: bias ? bp.baseAddress : nil, residual: residual ? rp.baseAddress : nil,
+                                                         prologue: pro, output: y)
+                                : cpu.winogradConv2d(xp.baseAddress!, batch: b, height: h, width: w, weight: packed,
+                                                     bias: bias ? bp.baseAddress : nil, residual: residual ? rp.baseAddress : nil,
+                                                     prologue: pro, output: y)
                         }
                     }
                 }
             }
         }
+        if bf16F23 && !done { return nil }
         #expect(done, "Winograd declined \(c)")
         return relativeError(try cpu.download(out), want)
     }
@@ -119,5 +132,52 @@ import SSDTensor
                                           residual: nil, prologue: nil, output: try out.cpuBuffer("test").floats)
             #expect(!took)
         }
+    }
+
+    /// bf16 compute on AMX: Winograd F(2×2, 3×3) with the transformed weights prepared at load,
+    /// against the reference's direct fp32 convolution (bf16 tolerance; F(4×4, 3×3) in bf16 errs
+    /// about 2.5e-2, this one about 4e-3): odd sizes, partial tiles, batch 2, bias, residual, prologue.
+    @Test func bf16F23() throws {
+        guard CPUBackend.detectedInstructionSet == "amx-bf16" else { return }  // the path needs the AMX tiles
+        var o = CPUBackendOptions(weightStorage: .bf16, bf16Compute: true)
+        o.winogradBF16MinimumTiles = 1
+        let cpu = try CPUBackend(options: o)
+        for c in [[1, 9, 7, 32, 16], [2, 6, 11, 64, 80], [1, 5, 5, 96, 64], [2, 13, 4, 32, 48], [1, 40, 36, 64, 640]] {
+            for withAll in [false, true] {
+                var err: Double? = nil
+                for _ in 0..<20 where err == nil {
+                    err = try errorIfTaken(cpu, c, bias: withAll, residual: withAll, prologue: withAll, bf16F23: true)
+                }
+                let e = try #require(err, "\(c): the AMX level never came back")
+                #expect(e < 1e-2 && e > 0, "\(c) bias+residual+prologue \(withAll): \(e)")
+            }
+        }
+    }
+
+    /// Which bf16 convolutions carry the transformed weight, and `conv2d` taking the path when the
+    /// output tiles are many, within the bf16 tolerance of the implicit GEMM (option off).
+    @Test func bf16F23Dispatch() throws {
+        var o = CPUBackendOptions(weightStorage: .bf16, bf16Compute: true)
+        let on = try CPUBackend(options: o)
+        o.winograd = false
+        let off = try CPUBackend(options: o)
+        func transformed(_ cpu: CPUBackend, _ shape: [Int]) throws -> Bool {
+            let w = try weight(cpu, shape, seed: 2, role: .conv2d)
+            return try #require(w.storage as? PackedWeight).winogradF23 != nil
+        }
+        #expect(try transformed(on, [64, 32, 3, 3]))
+        #expect(try !transformed(on, [64, 40, 3, 3]))   // Cin not a multiple of 32
+        #expect(try !transformed(on, [1280, 64, 3, 3])) // more than 640 outputs
+        #expect(try !transformed(on, [64, 32, 1, 1]))
+        #expect(try !transformed(off, [64, 32, 3, 3]))  // option off: nothing prepared
+        guard CPUBackend.detectedInstructionSet == "amx-bf16" else { return }
+        // 2 × 16 × 16 = 512 output tiles: the Winograd path.
+        let shape = [2, 32, 32, 64]
+        func run(_ cpu: CPUBackend) throws -> [Float] {
+            try cpu.download(cpu.conv2d(input(cpu, shape, seed: 1), weight: weight(cpu, [96, 64, 3, 3], seed: 2, role: .conv2d),
+                                        bias: input(cpu, [96], seed: 3), stride: 1, padding: 1, residual: nil))
+        }
+        let diff = relativeError(try run(on), try run(off))
+        #expect(diff > 0 && diff < 1e-2, "Winograd against the implicit GEMM: \(diff)")
     }
 }

@@ -89,7 +89,7 @@ func runInterleavedUNet(_ args: Arguments, rounds: Int) throws {
     let schedulerConfig = try SchedulerConfiguration(contentsOf: model + "/scheduler/scheduler_config.json")
     var results: [InterleavedResult] = []
     for name in backends {
-        let dtype = name == "cpu-bf16" ? "bf16" : "fp32"
+        let dtype = name.hasPrefix("cpu-bf16") ? "bf16" : "fp32"
         for b in batches {
             let server = try DiffusersServer(["--model", model, "--size", String(size), "--batch", String(b),
                                               "--threads", String(threads), "--dtype", dtype])

@@ -45,7 +45,7 @@ func resetPeakResidentMemory() {
     try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
 }
 
-/// Makes the backend a `--backend` name selects: cpu, cpu-direct, cpu-f16w, cpu-bf16, cpu-openblas, reference.
+/// Makes the backend a `--backend` name selects: cpu, cpu-direct, cpu-f16w, cpu-bf16, cpu-bf16-direct, cpu-openblas, reference.
 func makeBackend(_ name: String, threads: Int) throws -> any ComputeBackend {
     var o = CPUBackendOptions(threads: threads)
     if ProcessInfo.processInfo.environment["SSD_CPU_WINOGRAD"] == "0" { o.winograd = false }
@@ -54,9 +54,10 @@ func makeBackend(_ name: String, threads: Int) throws -> any ComputeBackend {
     case "cpu-direct": o.winograd = false  // 3×3 convolutions by implicit GEMM only (no Winograd)
     case "cpu-f16w": o.weightStorage = .f16
     case "cpu-bf16": o.weightStorage = .bf16; o.bf16Compute = true
+    case "cpu-bf16-direct": o.weightStorage = .bf16; o.bf16Compute = true; o.winograd = false  // no Winograd F(2×2, 3×3)
     case "cpu-openblas": o.gemm = .openBLAS
     case "reference": return ReferenceBackend()
-    default: throw BenchError.failed("backend \(name): not one of cpu, cpu-direct, cpu-f16w, cpu-bf16, cpu-openblas, reference")
+    default: throw BenchError.failed("backend \(name): not one of cpu, cpu-direct, cpu-f16w, cpu-bf16, cpu-bf16-direct, cpu-openblas, reference")
     }
     return try CPUBackend(options: o)
 }
@@ -138,7 +139,7 @@ func runUNetBenchmark(_ args: Arguments) throws {
     print("machine: \(threads) threads, \(peak.isa); peak fp32 \(fmt(peak.f32)) GFLOP/s, bf16 \(fmt(peak.bf16)) GFLOP/s")
     // diffusers runs: fp32 (with the VAE) for the fp32-compute backends and for the VAE ratios,
     // bf16 weights for cpu-bf16.
-    let torchDTypes = (withVAE || backends.contains { $0 != "cpu-bf16" } ? ["fp32"] : []) + (backends.contains("cpu-bf16") ? ["bf16"] : [])
+    let torchDTypes = (withVAE || backends.contains { !$0.hasPrefix("cpu-bf16") } ? ["fp32"] : []) + (backends.contains { $0.hasPrefix("cpu-bf16") } ? ["bf16"] : [])
     var torch: [String: [String: Double]] = [:]  // dtype → batch → seconds (best over the repeats)
     var torchVAE: [String: Double] = [:]
     var torchPasses: [String: [String: [Double]]] = [:]  // dtype → batch → seconds of each repeat
@@ -202,7 +203,7 @@ func runUNetBenchmark(_ args: Arguments) throws {
                     vaeSeconds = try timeBest(minRuns: 1, budget: 0) { _ = try vae.decode(z) }
                     printProfile(backend, "\(name) VAE decode, batch \(b)", vaeSeconds ?? 0)
                 }
-                let bf16 = name == "cpu-bf16"
+                let bf16 = name.hasPrefix("cpu-bf16")
                 if let i = results.firstIndex(where: { $0.backend == name && $0.batch == b }) {
                     let old = results[i]
                     seconds = min(seconds, old.secondsPerIteration)
@@ -218,7 +219,7 @@ func runUNetBenchmark(_ args: Arguments) throws {
     }
     // The torch columns: the best over every repeat.
     for i in results.indices {
-        let bf16 = results[i].backend == "cpu-bf16", b = String(results[i].batch)
+        let bf16 = results[i].backend.hasPrefix("cpu-bf16"), b = String(results[i].batch)
         results[i].torchSecondsPerIteration = torch[bf16 ? "bf16" : "fp32"]?[b]
         results[i].torchVAEDecodeSeconds = torchVAE[b]
         if let theirs = torchPasses[bf16 ? "bf16" : "fp32"]?[b], let ours = ourPasses["\(results[i].backend) \(b)"],

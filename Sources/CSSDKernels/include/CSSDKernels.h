@@ -155,6 +155,15 @@ void ssd_winograd_weight_f43(const float *g, long cin, float *u, long u_xi_strid
 void ssd_winograd_output_f43(const float *m, long m_xi_stride, long channels, const float *bias,
                              const float *residual, float *y, long y_row_stride, long y_pixel_stride, int rows, int cols);
 
+/* Winograd F(2×2, 3×3) for bf16 convolutions (AVX512_BF16; the path needs AMX): input tiles from
+ * `src` (4 rows `rs` floats apart, tile t starting at pixel 2t, `ch` channels innermost, ch a
+ * multiple of 16) to bf16 V[ξ][t][c] at v + ξ·vxs + t·vts + c; output tile from fp32 M[ξ][c] at
+ * m + ξ·mxs + c: Y (rows × cols of its 2 × 2, y + i·ys + j·cs + c) = Aᵀ M A + bias + residual (laid
+ * out like y; either may be NULL). */
+void ssd_wino23_input_bf16(const float *src, long rs, long ch, long tiles, uint16_t *v, long vts, long vxs);
+void ssd_wino23_output(const float *m, long mxs, long ch, const float *bias, const float *residual, float *y,
+                       long ys, long cs, int rows, int cols);
+
 #ifdef __cplusplus
 }
 #endif
