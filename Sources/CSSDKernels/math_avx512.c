@@ -177,6 +177,19 @@ SSD_T static inline __m512 v_exp_bf16(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
+/* Keys row i of a bf16 softmax block keeps (a causal mask drops those past its query); a row that
+ * keeps none gets zero probabilities. */
+static inline long bf16_row_keys(long i, long cols, long cols_padded, int causal, long q0, long k0, uint16_t *prow) {
+    long valid = cols;
+    if (causal) {
+        long lim = q0 + i - k0 + 1;
+        if (lim < valid) valid = lim < 0 ? 0 : lim;
+    }
+    if (valid == 0)
+        for (long j = 0; j < cols_padded; j++) prow[j] = 0;
+    return valid;
+}
+
 /* Online softmax on raw scores times `scale`, the probabilities written as bf16 (the row sums
  * add the rounded values, so that l normalises exactly what multiplies V); s is only read. */
 SSD_T static void a_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, long ldS, float scale,
@@ -186,15 +199,8 @@ SSD_T static void a_online_softmax_bf16(float *s, long rows, long cols, long col
     for (long i = 0; i < rows; i++) {
         const float *row = s + i * ldS;
         uint16_t *prow = p + i * ldp;
-        long valid = cols;
-        if (causal) {
-            long lim = q0 + i - k0 + 1;
-            if (lim < valid) valid = lim < 0 ? 0 : lim;
-        }
-        if (valid == 0) {
-            for (long j = 0; j < cols_padded; j++) prow[j] = 0;
-            continue;
-        }
+        long valid = bf16_row_keys(i, cols, cols_padded, causal, q0, k0, prow);
+        if (valid == 0) continue;
         __m512 vmax = _mm512_set1_ps(m[i]);
         for (long j = 0; j < valid; j += 16) {
             __mmask16 mk = lanes_left(valid - j);
@@ -232,8 +238,8 @@ SSD_T static void a_online_softmax_bf16(float *s, long rows, long cols, long col
  * it at that level): with scale > 0 the row maximum is taken on the raw scores (rounding is
  * monotonic, so max(s)·scale is the maximum of the scaled scores), and each 32 probabilities are
  * rounded by one `vcvtne2ps2bf16` and summed by one `vdpbf16ps` against ones (exact products,
- * fp32 sums), about half the instructions per score: this step, not attention's depth-64 GEMMs,
- * bounded bf16 attention (`ssd-bench attention`: a third of the time in the softmax). */
+ * fp32 sums), about half the instructions per score (the softmax took a third of bf16 attention's
+ * time in `perf`, as much as its GEMMs; it still does, so more than instructions bound it). */
 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,fma")))
 void ssd_online_softmax_bf16_native(float *s, long rows, long cols, long cols_padded, long ldS, float scale, float *m,
                                     float *l, float *o, long ldo, long d, int causal, long q0, long k0, uint16_t *p,
@@ -243,15 +249,8 @@ void ssd_online_softmax_bf16_native(float *s, long rows, long cols, long cols_pa
     for (long i = 0; i < rows; i++) {
         const float *row = s + i * ldS;
         uint16_t *prow = p + i * ldp;
-        long valid = cols;
-        if (causal) {
-            long lim = q0 + i - k0 + 1;
-            if (lim < valid) valid = lim < 0 ? 0 : lim;
-        }
-        if (valid == 0) {
-            for (long j = 0; j < cols_padded; j++) prow[j] = 0;
-            continue;
-        }
+        long valid = bf16_row_keys(i, cols, cols_padded, causal, q0, k0, prow);
+        if (valid == 0) continue;
         float mx;
         if (scale > 0) {
             __m512 vmax = _mm512_set1_ps(-INFINITY);
