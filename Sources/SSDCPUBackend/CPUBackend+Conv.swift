@@ -51,11 +51,8 @@ extension CPUBackend {
             return out
         }
         if kh == 3, kw == 3, stride == 1, padding == 1,
-           winogradBF16Conv2d(xp, batch: b, height: h, width: wd, weight: w, bias: ep.bias, residual: ep.residual, prologue: pro, output: y) {
-            return out
-        }
-        if kh == 3, kw == 3, stride == 1, padding == 1,
-           winogradConv2d(xp, batch: b, height: h, width: wd, weight: w, bias: ep.bias, residual: ep.residual, prologue: pro, output: y) {
+           winogradBF16Conv2d(xp, batch: b, height: h, width: wd, weight: w, bias: ep.bias, residual: ep.residual, prologue: pro, output: y)
+            || winogradConv2d(xp, batch: b, height: h, width: wd, weight: w, bias: ep.bias, residual: ep.residual, prologue: pro, output: y) {
             return out
         }
         runGEMM(rows: .conv(xp, geometry, prologue: pro), m: m, weight: w, c: y, epilogue: ep)

@@ -37,7 +37,7 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
     /// Elements between panels.
     let panelStride: Int
     let buffer: CPUBuffer
-    /// For a bf16 3×3 convolution weight prepared with `winogradF23`: its Winograd F(2×2, 3×3)
+    /// For a bf16 3×3 convolution weight prepared with `winogradF23` (on a CPU with AMX): its Winograd F(2×2, 3×3)
     /// transform U[ξ] = G g Gᵀ as 16 sets of bf16 k-pair panels of depth Cin (ξ-major, `panels ·
     /// Cin · 64` elements each), for `winogradBF16Conv2d`; nil otherwise.
     let winogradF23: CPUBuffer?
@@ -230,7 +230,8 @@ extension CPUBackend {
                 }
             }
             let packed = PackedWeight(fromRows: source, n: n, kernelH: kh, kernelW: kw, inChannels: cin,
-                                      layout: layout, counter: counter, winogradF23: role == .conv2d && options.winograd)
+                                      layout: layout, counter: counter,
+                                      winogradF23: role == .conv2d && options.winograd && ssd_isa_detected() >= Int32(SSD_ISA_AMX_BF16))
             return Tensor(shape: s, dtype: packed.layout.elementType, storage: packed)
         }
     }
