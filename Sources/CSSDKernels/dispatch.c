@@ -138,6 +138,83 @@ void ssd_rows_to_bf16(const float *const *rows, long m, long len, long padded, u
     }
 }
 
+void ssd_rows_to_bf16x2(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld) {
+#if defined(__x86_64__)
+    if (active_level >= SSD_ISA_AVX512_BF16) { ssd_rows_to_bf16x2_avx512(rows, m, len, padded, dst, ld); return; }
+#endif
+    for (long r = 0; r < m; r++) {
+        uint16_t *d = dst + r * ld;
+        for (long j = 0; j < padded; j++) {
+            float x = j < len ? rows[r][j] : 0.0f, h;
+            uint16_t *hi = d + (j / 32) * 64 + j % 32;
+            ssd_f32_to_bf16(&x, hi, 1);
+            ssd_bf16_to_f32(hi, &h, 1);
+            x -= h;
+            ssd_f32_to_bf16(&x, hi + 32, 1);
+        }
+    }
+}
+
+static inline float bf16_value(uint16_t v) {
+    uint32_t bits = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Element (stored depth d, column c) of bf16 k-pair panels (panel base `b`). */
+static inline float pair_at(const uint16_t *b, long d, long c) { return bf16_value(b[(d / 2) * 2 * SSD_NR + c * 2 + d % 2]); }
+
+/* Without AMX (only reached should the level drop while a call is on its way): the same three
+ * products, one output at a time. */
+void ssd_bf16x3gemm_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g) {
+#if defined(__x86_64__)
+    if (active_level == SSD_ISA_AMX_BF16) { ssd_bf16x3gemm_amx_bf16a(a, lda, g); return; }
+#endif
+    for (long i = 0; i < g->m; i++) {
+        const uint16_t *row = a + i * lda;
+        for (long j = 0; j < g->n; j++) {
+            const uint16_t *b = (const uint16_t *)g->b + (j / SSD_NR) * g->b_panel_stride;
+            long c = j % SSD_NR;
+            float sum = 0;
+            for (long p = 0; p < g->k; p += 64) {
+                for (long q = p; q < p + 32; q++) {
+                    float ah = bf16_value(row[q]), al = bf16_value(row[q + 32]);
+                    sum += ah * pair_at(b, q, c) + al * pair_at(b, q, c) + ah * pair_at(b, q + 32, c);
+                }
+            }
+            float *out = g->c + i * g->ldc + j;
+            float v = g->alpha * sum + (g->accumulate ? *out : 0.0f);
+            if (g->bias) v += g->bias[j];
+            if (g->residual) v += g->residual[i * g->ldr + j];
+            *out = v;
+        }
+    }
+}
+
+void ssd_pack_bf16x2_panel(const float *src, long k, uint16_t *dst) {
+    for (long kk = 0; kk < k; kk++) {
+        long d = (kk / 32) * 64 + kk % 32;
+        for (long c = 0; c < SSD_NR; c++) {
+            float x = src[kk * SSD_NR + c], h;
+            uint16_t hi, lo;
+            ssd_f32_to_bf16(&x, &hi, 1);
+            ssd_bf16_to_f32(&hi, &h, 1);
+            x -= h;
+            ssd_f32_to_bf16(&x, &lo, 1);
+            dst[(d / 2) * 2 * SSD_NR + c * 2 + d % 2] = hi;
+            dst[((d + 32) / 2) * 2 * SSD_NR + c * 2 + d % 2] = lo;
+        }
+    }
+}
+
+void ssd_bf16x2_pairs_to_f32(const uint16_t *src, long kb, float *dst) {
+    for (long kk = 0; kk < kb; kk++) {
+        long d = (kk / 32) * 64 + kk % 32;
+        for (long c = 0; c < SSD_NR; c++) dst[kk * SSD_NR + c] = pair_at(src, d, c) + pair_at(src, d + 32, c);
+    }
+}
+
 void ssd_layer_norm_to_bf16(const float *x, long rows, long n, const float *gamma, const float *beta, float eps,
                             long padded, uint16_t *dst, long ld) {
     float *row = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));

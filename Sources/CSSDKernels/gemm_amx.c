@@ -96,6 +96,38 @@ SSD_AMX static inline void acc_run(const uint16_t *a0, const uint16_t *a1, long 
     }
 }
 
+/* The same for split operands (`ssd_bf16x3gemm_bf16a`): each 32 deep of the real depth is stored as
+ * 64, its bf16 high parts then its low parts (x = hi + lo), in A and B alike; three products per
+ * chunk, A_hi·B_hi + A_lo·B_hi + A_hi·B_lo (A_lo·B_lo, ~2⁻¹⁶ relative, is left out: PyTorch's
+ * "bfloat16x3"). Each B tile is loaded once; the A tiles, in L1, twice for the high part. */
+SSD_AMX static inline void acc_run_x3(const uint16_t *a0, const uint16_t *a1, long astride, const uint16_t *b0, long kb) {
+    const uint16_t *b1 = b0 + 32;
+    for (long p = 0; p < kb; p += 64) {
+        _tile_loadd(4, a0 + p, astride);
+        _tile_stream_loadd(6, b0 + p * 64, 256);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_stream_loadd(7, b1 + p * 64, 256);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a1 + p, astride);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        _tile_loadd(4, a0 + p + 32, astride);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a1 + p + 32, astride);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        _tile_loadd(4, a0 + p, astride);
+        _tile_stream_loadd(6, b0 + (p + 32) * 64, 256);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_stream_loadd(7, b1 + (p + 32) * 64, 256);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a1 + p, astride);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+}
+
 /* The block back to `acc`, or through the epilogue into C when `finish` is set. */
 SSD_AMX static inline void acc_end(const ssd_gemm_args *g, float *acc, long accStride, int finish, long i0, long col,
                                    int rows, int cols) {
@@ -133,7 +165,7 @@ SSD_AMX static inline void acc_end(const ssd_gemm_args *g, float *acc, long accS
  * alternating whole UNet iterations (`ssd-bench unet --alternate`, 512², bf16), this order alone
  * was faster in three runs of 16–30 rounds (median ratios 0.97, 0.93, 0.92; 21 of 30 rounds), with
  * harness gains up to 1.3× on the 256-row tasks when the weights are in cache. */
-SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g) {
+SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g, int x3) {
     ssd_tilecfg cfg;
     memset(&cfg, 0, sizeof(cfg));
     cfg.palette_id = 1;
@@ -147,7 +179,8 @@ SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g) {
     long kc = (g->accumulate && !plain) || k <= kmax ? k : kmax;
     if (kc < k) {  /* equal passes, multiples of 32 */
         long passes = (k + kc - 1) / kc;
-        kc = ((k + passes - 1) / passes + 31) / 32 * 32;
+        long unit = x3 ? 64 : 32;  /* a split chunk stays in one pass */
+        kc = ((k + passes - 1) / passes + unit - 1) / unit * unit;
     }
     /* Partial sums of the edge blocks (last row slice, last column slice) between passes. */
     float *edge = NULL;
@@ -176,7 +209,8 @@ SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g) {
                         const uint16_t *a0 = tile_at(A, 2 * rs, kk, &run0), *a1 = tile_at(A, 2 * rs + 1, kk, &run1);
                         long run = k0 + kb - kk;
                         if (run0 < run) run = run0;
-                        acc_run(a0, a1, A->astride, b0 + (kk - k0) * SSD_NR, run);
+                        if (x3) acc_run_x3(a0, a1, A->astride, b0 + (kk - k0) * SSD_NR, run);
+                        else acc_run(a0, a1, A->astride, b0 + (kk - k0) * SSD_NR, run);
                         kk += run;
                     }
                     acc_end(g, acc, accStride, last && !(plain && full), i0, col, rows, cols);
@@ -189,7 +223,7 @@ SSD_AMX static void amx_gemm(const amx_rows *A, const ssd_gemm_args *g) {
 
 SSD_AMX void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g) {
     amx_rows A = {a, lda, NULL, 1, g->k, lda * 2};
-    amx_gemm(&A, g);
+    amx_gemm(&A, g, 0);
 }
 
 /* fp32 rows (args->a_rows): converted to bf16 rows in the scratch first. Needs panels whose depth is
@@ -206,13 +240,40 @@ SSD_AMX void ssd_bf16gemm_amx(const ssd_gemm_args *g) {
     ssd_gemm_args padded = *g;
     padded.k = kpad;
     amx_rows A = {a, kpad, NULL, 1, kpad, kpad * 2};
-    amx_gemm(&A, &padded);
+    amx_gemm(&A, &padded, 0);
 }
 
 SSD_AMX void ssd_bf16gemm_amx_tiles(const uint16_t *const *tiles, long segments, long seg_len, long astride,
                                     const ssd_gemm_args *g) {
     amx_rows A = {NULL, 0, tiles, segments, seg_len, astride};
-    amx_gemm(&A, g);
+    amx_gemm(&A, g, 0);
+}
+
+SSD_AMX void ssd_bf16x3gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g) {
+    amx_rows A = {a, lda, NULL, 1, g->k, lda * 2};
+    amx_gemm(&A, g, 1);
+}
+
+/* fp32 rows → split bf16 rows: per 32 values, 32 high parts bf16(x) then 32 low parts
+ * bf16(x − hi) (both RNE); zeros from len to padded (a multiple of 32); 2·padded values a row. */
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16"))) void ssd_rows_to_bf16x2_avx512(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld) {
+    for (long r = 0; r < m; r++) {
+        const float *s = rows[r];
+        uint16_t *d = dst + r * ld;
+        for (long p = 0; p < padded; p += 32) {
+            long left = len - p;
+            __mmask16 m0 = (__mmask16)(left >= 16 ? 0xFFFF : left <= 0 ? 0 : ((1u << left) - 1));
+            long left1 = left - 16;
+            __mmask16 m1 = (__mmask16)(left1 >= 16 ? 0xFFFF : left1 <= 0 ? 0 : ((1u << left1) - 1));
+            __m512 x0 = _mm512_maskz_loadu_ps(m0, s + p), x1 = _mm512_maskz_loadu_ps(m1, s + p + 16);
+            __m512i hi = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+            __m512 h0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(hi)), 16));
+            __m512 h1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(hi, 1)), 16));
+            __m512i lo = (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(x1, h1), _mm512_sub_ps(x0, h0));
+            _mm512_storeu_si512(d + 2 * p, hi);
+            _mm512_storeu_si512(d + 2 * p + 32, lo);
+        }
+    }
 }
 
 /* fp32 rows → bf16 rows (RNE), zero padded from len to padded (AVX512_BF16 only, no AMX). */

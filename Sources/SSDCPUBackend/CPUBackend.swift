@@ -21,8 +21,22 @@ public struct CPUBackendOptions: Sendable, Hashable {
     /// weights of the UNet and text encoders; forces bf16 weight storage for them. The VAE
     /// keeps fp32 unless its config says `force_upcast: false`.
     public var bf16Compute: Bool
+    /// How fp32 `linear` (and 1×1 convolution) products are computed, as PyTorch's
+    /// `torch.set_float32_matmul_precision`.
+    public enum Float32MatmulPrecision: String, Sendable, Hashable, CaseIterable {
+        /// fp32 fused multiply-adds (the default; PyTorch's "highest").
+        case highest
+        /// On CPUs with AMX: each fp32 operand as the sum of two bf16 (hi + lo), three bf16 tile
+        /// products (hi·hi + lo·hi + hi·lo) accumulated in fp32, about 1e-5 relative error
+        /// (PyTorch's "high", "bfloat16x3"); weights keep fp32's size. Elsewhere as `highest`.
+        /// 3×3 convolutions stay on fp32 Winograd either way.
+        case high
+    }
+
     /// Worker threads (defaults to the online cores).
     public var threads: Int
+    /// fp32 matmul precision for fp32 weights (`weightStorage == .f32`, no `bf16Compute`).
+    public var float32MatmulPrecision: Float32MatmulPrecision = .highest
     /// GEMM cache blocking: rows per block (`mc`), columns per block (`nc`, a multiple of 64),
     /// depth per block (`kc`, a multiple of 32). The `mc × nc` block of C and the `kc × nc` block
     /// of weights stay in L2 while each 6-row slice of A (6 × kc) stays in L1; 480/512/512
@@ -45,6 +59,9 @@ public struct CPUBackendOptions: Sendable, Hashable {
     var winogradMinimumTiles = 32
     /// The same for the bf16 path's 2×2 output tiles (`winogradBF16Conv2d`).
     var winogradBF16MinimumTiles = 256
+    /// Fewest 4×4 output tiles for which the fp32 Winograd path runs its GEMMs as bf16×3 (matmul
+    /// precision `.high` on AMX).
+    var winogradSplitMinimumTiles = 128
     /// Largest transformed weight the Winograd path holds at once (36·Cin·columns floats); wider
     /// convolutions run in column chunks, re-transforming the input per chunk.
     var winogradWeightBytes = 64 << 20

@@ -39,7 +39,7 @@ extension CPUBackend {
                      _ out: GEMMOutput, _ ep: GEMMEpilogue) {
         // The band path's tiles must not straddle output rows: every block (cut at task, image, row
         // and output-line ends) has to start on a 16-pixel boundary.
-        if case let .conv(x, g, prologue) = source, ConvBandBF16.fits(g, w), rows.lowerBound % 16 == 0,
+        if case let .conv(x, g, prologue) = source, w.layout == .bf16Pairs, ConvBandBF16.fits(g, w), rows.lowerBound % 16 == 0,
            out.lineLength == Int.max || out.lineLength % 16 == 0 {
             gemmTaskAMXConv(x, g, prologue, rows: rows, columns: columns, w, out, ep)
             return
@@ -68,11 +68,10 @@ extension CPUBackend {
             let mb = row1 - row0
             band.rowPointers(source, rows: row0..<row1, segments: segments, into: rowPointers)
             for s in 0..<segments {
-                ssd_rows_to_bf16(UnsafePointer(rowPointers + s * mb), mb, w.segmentLength, w.segmentStride,
-                                 a16 + s * w.segmentStride, lda)
+                w.convertRows(UnsafePointer(rowPointers + s * mb), mb, a16 + s * w.segmentStride, lda)
             }
             var args = amxArgs(rows: row0..<row1, columns: columns, w, out, ep, scratch: scratch)
-            ssd_bf16gemm_bf16a(a16, lda, &args)
+            w.multiplyRows(a16, lda, &args)
             row0 = row1
         }
     }
@@ -87,7 +86,7 @@ extension CPUBackend {
             let pointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: r1 - r0)
             defer { pointers.deallocate() }
             for r in r0..<r1 { pointers[r - r0] = p + r * lda }
-            ssd_rows_to_bf16(UnsafePointer(pointers), r1 - r0, w.segmentLength, w.segmentStride, dst, ld)
+            w.convertRows(UnsafePointer(pointers), r1 - r0, dst, ld)
         }
     }
 
@@ -127,7 +126,7 @@ extension CPUBackend {
         while row0 < rows.upperBound {
             let row1 = min(rows.upperBound, out.lineEnd(row0))
             var args = amxArgs(rows: row0..<row1, columns: columns, w, out, ep, scratch: scratch)
-            ssd_bf16gemm_bf16a(a.rows + row0 * a.ld, a.ld, &args)
+            w.multiplyRows(a.rows + row0 * a.ld, a.ld, &args)
             row0 = row1
         }
     }

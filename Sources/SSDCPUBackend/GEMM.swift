@@ -140,7 +140,7 @@ extension CPUBackend {
         // every column chunk all of its rows, so the split minimises rowChunks·|W| + colChunks·|A|
         // (weights are the larger operand for the small token counts of the inner UNet levels).
         let target = threads * 4
-        let weightBytes = Double(w.n * w.depth * w.layout.elementType.byteSize)
+        let weightBytes = Double(w.buffer.byteCount)
         let inputBytes = Double(m * w.depth * 4)
         var best = (cost: Double.infinity, rows: 1, cols: 1)
         for rc in 1...max(1, min(target, (m + 5) / 6)) {
@@ -149,7 +149,7 @@ extension CPUBackend {
             if cost < best.cost { best = (cost, rc, cc) }
         }
         let rowChunks = best.rows, colChunks = best.cols
-        let amx = w.layout == .bf16Pairs && w.depth > 0 && ssd_amx_active() != 0
+        let amx = w.runsOnAMX
         // Row chunks in whole micro-tiles: 6 rows for the micro-kernels, 32 (the AMX kernel's row
         // slice) on the AMX tiles; a convolution's band path needs chunks on 16-pixel boundaries.
         let unit = amx ? 32 : 6
@@ -193,14 +193,18 @@ extension CPUBackend {
         // Row pointers of every segment for one block of rows, segment-major.
         let rowPointers = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: segments * mc)
         defer { rowPointers.deallocate() }
-        if w.layout == .bf16Pairs && w.depth > 0 && ssd_amx_active() != 0 {
+        if w.runsOnAMX {
             gemmTaskAMX(a, rows: rows, columns: columns, w, out, ep)
             return
         }
         var band = InputBand()
         defer { band.deallocate() }
         let convertsB: Bool
-        if case .panels(let e) = w.layout, e != .f32 { convertsB = true } else { convertsB = false }
+        switch w.layout {
+        case .panels(let e): convertsB = e != .f32
+        case .bf16SplitPairs: convertsB = true
+        default: convertsB = false
+        }
         let bScratch = UnsafeMutablePointer<Float>.allocate(capacity: convertsB ? ncBlock * kcBlock : 1)
         defer { bScratch.deallocate() }
         let aScratchBytes = w.layout == .bf16Pairs ? (min(mc, rows.count) + 31) / 32 * 32 * ((kcBlock + 31) / 32 * 32 + 2) * 2 + 128 : 1
@@ -248,6 +252,16 @@ extension CPUBackend {
                             bStride = kb * nr
                         case .bf16Pairs:
                             b = base + (panel0 * w.panelStride + kStored * nr) * 2
+                        case .bf16SplitPairs:
+                            // Without AMX: hi + lo back to fp32 panels (k0 is a multiple of 32,
+                            // so the block starts on a stored 64-value chunk).
+                            let src = base.assumingMemoryBound(to: UInt16.self)
+                            for p in 0..<panelsInBlock {
+                                ssd_bf16x2_pairs_to_f32(src + (panel0 + p) * w.panelStride + (s * w.segmentStride + 2 * k0) * nr,
+                                                        kb, bScratch + p * kb * nr)
+                            }
+                            b = UnsafeRawPointer(bScratch)
+                            bStride = kb * nr
                         case .rowMajor:
                             return  // handled by the BLAS path
                         }

@@ -12,6 +12,11 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
         case panels(DType)
         /// bf16 k-pair-interleaved panels for `vdpbf16ps` and AMX (segments zero-padded to 32).
         case bf16Pairs
+        /// fp32 values split as `hi + lo` (two bf16, RNE), in bf16 k-pair panels where each 32 of a
+        /// segment's depth (zero-padded to a multiple of 32) is stored as 64: the high parts, then
+        /// the low parts. Same bytes as fp32; for `ssd_bf16x3gemm_bf16a` on AMX (float32 matmul
+        /// precision `.high`).
+        case bf16SplitPairs
         /// Row-major fp32 `[n, k]` for OpenBLAS.
         case rowMajor
 
@@ -20,7 +25,7 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
             switch self {
             case .panels(let e): return e
             case .bf16Pairs: return .bf16
-            case .rowMajor: return .f32
+            case .bf16SplitPairs, .rowMajor: return .f32
             }
         }
     }
@@ -30,7 +35,8 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
     let kernelH: Int
     let kernelW: Int
     let inChannels: Int
-    /// k elements of one segment as stored (kw·Cin, zero-padded to a multiple of 32 for `bf16Pairs`).
+    /// k elements of one segment as stored (kw·Cin, zero-padded to a multiple of 32 for `bf16Pairs`,
+    /// twice that for `bf16SplitPairs`).
     let segmentStride: Int
     /// Stored depth: kernelH · segmentStride.
     let depth: Int
@@ -83,7 +89,11 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
         self.inChannels = inChannels
         let seg = kernelW * inChannels
         let align = Int(SSD_BF16_KALIGN)
-        segmentStride = layout == .bf16Pairs ? (seg + align - 1) / align * align : seg
+        switch layout {
+        case .bf16Pairs: segmentStride = (seg + align - 1) / align * align
+        case .bf16SplitPairs: segmentStride = 2 * ((seg + align - 1) / align * align)
+        default: segmentStride = seg
+        }
         depth = kernelH * segmentStride
         let nr = Int(SSD_NR)
         let panelCount = (n + nr - 1) / nr
@@ -132,8 +142,56 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
                 }
                 ssd_f32_to_bf16(tmp, out + p * panelStride, panelStride)
             }
+        case .bf16SplitPairs:
+            panelStride = depth * nr
+            buffer = CPUBuffer(byteCount: panelCount * panelStride * 2, counter: counter)
+            let segmentStride = self.segmentStride, panelStride = self.panelStride, rowLength = kernelH * seg
+            let out = buffer.pointer.assumingMemoryBound(to: UInt16.self)
+            Parallel.forEach(panelCount) { p in
+                let dst = out + p * panelStride
+                // Stored depth d, column c at (d/2)·2·nr + 2c + d%2.
+                func put(_ d: Int, _ c: Int, _ v: UInt16) { dst[(d / 2) * 2 * nr + c * 2 + d % 2] = v }
+                for s in 0..<kernelH {
+                    for kk in 0..<(segmentStride / 2) {
+                        let d = s * segmentStride + (kk / 32) * 64 + kk % 32
+                        for c in 0..<nr {
+                            let col = p * nr + c
+                            let v: Float = (col < n && kk < seg) ? src[col * rowLength + s * seg + kk] : 0
+                            let hi = bf16Rounded(v)
+                            put(d, c, hi)
+                            put(d + 32, c, bf16Rounded(v - Float(bitPattern: UInt32(hi) << 16)))
+                        }
+                    }
+                }
+            }
         }
     }
+
+    /// Whether the AMX kernels multiply by this weight now (bf16 or split panels, AMX level active).
+    var runsOnAMX: Bool { (layout == .bf16Pairs || layout == .bf16SplitPairs) && depth > 0 && ssd_amx_active() != 0 }
+
+    /// `m` fp32 rows of this weight's segment length (`rows`, segment-major) converted to the bf16
+    /// rows its AMX kernel reads (`dst`, `ld` apart): plain or split as the layout asks.
+    func convertRows(_ rows: UnsafePointer<UnsafePointer<Float>?>, _ m: Int, _ dst: UnsafeMutablePointer<UInt16>, _ ld: Int) {
+        if layout == .bf16SplitPairs {
+            ssd_rows_to_bf16x2(rows, m, segmentLength, segmentStride / 2, dst, ld)
+        } else {
+            ssd_rows_to_bf16(rows, m, segmentLength, segmentStride, dst, ld)
+        }
+    }
+
+    /// The AMX GEMM of converted rows `a` (`lda` apart) by this weight with `args`.
+    func multiplyRows(_ a: UnsafePointer<UInt16>, _ lda: Int, _ args: inout ssd_gemm_args) {
+        if layout == .bf16SplitPairs { ssd_bf16x3gemm_bf16a(a, lda, &args) } else { ssd_bf16gemm_bf16a(a, lda, &args) }
+    }
+}
+
+/// bf16 bits of `x`, rounded to nearest even (as `vcvtne2ps2bf16`; NaN stays NaN).
+@inline(__always)
+func bf16Rounded(_ x: Float) -> UInt16 {
+    let b = x.bitPattern
+    if x.isNaN { return UInt16(truncatingIfNeeded: b >> 16) | 0x40 }
+    return UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
 }
 
 extension PackedWeight {
@@ -202,7 +260,8 @@ extension CPUBackend {
             let source = UnsafeMutablePointer<Float>.allocate(capacity: max(view.count, 1))
             defer { source.deallocate() }
             view.convertToFloat(into: source)
-            let phases = UpsampleConvWeight(source: source, outChannels: s[0], inChannels: s[1], layout: layout, counter: counter)
+            let phases = UpsampleConvWeight(source: source, outChannels: s[0], inChannels: s[1],
+                                            layout: layout == .bf16SplitPairs ? .panels(.f32) : layout, counter: counter)
             return Tensor(shape: s, dtype: phases.phases[0].layout.elementType, storage: phases)
         case .linear, .conv2d:
             let s = view.shape
@@ -229,8 +288,10 @@ extension CPUBackend {
                     } } }
                 }
             }
+            // Split fp32 weights only where the GEMM reads dense rows: the 3×3 convolutions keep
+            // fp32 panels for Winograd F(4×4, 3×3) (fewer multiplications than three bf16 products).
             let packed = PackedWeight(fromRows: source, n: n, kernelH: kh, kernelW: kw, inChannels: cin,
-                                      layout: layout, counter: counter,
+                                      layout: layout == .bf16SplitPairs && kh * kw > 1 ? .panels(.f32) : layout, counter: counter,
                                       winogradF23: role == .conv2d && options.winograd && ssd_isa_detected() >= Int32(SSD_ISA_AMX_BF16))
             return Tensor(shape: s, dtype: packed.layout.elementType, storage: packed)
         }
@@ -240,6 +301,9 @@ extension CPUBackend {
     var weightLayout: PackedWeight.Layout {
         if blas != nil { return .rowMajor }
         if options.bf16Compute { return .bf16Pairs }
+        if options.float32MatmulPrecision == .high, options.weightStorage == .f32, ssd_isa_detected() >= Int32(SSD_ISA_AMX_BF16) {
+            return .bf16SplitPairs
+        }
         return .panels(options.weightStorage)
     }
 

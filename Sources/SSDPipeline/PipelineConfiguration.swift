@@ -45,6 +45,10 @@ public enum Precision: String, Sendable, Hashable, CaseIterable {
     case fp16
     /// bf16 weights and bf16 dot products with fp32 accumulation where the hardware has them.
     case bf16
+    /// fp32 weights and activations; on CPUs with AMX the linear layers' products as three bf16
+    /// products of operands split in two bf16 each (about 1e-5 relative; PyTorch's float32 matmul
+    /// precision "high"). Elsewhere the same as `fp32`.
+    case fp32High = "fp32-high"
 }
 
 /// Load-time options of a pipeline.

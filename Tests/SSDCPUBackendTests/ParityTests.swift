@@ -36,14 +36,19 @@ func input(_ b: any ComputeBackend, _ shape: [Int], seed: UInt64, scale: Float =
     try b.upload(values(shape.reduce(1, *), seed: seed, scale: scale), shape: shape)
 }
 
-/// Backend variants: fp32, fp16-resident weights, bf16 compute, OpenBLAS (when it loads).
+/// Backend variants: fp32, fp32 with matmul precision "high" (bf16×3 on AMX), fp16-resident
+/// weights, bf16 compute, OpenBLAS (when it loads).
 enum Variant: String, CaseIterable, CustomTestStringConvertible {
-    case f32, f16Weights, bf16, openBLAS
+    case f32, f32High, f16Weights, bf16, openBLAS
     var testDescription: String { rawValue }
     var tolerance: Double { self == .bf16 || self == .f16Weights ? 2e-2 : 1e-4 }
     func backend() throws -> CPUBackend? {
         switch self {
         case .f32: return try CPUBackend()
+        case .f32High:
+            var o = CPUBackendOptions()
+            o.float32MatmulPrecision = .high
+            return try CPUBackend(options: o)
         case .f16Weights: return try CPUBackend(options: CPUBackendOptions(weightStorage: .f16))
         case .bf16: return try CPUBackend(options: CPUBackendOptions(weightStorage: .bf16, bf16Compute: true))
         case .openBLAS: return try? CPUBackend(options: CPUBackendOptions(gemm: .openBLAS))
@@ -101,7 +106,7 @@ enum Variant: String, CaseIterable, CustomTestStringConvertible {
         defer { CPUBackend.resetInstructionSet() }
         for isa in ["portable", "avx2", "avx512", "avx512-bf16", "amx-bf16", "neon"] {
             let used = CPUBackend.setInstructionSet(isa)
-            for variant in [Variant.f32, .bf16] {
+            for variant in [Variant.f32, .f32High, .bf16] {
                 guard let cpu = try variant.backend() else { continue }
                 let err = try parity(cpu) { b in
                     try b.linear(input(b, [11, 45], seed: 9), weight: weight(b, [67, 45], seed: 10, role: .linear), bias: input(b, [67], seed: 11), residual: input(b, [11, 67], seed: 12))

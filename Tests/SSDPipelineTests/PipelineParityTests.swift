@@ -99,9 +99,17 @@ struct PipelineParityTests {
         try await check(c, backend: .cpu, tolerance: 1e-3)
     }
 
-    func check(_ c: Case, backend: BackendChoice, tolerance: Double) async throws {
+    /// The CPU backend with fp32 matmul precision "high" (bf16×3 linears on AMX; plain fp32 elsewhere),
+    /// within the same 1e-3.
+    @Test(arguments: cases)
+    func cpuHighPrecisionMatchesDiffusers(_ c: Case) async throws {
+        try await check(c, backend: .cpu, precision: .fp32High, tolerance: 1e-3)
+    }
+
+    func check(_ c: Case, backend: BackendChoice, precision: Precision = .fp32, tolerance: Double) async throws {
         var configuration = PipelineConfiguration()
         configuration.backend = backend
+        configuration.precision = precision
         let pipeline = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
         let recorder = Recorder()
         let result = try await pipeline.generateResult(try Self.request(c), progress: nil) { name, values in

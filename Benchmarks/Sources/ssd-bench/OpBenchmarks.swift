@@ -42,6 +42,9 @@ func benchVariants(_ args: Arguments, directConv: Bool = false) -> [(String, CPU
             o.winograd = false
             add("own-f32-direct", o)
         }
+        var high = CPUBackendOptions()
+        high.float32MatmulPrecision = .high  // bf16×3 on AMX (linears and 1×1 convolutions)
+        add("own-f32-high", high)
         add("own-f16w", CPUBackendOptions(weightStorage: .f16))
         add("own-bf16", CPUBackendOptions(weightStorage: .bf16, bf16Compute: true), bf16: true)
     }

@@ -37,6 +37,7 @@ private func pipelineConfiguration(_ name: String) throws -> PipelineConfigurati
     var c = PipelineConfiguration()
     switch name {
     case "cpu": c.backend = .cpu; c.precision = .fp32
+    case "cpu-high": c.backend = .cpu; c.precision = .fp32High
     case "cpu-f16w": c.backend = .cpu; c.precision = .fp16
     case "cpu-bf16": c.backend = .cpu; c.precision = .bf16
     case "cuda": c.backend = .cuda; c.precision = .fp16

@@ -52,6 +52,7 @@ func makeBackend(_ name: String, threads: Int) throws -> any ComputeBackend {
     switch name {
     case "cpu": break
     case "cpu-direct": o.winograd = false  // 3×3 convolutions by implicit GEMM only (no Winograd)
+    case "cpu-high": o.float32MatmulPrecision = .high  // fp32 linears as bf16×3 on AMX (torch's "high")
     case "cpu-f16w": o.weightStorage = .f16
     case "cpu-bf16": o.weightStorage = .bf16; o.bf16Compute = true
     case "cpu-bf16-direct": o.weightStorage = .bf16; o.bf16Compute = true; o.winograd = false  // no Winograd F(2×2, 3×3)

@@ -92,6 +92,20 @@ void ssd_bf16gemm_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *args);
  * all readable for 16 rows (rows past m do not matter). A convolution's rows read in place from a
  * bf16 image band this way. Without AMX, args->scratch needs 44 · k + 128 bytes. */
 void ssd_bf16gemm_tiles(const uint16_t *const *tiles, long segments, long seg_len, long astride, const ssd_gemm_args *args);
+/* Split rows for the bf16×3 GEMM: per 32 values of a row (zeros from len to padded, a multiple
+ * of 32), their 32 bf16 high parts hi = bf16(x) then the 32 low parts bf16(x − hi), both RNE:
+ * 2·padded values from dst + r·ld. */
+void ssd_rows_to_bf16x2(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld);
+/* fp32 products at bf16 speed (PyTorch's float32 matmul precision "high", "bfloat16x3"): A and B
+ * both split as by ssd_rows_to_bf16x2 (depth args->k counts stored values, a multiple of 64; B as
+ * bf16 k-pair panels of that depth), C (+)= alpha · (A_hi·B_hi + A_lo·B_hi + A_hi·B_lo) (+ bias +
+ * residual), about 1e-5 relative to fp32. Otherwise as ssd_bf16gemm_bf16a (needs no scratch). */
+void ssd_bf16x3gemm_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *args);
+/* One fp32 panel (k × 64, k a multiple of 32) as a split panel of stored depth 2k. */
+void ssd_pack_bf16x2_panel(const float *src, long k, uint16_t *dst);
+/* kb rows (real depth) of one split panel (`src` at a 64-value chunk) as fp32 panel rows
+ * dst[kk·64 + c] = hi + lo. */
+void ssd_bf16x2_pairs_to_f32(const uint16_t *src, long kb, float *dst);
 /* Packs B[k × n] (element (p, c) = transposed ? src[c·ld + p] : src[p·ld + c]) into bf16 k-pair
  * panels of depth kpad (even, ≥ k; zeros past k and past column n), panel stride kpad · 64. */
 void ssd_pack_bf16_pairs(const float *src, long ld, int transposed, long k, long n, long kpad, uint16_t *dst);
@@ -152,6 +166,9 @@ void ssd_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, l
 void ssd_winograd_input_f43(const float *src, long row_stride, long channels, long tiles, float *v,
                             long v_tile_stride, long v_xi_stride);
 void ssd_winograd_weight_f43(const float *g, long cin, float *u, long u_xi_stride);
+/* The same U as split bf16 k-pair panels for ssd_bf16x3gemm_bf16a: depth 2·round_up(cin, 32)
+ * per ξ (`u_xi_stride` uint16 apart), channels past cin zero. */
+void ssd_winograd_weight_f43_split(const float *g, long cin, uint16_t *u, long u_xi_stride);
 void ssd_winograd_output_f43(const float *m, long m_xi_stride, long channels, const float *bias,
                              const float *residual, float *y, long y_row_stride, long y_pixel_stride, int rows, int cols);
 
