@@ -227,6 +227,29 @@ void ssd_layer_norm_to_bf16(const float *x, long rows, long n, const float *gamm
     free(row);
 }
 
+void ssd_layer_norm_to_bf16x2(const float *x, long rows, long n, const float *gamma, const float *beta, float eps,
+                              long padded, uint16_t *dst, long ld) {
+    float *row = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!row) return;
+    for (long r = 0; r < rows; r++) {
+        const float *normed = row;
+        math->layer_norm_row(x + r * n, row, n, gamma, beta, eps);
+        ssd_rows_to_bf16x2(&normed, 1, n, padded, dst + r * ld, ld);
+    }
+    free(row);
+}
+
+void ssd_geglu_to_bf16x2(const float *x, long rows, long n, long padded, uint16_t *dst, long ld) {
+    float *row = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!row) return;
+    for (long r = 0; r < rows; r++) {
+        const float *gated = row;
+        math->geglu(x + r * 2 * n, row, 1, n);
+        ssd_rows_to_bf16x2(&gated, 1, n, padded, dst + r * ld, ld);
+    }
+    free(row);
+}
+
 void ssd_geglu_to_bf16(const float *x, long rows, long n, long padded, uint16_t *dst, long ld) {
 #if defined(__x86_64__)
     if (active_level >= SSD_ISA_AVX512_BF16) { ssd_geglu_to_bf16_avx512(x, rows, n, padded, dst, ld); return; }

@@ -53,7 +53,7 @@ extension CPUBackend {
             throw TensorError.invalidArgument(op: op, message: "last axis \(x.shape) must be even")
         }
         let w = try packedWeight(weight, op: op, kernel: (weight.shape.first ?? 0, 1, 1))
-        guard w.layout == .bf16Pairs, w.depth > 0, ssd_amx_active() != 0, x.count > 0 else {
+        guard w.runsOnAMX, x.count > 0 else {
             return try linear(geglu(x), weight: weight, bias: bias, residual: residual)
         }
         guard w.kernelH == 1, w.kernelW == 1, w.inChannels == last / 2 else {
@@ -82,15 +82,19 @@ extension CPUBackend {
             return try composedLayerNormLinears(x, normWeight: normWeight, normBias: normBias, epsilon: epsilon, weights: weights, biases: biases)
         }
         let packed = try weights.map { try packedWeight($0, op: op, kernel: ($0.shape.first ?? 0, 1, 1)) }
-        guard ssd_amx_active() != 0, let first = packed.first,
-              packed.allSatisfy({ $0.layout == .bf16Pairs && $0.depth > 0 && $0.kernelH == 1 && $0.kernelW == 1 &&
+        guard let first = packed.first, first.runsOnAMX,
+              packed.allSatisfy({ $0.layout == first.layout && $0.depth > 0 && $0.kernelH == 1 && $0.kernelW == 1 &&
                                   $0.inChannels == n && $0.segmentStride == first.segmentStride }) else {
             return try composedLayerNormLinears(x, normWeight: normWeight, normBias: normBias, epsilon: epsilon, weights: weights, biases: biases)
         }
         let xp = try x.cpuFloats(op), gamma = try normWeight.cpuFloats(op), beta = try normBias.cpuFloats(op)
         let m = x.count / n
         let rows = sharedBF16Rows(m: m, first) { r0, r1, dst, ld in
-            ssd_layer_norm_to_bf16(xp + r0 * n, r1 - r0, n, gamma, beta, epsilon, first.segmentStride, dst, ld)
+            if first.layout == .bf16SplitPairs {
+                ssd_layer_norm_to_bf16x2(xp + r0 * n, r1 - r0, n, gamma, beta, epsilon, first.segmentStride / 2, dst, ld)
+            } else {
+                ssd_layer_norm_to_bf16(xp + r0 * n, r1 - r0, n, gamma, beta, epsilon, first.segmentStride, dst, ld)
+            }
         }
         defer { counter.release(rows.buffer, rows.bytes) }
         return try zip(packed, biases).map { w, bias in

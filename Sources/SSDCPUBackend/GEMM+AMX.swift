@@ -94,7 +94,11 @@ extension CPUBackend {
     /// straight in bf16 for a linear on them (`gegluLinear`): the fp32 GEGLU output is never stored.
     func convertSharedGEGLU(_ p: UnsafePointer<Float>, m: Int, _ w: PackedWeight) -> SharedBF16Rows {
         sharedBF16Rows(m: m, w) { r0, r1, dst, ld in
-            ssd_geglu_to_bf16(p + r0 * 2 * w.segmentLength, r1 - r0, w.segmentLength, w.segmentStride, dst, ld)
+            if w.layout == .bf16SplitPairs {
+                ssd_geglu_to_bf16x2(p + r0 * 2 * w.segmentLength, r1 - r0, w.segmentLength, w.segmentStride / 2, dst, ld)
+            } else {
+                ssd_geglu_to_bf16(p + r0 * 2 * w.segmentLength, r1 - r0, w.segmentLength, w.segmentStride, dst, ld)
+            }
         }
     }
 

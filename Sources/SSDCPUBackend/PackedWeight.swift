@@ -260,8 +260,7 @@ extension CPUBackend {
             let source = UnsafeMutablePointer<Float>.allocate(capacity: max(view.count, 1))
             defer { source.deallocate() }
             view.convertToFloat(into: source)
-            let phases = UpsampleConvWeight(source: source, outChannels: s[0], inChannels: s[1],
-                                            layout: layout == .bf16SplitPairs ? .panels(.f32) : layout, counter: counter)
+            let phases = UpsampleConvWeight(source: source, outChannels: s[0], inChannels: s[1], layout: layout, counter: counter)
             return Tensor(shape: s, dtype: phases.phases[0].layout.elementType, storage: phases)
         case .linear, .conv2d:
             let s = view.shape
@@ -288,8 +287,9 @@ extension CPUBackend {
                     } } }
                 }
             }
-            // Split fp32 weights only where the GEMM reads dense rows: the 3×3 convolutions keep
-            // fp32 panels for Winograd F(4×4, 3×3) (fewer multiplications than three bf16 products).
+            // Split fp32 weights except for the 3×3 convolutions, which keep fp32 panels for
+            // Winograd F(4×4, 3×3) (fewer multiplications than three bf16 products; the Winograd
+            // GEMMs split their transformed operands per call).
             let packed = PackedWeight(fromRows: source, n: n, kernelH: kh, kernelW: kw, inChannels: cin,
                                       layout: layout == .bf16SplitPairs && kh * kw > 1 ? .panels(.f32) : layout, counter: counter,
                                       winogradF23: role == .conv2d && options.winograd && ssd_isa_detected() >= Int32(SSD_ISA_AMX_BF16))

@@ -13,7 +13,7 @@ import SSDTensor
         return try CPUBackend(options: o)
     }
 
-    /// Which weights are split: linears and 1×1 convolutions on a CPU with AMX; 3×3 convolutions
+    /// Which weights are split: linears, 1×1 convolutions and upsampling phase kernels on a CPU with AMX; 3×3 convolutions
     /// keep fp32 panels (Winograd); fp16 storage, bf16 compute and the default precision never split.
     @Test func layouts() throws {
         func layout(_ cpu: CPUBackend, _ shape: [Int], _ role: WeightRole) throws -> PackedWeight.Layout {
@@ -24,6 +24,9 @@ import SSDTensor
         #expect(try layout(high, [70, 50], .linear) == (amx ? .bf16SplitPairs : .panels(.f32)))
         #expect(try layout(high, [70, 50, 1, 1], .conv2d) == (amx ? .bf16SplitPairs : .panels(.f32)))
         #expect(try layout(high, [70, 50, 3, 3], .conv2d) == .panels(.f32))
+        // Upsample2D's 2×2 phase kernels run as implicit GEMMs: split.
+        let phases = try #require(weight(high, [70, 50, 3, 3], seed: 1, role: .upsampleConv2d).storage as? UpsampleConvWeight)
+        #expect(phases.phases.allSatisfy { $0.layout == (amx ? .bf16SplitPairs : .panels(.f32)) })
         #expect(try layout(CPUBackend(), [70, 50], .linear) == .panels(.f32))
         var f16 = CPUBackendOptions(weightStorage: .f16)
         f16.float32MatmulPrecision = .high
@@ -120,6 +123,38 @@ import SSDTensor
                                           residual: input(b, [2, 4, 9, 33], seed: 12))
             }
             #expect(normed < 2e-5, "\(threads) threads group norm + SiLU + conv 1×1: \(normed)")
+        }
+    }
+
+    /// `gegluLinear` and `layerNormLinears` make their split rows straight from the fp32 rows: the
+    /// same values as the compositions (one and two threads; a few attempts, as other suites
+    /// switch the level process-wide).
+    @Test func fusedRowsMatchComposition() throws {
+        for threads in [1, 2] {
+            let cpu = try backend(threads: threads)
+            for (m, k, n) in [(1, 40, 48), (37, 64, 320), (300, 320, 70)] {
+                let x = try input(cpu, [m, 2 * k], seed: 31, scale: 3)
+                let w = try weight(cpu, [n, k], seed: 32, role: .linear)
+                let bias = try input(cpu, [n], seed: 33), residual = try input(cpu, [m, n], seed: 34)
+                var same = false
+                for _ in 0..<5 where !same {
+                    let fused = try cpu.download(cpu.gegluLinear(x, weight: w, bias: bias, residual: residual))
+                    let composed = try cpu.download(cpu.linear(cpu.geglu(x), weight: w, bias: bias, residual: residual))
+                    same = fused == composed
+                }
+                #expect(same, "geglu \(threads) threads \(m)x\(k)x\(n)")
+                let xn = try input(cpu, [m, k], seed: 41, scale: 3)
+                let gamma = try input(cpu, [k], seed: 42), beta = try input(cpu, [k], seed: 43)
+                let ws = try [n, 64].enumerated().map { try weight(cpu, [$1, k], seed: 44 + UInt64($0), role: .linear) }
+                same = false
+                for _ in 0..<5 where !same {
+                    let fused = try cpu.layerNormLinears(xn, normWeight: gamma, normBias: beta, epsilon: 1e-5, weights: ws, biases: [bias, nil])
+                    let normed = try cpu.layerNorm(xn, weight: gamma, bias: beta, epsilon: 1e-5)
+                    let composed = try zip(ws, [bias, nil]).map { try cpu.linear(normed, weight: $0, bias: $1, residual: nil) }
+                    same = try fused.map { try cpu.download($0) } == composed.map { try cpu.download($0) }
+                }
+                #expect(same, "layer norm \(threads) threads \(m)x\(k)x\(n)")
+            }
         }
     }
 

@@ -79,6 +79,11 @@ void ssd_layer_norm_to_bf16(const float *x, long rows, long n, const float *gamm
 /* dst[r·ld + j] = bf16(h·GELU(g)) (RNE) for j < n with h, g the two halves of row r of x
  * (`[rows, 2n]`), 0 for n ≤ j < padded: ssd_geglu then ssd_rows_to_bf16, bit for bit. */
 void ssd_geglu_to_bf16(const float *x, long rows, long n, long padded, uint16_t *dst, long ld);
+/* The same two as split rows (ssd_rows_to_bf16x2 of the fp32 results; `padded` is the real depth
+ * padded to 32, rows 2·padded long) for the bf16×3 GEMM. */
+void ssd_layer_norm_to_bf16x2(const float *x, long rows, long n, const float *gamma, const float *beta, float eps,
+                              long padded, uint16_t *dst, long ld);
+void ssd_geglu_to_bf16x2(const float *x, long rows, long n, long padded, uint16_t *dst, long ld);
 /* The bf16 GEMM with A already bf16 rows `a` (row r at a + r·lda) instead of args->a_rows:
  * C[m × n] (+)= alpha · A · B (+ bias + residual) over the whole depth args->k, which must be a
  * multiple of 32 with B's panels that deep (A zero past the real depth). Rows up to
