@@ -100,10 +100,9 @@ WT void ssd_wino_weight_f43_avx512(const float *g, long cin, float *u, long uxs)
 
 /* The same transform written as split bf16 k-pair panels (`ssd_winograd_weight_f43_split`): for
  * each ξ, input channel ci at stored depth (ci/32)·64 + ci%32 (high part) and 32 deeper (low part),
- * channels from cin to the next multiple of 32 zero. */
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma,avx512bf16"))) void ssd_wino_weight_f43_split_avx512(const float *g, long cin, uint16_t *u, long uxs) {
-    long cinPad = (cin + 31) / 32 * 32;
-    for (long ci = 0; ci < cinPad; ci += 2) {
+ * channels from cin to the next multiple of 32 zero; channels ci0 ..< ci1 (multiples of 32) only. */
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma,avx512bf16"))) void ssd_wino_weight_f43_split_avx512(const float *g, long cin, long ci0, long ci1, uint16_t *u, long uxs) {
+    for (long ci = ci0; ci < ci1; ci += 2) {
         long d = (ci / 32) * 64 + ci % 32;
         for (int l = 0; l < SSD_NR; l += 16) {
             __m512 out[2][36];

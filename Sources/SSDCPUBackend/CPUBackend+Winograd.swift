@@ -55,11 +55,18 @@ extension CPUBackend {
         let u = uBuffer.pointer.assumingMemoryBound(to: Float.self)
         let us = uBuffer.pointer.assumingMemoryBound(to: UInt16.self)
         let base = UnsafeRawPointer(w.buffer.pointer)
-        parallelFor(panels) { p in
+        if split {
+            // Tasks of 64 input channels, so that a few panels spread over the workers.
+            let ciChunks = (splitDepth / 2 + 63) / 64
+            parallelFor(panels * ciChunks) { t in
+                let p = t / ciChunks, ci0 = (t % ciChunks) * 64, ci1 = min(splitDepth / 2, ci0 + 64)
+                let src = base + (c0 / nr + p) * w.panelStride * element.byteSize
+                ssd_winograd_weight_f43_split(src.assumingMemoryBound(to: Float.self), cin, ci0, ci1, us + p * splitDepth * nr, uXi)
+            }
+        }
+        parallelFor(split ? 0 : panels) { p in
             let src = base + (c0 / nr + p) * w.panelStride * element.byteSize
-            if split {
-                ssd_winograd_weight_f43_split(src.assumingMemoryBound(to: Float.self), cin, us + p * splitDepth * nr, uXi)
-            } else if element == .f32 {
+            if element == .f32 {
                 ssd_winograd_weight_f43(src.assumingMemoryBound(to: Float.self), cin, u + p * cin * nr, uXi)
             } else {
                 let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 9 * cin * nr)

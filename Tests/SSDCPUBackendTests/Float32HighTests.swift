@@ -158,6 +158,40 @@ import SSDTensor
         }
     }
 
+    /// The split weight transform by channel ranges, natively and portably (the fallback for a level
+    /// dropped mid-call): the same values hi + lo, zeros past Cin.
+    @Test func splitWeightTransformLevels() throws {
+        defer { CPUBackend.resetInstructionSet() }
+        let cin = 40, cinPad = 64, xiStride = 2 * cinPad * 64
+        let g = values(9 * cin * 64, seed: 61)
+        var results: [String: [Float]] = [:]
+        for isa in ["portable", "amx-bf16"] {
+            let used = CPUBackend.setInstructionSet(isa)
+            var u = [UInt16](repeating: 0xFFFF, count: 36 * xiStride)
+            g.withUnsafeBufferPointer { gp in
+                u.withUnsafeMutableBufferPointer { up in
+                    for ci0 in stride(from: 0, to: cinPad, by: 32) {
+                        ssd_winograd_weight_f43_split(gp.baseAddress!, cin, ci0, ci0 + 32, up.baseAddress!, xiStride)
+                    }
+                }
+            }
+            var f = [Float](repeating: 0, count: 36 * cinPad * 64)
+            u.withUnsafeBufferPointer { up in
+                f.withUnsafeMutableBufferPointer { fp in
+                    for xi in 0..<36 {
+                        ssd_bf16x2_pairs_to_f32(up.baseAddress! + xi * xiStride, cinPad, fp.baseAddress! + xi * cinPad * 64)
+                    }
+                }
+            }
+            results[used] = f
+        }
+        let portable = try #require(results["portable"])
+        #expect(portable.indices.allSatisfy { ($0 / 64) % cinPad < cin || portable[$0] == 0 }, "channels past Cin not zero")
+        if let native = results["amx-bf16"] ?? results["avx512-bf16"] {
+            #expect(relativeError(native, portable) < 1e-6)
+        }
+    }
+
     /// 3×3 convolutions on Winograd F(4×4, 3×3) with the 36 GEMMs as bf16×3 (every size taken):
     /// Cin not a multiple of 32, Cout not of 64, partial tiles, batch 2, prologue, bias, residual,
     /// within the fp32 tolerance of the reference's direct convolution (the transform amplifies

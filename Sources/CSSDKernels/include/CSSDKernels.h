@@ -172,8 +172,9 @@ void ssd_winograd_input_f43(const float *src, long row_stride, long channels, lo
                             long v_tile_stride, long v_xi_stride);
 void ssd_winograd_weight_f43(const float *g, long cin, float *u, long u_xi_stride);
 /* The same U as split bf16 k-pair panels for ssd_bf16x3gemm_bf16a: depth 2·round_up(cin, 32)
- * per ξ (`u_xi_stride` uint16 apart), channels past cin zero. */
-void ssd_winograd_weight_f43_split(const float *g, long cin, uint16_t *u, long u_xi_stride);
+ * per ξ (`u_xi_stride` uint16 apart), channels past cin zero; written for input channels
+ * ci0 ..< ci1 only (multiples of 32, ci1 ≤ round_up(cin, 32)), so that tasks can share a panel. */
+void ssd_winograd_weight_f43_split(const float *g, long cin, long ci0, long ci1, uint16_t *u, long u_xi_stride);
 void ssd_winograd_output_f43(const float *m, long m_xi_stride, long channels, const float *bias,
                              const float *residual, float *y, long y_row_stride, long y_pixel_stride, int rows, int cols);
 
