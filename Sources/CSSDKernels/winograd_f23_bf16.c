@@ -8,7 +8,8 @@
  *   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1],
  *   Aᵀ = [1 1 1 0; 0 1 −1 −1]; position ξ = 4·i + j of the 4×4 transformed domain.
  * Channels are innermost, 16 per vector (callers use multiples of 16). AVX512_BF16 only: the path
- * runs where the AMX GEMM does. */
+ * runs where the AMX GEMM does. The `bf16x2`/`split` variants serve fp32 matmul precision "high"
+ * (bf16×3 GEMMs, see ssd_bf16x3gemm_bf16a), where F(2×2) errs ~1e-5. */
 #include "internal.h"
 
 #if defined(__x86_64__)
@@ -43,6 +44,84 @@ W23 void ssd_wino23_input_bf16(const float *src, long rs, long ch, long tiles, u
     }
 }
 
+/* hi = bf16(x) and lo = bf16(x − hi) (RNE), 16 values each. */
+W23 static inline void split16(__m512 x, __m256i *hi, __m256i *lo) {
+    *hi = (__m256i)_mm512_cvtneps_pbh(x);
+    __m512 h = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(*hi), 16));
+    *lo = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(x, h));
+}
+
+W23 void ssd_wino23_input_bf16x2(const float *src, long rs, long ch, long tiles, uint16_t *v, long vts, long vxs) {
+    for (long t = 0; t < tiles; t++) {
+        const float *s = src + 2 * t * ch;
+        uint16_t *vt = v + t * vts;
+        for (long c = 0; c < ch; c += 16) {
+            __m512 d[4][4], e[4][4];
+            long at = (c / 32) * 64 + c % 32;  /* high part; the low part 32 further */
+            for (int r = 0; r < 4; r++)
+                for (int j = 0; j < 4; j++) d[r][j] = _mm512_loadu_ps(s + r * rs + j * ch + c);
+            for (int j = 0; j < 4; j++) {
+                e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+            }
+            for (int i = 0; i < 4; i++) {
+                __m512 o[4];
+                o[0] = _mm512_sub_ps(e[i][0], e[i][2]);
+                o[1] = _mm512_add_ps(e[i][1], e[i][2]);
+                o[2] = _mm512_sub_ps(e[i][2], e[i][1]);
+                o[3] = _mm512_sub_ps(e[i][1], e[i][3]);
+                for (int j = 0; j < 4; j++) {
+                    __m256i hi, lo;
+                    split16(o[j], &hi, &lo);
+                    _mm256_storeu_si256((__m256i *)(vt + (4 * i + j) * vxs + at), hi);
+                    _mm256_storeu_si256((__m256i *)(vt + (4 * i + j) * vxs + at + 32), lo);
+                }
+            }
+        }
+    }
+}
+
+/* G applied to three vectors: (g0, (g0+g1+g2)/2, (g0−g1+g2)/2, g2). */
+W23 static inline void g23(__m512 g0, __m512 g1, __m512 g2, __m512 *o) {
+    __m512 half = _mm512_set1_ps(0.5f), s = _mm512_add_ps(g0, g2);
+    o[0] = g0;
+    o[1] = _mm512_mul_ps(_mm512_add_ps(s, g1), half);
+    o[2] = _mm512_mul_ps(_mm512_sub_ps(s, g1), half);
+    o[3] = g2;
+}
+
+W23 void ssd_wino23_weight_split(const float *g, long cin, long ci0, long ci1, uint16_t *u, long uxs) {
+    for (long ci = ci0; ci < ci1; ci += 2) {
+        long d = (ci / 32) * 64 + ci % 32;
+        for (int l = 0; l < SSD_NR; l += 16) {
+            __m512 out[2][16];
+            for (int h = 0; h < 2; h++) {
+                const float *gc = g + (ci + h) * SSD_NR + l;
+                __m512 t[4][3];
+                for (int kx = 0; kx < 3; kx++) {  /* G · g, column kx */
+                    __m512 o[4];
+                    g23(_mm512_loadu_ps(gc + (0 * 3 + kx) * cin * SSD_NR), _mm512_loadu_ps(gc + (1 * 3 + kx) * cin * SSD_NR),
+                        _mm512_loadu_ps(gc + (2 * 3 + kx) * cin * SSD_NR), o);
+                    for (int i = 0; i < 4; i++) t[i][kx] = o[i];
+                }
+                for (int i = 0; i < 4; i++) g23(t[i][0], t[i][1], t[i][2], &out[h][4 * i]);  /* row i · Gᵀ */
+            }
+            for (int x = 0; x < 16; x++) {
+                __m256i h0, l0, h1, l1;
+                split16(out[0][x], &h0, &l0);
+                split16(out[1][x], &h1, &l1);
+                uint16_t *base = u + x * uxs + l * 2;
+                __m512i hp = _mm512_or_si512(_mm512_cvtepu16_epi32(h0), _mm512_slli_epi32(_mm512_cvtepu16_epi32(h1), 16));
+                __m512i lp = _mm512_or_si512(_mm512_cvtepu16_epi32(l0), _mm512_slli_epi32(_mm512_cvtepu16_epi32(l1), 16));
+                _mm512_storeu_si512(base + (d / 2) * 2 * SSD_NR, hp);
+                _mm512_storeu_si512(base + ((d + 32) / 2) * 2 * SSD_NR, lp);
+            }
+        }
+    }
+}
+
 W23 void ssd_wino23_output(const float *m, long mxs, long ch, const float *bias, const float *residual, float *y,
                            long ys, long cs, int rows, int cols) {
     for (long c = 0; c < ch; c += 16) {
@@ -68,6 +147,12 @@ W23 void ssd_wino23_output(const float *m, long mxs, long ch, const float *bias,
 }
 #else
 /* The bf16 Winograd path runs only with AMX (x86-64); these are never called elsewhere. */
+void ssd_wino23_input_bf16x2(const float *src, long rs, long ch, long tiles, uint16_t *v, long vts, long vxs) {
+    (void)src; (void)rs; (void)ch; (void)tiles; (void)v; (void)vts; (void)vxs;
+}
+void ssd_wino23_weight_split(const float *g, long cin, long ci0, long ci1, uint16_t *u, long uxs) {
+    (void)g; (void)cin; (void)ci0; (void)ci1; (void)u; (void)uxs;
+}
 void ssd_wino23_input_bf16(const float *src, long rs, long ch, long tiles, uint16_t *v, long vts, long vxs) {
     (void)src; (void)rs; (void)ch; (void)tiles; (void)v; (void)vts; (void)vxs;
 }

@@ -41,8 +41,10 @@ extension CPUBackend {
 
         // With fp32 matmul precision "high" on AMX the 36 GEMMs run as bf16×3 (`split`): U and
         // each block's V[ξ] split into bf16 hi + lo, depth Cin padded to 32 and doubled.
-        // (Below `winogradSplitMinimumTiles` the per-call split weight transform costs more than
-        // the faster GEMMs save: 2×16×16×1280² took 1.65× the fp32 time, 2×32×32×640² 0.85×.)
+        // (Convolutions with Cin a multiple of 32 take the split F(2×2) path first, see
+        // `winogradBF16Conv2d`. Below `winogradSplitMinimumTiles` the per-call split weight
+        // transform costs more than the faster GEMMs save: 2×16×16×1280² took 1.65× the fp32
+        // time, 2×32×32×640² 0.85×.)
         let split = options.float32MatmulPrecision == .high && element == .f32 && ssd_amx_active() != 0
             && tiles >= options.winogradSplitMinimumTiles
         let splitDepth = 2 * ((cin + 31) / 32 * 32)

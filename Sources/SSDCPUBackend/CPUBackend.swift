@@ -59,8 +59,11 @@ public struct CPUBackendOptions: Sendable, Hashable {
     var winogradMinimumTiles = 32
     /// The same for the bf16 path's 2×2 output tiles (`winogradBF16Conv2d`).
     var winogradBF16MinimumTiles = 256
-    /// Fewest 4×4 output tiles for which the fp32 Winograd path runs its GEMMs as bf16×3 (matmul
-    /// precision `.high` on AMX).
+    /// Fewest 2×2 output tiles for which a 3×3 convolution takes Winograd F(2×2, 3×3) with
+    /// bf16×3 GEMMs (matmul precision `.high` on AMX; Cin a multiple of 32, Cout of 16).
+    var winogradSplitF23MinimumTiles = 64
+    /// Fewest 4×4 output tiles for which the fp32 Winograd F(4×4, 3×3) path, taken by the other
+    /// convolutions, runs its GEMMs as bf16×3.
     var winogradSplitMinimumTiles = 128
     /// Largest transformed weight the Winograd path holds at once (36·Cin·columns floats); wider
     /// convolutions run in column chunks, re-transforming the input per chunk.

@@ -100,7 +100,8 @@ final class CountingBackend: ComputeBackend {
     /// Counted as the direct convolution it replaces (the GN+SiLU pass is not counted).
     func groupNormSiLUConv2d(_ x: Tensor, groups: Int, normWeight: Tensor, normBias: Tensor, epsilon: Float,
                              weight: Tensor, bias: Tensor?, padding: Int, residual: Tensor?) throws -> Tensor {
-        let op = "groupNormSiLU+conv2d \(weight.shape[2])x\(weight.shape[3])"
+        var op = "groupNormSiLU+conv2d \(weight.shape[2])x\(weight.shape[3])"
+        if profilingShapes, x.rank == 4 { op += " \(x.shape[1])x\(x.shape[2]) \(x.shape[3])->\(weight.shape[0])" }
         let out = try timed(op) {
             try inner.groupNormSiLUConv2d(x, groups: groups, normWeight: normWeight, normBias: normBias, epsilon: epsilon,
                                           weight: weight, bias: bias, padding: padding, residual: residual)

@@ -186,6 +186,13 @@ void ssd_winograd_output_f43(const float *m, long m_xi_stride, long channels, co
 void ssd_wino23_input_bf16(const float *src, long rs, long ch, long tiles, uint16_t *v, long vts, long vxs);
 void ssd_wino23_output(const float *m, long mxs, long ch, const float *bias, const float *residual, float *y,
                        long ys, long cs, int rows, int cols);
+/* The same for fp32 matmul precision "high" (bf16×3 tile GEMMs): V[ξ][t] as a split row (per 32
+ * channels their bf16 high parts, then the low parts; ch a multiple of 32), and the transformed
+ * weight U[ξ] = G g Gᵀ of fp32 filter panels `g` (element ((ky·3 + kx)·cin + ci)·64 + l, as
+ * ssd_winograd_weight_f43 reads) as split k-pair panels of depth 2·cin, for input channels
+ * ci0 ..< ci1 (even) of each ξ at u + ξ·uxs. */
+void ssd_wino23_input_bf16x2(const float *src, long rs, long ch, long tiles, uint16_t *v, long vts, long vxs);
+void ssd_wino23_weight_split(const float *g, long cin, long ci0, long ci1, uint16_t *u, long uxs);
 
 #ifdef __cplusplus
 }
