@@ -192,11 +192,14 @@ void ssd_bf16x3gemm_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g) {
     }
 }
 
-void ssd_pack_bf16x2_panel(const float *src, long k, uint16_t *dst) {
-    for (long kk = 0; kk < k; kk++) {
+void ssd_pack_bf16x2_panel(const float *src, long k, long kpad, uint16_t *dst) {
+#if defined(__x86_64__)
+    if (active_level >= SSD_ISA_AVX512_BF16) { ssd_pack_bf16x2_panel_avx512(src, k, kpad, dst); return; }
+#endif
+    for (long kk = 0; kk < kpad; kk++) {
         long d = (kk / 32) * 64 + kk % 32;
         for (long c = 0; c < SSD_NR; c++) {
-            float x = src[kk * SSD_NR + c], h;
+            float x = kk < k ? src[kk * SSD_NR + c] : 0.0f, h;
             uint16_t hi, lo;
             ssd_f32_to_bf16(&x, &hi, 1);
             ssd_bf16_to_f32(&hi, &h, 1);

@@ -276,6 +276,25 @@ __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16"))) void ssd_rows_to
     }
 }
 
+/* ssd_pack_bf16x2_panel: rows kk and kk + 1 (one k-pair of a chunk) 16 columns at a time. */
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16"))) void ssd_pack_bf16x2_panel_avx512(const float *src, long k, long kpad, uint16_t *dst) {
+    for (long kk = 0; kk < kpad; kk += 2) {
+        long d = (kk / 32) * 64 + kk % 32;
+        for (int l = 0; l < SSD_NR; l += 16) {
+            __m512 x0 = kk < k ? _mm512_loadu_ps(src + kk * SSD_NR + l) : _mm512_setzero_ps();
+            __m512 x1 = kk + 1 < k ? _mm512_loadu_ps(src + (kk + 1) * SSD_NR + l) : _mm512_setzero_ps();
+            __m512i h0 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x0));
+            __m512i h1 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x1));
+            __m512 r0 = _mm512_sub_ps(x0, _mm512_castsi512_ps(_mm512_slli_epi32(h0, 16)));
+            __m512 r1 = _mm512_sub_ps(x1, _mm512_castsi512_ps(_mm512_slli_epi32(h1, 16)));
+            __m512i l0 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(r0));
+            __m512i l1 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(r1));
+            _mm512_storeu_si512(dst + (d / 2) * 2 * SSD_NR + l * 2, _mm512_or_si512(h0, _mm512_slli_epi32(h1, 16)));
+            _mm512_storeu_si512(dst + ((d + 32) / 2) * 2 * SSD_NR + l * 2, _mm512_or_si512(l0, _mm512_slli_epi32(l1, 16)));
+        }
+    }
+}
+
 /* fp32 rows → bf16 rows (RNE), zero padded from len to padded (AVX512_BF16 only, no AMX). */
 __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16"))) void ssd_rows_to_bf16_avx512(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld) {
     for (long r = 0; r < m; r++) {

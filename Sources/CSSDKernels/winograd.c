@@ -159,7 +159,7 @@ void ssd_winograd_weight_f43_split(const float *g, long cin, long ci0, long ci1,
     if (!t) return;
     ssd_winograd_weight_f43(g, cin, t, cinPad * SSD_NR);
     for (int x = 0; x < 36; x++)
-        ssd_pack_bf16x2_panel(t + x * cinPad * SSD_NR + ci0 * SSD_NR, ci1 - ci0, u + x * u_xi_stride + 2 * ci0 * SSD_NR);
+        ssd_pack_bf16x2_panel(t + x * cinPad * SSD_NR + ci0 * SSD_NR, ci1 - ci0, ci1 - ci0, u + x * u_xi_stride + 2 * ci0 * SSD_NR);
     free(t);
 }
 

@@ -126,6 +126,21 @@ import SSDTensor
         }
     }
 
+    /// Attention on split operands (`attentionSplit`): self and cross (77 keys: a partial last
+    /// chunk), head widths 64 and 40 (padded), several query and key blocks, causal, against the
+    /// reference within 2e-5 (the softmax of the ~1e-5-exact scores).
+    @Test func attention() throws {
+        let cpu = try backend()
+        for (b, nq, nk, heads, d, causal) in [(2, 100, 77, 2, 64, false), (1, 300, 600, 3, 40, false), (1, 77, 77, 2, 64, true),
+                                               (1, 70, 70, 1, 512, false)] {
+            let err = try parity(cpu) { be in
+                try be.attention(query: input(be, [b, nq, heads * d], seed: 71, scale: 2), key: input(be, [b, nk, heads * d], seed: 72, scale: 2),
+                                 value: input(be, [b, nk, heads * d], seed: 73), heads: heads, scale: 1 / Float(d).squareRoot(), causal: causal)
+            }
+            #expect(err < 2e-5, "\(b)×\(nq)×\(nk) \(heads)×\(d) causal \(causal): \(err)")
+        }
+    }
+
     /// `gegluLinear` and `layerNormLinears` make their split rows straight from the fp32 rows: the
     /// same values as the compositions (one and two threads; a few attempts, as other suites
     /// switch the level process-wide).

@@ -106,8 +106,9 @@ void ssd_rows_to_bf16x2(const float *const *rows, long m, long len, long padded,
  * bf16 k-pair panels of that depth), C (+)= alpha · (A_hi·B_hi + A_lo·B_hi + A_hi·B_lo) (+ bias +
  * residual), about 1e-5 relative to fp32. Otherwise as ssd_bf16gemm_bf16a (needs no scratch). */
 void ssd_bf16x3gemm_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *args);
-/* One fp32 panel (k × 64, k a multiple of 32) as a split panel of stored depth 2k. */
-void ssd_pack_bf16x2_panel(const float *src, long k, uint16_t *dst);
+/* One fp32 panel (k × 64) as a split panel of stored depth 2·kpad (kpad ≥ k a multiple of 32;
+ * rows k ..< kpad zero). */
+void ssd_pack_bf16x2_panel(const float *src, long k, long kpad, uint16_t *dst);
 /* kb rows (real depth) of one split panel (`src` at a 64-value chunk) as fp32 panel rows
  * dst[kk·64 + c] = hi + lo. */
 void ssd_bf16x2_pairs_to_f32(const uint16_t *src, long kb, float *dst);
