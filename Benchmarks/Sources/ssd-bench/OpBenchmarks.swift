@@ -77,8 +77,8 @@ func runOpBenchmark(_ op: String, _ args: Arguments) throws {
             return OpCase(label: "\(p[0])x\(p[1])x\(p[2])", params: p, flops: 2.0 * Double(p[0] * p[1]) * Double(p[2]))
         }
     }
-    // Attention has no weights: only fp32 and bf16 compute differ.
-    let variants = op == "attention" ? benchVariants(args).filter { $0.0 == "own-f32" || $0.0 == "own-bf16" } : benchVariants(args, directConv: op == "conv")
+    // Attention has no weights: only fp32, fp32 "high" and bf16 compute differ.
+    let variants = op == "attention" ? benchVariants(args).filter { ["own-f32", "own-f32-high", "own-bf16"].contains($0.0) } : benchVariants(args, directConv: op == "conv")
     var results: [OpResult] = []
     var torchSeconds: [Double]? = nil
     if args.flags.contains("torch") {
