@@ -148,20 +148,17 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
             let segmentStride = self.segmentStride, panelStride = self.panelStride, rowLength = kernelH * seg
             let out = buffer.pointer.assumingMemoryBound(to: UInt16.self)
             Parallel.forEach(panelCount) { p in
-                let dst = out + p * panelStride
-                // Stored depth d, column c at (d/2)·2·nr + 2c + d%2.
-                func put(_ d: Int, _ c: Int, _ v: UInt16) { dst[(d / 2) * 2 * nr + c * 2 + d % 2] = v }
-                for s in 0..<kernelH {
-                    for kk in 0..<(segmentStride / 2) {
-                        let d = s * segmentStride + (kk / 32) * 64 + kk % 32
-                        for c in 0..<nr {
-                            let col = p * nr + c
-                            let v: Float = (col < n && kk < seg) ? src[col * rowLength + s * seg + kk] : 0
-                            let hi = bf16Rounded(v)
-                            put(d, c, hi)
-                            put(d + 32, c, bf16Rounded(v - Float(bitPattern: UInt32(hi) << 16)))
-                        }
+                // The panel's fp32 columns (k × 64, segment by segment), then split per segment.
+                let tmp = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rowLength * nr))
+                defer { tmp.deallocate() }
+                for k in 0..<rowLength {
+                    for c in 0..<nr {
+                        let col = p * nr + c
+                        tmp[k * nr + c] = col < n ? src[col * rowLength + k] : 0
                     }
+                }
+                for s in 0..<kernelH {
+                    ssd_pack_bf16x2_panel(tmp + s * seg * nr, seg, segmentStride / 2, out + p * panelStride + s * segmentStride * nr)
                 }
             }
         }
@@ -184,14 +181,6 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
     func multiplyRows(_ a: UnsafePointer<UInt16>, _ lda: Int, _ args: inout ssd_gemm_args) {
         if layout == .bf16SplitPairs { ssd_bf16x3gemm_bf16a(a, lda, &args) } else { ssd_bf16gemm_bf16a(a, lda, &args) }
     }
-}
-
-/// bf16 bits of `x`, rounded to nearest even (as `vcvtne2ps2bf16`; NaN stays NaN).
-@inline(__always)
-func bf16Rounded(_ x: Float) -> UInt16 {
-    let b = x.bitPattern
-    if x.isNaN { return UInt16(truncatingIfNeeded: b >> 16) | 0x40 }
-    return UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
 }
 
 extension PackedWeight {
