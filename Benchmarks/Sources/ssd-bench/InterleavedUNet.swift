@@ -155,13 +155,24 @@ func runAlternatingUNet(_ args: Arguments, rounds: Int) throws {
     let names = args.string("backend", "cpu-bf16").split(separator: ",").map(String.init)
     let schedulerConfig = try SchedulerConfiguration(contentsOf: model + "/scheduler/scheduler_config.json")
     var iterations: [() throws -> Void] = []
+    // Each backend's UNet output (noise prediction, both guidance halves) from its warm-up, so that
+    // the others' relative error against the first is reported.
+    let outputs = OutputSink()
     for name in names {
         let backend = try makeBackend(name, threads: threads)
         let unet = try UNet2DConditionModel.load(componentDirectory: model + "/unet", backend: backend)
         let (iteration, _) = try makeUNetIteration(unet: unet, backend: backend, schedulerConfig: schedulerConfig,
-                                                   size: size, batch: b, perCallKV: args.flags.contains("per-call-kv"))
+                                                   size: size, batch: b, perCallKV: args.flags.contains("per-call-kv"),
+                                                   record: { outputs.keep(name, $0) })
         try iteration()  // warm-up
         iterations.append(iteration)
+    }
+    if let first = outputs.first(names[0]) {
+        for name in names.dropFirst() {
+            if let o = outputs.first(name) {
+                print("UNet output of \(name) against \(names[0]): relative error \(String(format: "%.2e", relativeError(o, first)))")
+            }
+        }
     }
     let clock = ContinuousClock()
     var times = [[Double]](repeating: [], count: names.count)
@@ -178,4 +189,18 @@ func runAlternatingUNet(_ args: Arguments, rounds: Int) throws {
         return [names[i], fmt(times[i].min() ?? 0, 3), fmt(quantile(times[i], 0.5), 3), fmt(quantile(ratios, 0.5), 3),
                 "\(fmt(quantile(ratios, 0.25), 3))–\(fmt(quantile(ratios, 0.75), 3))"]
     })
+}
+
+/// The first UNet output each backend produced (`runAlternatingUNet`).
+final class OutputSink: @unchecked Sendable {
+    private let lock = NSLock()
+    private var outputs: [String: [Float]] = [:]
+    func keep(_ name: String, _ values: [Float]) {
+        lock.lock(); defer { lock.unlock() }
+        if outputs[name] == nil { outputs[name] = values }
+    }
+    func first(_ name: String) -> [Float]? {
+        lock.lock(); defer { lock.unlock() }
+        return outputs[name]
+    }
 }

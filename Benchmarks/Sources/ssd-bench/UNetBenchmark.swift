@@ -67,7 +67,8 @@ func makeBackend(_ name: String, threads: Int) throws -> any ComputeBackend {
 /// with random latents, text states and pooled embeddings, guidance, one Euler step), and what
 /// preparing the cross-attention keys and values once per generation took (nil with `perCallKV`).
 func makeUNetIteration(unet: UNet2DConditionModel, backend: any ComputeBackend, schedulerConfig: SchedulerConfiguration,
-                       size: Int, batch b: Int, perCallKV: Bool) throws -> (() throws -> Void, String?) {
+                       size: Int, batch b: Int, perCallKV: Bool,
+                       record: (@Sendable ([Float]) -> Void)? = nil) throws -> (() throws -> Void, String?) {
     let lat = size / 8
     var scheduler = try EulerScheduler(configuration: schedulerConfig)
     try scheduler.setTimesteps(4, strength: nil)
@@ -95,6 +96,7 @@ func makeUNetIteration(unet: UNet2DConditionModel, backend: any ComputeBackend, 
         let output = try fixedConditioning.map { try unet(sample: x, timesteps: [t], conditioning: $0, textEmbeds: pooled, timeIDs: timeIDs) }
             ?? unet(sample: x, timesteps: [t], encoderHiddenStates: ctx, textEmbeds: pooled, timeIDs: timeIDs)
         let eps = try backend.download(output)
+        record?(eps)
         let n = eps.count / 2
         var guided = [Float](repeating: 0, count: n)
         for i in 0..<n { guided[i] = eps[i] + 5 * (eps[n + i] - eps[i]) }
