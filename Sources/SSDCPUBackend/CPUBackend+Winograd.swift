@@ -19,7 +19,7 @@ extension CPUBackend {
         let tiles = batch * ((width + 3) / 4) * ((height + 3) / 4)
         guard w.inChannels >= 16, w.n > 0, tiles >= options.winogradMinimumTiles else { return false }
         let nr = Int(SSD_NR)
-        let chunkPanels = max(1, options.winogradWeightBytes / (36 * (w.inChannels + 31) / 32 * 32 * nr * 4))
+        let chunkPanels = max(1, options.winogradWeightBytes / (36 * ((w.inChannels + 31) / 32 * 32) * nr * 4))
         var p0 = 0
         while p0 < w.panels {
             let p1 = min(w.panels, p0 + chunkPanels)

@@ -13,7 +13,9 @@ func residentMemory() -> (current: Int, peak: Int) {
     var line = [CChar](repeating: 0, count: 256)
     while fgets(&line, Int32(line.count), f) != nil {
         let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let kib = (Int(text.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0") ?? 0) * 1024
+        // "VmHWM:\t 9371234 kB", but "VmHWM:\t10485760 kB" from 10 GiB on: split on tabs too.
+        let fields = text.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        let kib = (Int(fields.dropFirst().first ?? "0") ?? 0) * 1024
         if text.hasPrefix("VmRSS:") { current = kib } else if text.hasPrefix("VmHWM:") { peak = kib }
     }
     return (current, peak)
