@@ -42,7 +42,7 @@ private func pipelineConfiguration(_ name: String) throws -> PipelineConfigurati
     case "cpu-bf16": c.backend = .cpu; c.precision = .bf16
     case "cuda": c.backend = .cuda; c.precision = .fp16
     case "reference": c.backend = .reference; c.precision = .fp32
-    default: throw BenchError.failed("backend \(name): not one of cpu, cpu-f16w, cpu-bf16, cuda, reference")
+    default: throw BenchError.failed("backend \(name): not one of cpu, cpu-high, cpu-f16w, cpu-bf16, cuda, reference")
     }
     return c
 }

@@ -60,7 +60,7 @@ func makeBackend(_ name: String, threads: Int) throws -> any ComputeBackend {
     case "cpu-bf16-direct": o.weightStorage = .bf16; o.bf16Compute = true; o.winograd = false  // no Winograd F(2×2, 3×3)
     case "cpu-openblas": o.gemm = .openBLAS
     case "reference": return ReferenceBackend()
-    default: throw BenchError.failed("backend \(name): not one of cpu, cpu-direct, cpu-f16w, cpu-bf16, cpu-bf16-direct, cpu-openblas, reference")
+    default: throw BenchError.failed("backend \(name): not one of cpu, cpu-high, cpu-direct, cpu-f16w, cpu-bf16, cpu-bf16-direct, cpu-openblas, reference")
     }
     return try CPUBackend(options: o)
 }
