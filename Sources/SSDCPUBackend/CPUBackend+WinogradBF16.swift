@@ -76,8 +76,15 @@ extension CPUBackend {
         let vxs = (blockTiles + 32) * lda, mxs = blockTiles * n
         let uXi = (n + nr - 1) / nr * depth * nr
         let stageFloats = 4 * (2 * tilesX + 2) * cin
+        // Tasks are (block, column split): with fewer than two blocks per worker the columns are split
+        // too (the 16×16 level at 512² is a single block), and a worker that takes another split of
+        // the block it holds skips the input transform.
+        let threads = options.threads, panels = (n + nr - 1) / nr
+        let splits = min(panels, max(1, (2 * threads + blocks - 1) / blocks))
+        let panelsPerSplit = (panels + splits - 1) / splits
+        let tasks = blocks * splits
         let next = Atomic<Int>(0)
-        parallelFor(min(options.threads, blocks)) { _ in
+        parallelFor(min(threads, tasks)) { _ in
             let bytes = stageFloats * 4 + 16 * vxs * 2 + 16 * mxs * 4 + 64
             let scratch = winogradWorkspace.take(bytes + 24 * depth + 64)
             defer { winogradWorkspace.give(scratch) }
@@ -86,12 +93,17 @@ extension CPUBackend {
             let v = UnsafeMutableRawPointer(m + 16 * mxs).alignedUp(toMultipleOf: 64).assumingMemoryBound(to: UInt16.self)
             // Only used should the level drop below AMX meanwhile (tests switch it process-wide).
             let gemmScratch = UnsafeMutableRawPointer(v + 16 * vxs)
+            var held = -1  // the block whose V this worker holds
             while true {
-                let block = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                if block >= blocks { break }
+                let task = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                if task >= tasks { break }
+                let block = task / splits
+                let s0 = (task % splits) * panelsPerSplit * nr, s1 = min(n, s0 + panelsPerSplit * nr)
+                if s0 >= s1 { continue }
                 let t0 = block * blockTiles, t1 = min(tiles, t0 + blockTiles)
                 // Input transform, one run of tiles along a tile row at a time.
-                var t = t0
+                var t = held == block ? t1 : t0
+                held = block
                 while t < t1 {
                     let b = t / (tilesX * tilesY), rem = t % (tilesX * tilesY)
                     let ty = rem / tilesX, tx0 = rem % tilesX
@@ -108,8 +120,9 @@ extension CPUBackend {
                 // M[ξ] = V[ξ] · U[ξ].
                 for xi in 0..<16 {
                     var args = ssd_gemm_args(
-                        m: t1 - t0, n: n, k: depth, a_rows: nil, a_offset: 0, b: UnsafeRawPointer(u + xi * uXi),
-                        b_panel_stride: depth * nr, c: m + xi * mxs, ldc: n, alpha: 1, accumulate: 0,
+                        m: t1 - t0, n: s1 - s0, k: depth, a_rows: nil, a_offset: 0,
+                        b: UnsafeRawPointer(u + xi * uXi + (s0 / nr) * depth * nr), b_panel_stride: depth * nr,
+                        c: m + xi * mxs + s0, ldc: n, alpha: 1, accumulate: 0,
                         bias: nil, residual: nil, ldr: 0, scratch: gemmScratch)
                     if split { ssd_bf16x3gemm_bf16a(v + xi * vxs, lda, &args) } else { ssd_bf16gemm_bf16a(v + xi * vxs, lda, &args) }
                 }
@@ -117,9 +130,9 @@ extension CPUBackend {
                 for t in t0..<t1 {
                     let b = t / (tilesX * tilesY), rem = t % (tilesX * tilesY)
                     let ty = rem / tilesX, tx = rem % tilesX
-                    let offset = ((b * height + 2 * ty) * width + 2 * tx) * cout + c0
-                    ssd_wino23_output(m + (t - t0) * n, mxs, n, bias.map { $0 + c0 }, residual.map { $0 + offset }, output + offset,
-                                      width * cout, cout, Int32(min(2, height - 2 * ty)), Int32(min(2, width - 2 * tx)))
+                    let offset = ((b * height + 2 * ty) * width + 2 * tx) * cout + c0 + s0
+                    ssd_wino23_output(m + (t - t0) * n + s0, mxs, s1 - s0, bias.map { $0 + c0 + s0 }, residual.map { $0 + offset },
+                                      output + offset, width * cout, cout, Int32(min(2, height - 2 * ty)), Int32(min(2, width - 2 * tx)))
                 }
             }
         }

@@ -27,9 +27,11 @@ public struct CPUBackendOptions: Sendable, Hashable {
         /// fp32 fused multiply-adds (the default; PyTorch's "highest").
         case highest
         /// On CPUs with AMX: each fp32 operand as the sum of two bf16 (hi + lo), three bf16 tile
-        /// products (hi·hi + lo·hi + hi·lo) accumulated in fp32, about 1e-5 relative error
-        /// (PyTorch's "high", "bfloat16x3"); weights keep fp32's size. Elsewhere as `highest`.
-        /// 3×3 convolutions stay on fp32 Winograd either way.
+        /// products (hi·hi + lo·hi + hi·lo) accumulated in fp32, about 4e-6 relative error per
+        /// product (PyTorch's "high", "bfloat16x3"); weights keep fp32's size. Linears, 1×1 and
+        /// upsampling convolutions, attention, and 3×3 convolutions by Winograd with split GEMMs
+        /// (F(2×2, 3×3) where Cin is a multiple of 32 and Cout of 16, ~1e-5; else F(4×4, 3×3) when
+        /// the output tiles are many, ~5e-5). Elsewhere (no AMX) as `highest`.
         case high
     }
 
@@ -51,8 +53,9 @@ public struct CPUBackendOptions: Sendable, Hashable {
     }
     /// Winograd for 3×3 stride-1 convolutions where it is faster: F(4×4, 3×3) on fp32, f16 or bf16
     /// weight panels; with `bf16Compute` on AMX, F(2×2, 3×3) for convolutions of at most 640 outputs
-    /// (transformed weights prepared at load, 16/9 of those weights' size); not with OpenBLAS.
-    /// false: always the implicit GEMM.
+    /// (transformed weights prepared at load, 16/9 of those weights' size); with fp32 matmul precision
+    /// `.high` on AMX, F(2×2, 3×3) with split GEMMs (weights transformed per call); not with
+    /// OpenBLAS. false: always the implicit GEMM.
     public var winograd: Bool = true
     /// Fewest 4×4 output tiles (over the batch) for which a convolution takes the Winograd path:
     /// below it the per-call weight transform and the short GEMMs cost more than they save.

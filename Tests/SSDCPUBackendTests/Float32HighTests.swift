@@ -218,11 +218,14 @@ import SSDTensor
         o.winogradMinimumTiles = 1
         o.winogradSplitMinimumTiles = 1
         o.winogradSplitF23MinimumTiles = 1
-        // Small column chunks for the split F(2×2) path: U transformed in several parts.
+        // Whole weights (one block's columns split over the workers), and small column chunks for the
+        // split F(2×2) path (U transformed in several parts).
+        let whole = try CPUBackend(options: o)
         o.winogradWeightBytes = 16 * 2 * 96 * 64 * 2
-        let high = try CPUBackend(options: o)
+        let chunked = try CPUBackend(options: o)
         o.float32MatmulPrecision = .highest
         let plain = try CPUBackend(options: o)
+        for high in [whole, chunked] {
         for c in [[1, 9, 7, 40, 70], [2, 13, 10, 64, 33], [1, 8, 8, 96, 130], [2, 13, 10, 64, 48], [1, 9, 7, 96, 208], [2, 4, 4, 32, 16]] {
             let (b, h, w, cin, cout) = (c[0], c[1], c[2], c[3], c[4])
             func run(_ be: any ComputeBackend) throws -> Tensor {
@@ -243,6 +246,7 @@ import SSDTensor
                 }
                 #expect(differs, "\(c): the split path was not taken")
             }
+        }
         }
     }
 }
