@@ -230,27 +230,27 @@ void ssd_layer_norm_to_bf16(const float *x, long rows, long n, const float *gamm
     free(row);
 }
 
-void ssd_layer_norm_to_bf16x2(const float *x, long rows, long n, const float *gamma, const float *beta, float eps,
-                              long padded, uint16_t *dst, long ld) {
+/* Split rows of a layer norm (gamma set) or of GEGLU (gamma NULL; x rows 2n wide), one fp32 row at a time. */
+static void split_rows_of(const float *x, long rows, long n, const float *gamma, const float *beta, float eps,
+                          long padded, uint16_t *dst, long ld) {
     float *row = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
     if (!row) return;
     for (long r = 0; r < rows; r++) {
-        const float *normed = row;
-        math->layer_norm_row(x + r * n, row, n, gamma, beta, eps);
-        ssd_rows_to_bf16x2(&normed, 1, n, padded, dst + r * ld, ld);
+        const float *made = row;
+        if (gamma) math->layer_norm_row(x + r * n, row, n, gamma, beta, eps);
+        else math->geglu(x + r * 2 * n, row, 1, n);
+        ssd_rows_to_bf16x2(&made, 1, n, padded, dst + r * ld, ld);
     }
     free(row);
 }
 
+void ssd_layer_norm_to_bf16x2(const float *x, long rows, long n, const float *gamma, const float *beta, float eps,
+                              long padded, uint16_t *dst, long ld) {
+    split_rows_of(x, rows, n, gamma, beta, eps, padded, dst, ld);
+}
+
 void ssd_geglu_to_bf16x2(const float *x, long rows, long n, long padded, uint16_t *dst, long ld) {
-    float *row = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    if (!row) return;
-    for (long r = 0; r < rows; r++) {
-        const float *gated = row;
-        math->geglu(x + r * 2 * n, row, 1, n);
-        ssd_rows_to_bf16x2(&gated, 1, n, padded, dst + r * ld, ld);
-    }
-    free(row);
+    split_rows_of(x, rows, n, NULL, NULL, 0, padded, dst, ld);
 }
 
 void ssd_geglu_to_bf16(const float *x, long rows, long n, long padded, uint16_t *dst, long ld) {

@@ -17,29 +17,33 @@
 
 #define W23 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16")))
 
+/* Bᵀ d B of the 4 × 4 input tile at s (rows rs floats apart, pixels ch apart), 16 channels from c:
+ * position ξ = 4i + j in o[ξ]. */
+W23 static inline void input_tile(const float *s, long rs, long ch, long c, __m512 *o) {
+    __m512 d[4][4], e[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < 4; j++) d[r][j] = _mm512_loadu_ps(s + r * rs + j * ch + c);
+    for (int j = 0; j < 4; j++) {  /* Bᵀ · d, column j */
+        e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+        e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+        e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+        e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+    }
+    for (int i = 0; i < 4; i++) {  /* (Bᵀ d) · B, row i */
+        o[4 * i + 0] = _mm512_sub_ps(e[i][0], e[i][2]);
+        o[4 * i + 1] = _mm512_add_ps(e[i][1], e[i][2]);
+        o[4 * i + 2] = _mm512_sub_ps(e[i][2], e[i][1]);
+        o[4 * i + 3] = _mm512_sub_ps(e[i][1], e[i][3]);
+    }
+}
+
 W23 void ssd_wino23_input_bf16(const float *src, long rs, long ch, long tiles, uint16_t *v, long vts, long vxs) {
     for (long t = 0; t < tiles; t++) {
-        const float *s = src + 2 * t * ch;
         uint16_t *vt = v + t * vts;
         for (long c = 0; c < ch; c += 16) {
-            __m512 d[4][4], e[4][4];
-            for (int r = 0; r < 4; r++)
-                for (int j = 0; j < 4; j++) d[r][j] = _mm512_loadu_ps(s + r * rs + j * ch + c);
-            for (int j = 0; j < 4; j++) {  /* Bᵀ · d, column j */
-                e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
-                e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
-                e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
-                e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
-            }
-            for (int i = 0; i < 4; i++) {  /* (Bᵀ d) · B, row i */
-                __m512 o[4];
-                o[0] = _mm512_sub_ps(e[i][0], e[i][2]);
-                o[1] = _mm512_add_ps(e[i][1], e[i][2]);
-                o[2] = _mm512_sub_ps(e[i][2], e[i][1]);
-                o[3] = _mm512_sub_ps(e[i][1], e[i][3]);
-                for (int j = 0; j < 4; j++)
-                    _mm256_storeu_si256((__m256i *)(vt + (4 * i + j) * vxs + c), (__m256i)_mm512_cvtneps_pbh(o[j]));
-            }
+            __m512 o[16];
+            input_tile(src + 2 * t * ch, rs, ch, c, o);
+            for (int x = 0; x < 16; x++) _mm256_storeu_si256((__m256i *)(vt + x * vxs + c), (__m256i)_mm512_cvtneps_pbh(o[x]));
         }
     }
 }
@@ -53,31 +57,16 @@ W23 static inline void split16(__m512 x, __m256i *hi, __m256i *lo) {
 
 W23 void ssd_wino23_input_bf16x2(const float *src, long rs, long ch, long tiles, uint16_t *v, long vts, long vxs) {
     for (long t = 0; t < tiles; t++) {
-        const float *s = src + 2 * t * ch;
         uint16_t *vt = v + t * vts;
         for (long c = 0; c < ch; c += 16) {
-            __m512 d[4][4], e[4][4];
+            __m512 o[16];
             long at = (c / 32) * 64 + c % 32;  /* high part; the low part 32 further */
-            for (int r = 0; r < 4; r++)
-                for (int j = 0; j < 4; j++) d[r][j] = _mm512_loadu_ps(s + r * rs + j * ch + c);
-            for (int j = 0; j < 4; j++) {
-                e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
-                e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
-                e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
-                e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
-            }
-            for (int i = 0; i < 4; i++) {
-                __m512 o[4];
-                o[0] = _mm512_sub_ps(e[i][0], e[i][2]);
-                o[1] = _mm512_add_ps(e[i][1], e[i][2]);
-                o[2] = _mm512_sub_ps(e[i][2], e[i][1]);
-                o[3] = _mm512_sub_ps(e[i][1], e[i][3]);
-                for (int j = 0; j < 4; j++) {
-                    __m256i hi, lo;
-                    split16(o[j], &hi, &lo);
-                    _mm256_storeu_si256((__m256i *)(vt + (4 * i + j) * vxs + at), hi);
-                    _mm256_storeu_si256((__m256i *)(vt + (4 * i + j) * vxs + at + 32), lo);
-                }
+            input_tile(src + 2 * t * ch, rs, ch, c, o);
+            for (int x = 0; x < 16; x++) {
+                __m256i hi, lo;
+                split16(o[x], &hi, &lo);
+                _mm256_storeu_si256((__m256i *)(vt + x * vxs + at), hi);
+                _mm256_storeu_si256((__m256i *)(vt + x * vxs + at + 32), lo);
             }
         }
     }

@@ -18,8 +18,8 @@ extension CPUBackend {
     /// Flash-style attention (diffusers `AttnProcessor2_0`'s `scaled_dot_product_attention`):
     /// per head, K and V are packed once into GEMM panels; each block of queries walks the keys a
     /// block at a time (`attentionBlocks`) with an online softmax, so no N×N score matrix is ever stored.
-    /// With `bf16Compute` the two products take bf16 operands (`attentionBF16`); with fp32 matmul
-    /// precision `.high` on AMX, split operands (`attentionSplit`).
+    /// With `bf16Compute` the two products take bf16 operands, with fp32 matmul precision `.high` on
+    /// AMX split operands (`attentionAMX`).
     public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, causal: Bool) throws -> Tensor {
         try attention(query: query, key: key, value: value, heads: heads, scale: scale, causal: causal, bf16: options.bf16Compute)
     }
@@ -46,13 +46,13 @@ extension CPUBackend {
             return out
         }
         if bf16 {
-            attentionBF16(q: qp, k: kp, v: vp, into: y, batch: b, queries: nq, keys: nk, heads: heads, headWidth: d,
-                          scale: scale, causal: causal)
+            attentionAMX(q: qp, k: kp, v: vp, into: y, batch: b, queries: nq, keys: nk, heads: heads, headWidth: d,
+                         scale: scale, causal: causal, split: false)
             return out
         }
         if options.float32MatmulPrecision == .high, ssd_amx_active() != 0 {
-            attentionSplit(q: qp, k: kp, v: vp, into: y, batch: b, queries: nq, keys: nk, heads: heads, headWidth: d,
-                           scale: scale, causal: causal)
+            attentionAMX(q: qp, k: kp, v: vp, into: y, batch: b, queries: nq, keys: nk, heads: heads, headWidth: d,
+                         scale: scale, causal: causal, split: true)
             return out
         }
         // Packed K (as Kᵀ: depth d, n = keys) and V (depth = keys, n = d) per (batch, head).

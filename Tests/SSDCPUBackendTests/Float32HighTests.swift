@@ -126,7 +126,7 @@ import SSDTensor
         }
     }
 
-    /// Attention on split operands (`attentionSplit`): self and cross (77 keys: a partial last
+    /// Attention on split operands (`attentionAMX` with `split`): self and cross (77 keys: a partial last
     /// chunk), head widths 64 and 40 (padded), several query and key blocks, causal, against the
     /// reference within 2e-5 (the softmax of the ~1e-5-exact scores).
     @Test func attention() throws {
