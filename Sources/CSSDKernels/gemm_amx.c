@@ -4,6 +4,7 @@
  * row; stride 256 bytes). fp32 accumulation. One loop nest (`amx_gemm`) serves the three entries. */
 #if defined(__x86_64__)
 #include "internal.h"
+#include "split_avx512.h"
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,14 +284,7 @@ __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16"))) void ssd_pack_bf
         for (int l = 0; l < SSD_NR; l += 16) {
             __m512 x0 = kk < k ? _mm512_loadu_ps(src + kk * SSD_NR + l) : _mm512_setzero_ps();
             __m512 x1 = kk + 1 < k ? _mm512_loadu_ps(src + (kk + 1) * SSD_NR + l) : _mm512_setzero_ps();
-            __m512i h0 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x0));
-            __m512i h1 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x1));
-            __m512 r0 = _mm512_sub_ps(x0, _mm512_castsi512_ps(_mm512_slli_epi32(h0, 16)));
-            __m512 r1 = _mm512_sub_ps(x1, _mm512_castsi512_ps(_mm512_slli_epi32(h1, 16)));
-            __m512i l0 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(r0));
-            __m512i l1 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(r1));
-            _mm512_storeu_si512(dst + (d / 2) * 2 * SSD_NR + l * 2, _mm512_or_si512(h0, _mm512_slli_epi32(h1, 16)));
-            _mm512_storeu_si512(dst + ((d + 32) / 2) * 2 * SSD_NR + l * 2, _mm512_or_si512(l0, _mm512_slli_epi32(l1, 16)));
+            ssd_store_split_pairs(x0, x1, dst + (d / 2) * 2 * SSD_NR + l * 2, dst + ((d + 32) / 2) * 2 * SSD_NR + l * 2);
         }
     }
 }

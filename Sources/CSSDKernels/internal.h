@@ -28,7 +28,6 @@ int ssd_amx_request(void);
 void ssd_bf16gemm_amx(const ssd_gemm_args *g);
 void ssd_bf16gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g);
 void ssd_bf16gemm_amx_tiles(const uint16_t *const *tiles, long segments, long seg_len, long astride, const ssd_gemm_args *g);
-void ssd_wino_weight_f43_split_avx512(const float *g, long cin, long ci0, long ci1, uint16_t *u, long uxs);
 void ssd_bf16x3gemm_amx_bf16a(const uint16_t *a, long lda, const ssd_gemm_args *g);
 void ssd_pack_bf16x2_panel_avx512(const float *src, long k, long kpad, uint16_t *dst);
 void ssd_rows_to_bf16x2_avx512(const float *const *rows, long m, long len, long padded, uint16_t *dst, long ld);

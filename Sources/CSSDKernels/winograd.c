@@ -6,7 +6,6 @@
  * Channels are the innermost (contiguous) dimension everywhere, so each transform is a set of
  * independent vectors across channels. */
 #include "internal.h"
-#include <stdlib.h>
 
 #define WI_INLINE static inline __attribute__((always_inline))
 
@@ -148,19 +147,6 @@ void ssd_winograd_weight_f43(const float *g, long cin, float *u, long u_xi_strid
     if (level >= SSD_ISA_AVX2) { wi_weight_avx2(g, cin, u, u_xi_stride); return; }
 #endif
     wi_weight_portable(g, cin, u, u_xi_stride);
-}
-
-void ssd_winograd_weight_f43_split(const float *g, long cin, long ci0, long ci1, uint16_t *u, long u_xi_stride) {
-#if defined(__x86_64__) || defined(__i386__)
-    if (WI_LEVEL() >= SSD_ISA_AVX512_BF16) { ssd_wino_weight_f43_split_avx512(g, cin, ci0, ci1, u, u_xi_stride); return; }
-#endif
-    long cinPad = (cin + 31) / 32 * 32;
-    float *t = (float *)calloc((size_t)(36 * cinPad * SSD_NR), sizeof(float));
-    if (!t) return;
-    ssd_winograd_weight_f43(g, cin, t, cinPad * SSD_NR);
-    for (int x = 0; x < 36; x++)
-        ssd_pack_bf16x2_panel(t + x * cinPad * SSD_NR + ci0 * SSD_NR, ci1 - ci0, ci1 - ci0, u + x * u_xi_stride + 2 * ci0 * SSD_NR);
-    free(t);
 }
 
 void ssd_winograd_output_f43(const float *m, long m_xi_stride, long channels, const float *bias,

@@ -98,48 +98,6 @@ WT void ssd_wino_weight_f43_avx512(const float *g, long cin, float *u, long uxs)
     }
 }
 
-/* The same transform written as split bf16 k-pair panels (`ssd_winograd_weight_f43_split`): for
- * each ξ, input channel ci at stored depth (ci/32)·64 + ci%32 (high part) and 32 deeper (low part),
- * channels from cin to the next multiple of 32 zero; channels ci0 ..< ci1 (multiples of 32) only. */
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma,avx512bf16"))) void ssd_wino_weight_f43_split_avx512(const float *g, long cin, long ci0, long ci1, uint16_t *u, long uxs) {
-    for (long ci = ci0; ci < ci1; ci += 2) {
-        long d = (ci / 32) * 64 + ci % 32;
-        for (int l = 0; l < SSD_NR; l += 16) {
-            __m512 out[2][36];
-            for (int h = 0; h < 2; h++) {
-                long c = ci + h;
-                if (c >= cin) {
-                    for (int x = 0; x < 36; x++) out[h][x] = _mm512_setzero_ps();
-                    continue;
-                }
-                __m512 tmp[6][3];
-                _Pragma("clang loop unroll(full)")
-                for (int kx = 0; kx < 3; kx++) {
-                    __m512 col[3], o[6];
-                    _Pragma("clang loop unroll(full)")
-                    for (int ky = 0; ky < 3; ky++) col[ky] = _mm512_loadu_ps(g + ((ky * 3 + kx) * cin + c) * SSD_NR + l);
-                    g3(col, o);
-                    _Pragma("clang loop unroll(full)")
-                    for (int i = 0; i < 6; i++) tmp[i][kx] = o[i];
-                }
-                _Pragma("clang loop unroll(full)")
-                for (int i = 0; i < 6; i++) g3(tmp[i], &out[h][i * 6]);
-            }
-            for (int x = 0; x < 36; x++) {
-                __m512i h0 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(out[0][x]));
-                __m512i h1 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(out[1][x]));
-                __m512 r0 = _mm512_sub_ps(out[0][x], _mm512_castsi512_ps(_mm512_slli_epi32(h0, 16)));
-                __m512 r1 = _mm512_sub_ps(out[1][x], _mm512_castsi512_ps(_mm512_slli_epi32(h1, 16)));
-                __m512i l0 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(r0));
-                __m512i l1 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(r1));
-                uint16_t *base = u + x * uxs + l * 2;
-                _mm512_storeu_si512(base + (d / 2) * 2 * SSD_NR, _mm512_or_si512(h0, _mm512_slli_epi32(h1, 16)));
-                _mm512_storeu_si512(base + ((d + 32) / 2) * 2 * SSD_NR, _mm512_or_si512(l0, _mm512_slli_epi32(l1, 16)));
-            }
-        }
-    }
-}
-
 WT void ssd_wino_output_f43_avx512(const float *m, long mxs, long ch, const float *bias, const float *residual,
                                    float *y, long yrs, long yps, int rows, int cols) {
     for (long c = 0; c < ch; c += 16) {

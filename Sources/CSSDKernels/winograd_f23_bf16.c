@@ -11,6 +11,7 @@
  * runs where the AMX GEMM does. The `bf16x2`/`split` variants serve fp32 matmul precision "high"
  * (bf16×3 GEMMs, see ssd_bf16x3gemm_bf16a), where F(2×2) errs ~1e-5. */
 #include "internal.h"
+#include "split_avx512.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -48,13 +49,6 @@ W23 void ssd_wino23_input_bf16(const float *src, long rs, long ch, long tiles, u
     }
 }
 
-/* hi = bf16(x) and lo = bf16(x − hi) (RNE), 16 values each. */
-W23 static inline void split16(__m512 x, __m256i *hi, __m256i *lo) {
-    *hi = (__m256i)_mm512_cvtneps_pbh(x);
-    __m512 h = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(*hi), 16));
-    *lo = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(x, h));
-}
-
 W23 void ssd_wino23_input_bf16x2(const float *src, long rs, long ch, long tiles, uint16_t *v, long vts, long vxs) {
     for (long t = 0; t < tiles; t++) {
         uint16_t *vt = v + t * vts;
@@ -64,7 +58,7 @@ W23 void ssd_wino23_input_bf16x2(const float *src, long rs, long ch, long tiles,
             input_tile(src + 2 * t * ch, rs, ch, c, o);
             for (int x = 0; x < 16; x++) {
                 __m256i hi, lo;
-                split16(o[x], &hi, &lo);
+                ssd_split16(o[x], &hi, &lo);
                 _mm256_storeu_si256((__m256i *)(vt + x * vxs + at), hi);
                 _mm256_storeu_si256((__m256i *)(vt + x * vxs + at + 32), lo);
             }
@@ -81,9 +75,9 @@ W23 static inline void g23(__m512 g0, __m512 g1, __m512 g2, __m512 *o) {
     o[3] = g2;
 }
 
-W23 void ssd_wino23_weight_split(const float *g, long cin, long ci0, long ci1, uint16_t *u, long uxs) {
+W23 void ssd_wino23_weight(const float *g, long cin, long ci0, long ci1, int split, uint16_t *u, long uxs) {
     for (long ci = ci0; ci < ci1; ci += 2) {
-        long d = (ci / 32) * 64 + ci % 32;
+        long d = split ? (ci / 32) * 64 + ci % 32 : ci;  /* stored depth of the (high) pair */
         for (int l = 0; l < SSD_NR; l += 16) {
             __m512 out[2][16];
             for (int h = 0; h < 2; h++) {
@@ -98,14 +92,9 @@ W23 void ssd_wino23_weight_split(const float *g, long cin, long ci0, long ci1, u
                 for (int i = 0; i < 4; i++) g23(t[i][0], t[i][1], t[i][2], &out[h][4 * i]);  /* row i · Gᵀ */
             }
             for (int x = 0; x < 16; x++) {
-                __m256i h0, l0, h1, l1;
-                split16(out[0][x], &h0, &l0);
-                split16(out[1][x], &h1, &l1);
                 uint16_t *base = u + x * uxs + l * 2;
-                __m512i hp = _mm512_or_si512(_mm512_cvtepu16_epi32(h0), _mm512_slli_epi32(_mm512_cvtepu16_epi32(h1), 16));
-                __m512i lp = _mm512_or_si512(_mm512_cvtepu16_epi32(l0), _mm512_slli_epi32(_mm512_cvtepu16_epi32(l1), 16));
-                _mm512_storeu_si512(base + (d / 2) * 2 * SSD_NR, hp);
-                _mm512_storeu_si512(base + ((d + 32) / 2) * 2 * SSD_NR, lp);
+                ssd_store_split_pairs(out[0][x], out[1][x], base + (d / 2) * 2 * SSD_NR,
+                                      split ? base + ((d + 32) / 2) * 2 * SSD_NR : NULL);
             }
         }
     }
@@ -139,8 +128,8 @@ W23 void ssd_wino23_output(const float *m, long mxs, long ch, const float *bias,
 void ssd_wino23_input_bf16x2(const float *src, long rs, long ch, long tiles, uint16_t *v, long vts, long vxs) {
     (void)src; (void)rs; (void)ch; (void)tiles; (void)v; (void)vts; (void)vxs;
 }
-void ssd_wino23_weight_split(const float *g, long cin, long ci0, long ci1, uint16_t *u, long uxs) {
-    (void)g; (void)cin; (void)ci0; (void)ci1; (void)u; (void)uxs;
+void ssd_wino23_weight(const float *g, long cin, long ci0, long ci1, int split, uint16_t *u, long uxs) {
+    (void)g; (void)cin; (void)ci0; (void)ci1; (void)split; (void)u; (void)uxs;
 }
 void ssd_wino23_input_bf16(const float *src, long rs, long ch, long tiles, uint16_t *v, long vts, long vxs) {
     (void)src; (void)rs; (void)ch; (void)tiles; (void)v; (void)vts; (void)vxs;

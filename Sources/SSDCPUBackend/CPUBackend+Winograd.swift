@@ -19,7 +19,7 @@ extension CPUBackend {
         let tiles = batch * ((width + 3) / 4) * ((height + 3) / 4)
         guard w.inChannels >= 16, w.n > 0, tiles >= options.winogradMinimumTiles else { return false }
         let nr = Int(SSD_NR)
-        let chunkPanels = max(1, options.winogradWeightBytes / (36 * ((w.inChannels + 31) / 32 * 32) * nr * 4))
+        let chunkPanels = max(1, options.winogradWeightBytes / (36 * w.inChannels * nr * 4))
         var p0 = 0
         while p0 < w.panels {
             let p1 = min(w.panels, p0 + chunkPanels)
@@ -39,34 +39,13 @@ extension CPUBackend {
         let tilesX = (width + 3) / 4, tilesY = (height + 3) / 4
         let tiles = batch * tilesX * tilesY
 
-        // With fp32 matmul precision "high" on AMX the 36 GEMMs run as bf16×3 (`split`): U and
-        // each block's V[ξ] split into bf16 hi + lo, depth Cin padded to 32 and doubled.
-        // (Convolutions with Cin a multiple of 32 take the split F(2×2) path first, see
-        // `winogradBF16Conv2d`. Below `winogradSplitMinimumTiles` the per-call split weight
-        // transform costs more than the faster GEMMs save: 2×16×16×1280² took 1.65× the fp32
-        // time, 2×32×32×640² 0.85×.)
-        let split = options.float32MatmulPrecision == .high && element == .f32 && ssd_amx_active() != 0
-            && tiles >= options.winogradSplitMinimumTiles
-        let splitDepth = 2 * ((cin + 31) / 32 * 32)
-
-        // Transformed weight U[ξ] of these columns as 64-column panels of depth Cin (ssd_sgemm's B
-        // layout), or split panels of depth `splitDepth`.
-        let panels = (n + nr - 1) / nr, uXi = panels * (split ? splitDepth : cin) * nr
-        let uBuffer = winogradWorkspace.take(36 * uXi * (split ? 2 : 4))
+        // Transformed weight U[ξ] of these columns as 64-column panels of depth Cin (ssd_sgemm's B layout).
+        let panels = (n + nr - 1) / nr, uXi = panels * cin * nr
+        let uBuffer = winogradWorkspace.take(36 * uXi * 4)
         defer { winogradWorkspace.give(uBuffer) }
         let u = uBuffer.pointer.assumingMemoryBound(to: Float.self)
-        let us = uBuffer.pointer.assumingMemoryBound(to: UInt16.self)
         let base = UnsafeRawPointer(w.buffer.pointer)
-        if split {
-            // Tasks of 64 input channels, so that a few panels spread over the workers.
-            let ciChunks = (splitDepth / 2 + 63) / 64
-            parallelFor(panels * ciChunks) { t in
-                let p = t / ciChunks, ci0 = (t % ciChunks) * 64, ci1 = min(splitDepth / 2, ci0 + 64)
-                let src = base + (c0 / nr + p) * w.panelStride * element.byteSize
-                ssd_winograd_weight_f43_split(src.assumingMemoryBound(to: Float.self), cin, ci0, ci1, us + p * splitDepth * nr, uXi)
-            }
-        }
-        parallelFor(split ? 0 : panels) { p in
+        parallelFor(panels) { p in
             let src = base + (c0 / nr + p) * w.panelStride * element.byteSize
             if element == .f32 {
                 ssd_winograd_weight_f43(src.assumingMemoryBound(to: Float.self), cin, u + p * cin * nr, uXi)
@@ -86,7 +65,6 @@ extension CPUBackend {
         let threads = options.threads
         var blockTiles = min(180, 32 * 1024 * 1024 / (36 * 4 * (cin + n)))
         blockTiles = max(6, (min(blockTiles, tiles) + 5) / 6 * 6)
-        if split { blockTiles = (blockTiles + 31) / 32 * 32 }  // whole 32-row slices of the AMX kernel
         let blocks = (tiles + blockTiles - 1) / blockTiles
         let splits = min(panels, max(1, (2 * threads + blocks - 1) / blocks))
         let panelsPerSplit = (panels + splits - 1) / splits
@@ -95,14 +73,10 @@ extension CPUBackend {
         let next = Atomic<Int>(0)
         parallelFor(min(threads, tasks)) { _ in
             let stageStride = (4 * blockTiles + 2) * cin
-            // Split rows of one V[ξ] (whole 32-row slices readable).
-            let lds = Self.amxRowStride(depth: splitDepth), splitFloats = split ? blockTiles * lds / 2 + 16 : 0
-            let scratch = winogradWorkspace.take((6 * stageStride + 36 * blockTiles * (cin + n) + splitFloats) * 4)
+            let scratch = winogradWorkspace.take((6 * stageStride + 36 * blockTiles * (cin + n)) * 4)
             let stage = scratch.pointer.assumingMemoryBound(to: Float.self), v = stage + 6 * stageStride, m = v + 36 * blockTiles * cin
-            let vs = UnsafeMutableRawPointer(m + 36 * blockTiles * n).alignedUp(toMultipleOf: 64).assumingMemoryBound(to: UInt16.self)
             let rows = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: blockTiles)
-            let rowsXi = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: blockTiles)
-            defer { rows.deallocate(); rowsXi.deallocate(); winogradWorkspace.give(scratch) }
+            defer { rows.deallocate(); winogradWorkspace.give(scratch) }
             for i in 0..<blockTiles { rows[i] = UnsafePointer(v + i * cin) }
             while true {
                 let task = next.wrappingAdd(1, ordering: .relaxed).oldValue
@@ -125,18 +99,8 @@ extension CPUBackend {
                     t += count
                 }
 
-                // 36 GEMMs M[ξ] = V[ξ] · U[ξ], cache-blocked in columns and depth like `gemm`; split:
-                // V[ξ] split, then one bf16×3 AMX call per ξ (the kernel blocks itself).
-                for xi in 0..<36 where split {
-                    for i in 0..<(t1 - t0) { rowsXi[i] = UnsafePointer(v + xi * blockTiles * cin + i * cin) }
-                    ssd_rows_to_bf16x2(rowsXi, t1 - t0, cin, splitDepth / 2, vs, lds)
-                    var args = ssd_gemm_args(
-                        m: t1 - t0, n: s1 - s0, k: splitDepth, a_rows: nil, a_offset: 0,
-                        b: UnsafeRawPointer(us + xi * uXi + (s0 / nr) * splitDepth * nr), b_panel_stride: splitDepth * nr,
-                        c: m + xi * blockTiles * n + s0, ldc: n, alpha: 1, accumulate: 0, bias: nil, residual: nil, ldr: 0, scratch: nil)
-                    ssd_bf16x3gemm_bf16a(vs, lds, &args)
-                }
-                for xi in 0..<36 where !split {
+                // 36 GEMMs M[ξ] = V[ξ] · U[ξ], cache-blocked in columns and depth like `gemm`.
+                for xi in 0..<36 {
                     var j0 = s0
                     while j0 < s1 {
                         let nb = min(ncBlock, s1 - j0)

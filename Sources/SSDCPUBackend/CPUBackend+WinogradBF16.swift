@@ -12,8 +12,8 @@ extension CPUBackend {
     /// transformed weights prepared at load (`PackedWeight.winogradF23`), and the output transform
     /// with bias and residual: 4/9 of the direct convolution's multiplications. `prologue` (group
     /// norm + SiLU) is applied as the input is staged. With fp32 matmul precision `.high` and fp32
-    /// weights (Cin a multiple of 32, Cout of 16) it also serves the convolutions too small for the
-    /// split F(4×4) path, with U transformed per call and bf16×3 GEMMs. Returns false (having
+    /// weights (Cin a multiple of 32, Cout of 16) it serves those convolutions instead of fp32
+    /// F(4×4), with U transformed and split per call and bf16×3 GEMMs. Returns false (having
     /// written nothing) when it declines (no transformed weight and not that case, AMX not in use,
     /// too few tiles, the option off); the caller then runs F(4×4) or the implicit GEMM.
     func winogradBF16Conv2d(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: Int, weight w: PackedWeight,
@@ -30,10 +30,10 @@ extension CPUBackend {
                         bias: bias, residual: residual, prologue: prologue, output: output)
             return true
         }
-        // fp32 matmul precision "high": fp32 weights, U transformed and split per call. Preferred
-        // to the split F(4×4) path: faster on the UNet's 32×32 and 16×16 levels (1.5× and 1.1× the
-        // fp32 F(4×4) speed against 1.0–1.2× and below 1×; even at 64×64), and about 9e-6 from
-        // the direct convolution against F(4×4)'s 5e-5.
+        // fp32 matmul precision "high": fp32 weights, U transformed and split per call. Rather than
+        // F(4×4) with split GEMMs (measured and dropped): faster on the UNet's 32×32 and 16×16 levels
+        // (1.5× and 1.1× the fp32 F(4×4) speed against 1.0–1.2× and below 1×; even at 64×64), and
+        // about 9e-6 from the direct convolution against F(4×4)'s 5e-5.
         guard options.float32MatmulPrecision == .high, w.layout == .panels(.f32), w.kernelH == 3, w.kernelW == 3,
               cin % 32 == 0, n % 16 == 0, n > 0, tiles >= options.winogradSplitF23MinimumTiles else { return false }
         // Column chunks whose transformed weight (16 · 2·Cin · 64 bf16 a panel) fits the workspace limit.
@@ -50,7 +50,7 @@ extension CPUBackend {
             let ciChunks = (cin + 63) / 64
             parallelFor((p1 - p0) * ciChunks) { t in
                 let p = t / ciChunks, ci0 = (t % ciChunks) * 64, ci1 = min(cin, ci0 + 64)
-                ssd_wino23_weight_split(base + (p0 + p) * w.panelStride, cin, ci0, ci1, u + p * 2 * cin * nr, uXi)
+                ssd_wino23_weight(base + (p0 + p) * w.panelStride, cin, ci0, ci1, 1, u + p * 2 * cin * nr, uXi)
             }
             winogradF23(x, batch: batch, height: height, width: width, weight: w, columns: columns, u: UnsafePointer(u), split: true,
                         bias: bias, residual: residual, prologue: prologue, output: output)

@@ -21,17 +21,17 @@ public struct CPUBackendOptions: Sendable, Hashable {
     /// weights of the UNet and text encoders; forces bf16 weight storage for them. The VAE
     /// keeps fp32 unless its config says `force_upcast: false`.
     public var bf16Compute: Bool
-    /// How fp32 `linear` (and 1×1 convolution) products are computed, as PyTorch's
-    /// `torch.set_float32_matmul_precision`.
+    /// How the fp32 path's matrix products (linears, convolutions, attention) are computed, as
+    /// PyTorch's `torch.set_float32_matmul_precision`.
     public enum Float32MatmulPrecision: String, Sendable, Hashable, CaseIterable {
         /// fp32 fused multiply-adds (the default; PyTorch's "highest").
         case highest
         /// On CPUs with AMX: each fp32 operand as the sum of two bf16 (hi + lo), three bf16 tile
         /// products (hi·hi + lo·hi + hi·lo) accumulated in fp32, about 4e-6 relative error per
         /// product (PyTorch's "high", "bfloat16x3"); weights keep fp32's size. Linears, 1×1 and
-        /// upsampling convolutions, attention, and 3×3 convolutions by Winograd with split GEMMs
-        /// (F(2×2, 3×3) where Cin is a multiple of 32 and Cout of 16, ~1e-5; else F(4×4, 3×3) when
-        /// the output tiles are many, ~5e-5). Elsewhere (no AMX) as `highest`.
+        /// upsampling convolutions, attention, and 3×3 convolutions by Winograd F(2×2, 3×3) with
+        /// split GEMMs where Cin is a multiple of 32 and Cout of 16 (~1e-5; the others, such as
+        /// `conv_in` and `conv_out`, stay on fp32 F(4×4, 3×3)). Elsewhere (no AMX) as `highest`.
         case high
     }
 
@@ -65,9 +65,6 @@ public struct CPUBackendOptions: Sendable, Hashable {
     /// Fewest 2×2 output tiles for which a 3×3 convolution takes Winograd F(2×2, 3×3) with
     /// bf16×3 GEMMs (matmul precision `.high` on AMX; Cin a multiple of 32, Cout of 16).
     var winogradSplitF23MinimumTiles = 64
-    /// Fewest 4×4 output tiles for which the fp32 Winograd F(4×4, 3×3) path, taken by the other
-    /// convolutions, runs its GEMMs as bf16×3.
-    var winogradSplitMinimumTiles = 128
     /// Largest transformed weight the Winograd path holds at once (36·Cin·columns floats); wider
     /// convolutions run in column chunks, re-transforming the input per chunk.
     var winogradWeightBytes = 64 << 20

@@ -184,36 +184,23 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
 }
 
 extension PackedWeight {
-    /// U[ξ][ci][co] = (G g Gᵀ)[ξ] of the 3×3 filters g (`src` [n, 3, 3, Cin]), G = [1 0 0; ½ ½ ½;
-    /// ½ −½ ½; 0 0 1], packed per ξ into bf16 k-pair panels of depth Cin.
+    /// U[ξ][ci][co] = (G g Gᵀ)[ξ] of the 3×3 filters g (`src` [n, 3, 3, Cin], Cin a multiple of 32),
+    /// packed per ξ into bf16 k-pair panels of depth Cin (`ssd_wino23_weight` on each panel's fp32 taps).
     static func winogradF23Weights(_ src: UnsafePointer<Float>, n: Int, inChannels cin: Int, counter: MemoryCounter) -> CPUBuffer {
-        let nr = Int(SSD_NR), panelCount = (n + nr - 1) / nr, perXi = panelCount * cin * nr
+        let nr = Int(SSD_NR), panelCount = (n + nr - 1) / nr, perXi = panelCount * cin * nr, k = 9 * cin
         let out = CPUBuffer(byteCount: 16 * perXi * 2, counter: counter)
-        let u = UnsafeMutablePointer<Float>.allocate(capacity: 16 * cin * n)
-        defer { u.deallocate() }
-        Parallel.forEach(n) { co in
-            for ci in 0..<cin {
-                let g = src + co * 9 * cin + ci  // tap t = 3·ky + kx at g[t · cin]
-                // Row i of G·g (over kx), then that row times Gᵀ: U[4i + j].
-                func store(_ i: Int, _ a: Float, _ b: Float, _ c: Float) {
-                    let base = u + (4 * i * cin + ci) * n + co
-                    base[0] = a
-                    base[cin * n] = (a + b + c) * 0.5
-                    base[2 * cin * n] = (a - b + c) * 0.5
-                    base[3 * cin * n] = c
-                }
-                func tap(_ ky: Int, _ kx: Int) -> Float { g[(3 * ky + kx) * cin] }
-                store(0, tap(0, 0), tap(0, 1), tap(0, 2))
-                store(1, (tap(0, 0) + tap(1, 0) + tap(2, 0)) * 0.5, (tap(0, 1) + tap(1, 1) + tap(2, 1)) * 0.5,
-                      (tap(0, 2) + tap(1, 2) + tap(2, 2)) * 0.5)
-                store(2, (tap(0, 0) - tap(1, 0) + tap(2, 0)) * 0.5, (tap(0, 1) - tap(1, 1) + tap(2, 1)) * 0.5,
-                      (tap(0, 2) - tap(1, 2) + tap(2, 2)) * 0.5)
-                store(3, tap(2, 0), tap(2, 1), tap(2, 2))
-            }
-        }
         let dst = out.pointer.assumingMemoryBound(to: UInt16.self)
-        Parallel.forEach(16) { xi in
-            ssd_pack_bf16_pairs(u + xi * cin * n, n, 0, cin, n, cin, dst + xi * perXi)
+        Parallel.forEach(panelCount) { p in
+            // The panel's taps as fp32 panel rows ((ky·3 + kx)·Cin + ci) × 64, zero past column n.
+            let tmp = UnsafeMutablePointer<Float>.allocate(capacity: k * nr)
+            defer { tmp.deallocate() }
+            for kk in 0..<k {
+                for c in 0..<nr {
+                    let col = p * nr + c
+                    tmp[kk * nr + c] = col < n ? src[col * k + kk] : 0
+                }
+            }
+            ssd_wino23_weight(tmp, cin, 0, cin, 0, dst + p * cin * nr, perXi)
         }
         return out
     }

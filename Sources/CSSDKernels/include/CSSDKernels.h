@@ -172,10 +172,6 @@ void ssd_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, l
 void ssd_winograd_input_f43(const float *src, long row_stride, long channels, long tiles, float *v,
                             long v_tile_stride, long v_xi_stride);
 void ssd_winograd_weight_f43(const float *g, long cin, float *u, long u_xi_stride);
-/* The same U as split bf16 k-pair panels for ssd_bf16x3gemm_bf16a: depth 2·round_up(cin, 32)
- * per ξ (`u_xi_stride` uint16 apart), channels past cin zero; written for input channels
- * ci0 ..< ci1 only (multiples of 32, ci1 ≤ round_up(cin, 32)), so that tasks can share a panel. */
-void ssd_winograd_weight_f43_split(const float *g, long cin, long ci0, long ci1, uint16_t *u, long u_xi_stride);
 void ssd_winograd_output_f43(const float *m, long m_xi_stride, long channels, const float *bias,
                              const float *residual, float *y, long y_row_stride, long y_pixel_stride, int rows, int cols);
 
@@ -187,13 +183,14 @@ void ssd_winograd_output_f43(const float *m, long m_xi_stride, long channels, co
 void ssd_wino23_input_bf16(const float *src, long rs, long ch, long tiles, uint16_t *v, long vts, long vxs);
 void ssd_wino23_output(const float *m, long mxs, long ch, const float *bias, const float *residual, float *y,
                        long ys, long cs, int rows, int cols);
-/* The same for fp32 matmul precision "high" (bf16×3 tile GEMMs): V[ξ][t] as a split row (per 32
- * channels their bf16 high parts, then the low parts; ch a multiple of 32), and the transformed
- * weight U[ξ] = G g Gᵀ of fp32 filter panels `g` (element ((ky·3 + kx)·cin + ci)·64 + l, as
- * ssd_winograd_weight_f43 reads) as split k-pair panels of depth 2·cin, for input channels
- * ci0 ..< ci1 (even) of each ξ at u + ξ·uxs. */
+/* The input transform for fp32 matmul precision "high" (bf16×3 tile GEMMs): V[ξ][t] as a split
+ * row (per 32 channels their bf16 high parts, then the low parts; ch a multiple of 32). */
 void ssd_wino23_input_bf16x2(const float *src, long rs, long ch, long tiles, uint16_t *v, long vts, long vxs);
-void ssd_wino23_weight_split(const float *g, long cin, long ci0, long ci1, uint16_t *u, long uxs);
+/* The transformed weight U[ξ] = G g Gᵀ of fp32 filter panels `g` (element ((ky·3 + kx)·cin + ci)·64
+ * + l, as ssd_winograd_weight_f43 reads) as bf16 k-pair panels of depth cin, or with `split` as split
+ * panels of depth 2·cin (cin a multiple of 32), for input channels ci0 ..< ci1 (even) of each ξ at
+ * u + ξ·uxs. */
+void ssd_wino23_weight(const float *g, long cin, long ci0, long ci1, int split, uint16_t *u, long uxs);
 
 #ifdef __cplusplus
 }
