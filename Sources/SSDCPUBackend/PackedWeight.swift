@@ -110,12 +110,7 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
             Parallel.forEach(panelCount) { p in
                 let tmp = UnsafeMutablePointer<Float>.allocate(capacity: panelStride)
                 defer { tmp.deallocate() }
-                for k in 0..<depth {
-                    for c in 0..<nr {
-                        let col = p * nr + c
-                        tmp[k * nr + c] = col < n ? src[col * depth + k] : 0
-                    }
-                }
+                Self.columnsPanel(src, n: n, depth: depth, panel: p, into: tmp)
                 switch element {
                 case .f16: ssd_f32_to_f16(tmp, out.assumingMemoryBound(to: UInt16.self) + p * panelStride, panelStride)
                 case .bf16: ssd_f32_to_bf16(tmp, out.assumingMemoryBound(to: UInt16.self) + p * panelStride, panelStride)
@@ -151,15 +146,22 @@ final class PackedWeight: TensorStorage, @unchecked Sendable {
                 // The panel's fp32 columns (k × 64, segment by segment), then split per segment.
                 let tmp = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rowLength * nr))
                 defer { tmp.deallocate() }
-                for k in 0..<rowLength {
-                    for c in 0..<nr {
-                        let col = p * nr + c
-                        tmp[k * nr + c] = col < n ? src[col * rowLength + k] : 0
-                    }
-                }
+                Self.columnsPanel(src, n: n, depth: rowLength, panel: p, into: tmp)
                 for s in 0..<kernelH {
                     ssd_pack_bf16x2_panel(tmp + s * seg * nr, seg, segmentStride / 2, out + p * panelStride + s * segmentStride * nr)
                 }
+            }
+        }
+    }
+
+    /// Columns `64p ..< 64p + 64` of the rows `src` (`[n, depth]`) as one fp32 panel, `depth × 64`
+    /// row-major, zeros past column `n`.
+    static func columnsPanel(_ src: UnsafePointer<Float>, n: Int, depth: Int, panel p: Int, into tmp: UnsafeMutablePointer<Float>) {
+        let nr = Int(SSD_NR)
+        for k in 0..<depth {
+            for c in 0..<nr {
+                let col = p * nr + c
+                tmp[k * nr + c] = col < n ? src[col * depth + k] : 0
             }
         }
     }
@@ -194,12 +196,7 @@ extension PackedWeight {
             // The panel's taps as fp32 panel rows ((ky·3 + kx)·Cin + ci) × 64, zero past column n.
             let tmp = UnsafeMutablePointer<Float>.allocate(capacity: k * nr)
             defer { tmp.deallocate() }
-            for kk in 0..<k {
-                for c in 0..<nr {
-                    let col = p * nr + c
-                    tmp[kk * nr + c] = col < n ? src[col * k + kk] : 0
-                }
-            }
+            columnsPanel(src, n: n, depth: k, panel: p, into: tmp)
             ssd_wino23_weight(tmp, cin, 0, cin, 0, dst + p * cin * nr, perXi)
         }
         return out
