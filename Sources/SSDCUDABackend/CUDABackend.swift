@@ -105,9 +105,16 @@ public final class CUDABackend: ComputeBackend {
         return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(kernels); CUDA graphs: \(graphs); \(libraries))"
     }
 
-    /// With profiling on: per kernel (NVRTC name), cuBLASLt GEMM (by N and K) and cuDNN convolution
-    /// (by shape and algorithm), the total seconds and the number of calls, largest first.
-    public var profile: [(name: String, seconds: Double, count: Int)] { device.profile }
+    /// With profiling on: per kernel (NVRTC name), cuBLASLt GEMM (by M, N and K) and cuDNN convolution
+    /// (by shape and algorithm), the total seconds, calls and FLOPs, largest first.
+    public var profile: [CUDAProfileEntry] { device.profile }
+
+    /// Whether every kernel, GEMM and convolution is timed alone (see `profile`); slow, and CUDA
+    /// graphs are not recorded while it is on. Starts as the initialiser's `profiling`.
+    public var profiling: Bool {
+        get { device.profiling }
+        set { device.profiling = newValue }
+    }
 
     /// Clears the profile.
     public func resetProfile() { device.resetProfile() }

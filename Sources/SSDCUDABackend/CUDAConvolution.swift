@@ -10,6 +10,10 @@ struct ConvShape: Hashable {
 
     var outHeight: Int { (height + 2 * padding - kernelHeight) / stride + 1 }
     var outWidth: Int { (width + 2 * padding - kernelWidth) / stride + 1 }
+    /// 2 × multiply-adds of one call.
+    var flops: Double {
+        2 * Double(batch * outHeight * outWidth) * Double(outChannels) * Double(kernelHeight * kernelWidth * inChannels)
+    }
 }
 
 /// Convolutions through cuDNN 9's convolution API with NHWC tensors and filters (tensor-op math
@@ -24,11 +28,13 @@ final class ConvolutionEngine: @unchecked Sendable {
         let conv: cudnnConvolutionDescriptor_t, y: cudnnTensorDescriptor_t
         let algo: Int32
         let workspace: Int
-        /// Shape and algorithm, for the profile.
+        /// Shape and algorithm, and FLOPs per call (2 per multiply-add), for the profile.
         let label: String
+        let flops: Double
         init(x: cudnnTensorDescriptor_t, w: cudnnFilterDescriptor_t, conv: cudnnConvolutionDescriptor_t,
-             y: cudnnTensorDescriptor_t, algo: Int32, workspace: Int, label: String) {
+             y: cudnnTensorDescriptor_t, algo: Int32, workspace: Int, label: String, flops: Double) {
             self.x = x; self.w = w; self.conv = conv; self.y = y; self.algo = algo; self.workspace = workspace; self.label = label
+            self.flops = flops
         }
     }
 
@@ -94,8 +100,8 @@ final class ConvolutionEngine: @unchecked Sendable {
         if let c = chosen, api.cudnnSetConvolutionMathType!(conv, c.math) == 0 {
             var bytes = 0
             if api.cudnnGetConvolutionForwardWorkspaceSize!(handle, x, w, conv, y, c.algo, &bytes) == 0, let x, let w, let conv, let y {
-                let label = "\(s.kernelHeight)x\(s.kernelWidth) s\(s.stride) \(s.inChannels)->\(s.outChannels) \(s.outHeight)x\(s.outWidth) algo \(c.algo)"
-                return Plan(x: x, w: w, conv: conv, y: y, algo: c.algo, workspace: max(bytes, c.workspace), label: label)
+                let label = "\(s.kernelHeight)x\(s.kernelWidth) s\(s.stride) \(s.inChannels)->\(s.outChannels) \(s.batch)x\(s.outHeight)x\(s.outWidth) algo \(c.algo)"
+                return Plan(x: x, w: w, conv: conv, y: y, algo: c.algo, workspace: max(bytes, c.workspace), label: label, flops: s.flops)
             }
         }
         if let x { _ = api.cudnnDestroyTensorDescriptor!(x) }
@@ -113,7 +119,7 @@ final class ConvolutionEngine: @unchecked Sendable {
         try device.makeCurrent()
         let workspace = p.workspace > 0 ? try device.allocate(p.workspace) : nil
         var alpha: Float = 1, beta: Float = 0
-        let status = try device.timed("cudnn conv \(p.label)") {
+        let status = try device.timed("cudnn conv \(p.label)", flops: p.flops) {
             api.cudnnConvolutionForward!(
                 handle, &alpha, p.x, UnsafeRawPointer(bitPattern: UInt(x)), p.w, UnsafeRawPointer(bitPattern: UInt(w)), p.conv, p.algo,
                 workspace.flatMap { UnsafeMutableRawPointer(bitPattern: UInt($0.pointer)) }, p.workspace,

@@ -52,11 +52,15 @@ final class CUDADevice: @unchecked Sendable {
         var nextCaptureID = 1
         var modules: [KernelGroup: (CUmodule, [String: String])] = [:]
         var functions: [String: CUfunction] = [:]
-        var profile: [String: (seconds: Double, count: Int)] = [:]
+        var profile: [String: CUDAProfileEntry] = [:]
+        var profiling = false
     }
     /// When true every kernel, GEMM and convolution is timed alone (the stream is drained before
     /// and after it): a per-kernel profile for diagnosis, far slower than normal running.
-    let profiling: Bool
+    var profiling: Bool {
+        get { state.withLock { $0.profiling } }
+        set { state.withLock { $0.profiling = newValue } }
+    }
     private let state = Locked(State())
     /// NVRTC output per kernel group and architecture, shared by every device of the process.
     private static let compiled = Locked([String: NVRTCCompiler.Output]())
@@ -64,7 +68,7 @@ final class CUDADevice: @unchecked Sendable {
     /// Opens the libraries and device `ordinal`; throws `backendUnavailable` naming what is missing.
     /// `useCuDNN: false` (or `SSD_CUDA_CONV=im2col`) leaves cuDNN closed.
     init(ordinal: Int = 0, useCuDNN: Bool = true, profiling: Bool = false) throws {
-        self.profiling = profiling
+        state.withLock { $0.profiling = profiling }
         let driverLibrary = try CUDALibrary.load(CCUDA_LIBRARY_DRIVER, as: CCUDADriverAPI.self)
         let d = driverLibrary.api
         driver = d
@@ -374,8 +378,8 @@ final class CUDADevice: @unchecked Sendable {
     // MARK: Profile
 
     /// Runs `body` (which enqueues work); when profiling, drains the stream before and after and adds
-    /// the wall time to `name`'s entry.
-    func timed<R>(_ name: @autoclosure () -> String, _ body: () throws -> R) throws -> R {
+    /// the wall time (and `flops`, 2 per multiply-add) to `name`'s entry.
+    func timed<R>(_ name: @autoclosure () -> String, flops: @autoclosure () -> Double = 0, _ body: () throws -> R) throws -> R {
         guard profiling else { return try body() }
         try synchronize()
         let clock = ContinuousClock()
@@ -385,17 +389,21 @@ final class CUDADevice: @unchecked Sendable {
         let (seconds, attoseconds) = (clock.now - start).components
         let elapsed = Double(seconds) + Double(attoseconds) * 1e-18
         let key = name()
+        let work = flops()
         state.withLock {
-            let old = $0.profile[key] ?? (0, 0)
-            $0.profile[key] = (old.seconds + elapsed, old.count + 1)
+            var entry = $0.profile[key]
+                ?? CUDAProfileEntry(name: key, category: CUDAProfileCategory(entryName: key), seconds: 0, calls: 0, flops: 0)
+            entry.seconds += elapsed
+            entry.calls += 1
+            entry.flops += work
+            $0.profile[key] = entry
         }
         return result
     }
 
-    /// The profile so far: name, total seconds, calls; largest total first.
-    var profile: [(name: String, seconds: Double, count: Int)] {
-        state.withLock { $0.profile.map { (name: $0.key, seconds: $0.value.seconds, count: $0.value.count) } }
-            .sorted { $0.seconds > $1.seconds }
+    /// The profile so far, largest total time first.
+    var profile: [CUDAProfileEntry] {
+        state.withLock { Array($0.profile.values) }.sorted { $0.seconds > $1.seconds }
     }
 
     func resetProfile() { state.withLock { $0.profile = [:] } }
@@ -442,12 +450,13 @@ final class CUDADevice: @unchecked Sendable {
     }
 
     /// Launches `group`'s kernel `name` with `arguments` on the stream.
+    /// `flops` (2 per multiply-add) is for the profile.
     func launch(_ group: KernelGroup, _ name: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int = 0,
-                _ arguments: [KernelArgument]) throws {
+                flops: Double = 0, _ arguments: [KernelArgument]) throws {
         let f = try function(group, name)
         guard grid.0 > 0, grid.1 > 0, grid.2 > 0 else { return }
         try makeCurrent()
-        try timed(name) {
+        try timed(name, flops: flops) {
             try KernelArgument.withParameterPointers(arguments) { params in
                 try check(
                     driver.cuLaunchKernel!(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,

@@ -132,7 +132,8 @@ final class GemmEngine: @unchecked Sendable {
             var alphaValue = alpha
             var beta: Float = c == nil ? 0 : 1
             let cPointer = c ?? d
-            let status = try device.timed("cublasLt n=\(shape.n) k=\(shape.k)\(shape.batch > 1 ? " batched" : "")") { api.cublasLtMatmul!(
+            let status = try device.timed("cublasLt m=\(shape.m) n=\(shape.n) k=\(shape.k)\(shape.batch > 1 ? " ×\(shape.batch)" : "")",
+                                           flops: 2 * Double(shape.m) * Double(shape.n) * Double(shape.k) * Double(shape.batch)) { api.cublasLtMatmul!(
                 device.ltHandle, plan.desc, &alphaValue,
                 UnsafeRawPointer(bitPattern: UInt(b)), plan.a,   // cuBLASLt's A is our B (see makePlan)
                 UnsafeRawPointer(bitPattern: UInt(a)), plan.b,

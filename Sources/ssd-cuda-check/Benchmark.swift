@@ -137,21 +137,6 @@ struct Benchmark {
         }
     }
 
-    /// Per-kernel profile of the unet-like block (`cuda` must have been made with `profiling: true`).
-    mutating func profileUnetBlock(batch: Int) throws {
-        let block = try unetBlock(batch: batch)
-        _ = try block()  // compiles kernels, picks algorithms
-        try cuda.synchronize()
-        cuda.resetProfile()
-        _ = try block()
-        let entries = cuda.profile
-        let total = entries.reduce(0) { $0 + $1.seconds }
-        print("PROFILE unet-like block batch \(batch): \(format(total * 1e3, "%.3f")) ms in kernels (each timed alone)")
-        for e in entries {
-            print("PROFILE \(format(e.seconds * 1e3, "%9.3f")) ms \(format(100 * e.seconds / max(total, 1e-12), "%5.1f")) %  \(e.count)x  \(e.name)")
-        }
-    }
-
     /// One resnet block and one transformer block of SSD-1B's 64² level, as a closure over its inputs and weights.
     mutating func unetBlock(batch: Int) throws -> () throws -> Tensor {
         let (inputs, body) = try unetBlockParts(batch: batch)

@@ -6,7 +6,9 @@
 //   parity-legacy  the same with the first (legacy) kernels
 //   bench          GEMM / attention / convolution TFLOP/s, memory-bound GB/s; fast and legacy kernels
 //   unet-like      one resnet + transformer block at 64² × 640, batch 2, 8, 16, 32, fast and legacy (ms)
-//   profile        that block at batch 32 with every kernel / GEMM / convolution timed alone
+//   profile        that block at batch 32 with every kernel / GEMM / convolution timed alone, or with
+//                  --model DIR the whole UNet at --size (1024)² for UNet batches --batches (2,32),
+//                  grouped by category with TFLOP/s (see Profile.swift)
 //   graphs         CUDA graph replay vs eager: the unet-like block, and with --model DIR (a full-size
 //                  folder) the UNet at --size (1024)² for UNet batches --batches (2,8); outputs, it/s,
 //                  memory over --replays (20) replays (see Graphs.swift)
@@ -78,9 +80,10 @@ do {
         for batch in [2, 8, 16, 32] { try bench.unetLike(batch: batch, legacy: legacy) }
     }
     if arguments.contains("profile") {
-        let profiled = try CUDABackend(legacyKernels: !cuda.usesFastKernels, legacyAttention: !cuda.usesFastAttention, profiling: true)
-        var bench = Benchmark(cuda: profiled)
-        try bench.profileUnetBlock(batch: 32)
+        let batches = (options["batches"] ?? "2,32").split(separator: ",").compactMap { Int($0) }
+        var check = ProfileCheck(cuda: cuda)
+        try check.run(modelDirectory: options["model"], batches: batches, size: Int(options["size"] ?? "") ?? 1024,
+                      top: Int(options["top"] ?? "") ?? 30)
     }
     if arguments.contains("graphs") {
         let batches = (options["batches"] ?? "2,8").split(separator: ",").compactMap { Int($0) }
