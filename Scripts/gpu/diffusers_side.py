@@ -3,6 +3,7 @@
     python3 Scripts/gpu/diffusers_side.py latents --model DIR --size 256 --steps 3 --seed 42 --out theirs.safetensors
     python3 Scripts/gpu/diffusers_side.py compare ours.safetensors theirs.safetensors
     python3 Scripts/gpu/diffusers_side.py time --model DIR --size 1024 --batch 1,4 --steps 8
+    python3 Scripts/gpu/diffusers_side.py profile --model DIR --size 1024 --batch 2,32
 """
 import argparse
 import json
@@ -64,6 +65,78 @@ def timing(args):
     print("idle allocated MiB", torch.cuda.memory_allocated() / 2**20)
 
 
+def category(kernel):
+    """The group of a CUDA kernel name, as `ssd-cuda-check profile` groups ours."""
+    k = kernel.lower()
+    if any(w in k for w in ("flash", "fmha", "attention", "sdpa")):
+        return "attention"
+    if any(w in k for w in ("conv", "fprop", "implicit", "winograd", "im2col")):
+        return "convolution"
+    if any(w in k for w in ("gemm", "nvjet", "cutlass", "xmma", "matmul", "linear", "addmm")):
+        return "gemm"
+    if any(w in k for w in ("norm", "softmax", "welford")):
+        return "normalization"
+    return "elementwise"
+
+
+def unet_profile(args):
+    """UNet calls alone at each (UNet) batch: eager ms per call, then one call under torch.profiler with
+    the CUDA kernel time grouped as ours (GEMM, convolution, attention, normalization, elementwise)."""
+    from torch.profiler import ProfilerActivity, profile
+    pipe = load(args.model) if args.device == "cuda" else None
+    if pipe is None:  # a dry run of this code on the CPU (fp32)
+        from diffusers import UNet2DConditionModel
+        unet = UNet2DConditionModel.from_pretrained(args.model, subfolder="unet")
+    else:
+        unet = pipe.unet
+    dtype = next(unet.parameters()).dtype
+    cfg = unet.config
+    h = args.size // 8
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    for b in [int(x) for x in args.batch.split(",")]:
+        g = torch.Generator("cpu").manual_seed(5)
+        kw = dict(sample=torch.randn(b, cfg.in_channels, h, h, generator=g).to(args.device, dtype),
+                  timestep=torch.tensor(999.0, device=args.device),
+                  encoder_hidden_states=(0.5 * torch.randn(b, 77, cfg.cross_attention_dim, generator=g)).to(args.device, dtype),
+                  added_cond_kwargs={"text_embeds": (0.5 * torch.randn(b, cfg.projection_class_embeddings_input_dim
+                                                                       - 6 * cfg.addition_time_embed_dim, generator=g)).to(args.device, dtype),
+                                     "time_ids": torch.tensor([[args.size, args.size, 0, 0, args.size, args.size]] * b,
+                                                              device=args.device, dtype=dtype)})
+        with torch.inference_mode():
+            for _ in range(2):
+                unet(**kw)
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(args.calls):
+                unet(**kw)
+            sync()
+            eager = (time.perf_counter() - t0) / args.calls
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+            with profile(activities=activities) as prof:
+                unet(**kw)
+                sync()
+        groups, kernels = {}, {}
+        for e in prof.events():
+            if args.device == "cuda":
+                if e.device_type.name != "CUDA":
+                    continue
+            elif e.cpu_parent is not None:
+                continue
+            us = e.time_range.elapsed_us()
+            c = category(e.name)
+            groups[c] = groups.get(c, 0.0) + us
+            name = e.name[:110]
+            n, t = kernels.get(name, (0, 0.0))
+            kernels[name] = (n + 1, t + us)
+        total = sum(groups.values())
+        label = f"diffusers UNet {args.size}x{args.size} batch {b}"
+        print(f"PROFILE {label}: eager {eager * 1e3:.2f} ms per call; kernels {total / 1e3:.2f} ms", flush=True)
+        for c, us in sorted(groups.items(), key=lambda kv: -kv[1]):
+            print(f"PROFILE {label}: {c:13s} {us / 1e3:8.2f} ms {100 * us / max(total, 1e-9):5.1f} %")
+        for name, (n, us) in sorted(kernels.items(), key=lambda kv: -kv[1][1])[:args.top]:
+            print(f"PROFILE {label}: {us / 1e3:8.3f} ms {100 * us / max(total, 1e-9):5.1f} %  {n}x  [{category(name)}] {name}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -87,8 +160,15 @@ def main():
     t.add_argument("--size", type=int, default=1024)
     t.add_argument("--batch", default="1")
     t.add_argument("--steps", type=int, default=8)
+    pr = sub.add_parser("profile")
+    pr.add_argument("--model", required=True)
+    pr.add_argument("--size", type=int, default=1024)
+    pr.add_argument("--batch", default="2,32", help="UNet batches (2 = one image with guidance)")
+    pr.add_argument("--calls", type=int, default=10)
+    pr.add_argument("--top", type=int, default=25)
+    pr.add_argument("--device", default="cuda", help="cpu: a dry run of the script on a small model")
     args = ap.parse_args()
-    {"latents": latents, "compare": compare, "time": timing}[args.cmd](args)
+    {"latents": latents, "compare": compare, "time": timing, "profile": unet_profile}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -182,22 +182,28 @@ const void *ccuda_load_searching(CCUDALibrary library, const char *extraPath, ch
 
 #define CCUDA_SYMBOL_GRAPH(ret, name, params, symbol) {symbol, offsetof(CCUDAGraphAPI, name)},
 static const ccuda_symbol graph_symbols[] = {CCUDA_GRAPH_FUNCTIONS(CCUDA_SYMBOL_GRAPH){NULL, 0}};
+#define CCUDA_SYMBOL_CUDNN_EXTRA(ret, name, params, symbol) {symbol, offsetof(CCUDACudnnExtraAPI, name)},
+static const ccuda_symbol cudnn_extra_symbols[] = {CCUDA_CUDNN_EXTRA_FUNCTIONS(CCUDA_SYMBOL_CUDNN_EXTRA){NULL, 0}};
 
-int ccuda_load_graph_api(CCUDAGraphAPI *table, char *message, size_t messageLength) {
+/* Resolves an optional group of `symbols` (`what`) into `table` (`size` bytes) from the already opened
+ * `library` (`libraryName`): all of them (returns 1) or none (returns 0, the table zeroed, `message` naming the
+ * missing symbols and the file, or saying that the library is not loaded). */
+static int load_optional(CCUDALibrary library, const char *libraryName, const ccuda_symbol *symbols, void *table, size_t size,
+                         const char *what, char *message, size_t messageLength) {
     if (message && messageLength) message[0] = 0;
     if (!table) return 0;
-    memset(table, 0, sizeof *table);
+    memset(table, 0, size);
     pthread_mutex_lock(&lock);
-    void *handle = states[CCUDA_LIBRARY_DRIVER].handle;
+    void *handle = states[library].handle;
     char path[1024];
-    snprintf(path, sizeof path, "%s", states[CCUDA_LIBRARY_DRIVER].path);
+    snprintf(path, sizeof path, "%s", states[library].path);
     pthread_mutex_unlock(&lock);
     if (!handle) {
-        if (message && messageLength) snprintf(message, messageLength, "the CUDA driver library is not loaded");
+        if (message && messageLength) snprintf(message, messageLength, "the %s library is not loaded", libraryName);
         return 0;
     }
     char missing[1024] = {0};
-    for (const ccuda_symbol *sym = graph_symbols; sym->symbol; sym++) {
+    for (const ccuda_symbol *sym = symbols; sym->symbol; sym++) {
         void *f = dlsym(handle, sym->symbol);
         if (!f) {
             if (missing[0]) strncat(missing, ", ", sizeof missing - strlen(missing) - 1);
@@ -207,16 +213,23 @@ int ccuda_load_graph_api(CCUDAGraphAPI *table, char *message, size_t messageLeng
         memcpy((char *)table + sym->offset, &f, sizeof f);
     }
     if (missing[0]) {
-        memset(table, 0, sizeof *table);
-        if (message && messageLength) snprintf(message, messageLength, "CUDA graph symbols missing in %s: %s", path, missing);
+        memset(table, 0, size);
+        if (message && messageLength) snprintf(message, messageLength, "%s symbols missing in %s: %s", what, path, missing);
         return 0;
     }
     return 1;
 }
 
-#else
 int ccuda_load_graph_api(CCUDAGraphAPI *table, char *message, size_t messageLength) {
-    (void)table;
+    return load_optional(CCUDA_LIBRARY_DRIVER, "CUDA driver", graph_symbols, table, sizeof *table, "CUDA graph", message, messageLength);
+}
+
+int ccuda_load_cudnn_extra_api(CCUDACudnnExtraAPI *table, char *message, size_t messageLength) {
+    return load_optional(CCUDA_LIBRARY_CUDNN, "cuDNN", cudnn_extra_symbols, table, sizeof *table, "cuDNN", message, messageLength);
+}
+
+#else
+static int unsupported(char *message, size_t messageLength) {
     if (message && messageLength) {
         const char *text = "CUDA is only supported on Linux";
         size_t i = 0;
@@ -224,6 +237,16 @@ int ccuda_load_graph_api(CCUDAGraphAPI *table, char *message, size_t messageLeng
         message[i] = 0;
     }
     return 0;
+}
+
+int ccuda_load_graph_api(CCUDAGraphAPI *table, char *message, size_t messageLength) {
+    (void)table;
+    return unsupported(message, messageLength);
+}
+
+int ccuda_load_cudnn_extra_api(CCUDACudnnExtraAPI *table, char *message, size_t messageLength) {
+    (void)table;
+    return unsupported(message, messageLength);
 }
 
 const void *ccuda_load(CCUDALibrary library, char *message, size_t messageLength, char *path, size_t pathLength) {
@@ -234,13 +257,8 @@ const void *ccuda_load_searching(CCUDALibrary library, const char *extraPath, ch
                                  size_t pathLength) {
     (void)library;
     (void)extraPath;
-    if (message && messageLength) {
-        const char *text = "CUDA is only supported on Linux";
-        size_t i = 0;
-        for (; text[i] && i + 1 < messageLength; i++) message[i] = text[i];
-        message[i] = 0;
-    }
     if (path && pathLength) path[0] = 0;
+    unsupported(message, messageLength);
     return 0;
 }
 #endif

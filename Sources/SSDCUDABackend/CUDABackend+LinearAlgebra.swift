@@ -101,8 +101,12 @@ extension CUDABackend {
         }
         if let plan = convolutions.plan(s) {
             do {
-                try convolutions.run(plan, x: try pointer(x, "conv2d"), w: try pointer(w, "conv2d"), y: try pointer(y, "conv2d"))
-                try addBiasResidual(y, bias: bias, residual: residual, op: "conv2d")
+                let b = try bias.map { try cast($0, x.dtype) }, r = try residual.map { try cast($0, x.dtype) }
+                let done = try convolutions.run(plan, x: try pointer(x, "conv2d"), w: try pointer(w, "conv2d"), y: try pointer(y, "conv2d"),
+                                                bias: try b.map { try pointer($0, "conv2d") }, residual: try r.map { try pointer($0, "conv2d") },
+                                                dtype: x.dtype)
+                if !done { try addBiasResidual(y, bias: bias, residual: residual, op: "conv2d") }
+                withExtendedLifetime((b, r)) {}
                 return y
             } catch {
                 // Inside a graph capture the refusal may be the capture's: the capture fails instead.

@@ -23,6 +23,9 @@ public struct CUDAAvailability: Sendable, Hashable {
 /// instead of the fp16 vectorised ones and the double-buffered attention (`KernelSource.fast`);
 /// `SSD_CUDA_LEGACY_ATTENTION=1` goes back to the first attention kernel alone;
 /// `SSD_CUDA_ATTENTION_WARPS=4` keeps the fast attention at 64 queries per block.
+/// `SSD_CUDA_AUTOTUNE=1` times the candidate algorithms of every GEMM and convolution shape once
+/// (cuBLASLt's heuristic list, cuDNN's measured search) instead of taking the heuristic's first;
+/// `SSD_CUDA_FUSED_CONV=1` adds bias and residual inside cuDNN's convolution where it can.
 public final class CUDABackend: ComputeBackend {
     public let name = "cuda"
     let device: CUDADevice
@@ -41,6 +44,8 @@ public final class CUDABackend: ComputeBackend {
     /// `profiling` (nil: `SSD_CUDA_PROFILE=1`) times every kernel alone (see `profile`); slow.
     /// `graphs` (nil: `CUDAGraphOptions.fromEnvironment()`, off unless `SSD_CUDA_GRAPHS=1`) makes
     /// `runReplayable` record CUDA graphs and replay them (see `runReplayable`).
+    /// `autotune` (nil: `SSD_CUDA_AUTOTUNE=1`) and `fusedConvolutions` (nil: `SSD_CUDA_FUSED_CONV=1`):
+    /// see the type's notes; both are off by default until measured on a GPU.
     /// Warps per block of the fast attention for ≥ 1024 queries (8: 128 queries per block; 4: 64).
     public let attentionWarps: Int
     let graphCache = GraphCache<CUDAGraphEntry>()
@@ -51,11 +56,14 @@ public final class CUDABackend: ComputeBackend {
     var graphRecorder: CUDAGraphRecorder { CUDAGraphRecorder(backend: self, mode: graphOptions.captureMode) }
 
     public init(device ordinal: Int = 0, useCuDNN: Bool = true, legacyKernels: Bool? = nil, legacyAttention: Bool? = nil,
-                attentionWarps: Int? = nil, profiling: Bool? = nil, graphs: CUDAGraphOptions? = nil) throws {
+                attentionWarps: Int? = nil, profiling: Bool? = nil, graphs: CUDAGraphOptions? = nil,
+                autotune: Bool? = nil, fusedConvolutions: Bool? = nil) throws {
         device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN,
                                 profiling: profiling ?? (environment("SSD_CUDA_PROFILE") == "1"))
-        gemm = try GemmEngine(device: device)
-        convolutions = ConvolutionEngine(device: device)
+        let tune = autotune ?? (environment("SSD_CUDA_AUTOTUNE") == "1")
+        gemm = try GemmEngine(device: device, autotune: tune)
+        convolutions = ConvolutionEngine(device: device, autotune: tune,
+                                         fused: fusedConvolutions ?? (environment("SSD_CUDA_FUSED_CONV") == "1"))
         let legacy = legacyKernels ?? (environment("SSD_CUDA_LEGACY_KERNELS") == "1")
         usesFastKernels = !legacy
         usesFastAttention = !(legacyAttention ?? (legacy || environment("SSD_CUDA_LEGACY_ATTENTION") == "1"))
@@ -102,7 +110,18 @@ public final class CUDABackend: ComputeBackend {
         let options = graphOptions
         var graphs = !options.enabled ? "off" : graphsUnavailableReason.map { "unavailable (\($0))" } ?? "on (\(options.captureMode.rawValue))"
         if !graphOptionProblems.isEmpty { graphs += " [ignored: \(graphOptionProblems.joined(separator: "; "))]" }
-        return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(kernels); CUDA graphs: \(graphs); \(libraries))"
+        let tuning = "autotune: \(gemm.autotune ? "on" : "off"), fused conv: \(convolutions.fused ? "on" : "off")"
+        return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(kernels); \(tuning); CUDA graphs: \(graphs); \(libraries))"
+    }
+
+    /// What autotune (`SSD_CUDA_AUTOTUNE=1`) did so far, and the shapes where cuDNN refused the fused
+    /// convolution (`SSD_CUDA_FUSED_CONV=1`), for reports.
+    public var tuningReport: String {
+        let g = gemm.tuningSummary
+        let refusals = convolutions.fusionRefusals
+        return "GEMM shapes timed \(g.timed), of them \(g.changed) left the heuristic's first choice (saving "
+            + "\(Int((g.savedSeconds * 1e6).rounded())) µs per pass of each once); fused convolutions refused for \(refusals.count) shapes"
+            + (refusals.isEmpty ? "" : ": " + refusals.prefix(4).joined(separator: "; "))
     }
 
     /// With profiling on: per kernel (NVRTC name), cuBLASLt GEMM (by M, N and K) and cuDNN convolution

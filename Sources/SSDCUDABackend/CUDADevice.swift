@@ -26,6 +26,8 @@ final class CUDADevice: @unchecked Sendable {
     let computeCapability: Int
     let multiprocessors: Int
 
+    /// cuDNN's measured algorithm search and fused convolution + bias (+ residual), when cuDNN has them.
+    let cudnnExtra: CCUDACudnnExtraAPI?
     /// The driver's CUDA graph entry points, or nil (then `graphsUnavailableReason` says why).
     let graphs: CCUDAGraphAPI?
     let graphsUnavailableReason: String?
@@ -147,6 +149,10 @@ final class CUDADevice: @unchecked Sendable {
                 paths["cudnn"] = "(\(error))"
             }
         }
+        var extraTable = CCUDACudnnExtraAPI()
+        var extraMessage = [CChar](repeating: 0, count: 1024)
+        cudnnExtra = cudnn != nil && ccuda_load_cudnn_extra_api(&extraTable, &extraMessage, extraMessage.count) == 1 ? extraTable : nil
+        if cudnn != nil && cudnnExtra == nil { paths["cudnn-extra"] = "(\(string(extraMessage)))" }
         libraryPaths = paths
         var graphTable = CCUDAGraphAPI()
         var graphMessage = [CChar](repeating: 0, count: 1024)
@@ -399,6 +405,25 @@ final class CUDADevice: @unchecked Sendable {
             $0.profile[key] = entry
         }
         return result
+    }
+
+    /// Seconds per call of `body` (which enqueues work) on the GPU, by events around `repeats` calls
+    /// after one untimed call. Not during a capture.
+    func measure(repeats: Int, _ body: () throws -> Void) throws -> Double {
+        try refuseDuringCapture("measure")
+        var start: CUevent?, end: CUevent?
+        try check(driver.cuEventCreate!(&start, 0), "cuEventCreate")
+        defer { if let start { _ = driver.cuEventDestroy!(start) } }
+        try check(driver.cuEventCreate!(&end, 0), "cuEventCreate")
+        defer { if let end { _ = driver.cuEventDestroy!(end) } }
+        try body()
+        try check(driver.cuEventRecord!(start, stream), "cuEventRecord")
+        for _ in 0..<max(repeats, 1) { try body() }
+        try check(driver.cuEventRecord!(end, stream), "cuEventRecord")
+        try check(driver.cuEventSynchronize!(end), "cuEventSynchronize")
+        var milliseconds: Float = 0
+        try check(driver.cuEventElapsedTime!(&milliseconds, start, end), "cuEventElapsedTime")
+        return Double(milliseconds) * 1e-3 / Double(max(repeats, 1))
     }
 
     /// The profile so far, largest total time first.

@@ -17,28 +17,43 @@ struct GemmShape: Hashable {
 }
 
 /// cuBLASLt plans (descriptors + heuristic algorithm) cached per shape, and the shared workspace.
+/// With `autotune`, the first call of each shape (outside a graph capture) times cuBLASLt's first
+/// `autotuneCandidates` heuristic answers on the call's own operands and keeps the fastest.
 final class GemmEngine: @unchecked Sendable {
     static let workspaceBytes = 32 << 20
+    static let autotuneCandidates = 8
 
     private final class Plan {
         let desc: cublasLtMatmulDesc_t
         let a: cublasLtMatrixLayout_t, b: cublasLtMatrixLayout_t, d: cublasLtMatrixLayout_t
         var algo: cublasLtMatmulAlgo_t
-        let workspace: Int
+        var workspace: Int
+        /// Heuristic answers not yet timed (autotune), best first; emptied once timed.
+        var candidates: [(algo: cublasLtMatmulAlgo_t, workspace: Int)]
         init(desc: cublasLtMatmulDesc_t, a: cublasLtMatrixLayout_t, b: cublasLtMatrixLayout_t, d: cublasLtMatrixLayout_t,
-             algo: cublasLtMatmulAlgo_t, workspace: Int) {
-            self.desc = desc; self.a = a; self.b = b; self.d = d; self.algo = algo; self.workspace = workspace
+             candidates: [(algo: cublasLtMatmulAlgo_t, workspace: Int)]) {
+            self.desc = desc; self.a = a; self.b = b; self.d = d
+            algo = candidates[0].algo
+            workspace = candidates[0].workspace
+            self.candidates = candidates.count > 1 ? candidates : []
         }
     }
 
     private let device: CUDADevice
     private let plans = Locked([GemmShape: Plan]())
     private let workspace: DeviceBuffer
+    let autotune: Bool
+    /// Autotune outcome: shapes timed, and how many of them chose another algorithm than the heuristic's first.
+    private let tuning = Locked((timed: 0, changed: 0, savedSeconds: 0.0))
 
-    init(device: CUDADevice) throws {
+    init(device: CUDADevice, autotune: Bool) throws {
         self.device = device
+        self.autotune = autotune
         workspace = try device.allocate(GemmEngine.workspaceBytes)
     }
+
+    /// Shapes timed by autotune, those that left the heuristic's first choice, and the time per call saved in all.
+    var tuningSummary: (timed: Int, changed: Int, savedSeconds: Double) { tuning.withLock { $0 } }
 
     static func dataType(_ dtype: DType) throws -> Int32 {
         switch dtype {
@@ -97,14 +112,16 @@ final class GemmEngine: @unchecked Sendable {
                           CCUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CCUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES] {
             try lt(api.cublasLtMatmulPreferenceSetAttribute!(preference, Int32(attribute), &alignment, 4), "set MIN_ALIGNMENT")
         }
-        var result = cublasLtMatmulHeuristicResult_t()
+        let requested = autotune ? GemmEngine.autotuneCandidates : 1
+        var results = [cublasLtMatmulHeuristicResult_t](repeating: cublasLtMatmulHeuristicResult_t(), count: requested)
         var returned: Int32 = 0
-        let status = api.cublasLtMatmulAlgoGetHeuristic!(device.ltHandle, desc, a, b, d, d, preference, 1, &result, &returned)
-        guard status == 0, returned > 0 else {
+        let status = api.cublasLtMatmulAlgoGetHeuristic!(device.ltHandle, desc, a, b, d, d, preference, Int32(requested), &results, &returned)
+        let usable = results.prefix(Int(max(returned, 0))).filter { $0.state == 0 }
+        guard status == 0, !usable.isEmpty else {
             throw TensorError.deviceFailure(
                 backend: "cuda", message: "cuBLASLt found no algorithm (status \(status)) for \(s)")
         }
-        return Plan(desc: desc, a: a, b: b, d: d, algo: result.algo, workspace: result.workspaceSize)
+        return Plan(desc: desc, a: a, b: b, d: d, candidates: usable.map { (algo: $0.algo, workspace: $0.workspaceSize) })
     }
 
     /// Enqueues the product. `c` (shaped like D, beta = 1) may be nil; `bias` requires `shape.bias`.
@@ -132,15 +149,46 @@ final class GemmEngine: @unchecked Sendable {
             var alphaValue = alpha
             var beta: Float = c == nil ? 0 : 1
             let cPointer = c ?? d
+            func enqueue(_ algo: inout cublasLtMatmulAlgo_t, _ workspaceBytes: Int) -> cublasStatus_t {
+                api.cublasLtMatmul!(
+                    device.ltHandle, plan.desc, &alphaValue,
+                    UnsafeRawPointer(bitPattern: UInt(b)), plan.a,   // cuBLASLt's A is our B (see makePlan)
+                    UnsafeRawPointer(bitPattern: UInt(a)), plan.b,
+                    &beta, UnsafeRawPointer(bitPattern: UInt(cPointer)), plan.d,
+                    UnsafeMutableRawPointer(bitPattern: UInt(d)), plan.d,
+                    &algo, UnsafeMutableRawPointer(bitPattern: UInt(workspace.pointer)), min(workspaceBytes, GemmEngine.workspaceBytes),
+                    device.stream)
+            }
+            // Autotune: D is written by every timed call, so only when D is none of the inputs.
+            if !plan.candidates.isEmpty, !device.isCapturing, d != a, d != b, d != cPointer || c == nil {
+                var best: (index: Int, seconds: Double)?
+                var firstSeconds = 0.0
+                for (index, candidate) in plan.candidates.enumerated() {
+                    var algo = candidate.algo
+                    var failed = false
+                    let seconds = try device.measure(repeats: 3) {
+                        if enqueue(&algo, candidate.workspace) != 0 { failed = true }
+                    }
+                    if index == 0 { firstSeconds = seconds }
+                    if !failed, seconds < (best?.seconds ?? .infinity) { best = (index, seconds) }
+                }
+                if let best {
+                    plan.algo = plan.candidates[best.index].algo
+                    plan.workspace = plan.candidates[best.index].workspace
+                    tuning.withLock {
+                        $0.timed += 1
+                        if best.index != 0 {
+                            $0.changed += 1
+                            $0.savedSeconds += max(0, firstSeconds - best.seconds)
+                        }
+                    }
+                }
+                plan.candidates = []
+            }
             let status = try device.timed("cublasLt m=\(shape.m) n=\(shape.n) k=\(shape.k)\(shape.batch > 1 ? " ×\(shape.batch)" : "")",
-                                           flops: 2 * Double(shape.m) * Double(shape.n) * Double(shape.k) * Double(shape.batch)) { api.cublasLtMatmul!(
-                device.ltHandle, plan.desc, &alphaValue,
-                UnsafeRawPointer(bitPattern: UInt(b)), plan.a,   // cuBLASLt's A is our B (see makePlan)
-                UnsafeRawPointer(bitPattern: UInt(a)), plan.b,
-                &beta, UnsafeRawPointer(bitPattern: UInt(cPointer)), plan.d,
-                UnsafeMutableRawPointer(bitPattern: UInt(d)), plan.d,
-                &plan.algo, UnsafeMutableRawPointer(bitPattern: UInt(workspace.pointer)), min(plan.workspace, GemmEngine.workspaceBytes),
-                device.stream) }
+                                           flops: 2 * Double(shape.m) * Double(shape.n) * Double(shape.k) * Double(shape.batch)) {
+                enqueue(&plan.algo, plan.workspace)
+            }
             try lt(status, "cublasLtMatmul \(shape)")
         }
     }

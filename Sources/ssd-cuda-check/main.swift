@@ -2,7 +2,8 @@
 // micro-benchmarks. Usage: ssd-cuda-check [parity] [parity-legacy] [bench] [unet-like] [memory]
 // (default: parity, bench, memory).
 //   parity         every op with the default kernels (fast unless SSD_CUDA_LEGACY_KERNELS=1 /
-//                  SSD_CUDA_LEGACY_ATTENTION=1), plus the im2col convolutions
+//                  SSD_CUDA_LEGACY_ATTENTION=1), plus the im2col convolutions, plus GEMMs and
+//                  convolutions with autotune and fused convolutions on
 //   parity-legacy  the same with the first (legacy) kernels
 //   bench          GEMM / attention / convolution TFLOP/s, memory-bound GB/s; fast and legacy kernels
 //   unet-like      one resnet + transformer block at 64² × 640, batch 2, 8, 16, 32, fast and legacy (ms)
@@ -59,6 +60,14 @@ do {
             p2.run(convolutionLabel: "im2col")
             failures += p2.failures.filter { $0.contains("conv2d") }
             count += p2.count
+        }
+        // Autotuned GEMMs and convolutions (SSD_CUDA_AUTOTUNE) with the fused convolution (SSD_CUDA_FUSED_CONV).
+        if let tuned = try? CUDABackend(autotune: true, fusedConvolutions: true) {
+            let p3 = ParityCheck(cuda: tuned)
+            p3.run(convolutionLabel: "autotune+fused")
+            failures += p3.failures.filter { $0.contains("conv2d") || $0.contains("linear") || $0.contains("matmul") }
+            count += p3.count
+            print("PARITY autotune+fused: \(tuned.tuningReport)")
         }
         print("PARITY \(count - failures.count)/\(count) passed in \(format(now() - t0, "%.1f")) s\(failures.isEmpty ? "" : "; failed: \(failures)")")
         ok = ok && failures.isEmpty

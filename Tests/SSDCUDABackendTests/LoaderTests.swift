@@ -28,3 +28,19 @@ import Glibc
         #expect(reason.contains(folder + "/libcublasLt.so.13"))
     }
 }
+
+/// The optional cuDNN calls (measured algorithm search, fused convolution) are resolved apart from
+/// the required cuDNN table: without a loaded cuDNN the loader says so and leaves the table empty.
+@Test func cudnnExtrasAreOptional() {
+    var table = CCUDACudnnExtraAPI()
+    var message = [CChar](repeating: 0, count: 512)
+    let found = ccuda_load_cudnn_extra_api(&table, &message, message.count)
+    if CUDABackend.availability().description.contains("libcuda") {  // no driver: cuDNN never opened
+        #expect(found == 0)
+        #expect(string(message).contains("cuDNN library is not loaded"))
+        #expect(table.cudnnConvolutionBiasActivationForward == nil)
+        #expect(table.cudnnFindConvolutionForwardAlgorithm == nil)
+    } else {
+        #expect(found == 1 || string(message).contains("missing") || string(message).contains("not loaded"))
+    }
+}

@@ -211,6 +211,30 @@ enum {
         cudnnFilterDescriptor_t wDesc, const void *w, cudnnConvolutionDescriptor_t conv, int algo, void *workspace, size_t workspaceBytes, \
         const void *beta, cudnnTensorDescriptor_t yDesc, void *y), "cudnnConvolutionForward")
 
+/*
+ * cuDNN calls used only by optional paths (SSD_CUDA_AUTOTUNE: measured algorithm choice;
+ * SSD_CUDA_FUSED_CONV: bias and residual in the convolution). OPTIONAL: a cuDNN without them keeps
+ * the heuristic algorithms and the separate bias pass.
+ */
+typedef struct cudnnActivationStruct *cudnnActivationDescriptor_t;
+enum {
+    CCUDNN_ACTIVATION_IDENTITY = 5, CCUDNN_PROPAGATE_NAN = 1,
+    CCUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM = 1,
+};
+#define CCUDA_CUDNN_EXTRA_FUNCTIONS(X) \
+    X(cudnnStatus_t, cudnnFindConvolutionForwardAlgorithm, (cudnnHandle_t handle, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w, \
+        cudnnConvolutionDescriptor_t conv, cudnnTensorDescriptor_t y, int requested, int *returned, cudnnConvolutionFwdAlgoPerf_t *results), \
+        "cudnnFindConvolutionForwardAlgorithm") \
+    X(cudnnStatus_t, cudnnCreateActivationDescriptor, (cudnnActivationDescriptor_t *desc), "cudnnCreateActivationDescriptor") \
+    X(cudnnStatus_t, cudnnSetActivationDescriptor, (cudnnActivationDescriptor_t desc, int mode, int nanPropagation, double coef), \
+        "cudnnSetActivationDescriptor") \
+    X(cudnnStatus_t, cudnnDestroyActivationDescriptor, (cudnnActivationDescriptor_t desc), "cudnnDestroyActivationDescriptor") \
+    X(cudnnStatus_t, cudnnConvolutionBiasActivationForward, (cudnnHandle_t handle, const void *alpha1, cudnnTensorDescriptor_t xDesc, \
+        const void *x, cudnnFilterDescriptor_t wDesc, const void *w, cudnnConvolutionDescriptor_t conv, int algo, void *workspace, \
+        size_t workspaceBytes, const void *alpha2, cudnnTensorDescriptor_t zDesc, const void *z, cudnnTensorDescriptor_t biasDesc, \
+        const void *bias, cudnnActivationDescriptor_t activation, cudnnTensorDescriptor_t yDesc, void *y), \
+        "cudnnConvolutionBiasActivationForward")
+
 /* ---------------------------------------------------------------- NVRTC (libnvrtc.so.13 / .12) */
 typedef int nvrtcResult;              /* NVRTC_SUCCESS = 0 */
 typedef struct _nvrtcProgram *nvrtcProgram;
@@ -242,6 +266,8 @@ typedef struct { CCUDA_GRAPH_FUNCTIONS(CCUDA_FIELD) } CCUDAGraphAPI;
 typedef struct { CCUDA_CUBLASLT_FUNCTIONS(CCUDA_FIELD) } CCUDACublasLtAPI;
 /** cuDNN 9 entry points (legacy convolution API). */
 typedef struct { CCUDA_CUDNN_FUNCTIONS(CCUDA_FIELD) } CCUDACudnnAPI;
+/** Optional cuDNN entry points (see ccuda_load_cudnn_extra_api). */
+typedef struct { CCUDA_CUDNN_EXTRA_FUNCTIONS(CCUDA_FIELD) } CCUDACudnnExtraAPI;
 /** NVRTC entry points. */
 typedef struct { CCUDA_NVRTC_FUNCTIONS(CCUDA_FIELD) } CCUDANvrtcAPI;
 
@@ -274,6 +300,9 @@ const void *ccuda_load_searching(CCUDALibrary library, const char *extraPath, ch
  * saying that the driver is not loaded). Never caches a failure of the driver itself.
  */
 int ccuda_load_graph_api(CCUDAGraphAPI *table, char *message, size_t messageLength);
+
+/** ccuda_load_graph_api() for CCUDA_CUDNN_EXTRA_FUNCTIONS, from the cuDNN library ccuda_load() opened. */
+int ccuda_load_cudnn_extra_api(CCUDACudnnExtraAPI *table, char *message, size_t messageLength);
 
 #ifdef __cplusplus
 }
