@@ -74,8 +74,10 @@ def category(kernel):
         return "convolution"
     if any(w in k for w in ("gemm", "nvjet", "cutlass", "xmma", "matmul", "linear", "addmm")):
         return "gemm"
-    if any(w in k for w in ("norm", "softmax", "welford")):
+    if any(w in k for w in ("norm", "softmax", "welford", "moments", "fusedparams")):
         return "normalization"
+    if "memcpy" in k or "memset" in k:
+        return "memcpy"
     return "elementwise"
 
 
@@ -125,16 +127,16 @@ def unet_profile(args):
             us = e.time_range.elapsed_us()
             c = category(e.name)
             groups[c] = groups.get(c, 0.0) + us
-            name = e.name[:110]
-            n, t = kernels.get(name, (0, 0.0))
-            kernels[name] = (n + 1, t + us)
+            key = (e.name[:110], c)
+            n, t = kernels.get(key, (0, 0.0))
+            kernels[key] = (n + 1, t + us)
         total = sum(groups.values())
         label = f"diffusers UNet {args.size}x{args.size} batch {b}"
         print(f"PROFILE {label}: eager {eager * 1e3:.2f} ms per call; kernels {total / 1e3:.2f} ms", flush=True)
         for c, us in sorted(groups.items(), key=lambda kv: -kv[1]):
             print(f"PROFILE {label}: {c:13s} {us / 1e3:8.2f} ms {100 * us / max(total, 1e-9):5.1f} %")
-        for name, (n, us) in sorted(kernels.items(), key=lambda kv: -kv[1][1])[:args.top]:
-            print(f"PROFILE {label}: {us / 1e3:8.3f} ms {100 * us / max(total, 1e-9):5.1f} %  {n}x  [{category(name)}] {name}")
+        for (name, c), (n, us) in sorted(kernels.items(), key=lambda kv: -kv[1][1])[:args.top]:
+            print(f"PROFILE {label}: {us / 1e3:8.3f} ms {100 * us / max(total, 1e-9):5.1f} %  {n}x  [{c}] {name}")
 
 
 def main():

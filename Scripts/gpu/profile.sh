@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# GPU visit for the torch.compile gap (#8): run on the device machine from the repository root after
-# `bash Scripts/gpu/build.sh` here (carry .gpu-bin and .whl). Everything is logged to $OUT/profile.log
-# as it runs, most important first, so a visit cut short still brings back the early stages.
-#   1. op parity, default settings and with SSD_CUDA_AUTOTUNE=1 + SSD_CUDA_FUSED_CONV=1 (tuning report)
-#   2. CUDA graphs on the unet-like block (eager vs replay; no model needed)
-#   3. a full-size random SSD-1B folder in $SSD_MODEL (default /tmp/ssd1b) unless it is there
-#   4. where the time goes: ssd-cuda-check profile --model (whole UNet, 1024², UNet batch 2 and 32)
-#   5. the same UNet calls in diffusers under torch.profiler, kernels grouped the same way
-#   6. CUDA graphs on the whole UNet (outputs, it/s eager vs replay, memory over 20 replays)
-#   7. eager UNet ms per call with SSD_CUDA_AUTOTUNE=1, SSD_CUDA_FUSED_CONV=1, and both
-#   8. the 1024² table (ssd1b generate --images 1/4/8/16, 8 steps) with $SSD_TABLE_ENV (default
-#      graphs + autotune) and diffusers eager in the same visit
-#   9. memory over 20 generations at 256² with the same settings
-# Stages can be skipped: SSD_SKIP="parity block profile torch graphs switches table repeat".
+# GPU visit for the torch.compile gap (#8), in two device calls of under 10 minutes each (the machine
+# stays warm between them only briefly, so start the second as soon as the first returns; the model
+# folder in /tmp survives while it is warm). Run on the device machine from the repository root after
+# `bash Scripts/gpu/build.sh` here (carry .gpu-bin and .whl). Everything is logged to
+# $OUT/profile-<part>.log as it runs, most important first.
+#   part 1 (`bash Scripts/gpu/profile.sh 1`, about 6 min):
+#     1. op parity: default, im2col, SSD_CUDA_FUSED_CONV=1 without and with SSD_CUDA_AUTOTUNE=1
+#     2. a full-size random SSD-1B folder in $SSD_MODEL (default /tmp/ssd1b) unless it is there
+#     3. where the time goes: ssd-cuda-check profile --model (whole UNet, 1024², UNet batch 2 and 32)
+#     4. eager UNet ms per call with SSD_CUDA_AUTOTUNE=1, SSD_CUDA_FUSED_CONV=1, and both
+#     5. the same UNet calls in diffusers under torch.profiler, kernels grouped the same way
+#   part 2 (`bash Scripts/gpu/profile.sh 2`, about 6 min; makes the folder again if it is gone):
+#     6. CUDA graphs on the unet-like block, then on the whole UNet (UNet batch 2 and 32): outputs,
+#        it/s eager vs replay, memory over 20 replays
+#     7. the 1024² table (ssd1b generate --images 1/4/8/16, 8 steps) with $SSD_TABLE_ENV (default
+#        graphs + autotune) and diffusers eager in the same visit
+#     8. memory over 20 generations at 256² with the same settings
+# Stages can be skipped: SSD_SKIP="parity profile switches torch block graphs table repeat".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/gpu-out}"; mkdir -p "$OUT"
-exec > >(tee -a "$OUT/profile.log") 2>&1
+PART="${1:-1}"
+exec > >(tee -a "$OUT/profile-$PART.log") 2>&1
 skip() { case " ${SSD_SKIP:-} " in *" $1 "*) return 0;; esac; return 1; }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=/tmp/site
@@ -32,50 +37,51 @@ TABLE_ENV="${SSD_TABLE_ENV:-SSD_CUDA_GRAPHS=1 SSD_CUDA_AUTOTUNE=1}"
 T0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
 
-if ! skip parity; then
-  stamp "== parity (default, im2col, autotune+fused)"
+if [ "$PART" = 1 ] && ! skip parity; then
+  stamp "== parity (default, im2col, fused, autotune+fused)"
   timeout 150 $B/ssd-cuda-check parity 2>&1 | grep -E "CUDA:|PARITY|FAIL" | head -n 40
-fi
-if ! skip block; then
-  stamp "== graphs: unet-like block"
-  timeout 90 $B/ssd-cuda-check graphs 2>&1 | grep -E "GRAPHS|error" | head -n 30
 fi
 if [ ! -f "$M/unet/config.json" ]; then
   stamp "== full-size random SSD-1B folder in $M"
-  python3 Scripts/make_fixtures.py full-size --out "$M" 2>&1 | tail -n 2
+  timeout 300 python3 Scripts/make_fixtures.py full-size --out "$M" 2>&1 | tail -n 2
 fi
-if ! skip profile; then
+if [ "$PART" = 1 ] && ! skip profile; then
   stamp "== profile: our UNet, 1024², UNet batch 2 and 32 (default settings)"
-  timeout 150 $B/ssd-cuda-check profile --model "$M" --batches 2,32 --top 40 2>&1 | grep -E "PROFILE|error"
+  timeout 120 $B/ssd-cuda-check profile --model "$M" --batches 2,32 --top 40 2>&1 | grep -E "PROFILE|error"
 fi
-if ! skip torch; then
-  stamp "== profile: diffusers UNet (torch.profiler), same calls"
-  timeout 150 python3 Scripts/gpu/diffusers_side.py profile --model "$M" --size 1024 --batch 2,32 --top 40 2>&1 | grep -E "PROFILE|Error|error"
-fi
-if ! skip graphs; then
-  stamp "== graphs: whole UNet 1024², UNet batch 2 and 32"
-  timeout 200 $B/ssd-cuda-check graphs --model "$M" --batches 2,32 2>&1 | grep -E "GRAPHS|error" | head -n 60
-fi
-if ! skip switches; then
+if [ "$PART" = 1 ] && ! skip switches; then
   for E in "SSD_CUDA_AUTOTUNE=1" "SSD_CUDA_FUSED_CONV=1" "SSD_CUDA_AUTOTUNE=1 SSD_CUDA_FUSED_CONV=1"; do
     stamp "== eager UNet with $E"
-    env $E timeout 150 $B/ssd-cuda-check profile --model "$M" --batches 2,32 --top 0 2>&1 | grep -E "PROFILE .*(eager|gemm|convolution)|error"
+    env $E timeout 90 $B/ssd-cuda-check profile --model "$M" --batches 2,32 --eager-only 1 2>&1 | grep -E "PROFILE|error"
   done
 fi
-if ! skip table; then
+if [ "$PART" = 1 ] && ! skip torch; then
+  stamp "== profile: diffusers UNet (torch.profiler), same calls"
+  timeout 120 python3 Scripts/gpu/diffusers_side.py profile --model "$M" --size 1024 --batch 2,32 --top 40 2>&1 | grep -E "PROFILE|Error|error"
+fi
+if [ "$PART" = 2 ] && ! skip block; then
+  stamp "== graphs: unet-like block"
+  timeout 60 $B/ssd-cuda-check graphs 2>&1 | grep -E "GRAPHS|error" | head -n 30
+fi
+if [ "$PART" = 2 ] && ! skip graphs; then
+  stamp "== graphs: whole UNet 1024², UNet batch 2 and 32"
+  timeout 150 $B/ssd-cuda-check graphs --model "$M" --batches 2,32 2>&1 | grep -E "GRAPHS|error" | head -n 60
+fi
+if [ "$PART" = 2 ] && ! skip table; then
   for K in ${SSD_IMAGES:-1 4 8 16}; do
     stamp "== 1024², $K image(s), 8 steps, $TABLE_ENV (s/step per step; step 1 warms up, 2 captures)"
-    env $TABLE_ENV timeout 150 $B/ssd1b generate --model "$M" --prompt "a photo of a cat" --negative-prompt "blurry" \
+    env $TABLE_ENV timeout 100 $B/ssd1b generate --model "$M" --prompt "a photo of a cat" --negative-prompt "blurry" \
       --width 1024 --height 1024 --steps 8 --seed 0 --images $K --backend cuda --report-memory --output /tmp/t$K.png 2>&1 \
       | tr '\r' '\n' | grep -E "s/step|memory|error" | awk '!seen[$0]++' | tail -n 10
   done
   stamp "== 1024²: diffusers eager fp16, same visit"
-  timeout 200 python3 Scripts/gpu/diffusers_side.py time --model "$M" --size 1024 --batch ${SSD_BATCHES_TORCH:-1,4,8,16} --steps 8
+  timeout 150 python3 Scripts/gpu/diffusers_side.py time --model "$M" --size 1024 --batch ${SSD_BATCHES_TORCH:-1,4,8,16} --steps 8
 fi
-if ! skip repeat; then
+if [ "$PART" = 2 ] && ! skip repeat; then
   stamp "== memory over 20 generations, 256², 3 steps, $TABLE_ENV"
-  env $TABLE_ENV timeout 150 $B/ssd1b generate --model "$M" --prompt "a photo of a cat" --negative-prompt "blurry" \
+  env $TABLE_ENV timeout 100 $B/ssd1b generate --model "$M" --prompt "a photo of a cat" --negative-prompt "blurry" \
     --width 256 --height 256 --steps 3 --seed 0 --backend cuda --quiet --repeat 20 --output /tmp/rep.png 2>&1 \
     | grep -E "run (1|2|10|19|20)/|error"
 fi
-stamp "done"
+stamp "done (part $PART)"
+sleep 1  # let tee write the last lines

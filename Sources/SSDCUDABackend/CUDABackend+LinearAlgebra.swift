@@ -101,7 +101,10 @@ extension CUDABackend {
         }
         if let plan = convolutions.plan(s) {
             do {
-                let b = try bias.map { try cast($0, x.dtype) }, r = try residual.map { try cast($0, x.dtype) }
+                // Fused (SSD_CUDA_FUSED_CONV): bias and residual in x's type go into cuDNN's call.
+                let fuse = convolutions.fused && bias != nil
+                let b = fuse ? try bias.map { try cast($0, x.dtype) } : nil
+                let r = fuse ? try residual.map { try cast($0, x.dtype) } : nil
                 let done = try convolutions.run(plan, x: try pointer(x, "conv2d"), w: try pointer(w, "conv2d"), y: try pointer(y, "conv2d"),
                                                 bias: try b.map { try pointer($0, "conv2d") }, residual: try r.map { try pointer($0, "conv2d") },
                                                 dtype: x.dtype)

@@ -119,8 +119,10 @@ public final class CUDABackend: ComputeBackend {
     public var tuningReport: String {
         let g = gemm.tuningSummary
         let refusals = convolutions.fusionRefusals
+        let counts = convolutions.fusionCounts
         return "GEMM shapes timed \(g.timed), of them \(g.changed) left the heuristic's first choice (saving "
-            + "\(Int((g.savedSeconds * 1e6).rounded())) µs per pass of each once); fused convolutions refused for \(refusals.count) shapes"
+            + "\(Int((g.savedSeconds * 1e6).rounded())) µs per pass of each once); convolutions with a bias: \(counts.fused) fused, "
+            + "\(counts.unfused) not (algorithm not implicit precomputed GEMM, or refused); refused for \(refusals.count) shapes"
             + (refusals.isEmpty ? "" : ": " + refusals.prefix(4).joined(separator: "; "))
     }
 

@@ -64,6 +64,11 @@ final class ConvolutionEngine: @unchecked Sendable {
         plans.withLock { $0.values.compactMap { $0 }.compactMap { p in p.fusionRefusal.map { "\(p.label): \($0)" } } }
     }
 
+    /// Fused calls made, and calls with a bias that could not be fused (plan's algorithm not implicit
+    /// precomputed GEMM, or refused).
+    var fusionCounts: (fused: Int, unfused: Int) { counts.withLock { $0 } }
+    private let counts = Locked((fused: 0, unfused: 0))
+
     var isAvailable: Bool { device.cudnn != nil }
 
     func plan(_ s: ConvShape) -> Plan? {
@@ -111,13 +116,18 @@ final class ConvolutionEngine: @unchecked Sendable {
             if autotune, !device.isCapturing, let extra = device.cudnnExtra, (try? device.synchronize()) != nil {
                 measured = extra.cudnnFindConvolutionForwardAlgorithm!(handle, x, w, conv, y, 16, &returned, &results) == 0
             }
-            if measured || api.cudnnGetConvolutionForwardAlgorithm_v7!(handle, x, w, conv, y, 16, &returned, &results) == 0 {
+            func pick() {
                 for r in results.prefix(Int(returned)) where r.status == 0 && r.memory <= ConvolutionEngine.workspaceLimit {
                     if fp32 && r.mathType != Int32(CCUDNN_FMA_MATH) { continue }
                     if !fp32 && r.mathType == Int32(CCUDNN_FMA_MATH) { continue }
                     chosen = (r.algo, r.mathType, r.memory)
                     break
                 }
+            }
+            if measured { pick() }
+            if chosen == nil {  // no measured answer usable: the heuristics
+                measured = false
+                if api.cudnnGetConvolutionForwardAlgorithm_v7!(handle, x, w, conv, y, 16, &returned, &results) == 0 { pick() }
             }
         }
         if let c = chosen, api.cudnnSetConvolutionMathType!(conv, c.math) == 0 {
@@ -147,7 +157,8 @@ final class ConvolutionEngine: @unchecked Sendable {
         defer { withExtendedLifetime(workspace) {} }
         let workspacePointer = workspace.flatMap { UnsafeMutableRawPointer(bitPattern: UInt($0.pointer)) }
         var alpha: Float = 1, beta: Float = 0
-        if fused, let bias, let extra = device.cudnnExtra, p.fusionRefusal == nil,
+        let refused = plans.withLock { _ in p.fusionRefusal != nil }
+        if fused, let bias, let extra = device.cudnnExtra, !refused,
            p.algo == Int32(CCUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM), let descriptors = fusionDescriptors(p, extra, dtype) {
             var alpha2: Float = residual == nil ? 0 : 1
             let z = residual ?? y
@@ -158,9 +169,16 @@ final class ConvolutionEngine: @unchecked Sendable {
                     descriptors.bias, UnsafeRawPointer(bitPattern: UInt(bias)), descriptors.activation,
                     p.y, UnsafeMutableRawPointer(bitPattern: UInt(y)))
             }
-            if status == 0 { return true }
-            plans.withLock { _ in p.fusionRefusal = "cudnnConvolutionBiasActivationForward: \(string(api.cudnnGetErrorString!(status)))" }
+            if status == 0 {
+                counts.withLock { $0.fused += 1 }
+                return true
+            }
+            // Inside a graph capture the refusal may be the capture's: not remembered for the shape.
+            if !device.isCapturing {
+                plans.withLock { _ in p.fusionRefusal = "cudnnConvolutionBiasActivationForward: \(string(api.cudnnGetErrorString!(status)))" }
+            }
         }
+        if fused && bias != nil { counts.withLock { $0.unfused += 1 } }
         let status = try device.timed("cudnn conv \(p.label)", flops: p.flops) {
             api.cudnnConvolutionForward!(
                 handle, &alpha, p.x, UnsafeRawPointer(bitPattern: UInt(x)), p.w, UnsafeRawPointer(bitPattern: UInt(w)), p.conv, p.algo,

@@ -55,14 +55,14 @@ final class CUDADevice: @unchecked Sendable {
         var modules: [KernelGroup: (CUmodule, [String: String])] = [:]
         var functions: [String: CUfunction] = [:]
         var profile: [String: CUDAProfileEntry] = [:]
-        var profiling = false
     }
     /// When true every kernel, GEMM and convolution is timed alone (the stream is drained before
     /// and after it): a per-kernel profile for diagnosis, far slower than normal running.
     var profiling: Bool {
-        get { state.withLock { $0.profiling } }
-        set { state.withLock { $0.profiling = newValue } }
+        get { profilingFlag.load(ordering: .relaxed) }
+        set { profilingFlag.store(newValue, ordering: .relaxed) }
     }
+    private let profilingFlag = Atomic<Bool>(false)
     private let state = Locked(State())
     /// NVRTC output per kernel group and architecture, shared by every device of the process.
     private static let compiled = Locked([String: NVRTCCompiler.Output]())
@@ -70,7 +70,7 @@ final class CUDADevice: @unchecked Sendable {
     /// Opens the libraries and device `ordinal`; throws `backendUnavailable` naming what is missing.
     /// `useCuDNN: false` (or `SSD_CUDA_CONV=im2col`) leaves cuDNN closed.
     init(ordinal: Int = 0, useCuDNN: Bool = true, profiling: Bool = false) throws {
-        state.withLock { $0.profiling = profiling }
+        profilingFlag.store(profiling, ordering: .relaxed)
         let driverLibrary = try CUDALibrary.load(CCUDA_LIBRARY_DRIVER, as: CCUDADriverAPI.self)
         let d = driverLibrary.api
         driver = d

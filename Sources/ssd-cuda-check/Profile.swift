@@ -2,15 +2,17 @@ import SSDCUDABackend
 import SSDModels
 import SSDTensor
 
-/// `ssd-cuda-check profile [--model DIR] [--batches 2,32] [--size 1024] [--top 30]`: where the time
+/// `ssd-cuda-check profile [--model DIR] [--batches 2,32] [--size 1024] [--top 30] [--eager-only 1]`: where the time
 /// goes. Without `--model`: the unet-like block at batch 32. With it: the whole UNet at `size`² for
 /// each UNet batch (2 = one image with guidance): the eager time per call (profiling off, 10 calls),
 /// then one call with every operation timed alone, grouped by category (GEMM, convolution,
 /// attention, normalization, elementwise) with achieved TFLOP/s, then the `top` slowest entries.
 /// The sum of the timed operations against the eager time shows how much the overlap of host and
-/// GPU work hides (batch 2) or how little (large batches).
+/// GPU work hides (batch 2) or how little (large batches). `eagerOnly` stops after the eager time
+/// (for comparing settings quickly).
 struct ProfileCheck {
     let cuda: CUDABackend
+    var eagerOnly = false
     var random = Random(state: 5)
 
     init(cuda: CUDABackend) { self.cuda = cuda }
@@ -49,6 +51,11 @@ struct ProfileCheck {
         for _ in 0..<calls { try call() }
         try cuda.synchronize()
         let eager = (now() - t0) / Double(calls)
+        if eagerOnly {
+            print("PROFILE \(label): eager \(format(eager * 1e3, "%.2f")) ms per call (\(cuda.deviceDescription))")
+            print("PROFILE \(label): \(cuda.tuningReport)")
+            return
+        }
         cuda.resetProfile()
         cuda.profiling = true
         defer { cuda.profiling = false }

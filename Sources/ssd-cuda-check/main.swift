@@ -3,7 +3,7 @@
 // (default: parity, bench, memory).
 //   parity         every op with the default kernels (fast unless SSD_CUDA_LEGACY_KERNELS=1 /
 //                  SSD_CUDA_LEGACY_ATTENTION=1), plus the im2col convolutions, plus GEMMs and
-//                  convolutions with autotune and fused convolutions on
+//                  convolutions with fused convolutions on, without and with autotune
 //   parity-legacy  the same with the first (legacy) kernels
 //   bench          GEMM / attention / convolution TFLOP/s, memory-bound GB/s; fast and legacy kernels
 //   unet-like      one resnet + transformer block at 64² × 640, batch 2, 8, 16, 32, fast and legacy (ms)
@@ -61,13 +61,15 @@ do {
             failures += p2.failures.filter { $0.contains("conv2d") }
             count += p2.count
         }
-        // Autotuned GEMMs and convolutions (SSD_CUDA_AUTOTUNE) with the fused convolution (SSD_CUDA_FUSED_CONV).
-        if let tuned = try? CUDABackend(autotune: true, fusedConvolutions: true) {
+        // The fused convolution (SSD_CUDA_FUSED_CONV) on the heuristic algorithms, then with autotuned
+        // GEMMs and convolutions (SSD_CUDA_AUTOTUNE); the report says how many calls were fused.
+        for (autotune, label) in [(false, "fused"), (true, "autotune+fused")] {
+            guard let tuned = try? CUDABackend(autotune: autotune, fusedConvolutions: true) else { continue }
             let p3 = ParityCheck(cuda: tuned)
-            p3.run(convolutionLabel: "autotune+fused")
+            p3.run(convolutionLabel: label)
             failures += p3.failures.filter { $0.contains("conv2d") || $0.contains("linear") || $0.contains("matmul") }
             count += p3.count
-            print("PARITY autotune+fused: \(tuned.tuningReport)")
+            print("PARITY \(label): \(tuned.tuningReport)")
         }
         print("PARITY \(count - failures.count)/\(count) passed in \(format(now() - t0, "%.1f")) s\(failures.isEmpty ? "" : "; failed: \(failures)")")
         ok = ok && failures.isEmpty
@@ -91,6 +93,7 @@ do {
     if arguments.contains("profile") {
         let batches = (options["batches"] ?? "2,32").split(separator: ",").compactMap { Int($0) }
         var check = ProfileCheck(cuda: cuda)
+        check.eagerOnly = options["eager-only"] == "1"
         try check.run(modelDirectory: options["model"], batches: batches, size: Int(options["size"] ?? "") ?? 1024,
                       top: Int(options["top"] ?? "") ?? 30)
     }
