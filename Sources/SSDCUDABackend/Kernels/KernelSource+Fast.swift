@@ -182,6 +182,7 @@ __global__ void layer_norm_h8(const U128 *x, U128 *y, const U128 *w, const U128 
 
 // ---- Flash attention, head dim 64: cp.async double-buffered K/V tiles, ldmatrix fragments.
 
+#ifndef SSD_EMULATION
 __device__ __forceinline__ unsigned smem_u32(const void *p) {
     unsigned r;
     asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
@@ -207,6 +208,7 @@ __device__ __forceinline__ void mma16816f(float *c, const unsigned *a, unsigned 
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+#endif
 
 #define FA_LD 72
 // Rows [k0, k0+64) of K and V (64 halves each) into one stage by THREADS threads; rows >= Nk are zero-filled.

@@ -1,7 +1,9 @@
 /// CUDA C sources compiled at run time by NVRTC for the device's architecture (one program per
 /// group, compiled on first use and cached for the life of the process). Kernels are templates over
 /// the element type code (0 f32, 1 f16, 2 bf16, 3 i32, 4 i64) and are looked up through NVRTC name
-/// expressions. No CUDA header is included: half/bfloat16 conversions are inline PTX.
+/// expressions. No CUDA header is included: half/bfloat16 conversions are inline PTX. The few
+/// inline-PTX helpers sit in `#ifndef SSD_EMULATION` blocks, so that the tests' CPU emulator
+/// (Tests/SSDCUDABackendTests/KernelEmulator.swift) can compile the same sources with its own.
 enum KernelGroup: String, CaseIterable, Sendable {
     case elementwise, normalization, attention, convolution
     /// fp16 vectorised kernels and the double-buffered attention (`KernelSource.fast`).
@@ -70,8 +72,10 @@ struct __align__(16) U128 { unsigned x, y, z, w; };
 #define NEG_INF __int_as_float(0xff800000)
 #define GRID_LOOP(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
+#ifndef SSD_EMULATION  // the CPU emulator of the tests defines the inline-PTX helpers itself
 __device__ __forceinline__ float h2f(u16 h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
 __device__ __forceinline__ u16 f2h(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+#endif
 __device__ __forceinline__ float b2f(u16 b) { return __uint_as_float(((unsigned)b) << 16); }
 __device__ __forceinline__ u16 f2b(float f) {
     unsigned u = __float_as_uint(f);
