@@ -12,23 +12,10 @@ extension CUDABackend {
         let d = width / heads
         let y = try empty(query.shape, query.dtype)
         guard y.count > 0 else { return y }
-        let flops = 4 * Double(b * heads) * Double(nq) * Double(nk) * Double(d)
-        if usesFastAttention, query.dtype == .f16, key.dtype == .f16, value.dtype == .f16, d == 64 {
-            let warps = nq >= 1024 ? attentionWarps : 4
-            try device.launch(.fast, warps == 8 ? "flash_attention_fast_d64_w8" : "flash_attention_fast_d64",
-                              grid: (nq.ceilDiv(16 * warps), heads, b), block: 32 * warps, flops: flops,
-                              [.pointer(try pointer(query, "attention")), .pointer(try pointer(key, "attention")),
-                               .pointer(try pointer(value, "attention")), .pointer(try pointer(y, "attention")),
-                               .i32(nq), .i32(nk), .i32(heads), .float(scale * 1.4426950408889634), .i32(causal ? 1 : 0)])
-            return y
-        }
-        if query.dtype == .f16, key.dtype == .f16, value.dtype == .f16, d <= 128 {
-            let vec = d % 8 == 0 ? 1 : 0
-            try device.launch(.attention, d <= 64 ? "flash_attention_d64" : "flash_attention_d128",
-                              grid: ((nq + 63) / 64, heads, b), block: 128, flops: flops,
-                              [.pointer(try pointer(query, "attention")), .pointer(try pointer(key, "attention")),
-                               .pointer(try pointer(value, "attention")), .pointer(try pointer(y, "attention")),
-                               .i32(nq), .i32(nk), .i32(heads), .i32(d), .float(scale * 1.4426950408889634), .i32(causal ? 1 : 0), .i32(vec)])
+        if query.dtype == .f16, key.dtype == .f16, value.dtype == .f16,
+           try kernels.flashAttention(try pointer(query, "attention"), try pointer(key, "attention"), try pointer(value, "attention"),
+                                      try pointer(y, "attention"), b: b, nq: nq, nk: nk, heads: heads, headDim: d, scale: scale,
+                                      causal: causal) {
             return y
         }
         return try chunkedAttention(query: query, key: cast(key, query.dtype), value: cast(value, query.dtype),

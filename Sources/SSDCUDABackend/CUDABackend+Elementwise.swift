@@ -8,9 +8,8 @@ extension CUDABackend {
             throw TensorError.unsupportedDType(op: "convert", dtype: dtype)
         }
         let y = try empty(x.shape, dtype)
-        try device.launchElementwise(
-            .elementwise, "convert_kernel<\(CUDABackend.code(x.dtype)),\(CUDABackend.code(dtype))>", count: x.count,
-            [.pointer(try pointer(x, "convert")), .pointer(try pointer(y, "convert")), .int(x.count)])
+        try kernels.convert(try pointer(x, "convert"), try pointer(y, "convert"), count: x.count,
+                            from: CUDABackend.code(x.dtype), to: CUDABackend.code(dtype))
         return y
     }
 
@@ -23,8 +22,7 @@ extension CUDABackend {
         case .gelu: k = 1
         case .quickGELU: k = 2
         }
-        try device.launchElementwise(.elementwise, "activation_kernel<\(t)>", count: x.count,
-                                     [.pointer(try pointer(x, "activation")), .pointer(try pointer(y, "activation")), .int(x.count), .i32(k)])
+        try kernels.activation(try pointer(x, "activation"), try pointer(y, "activation"), count: x.count, type: t, kind: k)
         return y
     }
 
@@ -36,36 +34,45 @@ extension CUDABackend {
         let n = last / 2
         let rows = x.count / max(last, 1)
         let y = try empty(Array(x.shape.dropLast()) + [n], x.dtype)
-        if usesFastKernels && x.dtype == .f16 && n % 8 == 0 {
-            try device.launchElementwise(.fast, "geglu_h8", count: rows * n / 8,
-                                         [.pointer(try pointer(x, "geglu")), .pointer(try pointer(y, "geglu")), .int(rows), .int(n / 8)])
-            return y
-        }
-        try device.launchElementwise(.elementwise, "geglu_kernel<\(t)>", count: rows * n,
-                                     [.pointer(try pointer(x, "geglu")), .pointer(try pointer(y, "geglu")), .int(rows), .int(n)])
+        try kernels.geglu(try pointer(x, "geglu"), try pointer(y, "geglu"), rows: rows, n: n, type: t)
         return y
     }
 
     public func affine(_ x: Tensor, scale: Float, shift: Float) throws -> Tensor {
         let t = try floatCode(x, "affine")
         let y = try empty(x.shape, x.dtype)
-        try device.launchElementwise(.elementwise, "affine_kernel<\(t)>", count: x.count,
-                                     [.pointer(try pointer(x, "affine")), .pointer(try pointer(y, "affine")), .int(x.count),
-                                      .float(scale), .float(shift)])
+        try kernels.affine(try pointer(x, "affine"), try pointer(y, "affine"), count: x.count, type: t, scale: scale, shift: shift)
         return y
     }
 
     public func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp) throws -> Tensor {
         let t = try floatCode(a, "binary")
         let bb = try cast(b, a.dtype)
-        // NumPy broadcasting: align right, sizes equal or 1.
-        let rank = max(a.rank, b.rank)
-        let sa = [Int](repeating: 1, count: rank - a.rank) + a.shape
-        let sb = [Int](repeating: 1, count: rank - b.rank) + b.shape
+        let (out, dims) = try CUDABackend.broadcastLayout(a.shape, b.shape)
+        let y = try empty(out, a.dtype)
+        let code: Int
+        switch op {
+        case .add: code = 0
+        case .subtract: code = 1
+        case .multiply: code = 2
+        case .divide: code = 3
+        }
+        try kernels.binary(try pointer(a, "binary"), try pointer(bb, "binary"), try pointer(y, "binary"), count: y.count, type: t,
+                           dims: dims, op: code)
+        return y
+    }
+
+    /// NumPy broadcasting of shapes `a` and `b` (aligned right, sizes equal or 1): the output shape
+    /// and its axes collapsed for the kernels: size-1 axes dropped, neighbours merged where both
+    /// operands stay contiguous; each axis as (size, stride in a, stride in b), at most 6.
+    static func broadcastLayout(_ aShape: [Int], _ bShape: [Int]) throws -> (shape: [Int], dims: [(Int, Int, Int)]) {
+        let rank = max(aShape.count, bShape.count)
+        let sa = [Int](repeating: 1, count: rank - aShape.count) + aShape
+        let sb = [Int](repeating: 1, count: rank - bShape.count) + bShape
         var out = [Int](repeating: 1, count: rank)
         for d in 0..<rank {
             guard sa[d] == sb[d] || sa[d] == 1 || sb[d] == 1 else {
-                throw TensorError.shapeMismatch(op: "binary", expected: a.shape, actual: b.shape)
+                throw TensorError.shapeMismatch(op: "binary", expected: aShape, actual: bShape)
             }
             out[d] = max(sa[d], sb[d])
         }
@@ -78,7 +85,6 @@ extension CUDABackend {
             }
             return s
         }
-        // Collapse: drop size-1 axes, merge neighbours that stay contiguous for both operands.
         var dims: [(Int, Int, Int)] = []
         for (d, (sa1, sb1)) in zip(strides(sa), strides(sb)).enumerated() where out[d] != 1 {
             if let last = dims.last, last.1 == sa1 * out[d], last.2 == sb1 * out[d] {
@@ -89,28 +95,9 @@ extension CUDABackend {
         }
         if dims.isEmpty { dims = [(1, 0, 0)] }
         guard dims.count <= 6 else {
-            throw TensorError.invalidArgument(op: "binary", message: "broadcast of \(a.shape) and \(b.shape) has more than 6 axes")
+            throw TensorError.invalidArgument(op: "binary", message: "broadcast of \(aShape) and \(bShape) has more than 6 axes")
         }
-        let y = try empty(out, a.dtype)
-        let code: Int
-        switch op {
-        case .add: code = 0
-        case .subtract: code = 1
-        case .multiply: code = 2
-        case .divide: code = 3
-        }
-        if usesFastKernels && a.dtype == .f16, let (rowBroadcast, p, c) = CUDABackend.vectorBinaryLayout(dims) {
-            try device.launchElementwise(
-                .fast, "binary_h8", count: y.count / 8,
-                [.pointer(try pointer(a, "binary")), .pointer(try pointer(bb, "binary")), .pointer(try pointer(y, "binary")),
-                 .int(y.count / 8), .i32(rowBroadcast ? 1 : 0), .int(p), .int(c / 8), .i32(code)])
-            return y
-        }
-        try device.launchElementwise(
-            .elementwise, "binary_kernel<\(t)>", count: y.count,
-            [.pointer(try pointer(a, "binary")), .pointer(try pointer(bb, "binary")), .pointer(try pointer(y, "binary")),
-             .int(y.count), .i32(dims.count), .dims(dims.map(\.0)), .dims(dims.map(\.1)), .dims(dims.map(\.2)), .i32(code)])
-        return y
+        return (out, dims)
     }
 
     /// The layouts `binary_h8` handles, from the collapsed (size, stride a, stride b) axes: both
@@ -139,13 +126,7 @@ extension CUDABackend {
         defer { withExtendedLifetime((biasT, residualT)) {} }
         let b = try biasT.map { try pointer($0, op) } ?? 0
         let r = try residualT.map { try pointer($0, op) } ?? 0
-        if usesFastKernels && y.dtype == .f16 && c > 0 && c % 8 == 0 {
-            try device.launchElementwise(.fast, "bias_residual_h8", count: y.count / 8,
-                                         [.pointer(try pointer(y, op)), .pointer(b), .pointer(r), .int(y.count / c), .int(c / 8)])
-            return
-        }
-        try device.launchElementwise(.elementwise, "bias_residual_kernel<\(t)>", count: y.count,
-                                     [.pointer(try pointer(y, op)), .pointer(b), .pointer(r), .int(y.count / max(c, 1)), .int(c)])
+        try kernels.biasResidual(try pointer(y, op), bias: b, residual: r, rows: y.count / max(c, 1), channels: c, type: t)
     }
 
     /// The largest of 16, 8, 4, 2 bytes dividing every value (copy unit).
@@ -157,13 +138,8 @@ extension CUDABackend {
     /// Strided row copy, all quantities in elements of `elementSize` bytes.
     func copy2d(from source: CUdeviceptr, to destination: CUdeviceptr, rows: Int, cols: Int, sourceStride: Int, sourceOffset: Int,
                 destinationStride: Int, destinationOffset: Int, elementSize: Int) throws {
-        guard rows > 0, cols > 0 else { return }
-        let u = CUDABackend.unit([cols, sourceStride, sourceOffset, destinationStride, destinationOffset].map { $0 * elementSize })
-        let scale = { (v: Int) in v * elementSize / u }
-        try device.launchElementwise(
-            .elementwise, "copy2d_kernel<\(u)>", count: rows * scale(cols),
-            [.pointer(source), .pointer(destination), .int(rows), .int(scale(cols)), .int(scale(sourceStride)),
-             .int(scale(sourceOffset)), .int(scale(destinationStride)), .int(scale(destinationOffset))])
+        try kernels.copy2d(from: source, to: destination, rows: rows, cols: cols, sourceStride: sourceStride, sourceOffset: sourceOffset,
+                           destinationStride: destinationStride, destinationOffset: destinationOffset, elementSize: elementSize)
     }
 
     public func concat(_ tensors: [Tensor], axis: Int) throws -> Tensor {
@@ -212,19 +188,7 @@ extension CUDABackend {
         guard dims.count == x.rank, Set(dims) == Set(0..<x.rank) else {
             throw TensorError.invalidArgument(op: "permute", message: "\(dims) is not a permutation of the axes of \(x.shape)")
         }
-        var inStrides = [Int](repeating: 1, count: x.rank)
-        for d in stride(from: x.rank - 2, through: 0, by: -1) { inStrides[d] = inStrides[d + 1] * x.shape[d + 1] }
-        // Collapse output axes whose source axes are adjacent and in order.
-        var shape: [Int] = [], strides: [Int] = []
-        for d in dims where x.shape[d] != 1 {
-            if let last = strides.last, last == inStrides[d] * x.shape[d] {
-                shape[shape.count - 1] *= x.shape[d]
-                strides[strides.count - 1] = inStrides[d]
-            } else {
-                shape.append(x.shape[d])
-                strides.append(inStrides[d])
-            }
-        }
+        let (shape, strides) = CUDABackend.permuteLayout(x.shape, dims)
         let y = try empty(dims.map { x.shape[$0] }, x.dtype)
         if shape.count <= 1 {
             try device.copyOnDevice(try pointer(y, "permute"), from: try pointer(x, "permute"), bytes: x.count * x.dtype.byteSize)
@@ -233,21 +197,35 @@ extension CUDABackend {
         guard shape.count <= 6 else {
             throw TensorError.invalidArgument(op: "permute", message: "more than 6 axes after collapsing \(x.shape)")
         }
-        try device.launchElementwise(.elementwise, "permute_kernel<\(x.dtype.byteSize)>", count: x.count,
-                                     [.pointer(try pointer(x, "permute")), .pointer(try pointer(y, "permute")), .int(x.count),
-                                      .i32(shape.count), .dims(shape), .dims(strides)])
+        try kernels.permute(try pointer(x, "permute"), try pointer(y, "permute"), count: x.count, elementSize: x.dtype.byteSize,
+                            shape: shape, strides: strides)
         return y
+    }
+
+    /// The axes of `shape` permuted by `dims`, collapsed for `permute_kernel`: output axes (size-1
+    /// dropped) whose source axes are adjacent and in order merged; each with its source stride.
+    static func permuteLayout(_ shape: [Int], _ dims: [Int]) -> (shape: [Int], strides: [Int]) {
+        var inStrides = [Int](repeating: 1, count: shape.count)
+        for d in stride(from: shape.count - 2, through: 0, by: -1) { inStrides[d] = inStrides[d + 1] * shape[d + 1] }
+        var outShape: [Int] = [], strides: [Int] = []
+        for d in dims where shape[d] != 1 {
+            if let last = strides.last, last == inStrides[d] * shape[d] {
+                outShape[outShape.count - 1] *= shape[d]
+                strides[strides.count - 1] = inStrides[d]
+            } else {
+                outShape.append(shape[d])
+                strides.append(inStrides[d])
+            }
+        }
+        return (outShape, strides)
     }
 
     public func upsampleNearest2x(_ x: Tensor) throws -> Tensor {
         guard x.rank == 4 else { throw TensorError.shapeMismatch(op: "upsampleNearest2x", expected: [-1, -1, -1, -1], actual: x.shape) }
         let (b, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let y = try empty([b, 2 * h, 2 * w, c], x.dtype)
-        let u = CUDABackend.unit([c * x.dtype.byteSize])
-        let cu = c * x.dtype.byteSize / u
-        try device.launchElementwise(.elementwise, "upsample2x_kernel<\(u)>", count: b * 4 * h * w * cu,
-                                     [.pointer(try pointer(x, "upsample")), .pointer(try pointer(y, "upsample")),
-                                      .int(b), .int(h), .int(w), .int(cu)])
+        try kernels.upsample2x(try pointer(x, "upsample"), try pointer(y, "upsample"), b: b, h: h, w: w, channels: c,
+                               elementSize: x.dtype.byteSize)
         return y
     }
 
@@ -261,9 +239,8 @@ extension CUDABackend {
         guard !ids.isEmpty else { return y }
         let idBuffer = try device.allocate(ids.count * 4)
         try ids.withUnsafeBytes { try device.copyToDevice(idBuffer.pointer, from: $0.baseAddress!, bytes: ids.count * 4) }
-        try device.launchElementwise(.elementwise, "embedding_kernel", count: ids.count * dim,
-                                     [.pointer(try pointer(table, "embedding")), .i32(CUDABackend.code(table.dtype)), .pointer(idBuffer.pointer),
-                                      .pointer(try pointer(y, "embedding")), .i32(CUDABackend.code(outputDType)), .int(ids.count), .int(dim)])
+        try kernels.embedding(try pointer(table, "embedding"), tableType: CUDABackend.code(table.dtype), ids: idBuffer.pointer,
+                              try pointer(y, "embedding"), outputType: CUDABackend.code(outputDType), count: ids.count, dim: dim)
         withExtendedLifetime(idBuffer) {}
         return y
     }

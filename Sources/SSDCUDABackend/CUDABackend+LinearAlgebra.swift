@@ -127,11 +127,9 @@ extension CUDABackend {
         var r0 = 0
         while r0 < rows {
             let r = min(chunk, rows - r0)
-            try device.launchElementwise(
-                .convolution, "im2col_kernel<\(u)>", count: r * s.kernelHeight * s.kernelWidth * cu,
-                [.pointer(try pointer(x, "conv2d")), .pointer(try pointer(col, "conv2d")), .i32(s.height), .i32(s.width), .int(cu),
-                 .i32(s.kernelHeight), .i32(s.kernelWidth), .i32(stride), .i32(padding), .i32(s.outHeight), .i32(s.outWidth),
-                 .int(r0), .int(r)])
+            try kernels.im2col(try pointer(x, "conv2d"), try pointer(col, "conv2d"), unit: u, height: s.height, width: s.width,
+                               channelUnits: cu, kernelHeight: s.kernelHeight, kernelWidth: s.kernelWidth, stride: stride,
+                               padding: padding, outHeight: s.outHeight, outWidth: s.outWidth, firstRow: r0, rows: r)
             try gemmRows(m: r, n: s.outChannels, k: kdim, x: col, weight: wRows, bias: bias, residual: residual,
                          residualOffset: r0 * s.outChannels, into: try pointer(y, "conv2d") + UInt64(r0 * s.outChannels * e), op: "conv2d")
             r0 += r

@@ -21,39 +21,14 @@ extension CUDABackend {
         let hw = x.count / max(b * c, 1)
         let y = try empty(x.shape, x.dtype)
         guard x.count > 0 else { return y }
-        let rowsPerChunk = 32
-        let chunks = (hw + rowsPerChunk - 1) / rowsPerChunk
-        let partial = try empty([b * chunks * c * 2], .f32)
-        let stats = try empty([b * groups * 2], .f32)
-        let px = try pointer(x, "groupNorm")
-        let vectorised = usesFastKernels && x.dtype == .f16 && weight.dtype == .f16 && bias.dtype == .f16 && c % 8 == 0
-        if vectorised {
-            let threads = min(256, (c / 8 + 31) / 32 * 32)
-            try device.launch(.fast, "group_norm_partial_h8", grid: (chunks, b, 1), block: threads,
-                              [.pointer(px), .pointer(try pointer(partial, "groupNorm")), .int(hw), .i32(c), .i32(rowsPerChunk)])
-        } else {
-            try device.launch(.normalization, "group_norm_partial_kernel<\(t)>", grid: (chunks, b, 1), block: 256,
-                              [.pointer(px), .pointer(try pointer(partial, "groupNorm")), .int(hw), .i32(c), .i32(rowsPerChunk)])
-        }
-        try device.launch(.normalization, "group_norm_finalize_kernel", grid: (b * groups, 1, 1), block: 256,
-                          [.pointer(try pointer(partial, "groupNorm")), .pointer(try pointer(stats, "groupNorm")), .int(hw), .i32(c),
-                           .i32(groups), .i32(chunks), .i32(rowsPerChunk), .float(epsilon)])
-        if vectorised {
-            let perBatch = hw * c / 8
-            let blocks = max(1, min((perBatch + 255) / 256, device.multiprocessors * 32 / max(1, min(b, 32))))
-            try device.launch(.fast, "group_norm_apply_h8", grid: (blocks, b, 1), block: 256,
-                              [.pointer(px), .pointer(try pointer(y, "groupNorm")), .pointer(try pointer(stats, "groupNorm")),
-                               .pointer(try pointer(weight, "groupNorm")), .pointer(try pointer(bias, "groupNorm")),
-                               .int(hw), .i32(c), .i32(groups), .i32(silu ? 1 : 0)])
-            return y
-        }
-        let perBatch = hw * c
-        let blocks = max(1, min((perBatch + 255) / 256, device.multiprocessors * 32 / max(1, min(b, 32))))
-        try device.launch(.normalization, "group_norm_apply_kernel<\(t)>", grid: (blocks, b, 1), block: 256,
-                          [.pointer(px), .pointer(try pointer(y, "groupNorm")), .pointer(try pointer(stats, "groupNorm")),
-                           .pointer(try pointer(weight, "groupNorm")), .i32(CUDABackend.code(weight.dtype)),
-                           .pointer(try pointer(bias, "groupNorm")), .i32(CUDABackend.code(bias.dtype)),
-                           .int(hw), .i32(c), .i32(groups), .i32(silu ? 1 : 0)])
+        let scratch = KernelCalls.groupNormScratch(b: b, hw: hw, channels: c, groups: groups)
+        let partial = try empty([scratch.partial], .f32)
+        let stats = try empty([scratch.stats], .f32)
+        try kernels.groupNorm(try pointer(x, "groupNorm"), try pointer(y, "groupNorm"), partial: try pointer(partial, "groupNorm"),
+                              stats: try pointer(stats, "groupNorm"), weight: try pointer(weight, "groupNorm"),
+                              weightType: CUDABackend.code(weight.dtype), bias: try pointer(bias, "groupNorm"),
+                              biasType: CUDABackend.code(bias.dtype), b: b, hw: hw, channels: c, groups: groups, epsilon: epsilon,
+                              silu: silu, type: t)
         return y
     }
 
@@ -64,18 +39,9 @@ extension CUDABackend {
         let t = try floatCode(x, "layerNorm")
         let rows = x.count / max(c, 1)
         let y = try empty(x.shape, x.dtype)
-        if usesFastKernels && x.dtype == .f16 && weight.dtype == .f16 && bias.dtype == .f16 && c > 0 && c % 8 == 0 && c <= 2048 {
-            try device.launch(.fast, "layer_norm_h8", grid: ((rows + 7) / 8, 1, 1), block: 256,
-                              [.pointer(try pointer(x, "layerNorm")), .pointer(try pointer(y, "layerNorm")),
-                               .pointer(try pointer(weight, "layerNorm")), .pointer(try pointer(bias, "layerNorm")),
-                               .int(rows), .i32(c), .float(epsilon)])
-            return y
-        }
-        try device.launch(.normalization, "layer_norm_kernel<\(t)>", grid: ((rows + 7) / 8, 1, 1), block: 256,
-                          [.pointer(try pointer(x, "layerNorm")), .pointer(try pointer(y, "layerNorm")),
-                           .pointer(try pointer(weight, "layerNorm")), .i32(CUDABackend.code(weight.dtype)),
-                           .pointer(try pointer(bias, "layerNorm")), .i32(CUDABackend.code(bias.dtype)),
-                           .int(rows), .i32(c), .float(epsilon)])
+        try kernels.layerNorm(try pointer(x, "layerNorm"), try pointer(y, "layerNorm"), weight: try pointer(weight, "layerNorm"),
+                              weightType: CUDABackend.code(weight.dtype), bias: try pointer(bias, "layerNorm"),
+                              biasType: CUDABackend.code(bias.dtype), rows: rows, channels: c, epsilon: epsilon, type: t)
         return y
     }
 
@@ -91,8 +57,7 @@ extension CUDABackend {
         let t = try floatCode(x, "softmax")
         let rows = x.count / max(n, 1)
         let nq = x.rank >= 2 ? x.shape[x.rank - 2] : 1
-        try device.launch(.normalization, "softmax_kernel<\(t)>", grid: ((rows + 7) / 8, 1, 1), block: 256,
-                          [.pointer(try pointer(x, "softmax")), .pointer(try pointer(y, "softmax")), .int(rows), .i32(n), .i32(nq),
-                           .i32(queryOffset), .i32(causal ? 1 : 0)])
+        try kernels.softmax(try pointer(x, "softmax"), try pointer(y, "softmax"), rows: rows, n: n, nq: nq, queryOffset: queryOffset,
+                            causal: causal, type: t)
     }
 }

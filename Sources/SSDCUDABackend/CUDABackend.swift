@@ -52,6 +52,10 @@ public final class CUDABackend: ComputeBackend {
     private let graphSettings: Locked<CUDAGraphOptions>
     /// Values of `SSD_CUDA_GRAPH*` that could not be read (they keep their defaults).
     public let graphOptionProblems: [String]
+    /// The kernel launches, on this backend's device and kernel choices.
+    var kernels: KernelCalls {
+        KernelCalls(launcher: device, fast: usesFastKernels, fastAttention: usesFastAttention, attentionWarps: attentionWarps)
+    }
     /// The recorder `runReplayable` drives (made per call: it only holds the backend and the capture mode).
     var graphRecorder: CUDAGraphRecorder { CUDAGraphRecorder(backend: self, mode: graphOptions.captureMode) }
 

@@ -8,7 +8,7 @@ import Synchronization
 /// All work runs on `stream`, so memory freed with `cuMemFreeAsync` is safe to reuse by the next
 /// op on that stream; the pool keeps freed memory (release threshold = ∞), so repeated generations
 /// do not go back to the driver.
-final class CUDADevice: @unchecked Sendable {
+final class CUDADevice: KernelLauncher, @unchecked Sendable {
     let driver: CCUDADriverAPI
     let lt: CCUDACublasLtAPI
     /// cuDNN, when libcudnn.so.9 was found (convolutions fall back to im2col + cuBLASLt otherwise).
@@ -476,8 +476,8 @@ final class CUDADevice: @unchecked Sendable {
 
     /// Launches `group`'s kernel `name` with `arguments` on the stream.
     /// `flops` (2 per multiply-add) is for the profile.
-    func launch(_ group: KernelGroup, _ name: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int = 0,
-                flops: Double = 0, _ arguments: [KernelArgument]) throws {
+    func launch(_ group: KernelGroup, _ name: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int,
+                flops: Double, _ arguments: [KernelArgument]) throws {
         let f = try function(group, name)
         guard grid.0 > 0, grid.1 > 0, grid.2 > 0 else { return }
         try makeCurrent()
@@ -488,14 +488,6 @@ final class CUDADevice: @unchecked Sendable {
                                            UInt32(sharedBytes), stream, params, nil), "cuLaunchKernel(\(name))")
             }
         }
-    }
-
-    /// Launches a grid-stride elementwise kernel over `count` items.
-    func launchElementwise(_ group: KernelGroup, _ name: String, count: Int, _ arguments: [KernelArgument]) throws {
-        guard count > 0 else { return }
-        let block = 256
-        let blocks = min((count + block - 1) / block, multiprocessors * 32)
-        try launch(group, name, grid: (blocks, 1, 1), block: block, arguments)
     }
 }
 

@@ -15,6 +15,17 @@ import Glibc
 /// a kernel by name with the same grid, block and `KernelArgument`s as `CUDADevice.launch`; device
 /// pointers are host addresses. Numbers can differ from the GPU's in the last bit (host `expf`,
 /// `erff`, fp32 summation order inside `mma`), never in layout or indexing.
+/// A `KernelLauncher` running every group on the emulator, as an H100-sized device (132 SMs) would
+/// be given grids; `KernelCalls` on it launches exactly what `CUDABackend` launches on a GPU.
+struct EmulatedDevice: KernelLauncher {
+    var multiprocessors: Int { 132 }
+    func launch(_ group: KernelGroup, _ name: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int, flops: Double,
+                _ arguments: [KernelArgument]) throws {
+        guard grid.0 > 0, grid.1 > 0, grid.2 > 0 else { return }
+        try KernelEmulator.load(group).launch(name, grid: grid, block: block, arguments)
+    }
+}
+
 final class KernelEmulator: @unchecked Sendable {
     enum Failure: Error, CustomStringConvertible {
         case noCompiler
@@ -101,11 +112,6 @@ final class KernelEmulator: @unchecked Sendable {
         guard code == 0 else { throw Failure.launch(name, code) }
     }
 
-    /// `CUDADevice.launchElementwise`'s grid for `count` items (on a 132-SM device).
-    func launchElementwise(_ name: String, count: Int, _ arguments: [KernelArgument]) throws {
-        guard count > 0 else { return }
-        try launch(name, grid: (min((count + 255) / 256, 132 * 32), 1, 1), block: 256, arguments)
-    }
 
     /// The CUDA built-ins the kernel sources use, for the host compiler.
     static let header = #"""
