@@ -5,10 +5,12 @@
 # `bash Scripts/gpu/build.sh` here (carry .gpu-bin and .whl). Everything is logged to
 # $OUT/profile-<part>.log as it runs, most important first.
 #   part 1 (`bash Scripts/gpu/profile.sh 1`, about 6 min):
-#     1. op parity: default, im2col, SSD_CUDA_FUSED_CONV=1 without and with SSD_CUDA_AUTOTUNE=1
+#     1. op parity: default, im2col, SSD_CUDA_FUSED_CONV=1 without and with SSD_CUDA_AUTOTUNE=1,
+#        SSD_CUDA_ATTENTION_ROWS=32
 #     2. a full-size random SSD-1B folder in $SSD_MODEL (default /tmp/ssd1b) unless it is there
 #     3. where the time goes: ssd-cuda-check profile --model (whole UNet, 1024², UNet batch 2 and 32)
-#     4. eager UNet ms per call with SSD_CUDA_AUTOTUNE=1, SSD_CUDA_FUSED_CONV=1, and both
+#     4. eager UNet ms per call with SSD_CUDA_AUTOTUNE=1, SSD_CUDA_FUSED_CONV=1, SSD_CUDA_ATTENTION_ROWS=32,
+#        and all three
 #     5. the same UNet calls in diffusers under torch.profiler, kernels grouped the same way
 #   part 2 (`bash Scripts/gpu/profile.sh 2`, about 6 min; makes the folder again if it is gone):
 #     6. CUDA graphs on the unet-like block, then on the whole UNet (UNet batch 2 and 32): outputs,
@@ -50,7 +52,8 @@ if [ "$PART" = 1 ] && ! skip profile; then
   timeout 120 $B/ssd-cuda-check profile --model "$M" --batches 2,32 --top 40 2>&1 | grep -E "PROFILE|error"
 fi
 if [ "$PART" = 1 ] && ! skip switches; then
-  for E in "SSD_CUDA_AUTOTUNE=1" "SSD_CUDA_FUSED_CONV=1" "SSD_CUDA_AUTOTUNE=1 SSD_CUDA_FUSED_CONV=1"; do
+  for E in "SSD_CUDA_AUTOTUNE=1" "SSD_CUDA_FUSED_CONV=1" "SSD_CUDA_ATTENTION_ROWS=32" \
+           "SSD_CUDA_AUTOTUNE=1 SSD_CUDA_FUSED_CONV=1 SSD_CUDA_ATTENTION_ROWS=32"; do
     stamp "== eager UNet with $E"
     env $E timeout 90 $B/ssd-cuda-check profile --model "$M" --batches 2,32 --eager-only 1 2>&1 | grep -E "PROFILE|error"
   done

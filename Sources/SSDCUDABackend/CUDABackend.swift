@@ -22,7 +22,8 @@ public struct CUDAAvailability: Sendable, Hashable {
 /// `SSD_CUDA_CONV=im2col` skips cuDNN. `SSD_CUDA_LEGACY_KERNELS=1` uses the first (scalar) kernels
 /// instead of the fp16 vectorised ones and the double-buffered attention (`KernelSource.fast`);
 /// `SSD_CUDA_LEGACY_ATTENTION=1` goes back to the first attention kernel alone;
-/// `SSD_CUDA_ATTENTION_WARPS=4` keeps the fast attention at 64 queries per block.
+/// `SSD_CUDA_ATTENTION_WARPS=4` keeps the fast attention at 64 queries per block;
+/// `SSD_CUDA_ATTENTION_ROWS=32` gives each of its warps 32 query rows instead of 16.
 /// `SSD_CUDA_AUTOTUNE=1` times the candidate algorithms of every GEMM and convolution shape once
 /// (cuBLASLt's heuristic list, cuDNN's measured search) instead of taking the heuristic's first;
 /// `SSD_CUDA_FUSED_CONV=1` adds bias and residual inside cuDNN's convolution where it can.
@@ -48,20 +49,24 @@ public final class CUDABackend: ComputeBackend {
     /// see the type's notes; both are off by default until measured on a GPU.
     /// Warps per block of the fast attention for ≥ 1024 queries (8: 128 queries per block; 4: 64).
     public let attentionWarps: Int
+    /// Query rows per warp of the fast attention (16, or 32: each K/V fragment feeds two tensor-core
+    /// products; `SSD_CUDA_ATTENTION_ROWS=32`), off by default until measured on a GPU.
+    public let attentionRowsPerWarp: Int
     let graphCache = GraphCache<CUDAGraphEntry>()
     private let graphSettings: Locked<CUDAGraphOptions>
     /// Values of `SSD_CUDA_GRAPH*` that could not be read (they keep their defaults).
     public let graphOptionProblems: [String]
     /// The kernel launches, on this backend's device and kernel choices.
     var kernels: KernelCalls {
-        KernelCalls(launcher: device, fast: usesFastKernels, fastAttention: usesFastAttention, attentionWarps: attentionWarps)
+        KernelCalls(launcher: device, fast: usesFastKernels, fastAttention: usesFastAttention, attentionWarps: attentionWarps,
+                    attentionRowsPerWarp: attentionRowsPerWarp)
     }
     /// The recorder `runReplayable` drives (made per call: it only holds the backend and the capture mode).
     var graphRecorder: CUDAGraphRecorder { CUDAGraphRecorder(backend: self, mode: graphOptions.captureMode) }
 
     public init(device ordinal: Int = 0, useCuDNN: Bool = true, legacyKernels: Bool? = nil, legacyAttention: Bool? = nil,
                 attentionWarps: Int? = nil, profiling: Bool? = nil, graphs: CUDAGraphOptions? = nil,
-                autotune: Bool? = nil, fusedConvolutions: Bool? = nil) throws {
+                autotune: Bool? = nil, fusedConvolutions: Bool? = nil, attentionRowsPerWarp: Int? = nil) throws {
         device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN,
                                 profiling: profiling ?? (environment("SSD_CUDA_PROFILE") == "1"))
         let tune = autotune ?? (environment("SSD_CUDA_AUTOTUNE") == "1")
@@ -72,6 +77,7 @@ public final class CUDABackend: ComputeBackend {
         usesFastKernels = !legacy
         usesFastAttention = !(legacyAttention ?? (legacy || environment("SSD_CUDA_LEGACY_ATTENTION") == "1"))
         self.attentionWarps = (attentionWarps ?? Int(environment("SSD_CUDA_ATTENTION_WARPS") ?? "")) == 4 ? 4 : 8
+        self.attentionRowsPerWarp = (attentionRowsPerWarp ?? Int(environment("SSD_CUDA_ATTENTION_ROWS") ?? "")) == 32 ? 32 : 16
         if let graphs {
             graphSettings = Locked(graphs)
             graphOptionProblems = []
@@ -110,7 +116,8 @@ public final class CUDABackend: ComputeBackend {
     public var deviceDescription: String {
         let libraries = device.libraryPaths.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let conv = convolutions.isAvailable ? "cuDNN" : "im2col+cuBLASLt"
-        let kernels = "kernels: \(usesFastKernels ? "fast" : "legacy"), attention: \(usesFastAttention ? "fast, \(attentionWarps) warps" : "legacy")"
+        let kernels = "kernels: \(usesFastKernels ? "fast" : "legacy"), attention: "
+            + (usesFastAttention ? "fast, \(attentionWarps) warps × \(attentionRowsPerWarp) rows" : "legacy")
         let options = graphOptions
         var graphs = !options.enabled ? "off" : graphsUnavailableReason.map { "unavailable (\($0))" } ?? "on (\(options.captureMode.rawValue))"
         if !graphOptionProblems.isEmpty { graphs += " [ignored: \(graphOptionProblems.joined(separator: "; "))]" }

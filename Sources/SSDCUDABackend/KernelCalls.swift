@@ -37,6 +37,8 @@ struct KernelCalls {
     let fastAttention: Bool
     /// Warps per block of the fast attention from 1024 queries up (4 or 8).
     let attentionWarps: Int
+    /// Query rows per warp of the fast attention: 16, or 32 (each K/V fragment feeds two products).
+    var attentionRowsPerWarp = 16
 
     static let f16 = 1
 
@@ -191,8 +193,9 @@ struct KernelCalls {
         let scaleLog2 = scale * 1.4426950408889634
         if fastAttention && d == 64 {
             let warps = nq >= 1024 ? attentionWarps : 4
-            try launcher.launch(.fast, warps == 8 ? "flash_attention_fast_d64_w8" : "flash_attention_fast_d64",
-                                grid: (nq.ceilDiv(16 * warps), heads, b), block: 32 * warps, sharedBytes: 0, flops: flops,
+            let rows = attentionRowsPerWarp == 32 ? 32 : 16
+            let name = "flash_attention_fast_d64" + (rows == 32 ? "_m32" : "") + (warps == 8 ? "_w8" : "")
+            try launcher.launch(.fast, name, grid: (nq.ceilDiv(rows * warps), heads, b), block: 32 * warps, sharedBytes: 0, flops: flops,
                                 [.pointer(q), .pointer(k), .pointer(v), .pointer(o), .i32(nq), .i32(nk), .i32(heads),
                                  .float(scaleLog2), .i32(causal ? 1 : 0)])
             return true

@@ -68,13 +68,17 @@ struct Benchmark {
             report("matmul 8192^3", seconds: t3, flops: 2 * 8192 * 8192 * 8192)
         }
         // Attention
-        let fourWarps = cuda.usesFastAttention ? try? CUDABackend(attentionWarps: 4) : nil
+        let variants: [(String, CUDABackend?)] = cuda.usesFastAttention ? [
+            ("fast, 4 warps", try? CUDABackend(attentionWarps: 4)),
+            ("fast, 32 rows per warp, 4 warps", try? CUDABackend(attentionWarps: 4, attentionRowsPerWarp: 32)),
+            ("fast, 32 rows per warp, 8 warps", try? CUDABackend(attentionWarps: 8, attentionRowsPerWarp: 32)),
+        ] : []
         for (n, nk, heads) in [(4096, 4096, 10), (1024, 1024, 20), (4096, 77, 10), (1024, 77, 20)] {
-            if let fourWarps {
-                var other = Benchmark(cuda: fourWarps)
+            for case let (label, backend?) in variants {
+                var other = Benchmark(cuda: backend)
                 let q = try other.tensor([2, n, heads * 64]), k = try other.tensor([2, nk, heads * 64]), v = try other.tensor([2, nk, heads * 64])
-                let t = try other.time { try fourWarps.attention(query: q, key: k, value: v, heads: heads, scale: 0.125, causal: false) }
-                report("flash attention B=2 Nq=\(n) Nk=\(nk) H=\(heads) D=64 [fast, 4 warps]", seconds: t, flops: 4 * 2 * Double(heads * n * nk * 64))
+                let t = try other.time { try backend.attention(query: q, key: k, value: v, heads: heads, scale: 0.125, causal: false) }
+                report("flash attention B=2 Nq=\(n) Nk=\(nk) H=\(heads) D=64 [\(label)]", seconds: t, flops: 4 * 2 * Double(heads * n * nk * 64))
             }
             try compare("flash attention B=2 Nq=\(n) Nk=\(nk) H=\(heads) D=64", legacy: legacy, flops: 4 * 2 * Double(heads * n * nk * 64)) { bench in
                 let q = try bench.tensor([2, n, heads * 64]), k = try bench.tensor([2, nk, heads * 64]), v = try bench.tensor([2, nk, heads * 64])

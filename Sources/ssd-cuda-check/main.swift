@@ -3,7 +3,8 @@
 // (default: parity, bench, memory).
 //   parity         every op with the default kernels (fast unless SSD_CUDA_LEGACY_KERNELS=1 /
 //                  SSD_CUDA_LEGACY_ATTENTION=1), plus the im2col convolutions, plus GEMMs and
-//                  convolutions with fused convolutions on, without and with autotune
+//                  convolutions with fused convolutions on, without and with autotune, plus the
+//                  attention with 32 query rows per warp
 //   parity-legacy  the same with the first (legacy) kernels
 //   bench          GEMM / attention / convolution TFLOP/s, memory-bound GB/s; fast and legacy kernels
 //   unet-like      one resnet + transformer block at 64² × 640, batch 2, 8, 16, 32, fast and legacy (ms)
@@ -70,6 +71,13 @@ do {
             failures += p3.failures.filter { $0.contains("conv2d") || $0.contains("linear") || $0.contains("matmul") }
             count += p3.count
             print("PARITY \(label): \(tuned.tuningReport)")
+        }
+        // The fast attention with 32 query rows per warp (SSD_CUDA_ATTENTION_ROWS=32).
+        if let rows32 = try? CUDABackend(attentionRowsPerWarp: 32) {
+            let p4 = ParityCheck(cuda: rows32)
+            p4.run(convolutionLabel: "rows32")
+            failures += p4.failures.filter { $0.contains("attention") }
+            count += p4.count
         }
         print("PARITY \(count - failures.count)/\(count) passed in \(format(now() - t0, "%.1f")) s\(failures.isEmpty ? "" : "; failed: \(failures)")")
         ok = ok && failures.isEmpty

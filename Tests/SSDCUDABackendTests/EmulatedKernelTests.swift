@@ -89,20 +89,25 @@ func tolerance(_ dtype: DType) -> Double { dtype == .f32 ? 2e-6 : 3e-3 }
     }
 
     /// `CUDABackend.attention`'s fp16 paths: the double-buffered `ldmatrix` kernel (4 warps, and 8
-    /// from 1024 queries), the first flash kernel (head dim padded to 64 or 128), partial tiles,
+    /// from 1024 queries; 16 or 32 query rows per warp), the first flash kernel (head dim padded to 64 or 128), partial tiles,
     /// causal or not; a head dim over 128 is left to the caller.
     @Test(arguments: [
-        (fastAttention: true, d: 64, nq: 150, nk: 77, causal: false),
-        (fastAttention: true, d: 64, nq: 70, nk: 150, causal: true),
-        (fastAttention: true, d: 64, nq: 1030, nk: 77, causal: false),
-        (fastAttention: true, d: 64, nq: 1030, nk: 70, causal: true),
-        (fastAttention: false, d: 64, nq: 90, nk: 77, causal: false),
-        (fastAttention: true, d: 40, nq: 90, nk: 77, causal: false),
-        (fastAttention: true, d: 80, nq: 70, nk: 100, causal: true),
-        (fastAttention: true, d: 36, nq: 30, nk: 20, causal: false),
+        (fastAttention: true, rows: 32, d: 64, nq: 150, nk: 77, causal: false),
+        (fastAttention: true, rows: 32, d: 64, nq: 200, nk: 150, causal: true),
+        (fastAttention: true, rows: 32, d: 64, nq: 1100, nk: 77, causal: false),
+        (fastAttention: true, rows: 32, d: 64, nq: 1030, nk: 140, causal: true),
+        (fastAttention: true, rows: 16, d: 64, nq: 150, nk: 77, causal: false),
+        (fastAttention: true, rows: 16, d: 64, nq: 70, nk: 150, causal: true),
+        (fastAttention: true, rows: 16, d: 64, nq: 1030, nk: 77, causal: false),
+        (fastAttention: true, rows: 16, d: 64, nq: 1030, nk: 70, causal: true),
+        (fastAttention: false, rows: 16, d: 64, nq: 90, nk: 77, causal: false),
+        (fastAttention: true, rows: 16, d: 40, nq: 90, nk: 77, causal: false),
+        (fastAttention: true, rows: 16, d: 80, nq: 70, nk: 100, causal: true),
+        (fastAttention: true, rows: 16, d: 36, nq: 30, nk: 20, causal: false),
     ])
-    func attention(_ c: (fastAttention: Bool, d: Int, nq: Int, nk: Int, causal: Bool)) throws {
-        guard let calls = emulatedCalls(fastAttention: c.fastAttention) else { return }
+    func attention(_ c: (fastAttention: Bool, rows: Int, d: Int, nq: Int, nk: Int, causal: Bool)) throws {
+        guard var calls = emulatedCalls(fastAttention: c.fastAttention) else { return }
+        calls.attentionRowsPerWarp = c.rows
         let b = c.nq > 1000 ? 1 : 2, heads = 2, width = heads * c.d
         let q = halfValues(b * c.nq * width, seed: 1), k = halfValues(b * c.nk * width, seed: 2), v = halfValues(b * c.nk * width, seed: 3)
         let scale = 1 / Float(c.d).squareRoot()

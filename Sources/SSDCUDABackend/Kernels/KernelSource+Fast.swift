@@ -224,12 +224,14 @@ __device__ __forceinline__ void fa_load_tile(u16 *Kd, u16 *Vd, const u16 *Kb, co
     }
 }
 
-// Q [B, Nq, H*64], K and V [B, Nk, H*64], O like Q; grid (ceil(Nq/(16*WARPS)), H, B), 32*WARPS threads,
-// each warp 16 query rows; all warps share the K/V stages (Ks, Vs: [2][64 * FA_LD] each).
-template <int WARPS>
+// Q [B, Nq, H*64], K and V [B, Nk, H*64], O like Q; grid (ceil(Nq/(16*MT*WARPS)), H, B), 32*WARPS threads,
+// each warp MT tiles of 16 query rows; all warps share the K/V stages (Ks, Vs: [2][64 * FA_LD] each).
+// With MT = 2 every K/V fragment read from shared memory by ldmatrix feeds two mma instead of one
+// (half the shared-memory traffic per multiply-add), for twice the accumulator registers.
+template <int WARPS, int MT>
 __device__ __forceinline__ void flash_attention_fast(const u16 *Q, const u16 *K, const u16 *V, u16 *O, int Nq, int Nk, int H,
                                                      float scaleLog2, int causal, u16 (*Ks)[64 * FA_LD], u16 (*Vs)[64 * FA_LD]) {
-    const int BM = 16 * WARPS, BN = 64, DP = 64, THREADS = 32 * WARPS;
+    const int BM = 16 * MT * WARPS, BN = 64, DP = 64, THREADS = 32 * WARPS;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     const int mi = lane >> 3, rr = lane & 7;
     const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * BM;
@@ -238,27 +240,36 @@ __device__ __forceinline__ void flash_attention_fast(const u16 *Q, const u16 *K,
     const u16 *Kb = K + (i64)b * Nk * rowStride + (i64)h * DP;
     const u16 *Vb = V + (i64)b * Nk * rowStride + (i64)h * DP;
     u16 *Ob = O + (i64)b * Nq * rowStride + (i64)h * DP;
-    const int r0 = q0 + warp * 16 + g, r1 = r0 + 8;
+    int r0[MT], r1[MT];
+    #pragma unroll
+    for (int mt = 0; mt < MT; ++mt) { r0[mt] = q0 + (warp * MT + mt) * 16 + g; r1[mt] = r0[mt] + 8; }
 
     const int kEnd = causal ? min(Nk, q0 + BM) : Nk;
     const int tiles = (kEnd + BN - 1) / BN;
     if (tiles > 0) { fa_load_tile<THREADS>(Ks[0], Vs[0], Kb, Vb, rowStride, 0, Nk, tid); cp_async_commit(); }
 
-    unsigned qa[DP / 16][4];
+    unsigned qa[MT][DP / 16][4];
     #pragma unroll
-    for (int ks = 0; ks < DP / 16; ++ks) {
+    for (int mt = 0; mt < MT; ++mt) {
         #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            int d = ks * 16 + half * 8 + t * 2;
-            qa[ks][half * 2] = r0 < Nq ? *(const unsigned *)(Qb + (i64)r0 * rowStride + d) : 0u;
-            qa[ks][half * 2 + 1] = r1 < Nq ? *(const unsigned *)(Qb + (i64)r1 * rowStride + d) : 0u;
+        for (int ks = 0; ks < DP / 16; ++ks) {
+            #pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                int d = ks * 16 + half * 8 + t * 2;
+                qa[mt][ks][half * 2] = r0[mt] < Nq ? *(const unsigned *)(Qb + (i64)r0[mt] * rowStride + d) : 0u;
+                qa[mt][ks][half * 2 + 1] = r1[mt] < Nq ? *(const unsigned *)(Qb + (i64)r1[mt] * rowStride + d) : 0u;
+            }
         }
     }
 
-    float o[DP / 8][4];
+    float o[MT][DP / 8][4];
+    float m0[MT], m1[MT], l0[MT], l1[MT];
     #pragma unroll
-    for (int dn = 0; dn < DP / 8; ++dn) { o[dn][0] = 0.0f; o[dn][1] = 0.0f; o[dn][2] = 0.0f; o[dn][3] = 0.0f; }
-    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
+    for (int mt = 0; mt < MT; ++mt) {
+        #pragma unroll
+        for (int dn = 0; dn < DP / 8; ++dn) { o[mt][dn][0] = 0.0f; o[mt][dn][1] = 0.0f; o[mt][dn][2] = 0.0f; o[mt][dn][3] = 0.0f; }
+        m0[mt] = NEG_INF; m1[mt] = NEG_INF; l0[mt] = 0.0f; l1[mt] = 0.0f;
+    }
 
     for (int it = 0; it < tiles; ++it) {
         const int k0 = it * BN, st = it & 1;
@@ -272,53 +283,61 @@ __device__ __forceinline__ void flash_attention_fast(const u16 *Q, const u16 *K,
         __syncthreads();
         const u16 *Kt = Ks[st], *Vt = Vs[st];
 
-        float s[BN / 8][4];
+        float s[MT][BN / 8][4];
         #pragma unroll
-        for (int nt = 0; nt < BN / 8; ++nt) { s[nt][0] = 0.0f; s[nt][1] = 0.0f; s[nt][2] = 0.0f; s[nt][3] = 0.0f; }
+        for (int mt = 0; mt < MT; ++mt) {
+            #pragma unroll
+            for (int nt = 0; nt < BN / 8; ++nt) { s[mt][nt][0] = 0.0f; s[mt][nt][1] = 0.0f; s[mt][nt][2] = 0.0f; s[mt][nt][3] = 0.0f; }
+        }
         #pragma unroll
         for (int ks = 0; ks < DP / 16; ++ks) {
             #pragma unroll
             for (int np = 0; np < BN / 16; ++np) {
                 unsigned b0, b1, b2, b3;
                 ldsm_x4(b0, b1, b2, b3, smem_u32(Kt + (np * 16 + (mi >> 1) * 8 + rr) * FA_LD + ks * 16 + (mi & 1) * 8));
-                mma16816f(s[2 * np], qa[ks], b0, b1);
-                mma16816f(s[2 * np + 1], qa[ks], b2, b3);
+                #pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma16816f(s[mt][2 * np], qa[mt][ks], b0, b1);
+                    mma16816f(s[mt][2 * np + 1], qa[mt][ks], b2, b3);
+                }
             }
         }
 
-        float mx0 = NEG_INF, mx1 = NEG_INF;
+        unsigned pa[MT][BN / 16][4];
         #pragma unroll
-        for (int nt = 0; nt < BN / 8; ++nt) {
+        for (int mt = 0; mt < MT; ++mt) {
+            float mx0 = NEG_INF, mx1 = NEG_INF;
             #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                int key = k0 + nt * 8 + t * 2 + (e & 1);
-                int row = e < 2 ? r0 : r1;
-                float v = s[nt][e] * scaleLog2;
-                if (key >= Nk || (causal && key > row)) v = NEG_INF;
-                s[nt][e] = v;
-                if (e < 2) mx0 = fmaxf(mx0, v); else mx1 = fmaxf(mx1, v);
+            for (int nt = 0; nt < BN / 8; ++nt) {
+                #pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    int key = k0 + nt * 8 + t * 2 + (e & 1);
+                    int row = e < 2 ? r0[mt] : r1[mt];
+                    float v = s[mt][nt][e] * scaleLog2;
+                    if (key >= Nk || (causal && key > row)) v = NEG_INF;
+                    s[mt][nt][e] = v;
+                    if (e < 2) mx0 = fmaxf(mx0, v); else mx1 = fmaxf(mx1, v);
+                }
             }
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-        const float base0 = mn0 == NEG_INF ? 0.0f : mn0, base1 = mn1 == NEG_INF ? 0.0f : mn1;
-        const float al0 = exp2f(m0 - base0), al1 = exp2f(m1 - base1);
-        m0 = mn0; m1 = mn1;
-        l0 *= al0; l1 *= al1;
-        #pragma unroll
-        for (int dn = 0; dn < DP / 8; ++dn) { o[dn][0] *= al0; o[dn][1] *= al0; o[dn][2] *= al1; o[dn][3] *= al1; }
-
-        unsigned pa[BN / 16][4];
-        #pragma unroll
-        for (int nt = 0; nt < BN / 8; ++nt) {
-            float p0 = exp2f(s[nt][0] - base0), p1 = exp2f(s[nt][1] - base0);
-            float p2 = exp2f(s[nt][2] - base1), p3 = exp2f(s[nt][3] - base1);
-            l0 += p0 + p1; l1 += p2 + p3;
-            pa[nt / 2][(nt & 1) * 2] = packh2(p0, p1);
-            pa[nt / 2][(nt & 1) * 2 + 1] = packh2(p2, p3);
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+            const float mn0 = fmaxf(m0[mt], mx0), mn1 = fmaxf(m1[mt], mx1);
+            const float base0 = mn0 == NEG_INF ? 0.0f : mn0, base1 = mn1 == NEG_INF ? 0.0f : mn1;
+            const float al0 = exp2f(m0[mt] - base0), al1 = exp2f(m1[mt] - base1);
+            m0[mt] = mn0; m1[mt] = mn1;
+            l0[mt] *= al0; l1[mt] *= al1;
+            #pragma unroll
+            for (int dn = 0; dn < DP / 8; ++dn) { o[mt][dn][0] *= al0; o[mt][dn][1] *= al0; o[mt][dn][2] *= al1; o[mt][dn][3] *= al1; }
+            #pragma unroll
+            for (int nt = 0; nt < BN / 8; ++nt) {
+                float p0 = exp2f(s[mt][nt][0] - base0), p1 = exp2f(s[mt][nt][1] - base0);
+                float p2 = exp2f(s[mt][nt][2] - base1), p3 = exp2f(s[mt][nt][3] - base1);
+                l0[mt] += p0 + p1; l1[mt] += p2 + p3;
+                pa[mt][nt / 2][(nt & 1) * 2] = packh2(p0, p1);
+                pa[mt][nt / 2][(nt & 1) * 2 + 1] = packh2(p2, p3);
+            }
         }
         #pragma unroll
         for (int j = 0; j < BN / 16; ++j) {
@@ -326,39 +345,46 @@ __device__ __forceinline__ void flash_attention_fast(const u16 *Q, const u16 *K,
             for (int dp = 0; dp < DP / 16; ++dp) {
                 unsigned b0, b1, b2, b3;
                 ldsm_x4_t(b0, b1, b2, b3, smem_u32(Vt + (j * 16 + (mi & 1) * 8 + rr) * FA_LD + dp * 16 + (mi >> 1) * 8));
-                mma16816f(o[2 * dp], pa[j], b0, b1);
-                mma16816f(o[2 * dp + 1], pa[j], b2, b3);
+                #pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma16816f(o[mt][2 * dp], pa[mt][j], b0, b1);
+                    mma16816f(o[mt][2 * dp + 1], pa[mt][j], b2, b3);
+                }
             }
         }
         __syncthreads();  // the next iteration's copy overwrites this stage
     }
 
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
     #pragma unroll
-    for (int dn = 0; dn < DP / 8; ++dn) {
-        const int d = dn * 8 + t * 2;
-        if (r0 < Nq) *(unsigned *)(Ob + (i64)r0 * rowStride + d) = packh2(o[dn][0] * inv0, o[dn][1] * inv0);
-        if (r1 < Nq) *(unsigned *)(Ob + (i64)r1 * rowStride + d) = packh2(o[dn][2] * inv1, o[dn][3] * inv1);
+    for (int mt = 0; mt < MT; ++mt) {
+        float s0 = l0[mt], s1 = l1[mt];
+        s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+        s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+        s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+        s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+        const float inv0 = s0 > 0.0f ? 1.0f / s0 : 0.0f, inv1 = s1 > 0.0f ? 1.0f / s1 : 0.0f;
+        #pragma unroll
+        for (int dn = 0; dn < DP / 8; ++dn) {
+            const int d = dn * 8 + t * 2;
+            if (r0[mt] < Nq) *(unsigned *)(Ob + (i64)r0[mt] * rowStride + d) = packh2(o[mt][dn][0] * inv0, o[mt][dn][1] * inv0);
+            if (r1[mt] < Nq) *(unsigned *)(Ob + (i64)r1[mt] * rowStride + d) = packh2(o[mt][dn][2] * inv1, o[mt][dn][3] * inv1);
+        }
     }
 }
 
-// 64 queries per block (4 warps) and 128 queries per block (8 warps; half the K/V traffic per query).
-extern "C" __global__ void __launch_bounds__(128) flash_attention_fast_d64(const u16 *Q, const u16 *K, const u16 *V, u16 *O,
-                                                                           int Nq, int Nk, int H, float scaleLog2, int causal) {
-    __shared__ __align__(128) u16 Ks[2][64 * FA_LD];
-    __shared__ __align__(128) u16 Vs[2][64 * FA_LD];
-    flash_attention_fast<4>(Q, K, V, O, Nq, Nk, H, scaleLog2, causal, Ks, Vs);
+// 16 rows per warp: 64 queries per block (4 warps) and 128 (8 warps; half the K/V traffic per query).
+// 32 rows per warp (SSD_CUDA_ATTENTION_ROWS=32): 128 queries per block (4 warps) and 256 (8 warps).
+#define FA_KERNEL(NAME, BOUND, WARPS, MT) \
+extern "C" __global__ void __launch_bounds__(BOUND) NAME(const u16 *Q, const u16 *K, const u16 *V, u16 *O, \
+                                                         int Nq, int Nk, int H, float scaleLog2, int causal) { \
+    __shared__ __align__(128) u16 Ks[2][64 * FA_LD]; \
+    __shared__ __align__(128) u16 Vs[2][64 * FA_LD]; \
+    flash_attention_fast<WARPS, MT>(Q, K, V, O, Nq, Nk, H, scaleLog2, causal, Ks, Vs); \
 }
-extern "C" __global__ void __launch_bounds__(256) flash_attention_fast_d64_w8(const u16 *Q, const u16 *K, const u16 *V, u16 *O,
-                                                                              int Nq, int Nk, int H, float scaleLog2, int causal) {
-    __shared__ __align__(128) u16 Ks[2][64 * FA_LD];
-    __shared__ __align__(128) u16 Vs[2][64 * FA_LD];
-    flash_attention_fast<8>(Q, K, V, O, Nq, Nk, H, scaleLog2, causal, Ks, Vs);
-}
+FA_KERNEL(flash_attention_fast_d64, 128, 4, 1)
+FA_KERNEL(flash_attention_fast_d64_w8, 256, 8, 1)
+FA_KERNEL(flash_attention_fast_d64_m32, 128, 4, 2)
+FA_KERNEL(flash_attention_fast_d64_m32_w8, 256, 8, 2)
 
 """#
 }

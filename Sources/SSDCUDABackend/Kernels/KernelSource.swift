@@ -56,7 +56,8 @@ enum KernelGroup: String, CaseIterable, Sendable {
             return [2, 4, 8, 16].map { "im2col_kernel<\($0)>" }
         case .fast:
             return ["geglu_h8", "bias_residual_h8", "binary_h8", "group_norm_partial_h8", "group_norm_apply_h8",
-                    "layer_norm_h8", "flash_attention_fast_d64", "flash_attention_fast_d64_w8"]
+                    "layer_norm_h8", "flash_attention_fast_d64", "flash_attention_fast_d64_w8",
+                    "flash_attention_fast_d64_m32", "flash_attention_fast_d64_m32_w8"]
         }
     }
 }
