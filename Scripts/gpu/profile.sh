@@ -13,12 +13,13 @@
 #        and all three
 #     5. the same UNet calls in diffusers under torch.profiler, kernels grouped the same way
 #   part 2 (`bash Scripts/gpu/profile.sh 2`, about 6 min; makes the folder again if it is gone):
+#     5b. the VAE with fp16-resident weights (new default) against fp32-resident: pixels and bytes
 #     6. CUDA graphs on the unet-like block, then on the whole UNet (UNet batch 2 and 32): outputs,
 #        it/s eager vs replay, memory over 20 replays
 #     7. the 1024² table (ssd1b generate --images 1/4/8/16, 8 steps) with $SSD_TABLE_ENV (default
 #        graphs + autotune) and diffusers eager in the same visit
 #     8. memory over 20 generations at 256² with the same settings
-# Stages can be skipped: SSD_SKIP="parity profile switches torch block graphs table repeat".
+# Stages can be skipped: SSD_SKIP="parity profile switches torch vae block graphs table repeat".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/gpu-out}"; mkdir -p "$OUT"
@@ -61,6 +62,10 @@ fi
 if [ "$PART" = 1 ] && ! skip torch; then
   stamp "== profile: diffusers UNet (torch.profiler), same calls"
   timeout 120 python3 Scripts/gpu/diffusers_side.py profile --model "$M" --size 1024 --batch 2,32 --top 40 2>&1 | grep -E "PROFILE|Error|error"
+fi
+if [ "$PART" = 2 ] && ! skip vae; then
+  stamp "== VAE: fp16-resident weights (default) vs fp32-resident, decode 256²"
+  timeout 90 $B/ssd-cuda-check vae --model "$M" 2>&1 | grep -E "VAE|error"
 fi
 if [ "$PART" = 2 ] && ! skip block; then
   stamp "== graphs: unet-like block"

@@ -10,7 +10,8 @@ public struct CUDAAvailability: Sendable, Hashable {
 }
 
 /// The NVIDIA GPU backend (DESIGN.md §3): fp16 activations with fp32 accumulation for the text
-/// encoders and the UNet, fp32 for the VAE unless its config has `force_upcast: false`.
+/// encoders and the UNet, fp32 for the VAE unless its config has `force_upcast: false` (its weights
+/// kept in fp16 all the same, cast per op).
 ///
 /// GEMMs run on cuBLASLt (bias and residual fused in the epilogue), convolutions on cuDNN (NHWC;
 /// 1×1 convolutions and the no-cuDNN fallback on cuBLASLt, the latter through im2col), everything
@@ -46,9 +47,13 @@ public final class CUDABackend: ComputeBackend {
     /// `graphs` (nil: `CUDAGraphOptions.fromEnvironment()`, off unless `SSD_CUDA_GRAPHS=1`) makes
     /// `runReplayable` record CUDA graphs and replay them (see `runReplayable`).
     /// `autotune` (nil: `SSD_CUDA_AUTOTUNE=1`) and `fusedConvolutions` (nil: `SSD_CUDA_FUSED_CONV=1`):
-    /// see the type's notes; both are off by default until measured on a GPU.
+    /// see the type's notes; both are off by default until measured on a GPU. `compactVAEWeights`
+    /// (nil: on unless `SSD_CUDA_VAE_FP32_WEIGHTS=1`): see `prepareWeight(_:role:component:)`.
     /// Warps per block of the fast attention for ≥ 1024 queries (8: 128 queries per block; 4: 64).
     public let attentionWarps: Int
+    /// Whether a `force_upcast` VAE keeps fp16 weights (see `prepareWeight(_:role:component:)`);
+    /// `SSD_CUDA_VAE_FP32_WEIGHTS=1` stores them upcast instead.
+    public let compactVAEWeights: Bool
     /// Query rows per warp of the fast attention (16, or 32: each K/V fragment feeds two tensor-core
     /// products; `SSD_CUDA_ATTENTION_ROWS=32`), off by default until measured on a GPU.
     public let attentionRowsPerWarp: Int
@@ -66,7 +71,8 @@ public final class CUDABackend: ComputeBackend {
 
     public init(device ordinal: Int = 0, useCuDNN: Bool = true, legacyKernels: Bool? = nil, legacyAttention: Bool? = nil,
                 attentionWarps: Int? = nil, profiling: Bool? = nil, graphs: CUDAGraphOptions? = nil,
-                autotune: Bool? = nil, fusedConvolutions: Bool? = nil, attentionRowsPerWarp: Int? = nil) throws {
+                autotune: Bool? = nil, fusedConvolutions: Bool? = nil, attentionRowsPerWarp: Int? = nil,
+                compactVAEWeights: Bool? = nil) throws {
         device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN,
                                 profiling: profiling ?? (environment("SSD_CUDA_PROFILE") == "1"))
         let tune = autotune ?? (environment("SSD_CUDA_AUTOTUNE") == "1")
@@ -78,6 +84,7 @@ public final class CUDABackend: ComputeBackend {
         usesFastAttention = !(legacyAttention ?? (legacy || environment("SSD_CUDA_LEGACY_ATTENTION") == "1"))
         self.attentionWarps = (attentionWarps ?? Int(environment("SSD_CUDA_ATTENTION_WARPS") ?? "")) == 4 ? 4 : 8
         self.attentionRowsPerWarp = (attentionRowsPerWarp ?? Int(environment("SSD_CUDA_ATTENTION_ROWS") ?? "")) == 32 ? 32 : 16
+        self.compactVAEWeights = compactVAEWeights ?? (environment("SSD_CUDA_VAE_FP32_WEIGHTS") != "1")
         if let graphs {
             graphSettings = Locked(graphs)
             graphOptionProblems = []
@@ -232,6 +239,17 @@ public final class CUDABackend: ComputeBackend {
             try buffer(t, "prepareWeight").layout = .convOHWI
         }
         return t
+    }
+
+    /// Weights of a `force_upcast` VAE stay fp16 (bf16 files: bf16) on the device while it computes in
+    /// fp32, unless `compactVAEWeights` is off: each op casts the weight it uses (a transient copy of
+    /// at most one layer), which gives the same fp32 values as storing them upcast, as diffusers'
+    /// fp16 pipeline keeps an fp16 VAE and upcasts it for the decode. Saves ~170 MB for SDXL's VAE.
+    public func prepareWeight(_ view: HostTensorView, role: WeightRole, component: ModelComponent) throws -> Tensor {
+        if compactVAEWeights, component == .vae(forceUpcast: true), view.dtype.isFloatingPoint {
+            return try prepareWeight(view, role: role, activationDType: view.dtype == .bf16 ? .bf16 : .f16)
+        }
+        return try prepareWeight(view, role: role, activationDType: activationDType(for: component))
     }
 
     public func synchronize() throws { try device.synchronize() }

@@ -14,6 +14,7 @@
 //   graphs         CUDA graph replay vs eager: the unet-like block, and with --model DIR (a full-size
 //                  folder) the UNet at --size (1024)² for UNet batches --batches (2,8); outputs, it/s,
 //                  memory over --replays (20) replays (see Graphs.swift)
+//   vae            with --model DIR: the VAE with fp16-resident weights vs fp32-resident (pixels, bytes)
 // Exit status 0 when every parity check passes, 1 otherwise, 2 when CUDA is unavailable.
 import SSDCUDABackend
 import SSDTensor
@@ -111,6 +112,15 @@ do {
         check.run(modelDirectory: options["model"], batches: batches, size: Int(options["size"] ?? "") ?? 1024,
                   replays: Int(options["replays"] ?? "") ?? 20)
         print("GRAPHS \(check.failures.isEmpty ? "all checks passed" : "FAILED: \(check.failures)")")
+        ok = ok && check.failures.isEmpty
+    }
+    if arguments.contains("vae") {
+        guard let model = options["model"] else {
+            printError("ssd-cuda-check vae needs --model DIR")
+            exit(1)
+        }
+        var check = VAECheck()
+        check.run(modelDirectory: model)
         ok = ok && check.failures.isEmpty
     }
     if all || arguments.contains("memory") {
