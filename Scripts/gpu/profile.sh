@@ -9,8 +9,8 @@
 #        SSD_CUDA_ATTENTION_ROWS=32
 #     2. a full-size random SSD-1B folder in $SSD_MODEL (default /tmp/ssd1b) unless it is there
 #     3. where the time goes: ssd-cuda-check profile --model (whole UNet, 1024², UNet batch 2 and 32)
-#     4. eager UNet ms per call with SSD_CUDA_AUTOTUNE=1, SSD_CUDA_FUSED_CONV=1, SSD_CUDA_ATTENTION_ROWS=32,
-#        and all three
+#     4. eager UNet ms per call with SSD_CUDA_AUTOTUNE=1, SSD_CUDA_FUSED_CONV=1, SSD_CUDA_ATTENTION_ROWS=32
+#        (8 warps, and 4), and all three
 #     5. the same UNet calls in diffusers under torch.profiler, kernels grouped the same way
 #   part 2 (`bash Scripts/gpu/profile.sh 2`, about 6 min; makes the folder again if it is gone):
 #     5b. the VAE with fp16-resident weights (new default) against fp32-resident: pixels and bytes
@@ -54,6 +54,7 @@ if [ "$PART" = 1 ] && ! skip profile; then
 fi
 if [ "$PART" = 1 ] && ! skip switches; then
   for E in "SSD_CUDA_AUTOTUNE=1" "SSD_CUDA_FUSED_CONV=1" "SSD_CUDA_ATTENTION_ROWS=32" \
+           "SSD_CUDA_ATTENTION_ROWS=32 SSD_CUDA_ATTENTION_WARPS=4" \
            "SSD_CUDA_AUTOTUNE=1 SSD_CUDA_FUSED_CONV=1 SSD_CUDA_ATTENTION_ROWS=32"; do
     stamp "== eager UNet with $E"
     env $E timeout 90 $B/ssd-cuda-check profile --model "$M" --batches 2,32 --eager-only 1 2>&1 | grep -E "PROFILE|error"
