@@ -64,9 +64,9 @@ final class GemmEngine: @unchecked Sendable {
         }
     }
 
-    private func lt(_ status: cublasStatus_t, _ what: String) throws {
+    private func lt(_ status: cublasStatus_t, _ what: @autoclosure () -> String) throws {
         guard status == 0 else {
-            throw TensorError.deviceFailure(backend: "cuda", message: "\(what) failed with cuBLAS status \(status)")
+            throw TensorError.deviceFailure(backend: "cuda", message: "\(what()) failed with cuBLAS status \(status)")
         }
     }
 
