@@ -104,7 +104,7 @@ struct GenerationRun {
             if let inpainting = start.inpainting {
                 latents = try inpainting.blend(latents, stepIndex: index, stepCount: timesteps.count, scheduler: scheduler)
             }
-            guard latents.allSatisfy({ $0.isFinite }) else {
+            guard Layout.allFinite(latents) else {
                 throw PipelineError.nonFiniteValues(stage: "latents after step \(index + 1)")
             }
             let seconds = Self.seconds(clock.now - began)

@@ -1,17 +1,25 @@
+import SSDTensor
+
 /// Classifier-free guidance on host arrays (diffusers `StableDiffusionXLPipeline.__call__` and
 /// `rescale_noise_cfg`), in fp32 with the same operation order as torch.
 enum Guidance {
-    /// `uncond + scale · (cond − uncond)` for a UNet output laid out `[uncond × n, cond × n]`.
+    /// `uncond + scale · (cond − uncond)` for a UNet output laid out `[uncond × n, cond × n]`
+    /// (elementwise, spread over the cores for large batches).
     static func combine(_ output: [Float], scale: Float) -> (guided: [Float], conditional: ArraySlice<Float>) {
         let half = output.count / 2
-        let uncond = output[0..<half]
-        let cond = output[half...]
-        var guided = [Float](repeating: 0, count: half)
-        for i in 0..<half {
-            let u = uncond[i]
-            guided[i] = u + scale * (cond[half + i] - u)
+        let guided = [Float](unsafeUninitializedCapacity: half) { buffer, initialized in
+            output.withUnsafeBufferPointer { source in
+                let out = UncheckedPointer(buffer.baseAddress!), uncond = source.baseAddress!, cond = uncond + half
+                Parallel.forEachChunk(half, minimumChunk: 1 << 16) { range in
+                    for i in range {
+                        let u = uncond[i]
+                        out.pointer[i] = u + scale * (cond[i] - u)
+                    }
+                }
+            }
+            initialized = half
         }
-        return (guided, cond)
+        return (guided, output[half...])
     }
 
     /// `φ · x · std(cond)/std(x) + (1 − φ) · x`, std per batch row over all other dims (unbiased, as torch).
@@ -44,35 +52,59 @@ enum Guidance {
     }
 }
 
-/// NCHW (torch, host) ⇄ NHWC (backend) layout changes of small host arrays.
+/// NCHW (torch, host) ⇄ NHWC (backend) layout changes of host latents, spread over the cores by
+/// image and channel plane.
 enum Layout {
     /// `[B, C, H, W]` → `[B, H, W, C]`.
     static func nchwToNHWC(_ x: [Float], _ b: Int, _ c: Int, _ h: Int, _ w: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: x.count)
-        for n in 0..<b {
-            for ch in 0..<c {
-                for y in 0..<h {
-                    for xx in 0..<w {
-                        out[((n * h + y) * w + xx) * c + ch] = x[((n * c + ch) * h + y) * w + xx]
-                    }
-                }
-            }
-        }
-        return out
+        transpose(x, b, c, h * w, toChannelsLast: true)
     }
 
     /// `[B, H, W, C]` → `[B, C, H, W]`.
     static func nhwcToNCHW(_ x: [Float], _ b: Int, _ c: Int, _ h: Int, _ w: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: x.count)
-        for n in 0..<b {
-            for y in 0..<h {
-                for xx in 0..<w {
+        transpose(x, b, c, h * w, toChannelsLast: false)
+    }
+
+    /// Per image, the `[C, P]` ⇄ `[P, C]` transposition of `P` pixels, in chunks of pixels (the
+    /// interleaved side read or written contiguously, the C planes as C sequential streams).
+    private static func transpose(_ x: [Float], _ b: Int, _ c: Int, _ pixels: Int, toChannelsLast: Bool) -> [Float] {
+        precondition(x.count == b * c * pixels, "layout of \(x.count) values as \(b)×\(c)×\(pixels)")
+        let chunk = 4096
+        let chunksPerImage = (pixels + chunk - 1) / chunk
+        return [Float](unsafeUninitializedCapacity: x.count) { buffer, initialized in
+            x.withUnsafeBufferPointer { source in
+                let out = UncheckedPointer(buffer.baseAddress!), input = source.baseAddress!
+                Parallel.forEach(b * chunksPerImage) { job in
+                    let image = (job / chunksPerImage) &* c &* pixels
+                    let p0 = (job % chunksPerImage) &* chunk, p1 = min(pixels, p0 &+ chunk)
                     for ch in 0..<c {
-                        out[((n * c + ch) * h + y) * w + xx] = x[((n * h + y) * w + xx) * c + ch]
+                        let plane = image &+ ch &* pixels
+                        if toChannelsLast {
+                            for p in p0..<p1 { out.pointer[image &+ p &* c &+ ch] = input[plane &+ p] }
+                        } else {
+                            for p in p0..<p1 { out.pointer[plane &+ p] = input[image &+ p &* c &+ ch] }
+                        }
                     }
                 }
             }
+            initialized = x.count
         }
-        return out
     }
+
+    /// Whether every value is finite (no NaN or infinity), checked on the bits.
+    static func allFinite(_ x: [Float]) -> Bool {
+        x.withUnsafeBufferPointer { values in
+            var bad = UInt32(0)
+            values.withMemoryRebound(to: UInt32.self) { bits in
+                for v in bits { bad |= (v & 0x7f80_0000) == 0x7f80_0000 ? 1 : 0 }
+            }
+            return bad == 0
+        }
+    }
+}
+
+/// A mutable pointer that chunks of a parallel loop write through (each to its own elements).
+struct UncheckedPointer: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Float>
+    init(_ pointer: UnsafeMutablePointer<Float>) { self.pointer = pointer }
 }
