@@ -241,13 +241,15 @@ public final class CUDABackend: ComputeBackend {
         return t
     }
 
-    /// Weights of a `force_upcast` VAE stay fp16 (bf16 files: bf16) on the device while it computes in
-    /// fp32, unless `compactVAEWeights` is off: each op casts the weight it uses (a transient copy of
-    /// at most one layer), which gives the same fp32 values as storing them upcast, as diffusers'
-    /// fp16 pipeline keeps an fp16 VAE and upcasts it for the decode. Saves ~170 MB for SDXL's VAE.
+    /// Half-precision weights of a `force_upcast` VAE (fp16 or bf16 files, e.g. SSD-1B's `fp16`
+    /// variant) stay in their type on the device while it computes in fp32, unless
+    /// `compactVAEWeights` is off: each op casts the weight it uses (a transient copy of at most one
+    /// layer), the exact fp32 values of storing them upcast, as diffusers' fp16 pipeline keeps an fp16
+    /// VAE and upcasts it for the decode. Saves ~170 MB for SDXL's VAE. fp32 weights (fp32 files,
+    /// derived ones such as folded shortcuts) are stored in fp32.
     public func prepareWeight(_ view: HostTensorView, role: WeightRole, component: ModelComponent) throws -> Tensor {
-        if compactVAEWeights, component == .vae(forceUpcast: true), view.dtype.isFloatingPoint {
-            return try prepareWeight(view, role: role, activationDType: view.dtype == .bf16 ? .bf16 : .f16)
+        if compactVAEWeights, component == .vae(forceUpcast: true), view.dtype == .f16 || view.dtype == .bf16 {
+            return try prepareWeight(view, role: role, activationDType: view.dtype)
         }
         return try prepareWeight(view, role: role, activationDType: activationDType(for: component))
     }

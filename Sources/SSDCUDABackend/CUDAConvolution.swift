@@ -18,7 +18,8 @@ struct ConvShape: Hashable {
 
 /// Convolutions through cuDNN 9's convolution API with NHWC tensors and filters (tensor-op math
 /// for fp16/bf16, FMA-only math for fp32 so that results stay fp32-exact), algorithm chosen once per
-/// shape by cuDNN's heuristics (with `autotune`: by cuDNN's measured search, outside graph captures).
+/// shape by cuDNN's heuristics (with `autotune`: by cuDNN's measured search, outside graph captures;
+/// a shape first seen inside a capture keeps the heuristic's algorithm).
 /// `plan` returns nil when cuDNN is absent or offers nothing usable, and the caller falls back to
 /// im2col + cuBLASLt. With `fused`, `run` adds the bias and residual inside the convolution
 /// (`cudnnConvolutionBiasActivationForward`, identity activation: implicit precomputed GEMM only)

@@ -7,6 +7,7 @@ enum Guidance {
     /// (elementwise, spread over the cores for large batches).
     static func combine(_ output: [Float], scale: Float) -> (guided: [Float], conditional: ArraySlice<Float>) {
         let half = output.count / 2
+        guard half > 0 else { return ([], output[output.count...]) }
         let guided = [Float](unsafeUninitializedCapacity: half) { buffer, initialized in
             output.withUnsafeBufferPointer { source in
                 let out = UncheckedPointer(buffer.baseAddress!), uncond = source.baseAddress!, cond = uncond + half
@@ -69,6 +70,7 @@ enum Layout {
     /// interleaved side read or written contiguously, the C planes as C sequential streams).
     private static func transpose(_ x: [Float], _ b: Int, _ c: Int, _ pixels: Int, toChannelsLast: Bool) -> [Float] {
         precondition(x.count == b * c * pixels, "layout of \(x.count) values as \(b)×\(c)×\(pixels)")
+        guard !x.isEmpty else { return [] }
         let chunk = 4096
         let chunksPerImage = (pixels + chunk - 1) / chunk
         return [Float](unsafeUninitializedCapacity: x.count) { buffer, initialized in

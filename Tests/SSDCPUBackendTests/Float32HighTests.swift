@@ -249,7 +249,11 @@ import SSDTensor
             let split = c[3] % 32 == 0 && c[4] % 16 == 0
             #expect(err < (split ? 3e-5 : 1e-4), "\(c): \(err)")
             if !split {
-                #expect(try high.download(run(high)) == plain.download(run(plain)), "\(c): not the fp32 F(4×4) path")
+                // The fp32 F(4×4) path (equal to plain fp32 but for the summation order of another
+                // instruction-set level, should a parallel suite switch it meanwhile: ~1e-7; the split
+                // path would be ~1e-5 away).
+                let apart = relativeError(try high.download(run(high)), try plain.download(run(plain)))
+                #expect(apart < 1e-6, "\(c): not the fp32 F(4×4) path (\(apart))")
             } else if CPUBackend.detectedInstructionSet == "amx-bf16" {
                 var differs = false
                 // Equal results: another suite had switched the level below AMX (plain path); wait it out.

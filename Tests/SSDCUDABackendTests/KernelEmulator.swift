@@ -13,7 +13,8 @@ import Glibc
 /// `cp.async` copies at once; `__shared__` variables are function statics (blocks run one at a time).
 /// A launch table maps every NVRTC name expression of the group to its function, so a test launches
 /// a kernel by name with the same grid, block and `KernelArgument`s as `CUDADevice.launch`; device
-/// pointers are host addresses. Numbers can differ from the GPU's in the last bit (host `expf`,
+/// pointers are host addresses. The emulator's state is global per compiled group, so launches must
+/// not overlap (`EmulatedKernelTests` is serialized; the compile cache is locked). Numbers can differ from the GPU's in the last bit (host `expf`,
 /// `erff`, fp32 summation order inside `mma`), never in layout or indexing.
 /// A `KernelLauncher` running every group on the emulator, as an H100-sized device (132 SMs) would
 /// be given grids; `KernelCalls` on it launches exactly what `CUDABackend` launches on a GPU.
@@ -123,6 +124,7 @@ final class KernelEmulator: @unchecked Sendable {
 #include <utility>
 #include <type_traits>
 #include <ucontext.h>
+#include <sys/mman.h>
 
 #define __device__ inline
 #define __forceinline__
@@ -227,9 +229,18 @@ template <class... A>
 int launch(void (*f)(A...), unsigned gx, unsigned gy, unsigned gz, unsigned bx, void **p) {
     Block b;
     b.fibers.resize(bx);
+    // Fiber stacks with a guard page below each (an overflow faults instead of corrupting memory).
+    const size_t page = 4096, stackBytes = 128 << 10;
     std::vector<char *> stacks;
-    for (auto &fiber : b.fibers) { fiber.stackSize = 128 << 10; fiber.stack = new char[fiber.stackSize]; stacks.push_back(fiber.stack); }
-    struct Free { std::vector<char *> &s; ~Free() { for (char *p : s) delete[] p; } } freeStacks{stacks};
+    for (auto &fiber : b.fibers) {
+        char *m = (char *)mmap(nullptr, stackBytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == (char *)MAP_FAILED) abort();
+        mprotect(m, page, PROT_NONE);
+        stacks.push_back(m);
+        fiber.stack = m + page;
+        fiber.stackSize = stackBytes;
+    }
+    struct Free { std::vector<char *> &s; size_t bytes; ~Free() { for (char *p : s) munmap(p, bytes); } } freeStacks{stacks, stackBytes + page};
     Call<A...> call{f, p};
     b.body = trampoline<A...>;
     b.argument = &call;

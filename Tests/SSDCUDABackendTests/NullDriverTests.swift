@@ -12,21 +12,25 @@ import Testing
 @Suite(.serialized) struct NullDriverTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
-    /// The folder with the null libraries, built once per process.
-    static let libraries: String? = {
-        let dir = NSTemporaryDirectory() + "ssd-null-cuda-\(getpid())"
+    /// A new folder with the null libraries (the caller removes it), or nil when no C compiler built it.
+    static func buildLibraries() -> String? {
+        let dir = NSTemporaryDirectory() + "ssd-null-cuda-\(getpid())-\(UUID().uuidString)"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let arguments = ["-O1", "-shared", "-fPIC", "-I", root + "/Sources/CCUDA/include", "-o", dir + "/libnullcuda.so",
                          root + "/Scripts/null-cuda/stubs.c", root + "/Scripts/null-cuda/special.c"]
-        guard ["cc", "clang", "gcc"].contains(where: { run("/usr/bin/env", [$0] + arguments, environment: [:]).status == 0 }) else { return nil }
+        guard ["cc", "clang", "gcc"].contains(where: { run("/usr/bin/env", [$0] + arguments, environment: [:]).status == 0 }) else {
+            try? FileManager.default.removeItem(atPath: dir)
+            return nil
+        }
         for name in ["libcuda.so.1", "libcublasLt.so.13", "libcudnn.so.9", "libnvrtc.so.13"] {
             try? FileManager.default.createSymbolicLink(atPath: dir + "/" + name, withDestinationPath: "libnullcuda.so")
         }
         return dir
-    }()
+    }
 
     @discardableResult
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String]) -> (status: Int32, output: String) {
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String],
+                    timeout: TimeInterval = 180) -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -38,18 +42,27 @@ import Testing
         process.standardOutput = handle
         process.standardError = handle
         do { try process.run() } catch { return (-1, "\(error)") }
+        // A child that hangs is stopped after `timeout` seconds (and reported by its status).
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        let timedOut = process.isRunning
+        if timedOut { process.terminate() }
         process.waitUntilExit()
         try? handle.close()
-        return (process.terminationStatus, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return (timedOut ? -2 : process.terminationStatus, timedOut ? "timed out after \(Int(timeout)) s\n" + output : output)
     }
 
-    /// The executable `name` of this build, or nil (recorded as a failure when required).
+    /// The executable `name` of this build (next to the test runner, else under .build/debug or
+    /// .build/release), or nil (recorded as a failure when required).
     func executable(_ name: String) -> String? {
-        for configuration in ["debug", "release"] {
-            let path = Self.root + "/.build/\(configuration)/\(name)"
-            if access(path, X_OK) == 0 { return path }
-        }
-        required("\(name) is not built under .build/debug or .build/release")
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+        var folders = [runner]
+        // On Linux the runner may sit inside a `.xctest` bundle folder.
+        if runner.hasSuffix(".xctest") { folders.append(URL(fileURLWithPath: runner).deletingLastPathComponent().path) }
+        folders += ["debug", "release"].map { Self.root + "/.build/" + $0 }
+        for folder in folders where access(folder + "/" + name, X_OK) == 0 { return folder + "/" + name }
+        required("\(name) is not built next to the test runner (\(runner)) nor under .build/debug or .build/release")
         return nil
     }
 
@@ -59,8 +72,9 @@ import Testing
 
     @Test(arguments: ["0", "1"])
     func tinyPipelineRunsOnTheNullDriver(graphs: String) throws {
-        guard let libraries = Self.libraries else { required("cc could not build the null CUDA library"); return }
         guard let ssd1b = executable("ssd1b") else { return }
+        guard let libraries = Self.buildLibraries() else { required("cc could not build the null CUDA library"); return }
+        defer { try? FileManager.default.removeItem(atPath: libraries) }
         let image = NSTemporaryDirectory() + "ssd-null-cuda-\(getpid())-\(graphs).png"
         let (status, output) = Self.run(ssd1b, [
             "generate", "--model", Self.root + "/Tests/Fixtures/pipeline/tiny-ssd1b", "--prompt", "a photo of a cat",
@@ -79,8 +93,9 @@ import Testing
     }
 
     @Test func graphCaptureAndReplayRunOnTheNullDriver() throws {
-        guard let libraries = Self.libraries else { required("cc could not build the null CUDA library"); return }
         guard let check = executable("ssd-cuda-check") else { return }
+        guard let libraries = Self.buildLibraries() else { required("cc could not build the null CUDA library"); return }
+        defer { try? FileManager.default.removeItem(atPath: libraries) }
         let (_, output) = Self.run(check, ["graphs", "--replays", "3"], environment: ["SSD_CUDA_LIBRARY_PATH": libraries])
         #expect(output.contains("CUDA: available: null CUDA device"), "\(output)")
         #expect(output.contains(": replaying, 2 calls, 1 replays"), "\(output)")

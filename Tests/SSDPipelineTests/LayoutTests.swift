@@ -16,6 +16,13 @@ func latentLayoutsMatchTheIndexFormula(_ b: Int, _ c: Int, _ h: Int, _ w: Int) {
     #expect(Layout.nhwcToNCHW(interleaved, b, c, h, w) == planar)
 }
 
+@Test func emptyLatentsAreEmpty() {
+    #expect(Layout.nchwToNHWC([], 0, 4, 8, 8).isEmpty)
+    #expect(Layout.nhwcToNCHW([], 1, 4, 0, 8).isEmpty)
+    #expect(Guidance.combine([], scale: 5).guided.isEmpty)
+    #expect(Layout.allFinite([]))
+}
+
 @Test func finiteCheckAndGuidance() {
     var values = (0..<200_000).map { Float($0 % 97) - 40 }
     #expect(Layout.allFinite(values))
