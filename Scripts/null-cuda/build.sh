@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# Null CUDA: one shared library with every CUDA driver / cuBLASLt / cuDNN / NVRTC entry point that
-# Sources/CCUDA/include/CCUDA.h declares, each succeeding and doing nothing (no memory, no kernels;
-# addresses are never dereferenced). With SSD_CUDA_LIBRARY_PATH pointing at the folder this writes,
-# CUDABackend runs its whole host side on a machine without a GPU: what a UNet call costs the CPU
-# (tensor bookkeeping, plan caches, allocations, launches), i.e. the floor under a GPU step that
-# CUDA graphs remove. Usage:
-#   bash Scripts/null-cuda/build.sh /tmp/null-cuda
-#   SSD_CUDA_LIBRARY_PATH=/tmp/null-cuda .build/release/ssd-cuda-check host --model DIR --batches 2,8
+# Builds a stand-in for the CUDA libraries (libcuda.so.1, libcublasLt.so.13, libcudnn.so.9,
+# libnvrtc.so.13: one library linked under the four names) from Sources/CCUDA/include/CCUDA.h:
+#   bash Scripts/null-cuda/build.sh DIR             null: every entry point succeeds and does nothing
+#                                                   (no memory, no kernels); CUDABackend's host side
+#                                                   runs without a GPU: host cost per UNet call,
+#                                                   allocation bookkeeping, graph control flow, perf.
+#   bash Scripts/null-cuda/build.sh --emulated DIR  emulated: computes on the host (memory is host
+#                                                   memory, kernels compiled from the NVRTC sources with
+#                                                   emulator.h by the host C++ compiler, cuBLASLt and
+#                                                   cuDNN as plain loops; no CUDA graphs); slow, for
+#                                                   correctness (`ssd-cuda-check parity`, small pipelines).
+# Then: SSD_CUDA_LIBRARY_PATH=DIR .build/release/ssd-cuda-check … or ssd1b generate --backend cuda.
 set -euo pipefail
 cd "$(dirname "$0")"
-OUT="${1:-/tmp/null-cuda}"
+MODE=null
+if [ "${1:-}" = "--emulated" ]; then MODE=emulated; shift; fi
+OUT="${1:-/tmp/$MODE-cuda}"
 mkdir -p "$OUT"
-cc -O2 -shared -fPIC -I ../../Sources/CCUDA/include -o "$OUT/libnullcuda.so" stubs.c special.c
+if [ "$MODE" = emulated ]; then
+  cc -O2 -shared -fPIC -I ../../Sources/CCUDA/include -DEMULATOR_HEADER="\"$PWD/emulator.h\"" \
+     -o "$OUT/libnullcuda.so" stubs.c emulated.c -lm -ldl
+else
+  cc -O2 -shared -fPIC -I ../../Sources/CCUDA/include -o "$OUT/libnullcuda.so" stubs.c special.c
+fi
 for name in libcuda.so.1 libcublasLt.so.13 libcudnn.so.9 libnvrtc.so.13; do ln -sf libnullcuda.so "$OUT/$name"; done
-ls -la "$OUT"
+echo "$MODE CUDA libraries in $OUT"

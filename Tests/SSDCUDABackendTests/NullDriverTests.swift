@@ -1,10 +1,12 @@
 #if canImport(Glibc)
 import Foundation
+import SSDTensor
 import Testing
 
-/// The whole host side of the CUDA backend on the null CUDA driver (Scripts/null-cuda: every entry
-/// point a no-op that succeeds), in child processes because the library loader keeps its first
-/// answer per process: `ssd1b generate --backend cuda` on the tiny pipeline, eager and with CUDA
+/// The whole CUDA backend without a GPU, in child processes because the library loader keeps its
+/// first answer per process. On the emulated driver (Scripts/null-cuda/emulated.c: host memory,
+/// kernels through the CPU emulator, cuBLASLt and cuDNN as loops): op parity and the tiny pipeline
+/// against diffusers. On the null driver (every entry point a no-op that succeeds): `ssd1b generate --backend cuda` on the tiny pipeline, eager and with CUDA
 /// graphs, and `ssd-cuda-check graphs` (capture, replay, memory over replays of the unet-like block).
 /// Values are all zeros there; what is checked is that every op, plan cache, allocation and graph
 /// path runs through. Needs `cc` and the built executables; skipped without them unless
@@ -12,12 +14,15 @@ import Testing
 @Suite(.serialized) struct NullDriverTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
-    /// A new folder with the null libraries (the caller removes it), or nil when no C compiler built it.
-    static func buildLibraries() -> String? {
+    /// A new folder with the null libraries, or with `emulated` the computing ones (the caller removes
+    /// it), or nil when no C compiler built it.
+    static func buildLibraries(emulated: Bool = false) -> String? {
         let dir = NSTemporaryDirectory() + "ssd-null-cuda-\(getpid())-\(UUID().uuidString)"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let arguments = ["-O1", "-shared", "-fPIC", "-I", root + "/Sources/CCUDA/include", "-o", dir + "/libnullcuda.so",
-                         root + "/Scripts/null-cuda/stubs.c", root + "/Scripts/null-cuda/special.c"]
+        let sources = root + "/Scripts/null-cuda/"
+        let arguments = ["-O2", "-shared", "-fPIC", "-I", root + "/Sources/CCUDA/include", "-o", dir + "/libnullcuda.so"]
+            + (emulated ? ["-DEMULATOR_HEADER=\"\(sources)emulator.h\"", sources + "stubs.c", sources + "emulated.c", "-lm", "-ldl"]
+                        : [sources + "stubs.c", sources + "special.c"])
         guard ["cc", "clang", "gcc"].contains(where: { run("/usr/bin/env", [$0] + arguments, environment: [:]).status == 0 }) else {
             try? FileManager.default.removeItem(atPath: dir)
             return nil
@@ -90,6 +95,52 @@ import Testing
             #expect(FileManager.default.fileExists(atPath: path))
             try? FileManager.default.removeItem(atPath: path)
         }
+    }
+
+    /// Every op of the default kernels on the emulated driver against `ReferenceBackend`
+    /// (`ssd-cuda-check parity --quick 1`: GEMM layouts, cuDNN descriptors, kernels, casts).
+    @Test func opParityOnTheEmulatedDriver() throws {
+        guard let check = executable("ssd-cuda-check") else { return }
+        guard let libraries = Self.buildLibraries(emulated: true) else { required("cc could not build the emulated CUDA library"); return }
+        defer { try? FileManager.default.removeItem(atPath: libraries) }
+        let (status, output) = Self.run(check, ["parity", "--quick", "1"],
+                                        environment: ["SSD_CUDA_LIBRARY_PATH": libraries, "TMPDIR": libraries], timeout: 600)
+        let summary = output.split(separator: "\n").first { $0.hasPrefix("PARITY ") }.map(String.init) ?? ""
+        #expect(status == 0 && summary.contains("passed") && !summary.contains("failed"), "\(summary)\n\(output.suffix(3000))")
+    }
+
+    /// The tiny SSD-1B pipeline on `--backend cuda` over the emulated driver against diffusers'
+    /// fp32 latents (the GPU visit's check: 2.3e-3 and 1.9e-3 on an H200).
+    @Test(arguments: [
+        (fixture: "euler_force_zeros", arguments: ["--prompt", "a photo of a cat", "--guidance", "9", "--seed", "0"]),
+        (fixture: "euler_negative", arguments: ["--prompt", "an astronaut riding a horse!", "--negative-prompt", "ugly, blurry",
+                                                 "--guidance", "7.5", "--seed", "1"]),
+    ])
+    func tinyPipelineOnTheEmulatedDriverMatchesDiffusers(_ c: (fixture: String, arguments: [String])) throws {
+        guard let ssd1b = executable("ssd1b") else { return }
+        guard let libraries = Self.buildLibraries(emulated: true) else { required("cc could not build the emulated CUDA library"); return }
+        defer { try? FileManager.default.removeItem(atPath: libraries) }
+        let fixtures = Self.root + "/Tests/Fixtures/pipeline/"
+        let latents = libraries + "/latents.safetensors"
+        let (status, output) = Self.run(ssd1b, ["generate", "--model", fixtures + "tiny-ssd1b", "--width", "64", "--height", "64",
+                                                "--steps", "4", "--backend", "cuda", "--quiet", "--output", libraries + "/image.png",
+                                                "--save-latents", latents] + c.arguments,
+                                        environment: ["SSD_CUDA_LIBRARY_PATH": libraries, "TMPDIR": libraries], timeout: 600)
+        #expect(status == 0, "\(output)")
+        guard status == 0 else { return }
+        let ours = try SafetensorsFile(path: latents).view("latents")
+        let theirs = try SafetensorsFile(path: fixtures + c.fixture + ".safetensors").view("latents")
+        #expect(ours.shape == theirs.shape)
+        func values(_ v: HostTensorView) -> [Float] {
+            var out = [Float](repeating: 0, count: v.count)
+            out.withUnsafeMutableBufferPointer { v.convertToFloat(into: $0.baseAddress!) }
+            return out
+        }
+        let a = values(ours), b = values(theirs)
+        var num = 0.0, den = 0.0
+        for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
+        let error = (num / max(den, 1e-30)).squareRoot()
+        #expect(error < 5e-3, "\(c.fixture): relative error \(error)")
     }
 
     @Test func graphCaptureAndReplayRunOnTheNullDriver() throws {
