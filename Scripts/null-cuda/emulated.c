@@ -3,8 +3,10 @@
  * NVRTC "compiles" a kernel group with the host C++ compiler and emulator.h into a shared library
  * (its CUBIN is that library's path), kernel launches run there, cuBLASLt matrix products and cuDNN
  * NHWC convolutions are plain loops (fp32 accumulation, results rounded to the output type as on a
- * GPU). The stream is synchronous. CUDA graphs are not emulated (the weak no-op stubs of stubs.c
- * remain, so keep SSD_CUDA_GRAPHS off). Built by build.sh next to the null library. */
+ * GPU). The stream is synchronous. CUDA graphs are emulated: while the stream is captured, kernel
+ * launches, device copies and sets, products and convolutions are recorded (arguments and descriptor
+ * contents copied) instead of run, memory allocated then belongs to the graph, and a graph launch
+ * runs the recording. Built by build.sh next to the null library. */
 #include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
@@ -71,6 +73,39 @@ static void store(void *p, int64_t i, int t, float v) {
     else ((float *)p)[i] = v;
 }
 
+/* ---------------------------------------------------------------- stream capture */
+typedef struct { void (*run)(void *); void *argument; } op_t;
+typedef struct { op_t *ops; int count, capacity; } graph_t;
+static graph_t *recording = NULL;  /* non-NULL while the stream is captured */
+static void record(void (*run)(void *), void *argument) {
+    if (recording->count == recording->capacity) {
+        recording->capacity = recording->capacity ? 2 * recording->capacity : 64;
+        recording->ops = realloc(recording->ops, sizeof(op_t) * (size_t)recording->capacity);
+    }
+    recording->ops[recording->count++] = (op_t){run, argument};
+}
+EXPORT CUresult cuStreamBeginCapture_v2(CUstream s, int mode) {
+    (void)s; (void)mode;
+    if (recording) return 900; /* CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED */
+    recording = calloc(1, sizeof *recording);
+    return 0;
+}
+EXPORT CUresult cuStreamEndCapture(CUstream s, CUgraph *g) { (void)s; *g = (CUgraph)recording; recording = NULL; return 0; }
+EXPORT CUresult cuStreamIsCapturing(CUstream s, int *status) {
+    (void)s; *status = recording ? CCUDA_STREAM_CAPTURE_STATUS_ACTIVE : CCUDA_STREAM_CAPTURE_STATUS_NONE; return 0;
+}
+EXPORT CUresult cuGraphGetNodes(CUgraph g, CUgraphNode *nodes, size_t *count) { (void)nodes; *count = (size_t)((graph_t *)g)->count; return 0; }
+EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec *e, CUgraph g, unsigned long long f) { (void)f; *e = (CUgraphExec)g; return 0; }
+EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream s) {
+    (void)s;
+    graph_t *g = (graph_t *)e;
+    for (int i = 0; i < g->count; i++) g->ops[i].run(g->ops[i].argument);
+    return 0;
+}
+/* Executable graph and graph share the recording: destroying the graph frees it. Memory allocated
+ * during the capture stays (the backend's graph memory accounting is its own). */
+EXPORT CUresult cuGraphDestroy(CUgraph g) { graph_t *x = (graph_t *)g; if (x) { free(x->ops); free(x); } return 0; }
+
 /* ---------------------------------------------------------------- driver */
 EXPORT CUresult cuDriverGetVersion(int *v) { *v = 13000; return 0; }
 EXPORT CUresult cuDeviceGetCount(int *c) { *c = 1; return 0; }
@@ -100,17 +135,33 @@ EXPORT CUresult cuMemAllocAsync(CUdeviceptr *p, size_t bytes, CUstream s) {
     *p = (CUdeviceptr)(uintptr_t)m;
     return 0;
 }
-EXPORT CUresult cuMemFreeAsync(CUdeviceptr p, CUstream s) { (void)s; free((void *)(uintptr_t)p); return 0; }
-EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *s, size_t n, CUstream st) { (void)st; memcpy((void *)(uintptr_t)d, s, n); return 0; }
-EXPORT CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, CUstream st) { (void)st; memcpy(d, (const void *)(uintptr_t)s, n); return 0; }
-EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream st) {
-    (void)st; memmove((void *)(uintptr_t)d, (const void *)(uintptr_t)s, n); return 0;
+/* Inside a capture, freed memory stays with the graph (its nodes may use it at every launch). */
+EXPORT CUresult cuMemFreeAsync(CUdeviceptr p, CUstream s) { (void)s; if (!recording) free((void *)(uintptr_t)p); return 0; }
+/* Host transfers inside a capture are refused (the backend never makes them there). */
+EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *s, size_t n, CUstream st) {
+    (void)st; if (recording) return 900; memcpy((void *)(uintptr_t)d, s, n); return 0;
 }
-EXPORT CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream st) { (void)st; memset((void *)(uintptr_t)d, v, n); return 0; }
+EXPORT CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, CUstream st) {
+    (void)st; if (recording) return 900; memcpy(d, (const void *)(uintptr_t)s, n); return 0;
+}
+typedef struct { CUdeviceptr d, s; size_t n; int value; } copy_t;
+static void run_copy(void *a) {
+    copy_t *c = a;
+    if (c->value < 0) memmove((void *)(uintptr_t)c->d, (const void *)(uintptr_t)c->s, c->n);
+    else memset((void *)(uintptr_t)c->d, c->value, c->n);
+}
+static CUresult copy_or_set(CUdeviceptr d, CUdeviceptr s, size_t n, int value) {
+    copy_t c = {d, s, n, value};
+    if (recording) { copy_t *r = malloc(sizeof c); *r = c; record(run_copy, r); } else run_copy(&c);
+    return 0;
+}
+EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream st) { (void)st; return copy_or_set(d, s, n, -1); }
+EXPORT CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream st) { (void)st; return copy_or_set(d, 0, n, v); }
 
 /* Modules: the "image" is the path of a shared library built by nvrtcCompileProgram below. */
 typedef int (*launch_fn)(const char *, unsigned, unsigned, unsigned, unsigned, void **);
-typedef struct { void *handle; launch_fn launch; } module_t;
+typedef void **(*copy_fn)(const char *, void **);
+typedef struct { void *handle; launch_fn launch; copy_fn copy; } module_t;
 typedef struct { module_t *module; char *name; } function_t;
 EXPORT CUresult cuModuleLoadData(CUmodule *m, const void *image) {
     void *h = dlopen((const char *)image, RTLD_NOW | RTLD_LOCAL);
@@ -118,8 +169,9 @@ EXPORT CUresult cuModuleLoadData(CUmodule *m, const void *image) {
     module_t *mod = calloc(1, sizeof *mod);
     mod->handle = h;
     mod->launch = (launch_fn)dlsym(h, "ssd_emu_launch");
+    mod->copy = (copy_fn)dlsym(h, "ssd_emu_copy_params");
     *m = (CUmodule)mod;
-    return mod->launch ? 0 : 200;
+    return mod->launch && mod->copy ? 0 : 200;
 }
 EXPORT CUresult cuModuleGetFunction(CUfunction *f, CUmodule m, const char *name) {
     function_t *fn = calloc(1, sizeof *fn);
@@ -128,11 +180,24 @@ EXPORT CUresult cuModuleGetFunction(CUfunction *f, CUmodule m, const char *name)
     *f = (CUfunction)fn;
     return 0;
 }
+typedef struct { function_t *fn; unsigned gx, gy, gz, bx; void **params; } launch_t;
+static void run_launch(void *a) {
+    launch_t *l = a;
+    int r = l->fn->module->launch(l->fn->name, l->gx, l->gy, l->gz, l->bx, l->params);
+    if (r != 0) fprintf(stderr, "emulated CUDA: replayed launch of %s failed (%d)\n", l->fn->name, r);
+}
 EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                                unsigned shared, CUstream s, void **params, void **extra) {
     (void)shared; (void)s; (void)extra;
     function_t *fn = (function_t *)f;
     if (by != 1 || bz != 1) return 1;
+    if (recording) {
+        launch_t *l = malloc(sizeof *l);
+        *l = (launch_t){fn, gx, gy, gz, bx, fn->module->copy(fn->name, params)};
+        if (!l->params) return 1;
+        record(run_launch, l);
+        return 0;
+    }
     int r = fn->module->launch(fn->name, gx, gy, gz, bx, params);
     if (r != 0) fprintf(stderr, "emulated CUDA: launch of %s failed (%d)\n", fn->name, r);
     return r == 0 ? 0 : 719; /* CUDA_ERROR_LAUNCH_FAILED */
@@ -170,6 +235,10 @@ EXPORT nvrtcResult nvrtcCompileProgram(nvrtcProgram p, int n, const char *const 
     for (int i = 0; i < prog->count; i++)
         fprintf(f, "    if (!strcmp(name, \"%s\")) return emu::launch(&%s, gx, gy, gz, bx, p);\n", prog->names[i], prog->names[i]);
     fprintf(f, "    return -1;\n}\n");
+    fprintf(f, "extern \"C\" void **ssd_emu_copy_params(const char *name, void **p) {\n");
+    for (int i = 0; i < prog->count; i++)
+        fprintf(f, "    if (!strcmp(name, \"%s\")) return emu::copy_params(&%s, p);\n", prog->names[i], prog->names[i]);
+    fprintf(f, "    return nullptr;\n}\n");
     fclose(f);
     prog->library = malloc(strlen(base) + 4);
     sprintf(prog->library, "%s.so", base);
@@ -240,14 +309,25 @@ EXPORT cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasL
     *returned = n;
     return 0;
 }
+typedef struct { matmul_desc_t m; layout_t a, b, c, d; float alpha, beta; const void *A, *B, *C; void *D; } matmul_t;
+static void run_matmul(void *argument);
 EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t desc, const void *alpha, const void *A, cublasLtMatrixLayout_t Adesc,
                                      const void *B, cublasLtMatrixLayout_t Bdesc, const void *beta, const void *C, cublasLtMatrixLayout_t Cdesc,
                                      void *D, cublasLtMatrixLayout_t Ddesc, const cublasLtMatmulAlgo_t *algo, void *ws, size_t wsBytes,
                                      CUstream s) {
     (void)h; (void)algo; (void)ws; (void)wsBytes; (void)s;
-    const matmul_desc_t *m = (const matmul_desc_t *)desc;
-    const layout_t *la = (const layout_t *)Adesc, *lb = (const layout_t *)Bdesc, *lc = (const layout_t *)Cdesc, *ld = (const layout_t *)Ddesc;
-    const float al = *(const float *)alpha, be = *(const float *)beta;
+    matmul_t call = {*(const matmul_desc_t *)desc, *(const layout_t *)Adesc, *(const layout_t *)Bdesc, *(const layout_t *)Cdesc,
+                     *(const layout_t *)Ddesc, *(const float *)alpha, *(const float *)beta, A, B, C, D};
+    if (recording) { matmul_t *r = malloc(sizeof call); *r = call; record(run_matmul, r); } else run_matmul(&call);
+    return 0;
+}
+static void run_matmul(void *argument) {
+    const matmul_t *call = argument;
+    const matmul_desc_t *m = &call->m;
+    const layout_t *la = &call->a, *lb = &call->b, *lc = &call->c, *ld = &call->d;
+    const void *A = call->A, *B = call->B, *C = call->C;
+    void *D = call->D;
+    const float al = call->alpha, be = call->beta;
     const int64_t M = (int64_t)ld->rows, N = (int64_t)ld->cols, K = m->transa ? (int64_t)la->rows : (int64_t)la->cols;
     const int ta = blas_type(la->type), tb = blas_type(lb->type), tc = blas_type(lc->type), td = blas_type(ld->type);
     const int bias = m->epilogue == CCUBLASLT_EPILOGUE_BIAS;
@@ -270,7 +350,6 @@ EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t de
         }
     }
     free(col);
-    return 0;
 }
 
 /* ---------------------------------------------------------------- cuDNN (NHWC, OHWI filters) */
@@ -350,12 +429,22 @@ static void convolve(const tensor_t *xd, const void *x, const tensor_t *wd, cons
                     store(y, yi, ty, v);
                 }
 }
+typedef struct { tensor_t xd, wd, bd, yd; conv_t cd; const void *x, *w, *z, *bias; void *y; float alpha1, alpha2, beta; int hasBias; } conv_call_t;
+static void run_conv(void *argument) {
+    const conv_call_t *c = argument;
+    convolve(&c->xd, c->x, &c->wd, c->w, &c->cd, c->alpha1, c->alpha2, c->z, c->hasBias ? &c->bd : NULL, c->hasBias ? c->bias : NULL,
+             c->beta, &c->yd, c->y);
+}
+static void conv_or_record(conv_call_t call) {
+    if (recording) { conv_call_t *r = malloc(sizeof call); *r = call; record(run_conv, r); } else run_conv(&call);
+}
 EXPORT cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, cudnnTensorDescriptor_t xDesc, const void *x,
                                              cudnnFilterDescriptor_t wDesc, const void *w, cudnnConvolutionDescriptor_t conv, int algo,
                                              void *workspace, size_t workspaceBytes, const void *beta, cudnnTensorDescriptor_t yDesc, void *y) {
     (void)h; (void)algo; (void)workspace; (void)workspaceBytes;
-    convolve((const tensor_t *)xDesc, x, (const tensor_t *)wDesc, w, (const conv_t *)conv, *(const float *)alpha, 0, NULL, NULL, NULL,
-             *(const float *)beta, (const tensor_t *)yDesc, y);
+    conv_call_t call = {*(const tensor_t *)xDesc, *(const tensor_t *)wDesc, {0}, *(const tensor_t *)yDesc, *(const conv_t *)conv,
+                        x, w, NULL, NULL, y, *(const float *)alpha, 0, *(const float *)beta, 0};
+    conv_or_record(call);
     return 0;
 }
 EXPORT cudnnStatus_t cudnnConvolutionBiasActivationForward(cudnnHandle_t h, const void *alpha1, cudnnTensorDescriptor_t xDesc, const void *x,
@@ -366,7 +455,8 @@ EXPORT cudnnStatus_t cudnnConvolutionBiasActivationForward(cudnnHandle_t h, cons
     (void)h; (void)workspace; (void)workspaceBytes; (void)zDesc; (void)activation;
     if (algo != CCUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) return 9; /* identity needs implicit precomp GEMM */
     /* z may be y itself (alpha2 = 0): read before write per element, as convolve does. */
-    convolve((const tensor_t *)xDesc, x, (const tensor_t *)wDesc, w, (const conv_t *)conv, *(const float *)alpha1, *(const float *)alpha2, z,
-             (const tensor_t *)biasDesc, bias, 0, (const tensor_t *)yDesc, y);
+    conv_call_t call = {*(const tensor_t *)xDesc, *(const tensor_t *)wDesc, *(const tensor_t *)biasDesc, *(const tensor_t *)yDesc,
+                        *(const conv_t *)conv, x, w, z, bias, y, *(const float *)alpha1, *(const float *)alpha2, 0, 1};
+    conv_or_record(call);
     return 0;
 }

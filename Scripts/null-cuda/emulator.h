@@ -15,6 +15,7 @@
 #include <vector>
 #include <utility>
 #include <type_traits>
+#include <cstdio>
 #include <ucontext.h>
 #include <sys/mman.h>
 
@@ -29,10 +30,21 @@ struct uint3 { unsigned x, y, z; };
 struct dim3 { unsigned x, y, z; };
 
 namespace emu {
-struct Fiber { ucontext_t context; uint3 index; int linear; bool finished; char *stack; size_t stackSize; };
+#if defined(__x86_64__)
+// A fiber switch without the signal-mask system call of swapcontext: callee-saved registers on the
+// old stack, stack pointers exchanged (System V x86-64).
+extern "C" void ssd_emu_switch(void **save, void *next);
+asm(".text\n.globl ssd_emu_switch\n.type ssd_emu_switch,@function\nssd_emu_switch:\n"
+    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  movq %rsp, (%rdi)\n  movq %rsi, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n  ret\n");
+#define SSD_EMU_FAST_SWITCH 1
+#endif
+struct Fiber { ucontext_t context; void *sp; uint3 index; int linear; bool finished; char *stack; size_t stackSize; int bank; };
 struct Block {
     std::vector<Fiber> fibers;
     ucontext_t scheduler;
+    void *schedulerSp = nullptr;
     int current = 0, live = 0, arrived = 0;
     unsigned generation = 0;
     long progress = 0;
@@ -41,50 +53,96 @@ struct Block {
     std::vector<uint64_t> slots;  // [warp][lane][8] exchange words
     void (*body)(void *) = nullptr;
     void *argument = nullptr;
+    // Barrier and warp-collective calls so far; a launch whose first block made none runs its other
+    // blocks' threads as plain calls, one after another (`direct`), which must then make none either.
+    long barrierCalls = 0;
+    bool direct = false;
 };
 static Block *block = nullptr;
 static uint3 blockIndex, blockDimension, gridDimension;
 static uintptr_t sharedHigh = 0;
 
 inline Fiber &me() { return block->fibers[block->current]; }
+#ifdef SSD_EMU_FAST_SWITCH
+inline void yield() { ssd_emu_switch(&me().sp, block->schedulerSp); }
+#else
 inline void yield() { swapcontext(&me().context, &block->scheduler); }
+#endif
 inline void release_block() { block->arrived = 0; block->generation++; }
+inline void no_barriers_expected() {
+    if (block->direct) {
+        fprintf(stderr, "kernel emulator: a barrier or warp collective in a block after a first block without any\n");
+        abort();
+    }
+    block->barrierCalls++;
+}
 inline void sync_block() {
+    no_barriers_expected();
     unsigned g = block->generation;
     block->progress++;
     if (++block->arrived == block->live) release_block(); else while (block->generation == g) yield();
 }
 inline void sync_warp() {
+    no_barriers_expected();
     int w = me().linear >> 5;
     unsigned g = block->warpGeneration[w];
     block->progress++;
     if (++block->warpArrived[w] == block->warpLive[w]) { block->warpArrived[w] = 0; block->warpGeneration[w]++; }
     else while (block->warpGeneration[w] == g) yield();
 }
-inline uint64_t *slot(int lane, int word) { return &block->slots[((size_t)(me().linear >> 5) * 32 + lane) * 8 + word]; }
+// Warp exchange words, in two banks used by alternate collectives: a lane that finished reading one
+// collective's bank and went on can only write the other bank before every lane has arrived at the
+// next barrier, so one barrier per collective suffices.
+inline uint64_t *slot(int lane, int word) {
+    return &block->slots[(((size_t)(me().linear >> 5) * 2 + me().bank) * 32 + lane) * 8 + word];
+}
+inline void begin_collective() { me().bank ^= 1; }
 inline int lane_id() { return me().linear & 31; }
 
 static void fiber_entry() {
     block->body(block->argument);
     me().finished = true;
+#ifdef SSD_EMU_FAST_SWITCH
+    ssd_emu_switch(&me().sp, block->schedulerSp);  // never resumed
+    abort();
+#endif
 }
 
 // Runs every thread of the current block to completion; false on a barrier deadlock.
 inline bool run_block(int threads) {
     Block &b = *block;
+    if (b.direct) {
+        for (int i = 0; i < threads; ++i) {
+            Fiber &f = b.fibers[i];
+            f.finished = false; f.linear = i; f.index = {(unsigned)i, 0, 0};
+            b.current = i;
+            b.body(b.argument);
+        }
+        return true;
+    }
     b.live = threads; b.arrived = 0;
     int warps = (threads + 31) / 32;
     b.warpLive.assign(warps, 0); b.warpArrived.assign(warps, 0); b.warpGeneration.assign(warps, 0);
     for (int i = 0; i < threads; ++i) b.warpLive[i >> 5]++;
-    b.slots.assign((size_t)warps * 32 * 8, 0);
+    b.slots.assign((size_t)warps * 2 * 32 * 8, 0);
     for (int i = 0; i < threads; ++i) {
         Fiber &f = b.fibers[i];
-        f.finished = false; f.linear = i; f.index = {(unsigned)i, 0, 0};
+        f.finished = false; f.linear = i; f.index = {(unsigned)i, 0, 0}; f.bank = 0;
+#ifdef SSD_EMU_FAST_SWITCH
+        // A new stack as ssd_emu_switch leaves one: six saved registers, then fiber_entry as the
+        // return address, then a slot standing for fiber_entry's own return address.
+        void **top = (void **)(((uintptr_t)(f.stack + f.stackSize)) & ~(uintptr_t)15);
+        *--top = nullptr;
+        *--top = (void *)&fiber_entry;
+        for (int r = 0; r < 6; ++r) *--top = nullptr;
+        f.sp = top;
+#else
         getcontext(&f.context);
         f.context.uc_stack.ss_sp = f.stack;
         f.context.uc_stack.ss_size = f.stackSize;
         f.context.uc_link = &b.scheduler;
         makecontext(&f.context, fiber_entry, 0);
+#endif
     }
     std::vector<bool> done(threads, false);
     int remaining = threads;
@@ -93,7 +151,11 @@ inline bool run_block(int threads) {
         for (int i = 0; i < threads; ++i) {
             if (done[i]) continue;
             b.current = i;
+#ifdef SSD_EMU_FAST_SWITCH
+            ssd_emu_switch(&b.schedulerSp, b.fibers[i].sp);
+#else
             swapcontext(&b.scheduler, &b.fibers[i].context);
+#endif
             if (b.fibers[i].finished) {
                 done[i] = true; remaining--; b.progress++;
                 b.live--; b.warpLive[i >> 5]--;
@@ -121,33 +183,43 @@ template <class... A>
 int launch(void (*f)(A...), unsigned gx, unsigned gy, unsigned gz, unsigned bx, void **p) {
     Block b;
     b.fibers.resize(bx);
-    // Fiber stacks with a guard page below each (an overflow faults instead of corrupting memory).
+    // Fiber stacks with a guard page below each (an overflow faults instead of corrupting memory),
+    // kept for the next launches.
+    static std::vector<char *> stacks;
     const size_t page = 4096, stackBytes = 128 << 10;
-    std::vector<char *> stacks;
-    for (auto &fiber : b.fibers) {
+    while (stacks.size() < bx) {
         char *m = (char *)mmap(nullptr, stackBytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == (char *)MAP_FAILED) abort();
         mprotect(m, page, PROT_NONE);
-        stacks.push_back(m);
-        fiber.stack = m + page;
-        fiber.stackSize = stackBytes;
+        stacks.push_back(m + page);
     }
-    struct Free { std::vector<char *> &s; size_t bytes; ~Free() { for (char *p : s) munmap(p, bytes); } } freeStacks{stacks, stackBytes + page};
+    for (unsigned i = 0; i < bx; ++i) { b.fibers[i].stack = stacks[i]; b.fibers[i].stackSize = stackBytes; }
     Call<A...> call{f, p};
     b.body = trampoline<A...>;
     b.argument = &call;
     block = &b;
     gridDimension = {gx, gy, gz};
     blockDimension = {bx, 1, 1};
+    bool first = true;
     for (unsigned z = 0; z < gz; ++z)
         for (unsigned y = 0; y < gy; ++y)
             for (unsigned x = 0; x < gx; ++x) {
                 blockIndex = {x, y, z};
                 if (!run_block((int)bx)) { block = nullptr; return -2; }
+                if (first) { b.direct = b.barrierCalls == 0; first = false; }
             }
     block = nullptr;
     return 0;
 }
+
+// The parameters of a launch, copied (each to its own heap cell) for a graph replay later.
+template <class... A, size_t... I>
+void **copy_params_at(void **p, std::index_sequence<I...>) {
+    void **copy = (void **)malloc(sizeof(void *) * (sizeof...(A) + 1));
+    ((copy[I] = new typename std::remove_reference<A>::type(*reinterpret_cast<typename std::remove_reference<A>::type *>(p[I]))), ...);
+    return copy;
+}
+template <class... A> void **copy_params(void (*)(A...), void **p) { return copy_params_at<A...>(p, std::index_sequence_for<A...>{}); }
 
 inline uint64_t bits(float v) { uint32_t u; memcpy(&u, &v, 4); return u; }
 }  // namespace emu
@@ -161,10 +233,10 @@ inline void __syncthreads() { emu::sync_block(); }
 template <class T> inline T __shfl_xor_sync(unsigned, T v, int mask) {
     static_assert(sizeof(T) <= 8, "word");
     uint64_t w = 0; memcpy(&w, &v, sizeof v);
+    emu::begin_collective();
     *emu::slot(emu::lane_id(), 0) = w;
     emu::sync_warp();
     uint64_t o = *emu::slot(emu::lane_id() ^ mask, 0);
-    emu::sync_warp();
     T r; memcpy(&r, &o, sizeof r);
     return r;
 }
@@ -225,6 +297,7 @@ inline void cp_async_wait_one() {}
 // row l/4, columns 2(l%4) and 2(l%4)+1 (with .trans: rows 2(l%4), 2(l%4)+1 of column l/4).
 inline void ldsm_any(unsigned *r, unsigned addr, bool trans) {
     int lane = emu::lane_id();
+    emu::begin_collective();
     *emu::slot(lane, 0) = (uint64_t)(uintptr_t)smem_ptr(addr);
     emu::sync_warp();
     for (int i = 0; i < 4; ++i) {
@@ -239,7 +312,6 @@ inline void ldsm_any(unsigned *r, unsigned addr, bool trans) {
         }
         r[i] = lo | (hi << 16);
     }
-    emu::sync_warp();
 }
 inline void ldsm_x4(unsigned &r0, unsigned &r1, unsigned &r2, unsigned &r3, unsigned addr) {
     unsigned r[4]; ldsm_any(r, addr, false); r0 = r[0]; r1 = r[1]; r2 = r[2]; r3 = r[3];
@@ -257,6 +329,7 @@ inline float mma_half(int lane, int reg, int which) {
 }
 inline void mma16816f(float *c, const unsigned *a, unsigned b0, unsigned b1) {
     int lane = emu::lane_id();
+    emu::begin_collective();
     for (int i = 0; i < 4; ++i) *emu::slot(lane, i) = a[i];
     *emu::slot(lane, 4) = b0; *emu::slot(lane, 5) = b1;
     emu::sync_warp();
@@ -271,7 +344,6 @@ inline void mma16816f(float *c, const unsigned *a, unsigned b0, unsigned b1) {
         }
         c[e] += sum;
     }
-    emu::sync_warp();
 }
 inline void mma16816(float *c, const unsigned *a, unsigned b0, unsigned b1) { mma16816f(c, a, b0, b1); }
 #endif

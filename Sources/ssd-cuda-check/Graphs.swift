@@ -18,6 +18,8 @@ struct GraphCheck {
     let cuda: CUDABackend
     var random = Random(state: 11)
     var failures: [String] = []
+    /// Calls timed per mode (`--timed`, default 20).
+    var timedCalls = 20
 
     init(cuda: CUDABackend) { self.cuda = cuda }
 
@@ -29,14 +31,14 @@ struct GraphCheck {
         return options
     }
 
-    mutating func run(modelDirectory: String?, batches: [Int], size: Int, replays: Int) {
+    mutating func run(modelDirectory: String?, batches: [Int], size: Int, replays: Int, block: Bool = true) {
         print("GRAPHS device: \(cuda.deviceDescription)")
         if let reason = cuda.graphsUnavailableReason {
             print("GRAPHS UNAVAILABLE: \(reason)")
             failures.append("graphs unavailable")
             return
         }
-        do {
+        if block { do {
             var bench = Benchmark(cuda: cuda)
             let (inputs, body) = try bench.unetBlockParts(batch: 2)
             let other = [try bench.tiledTensor(inputs[0].shape), inputs[1], inputs[2]]
@@ -48,7 +50,7 @@ struct GraphCheck {
         } catch {
             print("GRAPHS unet-like block: error \(error)")
             failures.append("unet-like block: \(error)")
-        }
+        } }
         guard let modelDirectory else {
             print("GRAPHS no --model DIR given: the full UNet check is skipped")
             return
@@ -78,10 +80,18 @@ struct GraphCheck {
     }
 
     mutating func checkUNet(_ unet: UNet2DConditionModel, batch: Int, size: Int, replays: Int) throws {
+        // Inputs shaped by the UNet's config (SSD-1B: 4 latent channels, 2048-wide text, 1280 pooled).
         let h = size / 8
-        let sample = try cuda.upload(random.normal(batch * h * h * 4), shape: [batch, h, h, 4], as: .f16)
-        let context = try cuda.upload(random.normal(batch * 77 * 2048, scale: 0.5), shape: [batch, 77, 2048], as: .f16)
-        let pooled = try cuda.upload(random.normal(batch * 1280, scale: 0.5), shape: [batch, 1280], as: .f16)
+        let channels = unet.config.inChannels
+        let contextWidth: Int
+        switch unet.config.crossAttentionDim {
+        case let .one(v): contextWidth = v
+        case let .many(v): contextWidth = v.first ?? 2048
+        }
+        let pooledWidth = (unet.config.projectionClassEmbeddingsInputDim ?? 2816) - 6 * (unet.config.additionTimeEmbedDim ?? 256)
+        let sample = try cuda.upload(random.normal(batch * h * h * channels), shape: [batch, h, h, channels], as: .f16)
+        let context = try cuda.upload(random.normal(batch * 77 * contextWidth, scale: 0.5), shape: [batch, 77, contextWidth], as: .f16)
+        let pooled = try cuda.upload(random.normal(batch * pooledWidth, scale: 0.5), shape: [batch, pooledWidth], as: .f16)
         let side = Float(size)
         let ids: [Float] = (0..<batch).flatMap { _ -> [Float] in [side, side, 0, 0, side, side] }
         let label = "UNet \(size)x\(size) batch \(batch)\(batch % 2 == 0 ? " (\(batch / 2) image\(batch == 2 ? "" : "s") with guidance)" : "")"
@@ -98,7 +108,7 @@ struct GraphCheck {
         cuda.graphOptions = .disabled
         let eager1 = try cuda.download(call(0))
         let eager2 = try cuda.download(call(1))
-        let eagerSeconds = try time(20) { _ = try call(0) }
+        let eagerSeconds = try time(timedCalls) { _ = try call(0) }
 
         cuda.graphOptions = GraphCheck.graphsOn
         let warm = try cuda.download(call(0))
@@ -117,7 +127,7 @@ struct GraphCheck {
         }
         let replayed = try cuda.download(call(1))
         let replayedFirst = try cuda.download(call(0))
-        let graphSeconds = try time(20) { _ = try call(0) }
+        let graphSeconds = try time(timedCalls) { _ = try call(0) }
 
         let checks = [("warm-up vs eager", warm, eager1), ("capture call vs eager", captured, eager1),
                       ("replay (second input) vs eager", replayed, eager2), ("replay (first input) vs eager", replayedFirst, eager1)]
@@ -146,9 +156,9 @@ struct GraphCheck {
         cuda.graphOptions = .disabled  // releases the graphs
     }
 
-    /// Mean seconds per call after 3 warm-up calls, the stream drained before and after.
+    /// Mean seconds per call after min(3, iterations) warm-up calls, the stream drained before and after.
     func time(_ iterations: Int, _ body: () throws -> Void) throws -> Double {
-        for _ in 0..<3 { try body() }
+        for _ in 0..<min(3, iterations) { try body() }
         try cuda.synchronize()
         let start = now()
         for _ in 0..<iterations { try body() }

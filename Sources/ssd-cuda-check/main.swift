@@ -13,7 +13,8 @@
 //                  grouped by category with TFLOP/s (see Profile.swift)
 //   graphs         CUDA graph replay vs eager: the unet-like block, and with --model DIR (a full-size
 //                  folder) the UNet at --size (1024)² for UNet batches --batches (2,8); outputs, it/s,
-//                  memory over --replays (20) replays (see Graphs.swift)
+//                  memory over --replays (20) replays (see Graphs.swift); --block 0 skips the block;
+//                  --timed N calls timed per mode (20)
 //   vae            with --model DIR: the VAE with fp16-resident weights vs fp32-resident (pixels, bytes)
 // Exit status 0 when every parity check passes, 1 otherwise, 2 when CUDA is unavailable.
 import SSDCUDABackend
@@ -111,8 +112,9 @@ do {
     if arguments.contains("graphs") {
         let batches = (options["batches"] ?? "2,8").split(separator: ",").compactMap { Int($0) }
         var check = GraphCheck(cuda: cuda)
+        check.timedCalls = max(1, Int(options["timed"] ?? "") ?? 20)
         check.run(modelDirectory: options["model"], batches: batches, size: Int(options["size"] ?? "") ?? 1024,
-                  replays: Int(options["replays"] ?? "") ?? 20)
+                  replays: Int(options["replays"] ?? "") ?? 20, block: options["block"] != "0")
         print("GRAPHS \(check.failures.isEmpty ? "all checks passed" : "FAILED: \(check.failures)")")
         ok = ok && check.failures.isEmpty
     }

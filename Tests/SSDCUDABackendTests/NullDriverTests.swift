@@ -5,8 +5,9 @@ import Testing
 
 /// The whole CUDA backend without a GPU, in child processes because the library loader keeps its
 /// first answer per process. On the emulated driver (Scripts/null-cuda/emulated.c: host memory,
-/// kernels through the CPU emulator, cuBLASLt and cuDNN as loops): op parity and the tiny pipeline
-/// against diffusers. On the null driver (every entry point a no-op that succeeds): `ssd1b generate --backend cuda` on the tiny pipeline, eager and with CUDA
+/// kernels through the CPU emulator, cuBLASLt and cuDNN as loops, graphs recorded and replayed): op
+/// parity, the tiny pipeline against diffusers (eager, and with CUDA graphs), graph replay of the
+/// tiny UNet against eager calls. On the null driver (every entry point a no-op that succeeds): `ssd1b generate --backend cuda` on the tiny pipeline, eager and with CUDA
 /// graphs, and `ssd-cuda-check graphs` (capture, replay, memory over replays of the unet-like block).
 /// Values are all zeros there; what is checked is that every op, plan cache, allocation and graph
 /// path runs through. Needs `cc` and the built executables; skipped without them unless
@@ -112,11 +113,11 @@ import Testing
     /// The tiny SSD-1B pipeline on `--backend cuda` over the emulated driver against diffusers'
     /// fp32 latents (the GPU visit's check: 2.3e-3 and 1.9e-3 on an H200).
     @Test(arguments: [
-        (fixture: "euler_force_zeros", arguments: ["--prompt", "a photo of a cat", "--guidance", "9", "--seed", "0"]),
-        (fixture: "euler_negative", arguments: ["--prompt", "an astronaut riding a horse!", "--negative-prompt", "ugly, blurry",
-                                                 "--guidance", "7.5", "--seed", "1"]),
+        (fixture: "euler_force_zeros", graphs: "0", arguments: ["--prompt", "a photo of a cat", "--guidance", "9", "--seed", "0"]),
+        (fixture: "euler_negative", graphs: "1", arguments: ["--prompt", "an astronaut riding a horse!", "--negative-prompt", "ugly, blurry",
+                                                             "--guidance", "7.5", "--seed", "1"]),
     ])
-    func tinyPipelineOnTheEmulatedDriverMatchesDiffusers(_ c: (fixture: String, arguments: [String])) throws {
+    func tinyPipelineOnTheEmulatedDriverMatchesDiffusers(_ c: (fixture: String, graphs: String, arguments: [String])) throws {
         guard let ssd1b = executable("ssd1b") else { return }
         guard let libraries = Self.buildLibraries(emulated: true) else { required("cc could not build the emulated CUDA library"); return }
         defer { try? FileManager.default.removeItem(atPath: libraries) }
@@ -125,7 +126,8 @@ import Testing
         let (status, output) = Self.run(ssd1b, ["generate", "--model", fixtures + "tiny-ssd1b", "--width", "64", "--height", "64",
                                                 "--steps", "4", "--backend", "cuda", "--quiet", "--output", libraries + "/image.png",
                                                 "--save-latents", latents] + c.arguments,
-                                        environment: ["SSD_CUDA_LIBRARY_PATH": libraries, "TMPDIR": libraries], timeout: 600)
+                                        environment: ["SSD_CUDA_LIBRARY_PATH": libraries, "TMPDIR": libraries, "SSD_CUDA_GRAPHS": c.graphs],
+                                        timeout: 600)
         #expect(status == 0, "\(output)")
         guard status == 0 else { return }
         let ours = try SafetensorsFile(path: latents).view("latents")
@@ -141,6 +143,20 @@ import Testing
         for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
         let error = (num / max(den, 1e-30)).squareRoot()
         #expect(error < 5e-3, "\(c.fixture): relative error \(error)")
+    }
+
+    /// CUDA graphs of the whole (tiny) UNet on the emulated driver, where a replay computes: the
+    /// capture call and replays with the first and a second input equal eager calls bitwise, memory
+    /// is stable over replays (`ssd-cuda-check graphs --model`).
+    @Test func graphReplayOnTheEmulatedDriverEqualsEager() throws {
+        guard let check = executable("ssd-cuda-check") else { return }
+        guard let libraries = Self.buildLibraries(emulated: true) else { required("cc could not build the emulated CUDA library"); return }
+        defer { try? FileManager.default.removeItem(atPath: libraries) }
+        let (status, output) = Self.run(check, ["graphs", "--model", Self.root + "/Tests/Fixtures/pipeline/tiny-ssd1b", "--size", "64",
+                                                "--batches", "2", "--replays", "2", "--block", "0", "--timed", "1"],
+                                        environment: ["SSD_CUDA_LIBRARY_PATH": libraries, "TMPDIR": libraries], timeout: 600)
+        #expect(status == 0 && output.contains("GRAPHS all checks passed"), "\(output.suffix(3000))")
+        #expect(output.contains(": replaying, 2 calls, 1 replays"), "\(output.suffix(3000))")
     }
 
     @Test func graphCaptureAndReplayRunOnTheNullDriver() throws {
