@@ -2,7 +2,9 @@
 # GPU visit for the torch.compile gap (#8), in two device calls of under 10 minutes each (the machine
 # stays warm between them only briefly, so start the second as soon as the first returns; the model
 # folder in /tmp survives while it is warm). Run on the device machine from the repository root after
-# `bash Scripts/gpu/build.sh` here (carry .gpu-bin and .whl). Everything is logged to
+# `bash Scripts/gpu/build.sh` here (carry .gpu-bin and .whl); dry run here on the null driver:
+# `SSD_CUDA_LIBRARY_PATH=/tmp/null-cuda SSD_MODEL=/tmp/ssd1b-random SSD_SKIP=torch bash Scripts/gpu/profile.sh 1`
+# (no numbers, but every command and option goes through). Everything is logged to
 # $OUT/profile-<part>.log as it runs, most important first.
 #   part 1 (`bash Scripts/gpu/profile.sh 1`, about 6 min):
 #     1. op parity: default, im2col, SSD_CUDA_FUSED_CONV=1 without and with SSD_CUDA_AUTOTUNE=1,
@@ -30,7 +32,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   && export PYTHONPATH=/tmp/site
 CUDNN_DIR=$(find /usr /opt -name 'libcudnn.so.9' 2>/dev/null | head -n1 | xargs -r dirname)
 CUDA_LIB=$(ls -d /usr/local/cuda-13*/targets/x86_64-linux/lib /usr/local/cuda/lib64 2>/dev/null | head -n1)
-export SSD_CUDA_LIBRARY_PATH="$CUDA_LIB${CUDNN_DIR:+:$CUDNN_DIR}"; export LD_LIBRARY_PATH="$SSD_CUDA_LIBRARY_PATH:${LD_LIBRARY_PATH:-}"
+# A path given beforehand comes first (a dry run here: SSD_CUDA_LIBRARY_PATH=/tmp/null-cuda, see Scripts/null-cuda).
+export SSD_CUDA_LIBRARY_PATH="${SSD_CUDA_LIBRARY_PATH:+$SSD_CUDA_LIBRARY_PATH:}$CUDA_LIB${CUDNN_DIR:+:$CUDNN_DIR}"
+export LD_LIBRARY_PATH="$SSD_CUDA_LIBRARY_PATH:${LD_LIBRARY_PATH:-}"
 chmod +x .gpu-bin/* 2>/dev/null
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
@@ -42,7 +46,9 @@ stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
 
 if [ "$PART" = 1 ] && ! skip parity; then
   stamp "== parity (default, im2col, fused, autotune+fused)"
-  timeout 150 $B/ssd-cuda-check parity 2>&1 | grep -E "CUDA:|PARITY|FAIL" | head -n 40
+  timeout 150 $B/ssd-cuda-check parity > "$OUT/parity.log" 2>&1
+  grep -E "^FAIL" "$OUT/parity.log" | head -n 20
+  grep -E "^CUDA:|^PARITY" "$OUT/parity.log" | cut -c1-600
 fi
 if [ ! -f "$M/unet/config.json" ]; then
   stamp "== full-size random SSD-1B folder in $M"
@@ -74,7 +80,7 @@ if [ "$PART" = 2 ] && ! skip block; then
 fi
 if [ "$PART" = 2 ] && ! skip graphs; then
   stamp "== graphs: whole UNet 1024², UNet batch 2 and 32"
-  timeout 150 $B/ssd-cuda-check graphs --model "$M" --batches 2,32 2>&1 | grep -E "GRAPHS|error" | head -n 60
+  timeout 150 $B/ssd-cuda-check graphs --model "$M" --batches 2,32 --block 0 2>&1 | grep -E "GRAPHS|error" | head -n 60
 fi
 if [ "$PART" = 2 ] && ! skip table; then
   for K in ${SSD_IMAGES:-1 4 8 16}; do
