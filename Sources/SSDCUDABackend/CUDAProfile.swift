@@ -1,4 +1,5 @@
-/// What a profiled operation is, for grouping a profile (`CUDABackend.profileSummary`).
+/// What a profiled operation is, for grouping a profile (`summarize(_:)`); the categories match
+/// `Scripts/gpu/diffusers_side.py profile`'s grouping of torch's kernels.
 public enum CUDAProfileCategory: String, Sendable, CaseIterable {
     /// cuBLASLt products (linears, 1×1 convolutions, im2col products, materialised attention).
     case gemm
@@ -26,9 +27,11 @@ public enum CUDAProfileCategory: String, Sendable, CaseIterable {
 public struct CUDAProfileEntry: Sendable {
     /// Kernel name, `cublasLt m=… n=… k=…` or `cudnn conv <shape> algo <n>`.
     public let name: String
+    /// What the entry is (from its name).
     public let category: CUDAProfileCategory
     /// Total wall time of the calls, host launch cost included.
     public var seconds: Double
+    /// Number of calls.
     public var calls: Int
     /// Total floating-point operations of the calls (2 per multiply-add; 0 where not counted).
     public var flops: Double
