@@ -36,19 +36,32 @@ struct UpDecoderBlock2D: Sendable {
         guard let ws = try shortcut.hostValues("weight", shape: [n, c, 1, 1]), let bs = try shortcut.hostValues("bias", shape: [n]),
               let wu = try upsamplerConv.hostValues("weight", shape: [c, c, 3, 3]), let bu = try upsamplerConv.hostValues("bias", shape: [c])
         else { return nil }
-        var weight = [Float](repeating: 0, count: n * c * 9)
+        // One output channel per task (its own rows of `weight` and entry of `bias`), spread over the cores.
+        let width = c * 9
+        var weight = [Float](repeating: 0, count: n * width)
         var bias = [Float](repeating: 0, count: n)
-        var row = [Double](repeating: 0, count: c * 9)
-        for o in 0..<n {
-            for k in row.indices { row[k] = 0 }
-            var b = Double(bs[o])
-            for ch in 0..<c {
-                let s = Double(ws[o * c + ch])
-                b += s * Double(bu[ch])
-                for k in 0..<(c * 9) { row[k] += s * Double(wu[ch * c * 9 + k]) }
+        weight.withUnsafeMutableBufferPointer { weightOut in
+            bias.withUnsafeMutableBufferPointer { biasOut in
+                ws.withUnsafeBufferPointer { ws in
+                    wu.withUnsafeBufferPointer { wu in
+                        let out = FoldOutput(weight: weightOut.baseAddress!, bias: biasOut.baseAddress!)
+                        Parallel.forEach(n) { o in
+                            var row = [Double](repeating: 0, count: width)
+                            var b = Double(bs[o])
+                            row.withUnsafeMutableBufferPointer { row in
+                                for ch in 0..<c {
+                                    let s = Double(ws[o * c + ch])
+                                    b += s * Double(bu[ch])
+                                    let source = wu.baseAddress! + ch * width
+                                    for k in 0..<width { row[k] += s * Double(source[k]) }
+                                }
+                                for k in 0..<width { out.weight[o * width + k] = Float(row[k]) }
+                            }
+                            out.bias[o] = Float(b)
+                        }
+                    }
+                }
             }
-            for k in 0..<(c * 9) { weight[o * c * 9 + k] = Float(row[k]) }
-            bias[o] = Float(b)
         }
         guard let w = try shortcut.derivedParameter("folded_weight", values: weight, shape: [n, c, 3, 3], role: .upsampleConv2d),
               let bt = try shortcut.derivedParameter("folded_bias", values: bias, shape: [n], role: .vector)
@@ -73,4 +86,10 @@ struct UpDecoderBlock2D: Sendable {
         guard let upsampler else { return (h, nil) }
         return (try upsampler(h, b), h)
     }
+}
+
+/// The folded shortcut's outputs, written by one task per output channel.
+private struct FoldOutput: @unchecked Sendable {
+    let weight: UnsafeMutablePointer<Float>
+    let bias: UnsafeMutablePointer<Float>
 }
