@@ -98,13 +98,14 @@ import Testing
         }
     }
 
-    /// Every op of the default kernels on the emulated driver against `ReferenceBackend`
-    /// (`ssd-cuda-check parity --quick 1`: GEMM layouts, cuDNN descriptors, kernels, casts).
+    /// Every op on the emulated driver against `ReferenceBackend` (`ssd-cuda-check parity`: GEMM
+    /// layouts, cuDNN descriptors, kernels, casts; the default kernels, im2col convolutions, fused
+    /// convolutions with and without autotune, the 32-row attention).
     @Test func opParityOnTheEmulatedDriver() throws {
         guard let check = executable("ssd-cuda-check") else { return }
         guard let libraries = Self.buildLibraries(emulated: true) else { required("cc could not build the emulated CUDA library"); return }
         defer { try? FileManager.default.removeItem(atPath: libraries) }
-        let (status, output) = Self.run(check, ["parity", "--quick", "1"],
+        let (status, output) = Self.run(check, ["parity"],
                                         environment: ["SSD_CUDA_LIBRARY_PATH": libraries, "TMPDIR": libraries], timeout: 600)
         let summary = output.split(separator: "\n").first { $0.hasPrefix("PARITY ") }.map(String.init) ?? ""
         #expect(status == 0 && summary.contains("passed") && !summary.contains("failed"), "\(summary)\n\(output.suffix(3000))")
