@@ -107,7 +107,8 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: libraries) }
         let (status, output) = Self.run(check, ["parity"],
                                         environment: ["SSD_CUDA_LIBRARY_PATH": libraries, "TMPDIR": libraries], timeout: 600)
-        let summary = output.split(separator: "\n").first { $0.hasPrefix("PARITY ") }.map(String.init) ?? ""
+        // The summary line, "PARITY <passed>/<count> passed in … s[; failed: …]" (other PARITY lines are reports).
+        let summary = output.split(separator: "\n").first { $0.hasPrefix("PARITY ") && $0.contains(" passed in ") }.map(String.init) ?? ""
         #expect(status == 0 && summary.contains("passed") && !summary.contains("failed"), "\(summary)\n\(output.suffix(3000))")
     }
 
