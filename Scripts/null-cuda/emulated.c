@@ -14,14 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "CCUDA.h"
+#define DEVICE_NAME "emulated CUDA device"
+#define MULTIPROCESSORS 4  /* small grids for the grid-stride kernels */
+#include "device.h"
 
-#define EXPORT __attribute__((visibility("default")))
 #ifndef EMULATOR_HEADER
 #error "build with -DEMULATOR_HEADER=\"/path/to/emulator.h\""
 #endif
-
-static char dummy[64];
 
 /* ---------------------------------------------------------------- numbers */
 static float half_to_float(uint16_t h) {
@@ -107,27 +106,6 @@ EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream s) {
 EXPORT CUresult cuGraphDestroy(CUgraph g) { graph_t *x = (graph_t *)g; if (x) { free(x->ops); free(x); } return 0; }
 
 /* ---------------------------------------------------------------- driver */
-EXPORT CUresult cuDriverGetVersion(int *v) { *v = 13000; return 0; }
-EXPORT CUresult cuDeviceGetCount(int *c) { *c = 1; return 0; }
-EXPORT CUresult cuDeviceGetName(char *name, int length, CUdevice d) { (void)d; strncpy(name, "emulated CUDA device", (size_t)length); return 0; }
-EXPORT CUresult cuDeviceGetAttribute(int *v, int a, CUdevice d) {
-    (void)d;
-    switch (a) {
-    case CCUDA_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: *v = 4; break;  /* small grids for grid-stride kernels */
-    case CCUDA_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: *v = 9; break;
-    case CCUDA_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: *v = 0; break;
-    case CCUDA_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: *v = 227 * 1024; break;
-    default: *v = 1;
-    }
-    return 0;
-}
-EXPORT CUresult cuDeviceTotalMem_v2(size_t *b, CUdevice d) { (void)d; *b = (size_t)16 << 30; return 0; }
-EXPORT CUresult cuMemGetInfo_v2(size_t *f, size_t *t) { *f = (size_t)15 << 30; *t = (size_t)16 << 30; return 0; }
-EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice d) { (void)d; *c = (CUcontext)dummy; return 0; }
-EXPORT CUresult cuStreamCreate(CUstream *s, unsigned f) { (void)f; *s = (CUstream)(dummy + 1); return 0; }
-EXPORT CUresult cuEventCreate(CUevent *e, unsigned f) { (void)f; *e = (CUevent)(dummy + 2); return 0; }
-EXPORT CUresult cuEventElapsedTime(float *ms, CUevent a, CUevent b) { (void)a; (void)b; *ms = 1.0f; return 0; }
-EXPORT CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *p, CUdevice d) { (void)d; *p = (CUmemoryPool)(dummy + 3); return 0; }
 EXPORT CUresult cuMemAllocAsync(CUdeviceptr *p, size_t bytes, CUstream s) {
     (void)s;
     void *m = aligned_alloc(256, (bytes + 255) / 256 * 256);
@@ -206,7 +184,6 @@ EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned 
 /* ---------------------------------------------------------------- NVRTC */
 typedef struct { char *source; char **names; int count; char *library; char *log; } program_t;
 EXPORT const char *nvrtcGetErrorString(nvrtcResult r) { return r == 0 ? "NVRTC_SUCCESS" : "emulated NVRTC error"; }
-EXPORT nvrtcResult nvrtcVersion(int *major, int *minor) { *major = 13; *minor = 0; return 0; }
 EXPORT nvrtcResult nvrtcCreateProgram(nvrtcProgram *p, const char *src, const char *name, int n, const char *const *h, const char *const *i) {
     (void)name; (void)n; (void)h; (void)i;
     program_t *prog = calloc(1, sizeof *prog);
@@ -256,16 +233,11 @@ EXPORT nvrtcResult nvrtcGetProgramLogSize(nvrtcProgram p, size_t *s) { program_t
 EXPORT nvrtcResult nvrtcGetProgramLog(nvrtcProgram p, char *out) { program_t *prog = (program_t *)p; strcpy(out, prog->log ? prog->log : ""); return 0; }
 EXPORT nvrtcResult nvrtcGetCUBINSize(nvrtcProgram p, size_t *s) { *s = strlen(((program_t *)p)->library) + 1; return 0; }
 EXPORT nvrtcResult nvrtcGetCUBIN(nvrtcProgram p, char *out) { strcpy(out, ((program_t *)p)->library); return 0; }
-EXPORT nvrtcResult nvrtcGetLoweredName(nvrtcProgram p, const char *expression, const char **lowered) {
-    (void)p; *lowered = strdup(expression); return 0;
-}
 EXPORT nvrtcResult nvrtcDestroyProgram(nvrtcProgram *p) { (void)p; return 0; /* the library stays loaded; names leak */ }
 
 /* ---------------------------------------------------------------- cuBLASLt (column-major) */
 typedef struct { int transa, transb, epilogue; CUdeviceptr bias; } matmul_desc_t;
 typedef struct { int type; uint64_t rows, cols; int64_t ld; int batch; int64_t stride; } layout_t;
-EXPORT cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) { *h = (cublasLtHandle_t)(dummy + 8); return 0; }
-EXPORT size_t cublasLtGetVersion(void) { return 130000; }
 EXPORT cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, int c, int s) {
     (void)c; (void)s;
     matmul_desc_t *m = calloc(1, sizeof *m);
@@ -296,17 +268,6 @@ EXPORT cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t l,
     (void)size;
     if (attribute == CCUBLASLT_MATRIX_LAYOUT_BATCH_COUNT) x->batch = *(const int32_t *)value;
     if (attribute == CCUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET) x->stride = *(const int64_t *)value;
-    return 0;
-}
-EXPORT cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) { *p = (cublasLtMatmulPreference_t)(dummy + 11); return 0; }
-EXPORT cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
-                                                     cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dd,
-                                                     cublasLtMatmulPreference_t p, int requested, cublasLtMatmulHeuristicResult_t *r,
-                                                     int *returned) {
-    (void)h; (void)d; (void)a; (void)b; (void)c; (void)dd; (void)p;
-    int n = requested < 2 ? requested : 2;
-    memset(r, 0, sizeof *r * (size_t)n);
-    *returned = n;
     return 0;
 }
 typedef struct { matmul_desc_t m; layout_t a, b, c, d; float alpha, beta; const void *A, *B, *C; void *D; } matmul_t;
@@ -355,13 +316,10 @@ static void run_matmul(void *argument) {
 /* ---------------------------------------------------------------- cuDNN (NHWC, OHWI filters) */
 typedef struct { int format, type, n, c, h, w; } tensor_t;
 typedef struct { int padH, padW, strideH, strideW, dilH, dilW; } conv_t;
-EXPORT size_t cudnnGetVersion(void) { return 91400; }
 EXPORT const char *cudnnGetErrorString(cudnnStatus_t s) { return s == 0 ? "CUDNN_STATUS_SUCCESS" : "emulated cuDNN error"; }
-EXPORT cudnnStatus_t cudnnCreate(cudnnHandle_t *h) { *h = (cudnnHandle_t)(dummy + 12); return 0; }
 EXPORT cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d) { *d = (cudnnTensorDescriptor_t)calloc(1, sizeof(tensor_t)); return 0; }
 EXPORT cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d) { *d = (cudnnFilterDescriptor_t)calloc(1, sizeof(tensor_t)); return 0; }
 EXPORT cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d) { *d = (cudnnConvolutionDescriptor_t)calloc(1, sizeof(conv_t)); return 0; }
-EXPORT cudnnStatus_t cudnnCreateActivationDescriptor(cudnnActivationDescriptor_t *d) { *d = (cudnnActivationDescriptor_t)(dummy + 16); return 0; }
 EXPORT cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, int format, int type, int n, int c, int h, int w) {
     tensor_t *t = (tensor_t *)d;
     t->format = format; t->type = type; t->n = n; t->c = c; t->h = h; t->w = w;
