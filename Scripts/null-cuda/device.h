@@ -1,4 +1,4 @@
-/* The device and handles both stand-ins report (special.c: null, emulated.c: computing): an sm_90
+/* The device, handles and plans both stand-ins report (special.c: null, emulated.c: computing): an sm_90
  * device with DEVICE_NAME and MULTIPROCESSORS (defined before including), library versions, handles
  * that are never dereferenced, two heuristic answers per GEMM, NVRTC lowered names equal to the name
  * expressions. */
@@ -48,6 +48,27 @@ EXPORT cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasL
 EXPORT size_t cudnnGetVersion(void) { return 91400; }
 EXPORT cudnnStatus_t cudnnCreate(cudnnHandle_t *h) { *h = (cudnnHandle_t)(dummy + 12); return 0; }
 EXPORT cudnnStatus_t cudnnCreateActivationDescriptor(cudnnActivationDescriptor_t *d) { *d = (cudnnActivationDescriptor_t)(dummy + 16); return 0; }
+
+/* Convolution plans: implicit precomputed GEMM, once with FMA math (what fp32 asks for), once with
+ * tensor-op math (fp16/bf16), from the heuristics and from the measured search alike. */
+static cudnnStatus_t algorithms(int *returned, cudnnConvolutionFwdAlgoPerf_t *r) {
+    /* One answer per math type: implicit precomputed GEMM with FMA math, then with tensor-op math. */
+    memset(r, 0, sizeof *r * 2);
+    r[0].algo = CCUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM; r[0].mathType = CCUDNN_FMA_MATH;
+    r[1].algo = CCUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM; r[1].mathType = CCUDNN_TENSOR_OP_MATH;
+    *returned = 2;
+    return 0;
+}
+EXPORT cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
+                                                            cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y, int n,
+                                                            int *returned, cudnnConvolutionFwdAlgoPerf_t *r) {
+    (void)h; (void)x; (void)w; (void)c; (void)y; (void)n; return algorithms(returned, r);
+}
+EXPORT cudnnStatus_t cudnnFindConvolutionForwardAlgorithm(cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
+                                                          cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y, int n,
+                                                          int *returned, cudnnConvolutionFwdAlgoPerf_t *r) {
+    (void)h; (void)x; (void)w; (void)c; (void)y; (void)n; return algorithms(returned, r);
+}
 
 EXPORT nvrtcResult nvrtcVersion(int *major, int *minor) { *major = 13; *minor = 0; return 0; }
 EXPORT nvrtcResult nvrtcGetLoweredName(nvrtcProgram p, const char *expression, const char **lowered) {

@@ -337,24 +337,6 @@ EXPORT cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_
     c->padH = padH; c->padW = padW; c->strideH = strideH; c->strideW = strideW; c->dilH = dilationH; c->dilW = dilationW;
     return 0;
 }
-static cudnnStatus_t algorithms(int *returned, cudnnConvolutionFwdAlgoPerf_t *r) {
-    /* One answer per math type: implicit precomputed GEMM with FMA math, then with tensor-op math. */
-    memset(r, 0, sizeof *r * 2);
-    r[0].algo = CCUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM; r[0].mathType = CCUDNN_FMA_MATH;
-    r[1].algo = CCUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM; r[1].mathType = CCUDNN_TENSOR_OP_MATH;
-    *returned = 2;
-    return 0;
-}
-EXPORT cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
-                                                            cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y, int n,
-                                                            int *returned, cudnnConvolutionFwdAlgoPerf_t *r) {
-    (void)h; (void)x; (void)w; (void)c; (void)y; (void)n; return algorithms(returned, r);
-}
-EXPORT cudnnStatus_t cudnnFindConvolutionForwardAlgorithm(cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
-                                                          cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y, int n,
-                                                          int *returned, cudnnConvolutionFwdAlgoPerf_t *r) {
-    (void)h; (void)x; (void)w; (void)c; (void)y; (void)n; return algorithms(returned, r);
-}
 EXPORT cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
                                                              cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y, int algo, size_t *bytes) {
     (void)h; (void)x; (void)w; (void)c; (void)y; (void)algo; *bytes = 0; return 0;

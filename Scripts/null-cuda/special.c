@@ -26,24 +26,6 @@ EXPORT const char *cudnnGetErrorString(cudnnStatus_t s) { (void)s; return "null 
 EXPORT cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d) { *d = (cudnnTensorDescriptor_t)(dummy + 13); return 0; }
 EXPORT cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d) { *d = (cudnnFilterDescriptor_t)(dummy + 14); return 0; }
 EXPORT cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d) { *d = (cudnnConvolutionDescriptor_t)(dummy + 15); return 0; }
-static cudnnStatus_t one_algorithm(int *returned, cudnnConvolutionFwdAlgoPerf_t *r) {
-    memset(r, 0, sizeof *r);
-    r->algo = 1;
-    r->mathType = CCUDNN_TENSOR_OP_MATH;
-    *returned = 1;
-    return 0;
-}
-EXPORT cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
-                                                            cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y, int n,
-                                                            int *returned, cudnnConvolutionFwdAlgoPerf_t *r) {
-    (void)h; (void)x; (void)w; (void)c; (void)y; (void)n; return one_algorithm(returned, r);
-}
-EXPORT cudnnStatus_t cudnnFindConvolutionForwardAlgorithm(cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
-                                                          cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y, int n,
-                                                          int *returned, cudnnConvolutionFwdAlgoPerf_t *r) {
-    (void)h; (void)x; (void)w; (void)c; (void)y; (void)n; return one_algorithm(returned, r);
-}
-
 EXPORT const char *nvrtcGetErrorString(nvrtcResult r) { (void)r; return "null NVRTC"; }
 EXPORT nvrtcResult nvrtcCreateProgram(nvrtcProgram *p, const char *src, const char *name, int n, const char *const *h, const char *const *i) {
     (void)src; (void)name; (void)n; (void)h; (void)i; *p = (nvrtcProgram)(dummy + 17); return 0;
