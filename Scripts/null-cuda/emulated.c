@@ -400,3 +400,286 @@ EXPORT cudnnStatus_t cudnnConvolutionBiasActivationForward(cudnnHandle_t h, cons
     conv_or_record(call);
     return 0;
 }
+
+/* ---------------------------------------------------------------- cuDNN graph (backend) API */
+/* Descriptors keep their attributes as set (copied); finalize checks what each kind needs, as cuDNN
+ * does, and refuses unsupported pointwise modes; the heuristics offer one engine configuration (the
+ * graph itself); an execution plan runs a graph of one forward convolution followed by pointwise
+ * ADDs (size-1 dimensions broadcast), reading every tensor's dimensions and strides from its
+ * descriptor (so wrong strides give wrong numbers, as on a GPU); virtual tensors live in host
+ * buffers of their declared type for the call. */
+typedef struct { int name, type; int64_t count; void *data; } battr_t;
+typedef struct bdesc { int kind, finalized, count; battr_t attrs[16]; } bdesc_t;
+enum { BAD_PARAM = 3, NOT_SUPPORTED = 9, ENGINECFG_GRAPH = 300 /* CUDNN_ATTR_ENGINECFG_ENGINE: here the graph */ };
+
+static size_t battr_size(int type) {
+    switch (type) {
+    case CCUDNN_TYPE_BOOLEAN: return 1;
+    case CCUDNN_TYPE_DATA_TYPE: case CCUDNN_TYPE_FLOAT: case CCUDNN_TYPE_CONVOLUTION_MODE: case CCUDNN_TYPE_HEUR_MODE:
+    case CCUDNN_TYPE_POINTWISE_MODE: return 4;
+    case CCUDNN_TYPE_HANDLE: case CCUDNN_TYPE_INT64: case CCUDNN_TYPE_VOID_PTR: case CCUDNN_TYPE_BACKEND_DESCRIPTOR: return 8;
+    default: return 0;
+    }
+}
+static battr_t *battr(const bdesc_t *d, int name, int type) {
+    for (int i = 0; i < d->count; i++)
+        if (d->attrs[i].name == name) return d->attrs[i].type == type ? (battr_t *)&d->attrs[i] : NULL;
+    return NULL;
+}
+static int64_t battr_i64(const bdesc_t *d, int name, int64_t i, int64_t otherwise) {
+    const battr_t *a = battr(d, name, CCUDNN_TYPE_INT64);
+    return a && i < a->count ? ((const int64_t *)a->data)[i] : otherwise;
+}
+static int battr_i32(const bdesc_t *d, int name, int type, int otherwise) {
+    const battr_t *a = battr(d, name, type);
+    return a && a->count ? ((const int32_t *)a->data)[0] : otherwise;
+}
+static float battr_f32(const bdesc_t *d, int name, float otherwise) {
+    const battr_t *a = battr(d, name, CCUDNN_TYPE_FLOAT);
+    return a && a->count ? ((const float *)a->data)[0] : otherwise;
+}
+/* The finalized descriptor of `kind` held by attribute `name` (element i), or NULL. */
+static bdesc_t *battr_desc(const bdesc_t *d, int name, int64_t i, int kind) {
+    const battr_t *a = battr(d, name, CCUDNN_TYPE_BACKEND_DESCRIPTOR);
+    if (!a || i >= a->count) return NULL;
+    bdesc_t *x = ((bdesc_t **)a->data)[i];
+    return x && x->finalized && x->kind == kind ? x : NULL;
+}
+EXPORT cudnnStatus_t cudnnBackendCreateDescriptor(int kind, cudnnBackendDescriptor_t *d) {
+    bdesc_t *x = calloc(1, sizeof *x);
+    x->kind = kind;
+    *d = x;
+    return 0;
+}
+EXPORT cudnnStatus_t cudnnBackendDestroyDescriptor(cudnnBackendDescriptor_t d) {
+    bdesc_t *x = d;
+    if (!x) return BAD_PARAM;
+    for (int i = 0; i < x->count; i++) free(x->attrs[i].data);
+    free(x);
+    return 0;
+}
+static cudnnStatus_t set_attribute(bdesc_t *x, int name, int type, int64_t count, const void *values) {
+    size_t size = battr_size(type);
+    if (!x || !size || count < 0 || (count && !values)) return BAD_PARAM;
+    battr_t *a = NULL;
+    for (int i = 0; i < x->count; i++) if (x->attrs[i].name == name) a = &x->attrs[i];
+    if (!a) {
+        if (x->count == 16) return BAD_PARAM;
+        a = &x->attrs[x->count++];
+    } else free(a->data);
+    a->name = name; a->type = type; a->count = count;
+    a->data = malloc(size * (size_t)count + 1);
+    if (count) memcpy(a->data, values, size * (size_t)count);
+    return 0;
+}
+EXPORT cudnnStatus_t cudnnBackendSetAttribute(cudnnBackendDescriptor_t d, int name, int type, int64_t count, const void *values) {
+    bdesc_t *x = d;
+    if (!x || x->finalized) return BAD_PARAM;  /* cuDNN refuses changes after finalize */
+    return set_attribute(x, name, type, count, values);
+}
+static int tensor_rank(const bdesc_t *t) { const battr_t *a = battr(t, CCUDNN_ATTR_TENSOR_DIMENSIONS, CCUDNN_TYPE_INT64); return a ? (int)a->count : 0; }
+static int64_t dim(const bdesc_t *t, int i) { return battr_i64(t, CCUDNN_ATTR_TENSOR_DIMENSIONS, i, 0); }
+static int64_t stride(const bdesc_t *t, int i) { return battr_i64(t, CCUDNN_ATTR_TENSOR_STRIDES, i, 0); }
+static int finalize_check(bdesc_t *x) {
+    switch (x->kind) {
+    case CCUDNN_BACKEND_TENSOR_DESCRIPTOR: {
+        const battr_t *dims = battr(x, CCUDNN_ATTR_TENSOR_DIMENSIONS, CCUDNN_TYPE_INT64);
+        const battr_t *strides = battr(x, CCUDNN_ATTR_TENSOR_STRIDES, CCUDNN_TYPE_INT64);
+        if (!battr(x, CCUDNN_ATTR_TENSOR_DATA_TYPE, CCUDNN_TYPE_DATA_TYPE) || !dims || !strides || dims->count != strides->count
+            || dims->count < 1 || dims->count > 8 || !battr(x, CCUDNN_ATTR_TENSOR_UNIQUE_ID, CCUDNN_TYPE_INT64)) return BAD_PARAM;
+        for (int i = 0; i < dims->count; i++) if (dim(x, i) < 1 || stride(x, i) < 0) return BAD_PARAM;
+        return 0;
+    }
+    case CCUDNN_BACKEND_CONVOLUTION_DESCRIPTOR: {
+        int64_t n = battr_i64(x, CCUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, 0, 0);
+        if (n != 2 || !battr(x, CCUDNN_ATTR_CONVOLUTION_COMP_TYPE, CCUDNN_TYPE_DATA_TYPE)
+            || battr_i32(x, CCUDNN_ATTR_CONVOLUTION_CONV_MODE, CCUDNN_TYPE_CONVOLUTION_MODE, -1) < 0) return BAD_PARAM;
+        const int names[] = {CCUDNN_ATTR_CONVOLUTION_DILATIONS, CCUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CCUDNN_ATTR_CONVOLUTION_PRE_PADDINGS,
+                             CCUDNN_ATTR_CONVOLUTION_POST_PADDINGS};
+        for (int i = 0; i < 4; i++) { const battr_t *a = battr(x, names[i], CCUDNN_TYPE_INT64); if (!a || a->count != n) return BAD_PARAM; }
+        return 0;
+    }
+    case CCUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR: {
+        bdesc_t *t[3];
+        const int names[] = {CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W,
+                             CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y};
+        for (int i = 0; i < 3; i++) if (!(t[i] = battr_desc(x, names[i], 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR)) || tensor_rank(t[i]) != 4) return BAD_PARAM;
+        bdesc_t *c = battr_desc(x, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, 0, CCUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
+        if (!c) return BAD_PARAM;
+        /* x [n, c, h, w], w [k, c, r, s], y [n, k, p, q] */
+        if (dim(t[1], 1) != dim(t[0], 1) || dim(t[2], 0) != dim(t[0], 0) || dim(t[2], 1) != dim(t[1], 0)) return BAD_PARAM;
+        for (int i = 0; i < 2; i++) {
+            int64_t pre = battr_i64(c, CCUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, i, 0), post = battr_i64(c, CCUDNN_ATTR_CONVOLUTION_POST_PADDINGS, i, 0);
+            int64_t st = battr_i64(c, CCUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, i, 1), dil = battr_i64(c, CCUDNN_ATTR_CONVOLUTION_DILATIONS, i, 1);
+            if (dim(t[2], 2 + i) != (dim(t[0], 2 + i) + pre + post - dil * (dim(t[1], 2 + i) - 1) - 1) / st + 1) return BAD_PARAM;
+        }
+        return 0;
+    }
+    case CCUDNN_BACKEND_POINTWISE_DESCRIPTOR:
+        if (!battr(x, CCUDNN_ATTR_POINTWISE_MATH_PREC, CCUDNN_TYPE_DATA_TYPE)) return BAD_PARAM;
+        return battr_i32(x, CCUDNN_ATTR_POINTWISE_MODE, CCUDNN_TYPE_POINTWISE_MODE, -1) == CCUDNN_POINTWISE_ADD ? 0 : NOT_SUPPORTED;
+    case CCUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR: {
+        bdesc_t *a = battr_desc(x, CCUDNN_ATTR_OPERATION_POINTWISE_XDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+        bdesc_t *b = battr_desc(x, CCUDNN_ATTR_OPERATION_POINTWISE_BDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+        bdesc_t *y = battr_desc(x, CCUDNN_ATTR_OPERATION_POINTWISE_YDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+        if (!battr_desc(x, CCUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, 0, CCUDNN_BACKEND_POINTWISE_DESCRIPTOR) || !a || !b || !y) return BAD_PARAM;
+        if (tensor_rank(a) != tensor_rank(y) || tensor_rank(b) != tensor_rank(y)) return BAD_PARAM;
+        for (int i = 0; i < tensor_rank(y); i++) if (dim(a, i) != dim(y, i) || (dim(b, i) != dim(y, i) && dim(b, i) != 1)) return BAD_PARAM;
+        return 0;
+    }
+    case CCUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR: {
+        const battr_t *ops = battr(x, CCUDNN_ATTR_OPERATIONGRAPH_OPS, CCUDNN_TYPE_BACKEND_DESCRIPTOR);
+        if (!battr(x, CCUDNN_ATTR_OPERATIONGRAPH_HANDLE, CCUDNN_TYPE_HANDLE) || !ops || ops->count < 1) return BAD_PARAM;
+        for (int64_t i = 0; i < ops->count; i++) {
+            const bdesc_t *op = ((bdesc_t **)ops->data)[i];
+            if (!op || !op->finalized) return BAD_PARAM;
+            /* What this emulator runs: one forward convolution, then pointwise operations. */
+            if ((i == 0) != (op->kind == CCUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR)) return NOT_SUPPORTED;
+        }
+        return 0;
+    }
+    case CCUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR:
+        return battr_desc(x, CCUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, 0, CCUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR)
+            && battr(x, CCUDNN_ATTR_ENGINEHEUR_MODE, CCUDNN_TYPE_HEUR_MODE) ? 0 : BAD_PARAM;
+    case CCUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR:
+        return battr(x, CCUDNN_ATTR_EXECUTION_PLAN_HANDLE, CCUDNN_TYPE_HANDLE)
+            && battr_desc(x, CCUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, 0, CCUDNN_BACKEND_ENGINECFG_DESCRIPTOR) ? 0 : BAD_PARAM;
+    case CCUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR: {
+        const battr_t *ids = battr(x, CCUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CCUDNN_TYPE_INT64);
+        const battr_t *pointers = battr(x, CCUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CCUDNN_TYPE_VOID_PTR);
+        return ids && pointers && ids->count == pointers->count && ids->count <= 8
+            && battr(x, CCUDNN_ATTR_VARIANT_PACK_WORKSPACE, CCUDNN_TYPE_VOID_PTR) ? 0 : BAD_PARAM;
+    }
+    default: return NOT_SUPPORTED;  /* engine configurations are filled by the heuristics, not finalized */
+    }
+}
+EXPORT cudnnStatus_t cudnnBackendFinalize(cudnnBackendDescriptor_t d) {
+    bdesc_t *x = d;
+    if (!x || x->finalized) return BAD_PARAM;
+    int status = finalize_check(x);
+    if (status == 0) x->finalized = 1;
+    return status;
+}
+EXPORT cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t d, int name, int type, int64_t requested, int64_t *count,
+                                              void *values) {
+    bdesc_t *x = d;
+    if (!x || !x->finalized || !count) return BAD_PARAM;
+    if (x->kind == CCUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR && name == CCUDNN_ATTR_ENGINEHEUR_RESULTS && type == CCUDNN_TYPE_BACKEND_DESCRIPTOR) {
+        /* Two configurations (the same engine), so that a caller's choice among several runs. */
+        *count = requested < 2 ? (requested < 1 ? 2 : requested) : 2;
+        bdesc_t *graph = battr_desc(x, CCUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, 0, CCUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
+        for (int64_t i = 0; i < requested && i < 2; i++) {
+            bdesc_t *config = values ? ((bdesc_t **)values)[i] : NULL;
+            if (!config || config->kind != CCUDNN_BACKEND_ENGINECFG_DESCRIPTOR) return BAD_PARAM;
+            set_attribute(config, ENGINECFG_GRAPH, CCUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &graph);
+            config->finalized = 1;
+        }
+        return 0;
+    }
+    if (x->kind == CCUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR && name == CCUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE && type == CCUDNN_TYPE_INT64) {
+        *count = 1;
+        if (requested >= 1) *(int64_t *)values = 4096;  /* some workspace, so that the caller's allocation path runs */
+        return 0;
+    }
+    return NOT_SUPPORTED;
+}
+/* One execution: the graph and the variant pack's (id, pointer) pairs, copied (the pack is destroyed after the call). */
+typedef struct { const bdesc_t *graph; int count; int64_t ids[8]; void *pointers[8]; } graph_call_t;
+typedef struct { int64_t id; void *data; } scratch_t;
+static void *tensor_data(const graph_call_t *c, const bdesc_t *t, scratch_t *scratch, int *scratchCount) {
+    int64_t id = battr_i64(t, CCUDNN_ATTR_TENSOR_UNIQUE_ID, 0, -1);
+    const battr_t *v = battr(t, CCUDNN_ATTR_TENSOR_IS_VIRTUAL, CCUDNN_TYPE_BOOLEAN);
+    if (!(v && v->count && ((const char *)v->data)[0])) {
+        for (int i = 0; i < c->count; i++) if (c->ids[i] == id) return c->pointers[i];
+        fprintf(stderr, "emulated cuDNN: no pointer for tensor %lld in the variant pack\n", (long long)id);
+        abort();
+    }
+    for (int i = 0; i < *scratchCount; i++) if (scratch[i].id == id) return scratch[i].data;
+    int64_t extent = 1;  /* elements up to the last one addressed */
+    for (int i = 0; i < tensor_rank(t); i++) extent += (dim(t, i) - 1) * stride(t, i);
+    scratch[*scratchCount] = (scratch_t){id, calloc((size_t)extent, 4)};
+    return scratch[(*scratchCount)++].data;
+}
+static int tensor_type(const bdesc_t *t) { return dnn_type(battr_i32(t, CCUDNN_ATTR_TENSOR_DATA_TYPE, CCUDNN_TYPE_DATA_TYPE, 0)); }
+static int64_t offset4(const bdesc_t *t, int64_t a, int64_t b, int64_t c, int64_t d) {
+    return a * stride(t, 0) + b * stride(t, 1) + c * stride(t, 2) + d * stride(t, 3);
+}
+static void run_graph(void *argument) {
+    const graph_call_t *c = argument;
+    const battr_t *ops = battr(c->graph, CCUDNN_ATTR_OPERATIONGRAPH_OPS, CCUDNN_TYPE_BACKEND_DESCRIPTOR);
+    scratch_t scratch[16];
+    int scratchCount = 0;
+    for (int64_t o = 0; o < ops->count; o++) {
+        const bdesc_t *op = ((bdesc_t **)ops->data)[o];
+        if (op->kind == CCUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR) {
+            const bdesc_t *xt = battr_desc(op, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *wt = battr_desc(op, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *yt = battr_desc(op, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *cv = battr_desc(op, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, 0, CCUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
+            const void *x = tensor_data(c, xt, scratch, &scratchCount), *w = tensor_data(c, wt, scratch, &scratchCount);
+            void *y = tensor_data(c, yt, scratch, &scratchCount);
+            const int tx = tensor_type(xt), tw = tensor_type(wt), ty = tensor_type(yt);
+            const float alpha = battr_f32(op, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, 1);
+            const float beta = battr_f32(op, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, 0);
+            int64_t pad[2], st[2], dil[2];
+            for (int i = 0; i < 2; i++) {
+                pad[i] = battr_i64(cv, CCUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, i, 0);
+                st[i] = battr_i64(cv, CCUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, i, 1);
+                dil[i] = battr_i64(cv, CCUDNN_ATTR_CONVOLUTION_DILATIONS, i, 1);
+            }
+            for (int64_t n = 0; n < dim(yt, 0); n++)
+                for (int64_t k = 0; k < dim(yt, 1); k++)
+                    for (int64_t p = 0; p < dim(yt, 2); p++)
+                        for (int64_t q = 0; q < dim(yt, 3); q++) {
+                            float sum = 0.0f;
+                            for (int64_t r = 0; r < dim(wt, 2); r++) {
+                                int64_t h = p * st[0] - pad[0] + r * dil[0];
+                                if (h < 0 || h >= dim(xt, 2)) continue;
+                                for (int64_t s = 0; s < dim(wt, 3); s++) {
+                                    int64_t v = q * st[1] - pad[1] + s * dil[1];
+                                    if (v < 0 || v >= dim(xt, 3)) continue;
+                                    for (int64_t ch = 0; ch < dim(xt, 1); ch++)
+                                        sum += load(x, offset4(xt, n, ch, h, v), tx) * load(w, offset4(wt, k, ch, r, s), tw);
+                                }
+                            }
+                            int64_t yi = offset4(yt, n, k, p, q);
+                            store(y, yi, ty, alpha * sum + (beta != 0.0f ? beta * load(y, yi, ty) : 0.0f));
+                        }
+        } else {  /* pointwise ADD (finalize refused other modes), b broadcast over its size-1 dimensions */
+            const bdesc_t *at = battr_desc(op, CCUDNN_ATTR_OPERATION_POINTWISE_XDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *bt = battr_desc(op, CCUDNN_ATTR_OPERATION_POINTWISE_BDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *yt = battr_desc(op, CCUDNN_ATTR_OPERATION_POINTWISE_YDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const void *a = tensor_data(c, at, scratch, &scratchCount), *b = tensor_data(c, bt, scratch, &scratchCount);
+            void *y = tensor_data(c, yt, scratch, &scratchCount);
+            const int ta = tensor_type(at), tb = tensor_type(bt), ty = tensor_type(yt);
+            int64_t i[4];
+            for (i[0] = 0; i[0] < dim(yt, 0); i[0]++)
+                for (i[1] = 0; i[1] < dim(yt, 1); i[1]++)
+                    for (i[2] = 0; i[2] < dim(yt, 2); i[2]++)
+                        for (i[3] = 0; i[3] < dim(yt, 3); i[3]++) {
+                            int64_t j[4];
+                            for (int d = 0; d < 4; d++) j[d] = dim(bt, d) == 1 ? 0 : i[d];
+                            float v = load(a, offset4(at, i[0], i[1], i[2], i[3]), ta) + load(b, offset4(bt, j[0], j[1], j[2], j[3]), tb);
+                            store(y, offset4(yt, i[0], i[1], i[2], i[3]), ty, v);
+                        }
+        }
+    }
+    for (int i = 0; i < scratchCount; i++) free(scratch[i].data);
+}
+EXPORT cudnnStatus_t cudnnBackendExecute(cudnnHandle_t h, cudnnBackendDescriptor_t plan, cudnnBackendDescriptor_t pack) {
+    (void)h;
+    const bdesc_t *p = plan, *v = pack;
+    if (!p || !v || !p->finalized || !v->finalized || p->kind != CCUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR
+        || v->kind != CCUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR) return BAD_PARAM;
+    const bdesc_t *config = battr_desc(p, CCUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, 0, CCUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
+    graph_call_t call = {0};
+    call.graph = battr_desc(config, ENGINECFG_GRAPH, 0, CCUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
+    const battr_t *ids = battr(v, CCUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CCUDNN_TYPE_INT64);
+    const battr_t *pointers = battr(v, CCUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CCUDNN_TYPE_VOID_PTR);
+    call.count = (int)ids->count;
+    memcpy(call.ids, ids->data, sizeof(int64_t) * (size_t)call.count);
+    memcpy(call.pointers, pointers->data, sizeof(void *) * (size_t)call.count);
+    if (!call.graph) return BAD_PARAM;
+    if (recording) { graph_call_t *r = malloc(sizeof call); *r = call; record(run_graph, r); } else run_graph(&call);
+    return 0;
+}

@@ -184,6 +184,8 @@ const void *ccuda_load_searching(CCUDALibrary library, const char *extraPath, ch
 static const ccuda_symbol graph_symbols[] = {CCUDA_GRAPH_FUNCTIONS(CCUDA_SYMBOL_GRAPH){NULL, 0}};
 #define CCUDA_SYMBOL_CUDNN_EXTRA(ret, name, params, symbol) {symbol, offsetof(CCUDACudnnExtraAPI, name)},
 static const ccuda_symbol cudnn_extra_symbols[] = {CCUDA_CUDNN_EXTRA_FUNCTIONS(CCUDA_SYMBOL_CUDNN_EXTRA){NULL, 0}};
+#define CCUDA_SYMBOL_CUDNN_GRAPH(ret, name, params, symbol) {symbol, offsetof(CCUDACudnnGraphAPI, name)},
+static const ccuda_symbol cudnn_graph_symbols[] = {CCUDA_CUDNN_GRAPH_FUNCTIONS(CCUDA_SYMBOL_CUDNN_GRAPH){NULL, 0}};
 
 /* Resolves an optional group of `symbols` (`what`) into `table` (`size` bytes) from the already opened
  * `library` (`libraryName`): all of them (returns 1) or none (returns 0, the table zeroed, `message` naming the
@@ -228,6 +230,11 @@ int ccuda_load_cudnn_extra_api(CCUDACudnnExtraAPI *table, char *message, size_t 
     return load_optional(CCUDA_LIBRARY_CUDNN, "cuDNN", cudnn_extra_symbols, table, sizeof *table, "cuDNN", message, messageLength);
 }
 
+int ccuda_load_cudnn_graph_api(CCUDACudnnGraphAPI *table, char *message, size_t messageLength) {
+    return load_optional(CCUDA_LIBRARY_CUDNN, "cuDNN", cudnn_graph_symbols, table, sizeof *table, "cuDNN graph API", message,
+                         messageLength);
+}
+
 #else
 static int unsupported(char *message, size_t messageLength) {
     if (message && messageLength) {
@@ -245,6 +252,11 @@ int ccuda_load_graph_api(CCUDAGraphAPI *table, char *message, size_t messageLeng
 }
 
 int ccuda_load_cudnn_extra_api(CCUDACudnnExtraAPI *table, char *message, size_t messageLength) {
+    (void)table;
+    return unsupported(message, messageLength);
+}
+
+int ccuda_load_cudnn_graph_api(CCUDACudnnGraphAPI *table, char *message, size_t messageLength) {
     (void)table;
     return unsupported(message, messageLength);
 }

@@ -99,6 +99,14 @@ extension CUDABackend {
         if !prepared {  // not from prepareWeight: re-lay out [Cout, Cin, kh, kw] → [Cout, kh, kw, Cin] now
             w = try Tensor(shape: w.shape, dtype: w.dtype, storage: permute(w, [0, 2, 3, 1]).storage)
         }
+        // cuDNN's graph API (SSD_CUDA_CONV_GRAPH): conv, bias and residual (in x's type) in one plan.
+        if let graphs = convolutionGraphs, x.dtype != .f32 {
+            let b = try bias.map { try cast($0, x.dtype) }, r = try residual.map { try cast($0, x.dtype) }
+            let done = try graphs.run(s, x: try pointer(x, "conv2d"), w: try pointer(w, "conv2d"), y: try pointer(y, "conv2d"),
+                                      bias: try b.map { try pointer($0, "conv2d") }, residual: try r.map { try pointer($0, "conv2d") })
+            withExtendedLifetime((b, r)) {}
+            if done { return y }
+        }
         if let plan = convolutions.plan(s) {
             do {
                 // Fused (SSD_CUDA_FUSED_CONV): bias and residual in x's type go into cuDNN's call.

@@ -28,6 +28,8 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
 
     /// cuDNN's measured algorithm search and fused convolution + bias (+ residual), when cuDNN has them.
     let cudnnExtra: CCUDACudnnExtraAPI?
+    /// cuDNN's graph (backend) API, when cuDNN has it (convolutions with `SSD_CUDA_CONV_GRAPH=1`).
+    let cudnnGraph: CCUDACudnnGraphAPI?
     /// The driver's CUDA graph entry points, or nil (then `graphsUnavailableReason` says why).
     let graphs: CCUDAGraphAPI?
     let graphsUnavailableReason: String?
@@ -153,6 +155,9 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
         var extraMessage = [CChar](repeating: 0, count: 1024)
         cudnnExtra = cudnn != nil && ccuda_load_cudnn_extra_api(&extraTable, &extraMessage, extraMessage.count) == 1 ? extraTable : nil
         if cudnn != nil && cudnnExtra == nil { paths["cudnn-extra"] = "(\(string(extraMessage)))" }
+        var graphAPITable = CCUDACudnnGraphAPI()
+        cudnnGraph = cudnn != nil && ccuda_load_cudnn_graph_api(&graphAPITable, &extraMessage, extraMessage.count) == 1 ? graphAPITable : nil
+        if cudnn != nil && cudnnGraph == nil { paths["cudnn-graph"] = "(\(string(extraMessage)))" }
         libraryPaths = paths
         var graphTable = CCUDAGraphAPI()
         var graphMessage = [CChar](repeating: 0, count: 1024)

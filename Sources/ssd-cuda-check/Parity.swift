@@ -89,6 +89,11 @@ final class ParityCheck {
                 return (try cuda.conv2d(x.cuda, weight: w.cuda, bias: b.cuda, stride: 1, padding: 1),
                         try reference.conv2d(x.reference, weight: w.reference, bias: b.reference, stride: 1, padding: 1))
             }
+            check("conv2d \(convolutionLabel) 3x3 s1 p1 64->32, no bias", dtype) {
+                let x = try input([2, 9, 11, 64], dtype), w = try weight([32, 64, 3, 3], .conv2d, dtype)
+                return (try cuda.conv2d(x.cuda, weight: w.cuda, bias: nil, stride: 1, padding: 1),
+                        try reference.conv2d(x.reference, weight: w.reference, bias: nil, stride: 1, padding: 1))
+            }
             for (shape, groups) in [([2, 8, 8, 64], 32), ([1, 40, 40, 320], 32), ([2, 77, 96], 8)] {
                 check("groupNorm \(shape) g\(groups)", dtype) {
                     let x = try input(shape, dtype, scale: 2), w = try weight([shape.last!], .vector, dtype, offset: 1), b = try weight([shape.last!], .vector, dtype)

@@ -76,6 +76,15 @@ do {
             count += p3.count
             print("PARITY \(label): \(tuned.tuningReport)")
         }
+        // fp16 convolutions through cuDNN's graph API (SSD_CUDA_CONV_GRAPH), without and with autotune.
+        for (autotune, label) in quick ? [] : [(false, "graph"), (true, "autotune+graph")] {
+            guard let graphs = try? CUDABackend(autotune: autotune, convolutionGraphs: true) else { continue }
+            let p5 = ParityCheck(cuda: graphs)
+            p5.run(convolutionLabel: label)
+            failures += p5.failures.filter { $0.contains("conv2d") }
+            count += p5.count
+            print("PARITY \(label): \(graphs.tuningReport)")
+        }
         // The fast attention with 32 query rows per warp (SSD_CUDA_ATTENTION_ROWS=32).
         if !quick, let rows32 = try? CUDABackend(attentionRowsPerWarp: 32) {
             let p4 = ParityCheck(cuda: rows32)
@@ -115,6 +124,7 @@ do {
         check.timedCalls = max(1, Int(options["timed"] ?? "") ?? 20)
         check.run(modelDirectory: options["model"], batches: batches, size: Int(options["size"] ?? "") ?? 1024,
                   replays: Int(options["replays"] ?? "") ?? 20, block: options["block"] != "0")
+        print("GRAPHS tuning: \(cuda.tuningReport)")
         print("GRAPHS \(check.failures.isEmpty ? "all checks passed" : "FAILED: \(check.failures)")")
         ok = ok && check.failures.isEmpty
     }

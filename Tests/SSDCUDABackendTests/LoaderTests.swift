@@ -44,3 +44,18 @@ import Glibc
         #expect(found == 1 || string(message).contains("missing") || string(message).contains("not loaded"))
     }
 }
+
+/// cuDNN's graph (backend) API (convolutions with `SSD_CUDA_CONV_GRAPH=1`) is optional the same way.
+@Test func cudnnGraphAPIIsOptional() {
+    var table = CCUDACudnnGraphAPI()
+    var message = [CChar](repeating: 0, count: 512)
+    let found = ccuda_load_cudnn_graph_api(&table, &message, message.count)
+    if CUDABackend.availability().description.contains("libcuda") {  // no driver: cuDNN never opened
+        #expect(found == 0)
+        #expect(string(message).contains("cuDNN library is not loaded"))
+        #expect(table.cudnnBackendExecute == nil)
+        #expect(table.cudnnBackendCreateDescriptor == nil)
+    } else {
+        #expect(found == 1 || string(message).contains("missing") || string(message).contains("not loaded"))
+    }
+}

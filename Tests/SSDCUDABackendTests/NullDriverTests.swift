@@ -110,10 +110,17 @@ import Testing
         // The summary line, "PARITY <passed>/<count> passed in … s[; failed: …]" (other PARITY lines are reports).
         let summary = output.split(separator: "\n").first { $0.hasPrefix("PARITY ") && $0.contains(" passed in ") }.map(String.init) ?? ""
         #expect(status == 0 && summary.contains("passed") && !summary.contains("failed"), "\(summary)\n\(output.suffix(3000))")
+        // cuDNN's graph API really ran the fp16 convolutions (none fell back to the legacy calls).
+        for label in ["graph", "autotune+graph"] {
+            let report = output.split(separator: "\n").first { $0.hasPrefix("PARITY \(label): ") }.map(String.init) ?? ""
+            let runs = report.firstMatch(of: /conv graph API: (\d+) shapes planned, (\d+) runs, (\d+) refused/)
+            #expect(runs.map { (Int($0.2) ?? 0) > 0 && $0.3 == "0" } == true, "\(label): \(report)")
+        }
     }
 
     /// The tiny SSD-1B pipeline on `--backend cuda` over the emulated driver against diffusers'
-    /// fp32 latents (the GPU visit's check: 2.3e-3 and 1.9e-3 on an H200).
+    /// fp32 latents (the GPU visit's check: 2.3e-3 and 1.9e-3 on an H200); the second case with CUDA
+    /// graphs and the convolutions on cuDNN's graph API (recorded in the capture, replayed).
     @Test(arguments: [
         (fixture: "euler_force_zeros", graphs: "0", arguments: ["--prompt", "a photo of a cat", "--guidance", "9", "--seed", "0"]),
         (fixture: "euler_negative", graphs: "1", arguments: ["--prompt", "an astronaut riding a horse!", "--negative-prompt", "ugly, blurry",
@@ -128,7 +135,8 @@ import Testing
         let (status, output) = Self.run(ssd1b, ["generate", "--model", fixtures + "tiny-ssd1b", "--width", "64", "--height", "64",
                                                 "--steps", "4", "--backend", "cuda", "--quiet", "--output", libraries + "/image.png",
                                                 "--save-latents", latents] + c.arguments,
-                                        environment: ["SSD_CUDA_LIBRARY_PATH": libraries, "TMPDIR": libraries, "SSD_CUDA_GRAPHS": c.graphs],
+                                        environment: ["SSD_CUDA_LIBRARY_PATH": libraries, "TMPDIR": libraries, "SSD_CUDA_GRAPHS": c.graphs,
+                                                      "SSD_CUDA_CONV_GRAPH": c.graphs],
                                         timeout: 600)
         #expect(status == 0, "\(output)")
         guard status == 0 else { return }

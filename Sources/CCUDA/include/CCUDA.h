@@ -1,7 +1,7 @@
 #ifndef CCUDA_H
 #define CCUDA_H
 /*
- * The few CUDA driver, cuBLASLt, cuDNN 9 (legacy convolution API) and NVRTC types and entry points
+ * The few CUDA driver, cuBLASLt, cuDNN 9 (legacy convolution API; graph API, optional) and NVRTC types and entry points
  * that SSDCUDABackend uses, declared here so that the package builds without any CUDA header or
  * library. The libraries are opened at run time by ccuda_load() (loader.c), which resolves every
  * symbol below and reports exactly which library or symbol is missing.
@@ -235,6 +235,58 @@ enum {
         const void *bias, cudnnActivationDescriptor_t activation, cudnnTensorDescriptor_t yDesc, void *y), \
         "cudnnConvolutionBiasActivationForward")
 
+/*
+ * cuDNN 9 graph (backend) API, used for convolutions with SSD_CUDA_CONV_GRAPH=1: an operation graph
+ * conv -> (+ bias) -> (+ residual) per shape, its engine configurations from cuDNN's heuristics, an
+ * execution plan and a variant pack per call (cudnn_graph.h). OPTIONAL: without these symbols the
+ * legacy convolution API above is used. Values from cudnn_graph.h (9.x; unchanged since 8.x).
+ */
+typedef void *cudnnBackendDescriptor_t;
+enum {
+    /* cudnnBackendDescriptorType_t */
+    CCUDNN_BACKEND_POINTWISE_DESCRIPTOR = 0, CCUDNN_BACKEND_CONVOLUTION_DESCRIPTOR = 1,
+    CCUDNN_BACKEND_ENGINECFG_DESCRIPTOR = 3, CCUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR = 4,
+    CCUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR = 5, CCUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR = 10,
+    CCUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR = 13, CCUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR = 15,
+    CCUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR = 16, CCUDNN_BACKEND_TENSOR_DESCRIPTOR = 17,
+    /* cudnnBackendAttributeName_t */
+    CCUDNN_ATTR_POINTWISE_MODE = 0, CCUDNN_ATTR_POINTWISE_MATH_PREC = 1,
+    CCUDNN_ATTR_CONVOLUTION_COMP_TYPE = 100, CCUDNN_ATTR_CONVOLUTION_CONV_MODE = 101, CCUDNN_ATTR_CONVOLUTION_DILATIONS = 102,
+    CCUDNN_ATTR_CONVOLUTION_FILTER_STRIDES = 103, CCUDNN_ATTR_CONVOLUTION_POST_PADDINGS = 104,
+    CCUDNN_ATTR_CONVOLUTION_PRE_PADDINGS = 105, CCUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS = 106,
+    CCUDNN_ATTR_ENGINEHEUR_MODE = 200, CCUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH = 201, CCUDNN_ATTR_ENGINEHEUR_RESULTS = 202,
+    CCUDNN_ATTR_EXECUTION_PLAN_HANDLE = 400, CCUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG = 401,
+    CCUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE = 402,
+    CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA = 700, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA = 701,
+    CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC = 702, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W = 703,
+    CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X = 704, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y = 705,
+    CCUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR = 750, CCUDNN_ATTR_OPERATION_POINTWISE_XDESC = 751,
+    CCUDNN_ATTR_OPERATION_POINTWISE_BDESC = 752, CCUDNN_ATTR_OPERATION_POINTWISE_YDESC = 753,
+    CCUDNN_ATTR_OPERATIONGRAPH_HANDLE = 800, CCUDNN_ATTR_OPERATIONGRAPH_OPS = 801,
+    CCUDNN_ATTR_TENSOR_BYTE_ALIGNMENT = 900, CCUDNN_ATTR_TENSOR_DATA_TYPE = 901, CCUDNN_ATTR_TENSOR_DIMENSIONS = 902,
+    CCUDNN_ATTR_TENSOR_STRIDES = 903, CCUDNN_ATTR_TENSOR_UNIQUE_ID = 906, CCUDNN_ATTR_TENSOR_IS_VIRTUAL = 907,
+    CCUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS = 1000, CCUDNN_ATTR_VARIANT_PACK_DATA_POINTERS = 1001,
+    CCUDNN_ATTR_VARIANT_PACK_WORKSPACE = 1003,
+    /* cudnnBackendAttributeType_t */
+    CCUDNN_TYPE_HANDLE = 0, CCUDNN_TYPE_DATA_TYPE = 1, CCUDNN_TYPE_BOOLEAN = 2, CCUDNN_TYPE_INT64 = 3, CCUDNN_TYPE_FLOAT = 4,
+    CCUDNN_TYPE_VOID_PTR = 6, CCUDNN_TYPE_CONVOLUTION_MODE = 7, CCUDNN_TYPE_HEUR_MODE = 8, CCUDNN_TYPE_POINTWISE_MODE = 14,
+    CCUDNN_TYPE_BACKEND_DESCRIPTOR = 15,
+    /* cudnnPointwiseMode_t, cudnnBackendHeurMode_t */
+    CCUDNN_POINTWISE_ADD = 0,
+    CCUDNN_HEUR_MODE_INSTANT = 0, CCUDNN_HEUR_MODE_A = 3,
+};
+#define CCUDA_CUDNN_GRAPH_FUNCTIONS(X) \
+    X(cudnnStatus_t, cudnnBackendCreateDescriptor, (int descriptorType, cudnnBackendDescriptor_t *descriptor), \
+        "cudnnBackendCreateDescriptor") \
+    X(cudnnStatus_t, cudnnBackendDestroyDescriptor, (cudnnBackendDescriptor_t descriptor), "cudnnBackendDestroyDescriptor") \
+    X(cudnnStatus_t, cudnnBackendSetAttribute, (cudnnBackendDescriptor_t descriptor, int attributeName, int attributeType, \
+        int64_t elementCount, const void *arrayOfElements), "cudnnBackendSetAttribute") \
+    X(cudnnStatus_t, cudnnBackendGetAttribute, (cudnnBackendDescriptor_t descriptor, int attributeName, int attributeType, \
+        int64_t requestedElementCount, int64_t *elementCount, void *arrayOfElements), "cudnnBackendGetAttribute") \
+    X(cudnnStatus_t, cudnnBackendFinalize, (cudnnBackendDescriptor_t descriptor), "cudnnBackendFinalize") \
+    X(cudnnStatus_t, cudnnBackendExecute, (cudnnHandle_t handle, cudnnBackendDescriptor_t executionPlan, \
+        cudnnBackendDescriptor_t variantPack), "cudnnBackendExecute")
+
 /* ---------------------------------------------------------------- NVRTC (libnvrtc.so.13 / .12) */
 typedef int nvrtcResult;              /* NVRTC_SUCCESS = 0 */
 typedef struct _nvrtcProgram *nvrtcProgram;
@@ -268,6 +320,8 @@ typedef struct { CCUDA_CUBLASLT_FUNCTIONS(CCUDA_FIELD) } CCUDACublasLtAPI;
 typedef struct { CCUDA_CUDNN_FUNCTIONS(CCUDA_FIELD) } CCUDACudnnAPI;
 /** Optional cuDNN entry points (see ccuda_load_cudnn_extra_api). */
 typedef struct { CCUDA_CUDNN_EXTRA_FUNCTIONS(CCUDA_FIELD) } CCUDACudnnExtraAPI;
+/** cuDNN graph (backend) API entry points (optional; see ccuda_load_cudnn_graph_api). */
+typedef struct { CCUDA_CUDNN_GRAPH_FUNCTIONS(CCUDA_FIELD) } CCUDACudnnGraphAPI;
 /** NVRTC entry points. */
 typedef struct { CCUDA_NVRTC_FUNCTIONS(CCUDA_FIELD) } CCUDANvrtcAPI;
 
@@ -303,6 +357,9 @@ int ccuda_load_graph_api(CCUDAGraphAPI *table, char *message, size_t messageLeng
 
 /** ccuda_load_graph_api() for CCUDA_CUDNN_EXTRA_FUNCTIONS, from the cuDNN library ccuda_load() opened. */
 int ccuda_load_cudnn_extra_api(CCUDACudnnExtraAPI *table, char *message, size_t messageLength);
+
+/** ccuda_load_graph_api() for CCUDA_CUDNN_GRAPH_FUNCTIONS, from the cuDNN library ccuda_load() opened. */
+int ccuda_load_cudnn_graph_api(CCUDACudnnGraphAPI *table, char *message, size_t messageLength);
 
 #ifdef __cplusplus
 }
