@@ -8,12 +8,13 @@
 # $OUT/profile-<part>.log as it runs, most important first.
 #   part 1 (`bash Scripts/gpu/profile.sh 1`, about 6 min):
 #     1. op parity: default, im2col, SSD_CUDA_FUSED_CONV=1 without and with SSD_CUDA_AUTOTUNE=1,
-#        SSD_CUDA_CONV_GRAPH=1 without and with SSD_CUDA_AUTOTUNE=1, SSD_CUDA_ATTENTION_ROWS=32
+#        cuDNN's graph API (SSD_CUDA_CONV_GRAPH=1 + SSD_CUDA_CUDNN_ATTENTION=1) without and with
+#        SSD_CUDA_AUTOTUNE=1, SSD_CUDA_ATTENTION_ROWS=32
 #     2. a full-size random SSD-1B folder in $SSD_MODEL (default /tmp/ssd1b) unless it is there
 #     3. where the time goes: ssd-cuda-check profile --model (whole UNet, 1024², UNet batch 2 and 32)
 #     4. the same UNet calls in diffusers under torch.profiler, kernels grouped the same way
 #     5. eager UNet ms per call with SSD_CUDA_AUTOTUNE=1, SSD_CUDA_FUSED_CONV=1, SSD_CUDA_ATTENTION_ROWS=32,
-#        SSD_CUDA_CONV_GRAPH=1, and autotune + conv graph + 32 rows
+#        SSD_CUDA_CONV_GRAPH=1, SSD_CUDA_CUDNN_ATTENTION=1, and autotune with both graph-API switches
 #   part 2 (`bash Scripts/gpu/profile.sh 2`, about 6 min; makes the folder again if it is gone):
 #     5b. the VAE with fp16-resident weights (new default) against fp32-resident: pixels and bytes
 #     6. CUDA graphs on the unet-like block, then on the whole UNet (UNet batch 2 and 32): outputs,
@@ -46,6 +47,7 @@ stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
 
 if [ "$PART" = 1 ] && ! skip parity; then
   stamp "== parity (default, im2col, fused, autotune+fused, graph, autotune+graph, rows32)"
+  # (cuDNN's graph-API modes plan their shapes on first use: runtime-fused kernels compile then)
   timeout 180 $B/ssd-cuda-check parity > "$OUT/parity.log" 2>&1
   grep -E "^FAIL" "$OUT/parity.log" | head -n 20
   grep -E "^CUDA:|^PARITY" "$OUT/parity.log" | cut -c1-600
@@ -64,8 +66,8 @@ if [ "$PART" = 1 ] && ! skip torch; then
 fi
 if [ "$PART" = 1 ] && ! skip switches; then
   # The cuDNN graph-API runs last: their first calls may compile fused kernels (cuDNN's runtime fusion).
-  for E in "SSD_CUDA_AUTOTUNE=1" "SSD_CUDA_FUSED_CONV=1" "SSD_CUDA_ATTENTION_ROWS=32" "SSD_CUDA_CONV_GRAPH=1" \
-           "SSD_CUDA_AUTOTUNE=1 SSD_CUDA_CONV_GRAPH=1 SSD_CUDA_ATTENTION_ROWS=32"; do
+  for E in "SSD_CUDA_AUTOTUNE=1" "SSD_CUDA_FUSED_CONV=1" "SSD_CUDA_ATTENTION_ROWS=32" "SSD_CUDA_CUDNN_ATTENTION=1" \
+           "SSD_CUDA_CONV_GRAPH=1" "SSD_CUDA_AUTOTUNE=1 SSD_CUDA_CONV_GRAPH=1 SSD_CUDA_CUDNN_ATTENTION=1"; do
     stamp "== eager UNet with $E"
     env $E timeout 120 $B/ssd-cuda-check profile --model "$M" --batches 2,32 --eager-only 1 2>&1 | grep -E "PROFILE|error"
   done

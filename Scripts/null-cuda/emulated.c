@@ -403,11 +403,13 @@ EXPORT cudnnStatus_t cudnnConvolutionBiasActivationForward(cudnnHandle_t h, cons
 
 /* ---------------------------------------------------------------- cuDNN graph (backend) API */
 /* Descriptors keep their attributes as set (copied); finalize checks what each kind needs, as cuDNN
- * does, and refuses unsupported pointwise modes; the heuristics offer one engine configuration (the
- * graph itself); an execution plan runs a graph of one forward convolution followed by pointwise
- * ADDs (size-1 dimensions broadcast), reading every tensor's dimensions and strides from its
- * descriptor (so wrong strides give wrong numbers, as on a GPU); virtual tensors live in host
- * buffers of their declared type for the call. */
+ * does (dimensions that agree, required attributes), and refuses modes it does not run; the
+ * heuristics offer two engine configurations (both the graph itself); an execution plan runs the
+ * graph's operations in order (forward convolution, matmul, reduction MAX/ADD, pointwise ADD, SUB,
+ * MUL, DIV, EXP, LOG with size-1 dimensions broadcast), reading every tensor's dimensions and strides
+ * from its descriptor (so wrong strides give wrong numbers, as on a GPU); virtual tensors live in
+ * host buffers of their declared type for the call; by-value scalars are copied at execution (a
+ * recorded execution keeps the value it was captured with, as a CUDA graph does). */
 typedef struct { int name, type; int64_t count; void *data; } battr_t;
 typedef struct bdesc { int kind, finalized, count; battr_t attrs[16]; } bdesc_t;
 enum { BAD_PARAM = 3, NOT_SUPPORTED = 9, ENGINECFG_GRAPH = 300 /* CUDNN_ATTR_ENGINECFG_ENGINE: here the graph */ };
@@ -416,7 +418,7 @@ static size_t battr_size(int type) {
     switch (type) {
     case CCUDNN_TYPE_BOOLEAN: return 1;
     case CCUDNN_TYPE_DATA_TYPE: case CCUDNN_TYPE_FLOAT: case CCUDNN_TYPE_CONVOLUTION_MODE: case CCUDNN_TYPE_HEUR_MODE:
-    case CCUDNN_TYPE_POINTWISE_MODE: return 4;
+    case CCUDNN_TYPE_POINTWISE_MODE: case CCUDNN_TYPE_REDUCTION_OPERATOR_TYPE: return 4;
     case CCUDNN_TYPE_HANDLE: case CCUDNN_TYPE_INT64: case CCUDNN_TYPE_VOID_PTR: case CCUDNN_TYPE_BACKEND_DESCRIPTOR: return 8;
     default: return 0;
     }
@@ -480,6 +482,14 @@ EXPORT cudnnStatus_t cudnnBackendSetAttribute(cudnnBackendDescriptor_t d, int na
 static int tensor_rank(const bdesc_t *t) { const battr_t *a = battr(t, CCUDNN_ATTR_TENSOR_DIMENSIONS, CCUDNN_TYPE_INT64); return a ? (int)a->count : 0; }
 static int64_t dim(const bdesc_t *t, int i) { return battr_i64(t, CCUDNN_ATTR_TENSOR_DIMENSIONS, i, 0); }
 static int64_t stride(const bdesc_t *t, int i) { return battr_i64(t, CCUDNN_ATTR_TENSOR_STRIDES, i, 0); }
+/* 1 or 2 operands for the pointwise modes this emulator runs, 0 for the others. */
+static int pointwise_arity(int mode) {
+    switch (mode) {
+    case CCUDNN_POINTWISE_ADD: case CCUDNN_POINTWISE_SUB: case CCUDNN_POINTWISE_MUL: case CCUDNN_POINTWISE_DIV: return 2;
+    case CCUDNN_POINTWISE_EXP: case CCUDNN_POINTWISE_LOG: return 1;
+    default: return 0;
+    }
+}
 static int finalize_check(bdesc_t *x) {
     switch (x->kind) {
     case CCUDNN_BACKEND_TENSOR_DESCRIPTOR: {
@@ -515,16 +525,47 @@ static int finalize_check(bdesc_t *x) {
         }
         return 0;
     }
-    case CCUDNN_BACKEND_POINTWISE_DESCRIPTOR:
+    case CCUDNN_BACKEND_POINTWISE_DESCRIPTOR: {
         if (!battr(x, CCUDNN_ATTR_POINTWISE_MATH_PREC, CCUDNN_TYPE_DATA_TYPE)) return BAD_PARAM;
-        return battr_i32(x, CCUDNN_ATTR_POINTWISE_MODE, CCUDNN_TYPE_POINTWISE_MODE, -1) == CCUDNN_POINTWISE_ADD ? 0 : NOT_SUPPORTED;
+        int mode = battr_i32(x, CCUDNN_ATTR_POINTWISE_MODE, CCUDNN_TYPE_POINTWISE_MODE, -1);
+        return pointwise_arity(mode) ? 0 : NOT_SUPPORTED;
+    }
     case CCUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR: {
+        bdesc_t *pw = battr_desc(x, CCUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, 0, CCUDNN_BACKEND_POINTWISE_DESCRIPTOR);
         bdesc_t *a = battr_desc(x, CCUDNN_ATTR_OPERATION_POINTWISE_XDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
         bdesc_t *b = battr_desc(x, CCUDNN_ATTR_OPERATION_POINTWISE_BDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
         bdesc_t *y = battr_desc(x, CCUDNN_ATTR_OPERATION_POINTWISE_YDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
-        if (!battr_desc(x, CCUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, 0, CCUDNN_BACKEND_POINTWISE_DESCRIPTOR) || !a || !b || !y) return BAD_PARAM;
-        if (tensor_rank(a) != tensor_rank(y) || tensor_rank(b) != tensor_rank(y)) return BAD_PARAM;
-        for (int i = 0; i < tensor_rank(y); i++) if (dim(a, i) != dim(y, i) || (dim(b, i) != dim(y, i) && dim(b, i) != 1)) return BAD_PARAM;
+        if (!pw || !a || !y || tensor_rank(a) != 4 || tensor_rank(y) != 4) return BAD_PARAM;
+        int binary = pointwise_arity(battr_i32(pw, CCUDNN_ATTR_POINTWISE_MODE, CCUDNN_TYPE_POINTWISE_MODE, -1)) == 2;
+        if (binary != (b != NULL) || (b && tensor_rank(b) != 4)) return BAD_PARAM;
+        for (int i = 0; i < 4; i++) if (dim(a, i) != dim(y, i) || (b && dim(b, i) != dim(y, i) && dim(b, i) != 1)) return BAD_PARAM;
+        return 0;
+    }
+    case CCUDNN_BACKEND_MATMUL_DESCRIPTOR:
+        return battr(x, CCUDNN_ATTR_MATMUL_COMP_TYPE, CCUDNN_TYPE_DATA_TYPE) ? 0 : BAD_PARAM;
+    case CCUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR: {
+        /* a [.., .., m, k] · b [.., .., k, n] = c [.., .., m, n], batch dimensions equal or 1 in a and b */
+        bdesc_t *a = battr_desc(x, CCUDNN_ATTR_OPERATION_MATMUL_ADESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+        bdesc_t *b = battr_desc(x, CCUDNN_ATTR_OPERATION_MATMUL_BDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+        bdesc_t *c = battr_desc(x, CCUDNN_ATTR_OPERATION_MATMUL_CDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+        if (!a || !b || !c || !battr_desc(x, CCUDNN_ATTR_OPERATION_MATMUL_DESC, 0, CCUDNN_BACKEND_MATMUL_DESCRIPTOR)) return BAD_PARAM;
+        if (tensor_rank(a) != 4 || tensor_rank(b) != 4 || tensor_rank(c) != 4) return BAD_PARAM;
+        if (dim(a, 2) != dim(c, 2) || dim(b, 3) != dim(c, 3) || dim(a, 3) != dim(b, 2)) return BAD_PARAM;
+        for (int i = 0; i < 2; i++)
+            if ((dim(a, i) != dim(c, i) && dim(a, i) != 1) || (dim(b, i) != dim(c, i) && dim(b, i) != 1)) return BAD_PARAM;
+        return 0;
+    }
+    case CCUDNN_BACKEND_REDUCTION_DESCRIPTOR: {
+        int op = battr_i32(x, CCUDNN_ATTR_REDUCTION_OPERATOR, CCUDNN_TYPE_REDUCTION_OPERATOR_TYPE, -1);
+        if (!battr(x, CCUDNN_ATTR_REDUCTION_COMP_TYPE, CCUDNN_TYPE_DATA_TYPE) || op < 0) return BAD_PARAM;
+        return op == CCUDNN_REDUCE_TENSOR_ADD || op == CCUDNN_REDUCE_TENSOR_MAX ? 0 : NOT_SUPPORTED;
+    }
+    case CCUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR: {
+        bdesc_t *a = battr_desc(x, CCUDNN_ATTR_OPERATION_REDUCTION_XDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+        bdesc_t *y = battr_desc(x, CCUDNN_ATTR_OPERATION_REDUCTION_YDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+        if (!a || !y || !battr_desc(x, CCUDNN_ATTR_OPERATION_REDUCTION_DESC, 0, CCUDNN_BACKEND_REDUCTION_DESCRIPTOR)) return BAD_PARAM;
+        if (tensor_rank(a) != 4 || tensor_rank(y) != 4) return BAD_PARAM;
+        for (int i = 0; i < 4; i++) if (dim(y, i) != dim(a, i) && dim(y, i) != 1) return BAD_PARAM;
         return 0;
     }
     case CCUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR: {
@@ -533,8 +574,9 @@ static int finalize_check(bdesc_t *x) {
         for (int64_t i = 0; i < ops->count; i++) {
             const bdesc_t *op = ((bdesc_t **)ops->data)[i];
             if (!op || !op->finalized) return BAD_PARAM;
-            /* What this emulator runs: one forward convolution, then pointwise operations. */
-            if ((i == 0) != (op->kind == CCUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR)) return NOT_SUPPORTED;
+            if (op->kind != CCUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR && op->kind != CCUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR
+                && op->kind != CCUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR && op->kind != CCUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR)
+                return NOT_SUPPORTED;
         }
         return 0;
     }
@@ -583,14 +625,34 @@ EXPORT cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t d, int na
     }
     return NOT_SUPPORTED;
 }
-/* One execution: the graph and the variant pack's (id, pointer) pairs, copied (the pack is destroyed after the call). */
-typedef struct { const bdesc_t *graph; int count; int64_t ids[8]; void *pointers[8]; } graph_call_t;
+/* One execution: the graph, the variant pack's (id, pointer) pairs (the pack is destroyed after the call)
+ * and the values of its by-value scalars. */
+typedef struct { const bdesc_t *graph; int count; int64_t ids[8]; void *pointers[8]; int byValue[8]; uint64_t values[8]; } graph_call_t;
+static int is_by_value(const bdesc_t *t) {
+    const battr_t *v = battr(t, CCUDNN_ATTR_TENSOR_IS_BY_VALUE, CCUDNN_TYPE_BOOLEAN);
+    return v && v->count && ((const char *)v->data)[0];
+}
+/* The tensor with unique id `id` among the graph's operations' tensors, or NULL. */
+static const bdesc_t *graph_tensor(const bdesc_t *graph, int64_t id) {
+    const battr_t *ops = battr(graph, CCUDNN_ATTR_OPERATIONGRAPH_OPS, CCUDNN_TYPE_BACKEND_DESCRIPTOR);
+    for (int64_t o = 0; ops && o < ops->count; o++) {
+        const bdesc_t *op = ((bdesc_t **)ops->data)[o];
+        for (int a = 0; a < op->count; a++) {
+            if (op->attrs[a].type != CCUDNN_TYPE_BACKEND_DESCRIPTOR) continue;
+            for (int64_t e = 0; e < op->attrs[a].count; e++) {
+                const bdesc_t *t = ((bdesc_t **)op->attrs[a].data)[e];
+                if (t && t->kind == CCUDNN_BACKEND_TENSOR_DESCRIPTOR && battr_i64(t, CCUDNN_ATTR_TENSOR_UNIQUE_ID, 0, -1) == id) return t;
+            }
+        }
+    }
+    return NULL;
+}
 typedef struct { int64_t id; void *data; } scratch_t;
 static void *tensor_data(const graph_call_t *c, const bdesc_t *t, scratch_t *scratch, int *scratchCount) {
     int64_t id = battr_i64(t, CCUDNN_ATTR_TENSOR_UNIQUE_ID, 0, -1);
     const battr_t *v = battr(t, CCUDNN_ATTR_TENSOR_IS_VIRTUAL, CCUDNN_TYPE_BOOLEAN);
     if (!(v && v->count && ((const char *)v->data)[0])) {
-        for (int i = 0; i < c->count; i++) if (c->ids[i] == id) return c->pointers[i];
+        for (int i = 0; i < c->count; i++) if (c->ids[i] == id) return c->byValue[i] ? (void *)&c->values[i] : c->pointers[i];
         fprintf(stderr, "emulated cuDNN: no pointer for tensor %lld in the variant pack\n", (long long)id);
         abort();
     }
@@ -601,9 +663,15 @@ static void *tensor_data(const graph_call_t *c, const bdesc_t *t, scratch_t *scr
     return scratch[(*scratchCount)++].data;
 }
 static int tensor_type(const bdesc_t *t) { return dnn_type(battr_i32(t, CCUDNN_ATTR_TENSOR_DATA_TYPE, CCUDNN_TYPE_DATA_TYPE, 0)); }
-static int64_t offset4(const bdesc_t *t, int64_t a, int64_t b, int64_t c, int64_t d) {
-    return a * stride(t, 0) + b * stride(t, 1) + c * stride(t, 2) + d * stride(t, 3);
+/* Dimensions and strides of a 4-D tensor, read once per operation (the loops below index through them). */
+typedef struct { int64_t d[4], s[4]; } shape4_t;
+static shape4_t shape_of(const bdesc_t *t) {
+    shape4_t r = {{1, 1, 1, 1}, {0, 0, 0, 0}};
+    for (int i = 0; t && i < 4 && i < tensor_rank(t); i++) { r.d[i] = dim(t, i); r.s[i] = stride(t, i); }
+    return r;
 }
+#define dim(t, i) (t##_s.d[(i)])
+#define offset4(t, a, b, c, e) ((a) * t##_s.s[0] + (b) * t##_s.s[1] + (c) * t##_s.s[2] + (e) * t##_s.s[3])
 static void run_graph(void *argument) {
     const graph_call_t *c = argument;
     const battr_t *ops = battr(c->graph, CCUDNN_ATTR_OPERATIONGRAPH_OPS, CCUDNN_TYPE_BACKEND_DESCRIPTOR);
@@ -616,6 +684,7 @@ static void run_graph(void *argument) {
             const bdesc_t *wt = battr_desc(op, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
             const bdesc_t *yt = battr_desc(op, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
             const bdesc_t *cv = battr_desc(op, CCUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, 0, CCUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
+            const shape4_t xt_s = shape_of(xt); const shape4_t wt_s = shape_of(wt); const shape4_t yt_s = shape_of(yt);
             const void *x = tensor_data(c, xt, scratch, &scratchCount), *w = tensor_data(c, wt, scratch, &scratchCount);
             void *y = tensor_data(c, yt, scratch, &scratchCount);
             const int tx = tensor_type(xt), tw = tensor_type(wt), ty = tensor_type(yt);
@@ -645,27 +714,92 @@ static void run_graph(void *argument) {
                             int64_t yi = offset4(yt, n, k, p, q);
                             store(y, yi, ty, alpha * sum + (beta != 0.0f ? beta * load(y, yi, ty) : 0.0f));
                         }
-        } else {  /* pointwise ADD (finalize refused other modes), b broadcast over its size-1 dimensions */
-            const bdesc_t *at = battr_desc(op, CCUDNN_ATTR_OPERATION_POINTWISE_XDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
-            const bdesc_t *bt = battr_desc(op, CCUDNN_ATTR_OPERATION_POINTWISE_BDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
-            const bdesc_t *yt = battr_desc(op, CCUDNN_ATTR_OPERATION_POINTWISE_YDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+        } else if (op->kind == CCUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR) {  /* batch dims broadcast from 1 */
+            const bdesc_t *at = battr_desc(op, CCUDNN_ATTR_OPERATION_MATMUL_ADESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *bt = battr_desc(op, CCUDNN_ATTR_OPERATION_MATMUL_BDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *ct = battr_desc(op, CCUDNN_ATTR_OPERATION_MATMUL_CDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const shape4_t at_s = shape_of(at); const shape4_t bt_s = shape_of(bt); const shape4_t ct_s = shape_of(ct);
             const void *a = tensor_data(c, at, scratch, &scratchCount), *b = tensor_data(c, bt, scratch, &scratchCount);
+            void *y = tensor_data(c, ct, scratch, &scratchCount);
+            const int ta = tensor_type(at), tb = tensor_type(bt), ty = tensor_type(ct);
+            for (int64_t i0 = 0; i0 < dim(ct, 0); i0++)
+                for (int64_t i1 = 0; i1 < dim(ct, 1); i1++) {
+                    int64_t a0 = dim(at, 0) == 1 ? 0 : i0, a1 = dim(at, 1) == 1 ? 0 : i1;
+                    int64_t b0 = dim(bt, 0) == 1 ? 0 : i0, b1 = dim(bt, 1) == 1 ? 0 : i1;
+                    for (int64_t m = 0; m < dim(ct, 2); m++)
+                        for (int64_t n = 0; n < dim(ct, 3); n++) {
+                            float sum = 0.0f;
+                            for (int64_t k = 0; k < dim(at, 3); k++)
+                                sum += load(a, offset4(at, a0, a1, m, k), ta) * load(b, offset4(bt, b0, b1, k, n), tb);
+                            store(y, offset4(ct, i0, i1, m, n), ty, sum);
+                        }
+                }
+        } else if (op->kind == CCUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR) {  /* over the dims where y has 1 */
+            const bdesc_t *at = battr_desc(op, CCUDNN_ATTR_OPERATION_REDUCTION_XDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *yt = battr_desc(op, CCUDNN_ATTR_OPERATION_REDUCTION_YDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *rd = battr_desc(op, CCUDNN_ATTR_OPERATION_REDUCTION_DESC, 0, CCUDNN_BACKEND_REDUCTION_DESCRIPTOR);
+            const shape4_t at_s = shape_of(at); const shape4_t yt_s = shape_of(yt);
+            const int isMax = battr_i32(rd, CCUDNN_ATTR_REDUCTION_OPERATOR, CCUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 0) == CCUDNN_REDUCE_TENSOR_MAX;
+            const void *a = tensor_data(c, at, scratch, &scratchCount);
             void *y = tensor_data(c, yt, scratch, &scratchCount);
-            const int ta = tensor_type(at), tb = tensor_type(bt), ty = tensor_type(yt);
+            const int ta = tensor_type(at), ty = tensor_type(yt);
             int64_t i[4];
             for (i[0] = 0; i[0] < dim(yt, 0); i[0]++)
                 for (i[1] = 0; i[1] < dim(yt, 1); i[1]++)
                     for (i[2] = 0; i[2] < dim(yt, 2); i[2]++)
                         for (i[3] = 0; i[3] < dim(yt, 3); i[3]++) {
-                            int64_t j[4];
-                            for (int d = 0; d < 4; d++) j[d] = dim(bt, d) == 1 ? 0 : i[d];
-                            float v = load(a, offset4(at, i[0], i[1], i[2], i[3]), ta) + load(b, offset4(bt, j[0], j[1], j[2], j[3]), tb);
+                            float acc = isMax ? -INFINITY : 0.0f;
+                            int64_t e[4], n[4];
+                            for (int d = 0; d < 4; d++) n[d] = dim(yt, d) == 1 ? dim(at, d) : 1;
+                            for (e[0] = 0; e[0] < n[0]; e[0]++)
+                                for (e[1] = 0; e[1] < n[1]; e[1]++)
+                                    for (e[2] = 0; e[2] < n[2]; e[2]++)
+                                        for (e[3] = 0; e[3] < n[3]; e[3]++) {
+                                            int64_t j[4];
+                                            for (int d = 0; d < 4; d++) j[d] = dim(yt, d) == 1 ? e[d] : i[d];
+                                            float v = load(a, offset4(at, j[0], j[1], j[2], j[3]), ta);
+                                            acc = isMax ? (v > acc ? v : acc) : acc + v;
+                                        }
+                            store(y, offset4(yt, i[0], i[1], i[2], i[3]), ty, acc);
+                        }
+        } else {  /* pointwise; b (binary modes) broadcast over its size-1 dimensions */
+            const bdesc_t *pw = battr_desc(op, CCUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, 0, CCUDNN_BACKEND_POINTWISE_DESCRIPTOR);
+            const int mode = battr_i32(pw, CCUDNN_ATTR_POINTWISE_MODE, CCUDNN_TYPE_POINTWISE_MODE, 0);
+            const bdesc_t *at = battr_desc(op, CCUDNN_ATTR_OPERATION_POINTWISE_XDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *bt = battr_desc(op, CCUDNN_ATTR_OPERATION_POINTWISE_BDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *yt = battr_desc(op, CCUDNN_ATTR_OPERATION_POINTWISE_YDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const shape4_t at_s = shape_of(at); const shape4_t bt_s = shape_of(bt); const shape4_t yt_s = shape_of(yt);
+            const void *a = tensor_data(c, at, scratch, &scratchCount), *b = bt ? tensor_data(c, bt, scratch, &scratchCount) : NULL;
+            void *y = tensor_data(c, yt, scratch, &scratchCount);
+            const int ta = tensor_type(at), tb = bt ? tensor_type(bt) : T_F32, ty = tensor_type(yt);
+            int64_t i[4];
+            for (i[0] = 0; i[0] < dim(yt, 0); i[0]++)
+                for (i[1] = 0; i[1] < dim(yt, 1); i[1]++)
+                    for (i[2] = 0; i[2] < dim(yt, 2); i[2]++)
+                        for (i[3] = 0; i[3] < dim(yt, 3); i[3]++) {
+                            float u = load(a, offset4(at, i[0], i[1], i[2], i[3]), ta), w = 0.0f, v;
+                            if (bt) {
+                                int64_t j[4];
+                                for (int d = 0; d < 4; d++) j[d] = dim(bt, d) == 1 ? 0 : i[d];
+                                w = load(b, offset4(bt, j[0], j[1], j[2], j[3]), tb);
+                            }
+                            switch (mode) {
+                            case CCUDNN_POINTWISE_ADD: v = u + w; break;
+                            case CCUDNN_POINTWISE_SUB: v = u - w; break;
+                            case CCUDNN_POINTWISE_MUL: v = u * w; break;
+                            case CCUDNN_POINTWISE_DIV: v = u / w; break;
+                            case CCUDNN_POINTWISE_EXP: v = expf(u); break;
+                            default: v = logf(u); break;  /* LOG (finalize refused the rest) */
+                            }
                             store(y, offset4(yt, i[0], i[1], i[2], i[3]), ty, v);
                         }
         }
     }
     for (int i = 0; i < scratchCount; i++) free(scratch[i].data);
 }
+#undef dim
+#undef offset4
+
 EXPORT cudnnStatus_t cudnnBackendExecute(cudnnHandle_t h, cudnnBackendDescriptor_t plan, cudnnBackendDescriptor_t pack) {
     (void)h;
     const bdesc_t *p = plan, *v = pack;
@@ -680,6 +814,14 @@ EXPORT cudnnStatus_t cudnnBackendExecute(cudnnHandle_t h, cudnnBackendDescriptor
     memcpy(call.ids, ids->data, sizeof(int64_t) * (size_t)call.count);
     memcpy(call.pointers, pointers->data, sizeof(void *) * (size_t)call.count);
     if (!call.graph) return BAD_PARAM;
+    for (int i = 0; i < call.count; i++) {
+        const bdesc_t *t = graph_tensor(call.graph, call.ids[i]);
+        if (!t) return BAD_PARAM;  /* an id the graph does not have */
+        if ((call.byValue[i] = is_by_value(t)) != 0) {
+            if (!call.pointers[i]) return BAD_PARAM;
+            memcpy(&call.values[i], call.pointers[i], tensor_type(t) == T_F32 ? 4 : 2);
+        }
+    }
     if (recording) { graph_call_t *r = malloc(sizeof call); *r = call; record(run_graph, r); } else run_graph(&call);
     return 0;
 }

@@ -12,6 +12,14 @@ extension CUDABackend {
         let d = width / heads
         let y = try empty(query.shape, query.dtype)
         guard y.count > 0 else { return y }
+        // cuDNN's fused attention (SSD_CUDA_CUDNN_ATTENTION), where it plans the shape.
+        if let graphs = attentionGraphs, key.dtype == query.dtype, value.dtype == query.dtype,
+           AttentionGraphEngine.accepts(dtype: query.dtype, headDim: d, causal: causal),
+           try graphs.run(q: try pointer(query, "attention"), k: try pointer(key, "attention"), v: try pointer(value, "attention"),
+                          o: try pointer(y, "attention"), batch: b, queries: nq, keys: nk, heads: heads, headDim: d, scale: scale,
+                          dtype: query.dtype) {
+            return y
+        }
         if query.dtype == .f16, key.dtype == .f16, value.dtype == .f16,
            try kernels.flashAttention(try pointer(query, "attention"), try pointer(key, "attention"), try pointer(value, "attention"),
                                       try pointer(y, "attention"), b: b, nq: nq, nk: nk, heads: heads, headDim: d, scale: scale,

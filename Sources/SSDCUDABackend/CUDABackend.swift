@@ -28,7 +28,8 @@ public struct CUDAAvailability: Sendable, Hashable {
 /// `SSD_CUDA_AUTOTUNE=1` times the candidate algorithms of every GEMM and convolution shape once
 /// (cuBLASLt's heuristic list, cuDNN's measured search) instead of taking the heuristic's first;
 /// `SSD_CUDA_FUSED_CONV=1` adds bias and residual inside cuDNN's convolution where it can;
-/// `SSD_CUDA_CONV_GRAPH=1` runs fp16/bf16 convolutions, bias and residual through cuDNN's graph API.
+/// `SSD_CUDA_CONV_GRAPH=1` runs fp16/bf16 convolutions, bias and residual through cuDNN's graph API;
+/// `SSD_CUDA_CUDNN_ATTENTION=1` runs non-causal fp16/bf16 attention on cuDNN's fused attention engines.
 public final class CUDABackend: ComputeBackend {
     public let name = "cuda"
     let device: CUDADevice
@@ -36,6 +37,8 @@ public final class CUDABackend: ComputeBackend {
     let convolutions: ConvolutionEngine
     /// cuDNN's graph API for fp16/bf16 convolutions (`SSD_CUDA_CONV_GRAPH=1`), nil when off or absent.
     let convolutionGraphs: ConvolutionGraphEngine?
+    /// cuDNN's fused attention through its graph API (`SSD_CUDA_CUDNN_ATTENTION=1`), nil when off or absent.
+    let attentionGraphs: AttentionGraphEngine?
     /// The fp16 vectorised kernels of `KernelSource.fast` (GEGLU, bias + residual, binary, group and layer norm).
     public let usesFastKernels: Bool
     /// The double-buffered `ldmatrix` flash attention for head dim 64.
@@ -51,7 +54,8 @@ public final class CUDABackend: ComputeBackend {
     /// `runReplayable` record CUDA graphs and replay them (see `runReplayable`).
     /// `autotune` (nil: `SSD_CUDA_AUTOTUNE=1`) and `fusedConvolutions` (nil: `SSD_CUDA_FUSED_CONV=1`):
     /// see the type's notes; both are off by default until measured on a GPU, as is `convolutionGraphs`
-    /// (nil: `SSD_CUDA_CONV_GRAPH=1`; cuDNN's graph API, see `ConvolutionGraphEngine`). `compactVAEWeights`
+    /// (nil: `SSD_CUDA_CONV_GRAPH=1`; cuDNN's graph API, see `ConvolutionGraphEngine`) and `cudnnAttention`
+    /// (nil: `SSD_CUDA_CUDNN_ATTENTION=1`; see `AttentionGraphEngine`). `compactVAEWeights`
     /// (nil: on unless `SSD_CUDA_VAE_FP32_WEIGHTS=1`): see `prepareWeight(_:role:component:)`.
     /// Warps per block of the fast attention for ≥ 1024 queries (8: 128 queries per block; 4: 64).
     public let attentionWarps: Int
@@ -76,7 +80,7 @@ public final class CUDABackend: ComputeBackend {
     public init(device ordinal: Int = 0, useCuDNN: Bool = true, legacyKernels: Bool? = nil, legacyAttention: Bool? = nil,
                 attentionWarps: Int? = nil, profiling: Bool? = nil, graphs: CUDAGraphOptions? = nil,
                 autotune: Bool? = nil, fusedConvolutions: Bool? = nil, attentionRowsPerWarp: Int? = nil,
-                compactVAEWeights: Bool? = nil, convolutionGraphs: Bool? = nil) throws {
+                compactVAEWeights: Bool? = nil, convolutionGraphs: Bool? = nil, cudnnAttention: Bool? = nil) throws {
         device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN,
                                 profiling: profiling ?? (environment("SSD_CUDA_PROFILE") == "1"))
         let tune = autotune ?? (environment("SSD_CUDA_AUTOTUNE") == "1")
@@ -85,6 +89,8 @@ public final class CUDABackend: ComputeBackend {
                                          fused: fusedConvolutions ?? (environment("SSD_CUDA_FUSED_CONV") == "1"))
         self.convolutionGraphs = convolutionGraphs ?? (environment("SSD_CUDA_CONV_GRAPH") == "1")
             ? ConvolutionGraphEngine(device: device, autotune: tune) : nil
+        attentionGraphs = cudnnAttention ?? (environment("SSD_CUDA_CUDNN_ATTENTION") == "1")
+            ? AttentionGraphEngine(device: device, autotune: tune) : nil
         let legacy = legacyKernels ?? (environment("SSD_CUDA_LEGACY_KERNELS") == "1")
         usesFastKernels = !legacy
         usesFastAttention = !(legacyAttention ?? (legacy || environment("SSD_CUDA_LEGACY_ATTENTION") == "1"))
@@ -135,7 +141,7 @@ public final class CUDABackend: ComputeBackend {
         var graphs = !options.enabled ? "off" : graphsUnavailableReason.map { "unavailable (\($0))" } ?? "on (\(options.captureMode.rawValue))"
         if !graphOptionProblems.isEmpty { graphs += " [ignored: \(graphOptionProblems.joined(separator: "; "))]" }
         let tuning = "autotune: \(gemm.autotune ? "on" : "off"), fused conv: \(convolutions.fused ? "on" : "off"), "
-            + "conv graph API: \(convolutionGraphs != nil ? "on" : "off")"
+            + "conv graph API: \(convolutionGraphs != nil ? "on" : "off"), cuDNN attention: \(attentionGraphs != nil ? "on" : "off")"
         return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(kernels); \(tuning); CUDA graphs: \(graphs); \(libraries))"
     }
 
@@ -149,11 +155,13 @@ public final class CUDABackend: ComputeBackend {
             + "\(Int((g.savedSeconds * 1e6).rounded())) µs per pass of each once); convolutions with a bias: \(counts.fused) fused, "
             + "\(counts.unfused) not (algorithm not implicit precomputed GEMM, or refused); refused for \(refusals.count) shapes"
             + (refusals.isEmpty ? "" : ": " + refusals.prefix(4).joined(separator: "; "))
-            + (convolutionGraphs.map { graphs in
-                let r = graphs.report
-                return "; conv graph API: \(r.planned) shapes planned, \(r.runs) runs, \(r.refusals.count) refused"
-                    + (r.refusals.isEmpty ? "" : ": " + r.refusals.prefix(4).joined(separator: "; "))
-            } ?? "")
+            + (convolutionGraphs.map { Self.describe("conv graph API", $0.plans.report) } ?? "")
+            + (attentionGraphs.map { Self.describe("cuDNN attention", $0.plans.report) } ?? "")
+    }
+
+    private static func describe(_ name: String, _ r: (planned: Int, runs: Int, refusals: [String])) -> String {
+        "; \(name): \(r.planned) shapes planned, \(r.runs) runs, \(r.refusals.count) refused"
+            + (r.refusals.isEmpty ? "" : ": " + r.refusals.prefix(4).joined(separator: "; "))
     }
 
     /// With profiling on: per kernel (NVRTC name), cuBLASLt GEMM (by M, N and K) and cuDNN convolution

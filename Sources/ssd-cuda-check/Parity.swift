@@ -9,6 +9,8 @@ final class ParityCheck {
     var random = Random(state: 2024)
     var failures: [String] = []
     var count = 0
+    /// Only the checks whose label contains this (`ssd-cuda-check parity --only TEXT`), when set.
+    nonisolated(unsafe) static var only: String?
 
     init(cuda: CUDABackend) { self.cuda = cuda }
 
@@ -36,8 +38,9 @@ final class ParityCheck {
 
     /// Compares one op's outputs.
     func check(_ name: String, _ dtype: DType, _ body: () throws -> (Tensor, Tensor)) {
-        count += 1
         let label = "\(name) [\(dtype.rawValue)]"
+        if let only = Self.only, !label.contains(only) { return }
+        count += 1
         do {
             let (c, r) = try body()
             let a = try cuda.download(c), b = try reference.download(r)

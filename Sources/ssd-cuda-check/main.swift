@@ -3,8 +3,10 @@
 // (default: parity, bench, memory).
 //   parity         every op with the default kernels (fast unless SSD_CUDA_LEGACY_KERNELS=1 /
 //                  SSD_CUDA_LEGACY_ATTENTION=1), plus the im2col convolutions, plus GEMMs and
-//                  convolutions with fused convolutions on, without and with autotune, plus the
-//                  attention with 32 query rows per warp (`--quick 1`: the default backend only)
+//                  convolutions with fused convolutions on, without and with autotune, plus cuDNN's
+//                  graph API (convolutions and attention), without and with autotune, plus the
+//                  attention with 32 query rows per warp (`--quick 1`: the default backend only;
+//                  `--only TEXT`: the checks whose label contains TEXT)
 //   parity-legacy  the same with the first (legacy) kernels
 //   bench          GEMM / attention / convolution TFLOP/s, memory-bound GB/s; fast and legacy kernels
 //   unet-like      one resnet + transformer block at 64² × 640, batch 2, 8, 16, 32, fast and legacy (ms)
@@ -54,6 +56,7 @@ do {
     let plain = try? CUDABackend(useCuDNN: false)
     if all || arguments.contains("parity") {
         let t0 = now()
+        ParityCheck.only = options["only"]
         let parity = ParityCheck(cuda: cuda)
         parity.run(convolutionLabel: "default")
         var failures = parity.failures
@@ -76,12 +79,13 @@ do {
             count += p3.count
             print("PARITY \(label): \(tuned.tuningReport)")
         }
-        // fp16 convolutions through cuDNN's graph API (SSD_CUDA_CONV_GRAPH), without and with autotune.
+        // cuDNN's graph API: fp16 convolutions (SSD_CUDA_CONV_GRAPH) and fused attention
+        // (SSD_CUDA_CUDNN_ATTENTION), without and with autotune.
         for (autotune, label) in quick ? [] : [(false, "graph"), (true, "autotune+graph")] {
-            guard let graphs = try? CUDABackend(autotune: autotune, convolutionGraphs: true) else { continue }
+            guard let graphs = try? CUDABackend(autotune: autotune, convolutionGraphs: true, cudnnAttention: true) else { continue }
             let p5 = ParityCheck(cuda: graphs)
             p5.run(convolutionLabel: label)
-            failures += p5.failures.filter { $0.contains("conv2d") }
+            failures += p5.failures.filter { $0.contains("conv2d") || $0.contains("attention") }
             count += p5.count
             print("PARITY \(label): \(graphs.tuningReport)")
         }

@@ -110,17 +110,21 @@ import Testing
         // The summary line, "PARITY <passed>/<count> passed in … s[; failed: …]" (other PARITY lines are reports).
         let summary = output.split(separator: "\n").first { $0.hasPrefix("PARITY ") && $0.contains(" passed in ") }.map(String.init) ?? ""
         #expect(status == 0 && summary.contains("passed") && !summary.contains("failed"), "\(summary)\n\(output.suffix(3000))")
-        // cuDNN's graph API really ran the fp16 convolutions (none fell back to the legacy calls).
+        // cuDNN's graph API really ran the fp16 convolutions and attentions (none fell back).
         for label in ["graph", "autotune+graph"] {
             let report = output.split(separator: "\n").first { $0.hasPrefix("PARITY \(label): ") }.map(String.init) ?? ""
-            let runs = report.firstMatch(of: /conv graph API: (\d+) shapes planned, (\d+) runs, (\d+) refused/)
-            #expect(runs.map { (Int($0.2) ?? 0) > 0 && $0.3 == "0" } == true, "\(label): \(report)")
+            for name in ["conv graph API", "cuDNN attention"] {
+                let part = report.range(of: name + ": ").map { String(report[$0.lowerBound...]) } ?? ""
+                let counts = part.firstMatch(of: /: (\d+) shapes planned, (\d+) runs, (\d+) refused/)
+                #expect(counts.map { (Int($0.2) ?? 0) > 0 && $0.3 == "0" } == true, "\(label) \(name): \(report)")
+            }
         }
     }
 
     /// The tiny SSD-1B pipeline on `--backend cuda` over the emulated driver against diffusers'
     /// fp32 latents (the GPU visit's check: 2.3e-3 and 1.9e-3 on an H200); the second case with CUDA
-    /// graphs and the convolutions on cuDNN's graph API (recorded in the capture, replayed).
+    /// graphs, the convolutions and the UNet's attention on cuDNN's graph API (recorded in the capture,
+    /// replayed).
     @Test(arguments: [
         (fixture: "euler_force_zeros", graphs: "0", arguments: ["--prompt", "a photo of a cat", "--guidance", "9", "--seed", "0"]),
         (fixture: "euler_negative", graphs: "1", arguments: ["--prompt", "an astronaut riding a horse!", "--negative-prompt", "ugly, blurry",
@@ -136,7 +140,7 @@ import Testing
                                                 "--steps", "4", "--backend", "cuda", "--quiet", "--output", libraries + "/image.png",
                                                 "--save-latents", latents] + c.arguments,
                                         environment: ["SSD_CUDA_LIBRARY_PATH": libraries, "TMPDIR": libraries, "SSD_CUDA_GRAPHS": c.graphs,
-                                                      "SSD_CUDA_CONV_GRAPH": c.graphs],
+                                                      "SSD_CUDA_CONV_GRAPH": c.graphs, "SSD_CUDA_CUDNN_ATTENTION": c.graphs],
                                         timeout: 600)
         #expect(status == 0, "\(output)")
         guard status == 0 else { return }
