@@ -1,6 +1,6 @@
 /* The null CUDA entry points that must return something: a device (H100-like: sm_90, 132 SMs),
  * handles, device addresses (never dereferenced), one heuristic answer per GEMM and convolution,
- * an NVRTC "compilation" whose lowered names are the name expressions. */
+ * an NVRTC "compilation" whose lowered names are the name expressions, cuDNN graph-API plans. */
 #define DEVICE_NAME "null CUDA device"
 #define MULTIPROCESSORS 132  /* H100-sized grids */
 #include "device.h"
@@ -32,3 +32,13 @@ EXPORT nvrtcResult nvrtcCreateProgram(nvrtcProgram *p, const char *src, const ch
 }
 EXPORT nvrtcResult nvrtcGetCUBINSize(nvrtcProgram p, size_t *s) { (void)p; *s = 16; return 0; }
 EXPORT nvrtcResult nvrtcGetProgramLogSize(nvrtcProgram p, size_t *s) { (void)p; *s = 1; return 0; }
+/* cuDNN's graph API: descriptors that are never dereferenced, one engine configuration per graph, no
+ * workspace, so that plans are made and executed (as no-ops) and the host cost of the path shows. */
+EXPORT cudnnStatus_t cudnnBackendCreateDescriptor(int kind, cudnnBackendDescriptor_t *d) { (void)kind; *d = dummy + 20; return 0; }
+EXPORT cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t d, int name, int type, int64_t requested, int64_t *count,
+                                              void *values) {
+    (void)d; (void)type;
+    *count = 1;
+    if (name == CCUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE && requested >= 1) *(int64_t *)values = 0;
+    return 0;
+}
