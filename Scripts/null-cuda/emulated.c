@@ -406,7 +406,7 @@ EXPORT cudnnStatus_t cudnnConvolutionBiasActivationForward(cudnnHandle_t h, cons
  * does (dimensions that agree, required attributes), and refuses modes it does not run; the
  * heuristics offer two engine configurations (both the graph itself); an execution plan runs the
  * graph's operations in order (forward convolution, matmul, reduction MAX/ADD, pointwise ADD, SUB,
- * MUL, DIV, EXP, LOG with size-1 dimensions broadcast), reading every tensor's dimensions and strides
+ * MUL, DIV, EXP, LOG with size-1 dimensions broadcast, cuDNN 9.13's SDPA forward operation), reading every tensor's dimensions and strides
  * from its descriptor (so wrong strides give wrong numbers, as on a GPU); virtual tensors live in
  * host buffers of their declared type for the call; by-value scalars are copied at execution (a
  * recorded execution keeps the value it was captured with, as a CUDA graph does). */
@@ -555,6 +555,17 @@ static int finalize_check(bdesc_t *x) {
             if ((dim(a, i) != dim(c, i) && dim(a, i) != 1) || (dim(b, i) != dim(c, i) && dim(b, i) != 1)) return BAD_PARAM;
         return 0;
     }
+    case CCUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR: {
+        /* q [b, h, n, d], k [b, h, m, d], v [b, h, m, dv], o [b, h, n, dv]; the scale optional (1) */
+        const int names[] = {CCUDNN_ATTR_OPERATION_SDPA_FWD_QDESC, CCUDNN_ATTR_OPERATION_SDPA_FWD_KDESC,
+                             CCUDNN_ATTR_OPERATION_SDPA_FWD_VDESC, CCUDNN_ATTR_OPERATION_SDPA_FWD_ODESC};
+        bdesc_t *t[4];
+        for (int i = 0; i < 4; i++) if (!(t[i] = battr_desc(x, names[i], 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR)) || tensor_rank(t[i]) != 4) return BAD_PARAM;
+        for (int i = 0; i < 2; i++) if (dim(t[1], i) != dim(t[0], i) || dim(t[2], i) != dim(t[0], i) || dim(t[3], i) != dim(t[0], i)) return BAD_PARAM;
+        if (dim(t[1], 3) != dim(t[0], 3) || dim(t[2], 2) != dim(t[1], 2) || dim(t[3], 2) != dim(t[0], 2) || dim(t[3], 3) != dim(t[2], 3))
+            return BAD_PARAM;
+        return 0;
+    }
     case CCUDNN_BACKEND_REDUCTION_DESCRIPTOR: {
         int op = battr_i32(x, CCUDNN_ATTR_REDUCTION_OPERATOR, CCUDNN_TYPE_REDUCTION_OPERATOR_TYPE, -1);
         if (!battr(x, CCUDNN_ATTR_REDUCTION_COMP_TYPE, CCUDNN_TYPE_DATA_TYPE) || op < 0) return BAD_PARAM;
@@ -575,7 +586,8 @@ static int finalize_check(bdesc_t *x) {
             const bdesc_t *op = ((bdesc_t **)ops->data)[i];
             if (!op || !op->finalized) return BAD_PARAM;
             if (op->kind != CCUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR && op->kind != CCUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR
-                && op->kind != CCUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR && op->kind != CCUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR)
+                && op->kind != CCUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR && op->kind != CCUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR
+                && op->kind != CCUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR)
                 return NOT_SUPPORTED;
         }
         return 0;
@@ -734,6 +746,38 @@ static void run_graph(void *argument) {
                             store(y, offset4(ct, i0, i1, m, n), ty, sum);
                         }
                 }
+        } else if (op->kind == CCUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR) {  /* softmax(scale·q·kᵀ)·v per (b, h, query) */
+            const bdesc_t *qt = battr_desc(op, CCUDNN_ATTR_OPERATION_SDPA_FWD_QDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *kt = battr_desc(op, CCUDNN_ATTR_OPERATION_SDPA_FWD_KDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *vt = battr_desc(op, CCUDNN_ATTR_OPERATION_SDPA_FWD_VDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *ot = battr_desc(op, CCUDNN_ATTR_OPERATION_SDPA_FWD_ODESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const bdesc_t *st = battr_desc(op, CCUDNN_ATTR_OPERATION_SDPA_FWD_SCALEDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
+            const shape4_t qt_s = shape_of(qt), kt_s = shape_of(kt), vt_s = shape_of(vt), ot_s = shape_of(ot);
+            const void *q = tensor_data(c, qt, scratch, &scratchCount), *k = tensor_data(c, kt, scratch, &scratchCount);
+            const void *v = tensor_data(c, vt, scratch, &scratchCount);
+            void *o = tensor_data(c, ot, scratch, &scratchCount);
+            const float scale = st ? load(tensor_data(c, st, scratch, &scratchCount), 0, tensor_type(st)) : 1.0f;
+            const int tq = tensor_type(qt), tk = tensor_type(kt), tv = tensor_type(vt), to = tensor_type(ot);
+            float *p = malloc(sizeof(float) * (size_t)dim(kt, 2));
+            for (int64_t b = 0; b < dim(qt, 0); b++)
+                for (int64_t h = 0; h < dim(qt, 1); h++)
+                    for (int64_t n = 0; n < dim(qt, 2); n++) {
+                        float top = -INFINITY, sum = 0.0f;
+                        for (int64_t m = 0; m < dim(kt, 2); m++) {
+                            float s = 0.0f;
+                            for (int64_t e = 0; e < dim(qt, 3); e++)
+                                s += load(q, offset4(qt, b, h, n, e), tq) * load(k, offset4(kt, b, h, m, e), tk);
+                            p[m] = scale * s;
+                            if (p[m] > top) top = p[m];
+                        }
+                        for (int64_t m = 0; m < dim(kt, 2); m++) { p[m] = expf(p[m] - top); sum += p[m]; }
+                        for (int64_t e = 0; e < dim(vt, 3); e++) {
+                            float acc = 0.0f;
+                            for (int64_t m = 0; m < dim(kt, 2); m++) acc += p[m] * load(v, offset4(vt, b, h, m, e), tv);
+                            store(o, offset4(ot, b, h, n, e), to, acc / sum);
+                        }
+                    }
+            free(p);
         } else if (op->kind == CCUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR) {  /* over the dims where y has 1 */
             const bdesc_t *at = battr_desc(op, CCUDNN_ATTR_OPERATION_REDUCTION_XDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);
             const bdesc_t *yt = battr_desc(op, CCUDNN_ATTR_OPERATION_REDUCTION_YDESC, 0, CCUDNN_BACKEND_TENSOR_DESCRIPTOR);

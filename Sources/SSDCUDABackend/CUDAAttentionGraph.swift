@@ -1,10 +1,23 @@
 import CCUDA
 import SSDTensor
 
+/// How `CUDABackend` runs attention on cuDNN's fused engines (`SSD_CUDA_CUDNN_ATTENTION`; see
+/// `AttentionGraphEngine`).
+public enum CUDNNAttention: String, Sendable, CaseIterable {
+    /// Our flash-attention kernels only (the default).
+    case off = "0"
+    /// cuDNN's single SDPA operation where cuDNN has it (9.13.1+), else the composite graph.
+    case on = "1"
+    /// Only the composite graph (the pattern cuDNN's frontend writes for cuDNN before 9.13.1).
+    case composite
+}
+
 /// Scaled dot-product attention through cuDNN 9's graph API (`SSD_CUDA_CUDNN_ATTENTION=1`), for
 /// cuDNN's fused flash-attention engines (on Hopper they use the tensor-memory-accelerator and
-/// warpgroup instructions our NVRTC kernels do not): the operation graph is the pattern those
-/// engines match, as cuDNN's frontend writes its SDPA node for inference —
+/// warpgroup instructions our NVRTC kernels do not). With cuDNN 9.13.1 or later the graph is first
+/// its single SDPA operation (Q, K, V, O and the scale; what cuDNN's frontend picks there); else,
+/// or when cuDNN plans nothing for it, the composite pattern those engines match, as the frontend
+/// writes its SDPA node for inference —
 /// `S = Q·Kᵀ` (fp32), `S·scale` (a by-value scalar), row max, `S − max`, `exp`, row sum, the
 /// softmax statistics `max + log(sum)` (virtual), `exp / sum`, `O = P·V` — over our `[B, N, H·D]`
 /// tensors read in place (`Q` as `[B, H, N, D]` with strides `[N·H·D, D, H·D, 1]`, `K` as
@@ -16,16 +29,21 @@ final class AttentionGraphEngine: @unchecked Sendable {
         var batch: Int, queries: Int, keys: Int, heads: Int, headDim: Int
         var scaleBits: UInt32
         var dtype: DType
+        /// cuDNN's single SDPA operation (9.13.1+) instead of the composite graph.
+        var unified = false
     }
 
     let plans: CUDNNGraphEngine<Key>
+    /// Whether the single SDPA operation is tried first (cuDNN 9.13.1 or later, and not `.composite`).
+    let triesUnifiedOperation: Bool
     /// The by-value scale of each key, at a stable host address (read by cuDNN at every execution).
     private let scales = Locked([Key: UnsafeMutablePointer<Float>]())
 
     /// nil when cuDNN or its graph API is absent.
-    init?(device: CUDADevice, autotune: Bool) {
-        guard let plans = CUDNNGraphEngine<Key>(device: device, autotune: autotune) else { return nil }
+    init?(device: CUDADevice, autotune: Bool, mode: CUDNNAttention) {
+        guard mode != .off, let plans = CUDNNGraphEngine<Key>(device: device, autotune: autotune) else { return nil }
         self.plans = plans
+        triesUnifiedOperation = mode == .on && (device.cudnn?.cudnnGetVersion?() ?? 0) >= 91301
     }
 
     deinit {
@@ -52,9 +70,37 @@ final class AttentionGraphEngine: @unchecked Sendable {
         }
         let pointers = [q, k, v, o, CUdeviceptr(UInt(bitPattern: scalePointer))]
         let flops = 4 * Double(b * h) * Double(nq) * Double(nk) * Double(d)
-        return try plans.run(key, label: "sdpa \(b)x\(h) \(nq)x\(nk) d\(d)", flops: flops, pointers: pointers) { builder, handle in
+        let label = "sdpa \(b)x\(h) \(nq)x\(nk) d\(d)"
+        if triesUnifiedOperation {
+            var unified = key
+            unified.unified = true
+            if try plans.run(unified, label: label + " (SDPA operation)", flops: flops, pointers: pointers, build: { builder, handle in
+                try Self.buildUnifiedGraph(unified, handle, builder)
+            }) { return true }
+        }
+        return try plans.run(key, label: label + " (composite)", flops: flops, pointers: pointers) { builder, handle in
             try Self.buildGraph(key, handle, builder)
         }
+    }
+
+    /// cuDNN 9.13's single SDPA operation: `Q [b, h, n, d]`, `K` and `V [b, h, m, d]` (not transposed),
+    /// `O`, the by-value scale; inference (no statistics output).
+    private static func buildUnifiedGraph(_ key: Key, _ handle: cudnnHandle_t, _ g: DescriptorBuilder) throws -> CUDNNGraphEngine<Key>.Graph {
+        let b = Int64(key.batch), h = Int64(key.heads), n = Int64(key.queries), m = Int64(key.keys), d = Int64(key.headDim)
+        let io = Int32(key.dtype == .bf16 ? CCUDNN_DATA_BFLOAT16 : CCUDNN_DATA_HALF)
+        let q = try g.tensor(IDs.q, [b, h, n, d], [n * h * d, d, h * d, 1], io, virtual: false, "q")
+        let k = try g.tensor(IDs.k, [b, h, m, d], [m * h * d, d, h * d, 1], io, virtual: false, "k")
+        let v = try g.tensor(IDs.v, [b, h, m, d], [m * h * d, d, h * d, 1], io, virtual: false, "v")
+        let o = try g.tensor(IDs.o, [b, h, n, d], [n * h * d, d, h * d, 1], io, virtual: false, "o")
+        let scale = try g.tensor(IDs.scale, [1, 1, 1, 1], [1, 1, 1, 1], Int32(CCUDNN_DATA_FLOAT), virtual: false, byValue: true, "scale")
+        let op = try g.make(Int32(CCUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR), "SDPA operation")
+        try g.set(op, CCUDNN_ATTR_OPERATION_SDPA_FWD_QDESC, CCUDNN_TYPE_BACKEND_DESCRIPTOR, [q], "SDPA q")
+        try g.set(op, CCUDNN_ATTR_OPERATION_SDPA_FWD_KDESC, CCUDNN_TYPE_BACKEND_DESCRIPTOR, [k], "SDPA k")
+        try g.set(op, CCUDNN_ATTR_OPERATION_SDPA_FWD_VDESC, CCUDNN_TYPE_BACKEND_DESCRIPTOR, [v], "SDPA v")
+        try g.set(op, CCUDNN_ATTR_OPERATION_SDPA_FWD_ODESC, CCUDNN_TYPE_BACKEND_DESCRIPTOR, [o], "SDPA o")
+        try g.set(op, CCUDNN_ATTR_OPERATION_SDPA_FWD_SCALEDESC, CCUDNN_TYPE_BACKEND_DESCRIPTOR, [scale], "SDPA scale")
+        try g.finalize(op, "SDPA operation")
+        return .init(graph: try g.operationGraph([op], handle), uniqueIDs: [IDs.q, IDs.k, IDs.v, IDs.o, IDs.scale])
     }
 
     /// Unique ids of the graph's tensors (the pointers' order is q, k, v, o, scale).
@@ -131,11 +177,6 @@ final class AttentionGraphEngine: @unchecked Sendable {
         try pointwise(CCUDNN_POINTWISE_DIV, exponent, rowSum, probabilities, "normalise")
         try matmul(probabilities, v, o, "p·v")
 
-        let graph = try g.make(Int32(CCUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR), "operation graph")
-        let hd: cudnnHandle_t? = handle
-        try g.set(graph, CCUDNN_ATTR_OPERATIONGRAPH_HANDLE, CCUDNN_TYPE_HANDLE, [hd], "graph handle")
-        try g.set(graph, CCUDNN_ATTR_OPERATIONGRAPH_OPS, CCUDNN_TYPE_BACKEND_DESCRIPTOR, ops, "graph operations")
-        try g.finalize(graph, "operation graph")
-        return .init(graph: graph, uniqueIDs: [IDs.q, IDs.k, IDs.v, IDs.o, IDs.scale])
+        return .init(graph: try g.operationGraph(ops, handle), uniqueIDs: [IDs.q, IDs.k, IDs.v, IDs.o, IDs.scale])
     }
 }

@@ -55,7 +55,7 @@ public final class CUDABackend: ComputeBackend {
     /// `autotune` (nil: `SSD_CUDA_AUTOTUNE=1`) and `fusedConvolutions` (nil: `SSD_CUDA_FUSED_CONV=1`):
     /// see the type's notes; both are off by default until measured on a GPU, as is `convolutionGraphs`
     /// (nil: `SSD_CUDA_CONV_GRAPH=1`; cuDNN's graph API, see `ConvolutionGraphEngine`) and `cudnnAttention`
-    /// (nil: `SSD_CUDA_CUDNN_ATTENTION=1`; see `AttentionGraphEngine`). `compactVAEWeights`
+    /// (nil: `SSD_CUDA_CUDNN_ATTENTION=1` or `=composite`; see `AttentionGraphEngine`). `compactVAEWeights`
     /// (nil: on unless `SSD_CUDA_VAE_FP32_WEIGHTS=1`): see `prepareWeight(_:role:component:)`.
     /// Warps per block of the fast attention for ≥ 1024 queries (8: 128 queries per block; 4: 64).
     public let attentionWarps: Int
@@ -80,7 +80,7 @@ public final class CUDABackend: ComputeBackend {
     public init(device ordinal: Int = 0, useCuDNN: Bool = true, legacyKernels: Bool? = nil, legacyAttention: Bool? = nil,
                 attentionWarps: Int? = nil, profiling: Bool? = nil, graphs: CUDAGraphOptions? = nil,
                 autotune: Bool? = nil, fusedConvolutions: Bool? = nil, attentionRowsPerWarp: Int? = nil,
-                compactVAEWeights: Bool? = nil, convolutionGraphs: Bool? = nil, cudnnAttention: Bool? = nil) throws {
+                compactVAEWeights: Bool? = nil, convolutionGraphs: Bool? = nil, cudnnAttention: CUDNNAttention? = nil) throws {
         device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN,
                                 profiling: profiling ?? (environment("SSD_CUDA_PROFILE") == "1"))
         let tune = autotune ?? (environment("SSD_CUDA_AUTOTUNE") == "1")
@@ -89,8 +89,8 @@ public final class CUDABackend: ComputeBackend {
                                          fused: fusedConvolutions ?? (environment("SSD_CUDA_FUSED_CONV") == "1"))
         self.convolutionGraphs = convolutionGraphs ?? (environment("SSD_CUDA_CONV_GRAPH") == "1")
             ? ConvolutionGraphEngine(device: device, autotune: tune) : nil
-        attentionGraphs = cudnnAttention ?? (environment("SSD_CUDA_CUDNN_ATTENTION") == "1")
-            ? AttentionGraphEngine(device: device, autotune: tune) : nil
+        attentionGraphs = AttentionGraphEngine(device: device, autotune: tune,
+                                               mode: cudnnAttention ?? CUDNNAttention(rawValue: environment("SSD_CUDA_CUDNN_ATTENTION") ?? "") ?? .off)
         let legacy = legacyKernels ?? (environment("SSD_CUDA_LEGACY_KERNELS") == "1")
         usesFastKernels = !legacy
         usesFastAttention = !(legacyAttention ?? (legacy || environment("SSD_CUDA_LEGACY_ATTENTION") == "1"))
@@ -141,7 +141,8 @@ public final class CUDABackend: ComputeBackend {
         var graphs = !options.enabled ? "off" : graphsUnavailableReason.map { "unavailable (\($0))" } ?? "on (\(options.captureMode.rawValue))"
         if !graphOptionProblems.isEmpty { graphs += " [ignored: \(graphOptionProblems.joined(separator: "; "))]" }
         let tuning = "autotune: \(gemm.autotune ? "on" : "off"), fused conv: \(convolutions.fused ? "on" : "off"), "
-            + "conv graph API: \(convolutionGraphs != nil ? "on" : "off"), cuDNN attention: \(attentionGraphs != nil ? "on" : "off")"
+            + "conv graph API: \(convolutionGraphs != nil ? "on" : "off"), cuDNN attention: "
+            + (attentionGraphs.map { $0.triesUnifiedOperation ? "SDPA operation, else composite" : "composite" } ?? "off")
         return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(kernels); \(tuning); CUDA graphs: \(graphs); \(libraries))"
     }
 

@@ -99,11 +99,7 @@ final class ConvolutionGraphEngine: @unchecked Sendable {
         if key.bias { try add(try b.tensor(IDs.bias, bl.dims, bl.strides, type, virtual: false, "bias"), "bias") }
         if key.residual { try add(try b.tensor(IDs.residual, yl.dims, yl.strides, type, virtual: false, "residual"), "residual") }
 
-        let graph = try b.make(Int32(CCUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR), "operation graph")
-        let h: cudnnHandle_t? = handle
-        try b.set(graph, CCUDNN_ATTR_OPERATIONGRAPH_HANDLE, CCUDNN_TYPE_HANDLE, [h], "graph handle")
-        try b.set(graph, CCUDNN_ATTR_OPERATIONGRAPH_OPS, CCUDNN_TYPE_BACKEND_DESCRIPTOR, ops, "graph operations")
-        try b.finalize(graph, "operation graph")
+        let graph = try b.operationGraph(ops, handle)
         var ids = [IDs.x, IDs.w, IDs.y]
         if key.bias { ids.append(IDs.bias) }
         if key.residual { ids.append(IDs.residual) }

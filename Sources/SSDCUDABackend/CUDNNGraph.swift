@@ -257,6 +257,16 @@ final class DescriptorBuilder {
         return op
     }
 
+    /// The finalized operation graph of `operations` (finalized, in order) on `handle`.
+    func operationGraph(_ operations: [cudnnBackendDescriptor_t?], _ handle: cudnnHandle_t) throws -> cudnnBackendDescriptor_t {
+        let graph = try make(Int32(CCUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR), "operation graph")
+        let h: cudnnHandle_t? = handle
+        try set(graph, CCUDNN_ATTR_OPERATIONGRAPH_HANDLE, CCUDNN_TYPE_HANDLE, [h], "graph handle")
+        try set(graph, CCUDNN_ATTR_OPERATIONGRAPH_OPS, CCUDNN_TYPE_BACKEND_DESCRIPTOR, operations, "graph operations")
+        try finalize(graph, "operation graph")
+        return graph
+    }
+
     /// Destroys `descriptor` now (and forgets it).
     func destroy(_ descriptor: cudnnBackendDescriptor_t) {
         made.removeAll { $0 == descriptor }

@@ -237,8 +237,9 @@ enum {
 
 /*
  * cuDNN 9 graph (backend) API, used for convolutions with SSD_CUDA_CONV_GRAPH=1 (an operation graph
- * conv -> (+ bias) -> (+ residual) per shape) and for attention with SSD_CUDA_CUDNN_ATTENTION=1 (the
- * scaled-dot-product pattern cuDNN's fused flash-attention engines match); engine configurations from
+ * conv -> (+ bias) -> (+ residual) per shape) and for attention with SSD_CUDA_CUDNN_ATTENTION=1 (cuDNN
+ * 9.13's single SDPA operation, else the scaled-dot-product pattern cuDNN's fused flash-attention
+ * engines match); engine configurations from
  * cuDNN's heuristics, an execution plan per graph and a variant pack per call (cudnn_graph.h). OPTIONAL: without these symbols the
  * legacy convolution API above is used. Values from cudnn_graph.h (9.x; unchanged since 8.x).
  */
@@ -252,6 +253,7 @@ enum {
     CCUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR = 16, CCUDNN_BACKEND_TENSOR_DESCRIPTOR = 17,
     CCUDNN_BACKEND_MATMUL_DESCRIPTOR = 18, CCUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR = 19,
     CCUDNN_BACKEND_REDUCTION_DESCRIPTOR = 21, CCUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR = 22,
+    CCUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR = 41, /* cuDNN 9.13 and later */
     /* cudnnBackendAttributeName_t */
     CCUDNN_ATTR_POINTWISE_MODE = 0, CCUDNN_ATTR_POINTWISE_MATH_PREC = 1,
     CCUDNN_ATTR_CONVOLUTION_COMP_TYPE = 100, CCUDNN_ATTR_CONVOLUTION_CONV_MODE = 101, CCUDNN_ATTR_CONVOLUTION_DILATIONS = 102,
@@ -276,6 +278,9 @@ enum {
     CCUDNN_ATTR_REDUCTION_OPERATOR = 1600, CCUDNN_ATTR_REDUCTION_COMP_TYPE = 1601,
     CCUDNN_ATTR_OPERATION_REDUCTION_XDESC = 1610, CCUDNN_ATTR_OPERATION_REDUCTION_YDESC = 1611,
     CCUDNN_ATTR_OPERATION_REDUCTION_DESC = 1612,
+    CCUDNN_ATTR_OPERATION_SDPA_FWD_QDESC = 2800, CCUDNN_ATTR_OPERATION_SDPA_FWD_KDESC = 2801,
+    CCUDNN_ATTR_OPERATION_SDPA_FWD_VDESC = 2802, CCUDNN_ATTR_OPERATION_SDPA_FWD_ODESC = 2803,
+    CCUDNN_ATTR_OPERATION_SDPA_FWD_SCALEDESC = 2805,
     /* cudnnBackendAttributeType_t */
     CCUDNN_TYPE_HANDLE = 0, CCUDNN_TYPE_DATA_TYPE = 1, CCUDNN_TYPE_BOOLEAN = 2, CCUDNN_TYPE_INT64 = 3, CCUDNN_TYPE_FLOAT = 4,
     CCUDNN_TYPE_VOID_PTR = 6, CCUDNN_TYPE_CONVOLUTION_MODE = 7, CCUDNN_TYPE_HEUR_MODE = 8, CCUDNN_TYPE_POINTWISE_MODE = 14,
