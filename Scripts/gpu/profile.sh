@@ -14,7 +14,8 @@
 #     3. where the time goes: ssd-cuda-check profile --model (whole UNet, 1024², UNet batch 2 and 32)
 #     4. the same UNet calls in diffusers under torch.profiler, kernels grouped the same way
 #     5. eager UNet ms per call with SSD_CUDA_AUTOTUNE=1, SSD_CUDA_FUSED_CONV=1, SSD_CUDA_ATTENTION_ROWS=32,
-#        SSD_CUDA_CONV_GRAPH=1, SSD_CUDA_CUDNN_ATTENTION=1, and autotune with both graph-API switches
+#        SSD_CUDA_CUDNN_ATTENTION=1 and =composite, SSD_CUDA_CONV_GRAPH=1, and autotune with both
+#        graph-API switches
 #   part 2 (`bash Scripts/gpu/profile.sh 2`, about 6 min; makes the folder again if it is gone):
 #     5b. the VAE with fp16-resident weights (new default) against fp32-resident: pixels and bytes
 #     6. CUDA graphs on the unet-like block, then on the whole UNet (UNet batch 2 and 32): outputs,
@@ -67,7 +68,8 @@ fi
 if [ "$PART" = 1 ] && ! skip switches; then
   # The cuDNN graph-API runs last: their first calls may compile fused kernels (cuDNN's runtime fusion).
   for E in "SSD_CUDA_AUTOTUNE=1" "SSD_CUDA_FUSED_CONV=1" "SSD_CUDA_ATTENTION_ROWS=32" "SSD_CUDA_CUDNN_ATTENTION=1" \
-           "SSD_CUDA_CONV_GRAPH=1" "SSD_CUDA_AUTOTUNE=1 SSD_CUDA_CONV_GRAPH=1 SSD_CUDA_CUDNN_ATTENTION=1"; do
+           "SSD_CUDA_CUDNN_ATTENTION=composite" "SSD_CUDA_CONV_GRAPH=1" \
+           "SSD_CUDA_AUTOTUNE=1 SSD_CUDA_CONV_GRAPH=1 SSD_CUDA_CUDNN_ATTENTION=1"; do
     stamp "== eager UNet with $E"
     env $E timeout 120 $B/ssd-cuda-check profile --model "$M" --batches 2,32 --eager-only 1 2>&1 | grep -E "PROFILE|error"
   done
