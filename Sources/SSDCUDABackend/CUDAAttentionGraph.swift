@@ -19,7 +19,7 @@ public enum CUDNNAttention: String, Sendable, CaseIterable {
 /// or when cuDNN plans nothing for it, the composite pattern those engines match, as the frontend
 /// writes its SDPA node for inference —
 /// `S = Q·Kᵀ` (fp32), `S·scale` (a by-value scalar), row max, `S − max`, `exp`, row sum, the
-/// softmax statistics `max + log(sum)` (virtual), `exp / sum`, `O = P·V` — over our `[B, N, H·D]`
+/// softmax statistics `max + log(sum)` (virtual), `P = exp / sum` (in the I/O type), `O = P·V` — over our `[B, N, H·D]`
 /// tensors read in place (`Q` as `[B, H, N, D]` with strides `[N·H·D, D, H·D, 1]`, `K` as
 /// `Kᵀ [B, H, D, M]`). fp16/bf16, head dim a multiple of 8 up to 128, no causal mask (the UNet's and
 /// the VAE's attention; the text encoders keep our kernels). A shape cuDNN does not plan (no engine
@@ -173,7 +173,8 @@ final class AttentionGraphEngine: @unchecked Sendable {
         try pointwise(CCUDNN_POINTWISE_LOG, rowSum, nil, logSum, "log")
         let statistics = try rows(IDs.statistics, "softmax statistics")
         try pointwise(CCUDNN_POINTWISE_ADD, rowMax, logSum, statistics, "statistics")
-        let probabilities = try scores(IDs.probabilities, "probabilities")
+        // P in the I/O type: cuDNN's backend takes the second product's A in the I/O type (as cuDNN's frontend notes).
+        let probabilities = try g.tensor(IDs.probabilities, scoreDims, scoreStrides, io, virtual: true, "probabilities")
         try pointwise(CCUDNN_POINTWISE_DIV, exponent, rowSum, probabilities, "normalise")
         try matmul(probabilities, v, o, "p·v")
 

@@ -2,8 +2,8 @@ import CCUDA
 import SSDTensor
 
 /// Plans of cuDNN 9 operation graphs (the graph/backend API of `cudnn_graph.h`), cached per `Key`:
-/// the caller builds a finalized operation graph once per key; cuDNN's heuristics (mode A) list
-/// engine configurations and the first that finalizes within the workspace limit becomes the
+/// the caller builds a finalized operation graph once per key; cuDNN's heuristics (mode A, then its
+/// fallback list) give engine configurations and the first that finalizes within the workspace limit becomes the
 /// execution plan (with `autotune`, the fastest of the first `timedCandidates`, timed on the call's
 /// own operands outside graph captures). A key cuDNN cannot plan is remembered with the reason
 /// (`report.refusals`) and `run` returns false for it, so that the caller takes its own path. A key
@@ -40,6 +40,8 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
     /// nil entries: cuDNN could not plan the key (see `report`).
     private let plans = Locked([Key: Plan?]())
     private let state = Locked((runs: 0, refusals: [String]()))
+    /// Held while a plan is made (one at a time).
+    private let building = Locked(())
 
     /// nil when cuDNN or its graph API is absent.
     init?(device: CUDADevice, autotune: Bool) {
@@ -47,6 +49,15 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
         self.device = device
         self.api = api
         self.autotune = autotune
+    }
+
+    deinit {
+        // The device (and its cuDNN handle) outlives this engine: it holds the device.
+        plans.withLock { table in
+            for case let plan? in table.values {
+                for descriptor in plan.descriptors.reversed() { _ = api.cudnnBackendDestroyDescriptor!(descriptor) }
+            }
+        }
     }
 
     /// Keys planned, executions, and the keys cuDNN could not plan with the reason.
@@ -69,7 +80,7 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
         case .some(.none): return false
         case .none:
             if device.isCapturing { return false }
-            guard let made = try makePlan(key, label(), handle, pointers, build) else { return false }
+            guard let made = makePlan(key, label(), handle, pointers, build) else { return false }
             plan = made
         }
         let status = try execute(plan, handle, pointers, profileName: "cudnn graph \(plan.label)", flops: flops)
@@ -90,7 +101,8 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
     }
 
     /// Builds a variant pack for `pointers` (and a workspace), executes `plan` on the stream, returns cuDNN's status.
-    private func execute(_ plan: Plan, _ handle: cudnnHandle_t, _ pointers: [CUdeviceptr], profileName: @autoclosure () -> String,
+    /// `profileName` nil: not profiled (autotune's trials).
+    private func execute(_ plan: Plan, _ handle: cudnnHandle_t, _ pointers: [CUdeviceptr], profileName: @autoclosure () -> String?,
                          flops: Double) throws -> cudnnStatus_t {
         let workspace = plan.workspace > 0 ? try device.allocate(plan.workspace) : nil
         defer { withExtendedLifetime(workspace) {} }
@@ -103,70 +115,94 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
         try builder.set(pack, CCUDNN_ATTR_VARIANT_PACK_WORKSPACE, CCUDNN_TYPE_VOID_PTR,
                         [workspace.flatMap { UnsafeMutableRawPointer(bitPattern: UInt($0.pointer)) }], "variant pack workspace")
         try builder.finalize(pack, "variant pack")
-        return try device.timed(profileName(), flops: flops) { api.cudnnBackendExecute!(handle, plan.plan, pack) }
+        guard device.profiling, let name = profileName() else { return api.cudnnBackendExecute!(handle, plan.plan, pack) }
+        return try device.timed(name, flops: flops) { api.cudnnBackendExecute!(handle, plan.plan, pack) }
     }
 
-    /// The plan for `key` (cached, or nil cached with the refusal).
+    /// The plan for `key` (cached, or nil cached with the refusal). Plans are made one at a time
+    /// (cuDNN's handle is not for concurrent use); a key made meanwhile by another thread is taken.
     private func makePlan(_ key: Key, _ label: String, _ handle: cudnnHandle_t, _ pointers: [CUdeviceptr],
-                          _ build: (DescriptorBuilder, cudnnHandle_t) throws -> Graph) throws -> Plan? {
-        let builder = DescriptorBuilder(api)
-        do {
-            let graph = try build(builder, handle)
-            guard graph.uniqueIDs.count == pointers.count else {
-                throw GraphBuildError(what: "\(graph.uniqueIDs.count) tensor ids for \(pointers.count) pointers", status: 0)
-            }
-            let heuristics = try builder.make(Int32(CCUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR), "engine heuristics")
-            try builder.set(heuristics, CCUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CCUDNN_TYPE_BACKEND_DESCRIPTOR, [graph.graph], "heuristics graph")
-            try builder.set(heuristics, CCUDNN_ATTR_ENGINEHEUR_MODE, CCUDNN_TYPE_HEUR_MODE, [Int32(CCUDNN_HEUR_MODE_A)], "heuristics mode")
-            try builder.finalize(heuristics, "engine heuristics")
-            var available: Int64 = 0
-            try builder.check(api.cudnnBackendGetAttribute!(heuristics, Int32(CCUDNN_ATTR_ENGINEHEUR_RESULTS),
-                                                            Int32(CCUDNN_TYPE_BACKEND_DESCRIPTOR), 0, &available, nil), "heuristics count")
-            let wanted = Int(min(available, Int64(Self.candidates)))
-            guard wanted > 0 else { throw GraphBuildError(what: "no engine configuration from the heuristics", status: 0) }
-            var configurations: [cudnnBackendDescriptor_t?] = []
-            for _ in 0..<wanted { configurations.append(try builder.make(Int32(CCUDNN_BACKEND_ENGINECFG_DESCRIPTOR), "engine configuration")) }
-            var returned: Int64 = 0
-            try builder.check(api.cudnnBackendGetAttribute!(heuristics, Int32(CCUDNN_ATTR_ENGINEHEUR_RESULTS),
-                                                            Int32(CCUDNN_TYPE_BACKEND_DESCRIPTOR), Int64(wanted), &returned,
-                                                            &configurations), "heuristics results")
-            // Execution plans of the configurations that finalize within the workspace limit, in the heuristics' order.
-            var finalized: [(plan: cudnnBackendDescriptor_t, workspace: Int)] = []
-            var lastFailure = "no configuration finalized"
-            let limit = autotune && !device.isCapturing ? Self.timedCandidates : 1
-            for configuration in configurations.prefix(Int(min(returned, Int64(wanted)))) where finalized.count < limit {
-                guard let configuration else { continue }
-                let plan = try builder.make(Int32(CCUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR), "execution plan")
-                var h: cudnnHandle_t? = handle
-                var ok = api.cudnnBackendSetAttribute!(plan, Int32(CCUDNN_ATTR_EXECUTION_PLAN_HANDLE), Int32(CCUDNN_TYPE_HANDLE), 1, &h) == 0
-                var c: cudnnBackendDescriptor_t? = configuration
-                ok = ok && api.cudnnBackendSetAttribute!(plan, Int32(CCUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG),
-                                                         Int32(CCUDNN_TYPE_BACKEND_DESCRIPTOR), 1, &c) == 0
-                let status = ok ? api.cudnnBackendFinalize!(plan) : -1
-                var bytes: Int64 = 0, count: Int64 = 0
-                if status == 0, api.cudnnBackendGetAttribute!(plan, Int32(CCUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE),
-                                                              Int32(CCUDNN_TYPE_INT64), 1, &count, &bytes) == 0,
-                   bytes >= 0, Int(bytes) <= ConvolutionEngine.workspaceLimit {
-                    finalized.append((plan, Int(bytes)))
-                } else {
-                    lastFailure = status == 0 ? "workspace \(bytes) bytes over the limit" : "execution plan not finalized (status \(status))"
-                    builder.destroy(plan)
+                          _ build: (DescriptorBuilder, cudnnHandle_t) throws -> Graph) -> Plan? {
+        building.withLock { _ in
+            if let existing = plans.withLock({ $0[key] }) { return existing }
+            let builder = DescriptorBuilder(api)
+            do {
+                let graph = try build(builder, handle)
+                guard graph.uniqueIDs.count == pointers.count else {
+                    throw GraphBuildError(what: "\(graph.uniqueIDs.count) tensor ids for \(pointers.count) pointers", status: 0)
                 }
+                // Heuristics mode A; if none of its configurations finalizes, cuDNN's fallback list.
+                var finalized: [(plan: cudnnBackendDescriptor_t, workspace: Int)] = []
+                var failures: [String] = []
+                for mode in [CCUDNN_HEUR_MODE_A, CCUDNN_HEUR_MODE_FALLBACK] where finalized.isEmpty {
+                    do {
+                        finalized = try finalizedPlans(graph.graph, mode: mode, handle, builder)
+                    } catch let error as GraphBuildError {
+                        failures.append("mode \(mode): \(error.description)")
+                    }
+                }
+                guard !finalized.isEmpty else { throw GraphBuildError(what: failures.joined(separator: "; "), status: 0) }
+                var chosen = 0
+                if finalized.count > 1 { chosen = try fastest(finalized, handle, pointers, graph.uniqueIDs) }
+                for (index, candidate) in finalized.enumerated() where index != chosen { builder.destroy(candidate.plan) }
+                let made = Plan(plan: finalized[chosen].plan, workspace: finalized[chosen].workspace, uniqueIDs: graph.uniqueIDs,
+                                label: label + (finalized.count > 1 ? " (timed, #\(chosen + 1) of \(finalized.count))" : ""),
+                                descriptors: builder.keepAll())
+                plans.withLock { $0[key] = made }
+                return made
+            } catch {
+                // Nothing half-made stays: the key goes to the caller's own path from now on.
+                builder.destroyAll()
+                refuse(key, label, (error as? GraphBuildError)?.description ?? "\(error)")
+                return nil
             }
-            guard !finalized.isEmpty else { throw GraphBuildError(what: lastFailure, status: 0) }
-            var chosen = 0
-            if finalized.count > 1 { chosen = try fastest(finalized, handle, pointers, graph.uniqueIDs) }
-            for (index, candidate) in finalized.enumerated() where index != chosen { builder.destroy(candidate.plan) }
-            let made = Plan(plan: finalized[chosen].plan, workspace: finalized[chosen].workspace, uniqueIDs: graph.uniqueIDs,
-                            label: label + (finalized.count > 1 ? " (timed, #\(chosen + 1) of \(finalized.count))" : ""),
-                            descriptors: builder.keepAll())
-            plans.withLock { $0[key] = made }
-            return made
-        } catch let error as GraphBuildError {
-            builder.destroyAll()
-            refuse(key, label, error.status == 0 ? error.what : "\(error.what): status \(error.status)")
-            return nil
         }
+    }
+
+    /// Execution plans (finalized, within the workspace limit, in the heuristics' order; autotune:
+    /// up to `timedCandidates`, else the first) for `graph` from heuristics `mode`.
+    private func finalizedPlans(_ graph: cudnnBackendDescriptor_t, mode: Int, _ handle: cudnnHandle_t,
+                                _ builder: DescriptorBuilder) throws -> [(plan: cudnnBackendDescriptor_t, workspace: Int)] {
+        let heuristics = try builder.make(Int32(CCUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR), "engine heuristics")
+        try builder.set(heuristics, CCUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CCUDNN_TYPE_BACKEND_DESCRIPTOR, [graph], "heuristics graph")
+        try builder.set(heuristics, CCUDNN_ATTR_ENGINEHEUR_MODE, CCUDNN_TYPE_HEUR_MODE, [Int32(mode)], "heuristics mode")
+        try builder.finalize(heuristics, "engine heuristics")
+        var available: Int64 = 0
+        try builder.check(api.cudnnBackendGetAttribute!(heuristics, Int32(CCUDNN_ATTR_ENGINEHEUR_RESULTS),
+                                                        Int32(CCUDNN_TYPE_BACKEND_DESCRIPTOR), 0, &available, nil), "heuristics count")
+        let wanted = Int(min(available, Int64(Self.candidates)))
+        guard wanted > 0 else { throw GraphBuildError(what: "no engine configuration from the heuristics", status: 0) }
+        var configurations: [cudnnBackendDescriptor_t?] = []
+        for _ in 0..<wanted { configurations.append(try builder.make(Int32(CCUDNN_BACKEND_ENGINECFG_DESCRIPTOR), "engine configuration")) }
+        var returned: Int64 = 0
+        try builder.check(api.cudnnBackendGetAttribute!(heuristics, Int32(CCUDNN_ATTR_ENGINEHEUR_RESULTS),
+                                                        Int32(CCUDNN_TYPE_BACKEND_DESCRIPTOR), Int64(wanted), &returned,
+                                                        &configurations), "heuristics results")
+        var finalized: [(plan: cudnnBackendDescriptor_t, workspace: Int)] = []
+        var lastFailure = "no configuration finalized"
+        let limit = autotune && !device.isCapturing ? Self.timedCandidates : 1
+        for configuration in configurations.prefix(Int(min(max(returned, 0), Int64(wanted)))) where finalized.count < limit {
+            guard let configuration else { continue }
+            let plan = try builder.make(Int32(CCUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR), "execution plan")
+            var h: cudnnHandle_t? = handle
+            var ok = api.cudnnBackendSetAttribute!(plan, Int32(CCUDNN_ATTR_EXECUTION_PLAN_HANDLE), Int32(CCUDNN_TYPE_HANDLE), 1, &h) == 0
+            var c: cudnnBackendDescriptor_t? = configuration
+            ok = ok && api.cudnnBackendSetAttribute!(plan, Int32(CCUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG),
+                                                     Int32(CCUDNN_TYPE_BACKEND_DESCRIPTOR), 1, &c) == 0
+            let status = ok ? api.cudnnBackendFinalize!(plan) : -1
+            var bytes: Int64 = 0, count: Int64 = 0
+            let query = status == 0 ? api.cudnnBackendGetAttribute!(plan, Int32(CCUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE),
+                                                                    Int32(CCUDNN_TYPE_INT64), 1, &count, &bytes) : -1
+            if status == 0, query == 0, bytes >= 0, Int(bytes) <= ConvolutionEngine.workspaceLimit {
+                finalized.append((plan, Int(bytes)))
+            } else {
+                lastFailure = status != 0 ? "execution plan not finalized (status \(status))"
+                    : query != 0 ? "workspace size not given (status \(query))" : "workspace \(bytes) bytes over the limit"
+                builder.destroy(plan)
+            }
+        }
+        guard !finalized.isEmpty else { throw GraphBuildError(what: lastFailure, status: 0) }
+        return finalized
     }
 
     /// Index of the fastest of `candidates` on the call's operands (another than the first wins only
@@ -178,7 +214,7 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
             let trial = Plan(plan: candidate.plan, workspace: candidate.workspace, uniqueIDs: uniqueIDs, label: "", descriptors: [])
             var failed = false
             let seconds = try device.measure(repeats: 5) {
-                if try execute(trial, handle, pointers, profileName: "", flops: 0) != 0 { failed = true }
+                if try execute(trial, handle, pointers, profileName: nil, flops: 0) != 0 { failed = true }
             }
             times.append(failed ? .infinity : seconds)
         }
@@ -188,9 +224,10 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
 }
 
 /// A cuDNN graph-API step that failed: what, and cuDNN's status (0: no status, `what` says it).
-struct GraphBuildError: Error {
+struct GraphBuildError: Error, CustomStringConvertible {
     let what: String
     let status: cudnnStatus_t
+    var description: String { status == 0 ? what : "\(what): status \(status)" }
 }
 
 /// Creates backend descriptors, sets their attributes and finalizes them, remembering every one
