@@ -13,16 +13,18 @@
 #     2. a full-size random SSD-1B folder in $SSD_MODEL (default /tmp/ssd1b) unless it is there
 #     3. where the time goes: ssd-cuda-check profile --model (whole UNet, 1024², UNet batch 2 and 32)
 #     4. the same UNet calls in diffusers under torch.profiler, kernels grouped the same way
-#     5. eager UNet ms per call with SSD_CUDA_AUTOTUNE=1, SSD_CUDA_FUSED_CONV=1, SSD_CUDA_ATTENTION_ROWS=32,
-#        SSD_CUDA_CUDNN_ATTENTION=1 and =composite, SSD_CUDA_CONV_GRAPH=1, and autotune with both
-#        graph-API switches
-#   part 2 (`bash Scripts/gpu/profile.sh 2`, about 6 min; makes the folder again if it is gone):
-#     5b. the VAE with fp16-resident weights (new default) against fp32-resident: pixels and bytes
-#     6. CUDA graphs on the unet-like block, then on the whole UNet (UNet batch 2 and 32): outputs,
-#        it/s eager vs replay, memory over 20 replays
-#     7. the 1024² table (ssd1b generate --images 1/4/8/16, 8 steps) with $SSD_TABLE_ENV (default
+#     5. eager UNet ms per call with SSD_CUDA_CUDNN_ATTENTION=1, SSD_CUDA_CONV_GRAPH=1, SSD_CUDA_AUTOTUNE=1,
+#        SSD_CUDA_ATTENTION_ROWS=32, SSD_CUDA_FUSED_CONV=1, autotune with both graph-API switches, and
+#        SSD_CUDA_CUDNN_ATTENTION=composite, as long as time is left (SSD_BUDGET_S)
+#   part 2 (`bash Scripts/gpu/profile.sh 2`, about 6 min; makes the folder again if it is gone), the
+#   deliverable first; after $SSD_BUDGET_S seconds (default 520) the remaining stages are skipped:
+#     6. the 1024² table (ssd1b generate --images 1/4/8/16, 8 steps) with $SSD_TABLE_ENV (default
 #        graphs + autotune) and diffusers eager in the same visit
+#     7. CUDA graphs on the whole UNet (UNet batch 2 and 32): outputs, it/s eager vs replay, memory
+#        over 20 replays
 #     8. memory over 20 generations at 256² with the same settings
+#     9. the VAE with fp16-resident weights (new default) against fp32-resident: pixels and bytes;
+#        CUDA graphs on the unet-like block
 # Stages can be skipped: SSD_SKIP="parity profile switches torch vae block graphs table repeat".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -66,26 +68,19 @@ if [ "$PART" = 1 ] && ! skip torch; then
   timeout 120 python3 Scripts/gpu/diffusers_side.py profile --model "$M" --size 1024 --batch 2,32 --top 40 2>&1 | grep -E "PROFILE|Error|error"
 fi
 if [ "$PART" = 1 ] && ! skip switches; then
-  # The cuDNN graph-API runs last: their first calls may compile fused kernels (cuDNN's runtime fusion).
-  for E in "SSD_CUDA_AUTOTUNE=1" "SSD_CUDA_FUSED_CONV=1" "SSD_CUDA_ATTENTION_ROWS=32" "SSD_CUDA_CUDNN_ATTENTION=1" \
-           "SSD_CUDA_CUDNN_ATTENTION=composite" "SSD_CUDA_CONV_GRAPH=1" \
-           "SSD_CUDA_AUTOTUNE=1 SSD_CUDA_CONV_GRAPH=1 SSD_CUDA_CUDNN_ATTENTION=1"; do
+  # Most telling first; a run that would start after $SSD_BUDGET_S seconds (default 520) is skipped so
+  # that the call ends inside the device's 600 s. The graph-API runs' first calls may compile fused
+  # kernels (cuDNN's runtime fusion), hence their longer timeout.
+  for E in "SSD_CUDA_CUDNN_ATTENTION=1" "SSD_CUDA_CONV_GRAPH=1" "SSD_CUDA_AUTOTUNE=1" "SSD_CUDA_ATTENTION_ROWS=32" \
+           "SSD_CUDA_FUSED_CONV=1" "SSD_CUDA_AUTOTUNE=1 SSD_CUDA_CONV_GRAPH=1 SSD_CUDA_CUDNN_ATTENTION=1" \
+           "SSD_CUDA_CUDNN_ATTENTION=composite"; do
+    if [ $(( $(date +%s) - T0 )) -gt "${SSD_BUDGET_S:-520}" ]; then stamp "== skipped (time): $E"; continue; fi
+    case "$E" in *GRAPH*|*CUDNN*) LIMIT=100;; *) LIMIT=70;; esac
     stamp "== eager UNet with $E"
-    env $E timeout 120 $B/ssd-cuda-check profile --model "$M" --batches 2,32 --eager-only 1 2>&1 | grep -E "PROFILE|error"
+    env $E timeout $LIMIT $B/ssd-cuda-check profile --model "$M" --batches 2,32 --eager-only 1 2>&1 | grep -E "PROFILE|error"
   done
 fi
-if [ "$PART" = 2 ] && ! skip vae; then
-  stamp "== VAE: fp16-resident weights (default) vs fp32-resident, decode 256²"
-  timeout 90 $B/ssd-cuda-check vae --model "$M" 2>&1 | grep -E "VAE|error"
-fi
-if [ "$PART" = 2 ] && ! skip block; then
-  stamp "== graphs: unet-like block"
-  timeout 60 $B/ssd-cuda-check graphs 2>&1 | grep -E "GRAPHS|error" | head -n 30
-fi
-if [ "$PART" = 2 ] && ! skip graphs; then
-  stamp "== graphs: whole UNet 1024², UNet batch 2 and 32"
-  timeout 150 $B/ssd-cuda-check graphs --model "$M" --batches 2,32 --block 0 2>&1 | grep -E "GRAPHS|error" | head -n 60
-fi
+late() { [ $(( $(date +%s) - T0 )) -gt "${SSD_BUDGET_S:-520}" ] && { stamp "== skipped (time): $1"; return 0; }; return 1; }
 if [ "$PART" = 2 ] && ! skip table; then
   for K in ${SSD_IMAGES:-1 4 8 16}; do
     stamp "== 1024², $K image(s), 8 steps, $TABLE_ENV (s/step per step; step 1 warms up, 2 captures)"
@@ -96,11 +91,23 @@ if [ "$PART" = 2 ] && ! skip table; then
   stamp "== 1024²: diffusers eager fp16, same visit"
   timeout 150 python3 Scripts/gpu/diffusers_side.py time --model "$M" --size 1024 --batch ${SSD_BATCHES_TORCH:-1,4,8,16} --steps 8
 fi
-if [ "$PART" = 2 ] && ! skip repeat; then
+if [ "$PART" = 2 ] && ! skip graphs && ! late graphs; then
+  stamp "== graphs: whole UNet 1024², UNet batch 2 and 32"
+  timeout 150 $B/ssd-cuda-check graphs --model "$M" --batches 2,32 --block 0 2>&1 | grep -E "GRAPHS|error" | head -n 60
+fi
+if [ "$PART" = 2 ] && ! skip repeat && ! late repeat; then
   stamp "== memory over 20 generations, 256², 3 steps, $TABLE_ENV"
   env $TABLE_ENV timeout 100 $B/ssd1b generate --model "$M" --prompt "a photo of a cat" --negative-prompt "blurry" \
     --width 256 --height 256 --steps 3 --seed 0 --backend cuda --quiet --repeat 20 --output /tmp/rep.png 2>&1 \
     | grep -E "run (1|2|10|19|20)/|error"
+fi
+if [ "$PART" = 2 ] && ! skip vae && ! late vae; then
+  stamp "== VAE: fp16-resident weights (default) vs fp32-resident, decode 256²"
+  timeout 90 $B/ssd-cuda-check vae --model "$M" 2>&1 | grep -E "VAE|error"
+fi
+if [ "$PART" = 2 ] && ! skip block && ! late block; then
+  stamp "== graphs: unet-like block"
+  timeout 60 $B/ssd-cuda-check graphs 2>&1 | grep -E "GRAPHS|error" | head -n 30
 fi
 stamp "done (part $PART)"
 sleep 1  # let tee write the last lines
