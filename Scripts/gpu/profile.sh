@@ -92,8 +92,8 @@ if [ "$PART" = 2 ] && ! skip table; then
   timeout 150 python3 Scripts/gpu/diffusers_side.py time --model "$M" --size 1024 --batch ${SSD_BATCHES_TORCH:-1,4,8,16} --steps 8
 fi
 if [ "$PART" = 2 ] && ! skip graphs && ! late graphs; then
-  stamp "== graphs: whole UNet 1024², UNet batch 2 and 32"
-  timeout 150 $B/ssd-cuda-check graphs --model "$M" --batches 2,32 --block 0 2>&1 | grep -E "GRAPHS|error" | head -n 60
+  stamp "== graphs: whole UNet 1024², UNet batch 2 and 32, $TABLE_ENV"
+  env $TABLE_ENV timeout 150 $B/ssd-cuda-check graphs --model "$M" --batches 2,32 --block 0 2>&1 | grep -E "GRAPHS|error" | head -n 60
 fi
 if [ "$PART" = 2 ] && ! skip repeat && ! late repeat; then
   stamp "== memory over 20 generations, 256², 3 steps, $TABLE_ENV"
