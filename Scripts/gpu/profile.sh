@@ -26,6 +26,8 @@
 #     9. the VAE with fp16-resident weights (new default) against fp32-resident: pixels and bytes;
 #        CUDA graphs on the unet-like block
 # Stages can be skipped: SSD_SKIP="parity profile switches torch vae block graphs table repeat".
+# Afterwards, here: `python3 Scripts/gpu/compare_profiles.py <files_at>/profile-1.log` prints the profile
+# (ours beside diffusers') and the switch runs as markdown tables for Benchmarks/RESULTS.md.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/gpu-out}"; mkdir -p "$OUT"
