@@ -54,9 +54,7 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
     deinit {
         // The device (and its cuDNN handle) outlives this engine: it holds the device.
         plans.withLock { table in
-            for case let plan? in table.values {
-                for descriptor in plan.descriptors.reversed() { _ = api.cudnnBackendDestroyDescriptor!(descriptor) }
-            }
+            for case let plan? in table.values { destroy(plan) }
         }
     }
 
@@ -83,7 +81,12 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
             guard let made = makePlan(key, label(), handle, pointers, build) else { return false }
             plan = made
         }
-        let status = try execute(plan, handle, pointers, profileName: "cudnn graph \(plan.label)", flops: flops)
+        let status: cudnnStatus_t
+        do {
+            status = try execute(plan, handle, pointers, profileName: "cudnn graph \(plan.label)", flops: flops)
+        } catch let error as GraphBuildError {  // the variant pack was not made
+            status = error.status == 0 ? -1 : error.status
+        }
         guard status == 0 else {
             if device.isCapturing {
                 throw TensorError.deviceFailure(backend: "cuda", message: "cudnnBackendExecute (\(plan.label)) failed during a capture: status \(status)")
@@ -96,8 +99,18 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
     }
 
     private func refuse(_ key: Key, _ label: String, _ reason: String) {
-        plans.withLock { $0[key] = .some(nil) }
+        let dropped = plans.withLock { table -> Plan? in
+            let previous = table[key] ?? nil
+            table[key] = .some(nil)
+            return previous
+        }
+        // A CUDA graph captured with the plan keeps its kernels, not the descriptors.
+        if let dropped { destroy(dropped) }
         state.withLock { $0.refusals.append("\(label): \(reason)") }
+    }
+
+    private func destroy(_ plan: Plan) {
+        for descriptor in plan.descriptors.reversed() { _ = api.cudnnBackendDestroyDescriptor!(descriptor) }
     }
 
     /// Builds a variant pack for `pointers` (and a workspace), executes `plan` on the stream, returns cuDNN's status.
