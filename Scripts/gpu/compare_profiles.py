@@ -2,7 +2,8 @@
 """Turns a `Scripts/gpu/profile.sh 1` log into the tables Benchmarks/RESULTS.md wants (standard library only):
 
   1. where the time of one UNet call goes, per kind of operation, ours (`ssd-cuda-check profile`, every
-     operation timed alone) beside diffusers' (`diffusers_side.py profile`, kernels under torch.profiler),
+     operation's GPU time by CUDA events) beside diffusers' (`diffusers_side.py profile`, kernels under
+     torch.profiler),
      for each UNet batch both profiled;
   2. the eager ms per UNet call with each switch of the `switches` stage, against the default.
 
@@ -66,7 +67,7 @@ def tables(profiles, switches):
     for size, batch in keys:
         ours, theirs = profiles.get(("ours", size, batch), {}), profiles.get(("diffusers", size, batch), {})
         out.append(f"### UNet call at {size}², UNet batch {batch}: where the time goes\n")
-        out.append("| kind | ours ms (each op alone) | TFLOP/s | diffusers ms (kernels) | ours / diffusers |")
+        out.append("| kind | ours ms (GPU, events) | TFLOP/s | diffusers ms (kernels) | ours / diffusers |")
         out.append("|---|---|---|---|---|")
         for c in CATEGORIES:
             a, b = ours.get(c), theirs.get(c)

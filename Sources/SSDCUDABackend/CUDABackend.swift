@@ -49,7 +49,7 @@ public final class CUDABackend: ComputeBackend {
     /// `legacyAttention` (nil: from `SSD_CUDA_LEGACY_KERNELS` / `SSD_CUDA_LEGACY_ATTENTION` = 1)
     /// select the first kernels, kept for comparison and as a fallback. `attentionWarps` (nil:
     /// `SSD_CUDA_ATTENTION_WARPS`, default 8) picks the fast attention's block for ≥ 1024 queries.
-    /// `profiling` (nil: `SSD_CUDA_PROFILE=1`) times every kernel alone (see `profile`); slow.
+    /// `profiling` (nil: `SSD_CUDA_PROFILE=1`) times every kernel on the GPU (see `profile`).
     /// `graphs` (nil: `CUDAGraphOptions.fromEnvironment()`, off unless `SSD_CUDA_GRAPHS=1`) makes
     /// `runReplayable` record CUDA graphs and replay them (see `runReplayable`).
     /// `autotune` (nil: `SSD_CUDA_AUTOTUNE=1`) and `fusedConvolutions` (nil: `SSD_CUDA_FUSED_CONV=1`):
@@ -166,18 +166,21 @@ public final class CUDABackend: ComputeBackend {
     }
 
     /// With profiling on: per kernel (NVRTC name), cuBLASLt GEMM (by M, N and K) and cuDNN convolution
-    /// (by shape and algorithm), the total seconds, calls and FLOPs, largest first.
-    public var profile: [CUDAProfileEntry] { device.profile }
+    /// (by shape and algorithm), the total GPU seconds (CUDA events around each), calls and FLOPs,
+    /// largest first. Waits for the work profiled so far.
+    public var profile: [CUDAProfileEntry] {
+        get throws { try device.profile }
+    }
 
-    /// Whether every kernel, GEMM and convolution is timed alone (see `profile`); slow, and CUDA
-    /// graphs are not recorded while it is on. Starts as the initialiser's `profiling`.
+    /// Whether every kernel, GEMM and convolution is timed on the GPU by CUDA events around it (see
+    /// `profile`); CUDA graphs are not recorded while it is on. Starts as the initialiser's `profiling`.
     public var profiling: Bool {
         get { device.profiling }
         set { device.profiling = newValue }
     }
 
-    /// Clears the profile.
-    public func resetProfile() { device.resetProfile() }
+    /// Clears the profile (waiting for the work profiled so far).
+    public func resetProfile() throws { try device.resetProfile() }
 
     /// Bytes the device's memory pool holds from the driver (live tensors plus cached free blocks).
     public var poolReservedBytes: Int { device.poolReservedBytes }

@@ -57,9 +57,21 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
         var modules: [KernelGroup: (CUmodule, [String: String])] = [:]
         var functions: [String: CUfunction] = [:]
         var profile: [String: CUDAProfileEntry] = [:]
+        /// Profiled operations whose event pair the GPU has not been asked about yet.
+        var pendingTimings: [PendingTiming] = []
+        /// Timing events to reuse.
+        var spareEvents: [CUevent] = []
     }
-    /// When true every kernel, GEMM and convolution is timed alone (the stream is drained before
-    /// and after it): a per-kernel profile for diagnosis, far slower than normal running.
+    /// One profiled operation: CUDA events recorded on the stream before and after it.
+    private struct PendingTiming {
+        let name: String
+        let flops: Double
+        let start: CUevent
+        let end: CUevent
+    }
+    /// When true every kernel, GEMM and convolution is timed on the GPU by a pair of CUDA events
+    /// around it (read when the profile is asked for): a per-kernel profile for diagnosis; the
+    /// operations still run back to back, as in a normal call, but CUDA graphs are not recorded.
     var profiling: Bool {
         get { profilingFlag.load(ordering: .relaxed) }
         set { profilingFlag.store(newValue, ordering: .relaxed) }
@@ -388,28 +400,57 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
 
     // MARK: Profile
 
-    /// Runs `body` (which enqueues work); when profiling, drains the stream before and after and adds
-    /// the wall time (and `flops`, 2 per multiply-add) to `name`'s entry.
+    /// Runs `body` (which enqueues work); when profiling, records a CUDA event before and after it on
+    /// the stream, whose elapsed time (the GPU's, comparable to a kernel profiler's) is added to
+    /// `name`'s entry, with `flops` (2 per multiply-add), when the profile is read.
     func timed<R>(_ name: @autoclosure () -> String, flops: @autoclosure () -> Double = 0, _ body: () throws -> R) throws -> R {
         guard profiling else { return try body() }
-        try synchronize()
-        let clock = ContinuousClock()
-        let start = clock.now
+        let start = try timingEvent(), end = try timingEvent()
+        var recorded = false
+        defer { if !recorded { state.withLock { $0.spareEvents += [start, end] } } }
+        try check(driver.cuEventRecord!(start, stream), "cuEventRecord")
         let result = try body()
-        try synchronize()
-        let (seconds, attoseconds) = (clock.now - start).components
-        let elapsed = Double(seconds) + Double(attoseconds) * 1e-18
-        let key = name()
-        let work = flops()
-        state.withLock {
-            var entry = $0.profile[key]
-                ?? CUDAProfileEntry(name: key, category: CUDAProfileCategory(entryName: key), seconds: 0, calls: 0, flops: 0)
-            entry.seconds += elapsed
-            entry.calls += 1
-            entry.flops += work
-            $0.profile[key] = entry
-        }
+        try check(driver.cuEventRecord!(end, stream), "cuEventRecord")
+        let timing = PendingTiming(name: name(), flops: flops(), start: start, end: end)
+        state.withLock { $0.pendingTimings.append(timing) }
+        recorded = true
         return result
+    }
+
+    /// A spare timing event, or a new one.
+    private func timingEvent() throws -> CUevent {
+        if let spare = state.withLock({ $0.spareEvents.popLast() }) { return spare }
+        var event: CUevent?
+        try check(driver.cuEventCreate!(&event, 0), "cuEventCreate")
+        guard let event else { throw TensorError.deviceFailure(backend: "cuda", message: "cuEventCreate gave no event") }
+        return event
+    }
+
+    /// Waits for the stream and adds the GPU times of the operations profiled so far to the profile.
+    private func resolveTimings() throws {
+        let pending = state.withLock { s -> [PendingTiming] in
+            defer { s.pendingTimings = [] }
+            return s.pendingTimings
+        }
+        guard !pending.isEmpty else { return }
+        defer { state.withLock { s in s.spareEvents += pending.flatMap { [$0.start, $0.end] } } }
+        try synchronize()
+        var times: [(PendingTiming, Double)] = []
+        for timing in pending {
+            var milliseconds: Float = 0
+            try check(driver.cuEventElapsedTime!(&milliseconds, timing.start, timing.end), "cuEventElapsedTime")
+            times.append((timing, Double(milliseconds) * 1e-3))
+        }
+        state.withLock { s in
+            for (timing, seconds) in times {
+                var entry = s.profile[timing.name]
+                    ?? CUDAProfileEntry(name: timing.name, category: CUDAProfileCategory(entryName: timing.name), seconds: 0, calls: 0, flops: 0)
+                entry.seconds += seconds
+                entry.calls += 1
+                entry.flops += timing.flops
+                s.profile[timing.name] = entry
+            }
+        }
     }
 
     /// Seconds per call of `body` (which enqueues work) on the GPU, by events around `repeats` calls
@@ -433,10 +474,17 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
 
     /// The profile so far, largest total time first.
     var profile: [CUDAProfileEntry] {
-        state.withLock { Array($0.profile.values) }.sorted { $0.seconds > $1.seconds }
+        get throws {
+            try resolveTimings()
+            return state.withLock { Array($0.profile.values) }.sorted { $0.seconds > $1.seconds }
+        }
     }
 
-    func resetProfile() { state.withLock { $0.profile = [:] } }
+    /// Forgets the profile (operations still in flight are waited for and dropped).
+    func resetProfile() throws {
+        try resolveTimings()
+        state.withLock { $0.profile = [:] }
+    }
 
     // MARK: Kernels
 

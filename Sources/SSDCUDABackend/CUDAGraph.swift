@@ -192,7 +192,7 @@ extension CUDABackend {
     /// `SSD_CUDA_GRAPH*` value), or nil.
     public var graphsUnavailableReason: String? {
         if let reason = device.graphsUnavailableReason { return reason }
-        if device.profiling { return "profiling is on (SSD_CUDA_PROFILE=1): every op synchronises" }
+        if device.profiling { return "profiling is on (SSD_CUDA_PROFILE=1): every op is timed by CUDA events" }
         return nil
     }
 

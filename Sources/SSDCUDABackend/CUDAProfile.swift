@@ -23,7 +23,8 @@ public enum CUDAProfileCategory: String, Sendable, CaseIterable {
 }
 
 /// One row of the per-operation profile (`CUDABackend.profile`): every call of one kernel, GEMM shape
-/// or convolution shape and algorithm, each timed alone with the stream drained before and after.
+/// or convolution shape and algorithm, each timed on the GPU by CUDA events recorded before and after
+/// it on the stream (the operations run back to back, as without profiling).
 public struct CUDAProfileEntry: Sendable {
     /// Kernel name, `cublasLt m=… n=… k=…` or `cudnn conv <shape> algo <n>`.
     public let name: String

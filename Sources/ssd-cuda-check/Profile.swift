@@ -5,10 +5,10 @@ import SSDTensor
 /// `ssd-cuda-check profile [--model DIR] [--batches 2,32] [--size 1024] [--top 30] [--eager-only 1]`: where the time
 /// goes. Without `--model`: the unet-like block at batch 32. With it: the whole UNet at `size`² for
 /// each UNet batch (2 = one image with guidance): the eager time per call (profiling off, 10 calls),
-/// then one call with every operation timed alone, grouped by category (GEMM, convolution,
-/// attention, normalization, elementwise) with achieved TFLOP/s, then the `top` slowest entries.
-/// The sum of the timed operations against the eager time shows how much the overlap of host and
-/// GPU work hides (batch 2) or how little (large batches). `eagerOnly` stops after the eager time
+/// then one call with every operation's GPU time (CUDA events around it; the operations run back to
+/// back as in the eager calls), grouped by category (GEMM, convolution, attention, normalization,
+/// elementwise) with achieved TFLOP/s, then the `top` slowest entries. The sum of the operations
+/// against the eager time shows what the GPU spends between them (launch gaps, host waits). `eagerOnly` stops after the eager time
 /// (for comparing settings quickly).
 struct ProfileCheck {
     let cuda: CUDABackend
@@ -56,15 +56,15 @@ struct ProfileCheck {
             print("PROFILE \(label): \(cuda.tuningReport)")
             return
         }
-        cuda.resetProfile()
+        try cuda.resetProfile()
         cuda.profiling = true
         defer { cuda.profiling = false }
         try call()
-        let entries = cuda.profile
+        let entries = try cuda.profile
         let total = entries.reduce(0) { $0 + $1.seconds }
         let flops = entries.reduce(0) { $0 + $1.flops }
         print("PROFILE \(label): eager \(format(eager * 1e3, "%.2f")) ms per call (\(format(flops / eager / 1e12, "%.0f")) TFLOP/s counted); "
-              + "operations timed alone \(format(total * 1e3, "%.2f")) ms in \(entries.reduce(0) { $0 + $1.calls }) calls")
+              + "operations on the GPU (CUDA events) \(format(total * 1e3, "%.2f")) ms in \(entries.reduce(0) { $0 + $1.calls }) calls")
         for g in summarize(entries) {
             print("PROFILE \(label): \(g.name + String(repeating: " ", count: max(0, 13 - g.name.count))) \(format(g.seconds * 1e3, "%8.2f")) ms "
                   + "\(format(100 * g.seconds / max(total, 1e-12), "%5.1f")) %  \(g.calls) calls"

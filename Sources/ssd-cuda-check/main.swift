@@ -10,7 +10,7 @@
 //   parity-legacy  the same with the first (legacy) kernels
 //   bench          GEMM / attention / convolution TFLOP/s, memory-bound GB/s; fast and legacy kernels
 //   unet-like      one resnet + transformer block at 64² × 640, batch 2, 8, 16, 32, fast and legacy (ms)
-//   profile        that block at batch 32 with every kernel / GEMM / convolution timed alone, or with
+//   profile        that block at batch 32 with every kernel / GEMM / convolution's GPU time, or with
 //                  --model DIR the whole UNet at --size (1024)² for UNet batches --batches (2,32),
 //                  grouped by category with TFLOP/s (see Profile.swift)
 //   graphs         CUDA graph replay vs eager: the unet-like block, and with --model DIR (a full-size

@@ -173,6 +173,20 @@ import Testing
         #expect(output.contains(": replaying, 2 calls, 1 replays"), "\(output.suffix(3000))")
     }
 
+    /// The per-operation profile (CUDA events around every kernel, GEMM and convolution, read when
+    /// the profile is asked for) runs through on the unet-like block.
+    @Test func profileRunsOnTheNullDriver() throws {
+        guard let check = executable("ssd-cuda-check") else { return }
+        guard let libraries = Self.buildLibraries() else { required("cc could not build the null CUDA library"); return }
+        defer { try? FileManager.default.removeItem(atPath: libraries) }
+        let (status, output) = Self.run(check, ["profile", "--top", "5"], environment: ["SSD_CUDA_LIBRARY_PATH": libraries])
+        #expect(status == 0, "\(output)")
+        let summary = output.split(separator: "\n").first { $0.contains("operations on the GPU (CUDA events)") }.map(String.init) ?? ""
+        let calls = summary.firstMatch(of: /in (\d+) calls/).flatMap { Int($0.1) } ?? 0
+        #expect(calls > 10, "\(output)")
+        #expect(output.contains("gemm") && output.contains("attention"), "\(output)")
+    }
+
     @Test func graphCaptureAndReplayRunOnTheNullDriver() throws {
         guard let check = executable("ssd-cuda-check") else { return }
         guard let libraries = Self.buildLibraries() else { required("cc could not build the null CUDA library"); return }
