@@ -5,18 +5,19 @@ public enum CUDAProfileCategory: String, Sendable, CaseIterable {
     case gemm
     /// cuDNN convolutions and the im2col kernel.
     case convolution
-    /// The flash-attention kernels.
+    /// The flash-attention kernels and cuDNN's fused attention.
     case attention
     /// Group norm, layer norm and softmax kernels.
     case normalization
     /// Everything else: GEGLU, bias + residual, binary ops, permutes, casts, upsampling, concat.
     case elementwise
 
-    /// The category of a profile entry, from its name (`cublasLt …`, `cudnn conv …`, or a kernel name).
+    /// The category of a profile entry, from its name (`cublasLt …`, `cudnn conv …`, `cudnn graph conv …`,
+    /// `cudnn graph sdpa …`, or a kernel name).
     init(entryName name: String) {
         if name.hasPrefix("cublasLt") { self = .gemm }
+        else if name.contains("attention") || name.contains("sdpa") { self = .attention }
         else if name.hasPrefix("cudnn") || name.contains("im2col") { self = .convolution }
-        else if name.contains("attention") { self = .attention }
         else if name.contains("norm") || name.contains("softmax") { self = .normalization }
         else { self = .elementwise }
     }

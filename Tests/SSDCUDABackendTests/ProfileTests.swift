@@ -9,6 +9,8 @@ import Testing
         ("im2col_kernel<16>", .convolution), ("flash_attention_fast_d64_w8", .attention),
         ("group_norm_partial_h8", .normalization), ("layer_norm_h8", .normalization), ("softmax_kernel<1>", .normalization),
         ("geglu_h8", .elementwise), ("bias_residual_h8", .elementwise), ("permute_kernel<1>", .elementwise),
+        ("cudnn graph conv 3x3 s1 320->320 2x128x128 +bias +residual", .convolution),
+        ("cudnn graph sdpa 2x10 4096x4096 d64 (SDPA operation)", .attention),
     ]
     for (name, category) in cases {
         #expect(CUDAProfileCategory(entryName: name) == category, "\(name)")
