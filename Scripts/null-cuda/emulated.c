@@ -669,6 +669,7 @@ static void *tensor_data(const graph_call_t *c, const bdesc_t *t, scratch_t *scr
         abort();
     }
     for (int i = 0; i < *scratchCount; i++) if (scratch[i].id == id) return scratch[i].data;
+    if (*scratchCount == 16) { fprintf(stderr, "emulated cuDNN: more than 16 virtual tensors in a graph\n"); abort(); }
     int64_t extent = 1;  /* elements up to the last one addressed */
     for (int i = 0; i < tensor_rank(t); i++) extent += (dim(t, i) - 1) * stride(t, i);
     scratch[*scratchCount] = (scratch_t){id, calloc((size_t)extent, 4)};

@@ -412,10 +412,18 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
         let result = try body()
         try check(driver.cuEventRecord!(end, stream), "cuEventRecord")
         let timing = PendingTiming(name: name(), flops: flops(), start: start, end: end)
-        state.withLock { $0.pendingTimings.append(timing) }
+        let pending = state.withLock { s -> Int in
+            s.pendingTimings.append(timing)
+            return s.pendingTimings.count
+        }
         recorded = true
+        // Profiling a long run (SSD_CUDA_PROFILE=1 on a whole generation): fold the timings in now and then.
+        if pending >= CUDADevice.pendingTimingLimit { try resolveTimings() }
         return result
     }
+
+    /// Event pairs waiting before `timed` folds them into the profile (waiting for the stream once).
+    static let pendingTimingLimit = 4096
 
     /// A spare timing event, or a new one.
     private func timingEvent() throws -> CUevent {

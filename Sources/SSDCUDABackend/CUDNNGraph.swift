@@ -42,6 +42,8 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
     private let state = Locked((runs: 0, refusals: [String]()))
     /// Held while a plan is made (one at a time).
     private let building = Locked(())
+    /// Plans refused after they were made, destroyed with the engine.
+    private let retired = Locked([Plan]())
 
     /// nil when cuDNN or its graph API is absent.
     init?(device: CUDADevice, autotune: Bool) {
@@ -56,6 +58,7 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
         plans.withLock { table in
             for case let plan? in table.values { destroy(plan) }
         }
+        retired.withLock { for plan in $0 { destroy(plan) } }
     }
 
     /// Keys planned, executions, and the keys cuDNN could not plan with the reason.
@@ -78,7 +81,7 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
         case .some(.none): return false
         case .none:
             if device.isCapturing { return false }
-            guard let made = makePlan(key, label(), handle, pointers, build) else { return false }
+            guard let made = try makePlan(key, label(), handle, pointers, build) else { return false }
             plan = made
         }
         let status: cudnnStatus_t
@@ -104,8 +107,8 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
             table[key] = .some(nil)
             return previous
         }
-        // A CUDA graph captured with the plan keeps its kernels, not the descriptors.
-        if let dropped { destroy(dropped) }
+        // Kept until the engine goes: another thread may still be executing it.
+        if let dropped { retired.withLock { $0.append(dropped) } }
         state.withLock { $0.refusals.append("\(label): \(reason)") }
     }
 
@@ -132,11 +135,12 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
         return try device.timed(name, flops: flops) { api.cudnnBackendExecute!(handle, plan.plan, pack) }
     }
 
-    /// The plan for `key` (cached, or nil cached with the refusal). Plans are made one at a time
+    /// The plan for `key` (cached, or nil cached with cuDNN's refusal; other errors are thrown and
+    /// nothing is cached). Plans are made one at a time
     /// (cuDNN's handle is not for concurrent use); a key made meanwhile by another thread is taken.
     private func makePlan(_ key: Key, _ label: String, _ handle: cudnnHandle_t, _ pointers: [CUdeviceptr],
-                          _ build: (DescriptorBuilder, cudnnHandle_t) throws -> Graph) -> Plan? {
-        building.withLock { _ in
+                          _ build: (DescriptorBuilder, cudnnHandle_t) throws -> Graph) throws -> Plan? {
+        try building.withLock { _ in
             if let existing = plans.withLock({ $0[key] }) { return existing }
             let builder = DescriptorBuilder(api)
             do {
@@ -163,11 +167,15 @@ final class CUDNNGraphEngine<Key: Hashable>: @unchecked Sendable {
                                 descriptors: builder.keepAll())
                 plans.withLock { $0[key] = made }
                 return made
-            } catch {
+            } catch let error as GraphBuildError {
                 // Nothing half-made stays: the key goes to the caller's own path from now on.
                 builder.destroyAll()
-                refuse(key, label, (error as? GraphBuildError)?.description ?? "\(error)")
+                refuse(key, label, error.description)
                 return nil
+            } catch {
+                // Not cuDNN's answer (out of memory while timing candidates, …): nothing cached, the error goes up.
+                builder.destroyAll()
+                throw error
             }
         }
     }

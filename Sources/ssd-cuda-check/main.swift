@@ -98,7 +98,8 @@ do {
             count += p4.count
         }
         print("PARITY \(count - failures.count)/\(count) passed in \(format(now() - t0, "%.1f")) s\(failures.isEmpty ? "" : "; failed: \(failures)")")
-        ok = ok && failures.isEmpty
+        if count == 0 { print("PARITY: no check matched --only \(options["only"] ?? "")") }
+        ok = ok && failures.isEmpty && count > 0
     }
     let legacy = cuda.usesFastKernels || cuda.usesFastAttention ? try? CUDABackend(legacyKernels: true, legacyAttention: true) : nil
     if arguments.contains("parity-legacy"), let legacy {

@@ -184,6 +184,9 @@ import Testing
         let summary = output.split(separator: "\n").first { $0.contains("operations on the GPU (CUDA events)") }.map(String.init) ?? ""
         let calls = summary.firstMatch(of: /in (\d+) calls/).flatMap { Int($0.1) } ?? 0
         #expect(calls > 10, "\(output)")
+        // Every event pair was read: the null driver says 1 ms for each.
+        let milliseconds = summary.firstMatch(of: /\(CUDA events\) ([\d.]+) ms/).flatMap { Double($0.1) } ?? 0
+        #expect(milliseconds == Double(calls), "\(summary)")
         #expect(output.contains("gemm") && output.contains("attention"), "\(output)")
     }
 
