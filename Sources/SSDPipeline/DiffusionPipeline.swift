@@ -40,6 +40,9 @@ public actor DiffusionPipeline {
     /// The backend in use.
     public var backendName: String { backend.name }
 
+    /// The backend's `statusReport`: device, kernel and tuning choices, recorded regions.
+    public var backendReport: String { backend.statusReport }
+
     /// Bytes the backend holds now and at its peak (weights plus activations).
     public func memoryStatistics() -> BackendMemoryStatistics { backend.memoryStatistics() }
 

@@ -99,6 +99,9 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// Whether `runReplayable` records and replays (then work hoisted out of the region, such as the
     /// UNet's cross-attention keys and values, saves nothing). Default false.
     var replaysRecordedRegions: Bool { get }
+    /// What the backend chose and did so far (device and libraries, kernel and tuning choices, recorded
+    /// regions), one topic per line, for logs and benchmark records. Default: the name.
+    var statusReport: String { get }
 
     // MARK: Linear algebra
 
@@ -190,6 +193,8 @@ extension ComputeBackend {
     }
 
     public var replaysRecordedRegions: Bool { false }
+
+    public var statusReport: String { name }
 
     public func groupNormSiLU(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, epsilon: Float) throws -> Tensor {
         try activation(groupNorm(x, groups: groups, weight: weight, bias: bias, epsilon: epsilon), .silu)

@@ -9,6 +9,8 @@ final class ParityCheck {
     var random = Random(state: 2024)
     var failures: [String] = []
     var count = 0
+    /// The mode being checked, prefixed to each failure (`graph: attention self N=200 [f16]`).
+    var mode = "default"
     /// Only the checks whose label contains this (`ssd-cuda-check parity --only TEXT`), when set.
     nonisolated(unsafe) static var only: String?
 
@@ -47,15 +49,17 @@ final class ParityCheck {
             let tolerance = dtype == .f32 ? 1e-4 : 2e-2
             let error = c.shape == r.shape ? relativeError(a, b) : .infinity
             let ok = error <= tolerance && !error.isNaN
-            if !ok { failures.append(label) }
-            print("\(ok ? "PASS" : "FAIL")  \(label.padding(60))  rel err \(format(error))  (tol \(format(tolerance, "%.0e")))  shape \(c.shape)")
+            if !ok { failures.append("\(mode): \(label)") }
+            print("\(ok ? "PASS" : "FAIL")  \("\(mode): \(label)".padding(76))  rel err \(format(error))  (tol \(format(tolerance, "%.0e")))  shape \(c.shape)")
         } catch {
-            failures.append(label)
-            print("FAIL  \(label.padding(60))  error: \(error)")
+            failures.append("\(mode): \(label)")
+            print("FAIL  \("\(mode): \(label)".padding(76))  error: \(error)")
         }
     }
 
+    /// Runs every check; `convolutionLabel` names the mode (`default`, `graph`, …) in each failure.
     func run(convolutionLabel: String) {
+        mode = convolutionLabel
         for dtype in [DType.f16, .f32] {
             check("linear x[2,77,320]·W[640,320]ᵀ+b", dtype) {
                 let x = try input([2, 77, 320], dtype), w = try weight([640, 320], .linear, dtype), b = try weight([640], .vector, dtype)

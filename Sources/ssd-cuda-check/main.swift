@@ -61,13 +61,22 @@ do {
         parity.run(convolutionLabel: "default")
         var failures = parity.failures
         var count = parity.count
+        // One line per mode (`PARITY MODE label: passed/checked`), read by Scripts/gpu/compare_profiles.py
+        // to leave a failing mode's switches out of the measured settings.
+        func tally(_ label: String, _ check: ParityCheck, counted: [String]) {
+            print("PARITY MODE \(label): \(check.count - counted.count)/\(check.count) passed"
+                  + (counted.isEmpty ? "" : "; failed: \(counted)"))
+        }
+        tally("default", parity, counted: parity.failures)
         // `--quick 1`: the default backend only (the emulated driver's CI run).
         let quick = options["quick"] == "1"
         if !quick, let plain {
             let p2 = ParityCheck(cuda: plain)
             p2.run(convolutionLabel: "im2col")
-            failures += p2.failures.filter { $0.contains("conv2d") }
+            let counted = p2.failures.filter { $0.contains("conv2d") }
+            failures += counted
             count += p2.count
+            tally("im2col", p2, counted: counted)
         }
         // The fused convolution (SSD_CUDA_FUSED_CONV) on the heuristic algorithms, then with autotuned
         // GEMMs and convolutions (SSD_CUDA_AUTOTUNE); the report says how many calls were fused.
@@ -75,8 +84,10 @@ do {
             guard let tuned = try? CUDABackend(autotune: autotune, fusedConvolutions: true) else { continue }
             let p3 = ParityCheck(cuda: tuned)
             p3.run(convolutionLabel: label)
-            failures += p3.failures.filter { $0.contains("conv2d") || $0.contains("linear") || $0.contains("matmul") }
+            let counted = p3.failures.filter { $0.contains("conv2d") || $0.contains("linear") || $0.contains("matmul") }
+            failures += counted
             count += p3.count
+            tally(label, p3, counted: counted)
             print("PARITY \(label): \(tuned.tuningReport)")
         }
         // cuDNN's graph API: fp16 convolutions (SSD_CUDA_CONV_GRAPH) and fused attention
@@ -86,16 +97,20 @@ do {
             guard let graphs = try? CUDABackend(autotune: autotune, convolutionGraphs: true, cudnnAttention: attention) else { continue }
             let p5 = ParityCheck(cuda: graphs)
             p5.run(convolutionLabel: label)
-            failures += p5.failures.filter { $0.contains("conv2d") || $0.contains("attention") }
+            let counted = p5.failures.filter { $0.contains("conv2d") || $0.contains("attention") }
+            failures += counted
             count += p5.count
+            tally(label, p5, counted: counted)
             print("PARITY \(label): \(graphs.tuningReport)")
         }
         // The fast attention with 32 query rows per warp (SSD_CUDA_ATTENTION_ROWS=32).
         if !quick, let rows32 = try? CUDABackend(attentionRowsPerWarp: 32) {
             let p4 = ParityCheck(cuda: rows32)
             p4.run(convolutionLabel: "rows32")
-            failures += p4.failures.filter { $0.contains("attention") }
+            let counted = p4.failures.filter { $0.contains("attention") }
+            failures += counted
             count += p4.count
+            tally("rows32", p4, counted: counted)
         }
         print("PARITY \(count - failures.count)/\(count) passed in \(format(now() - t0, "%.1f")) s\(failures.isEmpty ? "" : "; failed: \(failures)")")
         if count == 0 { print("PARITY: no check matched --only \(options["only"] ?? "")") }

@@ -85,10 +85,13 @@ import Testing
         let (status, output) = Self.run(ssd1b, [
             "generate", "--model", Self.root + "/Tests/Fixtures/pipeline/tiny-ssd1b", "--prompt", "a photo of a cat",
             "--negative-prompt", "blurry", "--width", "64", "--height", "64", "--steps", "3", "--images", "2",
-            "--backend", "cuda", "--report-memory", "--output", image,
+            "--backend", "cuda", "--report-memory", "--report-backend", "--output", image,
         ], environment: ["SSD_CUDA_LIBRARY_PATH": libraries, "SSD_CUDA_GRAPHS": graphs])
         #expect(status == 0, "\(output)")
         #expect(output.contains("memory peak"), "\(output)")
+        // The backend's report: the device line, and with graphs on the UNet's region replayed.
+        #expect(output.contains("backend: null CUDA device"), "\(output)")
+        if graphs == "1" { #expect(output.contains("CUDA graph: ") && output.contains("replaying"), "\(output)") }
         // stdout names the images written (two: one per image of the prompt).
         let written = output.split(separator: "\n").filter { $0.hasSuffix(".png") }.map(String.init)
         #expect(written.count == 2, "\(output)")
@@ -110,6 +113,12 @@ import Testing
         // The summary line, "PARITY <passed>/<count> passed in … s[; failed: …]" (other PARITY lines are reports).
         let summary = output.split(separator: "\n").first { $0.hasPrefix("PARITY ") && $0.contains(" passed in ") }.map(String.init) ?? ""
         #expect(status == 0 && summary.contains("passed") && !summary.contains("failed"), "\(summary)\n\(output.suffix(3000))")
+        // One line per mode, which the GPU visit's script reads to leave a failing mode's switches out.
+        for mode in ["default", "im2col", "fused", "autotune+fused", "graph", "autotune+graph", "rows32"] {
+            let line = output.split(separator: "\n").first { $0.hasPrefix("PARITY MODE \(mode): ") }.map(String.init) ?? ""
+            let counts = line.firstMatch(of: /: (\d+)\/(\d+) passed$/)
+            #expect(counts.map { $0.1 == $0.2 && (Int($0.2) ?? 0) > 0 } == true, "mode \(mode): \(line)")
+        }
         // cuDNN's graph API really ran the fp16 convolutions and attentions (none fell back).
         for label in ["graph", "autotune+graph"] {
             let report = output.split(separator: "\n").first { $0.hasPrefix("PARITY \(label): ") }.map(String.init) ?? ""
