@@ -70,7 +70,13 @@ EXPORT cudnnStatus_t cudnnFindConvolutionForwardAlgorithm(cudnnHandle_t h, cudnn
     (void)h; (void)x; (void)w; (void)c; (void)y; (void)n; return algorithms(returned, r);
 }
 
-EXPORT nvrtcResult nvrtcVersion(int *major, int *minor) { *major = 13; *minor = 0; return 0; }
+/* 13.90 (null) and 13.91 (emulated): versions no real NVRTC has, so that the kernel disk cache
+ * (part of whose key is NVRTC's version) keeps the stand-ins' images apart from real ones and each other's. */
+#ifdef EMULATOR_HEADER
+EXPORT nvrtcResult nvrtcVersion(int *major, int *minor) { *major = 13; *minor = 91; return 0; }
+#else
+EXPORT nvrtcResult nvrtcVersion(int *major, int *minor) { *major = 13; *minor = 90; return 0; }
+#endif
 EXPORT nvrtcResult nvrtcGetLoweredName(nvrtcProgram p, const char *expression, const char **lowered) {
     (void)p; *lowered = strdup(expression); return 0;  /* kept: the caller reads it later */
 }

@@ -160,9 +160,10 @@ public final class CUDABackend: ComputeBackend {
             + (attentionGraphs.map { Self.describe("cuDNN attention", $0.plans.report) } ?? "")
     }
 
-    /// The device description, the tuning report and each recorded region's CUDA-graph status, a line each.
+    /// The device description, the tuning report, the kernel cache's use and each recorded region's
+    /// CUDA-graph status, a line each.
     public var statusReport: String {
-        ([deviceDescription, tuningReport] + graphStatus.map { "CUDA graph: \($0)" }).joined(separator: "\n")
+        ([deviceDescription, tuningReport, device.kernelCacheReport] + graphStatus.map { "CUDA graph: \($0)" }).joined(separator: "\n")
     }
 
     private static func describe(_ name: String, _ r: (planned: Int, runs: Int, refusals: [String])) -> String {

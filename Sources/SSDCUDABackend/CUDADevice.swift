@@ -56,6 +56,8 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
         var nextCaptureID = 1
         var modules: [KernelGroup: (CUmodule, [String: String])] = [:]
         var functions: [String: CUfunction] = [:]
+        /// Kernel groups compiled by NVRTC, and loaded from the disk cache, by this device.
+        var groupsCompiled = 0, groupsFromDisk = 0
         var profile: [String: CUDAProfileEntry] = [:]
         /// Profiled operations whose event pair the GPU has not been asked about yet.
         var pendingTimings: [PendingTiming] = []
@@ -80,6 +82,8 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
     private let state = Locked(State())
     /// NVRTC output per kernel group and architecture, shared by every device of the process.
     private static let compiled = Locked([String: NVRTCCompiler.Output]())
+    /// NVRTC output kept between processes (`SSD_CUDA_KERNEL_CACHE`).
+    let kernelCache = KernelDiskCache.fromEnvironment()
 
     /// Opens the libraries and device `ordinal`; throws `backendUnavailable` naming what is missing.
     /// `useCuDNN: false` (or `SSD_CUDA_CONV=im2col`) leaves cuDNN closed.
@@ -507,23 +511,37 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
             (module, lowered) = existing
         } else {
             let cacheKey = "\(group.rawValue)/sm_\(computeCapability)"
-            let output: NVRTCCompiler.Output
+            var output: NVRTCCompiler.Output
+            var fromDisk = false
+            let file = KernelDiskCache.fileName(
+                group: group.rawValue, computeCapability: computeCapability, source: group.source,
+                nameExpressions: group.nameExpressions, options: NVRTCCompiler.options(computeCapability: computeCapability),
+                compilerVersion: compiler.version)
             if let cached = CUDADevice.compiled.withLock({ $0[cacheKey] }) {
                 output = cached
+            } else if let stored = kernelCache.load(file), group.nameExpressions.allSatisfy({ stored.loweredNames[$0] != nil }) {
+                output = stored
+                fromDisk = true
             } else {
-                output = try compiler.compile(
-                    source: group.source, name: "\(group.rawValue).cu", computeCapability: computeCapability,
-                    nameExpressions: group.nameExpressions)
-                CUDADevice.compiled.withLock { $0[cacheKey] = output }
+                output = try compile(group, file: file)
             }
-            var m: CUmodule?
-            var image = output.image
-            if !output.isCUBIN && image.last != 0 { image.append(0) }
-            try check(image.withUnsafeBytes { driver.cuModuleLoadData!(&m, $0.baseAddress!) }, "cuModuleLoadData(\(group.rawValue))")
-            guard let m else { throw TensorError.deviceFailure(backend: "cuda", message: "cuModuleLoadData returned no module") }
+            var loaded = try loadModule(output, group, refusalIsError: !fromDisk)
+            if loaded == nil {
+                // The driver refused the stored image (another driver, a damaged file): compile again.
+                fromDisk = false
+                output = try compile(group, file: file)
+                loaded = try loadModule(output, group, refusalIsError: true)
+            }
+            guard let m = loaded else {
+                throw TensorError.deviceFailure(backend: "cuda", message: "cuModuleLoadData(\(group.rawValue)) returned no module")
+            }
+            CUDADevice.compiled.withLock { $0[cacheKey] = output }
             module = m
             lowered = output.loweredNames
-            state.withLock { $0.modules[group] = (m, output.loweredNames) }
+            state.withLock {
+                $0.modules[group] = (m, output.loweredNames)
+                if fromDisk { $0.groupsFromDisk += 1 }
+            }
         }
         guard let symbol = lowered[name] else {
             throw TensorError.deviceFailure(backend: "cuda", message: "kernel \(name) is not in group \(group.rawValue)")
@@ -533,6 +551,34 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
         guard let f else { throw TensorError.deviceFailure(backend: "cuda", message: "no function \(name)") }
         state.withLock { $0.functions[key] = f }
         return f
+    }
+
+    /// Compiles `group` with NVRTC and stores the image in the disk cache as `file`.
+    private func compile(_ group: KernelGroup, file: String) throws -> NVRTCCompiler.Output {
+        let output = try compiler.compile(
+            source: group.source, name: "\(group.rawValue).cu", computeCapability: computeCapability,
+            nameExpressions: group.nameExpressions)
+        kernelCache.store(output, as: file)
+        state.withLock { $0.groupsCompiled += 1 }
+        return output
+    }
+
+    /// Loads `output`'s image as a module; when the driver refuses it, throws (`refusalIsError`) or
+    /// returns nil (an image from the disk cache: the caller compiles again).
+    private func loadModule(_ output: NVRTCCompiler.Output, _ group: KernelGroup, refusalIsError: Bool) throws -> CUmodule? {
+        var m: CUmodule?
+        var image = output.image
+        if !output.isCUBIN && image.last != 0 { image.append(0) }
+        let result = image.withUnsafeBytes { driver.cuModuleLoadData!(&m, $0.baseAddress!) }
+        if result != 0 && refusalIsError { try check(result, "cuModuleLoadData(\(group.rawValue))") }
+        return result == 0 ? m : nil
+    }
+
+    /// Kernel groups NVRTC compiled for this device, groups loaded from the disk cache, and the cache's folder.
+    var kernelCacheReport: String {
+        let (compiled, fromDisk) = state.withLock { ($0.groupsCompiled, $0.groupsFromDisk) }
+        return "kernels: \(compiled) groups compiled by NVRTC, \(fromDisk) loaded from the kernel cache "
+            + (kernelCache.directory.map { "(\($0))" } ?? "(off)")
     }
 
     /// Launches `group`'s kernel `name` with `arguments` on the stream.

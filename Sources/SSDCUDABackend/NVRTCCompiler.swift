@@ -33,6 +33,11 @@ struct NVRTCCompiler: Sendable {
         return "\(major).\(minor)"
     }
 
+    /// The compile options for `sm_<computeCapability>` (part of the kernel cache's key).
+    static func options(computeCapability: Int) -> [String] {
+        ["--gpu-architecture=sm_\(computeCapability)", "--std=c++17", "-default-device", "--fmad=true"]
+    }
+
     /// Compiles `source` named `name` for `sm_<computeCapability>` (e.g. 90), registering `nameExpressions`.
     func compile(source: String, name: String, computeCapability: Int, nameExpressions: [String]) throws -> Output {
         let api = nvrtc.api
@@ -42,7 +47,7 @@ struct NVRTCCompiler: Sendable {
         for expression in nameExpressions {
             try check(api.nvrtcAddNameExpression!(program, expression), "nvrtcAddNameExpression(\(expression))")
         }
-        let options = ["--gpu-architecture=sm_\(computeCapability)", "--std=c++17", "-default-device", "--fmad=true"]
+        let options = Self.options(computeCapability: computeCapability)
         var cOptions = options.map { strdup($0) }
         defer { cOptions.forEach { free($0) } }
         let result = cOptions.withUnsafeMutableBufferPointer { buffer -> nvrtcResult in

@@ -40,7 +40,9 @@ import Testing
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        // No kernel disk cache unless a test asks for one (never the user's ~/.cache).
+        process.environment = ProcessInfo.processInfo.environment.merging(["SSD_CUDA_KERNEL_CACHE": "off"]) { $1 }
+            .merging(environment) { $1 }
         let log = NSTemporaryDirectory() + "ssd-null-cuda-log-\(getpid())-\(UUID().uuidString)"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: log) }
@@ -166,6 +168,56 @@ import Testing
         for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
         let error = (num / max(den, 1e-30)).squareRoot()
         #expect(error < 5e-3, "\(c.fixture): relative error \(error)")
+    }
+
+    /// The kernel disk cache (`SSD_CUDA_KERNEL_CACHE`) on the emulated driver, whose "CUBIN" names the
+    /// shared library the emulator compiled: a second process loads every kernel group from the cache
+    /// instead of compiling; when the driver refuses a stored image (its library gone) or a file is
+    /// truncated, the group is compiled again and the file replaced; the latents stay bitwise the same.
+    @Test func kernelDiskCacheIsReusedAndRebuilt() throws {
+        guard let ssd1b = executable("ssd1b") else { return }
+        guard let libraries = Self.buildLibraries(emulated: true) else { required("cc could not build the emulated CUDA library"); return }
+        defer { try? FileManager.default.removeItem(atPath: libraries) }
+        let cache = libraries + "/kernel-cache"
+        var reference: Data?
+        /// One generation with the emulator's libraries under `tmp`: (groups compiled, groups loaded).
+        func generate(_ tmp: String, _ label: String) throws -> (Int, Int)? {
+            try FileManager.default.createDirectory(atPath: libraries + "/" + tmp, withIntermediateDirectories: true)
+            let latents = libraries + "/latents-\(label).safetensors"
+            let (status, output) = Self.run(ssd1b, [
+                "generate", "--model", Self.root + "/Tests/Fixtures/pipeline/tiny-ssd1b", "--prompt", "a photo of a cat",
+                "--width", "64", "--height", "64", "--steps", "2", "--seed", "3", "--backend", "cuda", "--quiet", "--report-backend",
+                "--output", libraries + "/image.png", "--save-latents", latents,
+            ], environment: ["SSD_CUDA_LIBRARY_PATH": libraries, "TMPDIR": libraries + "/" + tmp, "SSD_CUDA_KERNEL_CACHE": cache],
+               timeout: 600)
+            #expect(status == 0, "\(label): \(output)")
+            let data = try Data(contentsOf: URL(fileURLWithPath: latents))
+            if let reference { #expect(data == reference, "\(label): latents differ from the first run's") } else { reference = data }
+            let counts = output.firstMatch(of: /kernels: (\d+) groups compiled by NVRTC, (\d+) loaded from the kernel cache/)
+            #expect(counts != nil, "\(label): \(output)")
+            return counts.map { (Int($0.1) ?? -1, Int($0.2) ?? -1) }
+        }
+        guard let first = try generate("tmp1", "first") else { return }
+        #expect(first.0 > 0 && first.1 == 0, "first run: \(first)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: cache).filter { $0.hasSuffix(".ssdk") }
+        #expect(files.count == first.0, "\(files)")
+        // A second process loads every group.
+        let second = try generate("tmp1", "second")
+        #expect(second.map { $0 == (0, first.0) } == true, "second run: \(String(describing: second))")
+        // The images' libraries are gone: the driver refuses them, the groups are compiled again.
+        try FileManager.default.removeItem(atPath: libraries + "/tmp1")
+        let third = try generate("tmp2", "refused")
+        #expect(third.map { $0 == (first.0, 0) } == true, "after the images' libraries went: \(String(describing: third))")
+        // Truncated files are ignored and replaced.
+        for file in files {
+            let path = cache + "/" + file
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: path))
+        }
+        let fourth = try generate("tmp2", "truncated")
+        #expect(fourth.map { $0 == (first.0, 0) } == true, "after truncating: \(String(describing: fourth))")
+        let fifth = try generate("tmp2", "rewritten")
+        #expect(fifth.map { $0 == (0, first.0) } == true, "after rewriting: \(String(describing: fifth))")
     }
 
     /// CUDA graphs of the whole (tiny) UNet on the emulated driver, where a replay computes: the
