@@ -62,6 +62,9 @@ public final class CUDABackend: ComputeBackend {
     /// Whether a `force_upcast` VAE keeps fp16 weights (see `prepareWeight(_:role:component:)`);
     /// `SSD_CUDA_VAE_FP32_WEIGHTS=1` stores them upcast instead.
     public let compactVAEWeights: Bool
+    /// The element type of the text encoders' and UNet's activations (and of a VAE without
+    /// `force_upcast`): `.f16` (default, fp32 accumulation) or `.f32`.
+    public let activations: DType
     /// Query rows per warp of the fast attention (16, or 32: each K/V fragment feeds two tensor-core
     /// products; `SSD_CUDA_ATTENTION_ROWS=32`), off by default until measured on a GPU.
     public let attentionRowsPerWarp: Int
@@ -77,10 +80,19 @@ public final class CUDABackend: ComputeBackend {
     /// The recorder `runReplayable` drives (made per call: it only holds the backend and the capture mode).
     var graphRecorder: CUDAGraphRecorder { CUDAGraphRecorder(backend: self, mode: graphOptions.captureMode) }
 
+    /// Opens the CUDA libraries and GPU `ordinal`; throws `TensorError.backendUnavailable` naming what
+    /// is missing. Every option left nil is read from its environment variable (Documentation/CUDA.md:
+    /// `SSD_CUDA_AUTOTUNE`, `SSD_CUDA_FUSED_CONV`, `SSD_CUDA_CONV_GRAPH`, `SSD_CUDA_CUDNN_ATTENTION`,
+    /// `SSD_CUDA_GRAPHS…`, `SSD_CUDA_PROFILE`, …); `activations` is `.f16` (default) or `.f32`.
     public init(device ordinal: Int = 0, useCuDNN: Bool = true, legacyKernels: Bool? = nil, legacyAttention: Bool? = nil,
                 attentionWarps: Int? = nil, profiling: Bool? = nil, graphs: CUDAGraphOptions? = nil,
                 autotune: Bool? = nil, fusedConvolutions: Bool? = nil, attentionRowsPerWarp: Int? = nil,
-                compactVAEWeights: Bool? = nil, convolutionGraphs: Bool? = nil, cudnnAttention: CUDNNAttention? = nil) throws {
+                compactVAEWeights: Bool? = nil, convolutionGraphs: Bool? = nil, cudnnAttention: CUDNNAttention? = nil,
+                activations: DType = .f16) throws {
+        guard activations == .f16 || activations == .f32 else {
+            throw TensorError.backendUnavailable(backend: "cuda", reason: "activations in \(activations.rawValue): only f16 and f32 are supported")
+        }
+        self.activations = activations
         device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN,
                                 profiling: profiling ?? (environment("SSD_CUDA_PROFILE") == "1"))
         let tune = autotune ?? (environment("SSD_CUDA_AUTOTUNE") == "1")
@@ -140,7 +152,7 @@ public final class CUDABackend: ComputeBackend {
         let options = graphOptions
         var graphs = !options.enabled ? "off" : graphsUnavailableReason.map { "unavailable (\($0))" } ?? "on (\(options.captureMode.rawValue))"
         if !graphOptionProblems.isEmpty { graphs += " [ignored: \(graphOptionProblems.joined(separator: "; "))]" }
-        let tuning = "autotune: \(gemm.autotune ? "on" : "off"), fused conv: \(convolutions.fused ? "on" : "off"), "
+        let tuning = "activations: \(activations.rawValue), autotune: \(gemm.autotune ? "on" : "off"), fused conv: \(convolutions.fused ? "on" : "off"), "
             + "conv graph API: \(convolutionGraphs != nil ? "on" : "off"), cuDNN attention: "
             + (attentionGraphs.map { $0.triesUnifiedOperation ? "SDPA operation, else composite" : "composite" } ?? "off")
         return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(kernels); \(tuning); CUDA graphs: \(graphs); \(libraries))"
@@ -193,8 +205,8 @@ public final class CUDABackend: ComputeBackend {
 
     public func activationDType(for component: ModelComponent) -> DType {
         switch component {
-        case .textEncoder, .unet: return .f16
-        case let .vae(forceUpcast): return forceUpcast ? .f32 : .f16
+        case .textEncoder, .unet: return activations
+        case let .vae(forceUpcast): return forceUpcast ? .f32 : activations
         }
     }
 

@@ -49,7 +49,7 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .configNotFound(path):
             return "config file not found: \(path)"
         case let .invalidConfig(path, field, message):
-            return "\(path): field '\(field)': \(message)"
+            return field.isEmpty ? "\(path): \(message)" : "\(path): field '\(field)': \(message)"
         case let .unsupportedConfig(model, field, value):
             return "\(model): unsupported value \(value) for config field '\(field)'"
         case let .weightsNotFound(directory, tried):

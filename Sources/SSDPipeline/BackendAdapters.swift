@@ -9,7 +9,7 @@ import SSDTensor
 func makeCPUBackend(precision: Precision) throws -> any ComputeBackend {
     var options = CPUBackendOptions()
     switch precision {
-    case .fp32: break
+    case .fp32, .automatic: break
     case .fp32High: options.float32MatmulPrecision = .high
     case .fp16: options.weightStorage = .f16
     case .bf16:
@@ -23,11 +23,19 @@ func makeCPUBackend(precision: Precision) throws -> any ComputeBackend {
     }
 }
 
-/// CUDA: text encoders and UNet in fp16 with fp32 accumulation; the VAE in fp32 unless its config
-/// allows fp16 (`force_upcast: false`). The precision argument is not used yet.
+/// CUDA: text encoders and UNet in fp16 with fp32 accumulation (`automatic`, `fp16`) or in fp32
+/// (`fp32`, `fp32-high`: no TF32); the VAE in fp32 unless its config allows fp16 (`force_upcast:
+/// false`). bf16 is refused (the backend has no bf16 activation path).
 func makeCUDABackend(precision: Precision) throws -> any ComputeBackend {
+    let activations: DType
+    switch precision {
+    case .automatic, .fp16: activations = .f16
+    case .fp32, .fp32High: activations = .f32
+    case .bf16:
+        throw PipelineError.backendUnavailable(name: "cuda", reason: "bf16 is not supported on the CUDA backend; use fp16 or fp32")
+    }
     do {
-        return try CUDABackend()
+        return try CUDABackend(activations: activations)
     } catch let TensorError.backendUnavailable(backend, reason) {
         throw PipelineError.backendUnavailable(name: backend, reason: reason)
     }

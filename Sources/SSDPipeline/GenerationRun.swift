@@ -36,7 +36,7 @@ struct GenerationRun {
         self.forceZerosForEmptyPrompt = forceZerosForEmptyPrompt
         self.progress = progress
         let factor = 1 << (models.vae.config.blockOutChannels.count - 1)
-        try RequestValidation.validate(request, vaeScaleFactor: factor)
+        try RequestValidation.validate(request, vaeScaleFactor: factor, latentChannels: models.unet.config.inChannels)
         seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         latentHeight = request.size.height / factor
         latentWidth = request.size.width / factor
@@ -135,6 +135,9 @@ struct GenerationRun {
                 Layout.nchwToNHWC(scaled, 1, latentChannels, latentHeight, latentWidth),
                 shape: [1, latentHeight, latentWidth, latentChannels], as: backend.activationDType(for: vae.component))
             let decoded = try backend.download(vae.decode(input))
+            guard Layout.allFinite(decoded) else {
+                throw PipelineError.nonFiniteValues(stage: "decoded image \(index + 1) (VAE output)")
+            }
             images += try ImageProcessing.images(
                 fromDecoded: decoded, batch: 1, height: request.size.height, width: request.size.width)
         }

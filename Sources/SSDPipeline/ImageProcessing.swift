@@ -8,7 +8,7 @@ enum ImageProcessing {
             var pixels = [UInt8](repeating: 0, count: perImage)
             for i in 0..<perImage {
                 var v = values[b * perImage + i] / 2 + 0.5
-                v = min(max(v, 0), 1)
+                v = v.isNaN ? 0 : min(max(v, 0), 1)  // (callers reject NaN first; never trap here)
                 pixels[i] = UInt8((v * 255).rounded(.toNearestOrEven))
             }
             return try RGBImage(width: width, height: height, pixels: pixels)

@@ -18,7 +18,50 @@ public enum FileIO {
     /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: readers see the old
     /// file or the complete new one, never a half-written file.
     public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-        let temporary = path + ".partial-\(getpid())"
+        try writeAllAtomically([(path: path, bytes: bytes)])
+    }
+
+    /// Writes every file or none: each goes to a temporary file beside it, and only when all of them
+    /// are complete are they renamed into place; when one cannot be written, the temporary files are
+    /// removed and no file at the given paths has changed.
+    public static func writeAllAtomically(_ files: [(path: String, bytes: [UInt8])]) throws {
+        var written: [(temporary: String, path: String)] = []
+        do {
+            for file in files { written.append((try writeTemporary(file.bytes, beside: file.path), file.path)) }
+        } catch {
+            for file in written { unlink(file.temporary) }
+            throw error
+        }
+        // A folder in a file's place would stop its rename after others were done: refuse first.
+        for file in written where isFolder(file.path) {
+            for other in written { unlink(other.temporary) }
+            throw FileError(path: file.path, message: "is a folder")
+        }
+        for (index, file) in written.enumerated() where rename(file.temporary, file.path) != 0 {
+            let message = String(cString: strerror(errno))
+            for later in written[index...] { unlink(later.temporary) }
+            throw FileError(path: file.path, message: message)
+        }
+    }
+
+    /// Throws unless `path`'s folder exists and is a folder and `path` itself is not a folder (check
+    /// output paths before long work).
+    public static func checkFolder(of path: String) throws {
+        let folder = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        var info = stat()
+        guard stat(folder, &info) == 0 else { throw FileError(path: path, message: "folder \(folder): \(String(cString: strerror(errno)))") }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else { throw FileError(path: path, message: "\(folder) is not a folder") }
+        guard !isFolder(path) else { throw FileError(path: path, message: "is a folder") }
+    }
+
+    private static func isFolder(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Writes `bytes` to a new temporary file beside `path`; returns its path.
+    private static func writeTemporary(_ bytes: [UInt8], beside path: String) throws -> String {
+        let temporary = path + ".partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw FileError(path: path, message: String(cString: strerror(errno))) }
         var offset = 0
@@ -33,11 +76,12 @@ public enum FileIO {
             }
             offset += n
         }
-        guard close(fd) == 0, rename(temporary, path) == 0 else {
+        guard close(fd) == 0 else {
             let message = String(cString: strerror(errno))
             unlink(temporary)
             throw FileError(path: path, message: message)
         }
+        return temporary
     }
 
     /// Reads a whole file.

@@ -32,6 +32,7 @@ public enum BackendChoice: Sendable {
         case "reference": self = .reference
         case "cpu": self = .cpu
         case "cuda": self = .cuda
+        case "automatic": self = .automatic
         default: return nil
         }
     }
@@ -39,15 +40,19 @@ public enum BackendChoice: Sendable {
 
 /// Arithmetic precision of the denoising networks.
 public enum Precision: String, Sendable, Hashable, CaseIterable {
-    /// fp32 everywhere (CPU default).
+    /// The backend's usual choice: fp16 on CUDA (diffusers' `torch_dtype=torch.float16` on a GPU),
+    /// fp32 on the CPU and reference backends (the default).
+    case automatic
+    /// fp32 everywhere (CUDA included: the text encoders and UNet compute in fp32, much slower).
     case fp32
     /// fp16 weights (CUDA computes in fp16; the CPU keeps weights fp16-resident and computes in fp32).
     case fp16
-    /// bf16 weights and bf16 dot products with fp32 accumulation where the hardware has them.
+    /// bf16 weights and bf16 dot products with fp32 accumulation where the hardware has them (CPU;
+    /// the CUDA backend refuses it with `backendUnavailable`).
     case bf16
     /// fp32 weights and activations; on CPUs with AMX the linear layers' products as three bf16
     /// products of operands split in two bf16 each (about 1e-5 relative; PyTorch's float32 matmul
-    /// precision "high"). Elsewhere the same as `fp32`.
+    /// precision "high"). Elsewhere (CUDA included) the same as `fp32`.
     case fp32High = "fp32-high"
 }
 
@@ -55,14 +60,14 @@ public enum Precision: String, Sendable, Hashable, CaseIterable {
 public struct PipelineConfiguration: Sendable {
     /// The compute backend.
     public var backend: BackendChoice = .automatic
-    /// Weight and compute precision of the text encoders and UNet.
-    public var precision: Precision = .fp32
+    /// Weight and compute precision of the text encoders and UNet (default: the backend's usual one).
+    public var precision: Precision = .automatic
     /// Weight file variant to prefer (`"fp16"` → `*.fp16.safetensors`), falling back to the plain files.
     public var variant: String?
     /// Drop the text encoders after each prompt encoding (they are re-mapped on the next request).
     public var releasesTextEncodersAfterEncoding = false
 
-    /// Defaults: fastest backend, fp32, plain weight files.
+    /// Defaults: fastest backend at its usual precision (fp16 on CUDA, fp32 on CPUs), plain weight files.
     public init() {}
 }
 

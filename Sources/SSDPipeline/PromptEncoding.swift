@@ -30,6 +30,11 @@ struct PromptEncoding {
             throw PipelineError.invalidArgument(name: "text encoders", message: "not loaded")
         }
         // clip_skip k uses hidden_states[-(k + 2)]; the negative branch always uses [-2] (as diffusers).
+        let layers = min(encoder1.config.numHiddenLayers, encoder2.config.numHiddenLayers)
+        if let clipSkip = request.clipSkip, !(0..<layers).contains(clipSkip) {
+            throw PipelineError.invalidArgument(
+                name: "clipSkip", message: "\(clipSkip) must be less than the text encoders' \(layers) layers")
+        }
         let layer = -((request.clipSkip ?? 0) + 2)
         let prompt2 = nonEmpty(request.prompt2) ?? request.prompt
         let positive = try encode(request.prompt, prompt2, layer: layer, encoder1, encoder2)

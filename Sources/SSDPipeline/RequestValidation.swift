@@ -1,6 +1,14 @@
 /// Checks a request before any work starts; every failure names the field.
 enum RequestValidation {
-    static func validate(_ request: GenerationRequest, vaeScaleFactor factor: Int) throws {
+    /// The largest width or height accepted (diffusers has no limit; this keeps every size
+    /// computation exact and turns absurd requests into an error instead of an allocation failure).
+    static let maximumSide = 16384
+    /// The most pixels of all images of one request together (64 images at 4096², 1024 at 1024²).
+    static let maximumPixels = 1 << 30
+    /// The most denoising steps accepted.
+    static let maximumSteps = 100_000
+
+    static func validate(_ request: GenerationRequest, vaeScaleFactor factor: Int, latentChannels: Int) throws {
         func fail(_ name: String, _ message: String) -> PipelineError {
             .invalidArgument(name: name, message: message)
         }
@@ -9,16 +17,26 @@ enum RequestValidation {
         guard size.width % factor == 0, size.height % factor == 0 else {
             throw fail("size", "\(size) must be a multiple of \(factor) in both dimensions")
         }
+        guard size.width <= maximumSide, size.height <= maximumSide else {
+            throw fail("size", "\(size) must be at most \(maximumSide) pixels per side")
+        }
         guard request.steps >= 1 else { throw fail("steps", "\(request.steps) must be at least 1") }
+        guard request.steps <= maximumSteps else { throw fail("steps", "\(request.steps) must be at most \(maximumSteps)") }
         guard request.imagesPerPrompt >= 1 else {
             throw fail("imagesPerPrompt", "\(request.imagesPerPrompt) must be at least 1")
+        }
+        // Every buffer's size is computed from these: keep the products far from overflowing.
+        let (pixels, overflow) = size.width.multipliedReportingOverflow(by: size.height)
+        let (total, overflow2) = pixels.multipliedReportingOverflow(by: request.imagesPerPrompt)
+        guard !overflow, !overflow2, total <= maximumPixels else {
+            throw fail("imagesPerPrompt", "\(request.imagesPerPrompt) images of \(size) are more than \(maximumPixels) pixels in all")
         }
         guard request.guidanceScale.isFinite else { throw fail("guidanceScale", "\(request.guidanceScale) is not finite") }
         guard request.guidanceRescale.isFinite, request.guidanceRescale >= 0, request.guidanceRescale <= 1 else {
             throw fail("guidanceRescale", "\(request.guidanceRescale) must be in [0, 1]")
         }
-        if let clipSkip = request.clipSkip, clipSkip < 0 {
-            throw fail("clipSkip", "\(clipSkip) must not be negative")
+        if let clipSkip = request.clipSkip, clipSkip < 0 || clipSkip > 1000 {
+            throw fail("clipSkip", "\(clipSkip) must be between 0 and the text encoders' layer count")
         }
         for (name, value) in [("originalSize", request.originalSize), ("targetSize", request.targetSize),
                               ("negativeOriginalSize", request.negativeOriginalSize),
@@ -33,8 +51,7 @@ enum RequestValidation {
             if let mask = initial.mask, mask.width == 0 || mask.height == 0 { throw fail("mask", "is empty") }
         }
         if let latents = request.initialLatents {
-            let expected = [request.imagesPerPrompt, latents.shape.count == 4 ? latents.shape[1] : 4,
-                            size.height / factor, size.width / factor]
+            let expected = [request.imagesPerPrompt, latentChannels, size.height / factor, size.width / factor]
             guard latents.shape == expected, latents.values.count == expected.reduce(1, *) else {
                 throw fail("initialLatents", "shape \(latents.shape) does not match \(expected)")
             }

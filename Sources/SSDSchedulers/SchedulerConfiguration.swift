@@ -102,10 +102,13 @@ public struct SchedulerConfiguration: Sendable, Hashable, Codable {
     /// Reads `scheduler_config.json` (or any scheduler `config.json`).
     public init(contentsOf path: String) throws {
         let data: Data
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw SchedulerError.unreadableConfiguration(path: path, reason: "file not found")
+        }
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            throw SchedulerError.unreadableConfiguration(path: path, reason: String(describing: error))
+            throw SchedulerError.unreadableConfiguration(path: path, reason: "cannot read the file (\(type(of: error)))")
         }
         try self.init(json: [UInt8](data), path: path)
     }

@@ -83,13 +83,19 @@ public final class HostBuffer: TensorStorage, @unchecked Sendable {
 
     deinit { pointer.deallocate() }
 
-    /// Views the buffer as a tensor of `shape` and `dtype`.
+    /// Views the buffer as a tensor of `shape` and `dtype`. The shape must fit in the buffer (checked:
+    /// a view past the end is a programming error, like an array index out of range).
     public func view(name: String, shape: [Int], dtype: DType) -> HostTensorView {
-        HostTensorView(name: name, shape: shape, dtype: dtype, pointer: UnsafeRawPointer(pointer), owner: self)
+        let bytes = shape.reduce(dtype.byteSize) { $0 * max($1, 0) }
+        precondition(shape.allSatisfy { $0 >= 0 } && bytes <= byteCount,
+                     "HostBuffer.view(\(name)): shape \(shape) of \(dtype.rawValue) needs \(bytes) bytes, the buffer has \(byteCount)")
+        return HostTensorView(name: name, shape: shape, dtype: dtype, pointer: UnsafeRawPointer(pointer), owner: self)
     }
 
-    /// A host view of Float values (a convenience for tests and small inputs).
+    /// A host view of Float values (a convenience for tests and small inputs); `values.count` must
+    /// be the shape's element count (checked).
     public static func view(of values: [Float], shape: [Int], name: String = "array") -> HostTensorView {
-        HostBuffer(floats: values).view(name: name, shape: shape, dtype: .f32)
+        precondition(shape.reduce(1, *) == values.count, "HostBuffer.view(of:): \(values.count) values for shape \(shape)")
+        return HostBuffer(floats: values).view(name: name, shape: shape, dtype: .f32)
     }
 }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
 import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// Reading the small set of files a tokenizer folder holds, with errors that name the file.
 enum TokenizerFileAccess {

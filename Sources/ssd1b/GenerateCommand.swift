@@ -21,8 +21,9 @@ let generateUsage = """
       --images K                   images per prompt (outputs PATH-1 … PATH-K)
       --scheduler NAME             euler, euler-a, ddim, dpm++2m, dpm++2m-karras, dpm++2m-sde-karras,
                                    unipc, lcm, heun (default: the folder's scheduler)
-      --backend NAME               reference, cpu or cuda (default: the fastest available)
-      --precision P                fp32, fp32-high, fp16 or bf16 (default fp32 on cpu/reference, fp16 on cuda;
+      --backend NAME               reference, cpu, cuda or automatic (default: the fastest available)
+      --precision P                automatic, fp32, fp32-high, fp16 or bf16 (default automatic: fp32 on cpu/reference,
+                                   fp16 on cuda; bf16 is cpu only;
                                    fp32-high: bf16×3 matrix products on CPUs with AMX, ~1e-5 from fp32)
       --variant fp16               prefer *.fp16.safetensors weight files
       --clip-skip N                skip the last N CLIP layers
@@ -77,7 +78,8 @@ struct OptionParser {
 
     func double(_ name: String) throws -> Double? {
         guard let text = values[name] else { return nil }
-        guard let value = Double(text), value.isFinite else { throw UsageError(description: "\(name): \(text) is not a number") }
+        guard let value = Double(text) else { throw UsageError(description: "\(name): \(text) is not a number") }
+        guard value.isFinite else { throw UsageError(description: "\(name): \(text) must be a finite number") }
         return value
     }
 
@@ -118,6 +120,9 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         request.steps = try options.int("--steps") ?? 50
         request.guidanceScale = try options.double("--guidance") ?? 9
         request.guidanceRescale = try options.double("--guidance-rescale") ?? 0
+        guard (0...1).contains(request.guidanceRescale) else {
+            throw UsageError(description: "--guidance-rescale: \(request.guidanceRescale) must be between 0 and 1")
+        }
         if let seed = options.string("--seed") {
             guard let value = UInt64(seed) else { throw UsageError(description: "--seed: \(seed) is not a non-negative integer") }
             request.seed = value
@@ -132,6 +137,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             request.scheduler = .named(name)
         }
         request.clipSkip = try options.int("--clip-skip")
+        if let clipSkip = request.clipSkip, clipSkip < 0 { throw UsageError(description: "--clip-skip: \(clipSkip) must not be negative") }
         request.originalSize = try options.size("--original-size")
         request.cropTopLeft = try options.crop("--crop-top-left") ?? .zero
         request.targetSize = try options.size("--target-size")
@@ -139,9 +145,18 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         request.negativeCropTopLeft = try options.crop("--negative-crop-top-left") ?? .zero
         request.negativeTargetSize = try options.size("--negative-target-size")
         let strength = try options.double("--strength")
+        if let strength, !(0...1).contains(strength) { throw UsageError(description: "--strength: \(strength) must be between 0 and 1") }
+        /// A PNG named by `flag`, its errors naming the flag and the file.
+        func png(_ flag: String, _ path: String) throws -> RGBImage {
+            do { return try RGBImage(pngData: FileIO.readAll(path)) } catch let error as FileError {
+                throw UsageError(description: "\(flag): \(error)")
+            } catch {
+                throw UsageError(description: "\(flag) \(path): \(error)")
+            }
+        }
         if let initPath = options.string("--init-image") {
-            let image = try RGBImage(pngData: FileIO.readAll(initPath))
-            let mask = try options.string("--mask").map { try RGBImage(pngData: FileIO.readAll($0)) }
+            let image = try png("--init-image", initPath)
+            let mask = try options.string("--mask").map { try png("--mask", $0) }
             request.initialImage = InitialImage(image: image, mask: mask, strength: strength)
         } else if options.string("--mask") != nil || strength != nil {
             throw UsageError(description: "--mask and --strength need --init-image")
@@ -150,17 +165,15 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         var configuration = PipelineConfiguration()
         if let name = options.string("--backend") {
             guard let choice = BackendChoice(name: name) else {
-                throw UsageError(description: "--backend: \(name) is not one of reference, cpu, cuda")
+                throw UsageError(description: "--backend: \(name) is not one of reference, cpu, cuda, automatic")
             }
             configuration.backend = choice
         }
         if let name = options.string("--precision") {
             guard let precision = Precision(rawValue: name) else {
-                throw UsageError(description: "--precision: \(name) is not one of fp32, fp32-high, fp16, bf16")
+                throw UsageError(description: "--precision: \(name) is not one of automatic, fp32, fp32-high, fp16, bf16")
             }
             configuration.precision = precision
-        } else if case .cuda = configuration.backend {
-            configuration.precision = .fp16
         }
         configuration.variant = options.string("--variant")
         configuration.releasesTextEncodersAfterEncoding = options.flags.contains("--release-text-encoders")
@@ -173,6 +186,19 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         if request.imagesPerPrompt < 1 { throw UsageError(description: "--images: must be at least 1") }
         if request.size.width % 8 != 0 || request.size.height % 8 != 0 || request.size.width <= 0 || request.size.height <= 0 {
             throw UsageError(description: "--width/--height: \(request.size) must be positive multiples of 8")
+        }
+
+        // Output files are checked before the (slow) work: their folders exist, no path is used twice.
+        let paths = outputPaths(output, count: request.imagesPerPrompt)
+        let latentsPath = options.string("--save-latents")
+        let allPaths = paths + (latentsPath.map { [$0] } ?? [])
+        if Set(allPaths).count != allPaths.count {
+            throw UsageError(description: "--output / --save-latents: a path is used twice (\(allPaths.joined(separator: ", ")))")
+        }
+        for path in allPaths {
+            do { try FileIO.checkFolder(of: path) } catch {
+                throw UsageError(description: "\(path == latentsPath ? "--save-latents" : "--output"): \(error)")
+            }
         }
 
         let pipeline = try await DiffusionPipeline(contentsOf: model, configuration: configuration)
@@ -216,17 +242,17 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         let modelName = model.split(separator: "/").last.map(String.init) ?? model
         let parameters = GenerationMetadata.parameters(
             request: request, seed: result.seed, sampler: result.schedulerName, model: modelName)
-        let paths = outputPaths(output, count: result.images.count)
-        for (image, path) in zip(result.images, paths) {
-            try FileIO.writeAtomically(image.pngData(textChunks: [("parameters", parameters)]), to: path)
-            print(path)
+        // Every file is written, or none (each to a temporary name first, renamed when all are whole).
+        var files = zip(result.images, paths).map { image, path in
+            (path: path, bytes: image.pngData(textChunks: [("parameters", parameters)]))
         }
-        if let latentsPath = options.string("--save-latents") {
+        if let latentsPath {
             let buffer = HostBuffer(floats: result.latents.values)
             let view = buffer.view(name: "latents", shape: result.latents.shape, dtype: .f32)
-            try SafetensorsWriter.write([view], metadata: ["seed": "\(result.seed)"], to: latentsPath)
-            print(latentsPath)
+            files.append((path: latentsPath, bytes: try SafetensorsWriter.serialize([view], metadata: ["seed": "\(result.seed)"])))
         }
+        try FileIO.writeAllAtomically(files)
+        for file in files { print(file.path) }
         return 0
     } catch let error as UsageError {
         printError("ssd1b generate: \(error.description)")

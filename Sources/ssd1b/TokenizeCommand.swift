@@ -1,5 +1,9 @@
 // `ssd1b tokenize`: the token ids both SDXL tokenizers give a prompt, one JSON object per prompt per line.
+#if canImport(FoundationEssentials)
 import FoundationEssentials
+#else
+import Foundation
+#endif
 import SSDTokenizer
 
 private let tokenizeUsage = """

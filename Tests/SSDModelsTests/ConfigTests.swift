@@ -177,7 +177,23 @@ func count(_ specs: [ParameterSpec]) -> Int { specs.reduce(0) { $0 + $1.count } 
             _ = try ConfigFile.decode(CLIPTextConfig.self, from: Data("{not json".utf8), path: "te/config.json")
         } throws: { error in
             guard case let ModelError.invalidConfig(path, _, _) = error else { return false }
-            return path == "te/config.json"
+            // No empty field name in the message ("field ''") when the file is not JSON at all.
+            return path == "te/config.json" && !"\(error)".contains("field ''")
         }
+    }
+
+    /// A component entry of `model_index.json` that is not a two-element list is an error naming it
+    /// (not a component silently missing); other keys (pipeline flags) may hold anything.
+    @Test func malformedModelIndexEntryIsNamed() throws {
+        #expect {
+            _ = try ConfigFile.decode(ModelIndex.self, from: Data(#"{"unet": 5, "vae": ["diffusers", "AutoencoderKL"]}"#.utf8),
+                                      path: "model_index.json")
+        } throws: { error in
+            guard case let ModelError.invalidConfig(path, field, _) = error else { return false }
+            return path == "model_index.json" && field == "unet"
+        }
+        let flags = try ConfigFile.decode(ModelIndex.self, from: Data(#"{"requires_aesthetics_score": false, "vae": ["diffusers", "AutoencoderKL"]}"#.utf8),
+                                          path: "model_index.json")
+        #expect(flags.components.keys.sorted() == ["vae"])
     }
 }

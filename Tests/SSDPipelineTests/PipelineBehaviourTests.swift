@@ -127,10 +127,24 @@ struct PipelineBehaviourTests {
         await expectInvalid("initialLatents") {
             $0.initialLatents = LatentArray(shape: [1, 4, 4, 8], values: [Float](repeating: 0, count: 128))
         }
+        // The channel count is the UNet's, not whatever the latents have.
+        await expectInvalid("initialLatents") {
+            $0.initialLatents = LatentArray(shape: [1, 8, 8, 8], values: [Float](repeating: 0, count: 512))
+        }
         await expectInvalid("strength") { request in
             let image = try? RGBImage(width: 64, height: 64, pixels: [UInt8](repeating: 9, count: 64 * 64 * 3))
             request.initialImage = image.map { InitialImage(image: $0, strength: 1.5) }
         }
+        // Sizes whose products would overflow or not be allocatable are refused, not trapped on.
+        await expectInvalid("size") { $0.size = ImageSize(width: 1 << 62, height: 64) }
+        await expectInvalid("size") { $0.size = ImageSize(width: 64, height: 16392) }
+        await expectInvalid("imagesPerPrompt") { $0.size = ImageSize(width: 16384, height: 16384); $0.imagesPerPrompt = 8 }
+        await expectInvalid("imagesPerPrompt") { $0.imagesPerPrompt = Int.max }
+        await expectInvalid("steps") { $0.steps = Int.max }
+        // clip_skip beyond the text encoders' layers (the tiny ones have few), and one that would overflow.
+        await expectInvalid("clipSkip") { $0.clipSkip = 99 }
+        await expectInvalid("clipSkip") { $0.clipSkip = Int.max }
+        await expectInvalid("clipSkip") { $0.clipSkip = -1 }
         var unknown = Self.smallRequest()
         unknown.scheduler = .named("bogus")
         await #expect(throws: SchedulerError.self) { _ = try await pipeline.generate(unknown) }
@@ -141,6 +155,49 @@ struct PipelineBehaviourTests {
         var request = Self.smallRequest()
         request.initialLatents = LatentArray(shape: [1, 4, 8, 8], values: [Float](repeating: 3e38, count: 256))
         await #expect(throws: PipelineError.self) { _ = try await pipeline.generate(request) }
+    }
+
+    /// A VAE whose output is not finite (a NaN bias here) gives a typed error naming the decoded
+    /// image, never a trap converting NaN to a pixel nor an image of garbage.
+    @Test func nonFiniteVAEOutputIsReported() async throws {
+        let copy = NSTemporaryDirectory() + "ssd-nan-vae-\(getpid())-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        try FileManager.default.copyItem(atPath: Self.folder, toPath: copy)
+        let file = copy + "/vae/diffusion_pytorch_model.safetensors"
+        let original = try SafetensorsFile(path: file)
+        var buffers: [HostBuffer] = []
+        let views = try original.views().map { view -> HostTensorView in
+            var values = [Float](repeating: 0, count: view.count)
+            values.withUnsafeMutableBufferPointer { view.convertToFloat(into: $0.baseAddress!) }
+            if view.name == "decoder.conv_out.bias" { values = values.map { _ in .nan } }
+            let buffer = HostBuffer(floats: values)
+            buffers.append(buffer)
+            return buffer.view(name: view.name, shape: view.shape, dtype: .f32)
+        }
+        try FileManager.default.removeItem(atPath: file)
+        try SafetensorsWriter.write(views, to: file)
+        var configuration = PipelineConfiguration()
+        configuration.backend = .reference
+        let pipeline = try await DiffusionPipeline(contentsOf: copy, configuration: configuration)
+        do {
+            _ = try await pipeline.generate(Self.smallRequest())
+            Issue.record("no error")
+        } catch let error as PipelineError {
+            guard case .nonFiniteValues(let stage) = error else { Issue.record("\(error)"); return }
+            #expect(stage.contains("VAE output"), "\(stage)")
+        }
+        withExtendedLifetime(buffers) {}
+    }
+
+    /// Loading stops at the next tensor once its task is cancelled, with `CancellationError`.
+    @Test func loadingIsCancellable() async throws {
+        let task = Task {
+            var configuration = PipelineConfiguration()
+            configuration.backend = .reference
+            return try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
+        }
+        task.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await task.value }
     }
 
     @Test func missingFolderAndComponentsAreNamed() async throws {

@@ -85,6 +85,11 @@ import Testing
         #expect(throws: SchedulerError.self) { _ = try SchedulerFactory.make(name: "ddim", config: bad) }
         #expect(throws: SchedulerError.self) { _ = try SchedulerConfiguration(json: Array("{not json".utf8)) }
         #expect(throws: SchedulerError.self) { _ = try SchedulerConfiguration(contentsOf: "/nonexistent/scheduler_config.json") }
+        do {
+            _ = try SchedulerConfiguration(contentsOf: "/nonexistent/scheduler_config.json")
+        } catch {
+            #expect("\(error)".contains("/nonexistent/scheduler_config.json") && "\(error)".contains("file not found"), "\(error)")
+        }
     }
 
     @Test func overridesReachTheScheduler() throws {

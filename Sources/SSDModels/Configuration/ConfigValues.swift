@@ -105,7 +105,10 @@ public enum ConfigFile {
         case let .keyNotFound(key, context):
             return .invalidConfig(path: path, field: field(context.codingPath + [key]), message: "required field is missing")
         case let .dataCorrupted(context):
-            return .invalidConfig(path: path, field: field(context.codingPath), message: context.debugDescription)
+            // Not JSON at all (no field): add the parser's own reason, which says where.
+            var message = context.debugDescription
+            if context.codingPath.isEmpty, let underlying = context.underlyingError { message += " (\(underlying))" }
+            return .invalidConfig(path: path, field: field(context.codingPath), message: message)
         @unknown default:
             return .invalidConfig(path: path, field: "", message: "\(error)")
         }

@@ -32,6 +32,11 @@ public struct ModelIndex: Codable, Sendable, Equatable {
         init?(intValue: Int) { nil }
     }
 
+    /// The component folders of SDXL-family pipelines (diffusers `StableDiffusionXLPipeline`'s modules).
+    static let componentNames: Set<String> = [
+        "unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler", "image_encoder", "feature_extractor",
+    ]
+
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Key.self)
         className = try c.nullable(Key(stringValue: "_class_name"), default: nil)
@@ -39,8 +44,15 @@ public struct ModelIndex: Codable, Sendable, Equatable {
         forceZerosForEmptyPrompt = try c.nullable(Key(stringValue: "force_zeros_for_empty_prompt"), default: true) ?? true
         var components: [String: Component] = [:]
         for key in c.allKeys where !key.stringValue.hasPrefix("_") {
-            // Component entries are two-element lists; other keys are pipeline flags.
-            guard let pair = try? c.decode([String?].self, forKey: key), pair.count == 2 else { continue }
+            // Component entries are two-element lists; other keys are pipeline flags. A known
+            // component's entry of another form is an error (not a silently missing component).
+            guard let pair = try? c.decode([String?].self, forKey: key), pair.count == 2 else {
+                if Self.componentNames.contains(key.stringValue) {
+                    throw DecodingError.typeMismatch([String?].self, .init(
+                        codingPath: [key], debugDescription: "a component entry must be [library, class] or [null, null]"))
+                }
+                continue
+            }
             if let library = pair[0], let className = pair[1] {
                 components[key.stringValue] = Component(library: library, className: className)
             }

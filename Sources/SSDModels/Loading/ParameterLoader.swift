@@ -64,6 +64,8 @@ final class ParameterLoader {
         let logicalShape = preparedShape ?? shape
         let placeholder = Tensor(shape: logicalShape, dtype: activationDType, storage: UnloadedStorage())
         guard let weights, let backend else { return placeholder }
+        // Loading a component takes seconds: a cancelled task stops at the next tensor.
+        try Task.checkCancellation()
         let candidates = WeightNameMapping.candidates(for: name, in: family)
         guard let fileName = candidates.first(where: { weights.entry($0) != nil }), let entry = weights.entry(fileName) else {
             missing.append(name)

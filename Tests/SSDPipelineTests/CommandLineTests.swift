@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+import Foundation
+import SSDPipeline
+import Testing
+
+/// `ssd1b generate`'s argument and output checks, run as a child process on the tiny pipeline: bad
+/// arguments are refused before the model loads, with the flag named (exit status 2), and the output
+/// files are all written or none. Skipped when the executable is not built (`swift build` first).
+@Suite struct CommandLineTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let model = root + "/Tests/Fixtures/pipeline/tiny-ssd1b"
+
+    static var executable: String? {
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let candidates = [runner.path, runner.deletingLastPathComponent().path, root + "/.build/debug", root + "/.build/release"]
+        return candidates.map { $0 + "/ssd1b" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// Runs `ssd1b generate` on the tiny model with `arguments`: (status, stderr + stdout).
+    static func generate(_ arguments: [String]) throws -> (Int32, String)? {
+        guard let executable else { return nil }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["generate", "--model", model, "--prompt", "a cat", "--width", "64", "--height", "64", "--steps", "2",
+                             "--seed", "1", "--backend", "reference", "--quiet"] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    static func folder() throws -> String {
+        let path = NSTemporaryDirectory() + "ssd1b-cli-\(getpid())-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    @Test(arguments: [
+        (["--output", "/nonexistent-folder/x.png"], "--output: /nonexistent-folder/x.png: folder /nonexistent-folder"),
+        (["--output", "/tmp/ssd1b-same.png", "--save-latents", "/tmp/ssd1b-same.png"], "a path is used twice"),
+        (["--save-latents", "/nonexistent-folder/l.safetensors", "--output", "/tmp/ssd1b-unused.png"], "--save-latents: "),
+        (["--guidance-rescale", "5"], "--guidance-rescale: 5.0 must be between 0 and 1"),
+        (["--guidance", "inf"], "--guidance: inf must be a finite number"),
+        (["--clip-skip", "-1"], "--clip-skip: -1 must not be negative"),
+        (["--init-image", "/etc/hostname"], "--init-image /etc/hostname: "),
+        (["--init-image", "/nonexistent.png"], "--init-image: /nonexistent.png: "),
+        (["--init-image", "/etc/hostname", "--strength", "2"], "--strength: 2.0 must be between 0 and 1"),
+    ])
+    func badArgumentsAreRefusedNamingTheFlag(_ c: ([String], String)) throws {
+        guard let (status, output) = try Self.generate(c.0) else { return }
+        #expect(status == 2, "\(output)")
+        #expect(output.contains(c.1), "\(output)")
+    }
+
+    /// `FileIO.writeAllAtomically`: a file that cannot be written (its folder missing) or renamed (a
+    /// folder in its place) leaves every path as it was and no temporary file behind.
+    @Test func writeAllAtomicallyChangesNothingWhenOneFileFails() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FileIO.writeAtomically([1, 2, 3], to: folder + "/a")
+        try FileManager.default.createDirectory(atPath: folder + "/c", withIntermediateDirectories: true)
+        for bad in [folder + "/missing/b", folder + "/c"] {
+            #expect(throws: FileError.self) { try FileIO.writeAllAtomically([(path: folder + "/a", bytes: [9]), (path: bad, bytes: [9])]) }
+            #expect(try FileIO.readAll(folder + "/a") == [1, 2, 3])
+            #expect(try FileManager.default.contentsOfDirectory(atPath: folder).sorted() == ["a", "c"])
+        }
+        try FileIO.writeAllAtomically([(path: folder + "/a", bytes: [7]), (path: folder + "/b", bytes: [8])])
+        #expect(try FileIO.readAll(folder + "/a") == [7] && FileIO.readAll(folder + "/b") == [8])
+    }
+
+    /// Two images and the latents: all three written (and named on stdout); with a folder in one
+    /// file's place the run is refused before it starts, and nothing is written.
+    @Test func outputsAreAllWrittenOrNone() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        guard let (status, output) = try Self.generate(["--images", "2", "--output", folder + "/img.png",
+                                                        "--save-latents", folder + "/latents.safetensors"]) else { return }
+        #expect(status == 0, "\(output)")
+        let written = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+        #expect(written == ["img-1.png", "img-2.png", "latents.safetensors"], "\(written)")
+
+        let second = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: second) }
+        try FileManager.default.createDirectory(atPath: second + "/img-2.png", withIntermediateDirectories: true)
+        guard let (failed, message) = try Self.generate(["--images", "2", "--output", second + "/img.png",
+                                                         "--save-latents", second + "/latents.safetensors"]) else { return }
+        #expect(failed == 2 && message.contains("--output: \(second)/img-2.png: is a folder"), "\(message)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: second).sorted()
+        #expect(left == ["img-2.png"], "\(left)")
+    }
+}
+#endif
