@@ -72,6 +72,7 @@ public struct CPUBackendOptions: Sendable, Hashable {
     var blockColumns = 512
     var blockDepth = 512
 
+    /// Options with these settings (the others at their defaults, documented on each property).
     public init(gemm: GEMMProvider = .own, weightStorage: DType = .f32, bf16Compute: Bool = false,
                 threads: Int = Parallel.threadCount) {
         self.gemm = gemm

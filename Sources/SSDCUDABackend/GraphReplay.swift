@@ -36,6 +36,7 @@ public struct CUDAGraphOptions: Sendable, Hashable {
     /// Graphs on with the defaults.
     public static let enabledDefaults = CUDAGraphOptions(enabled: true)
 
+    /// Graph options; the defaults are `SSD_CUDA_GRAPHS`'s when it is unset (off, one warm-up call, thread-local capture).
     public init(enabled: Bool = false, warmUpCalls: Int = 1, captureMode: CaptureMode = .threadLocal, maxGraphs: Int = 2,
                 maxWorkingBytes: Int = 3072 << 20) {
         self.enabled = enabled

@@ -32,6 +32,7 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
         public let expected: [Int]
         /// Shape in the file.
         public let actual: [Int]
+        /// A shape mismatch of `tensor`: the config implies `expected`, the file has `actual`.
         public init(tensor: String, expected: [Int], actual: [Int]) {
             self.tensor = tensor
             self.expected = expected

@@ -2,8 +2,11 @@ import SSDSchedulers
 
 /// Width and height in pixels (diffusers takes `(height, width)` tuples; we name the fields).
 public struct ImageSize: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// Width in pixels.
     public var width: Int
+    /// Height in pixels.
     public var height: Int
+    /// A size of `width` × `height` pixels.
     public init(width: Int, height: Int) {
         self.width = width
         self.height = height
@@ -17,6 +20,7 @@ public struct CropOffset: Sendable, Hashable, Codable {
     public var x: Int
     /// Top edge (diffusers' first number).
     public var y: Int
+    /// The crop offset (`crops_coords_top_left`) `x`, `y`.
     public init(x: Int, y: Int) {
         self.x = x
         self.y = y
@@ -46,6 +50,7 @@ public struct InitialImage: Sendable {
     /// How much noise is added: 0 keeps the image, 1 replaces it. nil → 0.3 for img2img, 0.9999 for inpainting
     /// (diffusers' defaults).
     public var strength: Double?
+    /// img2img from `image`; with `mask`, inpainting; `strength` nil takes diffusers' default (0.3, or 0.9999 with a mask).
     public init(image: RGBImage, mask: RGBImage? = nil, strength: Double? = nil) {
         self.image = image
         self.mask = mask
@@ -59,13 +64,15 @@ public struct LatentArray: Sendable, Hashable {
     public var shape: [Int]
     /// Row-major values.
     public var values: [Float]
+    /// Latents of `shape` (`[images, channels, height/8, width/8]`) holding `values` in row-major order.
     public init(shape: [Int], values: [Float]) {
         self.shape = shape
         self.values = values
     }
 }
 
-/// Everything one generation needs (diffusers `StableDiffusionXLPipeline.__call__` arguments).
+/// Everything one generation needs (diffusers `StableDiffusionXLPipeline.__call__` arguments,
+/// `pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl.py`).
 /// Defaults follow the SSD-1B model card: 1024×1024, 50 steps, guidance 9.
 public struct GenerationRequest: Sendable {
     /// Text for the first encoder (CLIP ViT-L), and the second unless `prompt2` is set.

@@ -11,12 +11,15 @@
 public struct DPMSolverMultistepScheduler: PositionedScheduler {
     /// `algorithm_type`.
     public enum Algorithm: String, Sendable {
+        /// The deterministic DPM-Solver++ (data prediction).
         case dpmSolverPlusPlus = "dpmsolver++"
+        /// Its stochastic variant (noise added each step from the generator).
         case sdeDPMSolverPlusPlus = "sde-dpmsolver++"
     }
 
     /// `solver_type` (the second-order formula).
     public enum SolverType: String, Sendable {
+        /// The two second-order update formulas of the paper (diffusers' default: midpoint).
         case midpoint, heun
     }
 

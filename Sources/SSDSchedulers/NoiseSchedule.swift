@@ -1,7 +1,10 @@
 /// diffusers `beta_schedule`.
 public enum BetaSchedule: String, Sendable, CaseIterable {
+    /// `torch.linspace(beta_start, beta_end, n)`.
     case linear
+    /// `torch.linspace(beta_start**0.5, beta_end**0.5, n) ** 2` (SDXL's).
     case scaledLinear = "scaled_linear"
+    /// `betas_for_alpha_bar` with the cosine transform (Glide).
     case squaredCosCapV2 = "squaredcos_cap_v2"
     /// `betas_for_alpha_bar(alpha_transform_type="exp")` (HeunDiscreteScheduler only).
     case exp
@@ -9,7 +12,8 @@ public enum BetaSchedule: String, Sendable, CaseIterable {
 
 /// The training noise levels every diffusers discrete scheduler builds in `__init__`: `betas`,
 /// `alphas_cumprod` (float32, as torch computes them) and the Karras-style σ of each training
-/// timestep, `((1 − ᾱ)/ᾱ)^½`.
+/// timestep, `((1 − ᾱ)/ᾱ)^½` (diffusers `schedulers/scheduling_euler_discrete.py` and siblings,
+/// `betas_for_alpha_bar`).
 public struct NoiseSchedule: Sendable, Hashable {
     /// `num_train_timesteps`.
     public let trainTimesteps: Int

@@ -18,6 +18,7 @@ public protocol RandomSource: Sendable {
 }
 
 extension RandomSource {
+    /// `count` standard-normal values drawn as torch draws them in `dtype`.
     public mutating func normal(count: Int, dtype: DType) -> [Float] {
         roundedToDType(normal(count: count), dtype)
     }

@@ -6,11 +6,17 @@ import Foundation
 
 /// One JSON value of a `scheduler_config.json`.
 public enum ConfigValue: Sendable, Hashable, Codable {
+    /// JSON `null`.
     case null
+    /// `true` / `false`.
     case bool(Bool)
+    /// Any number (Python's `NaN`, `Infinity` and `-Infinity` included).
     case number(Double)
+    /// A string.
     case string(String)
+    /// A list.
     case array([ConfigValue])
+    /// An object.
     case object([String: ConfigValue])
 
     public init(from decoder: any Decoder) throws {

@@ -1,5 +1,6 @@
 /// Builds schedulers by CLI/API name or diffusers class name from a folder's
-/// `scheduler_config.json`, as diffusers' `Class.from_config(config, **overrides)` does.
+/// `scheduler_config.json`, as diffusers' `Class.from_config(config, **overrides)` does
+/// (diffusers `configuration_utils.py`, `schedulers/scheduling_*.py`).
 public enum SchedulerFactory {
     /// A named sampler: the diffusers class and the configuration keys the name implies.
     public struct Preset: Sendable, Hashable {

@@ -1,12 +1,16 @@
 /// diffusers `timestep_spacing` (Table 2 of "Common Diffusion Noise Schedules and Sample Steps are
 /// Flawed").
 public enum TimestepSpacing: String, Sendable, CaseIterable {
+    /// Evenly spaced from the first to the last training step, rounded; `leading`: multiples of
+    /// `num_train_timesteps / steps` from 0 (plus `steps_offset`); `trailing`: counted down from the last.
     case linspace, leading, trailing
 }
 
 /// diffusers `final_sigmas_type`: the σ after the last step.
 public enum FinalSigmasType: String, Sendable, CaseIterable {
+    /// σ = 0: the last step returns the denoised sample.
     case zero
+    /// The smallest training σ.
     case sigmaMin = "sigma_min"
 }
 

@@ -30,6 +30,7 @@ public struct UniPCMultistepScheduler: PositionedScheduler {
     /// `steps_offset`.
     public let stepsOffset: Int
     let karras: KarrasSigmaOptions
+    /// The sigmas of the current schedule (diffusers `self.sigmas`), one more than the timesteps.
     public private(set) var sigmas: [Float] = []
     var position = SchedulePosition()
     var history: [[Float]] = []

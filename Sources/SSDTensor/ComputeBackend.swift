@@ -10,6 +10,7 @@ public enum Activation: String, Sendable, Hashable, CaseIterable {
 
 /// Elementwise binary ops with NumPy broadcasting.
 public enum BinaryOp: String, Sendable, Hashable {
+    /// `a + b`, `a − b`, `a · b`, `a / b`.
     case add, subtract, multiply, divide
 }
 
@@ -32,9 +33,11 @@ public enum WeightRole: String, Sendable, Hashable {
 /// Which network a tensor belongs to; backends pick the activation type per component
 /// (the VAE stays fp32 unless its config allows less, DESIGN.md §3).
 public enum ModelComponent: Sendable, Hashable {
+    /// Either CLIP text encoder (transformers `modeling_clip.py`).
     case textEncoder
+    /// The denoising UNet (diffusers `unet_2d_condition.py`).
     case unet
-    /// `forceUpcast` is the VAE config's `force_upcast`.
+    /// The VAE (diffusers `autoencoder_kl.py`); `forceUpcast` is the VAE config's `force_upcast`.
     case vae(forceUpcast: Bool)
 }
 
@@ -44,6 +47,7 @@ public struct BackendMemoryStatistics: Sendable, Hashable {
     public var currentBytes: Int
     /// Largest `currentBytes` seen since the last reset.
     public var peakBytes: Int
+    /// Statistics of `currentBytes` held now and `peakBytes` at most.
     public init(currentBytes: Int, peakBytes: Int) {
         self.currentBytes = currentBytes
         self.peakBytes = peakBytes

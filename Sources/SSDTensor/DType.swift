@@ -1,5 +1,6 @@
 /// Element types a tensor or a weight file can hold (safetensors `F32`, `F16`, `BF16`, `I32`, `I64`).
 public enum DType: String, Sendable, Codable, Hashable, CaseIterable {
+    /// 32-bit float, IEEE half, bfloat16, 32- and 64-bit signed integers.
     case f32, f16, bf16, i32, i64
 
     /// Bytes per element.

@@ -67,6 +67,7 @@ public struct HostTensorView: @unchecked Sendable {
 public final class HostBuffer: TensorStorage, @unchecked Sendable {
     /// Start of the allocation (64-byte aligned).
     public let pointer: UnsafeMutableRawPointer
+    /// Size of the allocation in bytes.
     public let byteCount: Int
 
     /// Allocates `byteCount` uninitialised bytes, 64-byte aligned.

@@ -18,6 +18,7 @@ public struct SafetensorsEntry: Sendable, Hashable {
     /// `data_offsets` from the header: a byte range relative to the start of the data section.
     public let dataRange: Range<Int>
 
+    /// An entry of the header: tensor `name` of `dtype` and `shape` at `dataRange` of the data section.
     public init(name: String, dtype: DType, shape: [Int], dataRange: Range<Int>) {
         self.name = name
         self.dtype = dtype

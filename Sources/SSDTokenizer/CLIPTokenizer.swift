@@ -6,6 +6,7 @@ public struct TokenizedText: Sendable, Equatable {
     /// 1 for the start token, text tokens and end token; 0 for padding.
     public var attentionMask: [Int32]
 
+    /// An encoding of these token ids and attention mask.
     public init(inputIDs: [Int32], attentionMask: [Int32]) {
         self.inputIDs = inputIDs
         self.attentionMask = attentionMask

@@ -7,7 +7,9 @@ import Foundation
 /// A config value written either as one value or as a list (diffusers accepts both for many
 /// fields, e.g. `attention_head_dim: 8` or `[5, 10, 20]`).
 public enum OneOrMany<Element: Codable & Sendable & Equatable>: Codable, Sendable, Equatable {
+    /// A single value (applies to every block).
     case one(Element)
+    /// One value per block.
     case many([Element])
 
     public init(from decoder: any Decoder) throws {

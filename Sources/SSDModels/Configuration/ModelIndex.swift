@@ -18,6 +18,7 @@ public struct ModelIndex: Codable, Sendable, Equatable {
     /// Components keyed by folder name; entries written as `[null, null]` are left out.
     public var components: [String: Component]
 
+    /// A model index with these fields (for tests and for writing folders).
     public init(className: String?, diffusersVersion: String?, forceZerosForEmptyPrompt: Bool, components: [String: Component]) {
         self.className = className
         self.diffusersVersion = diffusersVersion

@@ -2,7 +2,9 @@ import SSDTensor
 
 /// One parameter a network expects: its canonical (diffusers / transformers) name and shape.
 public struct ParameterSpec: Sendable, Hashable {
+    /// The parameter's diffusers name, e.g. `down_blocks.0.resnets.0.conv1.weight`.
     public let name: String
+    /// Its shape as stored in the file.
     public let shape: [Int]
     /// Number of elements.
     public var count: Int { shape.reduce(1, *) }

@@ -10,7 +10,7 @@ import Darwin
 #endif
 
 /// A diffusers pipeline folder: `model_index.json` plus one sub-folder per component
-/// (diffusers `DiffusionPipeline.from_pretrained` layout, spec §6.1).
+/// (diffusers `DiffusionPipeline.from_pretrained` layout, `pipelines/pipeline_utils.py`; spec §6.1).
 public struct PipelineFolder: Sendable {
     /// The folder path.
     public let path: String

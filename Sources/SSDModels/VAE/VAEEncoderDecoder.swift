@@ -33,6 +33,7 @@ struct VAEEncoder: Sendable {
         var h = try convIn(x, b)
         var unused: [Tensor] = []
         for block in downBlocks {
+            try Task.checkCancellation()  // a 1024² encode takes seconds on a CPU
             h = try block(h, temb: nil, context: nil, skips: &unused, b)
             unused.removeAll()
         }
@@ -78,6 +79,7 @@ struct VAEDecoder: Sendable {
         trace?.record("decoder.mid_block", h)
         var beforeUpsample: Tensor? = nil
         for (i, block) in upBlocks.enumerated() {
+            try Task.checkCancellation()  // a 1024² decode takes seconds on a CPU
             (h, beforeUpsample) = try block(consume h, beforeUpsample: beforeUpsample, b)
             trace?.record("decoder.up_blocks.\(i)", h)
         }
