@@ -150,6 +150,9 @@ public struct GenerationResult: Sendable {
     public var seed: UInt64
     /// The scheduler's name, for metadata.
     public var schedulerName: String
+    /// What the caller should know about the run (e.g. a prompt cut to CLIP's 77 tokens, which
+    /// diffusers logs as a warning); empty when nothing is worth saying.
+    public var notes: [String] = []
 }
 
 /// Events of `DiffusionPipeline.run(_:)`.

@@ -117,7 +117,7 @@ struct GenerationRun {
         let images = try decode(latents)
         return GenerationResult(
             images: images, latents: LatentArray(shape: latentShape, values: latents), seed: seed,
-            schedulerName: schedulerName)
+            schedulerName: schedulerName, notes: conditioning.notes)
     }
 
     /// `latents / scaling_factor` → VAE decoder → 8-bit RGB (diffusers `vae.decode` + `postprocess`).

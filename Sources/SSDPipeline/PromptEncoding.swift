@@ -10,6 +10,8 @@ struct Conditioning {
     var pooled: Tensor
     /// `rows × 6` micro-conditioning numbers.
     var timeIDs: [Float]
+    /// What the caller should know (prompts cut to CLIP's length, as diffusers' warning).
+    var notes: [String] = []
 }
 
 /// `StableDiffusionXLPipeline.encode_prompt` (diffusers `pipeline_stable_diffusion_xl.py`).
@@ -38,6 +40,7 @@ struct PromptEncoding {
         let layer = -((request.clipSkip ?? 0) + 2)
         let prompt2 = nonEmpty(request.prompt2) ?? request.prompt
         let positive = try encode(request.prompt, prompt2, layer: layer, encoder1, encoder2)
+        var notes = truncationNotes("prompt", request.prompt, prompt2)
 
         var negative: Encoded?
         if run.usesGuidance {
@@ -50,6 +53,7 @@ struct PromptEncoding {
                 let text = request.negativePrompt ?? ""
                 let text2 = nonEmpty(request.negativePrompt2) ?? text
                 negative = try encode(text, text2, layer: -2, encoder1, encoder2)
+                notes += truncationNotes("negative prompt", text, text2)
             }
         }
         let k = run.imageCount
@@ -68,7 +72,22 @@ struct PromptEncoding {
         return Conditioning(
             hiddenStates: try run.backend.upload(hidden, shape: [rows, positive.sequence, positive.width], as: dtype),
             pooled: try run.backend.upload(pooled, shape: [rows, positive.pooled.count], as: dtype),
-            timeIDs: timeIDs)
+            timeIDs: timeIDs, notes: notes)
+    }
+
+    /// diffusers' warning "The following part of your input was truncated because CLIP can only handle
+    /// sequences up to 77 tokens", as notes: one per text whose tokens do not fit (start and end tokens
+    /// take two of the places).
+    private func truncationNotes(_ label: String, _ text: String, _ text2: String) -> [String] {
+        var notes: [String] = []
+        for (name, value, tokenizer) in [(label, text, run.tokenizers.tokenizer), (label + " 2", text2, run.tokenizers.tokenizer2)] {
+            if name != label && value == text { continue }  // the same text, already counted
+            let count = tokenizer.tokenIDs(value).count, room = tokenizer.maxLength - 2
+            if count > room {
+                notes.append("\(name): \(count - room) of its \(count) tokens are beyond CLIP's \(tokenizer.maxLength)-token limit and were dropped")
+            }
+        }
+        return notes
     }
 
     private func encode(

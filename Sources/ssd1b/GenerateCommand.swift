@@ -238,6 +238,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             for line in await pipeline.backendReport.split(separator: "\n") { printError("backend: \(line)") }
         }
         guard let result else { throw UsageError(description: "generation ended without images") }
+        if !quiet { for note in result.notes { printError("ssd1b: note: \(note)") } }
 
         let modelName = model.split(separator: "/").last.map(String.init) ?? model
         let parameters = GenerationMetadata.parameters(

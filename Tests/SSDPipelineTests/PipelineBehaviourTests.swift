@@ -189,6 +189,20 @@ struct PipelineBehaviourTests {
         withExtendedLifetime(buffers) {}
     }
 
+    /// A prompt longer than CLIP's 77 tokens is cut (as diffusers does) and the result says so, as
+    /// diffusers' warning does; a short one gives no note.
+    @Test func truncatedPromptsAreNoted() async throws {
+        let pipeline = try await Self.pipeline()
+        var request = Self.smallRequest()
+        request.steps = 1
+        request.prompt = Array(repeating: "cat", count: 80).joined(separator: " ")
+        let long = try await pipeline.generateResult(request)
+        // (the tiny fixture's vocabulary splits "cat" in two tokens: 160 in all, 75 fit)
+        #expect(long.notes == ["prompt: 85 of its 160 tokens are beyond CLIP's 77-token limit and were dropped"], "\(long.notes)")
+        request.prompt = "a cat"
+        #expect(try await pipeline.generateResult(request).notes.isEmpty)
+    }
+
     /// Loading stops at the next tensor once its task is cancelled, with `CancellationError`.
     @Test func loadingIsCancellable() async throws {
         let task = Task {
