@@ -7,7 +7,7 @@
      for each UNet batch both profiled;
   2. the eager ms per UNet call with each switch of the `switches` stage, against the default.
 
-    python3 Scripts/gpu/compare_profiles.py gpu-out/profile-1.log > /tmp/tables.md
+    python3 Scripts/gpu/compare_profiles.py gpu-out/visit-1.log > /tmp/tables.md
 
 `--pick LOG` prints the switch settings to measure the table with (used by profile.sh during the visit): the
 switch run with the lowest mean ratio to the default over the UNet batches timed, when that is at most 0.99
@@ -149,9 +149,11 @@ def qualifying(lines):
     for env, values in switches.items():
         if env == "defaults" or not values or not all(modes.get(m) for m in needed_modes(env)):
             continue
-        ratios = [values[b] / default[b] for b in values if default.get(b)]
-        if len(ratios) != len(values) or not ratios:
+        # Every batch the defaults were timed at, none missing (a run that failed at one batch loses).
+        batches = [b for b in default if default[b]]
+        if not batches or any(values.get(b) is None for b in batches):
             continue
+        ratios = [values[b] / default[b] for b in batches]
         mean = sum(ratios) / len(ratios)
         if mean <= 0.99 and max(ratios) <= 1.02:
             runs.append((mean, env))
@@ -182,18 +184,23 @@ def union(lines):
 
 
 TABLE_STAGE = re.compile(r"^\[\d+ s\] == 1024², (\d+) image\(s\)")
+RETRY = re.compile(r"^\[\d+ s\] -- (\d+) image\(s\) failed")
 OURS_MEAN = re.compile(r"^steps 3–(\d+): mean ([\d.]+) ms/step")
 OURS_PEAK = re.compile(r"^memory peak: denoising (\d+) MiB, whole generation (\d+) MiB")
 COMPILE = {1: "46.07", 16: "3.32"}
 
 
 def table(lines):
-    ours, theirs, batch = {}, {}, None
+    ours, theirs, batch, retried = {}, {}, None, set()
     for raw in lines:
         line = raw.strip()
         m = TABLE_STAGE.match(line)
         if m:
             batch = int(m.group(1))
+            continue
+        m = RETRY.match(line)
+        if m:
+            retried.add(int(m.group(1)))
             continue
         if line.startswith("[") and " s] == " in line:
             batch = None
@@ -215,7 +222,8 @@ def table(lines):
         o, t = ours.get(b, {}), theirs.get(b, {})
         rate = 1000 / o["ms"] if o.get("ms") else None
         theirs_rate = t.get("it_per_s")
-        out.append(f"| {b} | {o['ms'] / 1000:.4f} | {rate:.2f} | " if rate else f"| {b} | – | – | ")
+        label = f"{b} (without CUDA graphs)" if b in retried else f"{b}"
+        out.append(f"| {label} | {o['ms'] / 1000:.4f} | {rate:.2f} | " if rate else f"| {label} | – | – | ")
         out[-1] += (f"{theirs_rate:.2f} | " if theirs_rate else "– | ") + (ratio(rate, theirs_rate) if rate and theirs_rate else "–")
         out[-1] += f" | {COMPILE.get(b, '')} | {o.get('peak', '–')} | " + (f"{t['peak_allocated_mib']:.0f} |" if "peak_allocated_mib" in t else "– |")
     return "\n".join(out) + "\n"

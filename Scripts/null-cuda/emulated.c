@@ -200,9 +200,24 @@ EXPORT nvrtcResult nvrtcAddNameExpression(nvrtcProgram p, const char *name) {
 EXPORT nvrtcResult nvrtcCompileProgram(nvrtcProgram p, int n, const char *const *options) {
     (void)n; (void)options;
     program_t *prog = (program_t *)p;
-    static int serial = 0;
-    char base[256], cpp[300], log[300], command[2048];
-    snprintf(base, sizeof base, "%s/ssd-emulated-cuda-%d-%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid(), serial++);
+    char base[256], cpp[300], log[300], command[2048], built[300];
+    const char *compiler = getenv("SSD_EMULATED_CUDA_CXX") ? getenv("SSD_EMULATED_CUDA_CXX") : "c++";
+    /* The library is named by a hash of everything it is built from (source, kernel names, the
+     * emulator header's text, the compiler), so that an image naming it (what nvrtcGetCUBIN hands
+     * out, e.g. to the kernel disk cache) always means this code; an existing one is reused. */
+    unsigned long long hash = 1469598103934665603ULL;
+#define HASH_BYTES(ptr, len) do { const unsigned char *b_ = (const unsigned char *)(ptr); \
+        for (size_t i_ = 0; i_ < (size_t)(len); i_++) { hash ^= b_[i_]; hash *= 1099511628211ULL; } hash ^= 0xff; hash *= 1099511628211ULL; } while (0)
+    HASH_BYTES(prog->source, strlen(prog->source));
+    for (int i = 0; i < prog->count; i++) HASH_BYTES(prog->names[i], strlen(prog->names[i]));
+    HASH_BYTES(compiler, strlen(compiler));
+    FILE *header = fopen(EMULATOR_HEADER, "rb");
+    if (header) { char chunk[4096]; size_t got; while ((got = fread(chunk, 1, sizeof chunk, header)) > 0) HASH_BYTES(chunk, got); fclose(header); }
+#undef HASH_BYTES
+    snprintf(built, sizeof built, "%s/ssd-emulated-cuda-%016llx.so", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", hash);
+    prog->library = strdup(built);
+    if (access(built, R_OK) == 0) { prog->log = calloc(1, 1); return 0; }
+    snprintf(base, sizeof base, "%s/ssd-emulated-cuda-%016llx-%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", hash, (int)getpid());
     snprintf(cpp, sizeof cpp, "%s.cpp", base);
     snprintf(log, sizeof log, "%s.log", base);
     FILE *f = fopen(cpp, "w");
@@ -217,10 +232,9 @@ EXPORT nvrtcResult nvrtcCompileProgram(nvrtcProgram p, int n, const char *const 
         fprintf(f, "    if (!strcmp(name, \"%s\")) return emu::copy_params(&%s, p);\n", prog->names[i], prog->names[i]);
     fprintf(f, "    return nullptr;\n}\n");
     fclose(f);
-    prog->library = malloc(strlen(base) + 4);
-    sprintf(prog->library, "%s.so", base);
-    const char *compiler = getenv("SSD_EMULATED_CUDA_CXX") ? getenv("SSD_EMULATED_CUDA_CXX") : "c++";
-    snprintf(command, sizeof command, "%s -std=c++17 -O1 -shared -fPIC -w -o %s %s > %s 2>&1", compiler, prog->library, cpp, log);
+    /* Built under this process's name, then renamed: another process never loads a half-written library. */
+    snprintf(command, sizeof command, "%s -std=c++17 -O1 -shared -fPIC -w -o %s.so %s > %s 2>&1 && mv -f %s.so %s",
+             compiler, base, cpp, log, base, built);
     int status = system(command);
     FILE *l = fopen(log, "r");
     prog->log = calloc(1, 65536);

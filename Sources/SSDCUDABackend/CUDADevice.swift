@@ -512,7 +512,7 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
         } else {
             let cacheKey = "\(group.rawValue)/sm_\(computeCapability)"
             var output: NVRTCCompiler.Output
-            var fromDisk = false
+            var fromDisk = false, compiledHere = false
             let file = KernelDiskCache.fileName(
                 group: group.rawValue, computeCapability: computeCapability, source: group.source,
                 nameExpressions: group.nameExpressions, options: NVRTCCompiler.options(computeCapability: computeCapability),
@@ -524,17 +524,21 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
                 fromDisk = true
             } else {
                 output = try compile(group, file: file)
+                compiledHere = true
             }
             var loaded = try loadModule(output, group, refusalIsError: !fromDisk)
             if loaded == nil {
                 // The driver refused the stored image (another driver, a damaged file): compile again.
                 fromDisk = false
                 output = try compile(group, file: file)
+                compiledHere = true
                 loaded = try loadModule(output, group, refusalIsError: true)
             }
             guard let m = loaded else {
                 throw TensorError.deviceFailure(backend: "cuda", message: "cuModuleLoadData(\(group.rawValue)) returned no module")
             }
+            // Kept on disk only once the driver has taken it.
+            if compiledHere { kernelCache.store(output, as: file) }
             CUDADevice.compiled.withLock { $0[cacheKey] = output }
             module = m
             lowered = output.loweredNames
@@ -553,12 +557,11 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
         return f
     }
 
-    /// Compiles `group` with NVRTC and stores the image in the disk cache as `file`.
+    /// Compiles `group` with NVRTC (`file`: its name in the disk cache, for messages).
     private func compile(_ group: KernelGroup, file: String) throws -> NVRTCCompiler.Output {
         let output = try compiler.compile(
             source: group.source, name: "\(group.rawValue).cu", computeCapability: computeCapability,
             nameExpressions: group.nameExpressions)
-        kernelCache.store(output, as: file)
         state.withLock { $0.groupsCompiled += 1 }
         return output
     }

@@ -9,8 +9,9 @@ import Darwin
 /// the same). One file per kernel group and architecture, named by a hash of everything the image
 /// depends on: the source, the name expressions, the compile options and NVRTC's version.
 ///
-/// `SSD_CUDA_KERNEL_CACHE`: a folder, or `off`; default `$XDG_CACHE_HOME/ssd-cuda-kernels`, else
-/// `$HOME/.cache/ssd-cuda-kernels` (off when neither is set). Files are written whole under a temporary
+/// `SSD_CUDA_KERNEL_CACHE`: a folder, or `off` (`0`); unset or `1`/`on`: `$XDG_CACHE_HOME/ssd-cuda-kernels`,
+/// else `$HOME/.cache/ssd-cuda-kernels` (off when neither is set). Each group keeps its newest
+/// `keptPerGroup` images (several checkouts or NVRTC versions may share the folder). Files are written whole under a temporary
 /// name and renamed into place, so a reader sees a whole file or none; a file that does not decode
 /// whole with its checksum, or whose image the driver refuses, is ignored and replaced after compiling.
 /// A folder that cannot be written only costs the compile: the cache never fails a call.
@@ -20,8 +21,9 @@ struct KernelDiskCache: Sendable {
 
     /// The folder from `SSD_CUDA_KERNEL_CACHE`, `XDG_CACHE_HOME` or `HOME` (see the type).
     static func fromEnvironment() -> KernelDiskCache {
-        if let value = environment("SSD_CUDA_KERNEL_CACHE"), !value.isEmpty {
-            return KernelDiskCache(directory: ["off", "0", "none"].contains(value.lowercased()) ? nil : value)
+        if let value = environment("SSD_CUDA_KERNEL_CACHE"), !value.isEmpty,
+           !["1", "on", "true", "yes"].contains(value.lowercased()) {
+            return KernelDiskCache(directory: ["off", "0", "none", "false", "no"].contains(value.lowercased()) ? nil : value)
         }
         if let xdg = environment("XDG_CACHE_HOME"), xdg.hasPrefix("/") { return KernelDiskCache(directory: xdg + "/ssd-cuda-kernels") }
         if let home = environment("HOME"), home.hasPrefix("/") { return KernelDiskCache(directory: home + "/.cache/ssd-cuda-kernels") }
@@ -45,8 +47,11 @@ struct KernelDiskCache: Sendable {
         return Self.decode(bytes)
     }
 
-    /// Stores `output` as `file` (whole or not at all) and removes the group's files for other
-    /// hashes (older sources); false when the folder cannot be written.
+    /// How many images of one group and architecture stay (the newest; older sources go).
+    static let keptPerGroup = 4
+
+    /// Stores `output` as `file` (whole or not at all) and removes the group's oldest files beyond
+    /// `keptPerGroup`; false when the folder cannot be written.
     @discardableResult
     func store(_ output: NVRTCCompiler.Output, as file: String) -> Bool {
         guard let directory, Self.makeDirectory(directory) else { return false }
@@ -68,12 +73,13 @@ struct KernelDiskCache: Sendable {
             unlink(temporary)
             return false
         }
-        // The group's images for other sources or compilers (this file's name up to the hash).
+        // The group's images for other sources or compilers (this file's name up to the hash), oldest
+        // first beyond the newest few.
         if let dash = file.lastIndex(of: "-") {
             let prefix = String(file[...dash])
-            for other in Self.listDirectory(directory) where other.hasPrefix(prefix) && other != file && other.hasSuffix(".ssdk") {
-                unlink(directory + "/" + other)
-            }
+            let others = Self.listDirectory(directory).filter { $0.hasPrefix(prefix) && $0 != file && $0.hasSuffix(".ssdk") }
+            let newestFirst = others.map { ($0, Self.modificationTime(directory + "/" + $0)) }.sorted { $0.1 > $1.1 }
+            for (other, _) in newestFirst.dropFirst(Self.keptPerGroup - 1) { unlink(directory + "/" + other) }
         }
         return true
     }
@@ -134,9 +140,12 @@ struct KernelDiskCache: Sendable {
     // MARK: Files
 
     private static func readFile(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY)
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        // A regular file of a plausible size only (not a FIFO or device someone put there).
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size <= 256 << 20 else { return nil }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
@@ -164,12 +173,18 @@ struct KernelDiskCache: Sendable {
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            // `d_name` is NUL-terminated within the record (which may be shorter than the array).
+            let name = withUnsafePointer(to: &entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 1) { String(cString: $0) }
             }
             if name != "." && name != ".." { names.append(name) }
         }
         return names
+    }
+
+    private static func modificationTime(_ path: String) -> Int {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int(info.st_mtim.tv_sec) : 0
     }
 }
 

@@ -22,8 +22,10 @@ public enum FileIO {
     }
 
     /// Writes every file or none: each goes to a temporary file beside it, and only when all of them
-    /// are complete are they renamed into place; when one cannot be written, the temporary files are
-    /// removed and no file at the given paths has changed.
+    /// are complete (and no path is a folder) are they renamed into place; when one cannot be
+    /// written, the temporary files are removed and no file at the given paths has changed. (A rename
+    /// refused after others succeeded, which needs the folder's permissions to change meanwhile,
+    /// leaves the earlier files replaced.)
     public static func writeAllAtomically(_ files: [(path: String, bytes: [UInt8])]) throws {
         var written: [(temporary: String, path: String)] = []
         do {
@@ -61,7 +63,10 @@ public enum FileIO {
 
     /// Writes `bytes` to a new temporary file beside `path`; returns its path.
     private static func writeTemporary(_ bytes: [UInt8], beside path: String) throws -> String {
-        let temporary = path + ".partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        // A short name in the same folder (the rename stays within one file system; a long file name
+        // does not grow past the system's limit).
+        let folder = path.lastIndex(of: "/").map { String(path[...$0]) } ?? ""
+        let temporary = folder + ".ssd-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16)).partial"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw FileError(path: path, message: String(cString: strerror(errno))) }
         var offset = 0

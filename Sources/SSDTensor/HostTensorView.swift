@@ -87,8 +87,11 @@ public final class HostBuffer: TensorStorage, @unchecked Sendable {
     /// Views the buffer as a tensor of `shape` and `dtype`. The shape must fit in the buffer (checked:
     /// a view past the end is a programming error, like an array index out of range).
     public func view(name: String, shape: [Int], dtype: DType) -> HostTensorView {
-        let bytes = shape.reduce(dtype.byteSize) { $0 * max($1, 0) }
-        precondition(shape.allSatisfy { $0 >= 0 } && bytes <= byteCount,
+        var bytes = dtype.byteSize, overflow = false
+        for d in shape where !overflow {
+            (bytes, overflow) = bytes.multipliedReportingOverflow(by: max(d, 0))
+        }
+        precondition(shape.allSatisfy { $0 >= 0 } && !overflow && bytes <= byteCount,
                      "HostBuffer.view(\(name)): shape \(shape) of \(dtype.rawValue) needs \(bytes) bytes, the buffer has \(byteCount)")
         return HostTensorView(name: name, shape: shape, dtype: dtype, pointer: UnsafeRawPointer(pointer), owner: self)
     }

@@ -5,7 +5,7 @@ import Testing
 
 /// The kernel disk cache's file format and folder handling (no GPU, no NVRTC): a stored image reads
 /// back exactly; a file cut anywhere or changed in any byte reads as absent; the file name changes
-/// with everything the image depends on; storing replaces the group's files for other sources.
+/// with everything the image depends on; storing keeps the group's newest few files.
 @Suite struct KernelDiskCacheTests {
     let output = NVRTCCompiler.Output(image: Array(0..<200).map { UInt8($0 & 0xFF) }, isCUBIN: true,
                                       loweredNames: ["binary_kernel<1>": "_Z13binary_kernelILi1EEvv", "copy": "copy"],
@@ -49,10 +49,18 @@ import Testing
         #expect(cache.store(output, as: "fast-sm90-00.ssdk"))
         #expect(cache.store(output, as: "attention-sm90-00.ssdk"))
         #expect(cache.load("fast-sm90-00.ssdk")?.image == output.image)
-        // A new source of the group replaces the old file; other groups stay.
+        // Newer sources of the group: the newest `keptPerGroup` files stay, the oldest go; other groups stay.
+        let now = Date()
+        for (index, name) in ["fast-sm90-01.ssdk", "fast-sm90-02.ssdk", "fast-sm90-03.ssdk", "fast-sm90-04.ssdk"].enumerated() {
+            #expect(cache.store(output, as: name))
+            try FileManager.default.setAttributes([.modificationDate: now.addingTimeInterval(Double(index - 10) * 60)],
+                                                  ofItemAtPath: folder + "/" + name)
+        }
+        try FileManager.default.setAttributes([.modificationDate: now.addingTimeInterval(-3600)], ofItemAtPath: folder + "/fast-sm90-00.ssdk")
         #expect(cache.store(output, as: "fast-sm90-11.ssdk"))
         let files = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
-        #expect(files == ["attention-sm90-00.ssdk", "fast-sm90-11.ssdk"], "\(files)")
+        #expect(files == ["attention-sm90-00.ssdk", "fast-sm90-02.ssdk", "fast-sm90-03.ssdk", "fast-sm90-04.ssdk", "fast-sm90-11.ssdk"],
+                "\(files)")
         // A folder that cannot be made: nothing stored, nothing thrown.
         let blocked = KernelDiskCache(directory: folder + "/fast-sm90-11.ssdk/below")
         #expect(!blocked.store(output, as: "x-sm90-00.ssdk"))
