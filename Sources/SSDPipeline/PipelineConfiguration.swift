@@ -41,7 +41,8 @@ public enum BackendChoice: Sendable {
 /// Arithmetic precision of the denoising networks.
 public enum Precision: String, Sendable, Hashable, CaseIterable {
     /// The backend's usual choice: fp16 on CUDA (diffusers' `torch_dtype=torch.float16` on a GPU),
-    /// fp32 on the CPU and reference backends (the default).
+    /// fp32 on the CPU and reference backends (the default). (With `BackendChoice.automatic`, a
+    /// precision CUDA cannot run, bf16, makes the choice fall to the CPU.)
     case automatic
     /// fp32 everywhere (CUDA included: the text encoders and UNet compute in fp32, much slower).
     case fp32
