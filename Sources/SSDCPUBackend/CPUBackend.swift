@@ -108,6 +108,14 @@ public final class CPUBackend: ComputeBackend {
         }
     }
 
+    /// The kernels and options in use: instruction set, GEMM provider, weight storage, bf16 products,
+    /// fp32 matmul precision, threads.
+    public var statusReport: String {
+        "cpu: \(Self.instructionSet) micro-kernels (detected \(Self.detectedInstructionSet)), GEMM \(options.gemm.rawValue), "
+            + "weights \(options.weightStorage.rawValue), bf16 products \(options.bf16Compute ? "on" : "off"), "
+            + "fp32 matmul precision \(options.float32MatmulPrecision), \(options.threads) threads"
+    }
+
     /// The instruction set the micro-kernels use ("amx-bf16", "avx512-bf16", "avx512", "avx2", "neon", "portable").
     public static var instructionSet: String { isaName(Int(ssd_isa())) }
 

@@ -25,6 +25,8 @@ public actor DiffusionPipeline {
     private let schedulerConfiguration: SchedulerConfiguration
     private var backend: any ComputeBackend
     private var models: LoadedModels
+    /// Why `.automatic` passed over faster backends (empty for an explicit choice).
+    private var passedOver: [String]
 
     /// Loads a diffusers pipeline folder (`model_index.json`, `unet/`, `vae/`, `text_encoder*/`,
     /// `tokenizer*/`, `scheduler/`) onto the configured backend.
@@ -34,15 +36,18 @@ public actor DiffusionPipeline {
         folder = try PipelineFolder(path: path)
         tokenizers = try SDXLTokenizers(pipelineDirectory: path)
         schedulerConfiguration = try SchedulerConfiguration(contentsOf: folder.componentDirectory("scheduler") + "/scheduler_config.json")
-        backend = try BackendFactory.make(configuration.backend, precision: configuration.precision)
+        (backend, passedOver) = try BackendFactory.makeReporting(configuration.backend, precision: configuration.precision)
         models = try LoadedModels(folder: folder, backend: backend, configuration: configuration)
     }
 
     /// The backend in use.
     public var backendName: String { backend.name }
 
-    /// The backend's `statusReport`: device, kernel and tuning choices, recorded regions.
-    public var backendReport: String { backend.statusReport }
+    /// The backend's `statusReport` (device, kernel and tuning choices, recorded regions), then for an
+    /// automatic choice why faster backends were passed over.
+    public var backendReport: String {
+        ([backend.statusReport] + passedOver.map { "passed over: \($0)" }).joined(separator: "\n")
+    }
 
     /// Bytes the backend holds now and at its peak (weights plus activations).
     public func memoryStatistics() -> BackendMemoryStatistics { backend.memoryStatistics() }
@@ -55,10 +60,11 @@ public actor DiffusionPipeline {
         var newConfiguration = configuration
         newConfiguration.backend = choice
         if let precision { newConfiguration.precision = precision }
-        let newBackend = try BackendFactory.make(choice, precision: newConfiguration.precision)
+        let (newBackend, newPassedOver) = try BackendFactory.makeReporting(choice, precision: newConfiguration.precision)
         let newModels = try LoadedModels(folder: folder, backend: newBackend, configuration: newConfiguration)
         backend = newBackend
         models = newModels
+        passedOver = newPassedOver
         configuration = newConfiguration
     }
 

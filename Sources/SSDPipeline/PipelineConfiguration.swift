@@ -76,19 +76,31 @@ public struct PipelineConfiguration: Sendable {
 public enum BackendFactory {
     /// Creates the backend, or throws `PipelineError.backendUnavailable` saying what is missing.
     public static func make(_ choice: BackendChoice, precision: Precision) throws -> any ComputeBackend {
+        try makeReporting(choice, precision: precision).backend
+    }
+
+    /// `make`, and for `.automatic` why each faster backend was passed over (e.g. "cuda: libcuda.so.1
+    /// not found"), for reports.
+    public static func makeReporting(_ choice: BackendChoice, precision: Precision) throws
+        -> (backend: any ComputeBackend, passedOver: [String])
+    {
+        var passedOver: [String] = []
+        func attempt(_ make: () throws -> any ComputeBackend) -> (any ComputeBackend)? {
+            do { return try make() } catch { passedOver.append("\(error)"); return nil }
+        }
         switch choice {
         case .automatic:
-            if let cuda = try? makeCUDABackend(precision: precision) { return cuda }
-            if let cpu = try? makeCPUBackend(precision: precision) { return cpu }
-            return ReferenceBackend()
+            if let cuda = attempt({ try makeCUDABackend(precision: precision) }) { return (cuda, passedOver) }
+            if let cpu = attempt({ try makeCPUBackend(precision: precision) }) { return (cpu, passedOver) }
+            return (ReferenceBackend(), passedOver)
         case .reference:
-            return ReferenceBackend()
+            return (ReferenceBackend(), [])
         case .cpu:
-            return try makeCPUBackend(precision: precision)
+            return (try makeCPUBackend(precision: precision), [])
         case .cuda:
-            return try makeCUDABackend(precision: precision)
+            return (try makeCUDABackend(precision: precision), [])
         case let .custom(backend):
-            return backend
+            return (backend, [])
         }
     }
 }

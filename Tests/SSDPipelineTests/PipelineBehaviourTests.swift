@@ -203,6 +203,19 @@ struct PipelineBehaviourTests {
         #expect(try await pipeline.generateResult(request).notes.isEmpty)
     }
 
+    /// An automatic backend choice says why faster backends were passed over (here: CUDA, without a GPU).
+    @Test func automaticChoiceReportsWhatWasPassedOver() async throws {
+        let pipeline = try await DiffusionPipeline(contentsOf: Self.folder, configuration: PipelineConfiguration())
+        let report = await pipeline.backendReport
+        if await pipeline.backendName != "cuda" {
+            #expect(report.contains("passed over: ") && report.contains("cuda"), "\(report)")
+        }
+        if await pipeline.backendName == "cpu" { #expect(report.hasPrefix("cpu: ") && report.contains("micro-kernels"), "\(report)") }
+        var explicit = PipelineConfiguration()
+        explicit.backend = .reference
+        #expect(try await !DiffusionPipeline(contentsOf: Self.folder, configuration: explicit).backendReport.contains("passed over"))
+    }
+
     /// Loading stops at the next tensor once its task is cancelled, with `CancellationError`.
     @Test func loadingIsCancellable() async throws {
         let task = Task {
