@@ -153,9 +153,9 @@ import Testing
         (fixture: "euler_force_zeros", graphs: "0", arguments: ["--prompt", "a photo of a cat", "--guidance", "9", "--seed", "0"], tolerance: 5e-3),
         (fixture: "euler_negative", graphs: "1", arguments: ["--prompt", "an astronaut riding a horse!", "--negative-prompt", "ugly, blurry",
                                                              "--guidance", "7.5", "--seed", "1"], tolerance: 5e-3),
-        // fp32 activations on the GPU (`--precision fp32`): as close as the CPU backends.
+        // fp32 activations on the GPU (`--precision fp32`): 2.0e-6 from diffusers' fp32 (fp16: 2.8e-3).
         (fixture: "euler_force_zeros", graphs: "1", arguments: ["--prompt", "a photo of a cat", "--guidance", "9", "--seed", "0",
-                                                                "--precision", "fp32"], tolerance: 1e-3),
+                                                                "--precision", "fp32"], tolerance: 1e-4),
     ])
     func tinyPipelineOnTheEmulatedDriverMatchesDiffusers(_ c: (fixture: String, graphs: String, arguments: [String], tolerance: Double)) throws {
         guard let ssd1b = executable("ssd1b") else { return }
