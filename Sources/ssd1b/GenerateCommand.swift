@@ -189,6 +189,9 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         }
 
         // Output files are checked before the (slow) work: their folders exist, no path is used twice.
+        guard request.imagesPerPrompt <= 10_000 else {
+            throw UsageError(description: "--images: \(request.imagesPerPrompt) must be at most 10000")
+        }
         let paths = outputPaths(output, count: request.imagesPerPrompt)
         let latentsPath = options.string("--save-latents")
         let allPaths = paths + (latentsPath.map { [$0] } ?? [])

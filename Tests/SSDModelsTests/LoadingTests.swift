@@ -112,6 +112,19 @@ func halfCopies(_ views: [HostTensorView]) -> [HostTensorView] {
         let vaeSharded = try AutoencoderKL.load(componentDirectory: sharded, backend: backend)
         let decodedSharded = try backend.download(vaeSharded.decode(io.upload("latents", to: backend)))
         #expect(relativeError(decodedSharded, try io.floats("decoded")) <= 1e-4)
+        // A shard named outside the component's folder is refused, not opened.
+        for escape in ["../diffusion_pytorch_model-00001-of-00002.safetensors", sharded + "/diffusion_pytorch_model-00001-of-00002.safetensors"] {
+            var bad = map
+            bad[half1[0].name] = escape
+            try JSONEncoder().encode(["metadata": [String: String](), "weight_map": bad])
+                .write(to: URL(filePath: sharded + "/diffusion_pytorch_model.safetensors.index.json"))
+            #expect {
+                _ = try AutoencoderKL.load(componentDirectory: sharded, backend: backend)
+            } throws: { error in
+                guard case let ModelError.invalidShardIndex(_, message) = error else { return false }
+                return message.contains("outside the component's folder")
+            }
+        }
     }
 
     @Test func missingPiecesGiveTypedErrors() throws {

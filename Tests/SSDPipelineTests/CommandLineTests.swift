@@ -43,6 +43,7 @@ import Testing
         (["--output", "/tmp/ssd1b-same.png", "--save-latents", "/tmp/ssd1b-same.png"], "a path is used twice"),
         (["--save-latents", "/nonexistent-folder/l.safetensors", "--output", "/tmp/ssd1b-unused.png"], "--save-latents: "),
         (["--guidance-rescale", "5"], "--guidance-rescale: 5.0 must be between 0 and 1"),
+        (["--images", "1000000000"], "--images: 1000000000 must be at most 10000"),
         (["--guidance", "inf"], "--guidance: inf must be a finite number"),
         (["--clip-skip", "-1"], "--clip-skip: -1 must not be negative"),
         (["--init-image", "/etc/hostname"], "--init-image /etc/hostname: "),

@@ -106,6 +106,10 @@ public final class WeightFiles: @unchecked Sendable {
         let shardNames = Set(index.weight_map.values).sorted()
         var files: [SafetensorsFile] = []
         for shard in shardNames {
+            // Shards live in the component's folder (as the Hub writes them): no absolute paths, no "..".
+            guard !shard.hasPrefix("/"), !shard.split(separator: "/").contains("..") else {
+                throw ModelError.invalidShardIndex(path: indexPath, message: "shard \(shard) is outside the component's folder")
+            }
             let path = directory.isEmpty ? shard : directory + "/" + shard
             guard FileManager.default.fileExists(atPath: path) else {
                 throw ModelError.invalidShardIndex(path: indexPath, message: "shard \(shard) does not exist")
