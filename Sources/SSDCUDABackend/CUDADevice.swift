@@ -14,6 +14,9 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
     /// cuDNN, when libcudnn.so.9 was found (convolutions fall back to im2col + cuBLASLt otherwise).
     let cudnn: CCUDACudnnAPI?
     let compiler: NVRTCCompiler
+    /// NVRTC's version and its library file's size and time (part of the kernel cache's key, so that a
+    /// patch release of the same major.minor also gets its own images).
+    let compilerIdentity: String
     let libraryPaths: [String: String]
     let device: CUdevice
     let context: CUcontext
@@ -175,6 +178,7 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
         cudnnGraph = cudnn != nil && ccuda_load_cudnn_graph_api(&graphAPITable, &extraMessage, extraMessage.count) == 1 ? graphAPITable : nil
         if cudnn != nil && cudnnGraph == nil { paths["cudnn-graph"] = "(\(string(extraMessage)))" }
         libraryPaths = paths
+        compilerIdentity = compiler.version + " " + KernelDiskCache.fileIdentity(paths["nvrtc"] ?? "")
         var graphTable = CCUDAGraphAPI()
         var graphMessage = [CChar](repeating: 0, count: 1024)
         if ccuda_load_graph_api(&graphTable, &graphMessage, graphMessage.count) == 1 {
@@ -516,7 +520,7 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
             let file = KernelDiskCache.fileName(
                 group: group.rawValue, computeCapability: computeCapability, source: group.source,
                 nameExpressions: group.nameExpressions, options: NVRTCCompiler.options(computeCapability: computeCapability),
-                compilerVersion: compiler.version)
+                compilerVersion: compilerIdentity)
             if let cached = CUDADevice.compiled.withLock({ $0[cacheKey] }) {
                 output = cached
             } else if let stored = kernelCache.load(file), group.nameExpressions.allSatisfy({ stored.loweredNames[$0] != nil }) {

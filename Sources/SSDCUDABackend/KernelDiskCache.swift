@@ -182,6 +182,13 @@ struct KernelDiskCache: Sendable {
         return names
     }
 
+    /// `path`'s size and modification time ("" when it cannot be read), to tell library builds apart.
+    static func fileIdentity(_ path: String) -> String {
+        var info = stat()
+        guard !path.isEmpty, stat(path, &info) == 0 else { return "" }
+        return "\(info.st_size)@\(info.st_mtim.tv_sec)"
+    }
+
     private static func modificationTime(_ path: String) -> Int {
         var info = stat()
         return stat(path, &info) == 0 ? Int(info.st_mtim.tv_sec) : 0
