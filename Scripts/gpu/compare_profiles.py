@@ -191,22 +191,24 @@ COMPILE = {1: "46.07", 16: "3.32"}
 
 
 def table(lines):
-    ours, theirs, batch, retried = {}, {}, None, set()
+    # retried: the image counts whose shown time came from the try without CUDA graphs.
+    ours, theirs, batch, retrying, retried = {}, {}, None, False, set()
     for raw in lines:
         line = raw.strip()
         m = TABLE_STAGE.match(line)
         if m:
-            batch = int(m.group(1))
+            batch, retrying = int(m.group(1)), False
             continue
         m = RETRY.match(line)
         if m:
-            retried.add(int(m.group(1)))
+            retrying = True
             continue
         if line.startswith("[") and " s] == " in line:
             batch = None
         m = OURS_MEAN.match(line)
         if m and batch:
             ours.setdefault(batch, {})["ms"] = float(m.group(2))
+            (retried.add if retrying else retried.discard)(batch)
         m = OURS_PEAK.match(line)
         if m and batch:
             ours.setdefault(batch, {})["peak"] = int(m.group(1))

@@ -94,7 +94,9 @@ if due parity 180; then
   timeout 180 $B/ssd-cuda-check parity > "$OUT/parity-$CALL.log" 2>&1
   STATUS=$?
   grep -aE "^FAIL" "$OUT/parity-$CALL.log" | head -n 20
-  grep -aE "^CUDA:|^PARITY|^ssd-cuda-check|rror" "$OUT/parity-$CALL.log" | cut -c1-2000 | head -n 40
+  # Every PARITY line (compare_profiles.py reads the per-mode ones), then other errors (not FAIL lines).
+  grep -aE "^CUDA:|^PARITY|^ssd-cuda-check" "$OUT/parity-$CALL.log" | cut -c1-2000
+  grep -aE "rror" "$OUT/parity-$CALL.log" | grep -avE "^FAIL|^PARITY" | cut -c1-500 | head -n 10
   # Status 1 is "some check failed" (the per-mode lines say which, and the switches of a failing mode
   # are left out). A crash or the timeout is reported and not retried (it would recur and cost the
   # visit's time); modes without their line count as failed.
@@ -114,6 +116,8 @@ fi
 switch_run() {
   local E="$1" LIMIT=70 EXPECTED=35
   case "$E" in *GRAPH*|*CUDNN*) LIMIT=100; EXPECTED=55;; esac
+  # With nothing kept free after it (the last runs of a call), the whole limit must fit.
+  [ "$2" = 0 ] && EXPECTED=$LIMIT
   due_model "switch:${E:-defaults}" $EXPECTED "$2" || return 0
   stamp "== eager UNet with ${E:-defaults}"
   logged "switch-$(echo "${E:-defaults}" | tr ' =' '_-')" "PROFILE" \
@@ -122,7 +126,8 @@ switch_run() {
 # The defaults first: the baseline of the switch runs, measured the same way.
 SWITCHES=("" "SSD_CUDA_CUDNN_ATTENTION=1" "SSD_CUDA_CONV_GRAPH=1" "SSD_CUDA_AUTOTUNE=1" "SSD_CUDA_ATTENTION_ROWS=32"
           "SSD_CUDA_FUSED_CONV=1" "SSD_CUDA_CUDNN_ATTENTION=composite")
-if ! done_ table; then
+# (only until the table's settings are chosen: afterwards the table's remaining image counts go first)
+if ! done_ table && [ ! -f "$STATE/chosen" ]; then
   for E in "${SWITCHES[@]}"; do switch_run "$E" "$RESERVE"; done
   sleep 1  # (the log reaches all.log through tee)
   UNION=$($PICK --union "$STATE/all.log")
@@ -137,13 +142,17 @@ if ! done_ table && [ -f "$M/model_index.json" ] && ! skip table; then
   stamp "== 1024² table with: $CHOSEN"
   ALL=1
   for K in ${SSD_IMAGES:-1 4 8 16}; do
-    if ! due "table:$K" 45; then ALL=0; continue; fi
+    done_ "table:$K" && continue
+    if ! due "table:$K" 60; then ALL=0; continue; fi
     stamp "== 1024², $K image(s), 8 steps, $CHOSEN (s/step per step; step 1 warms up, 2 may record a CUDA graph)"
     # A run that fails (not by the timeout) is repeated once without CUDA graphs.
     for TRY in 1 2; do
       ENV="$CHOSEN"; [ $TRY = 2 ] && ENV="$CHOSEN SSD_CUDA_GRAPHS=0"
+      # Each try is limited to what is left of the budget (and to 100 s).
+      LEFT=$(( BUDGET - ($(date +%s) - T0) - 5 ))
+      if [ $LEFT -lt 30 ]; then stamp "== left for the next call (time): table:$K"; ALL=0; break; fi
       logged "table-$K-try$TRY" "s/step|^steps|memory|^backend" \
-        env $ENV timeout 100 $B/ssd1b generate --model "$M" --prompt "a photo of a cat" --negative-prompt "blurry" \
+        env $ENV timeout $(( LEFT < 100 ? LEFT : 100 )) $B/ssd1b generate --model "$M" --prompt "a photo of a cat" --negative-prompt "blurry" \
           --width 1024 --height 1024 --steps 8 --seed 0 --images $K --backend cuda --report-memory --report-backend \
           --output /tmp/t$K.png
       STATUS=$?

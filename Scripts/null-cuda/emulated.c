@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #define DEVICE_NAME "emulated CUDA device"
 #define MULTIPROCESSORS 4  /* small grids for the grid-stride kernels */
@@ -200,27 +201,14 @@ EXPORT nvrtcResult nvrtcAddNameExpression(nvrtcProgram p, const char *name) {
 EXPORT nvrtcResult nvrtcCompileProgram(nvrtcProgram p, int n, const char *const *options) {
     (void)n; (void)options;
     program_t *prog = (program_t *)p;
-    char base[256], cpp[300], log[300], command[2048], built[300];
+    static int serial = 0;
+    char base[512], cpp[600], log[600], command[4096], built[512];
     const char *compiler = getenv("SSD_EMULATED_CUDA_CXX") ? getenv("SSD_EMULATED_CUDA_CXX") : "c++";
-    /* The library is named by a hash of everything it is built from (source, kernel names, the
-     * emulator header's text, the compiler), so that an image naming it (what nvrtcGetCUBIN hands
-     * out, e.g. to the kernel disk cache) always means this code; an existing one is reused. */
-    unsigned long long hash = 1469598103934665603ULL;
-#define HASH_BYTES(ptr, len) do { const unsigned char *b_ = (const unsigned char *)(ptr); \
-        for (size_t i_ = 0; i_ < (size_t)(len); i_++) { hash ^= b_[i_]; hash *= 1099511628211ULL; } hash ^= 0xff; hash *= 1099511628211ULL; } while (0)
-    HASH_BYTES(prog->source, strlen(prog->source));
-    for (int i = 0; i < prog->count; i++) HASH_BYTES(prog->names[i], strlen(prog->names[i]));
-    HASH_BYTES(compiler, strlen(compiler));
-    FILE *header = fopen(EMULATOR_HEADER, "rb");
-    if (header) { char chunk[4096]; size_t got; while ((got = fread(chunk, 1, sizeof chunk, header)) > 0) HASH_BYTES(chunk, got); fclose(header); }
-#undef HASH_BYTES
-    snprintf(built, sizeof built, "%s/ssd-emulated-cuda-%016llx.so", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", hash);
-    prog->library = strdup(built);
-    if (access(built, R_OK) == 0) { prog->log = calloc(1, 1); return 0; }
-    snprintf(base, sizeof base, "%s/ssd-emulated-cuda-%016llx-%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", hash, (int)getpid());
-    snprintf(cpp, sizeof cpp, "%s.cpp", base);
-    snprintf(log, sizeof log, "%s.log", base);
-    FILE *f = fopen(cpp, "w");
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    /* The whole C++ file, in memory first. */
+    char *text = NULL;
+    size_t textLength = 0;
+    FILE *f = open_memstream(&text, &textLength);
     if (!f) return 6;
     fprintf(f, "#define SSD_EMULATION 1\n#include \"%s\"\n%s\n", EMULATOR_HEADER, prog->source);
     fprintf(f, "extern \"C\" int ssd_emu_launch(const char *name, unsigned gx, unsigned gy, unsigned gz, unsigned bx, void **p) {\n");
@@ -232,9 +220,34 @@ EXPORT nvrtcResult nvrtcCompileProgram(nvrtcProgram p, int n, const char *const 
         fprintf(f, "    if (!strcmp(name, \"%s\")) return emu::copy_params(&%s, p);\n", prog->names[i], prog->names[i]);
     fprintf(f, "    return nullptr;\n}\n");
     fclose(f);
-    /* Built under this process's name, then renamed: another process never loads a half-written library. */
-    snprintf(command, sizeof command, "%s -std=c++17 -O1 -shared -fPIC -w -o %s.so %s > %s 2>&1 && mv -f %s.so %s",
-             compiler, base, cpp, log, base, built);
+    /* The library is named by a hash of everything it is built from (the whole file, the emulator
+     * header's text, the compiler command), so that an image naming it (what nvrtcGetCUBIN hands out,
+     * e.g. to the kernel disk cache) always means this code; an existing one is reused. */
+    unsigned long long hash = 1469598103934665603ULL;
+#define HASH_BYTES(ptr, len) do { const unsigned char *b_ = (const unsigned char *)(ptr); \
+        for (size_t i_ = 0; i_ < (size_t)(len); i_++) { hash ^= b_[i_]; hash *= 1099511628211ULL; } hash ^= 0xff; hash *= 1099511628211ULL; } while (0)
+    HASH_BYTES(text, textLength);
+    HASH_BYTES(compiler, strlen(compiler));
+    FILE *header = fopen(EMULATOR_HEADER, "rb");
+    if (header) { char chunk[4096]; size_t got; while ((got = fread(chunk, 1, sizeof chunk, header)) > 0) HASH_BYTES(chunk, got); fclose(header); }
+#undef HASH_BYTES
+    if (snprintf(built, sizeof built, "%s/ssd-emulated-cuda-%016llx.so", tmp, hash) >= (int)sizeof built) { free(text); return 6; }
+    prog->library = strdup(built);
+    struct stat existing;
+    if (stat(built, &existing) == 0 && existing.st_uid == geteuid()) { prog->log = calloc(1, 1); free(text); return 0; }
+    /* Written and built under this process's and call's own names, then renamed: no other process or
+     * thread ever loads a half-written library. */
+    int call = __atomic_fetch_add(&serial, 1, __ATOMIC_RELAXED);
+    if (snprintf(base, sizeof base, "%s/ssd-emulated-cuda-%016llx-%d-%d", tmp, hash, (int)getpid(), call) >= (int)sizeof base) { free(text); return 6; }
+    snprintf(cpp, sizeof cpp, "%s.cpp", base);
+    snprintf(log, sizeof log, "%s.log", base);
+    f = fopen(cpp, "w");
+    if (!f) { free(text); return 6; }
+    fwrite(text, 1, textLength, f);
+    fclose(f);
+    free(text);
+    if (snprintf(command, sizeof command, "%s -std=c++17 -O1 -shared -fPIC -w -o %s.so %s > %s 2>&1 && mv -f %s.so %s",
+                 compiler, base, cpp, log, base, built) >= (int)sizeof command) { unlink(cpp); return 6; }
     int status = system(command);
     FILE *l = fopen(log, "r");
     prog->log = calloc(1, 65536);

@@ -1,9 +1,15 @@
 /* Run-time loader for the CUDA libraries declared in CCUDA.h (dlopen + dlsym, no link-time dependency). */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* dlinfo: the file a library was found in */
+#endif
 #include "CCUDA.h"
 
 #if defined(__linux__) || defined(__APPLE__)
 #include <dlfcn.h>
 #include <glob.h>
+#if defined(__linux__)
+#include <link.h>
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +85,12 @@ static void *try_open(const char *dir, const char *name, int isNVRTC, char *last
     void *handle = dlopen(full, RTLD_NOW | RTLD_LOCAL);
     if (handle) {
         snprintf(path, pathLength, "%s", full);
+#if defined(__linux__)
+        /* Found by the loader's own search: the file it resolved, so that the path is absolute. */
+        struct link_map *map = NULL;
+        if (!(dir && *dir) && dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map && map->l_name && map->l_name[0] == '/')
+            snprintf(path, pathLength, "%s", map->l_name);
+#endif
     } else {
         const char *e = dlerror();
         /* A file that exists but fails to load is worth reporting over "not found". */

@@ -178,7 +178,7 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
         cudnnGraph = cudnn != nil && ccuda_load_cudnn_graph_api(&graphAPITable, &extraMessage, extraMessage.count) == 1 ? graphAPITable : nil
         if cudnn != nil && cudnnGraph == nil { paths["cudnn-graph"] = "(\(string(extraMessage)))" }
         libraryPaths = paths
-        compilerIdentity = compiler.version + " " + KernelDiskCache.fileIdentity(paths["nvrtc"] ?? "")
+        compilerIdentity = compiler.version + " " + KernelDiskCache.fileIdentity(compiler.nvrtc.path)
         var graphTable = CCUDAGraphAPI()
         var graphMessage = [CChar](repeating: 0, count: 1024)
         if ccuda_load_graph_api(&graphTable, &graphMessage, graphMessage.count) == 1 {

@@ -41,10 +41,12 @@ struct KernelDiskCache: Sendable {
         return "\(group)-sm\(computeCapability)-\(hash.hex).ssdk"
     }
 
-    /// The image stored as `file`, or nil (absent, unreadable, truncated or corrupt).
+    /// The image stored as `file`, or nil (absent, unreadable, truncated or corrupt). A file read is
+    /// touched, so that the retention keeps the images in use rather than the last stored.
     func load(_ file: String) -> NVRTCCompiler.Output? {
-        guard let directory, let bytes = Self.readFile(directory + "/" + file) else { return nil }
-        return Self.decode(bytes)
+        guard let directory, let bytes = Self.readFile(directory + "/" + file), let output = Self.decode(bytes) else { return nil }
+        _ = utimensat(AT_FDCWD, directory + "/" + file, nil, 0)
+        return output
     }
 
     /// How many images of one group and architecture stay (the newest; older sources go).
@@ -186,12 +188,20 @@ struct KernelDiskCache: Sendable {
     static func fileIdentity(_ path: String) -> String {
         var info = stat()
         guard !path.isEmpty, stat(path, &info) == 0 else { return "" }
-        return "\(info.st_size)@\(info.st_mtim.tv_sec)"
+        return "\(info.st_size)@\(seconds(info))"
     }
 
     private static func modificationTime(_ path: String) -> Int {
         var info = stat()
-        return stat(path, &info) == 0 ? Int(info.st_mtim.tv_sec) : 0
+        return stat(path, &info) == 0 ? seconds(info) : 0
+    }
+
+    private static func seconds(_ info: stat) -> Int {
+        #if canImport(Darwin)
+        Int(info.st_mtimespec.tv_sec)
+        #else
+        Int(info.st_mtim.tv_sec)
+        #endif
     }
 }
 

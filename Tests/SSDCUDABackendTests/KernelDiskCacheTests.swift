@@ -42,24 +42,28 @@ import Testing
     }
 
     @Test func storeWritesWholeFilesAndReplacesOlderSources() throws {
-        let folder = NSTemporaryDirectory() + "ssd-kernel-cache-\(getpid())-\(UUID().uuidString)/nested/kernels"
-        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let top = NSTemporaryDirectory() + "ssd-kernel-cache-\(getpid())-\(UUID().uuidString)"
+        let folder = top + "/nested/kernels"
+        defer { try? FileManager.default.removeItem(atPath: top) }
         let cache = KernelDiskCache(directory: folder)
         #expect(cache.load("fast-sm90-00.ssdk") == nil)
         #expect(cache.store(output, as: "fast-sm90-00.ssdk"))
         #expect(cache.store(output, as: "attention-sm90-00.ssdk"))
         #expect(cache.load("fast-sm90-00.ssdk")?.image == output.image)
-        // Newer sources of the group: the newest `keptPerGroup` files stay, the oldest go; other groups stay.
+        // Files of other sources of the group, written behind the cache's back: all kept up to a store,
+        // which keeps the newest `keptPerGroup` (its own included) and removes the rest at once.
         let now = Date()
         for (index, name) in ["fast-sm90-01.ssdk", "fast-sm90-02.ssdk", "fast-sm90-03.ssdk", "fast-sm90-04.ssdk"].enumerated() {
-            #expect(cache.store(output, as: name))
+            try Data(KernelDiskCache.encode(output)).write(to: URL(fileURLWithPath: folder + "/" + name))
             try FileManager.default.setAttributes([.modificationDate: now.addingTimeInterval(Double(index - 10) * 60)],
                                                   ofItemAtPath: folder + "/" + name)
         }
         try FileManager.default.setAttributes([.modificationDate: now.addingTimeInterval(-3600)], ofItemAtPath: folder + "/fast-sm90-00.ssdk")
+        // Reading a file marks it as in use: 01 (the oldest of the four) survives because it is read.
+        #expect(cache.load("fast-sm90-01.ssdk") != nil)
         #expect(cache.store(output, as: "fast-sm90-11.ssdk"))
         let files = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
-        #expect(files == ["attention-sm90-00.ssdk", "fast-sm90-02.ssdk", "fast-sm90-03.ssdk", "fast-sm90-04.ssdk", "fast-sm90-11.ssdk"],
+        #expect(files == ["attention-sm90-00.ssdk", "fast-sm90-01.ssdk", "fast-sm90-03.ssdk", "fast-sm90-04.ssdk", "fast-sm90-11.ssdk"],
                 "\(files)")
         // A folder that cannot be made: nothing stored, nothing thrown.
         let blocked = KernelDiskCache(directory: folder + "/fast-sm90-11.ssdk/below")
