@@ -527,14 +527,14 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
                 output = stored
                 fromDisk = true
             } else {
-                output = try compile(group, file: file)
+                output = try compile(group)
                 compiledHere = true
             }
             var loaded = try loadModule(output, group, refusalIsError: !fromDisk)
             if loaded == nil {
                 // The driver refused the stored image (another driver, a damaged file): compile again.
                 fromDisk = false
-                output = try compile(group, file: file)
+                output = try compile(group)
                 compiledHere = true
                 loaded = try loadModule(output, group, refusalIsError: true)
             }
@@ -561,8 +561,8 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
         return f
     }
 
-    /// Compiles `group` with NVRTC (`file`: its name in the disk cache, for messages).
-    private func compile(_ group: KernelGroup, file: String) throws -> NVRTCCompiler.Output {
+    /// Compiles `group` with NVRTC (counted for `kernelCacheReport`).
+    private func compile(_ group: KernelGroup) throws -> NVRTCCompiler.Output {
         let output = try compiler.compile(
             source: group.source, name: "\(group.rawValue).cu", computeCapability: computeCapability,
             nameExpressions: group.nameExpressions)
