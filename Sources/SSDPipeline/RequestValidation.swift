@@ -35,8 +35,9 @@ enum RequestValidation {
         guard request.guidanceRescale.isFinite, request.guidanceRescale >= 0, request.guidanceRescale <= 1 else {
             throw fail("guidanceRescale", "\(request.guidanceRescale) must be in [0, 1]")
         }
-        if let clipSkip = request.clipSkip, clipSkip < 0 || clipSkip > 1000 {
-            throw fail("clipSkip", "\(clipSkip) must be between 0 and the text encoders' layer count")
+        // (its upper bound, the text encoders' layer count, is checked where they are known: PromptEncoding)
+        if let clipSkip = request.clipSkip, clipSkip < 0 {
+            throw fail("clipSkip", "\(clipSkip) must not be negative")
         }
         for (name, value) in [("originalSize", request.originalSize), ("targetSize", request.targetSize),
                               ("negativeOriginalSize", request.negativeOriginalSize),
