@@ -1,3 +1,4 @@
+import SSDModels
 import SSDSchedulers
 
 /// Width and height in pixels (diffusers takes `(height, width)` tuples; we name the fields).
@@ -117,6 +118,11 @@ public struct GenerationRequest: Sendable {
     public var initialLatents: LatentArray?
     /// Hand out the latents with every step event (costs a copy per step).
     public var reportsLatents: Bool = false
+    /// Decode (and, for img2img and inpainting, encode) in overlapping tiles when the image is larger
+    /// than one tile, as after diffusers' `pipe.vae.enable_tiling()`: the VAE's memory stays that of one
+    /// tile (1024² by default) whatever the size, at the price of small differences near tile borders.
+    /// nil (the default) → whole images, as diffusers' default.
+    public var vaeTiling: VAETiling?
 
     /// A request with the model card's defaults.
     public init(prompt: String) {

@@ -37,6 +37,11 @@ struct GenerationRun {
         self.progress = progress
         let factor = 1 << (models.vae.config.blockOutChannels.count - 1)
         try RequestValidation.validate(request, vaeScaleFactor: factor, latentChannels: models.unet.config.inChannels)
+        if let tiling = request.vaeTiling {
+            do { try tiling.validate(for: models.vae.config) } catch let ModelError.invalidInput(_, _, message) {
+                throw PipelineError.invalidArgument(name: "vaeTiling", message: message)
+            }
+        }
         seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         latentHeight = request.size.height / factor
         latentWidth = request.size.width / factor
@@ -122,7 +127,7 @@ struct GenerationRun {
 
     /// `latents / scaling_factor` → VAE decoder → 8-bit RGB (diffusers `vae.decode` + `postprocess`).
     /// Images are decoded one at a time (every VAE op is per image), which keeps the decoder's peak
-    /// memory at one image's worth whatever `imagesPerPrompt` is.
+    /// memory at one image's worth whatever `imagesPerPrompt` is; with `vaeTiling`, one tile's worth.
     func decode(_ latents: [Float]) throws -> [RGBImage] {
         let vae = models.vae
         let scale = Float(vae.config.scalingFactor)
@@ -134,7 +139,7 @@ struct GenerationRun {
             let input = try backend.upload(
                 Layout.nchwToNHWC(scaled, 1, latentChannels, latentHeight, latentWidth),
                 shape: [1, latentHeight, latentWidth, latentChannels], as: backend.activationDType(for: vae.component))
-            let decoded = try backend.download(vae.decode(input))
+            let decoded = try backend.download(vae.decode(input, tiling: request.vaeTiling))
             guard Layout.allFinite(decoded) else {
                 throw PipelineError.nonFiniteValues(stage: "decoded image \(index + 1) (VAE output)")
             }

@@ -77,7 +77,7 @@ struct LatentPreparation {
         let vae = run.models.vae
         let size = run.request.size
         let input = try run.backend.upload(pixels, shape: [1, size.height, size.width, 3], as: run.backend.activationDType(for: vae.component))
-        let (meanTensor, logVarTensor) = try vae.encode(input)
+        let (meanTensor, logVarTensor) = try vae.encode(input, tiling: run.request.vaeTiling)
         let c = meanTensor.shape[3], h = meanTensor.shape[1], w = meanTensor.shape[2]
         let mean = Layout.nhwcToNCHW(try run.backend.download(meanTensor), 1, c, h, w)
         let logVar = Layout.nhwcToNCHW(try run.backend.download(logVarTensor), 1, c, h, w)

@@ -1,3 +1,4 @@
+import SSDModels
 import SSDPipeline
 import SSDSchedulers
 import SSDTensor
@@ -31,6 +32,9 @@ let generateUsage = """
       --negative-original-size WxH  --negative-crop-top-left X,Y  --negative-target-size WxH
       --init-image PNG [--strength F]   img2img (strength default 0.3)
       --mask PNG                   inpainting mask (white = repaint; strength default 0.9999)
+      --vae-tiling                 decode (and encode) images larger than one tile in overlapping tiles, as
+                                   diffusers' vae.enable_tiling() (VAE memory of one 1024² tile at any size)
+      --vae-tile-size N            tile edge in pixels (default: the VAE's sample_size, 1024); implies --vae-tiling
       --output PATH                output PNG (default ssd1b-SEED.png)
       --save-latents PATH          final latents as safetensors (`latents`, F32 [K,4,H/8,W/8])
       --quiet                      no progress on stderr
@@ -104,12 +108,13 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
     if arguments.contains("--help") || arguments.contains("-h") { print(generateUsage); return 0 }
     do {
         let options = try OptionParser(
-            arguments, flags: ["--quiet", "--report-memory", "--report-backend", "--release-text-encoders"],
+            arguments, flags: ["--quiet", "--report-memory", "--report-backend", "--release-text-encoders", "--vae-tiling"],
             options: ["--model", "--prompt", "--prompt-2", "--negative-prompt", "--negative-prompt-2", "--width",
                       "--height", "--steps", "--guidance", "--guidance-rescale", "--seed", "--images", "--scheduler",
                       "--backend", "--precision", "--variant", "--clip-skip", "--original-size", "--crop-top-left",
                       "--target-size", "--negative-original-size", "--negative-crop-top-left",
-                      "--negative-target-size", "--init-image", "--strength", "--mask", "--output", "--save-latents", "--repeat"])
+                      "--negative-target-size", "--init-image", "--strength", "--mask", "--output", "--save-latents", "--repeat",
+                      "--vae-tile-size"])
         guard let model = options.string("--model") else { throw UsageError(description: "--model DIR is required") }
         guard let prompt = options.string("--prompt") else { throw UsageError(description: "--prompt TEXT is required") }
         var request = GenerationRequest(prompt: prompt)
@@ -160,6 +165,13 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             request.initialImage = InitialImage(image: image, mask: mask, strength: strength)
         } else if options.string("--mask") != nil || strength != nil {
             throw UsageError(description: "--mask and --strength need --init-image")
+        }
+
+        if let tileSize = try options.int("--vae-tile-size") {
+            guard tileSize > 0 else { throw UsageError(description: "--vae-tile-size: \(tileSize) must be positive") }
+            request.vaeTiling = VAETiling(tileSampleSize: tileSize)
+        } else if options.flags.contains("--vae-tiling") {
+            request.vaeTiling = VAETiling()
         }
 
         var configuration = PipelineConfiguration()

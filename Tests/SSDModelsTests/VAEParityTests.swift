@@ -33,3 +33,67 @@ import Testing
         #expect(logVarianceError <= 1e-4, "logvar: \(logVarianceError)")
     }
 }
+
+/// Tiled decoding and encoding (`enable_tiling()`) against diffusers: tiles of 8 latents / 32 pixels
+/// (the fixture's `sample_size`), partial last tiles both ways, and 16-pixel tiles set by attribute.
+@Suite struct VAETilingTests {
+    let backend = ReferenceBackend()
+
+    func load() throws -> (AutoencoderKL, SafetensorsFile) {
+        (try AutoencoderKL.load(componentDirectory: Fixtures.models("vae"), backend: backend), try Fixtures.io("vae"))
+    }
+
+    @Test func tiledDecodeMatchesDiffusers() throws {
+        let (vae, io) = try load()
+        let latents = try io.upload("tiled_latents", to: backend)
+        for (tiling, key) in [(VAETiling(), "tiled_decoded"), (VAETiling(tileSampleSize: 16), "tiled16_decoded")] {
+            let decoded = try vae.decode(latents, tiling: tiling)
+            #expect(decoded.shape == io.shape(key))
+            let error = relativeError(try backend.download(decoded), try io.floats(key))
+            #expect(error <= 1e-4, "\(key): \(error)")
+        }
+        // The untiled decode is far from it: the tiles were taken.
+        let whole = relativeError(try backend.download(vae.decode(latents)), try io.floats("tiled_decoded"))
+        #expect(whole > 1e-2, "untiled vs tiled: \(whole)")
+    }
+
+    @Test func tiledEncodeMatchesDiffusers() throws {
+        let (vae, io) = try load()
+        let image = try io.upload("tiled_image", to: backend)
+        let (mean, logVariance) = try vae.encode(image, tiling: VAETiling())
+        #expect(mean.shape == io.shape("tiled_mean") && logVariance.shape == io.shape("tiled_logvar"))
+        let meanError = relativeError(try backend.download(mean), try io.floats("tiled_mean"))
+        let logVarianceError = relativeError(try backend.download(logVariance), try io.floats("tiled_logvar"))
+        #expect(meanError <= 1e-4, "mean: \(meanError)")
+        #expect(logVarianceError <= 1e-4, "logvar: \(logVarianceError)")
+        let small = try vae.encode(image, tiling: VAETiling(tileSampleSize: 16)).mean
+        let smallError = relativeError(try backend.download(small), try io.floats("tiled16_mean"))
+        #expect(smallError <= 1e-4, "16-pixel tiles: \(smallError)")
+        let whole = relativeError(try backend.download(vae.encode(image).mean), try io.floats("tiled_mean"))
+        #expect(whole > 1e-2, "untiled vs tiled: \(whole)")
+    }
+
+    @Test func imagesWithinOneTileAreNotTiled() throws {
+        let (vae, io) = try load()
+        let latents = try io.upload("latents", to: backend)  // 6 × 4 latents: within one 8-latent tile
+        let tiled = try backend.download(vae.decode(latents, tiling: VAETiling()))
+        #expect(tiled == (try backend.download(vae.decode(latents))))
+    }
+
+    @Test(arguments: [
+        (VAETiling(tileSampleSize: 20), "keeps"),        // 5-latent tiles every 3 latents, 15 pixels kept of 20
+        (VAETiling(tileSampleSize: 2), "between"),       // below the downsampling factor
+        (VAETiling(overlapFactor: 1), "overlap factor"),
+        (VAETiling(overlapFactor: .nan), "overlap factor"),
+    ])
+    func misalignedTilingsAreRefused(tiling: VAETiling, phrase: String) throws {
+        let (vae, io) = try load()
+        let latents = try io.upload("tiled_latents", to: backend)
+        #expect {
+            try vae.decode(latents, tiling: tiling)
+        } throws: { error in
+            guard case ModelError.invalidInput(_, let argument, let message) = error else { return false }
+            return argument == "tiling" && message.contains(phrase)
+        }
+    }
+}

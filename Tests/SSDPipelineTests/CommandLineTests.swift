@@ -49,6 +49,7 @@ import Testing
         (["--init-image", "/etc/hostname"], "--init-image /etc/hostname: "),
         (["--init-image", "/nonexistent.png"], "--init-image: /nonexistent.png: "),
         (["--init-image", "/etc/hostname", "--strength", "2"], "--strength: 2.0 must be between 0 and 1"),
+        (["--vae-tile-size", "0"], "--vae-tile-size: 0 must be positive"),
     ])
     func badArgumentsAreRefusedNamingTheFlag(_ c: ([String], String)) throws {
         guard let (status, output) = try Self.generate(c.0) else { return }

@@ -145,6 +145,10 @@ struct PipelineBehaviourTests {
         await expectInvalid("clipSkip") { $0.clipSkip = 99 }
         await expectInvalid("clipSkip") { $0.clipSkip = Int.max }
         await expectInvalid("clipSkip") { $0.clipSkip = -1 }
+        // VAE tiles whose kept parts would not line up with their strides (diffusers would return a
+        // wrongly sized image) are refused before any work.
+        await expectInvalid("vaeTiling") { $0.vaeTiling = VAETiling(tileSampleSize: 20) }
+        await expectInvalid("vaeTiling") { $0.vaeTiling = VAETiling(overlapFactor: -0.5) }
         var unknown = Self.smallRequest()
         unknown.scheduler = .named("bogus")
         await #expect(throws: SchedulerError.self) { _ = try await pipeline.generate(unknown) }

@@ -1,4 +1,5 @@
 import Foundation
+import SSDModels
 import SSDTensor
 import Testing
 
@@ -35,6 +36,7 @@ struct PipelineParityTests {
         var init_image: String?
         var mask: String?
         var strength: Double?
+        var vae_tiling: Bool?
         var testDescription: String { name }
     }
 
@@ -65,6 +67,7 @@ struct PipelineParityTests {
         r.negativeOriginalSize = size(c.negative_original_size)
         r.negativeCropTopLeft = crop(c.negative_crop_top_left)
         r.negativeTargetSize = size(c.negative_target_size)
+        if c.vae_tiling == true { r.vaeTiling = VAETiling() }
         if let initImage = c.init_image {
             let image = try RGBImage(pngData: FileIO.readAll(fixtures + "/" + initImage))
             let mask = try c.mask.map { try RGBImage(pngData: FileIO.readAll(fixtures + "/" + $0)) }

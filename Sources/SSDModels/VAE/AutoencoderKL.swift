@@ -70,6 +70,18 @@ public final class AutoencoderKL: Sendable {
         try decode(latents, trace: nil)
     }
 
+    /// `decode` in overlapping tiles when `tiling` is set and the latents are larger than one tile
+    /// (diffusers `enable_tiling()` + `decode`, `tiled_decode`); otherwise the same as `decode(_:)`.
+    public func decode(_ latents: Tensor, tiling: VAETiling?) throws -> Tensor {
+        guard let tiling else { return try decode(latents, trace: nil) }
+        let geometry = try tiling.decodeGeometry(config: config)
+        guard latents.rank == 4, latents.shape[1] > geometry.tile || latents.shape[2] > geometry.tile else {
+            return try decode(latents, trace: nil)
+        }
+        let (values, shape) = try blendTiles(latents, geometry, backend: backend) { try decode($0, trace: nil) }
+        return try backend.upload(values, shape: shape, as: backend.activationDType(for: component))
+    }
+
     func decode(_ latents: Tensor, trace: ForwardTrace?) throws -> Tensor {
         let b = backend
         guard latents.rank == 4, latents.shape[3] == config.latentChannels else {
@@ -86,6 +98,12 @@ public final class AutoencoderKL: Sendable {
     /// NHWC mean and log variance `[B, H/8, W/8, latent_channels]` (encoder + `quant_conv`), the log
     /// variance clamped to [-30, 20] as diffusers' `DiagonalGaussianDistribution` does.
     public func encode(_ image: Tensor) throws -> (mean: Tensor, logVariance: Tensor) {
+        try encode(image, tiling: nil)
+    }
+
+    /// `encode` in overlapping tiles when `tiling` is set and the image is larger than one tile
+    /// (diffusers `enable_tiling()` + `encode`, `_tiled_encode`); otherwise the same as `encode(_:)`.
+    public func encode(_ image: Tensor, tiling: VAETiling?) throws -> (mean: Tensor, logVariance: Tensor) {
         let b = backend
         guard image.rank == 4, image.shape[3] == config.inChannels else {
             throw ModelError.invalidInput(model: Self.model, argument: "image",
@@ -93,8 +111,14 @@ public final class AutoencoderKL: Sendable {
         }
         let dtype = b.activationDType(for: component)
         let x = image.dtype == dtype ? image : try b.convert(image, to: dtype)
-        var moments = try encoder(x, b)
-        if let quantConv { moments = try quantConv(moments, b) }
+        let moments: Tensor
+        if let tiling, case let geometry = try tiling.encodeGeometry(config: config),
+           x.shape[1] > geometry.tile || x.shape[2] > geometry.tile {
+            let (values, shape) = try blendTiles(x, geometry, backend: b) { try self.moments($0) }
+            moments = try b.upload(values, shape: shape, as: dtype)
+        } else {
+            moments = try self.moments(x)
+        }
         let latent = config.latentChannels
         let mean = try b.slice(moments, axis: 3, range: 0..<latent)
         let rawLogVariance = try b.slice(moments, axis: 3, range: latent..<(2 * latent))
@@ -102,5 +126,11 @@ public final class AutoencoderKL: Sendable {
         let clamped = try b.download(rawLogVariance).map { min(max($0, -30), 20) }
         let logVariance = try b.upload(clamped, shape: rawLogVariance.shape, as: rawLogVariance.dtype)
         return (mean, logVariance)
+    }
+
+    /// Encoder + `quant_conv`: NHWC `[B, H/f, W/f, 2 × latent_channels]` (diffusers `_encode`).
+    private func moments(_ x: Tensor) throws -> Tensor {
+        let moments = try encoder(x, backend)
+        return try quantConv.map { try $0(moments, backend) } ?? moments
     }
 }
