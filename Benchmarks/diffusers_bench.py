@@ -79,6 +79,7 @@ def main():
     ap.add_argument("--vae-only", action="store_true", help="only the VAE decode (fp32), with the RSS it adds")
     ap.add_argument("--latents", help="--vae-only: raw float32 NCHW latents to decode (else seeded noise)")
     ap.add_argument("--save-image", help="--vae-only: write the decoded image here (raw float32 NCHW)")
+    ap.add_argument("--vae-tiling", action="store_true", help="--vae-only: vae.enable_tiling() first")
     ap.add_argument("--pipeline", action="store_true", help="whole generations with StableDiffusionXLPipeline")
     ap.add_argument("--steps", type=int, default=3, help="--pipeline: denoising steps per generation")
     ap.add_argument("--prompt", default="a photo of an astronaut riding a horse on mars")
@@ -245,6 +246,8 @@ def vae_only(a):
     print(f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads),"
           f" diffusers {diffusers.__version__}", flush=True)
     vae = AutoencoderKL.from_pretrained(f"{a.model}/vae", torch_dtype=torch.float32).eval()
+    if a.vae_tiling:
+        vae.enable_tiling()
     lat = a.size // 8
     result = {"torch": torch.__version__, "diffusers": diffusers.__version__, "size": a.size, "batches": {}}
     for b in [int(x) for x in a.batch.split(",")]:

@@ -7,29 +7,58 @@ final class LoadedModels {
     var textEncoder2: CLIPTextModel?
     let unet: UNet2DConditionModel
     let vae: AutoencoderKL
+    /// The single-file checkpoint the weights come from, if the configuration names one.
+    private let checkpoint: SingleFileCheckpoint?
 
     init(folder: PipelineFolder, backend: any ComputeBackend, configuration: PipelineConfiguration) throws {
-        let variant = configuration.variant
-        unet = try UNet2DConditionModel.load(componentDirectory: folder.componentDirectory("unet"), backend: backend, variant: variant)
-        vae = try AutoencoderKL.load(componentDirectory: folder.componentDirectory("vae"), backend: backend, variant: variant)
+        checkpoint = try configuration.singleFileCheckpoint.map { try SingleFileCheckpoint(path: $0) }
+        let unetDirectory = try folder.componentDirectory("unet")
+        let unetConfig = try ConfigFile.load(UNet2DConditionConfig.self, path: unetDirectory + "/config.json")
+        unet = try UNet2DConditionModel(
+            config: unetConfig,
+            weights: try Self.weights(.unet, directory: unetDirectory, baseNames: ["diffusion_pytorch_model"], checkpoint: checkpoint,
+                                      configuration: configuration, unet: unetConfig),
+            backend: backend)
+        let vaeDirectory = try folder.componentDirectory("vae")
+        let vaeConfig = try ConfigFile.load(AutoencoderKLConfig.self, path: vaeDirectory + "/config.json")
+        vae = try AutoencoderKL(
+            config: vaeConfig,
+            weights: try Self.weights(.vae, directory: vaeDirectory, baseNames: ["diffusion_pytorch_model"], checkpoint: checkpoint,
+                                      configuration: configuration, vae: vaeConfig),
+            backend: backend)
         try reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
     }
 
     /// Maps the text encoders again after `releaseTextEncoders`.
     func reloadTextEncodersIfNeeded(folder: PipelineFolder, backend: any ComputeBackend, configuration: PipelineConfiguration) throws {
-        if textEncoder == nil {
-            textEncoder = try CLIPTextModel.load(
-                componentDirectory: folder.componentDirectory("text_encoder"), backend: backend, variant: configuration.variant)
+        func load(_ component: SingleFileNames.Component) throws -> CLIPTextModel {
+            let directory = try folder.componentDirectory(component.rawValue)
+            let config = try ConfigFile.load(CLIPTextConfig.self, path: directory + "/config.json")
+            let weights = try Self.weights(component, directory: directory, baseNames: ["model"], checkpoint: checkpoint,
+                                           configuration: configuration)
+            return try CLIPTextModel(config: config, weights: weights, backend: backend)
         }
-        if textEncoder2 == nil {
-            textEncoder2 = try CLIPTextModel.load(
-                componentDirectory: folder.componentDirectory("text_encoder_2"), backend: backend, variant: configuration.variant)
-        }
+        if textEncoder == nil { textEncoder = try load(.textEncoder) }
+        if textEncoder2 == nil { textEncoder2 = try load(.textEncoder2) }
     }
 
     /// Frees the text encoders' prepared weights.
     func releaseTextEncoders() {
         textEncoder = nil
         textEncoder2 = nil
+    }
+
+    /// A component's weights: from the single-file checkpoint when it holds that component, else from
+    /// the component's folder (`variant` preferred).
+    private static func weights(_ component: SingleFileNames.Component, directory: String, baseNames: [String],
+                                checkpoint: SingleFileCheckpoint?, configuration: PipelineConfiguration,
+                                unet: UNet2DConditionConfig? = nil, vae: AutoencoderKLConfig? = nil) throws -> WeightFiles {
+        if let checkpoint, let weights = try checkpoint.weights(for: component, unet: unet, vae: vae) { return weights }
+        do {
+            return try WeightFiles.locate(in: directory, baseNames: baseNames, variant: configuration.variant)
+        } catch ModelError.weightsNotFound(let folder, let tried) where checkpoint != nil {
+            throw ModelError.weightsNotFound(
+                directory: folder, tried: ["(\(checkpoint?.path ?? "") has no \(component.rawValue) tensors)"] + tried)
+        }
     }
 }

@@ -67,6 +67,12 @@ public struct PipelineConfiguration: Sendable {
     public var variant: String?
     /// Drop the text encoders after each prompt encoding (they are re-mapped on the next request).
     public var releasesTextEncodersAfterEncoding = false
+    /// A single-file checkpoint in the original SGM / LDM layout (`SSD-1B.safetensors`, A1111 / ComfyUI
+    /// files) to take the weights from instead of the folder's component files (diffusers
+    /// `from_single_file(path, config=folder)`): the folder then only needs `model_index.json`, the
+    /// configs, tokenizers and scheduler. A component the file lacks (a file without its VAE) is loaded
+    /// from the folder's weights.
+    public var singleFileCheckpoint: String?
 
     /// Defaults: fastest backend at its usual precision (fp16 on CUDA, fp32 on CPUs), plain weight files.
     public init() {}

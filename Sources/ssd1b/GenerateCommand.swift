@@ -27,6 +27,8 @@ let generateUsage = """
                                    fp16 on cuda; bf16 is cpu only;
                                    fp32-high: bf16×3 matrix products on CPUs with AMX, ~1e-5 from fp32)
       --variant fp16               prefer *.fp16.safetensors weight files
+      --checkpoint FILE            weights from a single-file SGM/A1111 checkpoint (SSD-1B.safetensors); --model
+                                   then only needs the configs, tokenizers and scheduler (diffusers from_single_file)
       --clip-skip N                skip the last N CLIP layers
       --original-size WxH  --crop-top-left X,Y  --target-size WxH          micro-conditioning
       --negative-original-size WxH  --negative-crop-top-left X,Y  --negative-target-size WxH
@@ -111,7 +113,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             arguments, flags: ["--quiet", "--report-memory", "--report-backend", "--release-text-encoders", "--vae-tiling"],
             options: ["--model", "--prompt", "--prompt-2", "--negative-prompt", "--negative-prompt-2", "--width",
                       "--height", "--steps", "--guidance", "--guidance-rescale", "--seed", "--images", "--scheduler",
-                      "--backend", "--precision", "--variant", "--clip-skip", "--original-size", "--crop-top-left",
+                      "--backend", "--precision", "--variant", "--checkpoint", "--clip-skip", "--original-size", "--crop-top-left",
                       "--target-size", "--negative-original-size", "--negative-crop-top-left",
                       "--negative-target-size", "--init-image", "--strength", "--mask", "--output", "--save-latents", "--repeat",
                       "--vae-tile-size"])
@@ -188,6 +190,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             configuration.precision = precision
         }
         configuration.variant = options.string("--variant")
+        configuration.singleFileCheckpoint = options.string("--checkpoint")
         configuration.releasesTextEncodersAfterEncoding = options.flags.contains("--release-text-encoders")
 
         let seed = request.seed ?? 0

@@ -100,6 +100,44 @@ struct PipelineBehaviourTests {
         #expect(a.latents == b.latents)
     }
 
+    /// A single-file checkpoint without the VAE ("VAE not baked in"): the VAE comes from the folder's
+    /// weights, and the result equals the folder's bitwise. Without weights in either, the error says both.
+    @Test func singleFileWithoutVAETakesTheFolders() async throws {
+        let source = try SafetensorsFile(path: PipelineParityTests.fixtures + "/tiny-ssd1b-single-file.safetensors")
+        let views = try source.entries.keys.sorted().filter { !$0.hasPrefix("first_stage_model.") }.map { try source.view($0) }
+        let directory = NSTemporaryDirectory() + "ssd-single-file-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try SafetensorsWriter.write(views, to: directory + "/no-vae.safetensors")
+        var configuration = PipelineConfiguration()
+        configuration.backend = .reference
+        configuration.singleFileCheckpoint = directory + "/no-vae.safetensors"
+        let fromFile = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
+            .generateResult(Self.smallRequest())
+        let fromFolder = try await Self.pipeline().generateResult(Self.smallRequest())
+        #expect(fromFile.latents == fromFolder.latents)
+        #expect(fromFile.images.map(\.pixels) == fromFolder.images.map(\.pixels))
+
+        // A config folder without weight files (configs, tokenizers and scheduler only).
+        let configs = directory + "/configs"
+        try FileManager.default.copyItem(atPath: Self.folder, toPath: configs)
+        for component in ["unet", "vae", "text_encoder", "text_encoder_2"] {
+            for file in try FileManager.default.contentsOfDirectory(atPath: configs + "/" + component) where file.hasSuffix(".safetensors") {
+                try FileManager.default.removeItem(atPath: configs + "/" + component + "/" + file)
+            }
+        }
+        configuration.singleFileCheckpoint = PipelineParityTests.fixtures + "/tiny-ssd1b-single-file.safetensors"
+        let configsOnly = try await DiffusionPipeline(contentsOf: configs, configuration: configuration).generateResult(Self.smallRequest())
+        #expect(configsOnly.latents == fromFolder.latents)
+        configuration.singleFileCheckpoint = directory + "/no-vae.safetensors"
+        await #expect {
+            _ = try await DiffusionPipeline(contentsOf: configs, configuration: configuration)
+        } throws: { error in
+            guard case let ModelError.weightsNotFound(folder, tried) = error else { return false }
+            return folder.hasSuffix("configs/vae") && tried.first?.contains("no-vae.safetensors has no vae tensors") == true
+        }
+    }
+
     @Test func badRequestsGiveTypedErrors() async throws {
         let pipeline = try await Self.pipeline()
         func expectInvalid(_ name: String, _ change: (inout GenerationRequest) -> Void) async {

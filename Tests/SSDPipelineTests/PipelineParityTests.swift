@@ -109,10 +109,26 @@ struct PipelineParityTests {
         try await check(c, backend: .cpu, precision: .fp32High, tolerance: 1e-3)
     }
 
-    func check(_ c: Case, backend: BackendChoice, precision: Precision = .fp32, tolerance: Double) async throws {
+    /// The same generations with the weights from the single-file (SGM / LDM) checkpoint of the tiny
+    /// pipeline (`Scripts/fixtures/single_file.py`; diffusers' `from_single_file` rebuilds the folder's
+    /// networks from it exactly): diffusers' intermediates within 1e-4, and latents bitwise equal to
+    /// the folder's (the same weights). Text-to-image and img2img (the VAE encoder too).
+    @Test(arguments: cases.filter { ["euler_negative", "img2img"].contains($0.name) })
+    func singleFileCheckpointMatchesDiffusers(_ c: Case) async throws {
+        let checkpoint = Self.fixtures + "/tiny-ssd1b-single-file.safetensors"
+        let fromFile = try await check(c, backend: .reference, tolerance: 1e-4, singleFileCheckpoint: checkpoint)
+        let fromFolder = try await check(c, backend: .reference, tolerance: 1e-4)
+        #expect(fromFile.latents == fromFolder.latents)
+        #expect(fromFile.images.map(\.pixels) == fromFolder.images.map(\.pixels))
+    }
+
+    @discardableResult
+    func check(_ c: Case, backend: BackendChoice, precision: Precision = .fp32, tolerance: Double,
+               singleFileCheckpoint: String? = nil) async throws -> GenerationResult {
         var configuration = PipelineConfiguration()
         configuration.backend = backend
         configuration.precision = precision
+        configuration.singleFileCheckpoint = singleFileCheckpoint
         let pipeline = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
         let recorder = Recorder()
         let result = try await pipeline.generateResult(try Self.request(c), progress: nil) { name, values in
@@ -135,5 +151,6 @@ struct PipelineParityTests {
             let mad = zip(ours, expectedPixels).map { Double(abs($0 - $1)) }.reduce(0, +) / Double(ours.count)
             #expect(mad <= 1.0, "\(c.name) pixels: mean absolute difference \(mad)")
         }
+        return result
     }
 }

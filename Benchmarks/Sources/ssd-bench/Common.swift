@@ -15,7 +15,7 @@ struct Arguments {
             let key = String(a.dropFirst(2))
             if let eq = key.firstIndex(of: "=") {
                 values[String(key[..<eq])] = String(key[key.index(after: eq)...])
-            } else if ["torch", "openblas-only", "no-openblas", "quick", "vae", "profile", "profile-shapes", "cold", "per-call-kv"].contains(key) {
+            } else if ["torch", "openblas-only", "no-openblas", "quick", "vae", "profile", "profile-shapes", "cold", "per-call-kv", "tiling"].contains(key) {
                 flags.insert(key)
             } else if let v = it.next() {
                 values[key] = v

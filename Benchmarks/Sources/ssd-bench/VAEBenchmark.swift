@@ -6,12 +6,14 @@ import SSDTensor
 /// GFLOP/s (direct-convolution FLOPs, as diffusers does them), the backend's live bytes before and
 /// at the peak of the decode (what the decode adds), and RSS; `--torch` times diffusers' fp32 decode
 /// (`Benchmarks/diffusers_bench.py --vae-only`) of the same latents on the same folder, prints the
-/// ratio and each backend's relative error against diffusers' image.
+/// ratio and each backend's relative error against diffusers' image. `--tiling`: both sides decode in
+/// tiles (`VAETiling()`, diffusers `enable_tiling()`).
 func runVAEBenchmark(_ args: Arguments) throws {
     guard let model = args.values["model"] else { throw BenchError.failed("vae: --model DIR is required") }
     let size = args.int("size", 1024), batch = args.int("batch", 1), runs = args.int("runs", 1)
     let threads = args.int("threads", Parallel.threadCount)
     let backends = args.string("backend", "cpu").split(separator: ",").map(String.init)
+    let tiling = args.flags.contains("tiling") ? VAETiling() : nil
     let peak = MachinePeak.measure(threads: threads)
     print("machine: \(threads) threads, \(peak.isa); peak fp32 \(fmt(peak.f32)) GFLOP/s")
     let lat = size / 8
@@ -27,7 +29,8 @@ func runVAEBenchmark(_ args: Arguments) throws {
         } } } }
         try nchw.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: latentPath)) }
         let report = try runDiffusersBench(["--model", model, "--size", String(size), "--batch", String(batch), "--threads", String(threads),
-                                 "--iterations", String(runs), "--vae-only", "--latents", latentPath, "--save-image", imagePath])
+                                 "--iterations", String(runs), "--vae-only", "--latents", latentPath, "--save-image", imagePath]
+                                            + (tiling == nil ? [] : ["--vae-tiling"]))
         let bytes = try Data(contentsOf: URL(fileURLWithPath: imagePath))
         torchImage = bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         torchSeconds = report.batches[String(batch)]?["vae_decode_seconds"] as? Double
@@ -46,7 +49,7 @@ func runVAEBenchmark(_ args: Arguments) throws {
             let rssBefore = residentMemory().current
             backend.reset()
             let clock = ContinuousClock(), start = clock.now
-            let image = try vae.decode(z)
+            let image = try vae.decode(z, tiling: tiling)
             let d = clock.now - start
             if let torchImage {
                 // Ours NHWC → NCHW, then ‖ours − diffusers‖ / ‖diffusers‖.

@@ -7,7 +7,7 @@ usage: ssd-bench gemm|conv|attention [--threads N] [--torch] [--quick] [--no-ope
        ssd-bench unet --model DIR [--size 512] [--batch 1,4] [--backend cpu,cpu-high,cpu-f16w,cpu-bf16,…] [--torch] [--vae] [--repeat N] [--profile] [--profile-shapes] [--per-call-kv] [--json out.json]
        ssd-bench unet --model DIR --interleave N [--size 512] [--batch 1] [--backend cpu-bf16] [--json out.json]   (diffusers kept loaded; N alternating pairs)
        ssd-bench unet --model DIR --alternate N --backend cpu,cpu-direct [--size 512] [--batch 1]   (our backends alternating in one process; output errors against the first)
-       ssd-bench vae --model DIR [--size 1024] [--batch 1] [--runs 1] [--backend cpu,cpu-f16w] [--torch] [--profile]
+       ssd-bench vae --model DIR [--size 1024] [--batch 1] [--runs 1] [--backend cpu,cpu-f16w] [--torch] [--profile] [--tiling]
        ssd-bench pipeline --model DIR [--size 512] [--batch 1,4,8,16] [--steps 3] [--backend cpu,cpu-high,cpu-f16w,cpu-bf16,cuda] [--torch] [--repeat N] [--json out.json]
        ssd-bench peak [--threads N]
        ssd-bench tokenizer

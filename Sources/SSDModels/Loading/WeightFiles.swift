@@ -6,24 +6,40 @@ import Foundation
 import SSDTensor
 
 /// The safetensors file(s) holding one component's weights: a single file or the shards named
-/// by a `*.safetensors.index.json`. Files stay memory-mapped; tensors are read as zero-copy views.
+/// by a `*.safetensors.index.json`, or one component's part of a single-file checkpoint
+/// (`SingleFileCheckpoint`), its tensors renamed to diffusers names. Files stay memory-mapped;
+/// tensors are read as zero-copy views (a transposed one is copied).
 public final class WeightFiles: @unchecked Sendable {
     /// The file (or index file) the weights were found through, for messages.
     public let source: String
     /// The opened files.
     public let files: [SafetensorsFile]
-    /// Tensor name → index into `files`.
-    private let location: [String: Int]
+    /// Tensor name → where its data is.
+    private let location: [String: Location]
+
+    /// A tensor of one of `files`: its key there and how its data becomes the named tensor.
+    struct Location {
+        var file: Int
+        var key: String
+        var transform: WeightTransform = .identity
+    }
 
     /// Opens the given safetensors files (shards of one checkpoint); `source` names them in errors.
     public init(files: [SafetensorsFile], source: String) {
         self.source = source
         self.files = files
-        var location: [String: Int] = [:]
+        var location: [String: Location] = [:]
         for (index, file) in files.enumerated() {
-            for name in file.entries.keys where location[name] == nil { location[name] = index }
+            for name in file.entries.keys where location[name] == nil { location[name] = Location(file: index, key: name) }
         }
         self.location = location
+    }
+
+    /// Tensors of `file` under other names (a single-file checkpoint's component).
+    init(file: SafetensorsFile, source: String, renamed: [String: Location]) {
+        self.source = source
+        self.files = [file]
+        self.location = renamed
     }
 
     /// Opens one safetensors file.
@@ -34,32 +50,33 @@ public final class WeightFiles: @unchecked Sendable {
     /// All tensor names, sorted.
     public var names: [String] { location.keys.sorted() }
 
-    /// The header entry of `name`, if present.
+    /// The header entry of `name` (after renaming: the shape and bytes the name stands for), if present.
     public func entry(_ name: String) -> SafetensorsEntry? {
-        location[name].flatMap { files[$0].entries[name] }
+        guard let l = location[name], let stored = files[l.file].entries[l.key] else { return nil }
+        return l.transform.entry(of: stored, name: name)
     }
 
-    /// A zero-copy view of tensor `name`.
+    /// A view of tensor `name` (zero-copy unless it is stored transposed).
     public func view(_ name: String) throws -> HostTensorView {
-        guard let index = location[name] else { throw ModelError.weightMismatch(model: "weights", source: source, missing: [name], unexpected: [], wrongShape: []) }
-        return try files[index].view(name)
+        guard let l = location[name] else { throw ModelError.weightMismatch(model: "weights", source: source, missing: [name], unexpected: [], wrongShape: []) }
+        return l.transform.apply(to: try files[l.file].view(l.key))
     }
 
     /// Drops tensor `name`'s file pages from the resident set once a backend has prepared its own copy.
     public func evictPages(of name: String) {
-        guard let index = location[name] else { return }
-        files[index].evictPages(of: name)
+        guard let l = location[name] else { return }
+        files[l.file].evictPages(of: l.key)
     }
 
     /// Total bytes of tensor data.
     public var dataBytes: Int {
-        files.reduce(0) { total, file in total + file.entries.values.reduce(0) { $0 + $1.dataRange.count } }
+        location.keys.reduce(0) { $0 + (entry($1)?.dataRange.count ?? 0) }
     }
 
     /// Bytes of tensor data per element type.
     public var bytesByDType: [DType: Int] {
         var result: [DType: Int] = [:]
-        for file in files { for entry in file.entries.values { result[entry.dtype, default: 0] += entry.dataRange.count } }
+        for name in location.keys { if let e = entry(name) { result[e.dtype, default: 0] += e.dataRange.count } }
         return result
     }
 
