@@ -3,7 +3,7 @@
 /// Networks name their parameters with the diffusers / transformers module paths (the
 /// canonical names, as `state_dict()` prints them). This file says which spellings of a canonical
 /// name a weight file may use instead, and which file entries are not parameters at all.
-/// Single-file (SGM/LDM) checkpoints would be added here.
+/// Single-file (SGM / LDM) checkpoints are mapped by `SingleFileNames` below.
 enum WeightNameMapping {
     /// The naming family of a component's weight file.
     enum Family: Sendable {
