@@ -68,6 +68,20 @@ public actor DiffusionPipeline {
         configuration = newConfiguration
     }
 
+    /// What each LoRA of `configuration.loras` changed: layers per network, and its layers that name
+    /// no layer of these networks (skipped, as diffusers skips them).
+    public var loraReports: [LoRAReport] { models.loras?.reports ?? [] }
+
+    /// Replaces the LoRAs (an empty list removes them): the networks are loaded again from the mapped
+    /// files with the new updates fused in (diffusers `unfuse_lora` / `load_lora_weights` / `fuse_lora`).
+    public func setLoRAs(_ loras: [LoRAWeights]) throws {
+        var newConfiguration = configuration
+        newConfiguration.loras = loras
+        let newModels = try LoadedModels(folder: folder, backend: backend, configuration: newConfiguration)
+        models = newModels
+        configuration = newConfiguration
+    }
+
     /// Generates the request's images. Cancelling the task stops within one step and throws `CancellationError`.
     public func generate(_ request: GenerationRequest) async throws -> [RGBImage] {
         try await generateResult(request).images

@@ -9,16 +9,21 @@ final class LoadedModels {
     let vae: AutoencoderKL
     /// The single-file checkpoint the weights come from, if the configuration names one.
     private let checkpoint: SingleFileCheckpoint?
+    /// The LoRAs fused into the weights (none: nil).
+    let loras: LoRASet?
 
     init(folder: PipelineFolder, backend: any ComputeBackend, configuration: PipelineConfiguration) throws {
         checkpoint = try configuration.singleFileCheckpoint.map { try SingleFileCheckpoint(path: $0) }
+        loras = configuration.loras.isEmpty ? nil : try LoRASet(configuration.loras)
         let unetDirectory = try folder.componentDirectory("unet")
         let unetConfig = try ConfigFile.load(UNet2DConditionConfig.self, path: unetDirectory + "/config.json")
-        unet = try UNet2DConditionModel(
-            config: unetConfig,
-            weights: try Self.weights(.unet, directory: unetDirectory, baseNames: ["diffusion_pytorch_model"], checkpoint: checkpoint,
-                                      configuration: configuration, unet: unetConfig),
-            backend: backend)
+        var unetWeights = try Self.weights(.unet, directory: unetDirectory, baseNames: ["diffusion_pytorch_model"],
+                                           checkpoint: checkpoint, configuration: configuration, unet: unetConfig)
+        if let loras {
+            unetWeights = try loras.apply(to: unetWeights, component: .unet,
+                                          specs: try UNet2DConditionModel.parameterSpecs(config: unetConfig), unet: unetConfig)
+        }
+        unet = try UNet2DConditionModel(config: unetConfig, weights: unetWeights, backend: backend)
         let vaeDirectory = try folder.componentDirectory("vae")
         let vaeConfig = try ConfigFile.load(AutoencoderKLConfig.self, path: vaeDirectory + "/config.json")
         vae = try AutoencoderKL(
@@ -27,6 +32,7 @@ final class LoadedModels {
                                       configuration: configuration, vae: vaeConfig),
             backend: backend)
         try reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
+        try loras?.checkEveryLoRAApplies()
     }
 
     /// Maps the text encoders again after `releaseTextEncoders`.
@@ -34,8 +40,13 @@ final class LoadedModels {
         func load(_ component: SingleFileNames.Component) throws -> CLIPTextModel {
             let directory = try folder.componentDirectory(component.rawValue)
             let config = try ConfigFile.load(CLIPTextConfig.self, path: directory + "/config.json")
-            let weights = try Self.weights(component, directory: directory, baseNames: ["model"], checkpoint: checkpoint,
+            var weights = try Self.weights(component, directory: directory, baseNames: ["model"], checkpoint: checkpoint,
                                            configuration: configuration)
+            if let loras {
+                let projection = config.declaresProjection ?? (weights.entry("text_projection.weight") != nil)
+                weights = try loras.apply(to: weights, component: component,
+                                          specs: try CLIPTextModel.parameterSpecs(config: config, withProjection: projection))
+            }
             return try CLIPTextModel(config: config, weights: weights, backend: backend)
         }
         if textEncoder == nil { textEncoder = try load(.textEncoder) }

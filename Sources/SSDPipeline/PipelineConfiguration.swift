@@ -1,3 +1,4 @@
+import SSDModels
 import SSDCPUBackend
 import SSDCUDABackend
 import SSDTensor
@@ -73,6 +74,10 @@ public struct PipelineConfiguration: Sendable {
     /// configs, tokenizers and scheduler. A component the file lacks (a file without its VAE) is loaded
     /// from the folder's weights.
     public var singleFileCheckpoint: String?
+    /// LoRAs fused into the UNet's and text encoders' weights at load (diffusers `load_lora_weights` with
+    /// the LoRA scale; kohya-ss / A1111 and diffusers / PEFT files). `DiffusionPipeline.loraReports`
+    /// says what each changed; `setLoRAs` changes them.
+    public var loras: [LoRAWeights] = []
 
     /// Defaults: fastest backend at its usual precision (fp16 on CUDA, fp32 on CPUs), plain weight files.
     public init() {}

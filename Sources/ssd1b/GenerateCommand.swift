@@ -27,6 +27,8 @@ let generateUsage = """
                                    fp16 on cuda; bf16 is cpu only;
                                    fp32-high: bf16×3 matrix products on CPUs with AMX, ~1e-5 from fp32)
       --variant fp16               prefer *.fp16.safetensors weight files
+      --lora FILE[:SCALE]          fuse a LoRA (kohya/A1111 or diffusers/PEFT .safetensors) at SCALE (default 1);
+                                   repeat for several
       --checkpoint FILE            weights from a single-file SGM/A1111 checkpoint (SSD-1B.safetensors); --model
                                    then only needs the configs, tokenizers and scheduler (diffusers from_single_file)
       --clip-skip N                skip the last N CLIP layers
@@ -55,6 +57,8 @@ struct UsageError: Error, CustomStringConvertible {
 /// Hand-written option parsing: `--name value` pairs and boolean flags.
 struct OptionParser {
     private(set) var values: [String: String] = [:]
+    /// Every value of an option given more than once (`values` keeps the last).
+    private(set) var allValues: [String: [String]] = [:]
     private(set) var flags: Set<String> = []
 
     init(_ arguments: [String], flags allowedFlags: Set<String>, options allowedOptions: Set<String>) throws {
@@ -67,6 +71,7 @@ struct OptionParser {
             } else if allowedOptions.contains(argument) {
                 guard i + 1 < arguments.count else { throw UsageError(description: "\(argument) needs a value") }
                 values[argument] = arguments[i + 1]
+                allValues[argument, default: []].append(arguments[i + 1])
                 i += 2
             } else {
                 throw UsageError(description: "unknown option \(argument)")
@@ -113,7 +118,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             arguments, flags: ["--quiet", "--report-memory", "--report-backend", "--release-text-encoders", "--vae-tiling"],
             options: ["--model", "--prompt", "--prompt-2", "--negative-prompt", "--negative-prompt-2", "--width",
                       "--height", "--steps", "--guidance", "--guidance-rescale", "--seed", "--images", "--scheduler",
-                      "--backend", "--precision", "--variant", "--checkpoint", "--clip-skip", "--original-size", "--crop-top-left",
+                      "--backend", "--precision", "--variant", "--checkpoint", "--lora", "--clip-skip", "--original-size", "--crop-top-left",
                       "--target-size", "--negative-original-size", "--negative-crop-top-left",
                       "--negative-target-size", "--init-image", "--strength", "--mask", "--output", "--save-latents", "--repeat",
                       "--vae-tile-size"])
@@ -191,6 +196,14 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         }
         configuration.variant = options.string("--variant")
         configuration.singleFileCheckpoint = options.string("--checkpoint")
+        configuration.loras = try (options.allValues["--lora"] ?? []).map { spec in
+            // FILE:SCALE when the text after the last colon is a number, else the whole text is the file.
+            if let colon = spec.lastIndex(of: ":"), let scale = Double(spec[spec.index(after: colon)...]) {
+                guard scale.isFinite else { throw UsageError(description: "--lora \(spec): the scale must be a finite number") }
+                return LoRAWeights(path: String(spec[..<colon]), scale: scale)
+            }
+            return LoRAWeights(path: spec)
+        }
         configuration.releasesTextEncodersAfterEncoding = options.flags.contains("--release-text-encoders")
 
         let seed = request.seed ?? 0
@@ -254,6 +267,13 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         }
         if options.flags.contains("--report-backend") {
             for line in await pipeline.backendReport.split(separator: "\n") { printError("backend: \(line)") }
+        }
+        if !quiet {
+            for report in await pipeline.loraReports {
+                let layers = report.layers.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                printError("ssd1b: LoRA \(report.path): layers changed: \(layers)"
+                           + (report.unmatched.isEmpty ? "" : "; \(report.unmatched.count) naming no layer of this model (skipped)"))
+            }
         }
         guard let result else { throw UsageError(description: "generation ended without images") }
         if !quiet { for note in result.notes { printError("ssd1b: note: \(note)") } }

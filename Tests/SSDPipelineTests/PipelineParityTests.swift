@@ -37,6 +37,8 @@ struct PipelineParityTests {
         var mask: String?
         var strength: Double?
         var vae_tiling: Bool?
+        var lora: String?
+        var lora_scale: Double?
         var testDescription: String { name }
     }
 
@@ -129,6 +131,7 @@ struct PipelineParityTests {
         configuration.backend = backend
         configuration.precision = precision
         configuration.singleFileCheckpoint = singleFileCheckpoint
+        if let lora = c.lora { configuration.loras = [LoRAWeights(path: Self.fixtures + "/" + lora, scale: c.lora_scale ?? 1)] }
         let pipeline = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
         let recorder = Recorder()
         let result = try await pipeline.generateResult(try Self.request(c), progress: nil) { name, values in

@@ -16,6 +16,8 @@ public final class WeightFiles: @unchecked Sendable {
     public let files: [SafetensorsFile]
     /// Tensor name → where its data is.
     private let location: [String: Location]
+    /// LoRA updates added to tensors as they are viewed (`addingLoRA`).
+    private let updates: [String: [LoRADelta]]
 
     /// A tensor of one of `files`: its key there and how its data becomes the named tensor.
     struct Location {
@@ -33,6 +35,7 @@ public final class WeightFiles: @unchecked Sendable {
             for name in file.entries.keys where location[name] == nil { location[name] = Location(file: index, key: name) }
         }
         self.location = location
+        self.updates = [:]
     }
 
     /// Tensors of `file` under other names (a single-file checkpoint's component).
@@ -40,6 +43,19 @@ public final class WeightFiles: @unchecked Sendable {
         self.source = source
         self.files = [file]
         self.location = renamed
+        self.updates = [:]
+    }
+
+    private init(_ base: WeightFiles, updates: [String: [LoRADelta]]) {
+        source = base.source
+        files = base.files
+        location = base.location
+        self.updates = updates
+    }
+
+    /// The same tensors with LoRA updates added to the named ones (fp32, as they are viewed).
+    func addingLoRA(_ deltas: [String: [LoRADelta]]) -> WeightFiles {
+        WeightFiles(self, updates: updates.merging(deltas, uniquingKeysWith: +))
     }
 
     /// Opens one safetensors file.
@@ -59,7 +75,13 @@ public final class WeightFiles: @unchecked Sendable {
     /// A view of tensor `name` (zero-copy unless it is stored transposed).
     public func view(_ name: String) throws -> HostTensorView {
         guard let l = location[name] else { throw ModelError.weightMismatch(model: "weights", source: source, missing: [name], unexpected: [], wrongShape: []) }
-        return l.transform.apply(to: try files[l.file].view(l.key))
+        let view = l.transform.apply(to: try files[l.file].view(l.key))
+        guard let deltas = updates[name], view.shape.count >= 2 else { return view }
+        let buffer = HostBuffer(byteCount: view.count * 4)
+        let values = UnsafeMutableBufferPointer(start: buffer.pointer.assumingMemoryBound(to: Float.self), count: view.count)
+        view.convertToFloat(into: values.baseAddress!)
+        for delta in deltas { delta.add(to: values, rows: view.shape[0]) }
+        return buffer.view(name: view.name + " + LoRA", shape: view.shape, dtype: .f32)
     }
 
     /// Drops tensor `name`'s file pages from the resident set once a backend has prepared its own copy.

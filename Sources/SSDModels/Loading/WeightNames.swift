@@ -264,3 +264,151 @@ public enum SingleFileNames {
         }
     }
 }
+
+extension SingleFileNames {
+    /// The SGM / LDM name of a diffusers UNet parameter (the inverse of `unetName`), as kohya-ss names
+    /// SDXL LoRA layers (`lora_unet_input_blocks_4_1_…`); nil for a name outside the layout.
+    static func sgmUNetName(_ name: String, config: UNet2DConditionConfig) -> String? {
+        let down = config.downBlockTypes.count
+        let layers: [Int]
+        switch config.layersPerBlock {
+        case .one(let n): layers = Array(repeating: n, count: down)
+        case .many(let list): layers = Array(list.prefix(down))
+        }
+        let embedding = config.additionEmbedType == "text_time" ? "add_embedding" : "class_embedding"
+        let fixed = [("time_embedding.linear_1.", "time_embed.0."), ("time_embedding.linear_2.", "time_embed.2."),
+                     ("conv_in.", "input_blocks.0.0."), ("conv_norm_out.", "out.0."), ("conv_out.", "out.2."),
+                     (embedding + ".linear_1.", "label_emb.0.0."), (embedding + ".linear_2.", "label_emb.0.2.")]
+        for (new, old) in fixed where name.hasPrefix(new) { return old + name.dropFirst(new.count) }
+        func resnet(_ tail: String) -> String {
+            let renames = [("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("norm2.", "out_layers.0."), ("conv2.", "out_layers.3."),
+                           ("time_emb_proj.", "emb_layers.1."), ("conv_shortcut.", "skip_connection.")]
+            for (new, old) in renames where tail.hasPrefix(new) { return old + tail.dropFirst(new.count) }
+            return tail
+        }
+        let parts = name.split(separator: ".", maxSplits: 4).map(String.init)
+        if parts.first == "mid_block", parts.count >= 4, let i = Int(parts[2]) {
+            let tail = parts[3...].joined(separator: ".")
+            switch parts[1] {
+            case "resnets": return "middle_block.\(2 * i).\(resnet(tail))"
+            case "attentions": return "middle_block.\(2 * i + 1).\(tail)"
+            default: return nil
+            }
+        }
+        guard parts.count == 5, let block = Int(parts[1]), let layer = Int(parts[3]), block < down else { return nil }
+        let (kind, tail) = (parts[2], parts[4])
+        if parts[0] == "down_blocks" {
+            let start = 1 + layers.prefix(block).reduce(0) { $0 + $1 + 1 }
+            switch kind {
+            case "resnets": return "input_blocks.\(start + layer).0.\(resnet(tail))"
+            case "attentions": return "input_blocks.\(start + layer).1.\(tail)"
+            case "downsamplers": return layer == 0 ? "input_blocks.\(start + layers[block]).0.op.\(tail.dropFirst("conv.".count))" : nil
+            default: return nil
+            }
+        }
+        if parts[0] == "up_blocks" {
+            let reversed = Array(layers.reversed())
+            let start = reversed.prefix(block).reduce(0) { $0 + $1 + 1 }
+            switch kind {
+            case "resnets": return "output_blocks.\(start + layer).0.\(resnet(tail))"
+            case "attentions": return "output_blocks.\(start + layer).1.\(tail)"
+            case "upsamplers":
+                let slot = config.upBlockTypes[block].contains("CrossAttn") ? 2 : 1
+                return layer == 0 ? "output_blocks.\(start + reversed[block]).\(slot).\(tail)" : nil
+            default: return nil
+            }
+        }
+        return nil
+    }
+}
+
+/// LoRA file keys → the parameters they update (diffusers `loaders/lora_conversion_utils.py`,
+/// `_convert_non_diffusers_lora_to_diffusers` for kohya-ss keys, and the diffusers / PEFT key forms
+/// `load_lora_weights` reads).
+enum LoRANames {
+    /// A LoRA layer: its network and module as the file spells it.
+    struct LayerID: Hashable {
+        var component: SingleFileNames.Component
+        var module: String
+        /// kohya-ss spelling (`input_blocks_4_1_transformer_blocks_0_attn1_to_q`): underscores for dots.
+        var kohya: Bool
+        var lookupKey: String { kohya ? "kohya:" + module : module }
+    }
+
+    /// The keys of one layer's matrices and alpha.
+    struct Layer {
+        var id: LayerID
+        var down: String?
+        var up: String?
+        var alpha: String?
+    }
+
+    enum Part { case down, up, alpha }
+
+    /// The layer and part a key holds; nil for keys that are not LoRA matrices (metadata tensors);
+    /// throws for the LyCORIS / DoRA forms that are not plain LoRA.
+    static func parse(_ key: String, source: String) throws -> (id: LayerID, part: Part)? {
+        let unsupported = [("dora_scale", "DoRA"), ("lora_magnitude_vector", "DoRA"), ("hada_w", "LoHa (LyCORIS)"),
+                           ("lokr_w", "LoKr (LyCORIS)"), (".lora_mid.", "LoCon with a Tucker mid factor"), (".diff", "full weight differences")]
+        for (marker, kind) in unsupported where key.contains(marker) {
+            throw ModelError.invalidInput(model: "LoRA", argument: source, message: "\(key): \(kind) layers are not supported (plain LoRA only)")
+        }
+        for (prefix, component) in [("lora_unet_", SingleFileNames.Component.unet), ("lora_te1_", .textEncoder),
+                                    ("lora_te_", .textEncoder), ("lora_te2_", .textEncoder2)] where key.hasPrefix(prefix) {
+            for (suffix, part) in [(".lora_down.weight", Part.down), (".lora_up.weight", .up), (".alpha", .alpha)] where key.hasSuffix(suffix) {
+                let module = String(key.dropFirst(prefix.count).dropLast(suffix.count))
+                return (LayerID(component: component, module: module, kohya: true), part)
+            }
+            return nil
+        }
+        var rest = Substring(key)
+        if rest.hasPrefix("base_model.model.") { rest = rest.dropFirst("base_model.model.".count) }
+        var component = SingleFileNames.Component.unet
+        for (prefix, c) in [("text_encoder_2.", SingleFileNames.Component.textEncoder2), ("text_encoder.", .textEncoder),
+                            ("unet.", .unet)] where rest.hasPrefix(prefix) {
+            component = c
+            rest = rest.dropFirst(prefix.count)
+            break
+        }
+        let suffixes: [(String, Part)] = [
+            (".lora_A.weight", .down), (".lora_B.weight", .up), (".lora.down.weight", .down), (".lora.up.weight", .up),
+            (".lora_linear_layer.down.weight", .down), (".lora_linear_layer.up.weight", .up), (".alpha", .alpha),
+        ]
+        for (suffix, part) in suffixes where rest.hasSuffix(suffix) {
+            return (LayerID(component: component, module: String(rest.dropLast(suffix.count)), kohya: false), part)
+        }
+        // The attention-processor form of diffusers < 0.17: `….attn1.processor.to_q_lora.down.weight`.
+        for projection in ["to_q", "to_k", "to_v", "to_out"] {
+            for (suffix, part) in [(".down.weight", Part.down), (".up.weight", .up)] {
+                let marker = ".processor.\(projection)_lora" + suffix
+                if rest.hasSuffix(marker) {
+                    let module = rest.dropLast(marker.count) + "." + (projection == "to_out" ? "to_out.0" : projection)
+                    return (LayerID(component: component, module: String(module), kohya: false), part)
+                }
+            }
+        }
+        return nil
+    }
+
+    /// Lookup key (module in diffusers / transformers spelling, or `kohya:` + underscored module in
+    /// diffusers or SGM numbering) → the canonical weight name it updates.
+    static func moduleLookup(specs: [ParameterSpec], component: SingleFileNames.Component,
+                             unet: UNet2DConditionConfig?) -> [String: String] {
+        var lookup: [String: String] = [:]
+        for spec in specs where spec.name.hasSuffix(".weight") && spec.shape.count >= 2 {
+            let module = String(spec.name.dropLast(".weight".count))
+            var spellings = [module]
+            if component != .unet {
+                // transformers 5 names `CLIPTextModel`'s modules without `text_model.`; files use both.
+                spellings.append(module.hasPrefix("text_model.") ? String(module.dropFirst("text_model.".count)) : "text_model." + module)
+            } else if let unet, let sgm = SingleFileNames.sgmUNetName(spec.name, config: unet) {
+                spellings.append(String(sgm.dropLast(".weight".count)))
+            }
+            for spelling in spellings {
+                lookup[spelling] = spec.name
+                lookup["kohya:" + String(spelling.map { $0 == "." ? "_" : $0 })] = spec.name
+            }
+        }
+        return lookup
+    }
+}
