@@ -138,6 +138,29 @@ struct PipelineBehaviourTests {
         }
     }
 
+    /// `setLoRAs` gives what loading with the LoRAs gives, removing them gives the plain result back
+    /// bitwise, and two LoRAs add up (the same one twice at half the scale ≈ once at the full scale).
+    @Test func lorasCanBeChangedAndAddUp() async throws {
+        let kohya = PipelineParityTests.fixtures + "/lora-kohya.safetensors"
+        let pipeline = try await Self.pipeline()
+        let plain = try await pipeline.generateResult(Self.smallRequest())
+        try await pipeline.setLoRAs([LoRAWeights(path: kohya, scale: 0.7)])
+        let swapped = try await pipeline.generateResult(Self.smallRequest())
+        #expect(await pipeline.loraReports.first?.layers == ["unet": 166, "text_encoder": 18, "text_encoder_2": 18])
+        var configuration = PipelineConfiguration()
+        configuration.backend = .reference
+        configuration.loras = [LoRAWeights(path: kohya, scale: 0.35), LoRAWeights(path: kohya, scale: 0.35)]
+        let twice = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration).generateResult(Self.smallRequest())
+        #expect(PipelineParityTests.relativeError(twice.latents.values, swapped.latents.values) < 1e-5)
+        #expect(PipelineParityTests.relativeError(plain.latents.values, swapped.latents.values) > 1e-2)
+        try await pipeline.setLoRAs([])
+        #expect(try await pipeline.generateResult(Self.smallRequest()).latents == plain.latents)
+        #expect(await pipeline.loraReports.isEmpty)
+        // A failed change keeps the pipeline as it was.
+        await #expect(throws: (any Error).self) { try await pipeline.setLoRAs([LoRAWeights(path: "/nonexistent.safetensors")]) }
+        #expect(try await pipeline.generateResult(Self.smallRequest()).latents == plain.latents)
+    }
+
     @Test func badRequestsGiveTypedErrors() async throws {
         let pipeline = try await Self.pipeline()
         func expectInvalid(_ name: String, _ change: (inout GenerationRequest) -> Void) async {
