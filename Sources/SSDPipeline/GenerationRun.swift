@@ -38,7 +38,9 @@ struct GenerationRun {
         let factor = 1 << (models.vae.config.blockOutChannels.count - 1)
         try RequestValidation.validate(request, vaeScaleFactor: factor, latentChannels: models.unet.config.inChannels)
         if let tiling = request.vaeTiling {
-            do { try tiling.validate(for: models.vae.config) } catch let ModelError.invalidInput(_, _, message) {
+            do {
+                try tiling.validate(for: models.vae.config, width: request.size.width, height: request.size.height)
+            } catch let ModelError.invalidInput(_, _, message) {
                 throw PipelineError.invalidArgument(name: "vaeTiling", message: message)
             }
         }

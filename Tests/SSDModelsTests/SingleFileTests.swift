@@ -103,6 +103,33 @@ import Testing
         #expect(SingleFileNames.openCLIPNames("logit_scale", storedShape: [])?.isEmpty == true)
     }
 
+    /// A file without UNet tensors is not taken for a checkpoint (the folder's weights would load
+    /// silently), and two keys holding one tensor (`first_stage_model.*` and `vae.*`) are refused.
+    @Test func foreignAndAmbiguousFilesAreRefused() throws {
+        let file = try SafetensorsFile(path: Self.checkpointPath)
+        let directory = try Fixtures.temporaryDirectory("single-file-foreign")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let noUNet = try file.entries.keys.sorted().filter { !$0.hasPrefix("model.diffusion_model.") }.map { try file.view($0) }
+        try SafetensorsWriter.write(noUNet, to: directory + "/no-unet.safetensors")
+        #expect {
+            _ = try SingleFileCheckpoint(path: directory + "/no-unet.safetensors")
+        } throws: { error in
+            guard case let ModelError.invalidInput(_, argument, message) = error else { return false }
+            return argument.hasSuffix("no-unet.safetensors") && message.contains("no UNet tensors")
+        }
+        var both = try file.entries.keys.sorted().map { try file.view($0) }
+        let conv = try file.view("first_stage_model.decoder.conv_in.weight")
+        both.append(HostTensorView(name: "vae.decoder.conv_in.weight", shape: conv.shape, dtype: conv.dtype, pointer: conv.pointer, owner: conv.owner))
+        try SafetensorsWriter.write(both, to: directory + "/both.safetensors")
+        let (unetConfig, vaeConfig) = try Self.configs()
+        #expect {
+            _ = try SingleFileCheckpoint(path: directory + "/both.safetensors").weights(for: .vae, unet: unetConfig, vae: vaeConfig)
+        } throws: { error in
+            guard case let ModelError.invalidInput(_, _, message) = error else { return false }
+            return message.contains("both hold vae decoder.conv_in.weight")
+        }
+    }
+
     /// A checkpoint with one tensor renamed to an unknown key and one removed: the load fails naming
     /// both (diffusers would load with `strict=False` and leave the missing tensor random).
     @Test func unknownAndMissingTensorsAreNamed() throws {

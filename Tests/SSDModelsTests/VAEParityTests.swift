@@ -78,6 +78,11 @@ import Testing
         let latents = try io.upload("latents", to: backend)  // 6 × 4 latents: within one 8-latent tile
         let tiled = try backend.download(vae.decode(latents, tiling: VAETiling()))
         #expect(tiled == (try backend.download(vae.decode(latents))))
+        // Tiles that would not line up are no error when nothing is tiled (diffusers never looks at them).
+        let misaligned = VAETiling(tileSampleSize: 40)
+        #expect(try backend.download(vae.decode(latents, tiling: misaligned)) == tiled)
+        try misaligned.validate(for: vae.config, width: 16, height: 24)
+        #expect(throws: ModelError.self) { try misaligned.validate(for: vae.config, width: 64, height: 24) }
     }
 
     @Test(arguments: [

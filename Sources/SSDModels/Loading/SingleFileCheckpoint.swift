@@ -35,6 +35,14 @@ public final class SingleFileCheckpoint: Sendable {
         }
         keysByComponent = byComponent
         ignoredKeys = ignored
+        // A file without `model.diffusion_model.*` is not an SGM / LDM checkpoint of this family (a
+        // diffusers-named file, another model's file): refused instead of silently loading the folder's.
+        guard byComponent[.unet] != nil else {
+            throw ModelError.invalidInput(
+                model: "SingleFileCheckpoint", argument: path,
+                message: "no UNet tensors (model.diffusion_model.*) among its \(file.entries.count) tensors: not an SGM / LDM single-file checkpoint"
+                    + (ignored.isEmpty ? "" : " (e.g. \(ignored.prefix(3).joined(separator: ", ")))"))
+        }
     }
 
     /// The components the file holds.
@@ -53,6 +61,10 @@ public final class SingleFileCheckpoint: Sendable {
                 for: split.rest, in: component, storedShape: stored.shape, unet: unet, vae: vae, key: key, source: path)
             // A key no rule maps keeps its own name, so that loading reports it as unexpected.
             for (name, transform) in targets ?? [(key, .identity)] {
+                if let other = renamed[name] {
+                    throw ModelError.invalidInput(model: "SingleFileCheckpoint", argument: path,
+                                                  message: "\(other.key) and \(key) both hold \(component.rawValue) \(name)")
+                }
                 renamed[name] = WeightFiles.Location(file: 0, key: key, transform: transform)
             }
         }

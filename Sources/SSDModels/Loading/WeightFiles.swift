@@ -66,7 +66,8 @@ public final class WeightFiles: @unchecked Sendable {
     /// All tensor names, sorted.
     public var names: [String] { location.keys.sorted() }
 
-    /// The header entry of `name` (after renaming: the shape and bytes the name stands for), if present.
+    /// The header entry of `name`, if present: after renaming, the shape the name stands for (and for a
+    /// row slice its bytes; a transposed tensor keeps the stored bytes' range).
     public func entry(_ name: String) -> SafetensorsEntry? {
         guard let l = location[name], let stored = files[l.file].entries[l.key] else { return nil }
         return l.transform.entry(of: stored, name: name)
@@ -87,6 +88,10 @@ public final class WeightFiles: @unchecked Sendable {
     /// Drops tensor `name`'s file pages from the resident set once a backend has prepared its own copy.
     public func evictPages(of name: String) {
         guard let l = location[name] else { return }
+        // Rows of a stored tensor (q, k, v of one `in_proj_weight`): its pages go with the last rows.
+        if case .rows(let rows) = l.transform, let stored = files[l.file].entries[l.key], rows.upperBound < stored.shape.first ?? 0 {
+            return
+        }
         files[l.file].evictPages(of: l.key)
     }
 

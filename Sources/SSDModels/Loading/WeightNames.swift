@@ -70,7 +70,8 @@ public enum SingleFileNames {
     }
 
     /// Key prefixes of each component. The `cond_stage_model.{0,1}` spellings are those reported for
-    /// `SSD-1B.safetensors` (stable-diffusion.cpp #158), whose text encoders use non-standard prefixes.
+    /// `SSD-1B.safetensors` (stable-diffusion.cpp #158), whose text encoders use non-standard prefixes;
+    /// diffusers does not read them (it takes those encoders from the config folder), this loader does.
     static let prefixes: [(String, Component)] = [
         ("model.diffusion_model.", .unet),
         ("first_stage_model.", .vae), ("vae.", .vae),
@@ -105,6 +106,10 @@ public enum SingleFileNames {
             if rest.hasSuffix("embeddings.position_ids") { return [] }
             return [(rest, .identity)]  // transformers names, with or without `text_model.`
         case .textEncoder2:
+            if rest.hasSuffix(".attn.in_proj_weight") || rest.hasSuffix(".attn.in_proj_bias"), (storedShape.first ?? 0) % 3 != 0 {
+                throw ModelError.invalidInput(model: "SingleFileCheckpoint", argument: component.rawValue,
+                                              message: "\(key) of \(source) has shape \(storedShape): q, k and v need a multiple of 3 rows")
+            }
             return openCLIPNames(rest, storedShape: storedShape)
         }
     }

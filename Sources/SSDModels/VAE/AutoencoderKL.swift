@@ -74,10 +74,11 @@ public final class AutoencoderKL: Sendable {
     /// (diffusers `enable_tiling()` + `decode`, `tiled_decode`); otherwise the same as `decode(_:)`.
     public func decode(_ latents: Tensor, tiling: VAETiling?) throws -> Tensor {
         guard let tiling else { return try decode(latents, trace: nil) }
-        let geometry = try tiling.decodeGeometry(config: config)
-        guard latents.rank == 4, latents.shape[1] > geometry.tile || latents.shape[2] > geometry.tile else {
+        let tile = try tiling.sizes(config: config).latent
+        guard latents.rank == 4, latents.shape[1] > tile || latents.shape[2] > tile else {
             return try decode(latents, trace: nil)
         }
+        let geometry = try tiling.decodeGeometry(config: config)
         let (values, shape) = try blendTiles(latents, geometry, backend: backend) { try decode($0, trace: nil) }
         return try backend.upload(values, shape: shape, as: backend.activationDType(for: component))
     }
@@ -112,9 +113,8 @@ public final class AutoencoderKL: Sendable {
         let dtype = b.activationDType(for: component)
         let x = image.dtype == dtype ? image : try b.convert(image, to: dtype)
         let moments: Tensor
-        if let tiling, case let geometry = try tiling.encodeGeometry(config: config),
-           x.shape[1] > geometry.tile || x.shape[2] > geometry.tile {
-            let (values, shape) = try blendTiles(x, geometry, backend: b) { try self.moments($0) }
+        if let tiling, case let tile = try tiling.sizes(config: config).sample, x.shape[1] > tile || x.shape[2] > tile {
+            let (values, shape) = try blendTiles(x, try tiling.encodeGeometry(config: config), backend: b) { try self.moments($0) }
             moments = try b.upload(values, shape: shape, as: dtype)
         } else {
             moments = try self.moments(x)

@@ -7,6 +7,10 @@ import SSDTensor
 /// they overlap, so the activations are one tile's whatever the image size. Each tile's group norms
 /// see only that tile, so the result differs a little from an untiled pass, exactly as diffusers' does.
 /// Only images larger than one tile are tiled (diffusers' test: latent side > tile, or pixel side > tile).
+/// Blending is done in fp32 on the host; diffusers blends in the VAE's dtype (the same for the fp32 VAE
+/// SDXL's `force_upcast` implies; with an fp16 VAE the overlaps differ by about one fp16 step).
+/// To get the same tiles from diffusers with another tile size, set both `vae.tile_sample_min_size` and
+/// `vae.tile_latent_min_size` (the latter is derived from the config only once, at construction).
 public struct VAETiling: Sendable, Hashable {
     /// Tile edge in image pixels (diffusers `tile_sample_min_size`); nil → the VAE config's `sample_size`
     /// (1024 for SDXL's VAE). The latent tile is this divided by the VAE's downsampling factor.
@@ -32,11 +36,13 @@ struct TileGeometry: Equatable {
 
 extension VAETiling {
     /// Throws `ModelError.invalidInput(argument: "tiling")` when these tiles cannot be used with a VAE
-    /// of `config` (a tile smaller than the downsampling factor, an overlap outside [0, 1), or kept
-    /// parts that do not line up with the tiles' strides).
-    public func validate(for config: AutoencoderKLConfig) throws {
-        _ = try decodeGeometry(config: config)
-        _ = try encodeGeometry(config: config)
+    /// of `config` for images of `width` × `height` pixels: a tile smaller than the downsampling factor or
+    /// an overlap outside [0, 1) always; kept parts that do not line up with the tiles' strides only when
+    /// the image is larger than one tile (smaller ones are never tiled, as in diffusers).
+    public func validate(for config: AutoencoderKLConfig, width: Int, height: Int) throws {
+        let (sample, latent, factor) = try sizes(config: config)
+        if width / factor > latent || height / factor > latent { _ = try decodeGeometry(config: config) }
+        if width > sample || height > sample { _ = try encodeGeometry(config: config) }
     }
 
     /// Pixel and latent tile sizes as diffusers derives them (`int(sample_size / 2 ** (levels - 1))`).
