@@ -70,7 +70,7 @@ public actor DiffusionPipeline {
 
     /// What each LoRA of `configuration.loras` changed: layers per network, and its layers that name
     /// no layer of these networks (skipped, as diffusers skips them).
-    public var loraReports: [LoRAReport] { models.loras?.reports ?? [] }
+    public var loraReports: [LoRAReport] { models.loraReports }
 
     /// Replaces the LoRAs (an empty list removes them): the networks are loaded again from the mapped
     /// files with the new updates fused in (diffusers `unfuse_lora` / `load_lora_weights` / `fuse_lora`).

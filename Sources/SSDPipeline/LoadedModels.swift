@@ -11,6 +11,12 @@ final class LoadedModels {
     private let checkpoint: SingleFileCheckpoint?
     /// The LoRAs fused into the weights (none: nil).
     let loras: LoRASet?
+    /// What each LoRA changed, per network (the text encoders' entries are replaced when they reload).
+    private var loraReportsByNetwork: [SingleFileNames.Component: [LoRAReport]] = [:]
+    /// What each LoRA changed.
+    var loraReports: [LoRAReport] {
+        LoRASet.merge([SingleFileNames.Component.unet, .textEncoder, .textEncoder2].flatMap { loraReportsByNetwork[$0] ?? [] })
+    }
 
     init(folder: PipelineFolder, backend: any ComputeBackend, configuration: PipelineConfiguration) throws {
         checkpoint = try configuration.singleFileCheckpoint.map { try SingleFileCheckpoint(path: $0) }
@@ -20,8 +26,8 @@ final class LoadedModels {
         var unetWeights = try Self.weights(.unet, directory: unetDirectory, baseNames: ["diffusion_pytorch_model"],
                                            checkpoint: checkpoint, configuration: configuration, unet: unetConfig)
         if let loras {
-            unetWeights = try loras.apply(to: unetWeights, component: .unet,
-                                          specs: try UNet2DConditionModel.parameterSpecs(config: unetConfig), unet: unetConfig)
+            (unetWeights, loraReportsByNetwork[.unet]) = try loras.apply(
+                to: unetWeights, component: .unet, specs: try UNet2DConditionModel.parameterSpecs(config: unetConfig), unet: unetConfig)
         }
         unet = try UNet2DConditionModel(config: unetConfig, weights: unetWeights, backend: backend)
         let vaeDirectory = try folder.componentDirectory("vae")
@@ -32,7 +38,8 @@ final class LoadedModels {
                                       configuration: configuration, vae: vaeConfig),
             backend: backend)
         try reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
-        try loras?.checkEveryLoRAApplies()
+        try LoRASet.checkEveryLoRAApplies(loraReports)
+        loras?.evictPages()
     }
 
     /// Maps the text encoders again after `releaseTextEncoders`.
@@ -44,13 +51,16 @@ final class LoadedModels {
                                            configuration: configuration)
             if let loras {
                 let projection = config.declaresProjection ?? (weights.entry("text_projection.weight") != nil)
-                weights = try loras.apply(to: weights, component: component,
-                                          specs: try CLIPTextModel.parameterSpecs(config: config, withProjection: projection))
+                (weights, loraReportsByNetwork[component]) = try loras.apply(
+                    to: weights, component: component, specs: try CLIPTextModel.parameterSpecs(config: config, withProjection: projection))
             }
             return try CLIPTextModel(config: config, weights: weights, backend: backend)
         }
         if textEncoder == nil { textEncoder = try load(.textEncoder) }
-        if textEncoder2 == nil { textEncoder2 = try load(.textEncoder2) }
+        if textEncoder2 == nil {
+            textEncoder2 = try load(.textEncoder2)
+            loras?.evictPages()
+        }
     }
 
     /// Frees the text encoders' prepared weights.

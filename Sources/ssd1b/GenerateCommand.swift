@@ -270,9 +270,10 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         }
         if !quiet {
             for report in await pipeline.loraReports {
-                let layers = report.layers.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-                printError("ssd1b: LoRA \(report.path): layers changed: \(layers)"
-                           + (report.unmatched.isEmpty ? "" : "; \(report.unmatched.count) naming no layer of this model (skipped)"))
+                let layers = report.layers.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }
+                let unmatched = report.unmatched.values.reduce(0) { $0 + $1.count }
+                printError("ssd1b: LoRA \(report.path): layers changed: \(layers.joined(separator: ", "))"
+                           + (unmatched == 0 ? "" : "; \(unmatched) naming no layer of this model (skipped)"))
             }
         }
         guard let result else { throw UsageError(description: "generation ended without images") }

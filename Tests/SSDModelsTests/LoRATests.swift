@@ -57,7 +57,8 @@ import Testing
             #expect(parsed.id == LoRANames.LayerID(component: component, module: module, kohya: kohya) && parsed.part == part, "\(key)")
         }
         #expect(try LoRANames.parse("some_metadata_tensor", source: "x") == nil)
-        for key in ["lora_unet_x.dora_scale", "lora_unet_x.hada_w1_a", "lora_unet_x.lokr_w1", "lora_unet_x.lora_mid.weight"] {
+        for key in ["lora_unet_x.dora_scale", "lora_unet_x.hada_w1_a", "lora_unet_x.lokr_w1", "lora_unet_x.lora_mid.weight",
+                    "lora_unet_x.w_norm", "unet.x.lora_B.bias", "unet.x.lora_embedding_A"] {
             #expect(throws: ModelError.self) { try LoRANames.parse(key, source: "x") }
         }
     }
@@ -159,9 +160,10 @@ import Testing
         }
         let set = try LoRASet([LoRAWeights(path: foreign)])
         let weights = try WeightFiles.locate(in: Fixtures.tinyPipeline + "/unet", baseNames: ["diffusion_pytorch_model"], variant: nil)
-        _ = try set.apply(to: weights, component: .unet, specs: specs, unet: config)
+        let (_, reports) = try set.apply(to: weights, component: .unet, specs: specs, unet: config)
+        #expect(reports.first?.layers == [.unet: 0] && reports.first?.unmatched[.unet]?.count == 166)
         #expect {
-            try set.checkEveryLoRAApplies()
+            try LoRASet.checkEveryLoRAApplies(reports)
         } throws: { error in
             guard case let ModelError.invalidInput(_, argument, message) = error else { return false }
             return argument == foreign && message.contains("none of its")

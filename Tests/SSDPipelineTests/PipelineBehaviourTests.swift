@@ -146,7 +146,7 @@ struct PipelineBehaviourTests {
         let plain = try await pipeline.generateResult(Self.smallRequest())
         try await pipeline.setLoRAs([LoRAWeights(path: kohya, scale: 0.7)])
         let swapped = try await pipeline.generateResult(Self.smallRequest())
-        #expect(await pipeline.loraReports.first?.layers == ["unet": 166, "text_encoder": 18, "text_encoder_2": 18])
+        #expect(await pipeline.loraReports.first?.layers == [.unet: 166, .textEncoder: 18, .textEncoder2: 18])
         var configuration = PipelineConfiguration()
         configuration.backend = .reference
         configuration.loras = [LoRAWeights(path: kohya, scale: 0.35), LoRAWeights(path: kohya, scale: 0.35)]

@@ -364,7 +364,7 @@ enum LoRANames {
                 let module = String(key.dropFirst(prefix.count).dropLast(suffix.count))
                 return (LayerID(component: component, module: module, kohya: true), part)
             }
-            return nil
+            throw ModelError.invalidInput(model: "LoRA", argument: source, message: "\(key): not a LoRA matrix or alpha (only plain LoRA is supported)")
         }
         var rest = Substring(key)
         if rest.hasPrefix("base_model.model.") { rest = rest.dropFirst("base_model.model.".count) }
@@ -382,6 +382,9 @@ enum LoRANames {
         for (suffix, part) in suffixes where rest.hasSuffix(suffix) {
             return (LayerID(component: component, module: String(rest.dropLast(suffix.count)), kohya: false), part)
         }
+        if rest.hasSuffix(".lora_A.bias") || rest.hasSuffix(".lora_B.bias") {
+            throw ModelError.invalidInput(model: "LoRA", argument: source, message: "\(key): LoRA bias updates (PEFT lora_bias) are not supported")
+        }
         // The attention-processor form of diffusers < 0.17: `….attn1.processor.to_q_lora.down.weight`.
         for projection in ["to_q", "to_k", "to_v", "to_out"] {
             for (suffix, part) in [(".down.weight", Part.down), (".up.weight", .up)] {
@@ -391,6 +394,9 @@ enum LoRANames {
                     return (LayerID(component: component, module: String(module), kohya: false), part)
                 }
             }
+        }
+        if key.lowercased().contains("lora") {
+            throw ModelError.invalidInput(model: "LoRA", argument: source, message: "\(key): a LoRA key of a form not understood")
         }
         return nil
     }
