@@ -67,20 +67,19 @@ extension VAETiling {
     }
 
     /// `tiled_decode`: latent tiles, pixel blending.
-    func decodeGeometry(config: AutoencoderKLConfig) throws -> TileGeometry {
-        let (sample, latent, factor) = try sizes(config: config)
-        let g = TileGeometry(tile: latent, stride: Int(Double(latent) * (1 - overlapFactor)),
-                             blend: Int(Double(sample) * overlapFactor), keep: sample - Int(Double(sample) * overlapFactor))
-        try check(g, decoding: true, factor: factor, sample: sample)
-        return g
-    }
+    func decodeGeometry(config: AutoencoderKLConfig) throws -> TileGeometry { try geometry(config: config, decoding: true) }
 
     /// `_tiled_encode`: pixel tiles, latent blending.
-    func encodeGeometry(config: AutoencoderKLConfig) throws -> TileGeometry {
+    func encodeGeometry(config: AutoencoderKLConfig) throws -> TileGeometry { try geometry(config: config, decoding: false) }
+
+    /// Tiles of the input every `int(tile · (1 − overlap))`, outputs blended over `int(output tile · overlap)`
+    /// and cropped to the rest (diffusers' `overlap_size`, `blend_extent`, `row_limit`).
+    private func geometry(config: AutoencoderKLConfig, decoding: Bool) throws -> TileGeometry {
         let (sample, latent, factor) = try sizes(config: config)
-        let g = TileGeometry(tile: sample, stride: Int(Double(sample) * (1 - overlapFactor)),
-                             blend: Int(Double(latent) * overlapFactor), keep: latent - Int(Double(latent) * overlapFactor))
-        try check(g, decoding: false, factor: factor, sample: sample)
+        let (input, output) = decoding ? (latent, sample) : (sample, latent)
+        let blend = Int(Double(output) * overlapFactor)
+        let g = TileGeometry(tile: input, stride: Int(Double(input) * (1 - overlapFactor)), blend: blend, keep: output - blend)
+        try check(g, decoding: decoding, factor: factor, sample: sample)
         return g
     }
 
