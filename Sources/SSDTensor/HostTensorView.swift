@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 /// Read-only host memory seen as a tensor: a safetensors entry mapped from disk, or an array
 /// the caller keeps alive through `owner`. This is what backends upload or prepare weights from.
 public struct HostTensorView: @unchecked Sendable {
@@ -70,10 +75,24 @@ public final class HostBuffer: TensorStorage, @unchecked Sendable {
     /// Size of the allocation in bytes.
     public let byteCount: Int
 
-    /// Allocates `byteCount` uninitialised bytes, 64-byte aligned.
+    /// Whether `pointer` is an anonymous page mapping (unmapped on release) rather than a heap block.
+    private let isPageMapped: Bool
+
+    /// Allocates `byteCount` uninitialised bytes, 64-byte aligned. Buffers of 1 MiB or more are page
+    /// mappings, returned to the system when released: large short-lived buffers from the heap raise
+    /// glibc's mmap threshold and stay in the process's resident set after they are freed (a loader
+    /// making one per weight grew the peak RSS by gigabytes).
     public init(byteCount: Int) {
         self.byteCount = byteCount
-        self.pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        if byteCount >= 1 << 20,
+           let p = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+           p != UnsafeMutableRawPointer(bitPattern: -1) {
+            pointer = p
+            isPageMapped = true
+        } else {
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+            isPageMapped = false
+        }
     }
 
     /// Copies `values` into a new buffer.
@@ -82,7 +101,9 @@ public final class HostBuffer: TensorStorage, @unchecked Sendable {
         values.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
     }
 
-    deinit { pointer.deallocate() }
+    deinit {
+        if isPageMapped { munmap(pointer, byteCount) } else { pointer.deallocate() }
+    }
 
     /// Views the buffer as a tensor of `shape` and `dtype`. The shape must fit in the buffer (checked:
     /// a view past the end is a programming error, like an array index out of range).
