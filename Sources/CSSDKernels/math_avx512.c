@@ -49,6 +49,16 @@ SSD_T static inline __m512 v_act(__m512 v, int kind) {
                              _mm512_add_ps(one, v_erf(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f)))));
     case SSD_ACT_QUICK_GELU:
         return _mm512_div_ps(v, _mm512_add_ps(one, v_exp(_mm512_mul_ps(v, _mm512_set1_ps(-1.702f)))));
+    case SSD_ACT_RELU:
+        return _mm512_max_ps(_mm512_setzero_ps(), v); /* a NaN in v is returned (the second operand) */
+    case SSD_ACT_TANH: {
+        /* tanh|x| = (1 − e) / (1 + e), e = exp(−2|x|), with the sign of x (absolute error ~1e-7 near 0) */
+        __m512 ax = _mm512_abs_ps(v);
+        __m512 e = v_exp(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0f)));
+        __m512 t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+        __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u));
+        return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sign));
+    }
     default:
         return v;
     }

@@ -8,6 +8,8 @@ static inline float act_scalar(float v, int kind) {
     case SSD_ACT_SILU: return v / (1.0f + expf(-v));
     case SSD_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
     case SSD_ACT_QUICK_GELU: return v / (1.0f + expf(-1.702f * v));
+    case SSD_ACT_RELU: return v < 0.0f ? 0.0f : v;
+    case SSD_ACT_TANH: return tanhf(v);
     default: return v;
     }
 }

@@ -11,6 +11,8 @@ extension CPUBackend {
         case .silu: code = Int32(SSD_ACT_SILU)
         case .gelu: code = Int32(SSD_ACT_GELU)
         case .quickGELU: code = Int32(SSD_ACT_QUICK_GELU)
+        case .relu: code = Int32(SSD_ACT_RELU)
+        case .tanh: code = Int32(SSD_ACT_TANH)
         }
         parallelChunks(x.count, minimumChunk: 1 << 14) { r in
             ssd_activation(xp + r.lowerBound, y + r.lowerBound, r.count, code)

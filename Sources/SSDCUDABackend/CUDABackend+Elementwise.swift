@@ -21,6 +21,8 @@ extension CUDABackend {
         case .silu: k = 0
         case .gelu: k = 1
         case .quickGELU: k = 2
+        case .relu: k = 3
+        case .tanh: k = 4
         }
         try kernels.activation(try pointer(x, "activation"), try pointer(y, "activation"), count: x.count, type: t, kind: k)
         return y

@@ -123,6 +123,9 @@ public struct GenerationRequest: Sendable {
     /// tile (1024² by default) whatever the size, at the price of small differences near tile borders.
     /// nil (the default) → whole images, as diffusers' default.
     public var vaeTiling: VAETiling?
+    /// Every this many steps (and after the last), decode the latents with the pipeline's preview decoder
+    /// (`PipelineConfiguration.previewDecoder`, TAESD) into `StepProgress.previews`; 0 (the default): none.
+    public var previewInterval: Int = 0
 
     /// A request with the model card's defaults.
     public init(prompt: String) {
@@ -144,6 +147,9 @@ public struct StepProgress: Sendable {
     public var backendPeakBytes: Int
     /// The latents after the step (NCHW), when the request asked for them.
     public var latents: LatentArray?
+    /// TAESD's decode of the latents after the step, one image per image of the request, on the steps
+    /// `previewInterval` names (nil otherwise).
+    public var previews: [RGBImage]?
 }
 
 /// What a finished generation returns.

@@ -44,6 +44,16 @@ struct GenerationRun {
                 throw PipelineError.invalidArgument(name: "vaeTiling", message: message)
             }
         }
+        if request.previewInterval < 0 {
+            throw PipelineError.invalidArgument(name: "previewInterval", message: "\(request.previewInterval) must not be negative")
+        }
+        if request.previewInterval > 0, models.previewDecoder == nil {
+            throw PipelineError.invalidArgument(name: "previewInterval", message: "needs PipelineConfiguration.previewDecoder (a TAESD folder)")
+        }
+        if let taesd = models.previewDecoder, taesd.config.latentChannels != models.unet.config.outChannels {
+            throw PipelineError.invalidArgument(
+                name: "previewDecoder", message: "has \(taesd.config.latentChannels) latent channels, the UNet \(models.unet.config.outChannels)")
+        }
         seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         latentHeight = request.size.height / factor
         latentWidth = request.size.width / factor
@@ -115,10 +125,13 @@ struct GenerationRun {
                 throw PipelineError.nonFiniteValues(stage: "latents after step \(index + 1)")
             }
             let seconds = Self.seconds(clock.now - began)
+            let interval = request.previewInterval
+            let previews = interval > 0 && ((index + 1) % interval == 0 || index + 1 == timesteps.count) && progress != nil
+                ? try preview(latents) : nil
             progress?(.step(StepProgress(
                 step: index + 1, totalSteps: timesteps.count, timestep: t, seconds: seconds,
                 backendPeakBytes: backend.memoryStatistics().peakBytes,
-                latents: request.reportsLatents ? LatentArray(shape: latentShape, values: latents) : nil)))
+                latents: request.reportsLatents ? LatentArray(shape: latentShape, values: latents) : nil, previews: previews)))
         }
         try Task.checkCancellation()
         let images = try decode(latents)
@@ -149,6 +162,20 @@ struct GenerationRun {
                 fromDecoded: decoded, batch: 1, height: request.size.height, width: request.size.width)
         }
         return images
+    }
+
+    /// TAESD's decode of `latents` (NCHW, all images; `latents / scaling_factor` as diffusers' pipeline
+    /// would with `AutoencoderTiny` as its VAE) as 8-bit images.
+    func preview(_ latents: [Float]) throws -> [RGBImage]? {
+        guard let taesd = models.previewDecoder else { return nil }
+        let scale = Float(taesd.config.scalingFactor)
+        let input = try backend.upload(
+            Layout.nchwToNHWC(latents.map { $0 / scale }, imageCount, latentChannels, latentHeight, latentWidth),
+            shape: [imageCount, latentHeight, latentWidth, latentChannels], as: backend.activationDType(for: taesd.component))
+        let output = try taesd.decode(input)
+        // A preview is only a preview: non-finite values become black rather than an error.
+        let decoded = try backend.download(output).map { $0.isFinite ? $0 : -1 }
+        return try ImageProcessing.images(fromDecoded: decoded, batch: imageCount, height: output.shape[1], width: output.shape[2])
     }
 
     static func seconds(_ d: Duration) -> Double {

@@ -7,6 +7,8 @@ final class LoadedModels {
     var textEncoder2: CLIPTextModel?
     let unet: UNet2DConditionModel
     let vae: AutoencoderKL
+    /// TAESD for step previews, if configured.
+    let previewDecoder: AutoencoderTiny?
     /// The single-file checkpoint the weights come from, if the configuration names one.
     private let checkpoint: SingleFileCheckpoint?
     /// The LoRAs fused into the weights (none: nil).
@@ -37,6 +39,7 @@ final class LoadedModels {
             weights: try Self.weights(.vae, directory: vaeDirectory, baseNames: ["diffusion_pytorch_model"], checkpoint: checkpoint,
                                       configuration: configuration, vae: vaeConfig),
             backend: backend)
+        previewDecoder = try configuration.previewDecoder.map { try AutoencoderTiny.load(componentDirectory: $0, backend: backend) }
         try reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
         try LoRASet.checkEveryLoRAApplies(loraReports)
         loras?.evictPages()

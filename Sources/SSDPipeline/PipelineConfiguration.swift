@@ -78,6 +78,9 @@ public struct PipelineConfiguration: Sendable {
     /// the LoRA scale; kohya-ss / A1111 and diffusers / PEFT files). `DiffusionPipeline.loraReports`
     /// says what each changed; `setLoRAs` changes them.
     public var loras: [LoRAWeights] = []
+    /// A TAESD / TAESDXL folder (diffusers `AutoencoderTiny`, e.g. `madebyollin/taesdxl`) that decodes
+    /// the step previews `GenerationRequest.previewInterval` asks for (nil: no previews).
+    public var previewDecoder: String?
 
     /// Defaults: fastest backend at its usual precision (fp16 on CUDA, fp32 on CPUs), plain weight files.
     public init() {}

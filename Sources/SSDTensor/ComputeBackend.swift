@@ -6,6 +6,10 @@ public enum Activation: String, Sendable, Hashable, CaseIterable {
     case gelu
     /// x·sigmoid(1.702x) (transformers `quick_gelu`, CLIP ViT-L).
     case quickGELU
+    /// max(x, 0) (`nn.ReLU`; NaN stays NaN, as in torch).
+    case relu
+    /// tanh(x) (`torch.tanh`).
+    case tanh
 }
 
 /// Elementwise binary ops with NumPy broadcasting.

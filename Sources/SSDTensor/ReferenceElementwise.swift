@@ -24,6 +24,8 @@ enum ReferenceMath {
         case .silu: return silu(x)
         case .gelu: return gelu(x)
         case .quickGELU: return quickGELU(x)
+        case .relu: return x < 0 ? 0 : x
+        case .tanh: return tanhf(x)
         }
     }
 

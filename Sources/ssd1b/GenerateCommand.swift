@@ -27,6 +27,9 @@ let generateUsage = """
                                    fp16 on cuda; bf16 is cpu only;
                                    fp32-high: bf16×3 matrix products on CPUs with AMX, ~1e-5 from fp32)
       --variant fp16               prefer *.fp16.safetensors weight files
+      --preview-decoder DIR        TAESD/TAESDXL folder (diffusers AutoencoderTiny, madebyollin/taesdxl) for step previews
+      --preview-every N            decode a preview every N steps (default 5) and after the last, written to --preview
+      --preview PATH               the latest preview PNG (first image), replaced as previews arrive
       --lora FILE[:SCALE]          fuse a LoRA (kohya/A1111 or diffusers/PEFT .safetensors) at SCALE (default 1);
                                    repeat for several
       --checkpoint FILE            weights from a single-file SGM/A1111 checkpoint (SSD-1B.safetensors); --model
@@ -121,7 +124,8 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                       "--backend", "--precision", "--variant", "--checkpoint", "--lora", "--clip-skip", "--original-size", "--crop-top-left",
                       "--target-size", "--negative-original-size", "--negative-crop-top-left",
                       "--negative-target-size", "--init-image", "--strength", "--mask", "--output", "--save-latents", "--repeat",
-                      "--vae-tile-size"])
+                      "--vae-tile-size",
+                      "--preview-decoder", "--preview-every", "--preview"])
         guard let model = options.string("--model") else { throw UsageError(description: "--model DIR is required") }
         guard let prompt = options.string("--prompt") else { throw UsageError(description: "--prompt TEXT is required") }
         var request = GenerationRequest(prompt: prompt)
@@ -196,6 +200,18 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         }
         configuration.variant = options.string("--variant")
         configuration.singleFileCheckpoint = options.string("--checkpoint")
+        configuration.previewDecoder = options.string("--preview-decoder")
+        let previewPath = options.string("--preview")
+        if configuration.previewDecoder != nil || previewPath != nil {
+            guard configuration.previewDecoder != nil, previewPath != nil else {
+                throw UsageError(description: "--preview-decoder and --preview go together")
+            }
+            let every = try options.int("--preview-every") ?? 5
+            guard every >= 1 else { throw UsageError(description: "--preview-every: \(every) must be at least 1") }
+            request.previewInterval = every
+        } else if options.string("--preview-every") != nil {
+            throw UsageError(description: "--preview-every needs --preview-decoder and --preview")
+        }
         configuration.loras = try (options.allValues["--lora"] ?? []).map { spec in
             // FILE:SCALE when the text after the last colon is a number, else the whole text is the file.
             if let colon = spec.lastIndex(of: ":"), let scale = Double(spec[spec.index(after: colon)...]) {
@@ -252,6 +268,11 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                 case let .step(step):
                     progress.update(step)
                     denoisingPeak = step.backendPeakBytes
+                    if let previewPath, let preview = step.previews?.first {
+                        do { try FileIO.writeAtomically(preview.pngData(textChunks: []), to: previewPath) } catch {
+                            throw UsageError(description: "--preview \(previewPath): \(error)")
+                        }
+                    }
                 case let .finished(finished): result = finished
                 }
             }

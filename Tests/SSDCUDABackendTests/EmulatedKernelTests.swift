@@ -241,7 +241,7 @@ func tolerance(_ dtype: DType) -> Double { dtype == .f32 ? 2e-6 : 3e-3 }
         try calls.convert(f16.address, back.address, count: 300, from: 1, to: 0)
         expect(back.values, x, .f32, "convert f16 → f32")
         let xt = try tensor(x, [300])
-        for (kind, activation) in [(0, Activation.silu), (1, .gelu), (2, .quickGELU)] {
+        for (kind, activation) in [(0, Activation.silu), (1, .gelu), (2, .quickGELU), (3, .relu), (4, .tanh)] {
             let y = HostBuffer(count: 300, dtype: .f32)
             try calls.activation(f32.address, y.address, count: 300, type: 0, kind: kind)
             expect(y.values, try reference.download(reference.activation(xt, activation)), .f32, "activation \(activation)")

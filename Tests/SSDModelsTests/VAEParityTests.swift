@@ -102,3 +102,32 @@ import Testing
         }
     }
 }
+
+/// TAESD (`AutoencoderTiny`) against diffusers on a small random one of the same architecture.
+@Suite struct AutoencoderTinyTests {
+    @Test func decoderAndEncoderMatchDiffusers() throws {
+        let backend = ReferenceBackend()
+        let taesd = try AutoencoderTiny.load(componentDirectory: Fixtures.models("taesd"), backend: backend)
+        let io = try Fixtures.io("taesd")
+        let decoded = try taesd.decode(io.upload("latents", to: backend))
+        #expect(decoded.shape == io.shape("decoded"))
+        let decodeError = relativeError(try backend.download(decoded), try io.floats("decoded"))
+        #expect(decodeError <= 1e-4, "decoded: \(decodeError)")
+        let encoded = try taesd.encode(io.upload("image", to: backend))
+        #expect(encoded.shape == io.shape("encoded"))
+        let encodeError = relativeError(try backend.download(encoded), try io.floats("encoded"))
+        #expect(encodeError <= 1e-4, "encoded: \(encodeError)")
+    }
+
+    @Test func unsupportedConfigsAreNamed() throws {
+        var config = AutoencoderTinyConfig()
+        config.actFn = "gelu"
+        let weights = try WeightFiles.locate(in: Fixtures.models("taesd"), baseNames: ["diffusion_pytorch_model"], variant: nil)
+        #expect {
+            _ = try AutoencoderTiny(config: config, weights: weights, backend: ReferenceBackend())
+        } throws: { error in
+            guard case let ModelError.unsupportedConfig(_, field, _) = error else { return false }
+            return field == "act_fn"
+        }
+    }
+}

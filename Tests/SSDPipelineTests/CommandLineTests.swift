@@ -51,6 +51,8 @@ import Testing
         (["--init-image", "/etc/hostname", "--strength", "2"], "--strength: 2.0 must be between 0 and 1"),
         (["--vae-tile-size", "0"], "--vae-tile-size: 0 must be positive"),
         (["--lora", "x.safetensors:inf"], "--lora x.safetensors:inf: the scale must be a finite number"),
+        (["--preview-every", "2"], "--preview-every needs --preview-decoder and --preview"),
+        (["--preview-decoder", "/tmp"], "--preview-decoder and --preview go together"),
     ])
     func badArgumentsAreRefusedNamingTheFlag(_ c: ([String], String)) throws {
         guard let (status, output) = try Self.generate(c.0) else { return }

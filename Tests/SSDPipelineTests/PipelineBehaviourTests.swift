@@ -161,6 +161,36 @@ struct PipelineBehaviourTests {
         #expect(try await pipeline.generateResult(Self.smallRequest()).latents == plain.latents)
     }
 
+    /// TAESD previews every 2 steps and after the last: the last one is TAESD's decode of the final
+    /// latents (the decoder itself is checked against diffusers in `AutoencoderTinyTests`).
+    @Test func previewsAreTAESDDecodesOfTheStepLatents() async throws {
+        let taesdFolder = PipelineParityTests.fixtures + "/../models/taesd"
+        var configuration = PipelineConfiguration()
+        configuration.backend = .reference
+        configuration.previewDecoder = taesdFolder
+        let pipeline = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
+        var request = Self.smallRequest()
+        request.steps = 3
+        request.previewInterval = 2
+        request.imagesPerPrompt = 2
+        final class Previews: @unchecked Sendable { var byStep: [Int: [RGBImage]] = [:] }
+        let previews = Previews()
+        let result = try await pipeline.generateResult(request) { event in
+            if case .step(let p) = event, let images = p.previews { previews.byStep[p.step] = images }
+        }
+        #expect(previews.byStep.keys.sorted() == [2, 3])
+        let backend = ReferenceBackend()
+        let taesd = try AutoencoderTiny.load(componentDirectory: taesdFolder, backend: backend)
+        let (h, w) = (result.latents.shape[2], result.latents.shape[3])
+        let nhwc = Layout.nchwToNHWC(result.latents.values, 2, 4, h, w)
+        let decoded = try backend.download(taesd.decode(backend.upload(nhwc, shape: [2, h, w, 4])))
+        let expected = try ImageProcessing.images(fromDecoded: decoded, batch: 2, height: 8 * h, width: 8 * w)
+        #expect(previews.byStep[3]?.map(\.pixels) == expected.map(\.pixels))
+        #expect(previews.byStep[3]?.first?.width == 64)
+        // Without a preview decoder, asking for previews is an error before any work.
+        await #expect(throws: PipelineError.self) { _ = try await Self.pipeline().generate(request) }
+    }
+
     @Test func badRequestsGiveTypedErrors() async throws {
         let pipeline = try await Self.pipeline()
         func expectInvalid(_ name: String, _ change: (inout GenerationRequest) -> Void) async {

@@ -6,6 +6,8 @@ extension KernelSource {
 __device__ __forceinline__ float activate(float v, int kind) {
     if (kind == 0) return v / (1.0f + expf(-v));                          // SiLU
     if (kind == 1) return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); // GELU (erf)
+    if (kind == 3) return v < 0.0f ? 0.0f : v;                             // ReLU (NaN stays NaN)
+    if (kind == 4) return tanhf(v);                                        // tanh
     return v / (1.0f + expf(-1.702f * v));                                 // quick GELU
 }
 
