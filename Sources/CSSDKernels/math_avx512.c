@@ -52,12 +52,21 @@ SSD_T static inline __m512 v_act(__m512 v, int kind) {
     case SSD_ACT_RELU:
         return _mm512_max_ps(_mm512_setzero_ps(), v); /* a NaN in v is returned (the second operand) */
     case SSD_ACT_TANH: {
-        /* tanh|x| = (1 − e) / (1 + e), e = exp(−2|x|), with the sign of x (absolute error ~1e-7 near 0) */
+        /* |x| ≥ 0.625: tanh|x| = (1 − e) / (1 + e), e = exp(−2|x|); below, Cephes tanhf's odd polynomial
+           (no cancellation near 0); the sign of x copied; NaN passed through (v_exp would clamp it). */
         __m512 ax = _mm512_abs_ps(v);
         __m512 e = v_exp(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0f)));
         __m512 t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+        __m512 z = _mm512_mul_ps(ax, ax);
+        __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(-5.70498872745e-3f), z, _mm512_set1_ps(2.06390887954e-2f));
+        p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
+        p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
+        p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
+        __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), ax, ax);
+        t = _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ), small);
         __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u));
-        return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sign));
+        t = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sign));
+        return _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
     }
     default:
         return v;

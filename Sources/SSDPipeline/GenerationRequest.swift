@@ -125,6 +125,8 @@ public struct GenerationRequest: Sendable {
     public var vaeTiling: VAETiling?
     /// Every this many steps (and after the last), decode the latents with the pipeline's preview decoder
     /// (`PipelineConfiguration.previewDecoder`, TAESD) into `StepProgress.previews`; 0 (the default): none.
+    /// Previews are made only for a progress handler or the `run` stream (`generate` has no one to show
+    /// them to); a step's `seconds` and `backendPeakBytes` do not include its preview.
     public var previewInterval: Int = 0
 
     /// A request with the model card's defaults.

@@ -50,7 +50,7 @@ struct GenerationRun {
         if request.previewInterval > 0, models.previewDecoder == nil {
             throw PipelineError.invalidArgument(name: "previewInterval", message: "needs PipelineConfiguration.previewDecoder (a TAESD folder)")
         }
-        if let taesd = models.previewDecoder, taesd.config.latentChannels != models.unet.config.outChannels {
+        if request.previewInterval > 0, let taesd = models.previewDecoder, taesd.config.latentChannels != models.unet.config.outChannels {
             throw PipelineError.invalidArgument(
                 name: "previewDecoder", message: "has \(taesd.config.latentChannels) latent channels, the UNet \(models.unet.config.outChannels)")
         }
@@ -124,13 +124,14 @@ struct GenerationRun {
             guard Layout.allFinite(latents) else {
                 throw PipelineError.nonFiniteValues(stage: "latents after step \(index + 1)")
             }
+            // The step's time and memory exclude the preview decode that may follow.
             let seconds = Self.seconds(clock.now - began)
+            let peakBytes = backend.memoryStatistics().peakBytes
             let interval = request.previewInterval
             let previews = interval > 0 && ((index + 1) % interval == 0 || index + 1 == timesteps.count) && progress != nil
                 ? try preview(latents) : nil
             progress?(.step(StepProgress(
-                step: index + 1, totalSteps: timesteps.count, timestep: t, seconds: seconds,
-                backendPeakBytes: backend.memoryStatistics().peakBytes,
+                step: index + 1, totalSteps: timesteps.count, timestep: t, seconds: seconds, backendPeakBytes: peakBytes,
                 latents: request.reportsLatents ? LatentArray(shape: latentShape, values: latents) : nil, previews: previews)))
         }
         try Task.checkCancellation()
@@ -164,18 +165,24 @@ struct GenerationRun {
         return images
     }
 
-    /// TAESD's decode of `latents` (NCHW, all images; `latents / scaling_factor` as diffusers' pipeline
-    /// would with `AutoencoderTiny` as its VAE) as 8-bit images.
+    /// TAESD's decode of `latents` (NCHW; `latents / scaling_factor` as diffusers' pipeline would with
+    /// `AutoencoderTiny` as its VAE) as 8-bit images, one image at a time (like `decode`: at 1024² a
+    /// TAESDXL decode holds about 1 GiB of fp32 activations per image).
     func preview(_ latents: [Float]) throws -> [RGBImage]? {
         guard let taesd = models.previewDecoder else { return nil }
         let scale = Float(taesd.config.scalingFactor)
-        let input = try backend.upload(
-            Layout.nchwToNHWC(latents.map { $0 / scale }, imageCount, latentChannels, latentHeight, latentWidth),
-            shape: [imageCount, latentHeight, latentWidth, latentChannels], as: backend.activationDType(for: taesd.component))
-        let output = try taesd.decode(input)
-        // A preview is only a preview: non-finite values become black rather than an error.
-        let decoded = try backend.download(output).map { $0.isFinite ? $0 : -1 }
-        return try ImageProcessing.images(fromDecoded: decoded, batch: imageCount, height: output.shape[1], width: output.shape[2])
+        let perImage = latentChannels * latentHeight * latentWidth
+        var images: [RGBImage] = []
+        for index in 0..<imageCount {
+            let scaled = latents[(index * perImage)..<((index + 1) * perImage)].map { $0 / scale }
+            let input = try backend.upload(
+                Layout.nchwToNHWC(scaled, 1, latentChannels, latentHeight, latentWidth),
+                shape: [1, latentHeight, latentWidth, latentChannels], as: backend.activationDType(for: taesd.component))
+            let output = try taesd.decode(input)
+            images += try ImageProcessing.images(
+                fromDecoded: backend.download(output), batch: 1, height: output.shape[1], width: output.shape[2])
+        }
+        return images
     }
 
     static func seconds(_ d: Duration) -> Double {

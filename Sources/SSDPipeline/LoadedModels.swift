@@ -39,7 +39,9 @@ final class LoadedModels {
             weights: try Self.weights(.vae, directory: vaeDirectory, baseNames: ["diffusion_pytorch_model"], checkpoint: checkpoint,
                                       configuration: configuration, vae: vaeConfig),
             backend: backend)
-        previewDecoder = try configuration.previewDecoder.map { try AutoencoderTiny.load(componentDirectory: $0, backend: backend) }
+        previewDecoder = try configuration.previewDecoder.map {
+            try AutoencoderTiny.load(componentDirectory: $0, backend: backend, variant: configuration.variant)
+        }
         try reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
         try LoRASet.checkEveryLoRAApplies(loraReports)
         loras?.evictPages()

@@ -122,7 +122,7 @@ void ssd_bf16_to_f32(const uint16_t *src, float *dst, long n);
 void ssd_f32_to_f16(const float *src, uint16_t *dst, long n);
 void ssd_f32_to_bf16(const float *src, uint16_t *dst, long n);
 
-/* Activations: kind 0 SiLU, 1 GELU (erf), 2 quick GELU; in place allowed. */
+/* Activations: kind 0 SiLU, 1 GELU (erf), 2 quick GELU, 3 ReLU, 4 tanh; in place allowed. */
 enum { SSD_ACT_NONE = -1, SSD_ACT_SILU = 0, SSD_ACT_GELU = 1, SSD_ACT_QUICK_GELU = 2, SSD_ACT_RELU = 3, SSD_ACT_TANH = 4 };
 void ssd_activation(const float *x, float *y, long n, int kind);
 /* GEGLU: rows of x [2n] → y [n] = x[:n] · GELU(x[n:]). */

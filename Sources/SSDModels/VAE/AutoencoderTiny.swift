@@ -13,17 +13,16 @@ public struct AutoencoderTinyConfig: Codable, Sendable, Equatable {
     public var numEncoderBlocks = [1, 3, 3, 3], numDecoderBlocks = [3, 3, 3, 1]
     /// `act_fn` (only `relu`), `upsample_fn` (only `nearest`), `upsampling_scaling_factor` (only 2).
     public var actFn = "relu", upsampleFn = "nearest", upsamplingScalingFactor = 2
-    /// `scaling_factor`: pipelines divide latents by it before decoding (1 for TAESDXL).
+    /// `scaling_factor`: pipelines divide latents by it before decoding (1 for TAESDXL). (`force_upcast`
+    /// is not read: diffusers' `AutoencoderTiny` always sets it false.)
     public var scalingFactor = 1.0
-    /// `force_upcast` (false: the backend's usual activation type).
-    public var forceUpcast = false
 
     enum CodingKeys: String, CodingKey {
         case inChannels = "in_channels", outChannels = "out_channels", latentChannels = "latent_channels"
         case encoderBlockOutChannels = "encoder_block_out_channels", decoderBlockOutChannels = "decoder_block_out_channels"
         case numEncoderBlocks = "num_encoder_blocks", numDecoderBlocks = "num_decoder_blocks"
         case actFn = "act_fn", upsampleFn = "upsample_fn", upsamplingScalingFactor = "upsampling_scaling_factor"
-        case scalingFactor = "scaling_factor", forceUpcast = "force_upcast"
+        case scalingFactor = "scaling_factor"
     }
 
     /// diffusers' defaults (TAESD's architecture).
@@ -43,7 +42,6 @@ public struct AutoencoderTinyConfig: Codable, Sendable, Equatable {
         upsampleFn = try c.value(.upsampleFn, default: d.upsampleFn)
         upsamplingScalingFactor = try c.value(.upsamplingScalingFactor, default: d.upsamplingScalingFactor)
         scalingFactor = try c.value(.scalingFactor, default: d.scalingFactor)
-        forceUpcast = try c.value(.forceUpcast, default: d.forceUpcast)
     }
 }
 
@@ -61,7 +59,7 @@ public final class AutoencoderTiny: Sendable {
     static let model = "AutoencoderTiny"
 
     /// The `ModelComponent` its weights and activations belong to.
-    public var component: ModelComponent { .vae(forceUpcast: config.forceUpcast) }
+    public var component: ModelComponent { .vae(forceUpcast: false) }
 
     /// Builds encoder and decoder from `config` with the weights in `weights` (names and shapes checked).
     public init(config: AutoencoderTinyConfig, weights: WeightFiles, backend: any ComputeBackend) throws {
@@ -78,7 +76,7 @@ public final class AutoencoderTiny: Sendable {
             throw unsupported("num_encoder_blocks", "\(config.numEncoderBlocks) (needs one entry per encoder_block_out_channels)")
         }
         let loader = ParameterLoader(model: Self.model, family: .vae, weights: weights, backend: backend,
-                                     component: .vae(forceUpcast: config.forceUpcast))
+                                     component: .vae(forceUpcast: false))
         encoderLayers = try Self.encoder(config, loader.root("encoder")("layers"))
         decoderLayers = try Self.decoder(config, loader.root("decoder")("layers"))
         try loader.finish()
