@@ -128,13 +128,8 @@ public final class AutoencoderTiny: Sendable {
     /// Decodes NHWC latents `[B, h, w, latent_channels]` (already divided by `scaling_factor`) to NHWC
     /// images in [-1, 1] (`DecoderTiny.forward`: `tanh(x / 3) · 3`, the layers, `· 2 − 1`).
     public func decode(_ latents: Tensor) throws -> Tensor {
-        guard latents.rank == 4, latents.shape[3] == config.latentChannels else {
-            throw ModelError.invalidInput(model: Self.model, argument: "latents",
-                                          message: "expected NHWC [B, h, w, \(config.latentChannels)], got \(latents.shape)")
-        }
         let b = backend
-        let dtype = b.activationDType(for: component)
-        var x = latents.dtype == dtype ? latents : try b.convert(latents, to: dtype)
+        var x = try input(latents, argument: "latents", channels: config.latentChannels)
         x = try b.affine(b.activation(b.affine(x, scale: 1.0 / 3, shift: 0), .tanh), scale: 3, shift: 0)
         for layer in decoderLayers { x = try layer(x, b) }
         return try b.affine(x, scale: 2, shift: -1)
@@ -143,15 +138,18 @@ public final class AutoencoderTiny: Sendable {
     /// Encodes NHWC images `[B, H, W, in_channels]` in [-1, 1] to latents `[B, H/8, W/8, latent_channels]`
     /// (`EncoderTiny.forward`: the layers on `(x + 1) / 2`).
     public func encode(_ image: Tensor) throws -> Tensor {
-        guard image.rank == 4, image.shape[3] == config.inChannels else {
-            throw ModelError.invalidInput(model: Self.model, argument: "image",
-                                          message: "expected NHWC [B, H, W, \(config.inChannels)], got \(image.shape)")
-        }
-        let b = backend
-        let dtype = b.activationDType(for: component)
-        var x = try b.affine(image.dtype == dtype ? image : try b.convert(image, to: dtype), scale: 0.5, shift: 0.5)
-        for layer in encoderLayers { x = try layer(x, b) }
+        var x = try backend.affine(input(image, argument: "image", channels: config.inChannels), scale: 0.5, shift: 0.5)
+        for layer in encoderLayers { x = try layer(x, backend) }
         return x
+    }
+
+    /// `x` checked to be NHWC with `channels` channels, in the activation type.
+    private func input(_ x: Tensor, argument: String, channels: Int) throws -> Tensor {
+        guard x.rank == 4, x.shape[3] == channels else {
+            throw ModelError.invalidInput(model: Self.model, argument: argument, message: "expected NHWC [B, H, W, \(channels)], got \(x.shape)")
+        }
+        let dtype = backend.activationDType(for: component)
+        return x.dtype == dtype ? x : try backend.convert(x, to: dtype)
     }
 }
 
