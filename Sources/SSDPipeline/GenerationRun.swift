@@ -146,7 +146,32 @@ struct GenerationRun {
     /// memory at one image's worth whatever `imagesPerPrompt` is; with `vaeTiling`, one tile's worth.
     func decode(_ latents: [Float]) throws -> [RGBImage] {
         let vae = models.vae
-        let scale = Float(vae.config.scalingFactor)
+        return try eachImage(latents, dividedBy: Float(vae.config.scalingFactor), component: vae.component) { index, input in
+            let decoded = try backend.download(vae.decode(input, tiling: request.vaeTiling))
+            guard Layout.allFinite(decoded) else {
+                throw PipelineError.nonFiniteValues(stage: "decoded image \(index + 1) (VAE output)")
+            }
+            return try ImageProcessing.images(
+                fromDecoded: decoded, batch: 1, height: request.size.height, width: request.size.width)
+        }
+    }
+
+    /// TAESD's decode of `latents` (`latents / scaling_factor` as diffusers' pipeline would with
+    /// `AutoencoderTiny` as its VAE) as 8-bit images, one image at a time like `decode` (at 1024² a
+    /// TAESDXL decode holds about 1 GiB of fp32 activations per image).
+    func preview(_ latents: [Float]) throws -> [RGBImage]? {
+        guard let taesd = models.previewDecoder else { return nil }
+        return try eachImage(latents, dividedBy: Float(taesd.config.scalingFactor), component: taesd.component) { _, input in
+            let output = try taesd.decode(input)
+            return try ImageProcessing.images(
+                fromDecoded: backend.download(output), batch: 1, height: output.shape[1], width: output.shape[2])
+        }
+    }
+
+    /// Runs `body` on each image's latents (NCHW `latents` divided by `scale`, uploaded as NHWC
+    /// `[1, h, w, C]` in `component`'s activation type), checking cancellation between images.
+    private func eachImage(_ latents: [Float], dividedBy scale: Float, component: ModelComponent,
+                           _ body: (Int, Tensor) throws -> [RGBImage]) throws -> [RGBImage] {
         let perImage = latentChannels * latentHeight * latentWidth
         var images = [RGBImage]()
         for index in 0..<imageCount {
@@ -154,33 +179,8 @@ struct GenerationRun {
             let scaled = latents[(index * perImage)..<((index + 1) * perImage)].map { $0 / scale }
             let input = try backend.upload(
                 Layout.nchwToNHWC(scaled, 1, latentChannels, latentHeight, latentWidth),
-                shape: [1, latentHeight, latentWidth, latentChannels], as: backend.activationDType(for: vae.component))
-            let decoded = try backend.download(vae.decode(input, tiling: request.vaeTiling))
-            guard Layout.allFinite(decoded) else {
-                throw PipelineError.nonFiniteValues(stage: "decoded image \(index + 1) (VAE output)")
-            }
-            images += try ImageProcessing.images(
-                fromDecoded: decoded, batch: 1, height: request.size.height, width: request.size.width)
-        }
-        return images
-    }
-
-    /// TAESD's decode of `latents` (NCHW; `latents / scaling_factor` as diffusers' pipeline would with
-    /// `AutoencoderTiny` as its VAE) as 8-bit images, one image at a time (like `decode`: at 1024² a
-    /// TAESDXL decode holds about 1 GiB of fp32 activations per image).
-    func preview(_ latents: [Float]) throws -> [RGBImage]? {
-        guard let taesd = models.previewDecoder else { return nil }
-        let scale = Float(taesd.config.scalingFactor)
-        let perImage = latentChannels * latentHeight * latentWidth
-        var images: [RGBImage] = []
-        for index in 0..<imageCount {
-            let scaled = latents[(index * perImage)..<((index + 1) * perImage)].map { $0 / scale }
-            let input = try backend.upload(
-                Layout.nchwToNHWC(scaled, 1, latentChannels, latentHeight, latentWidth),
-                shape: [1, latentHeight, latentWidth, latentChannels], as: backend.activationDType(for: taesd.component))
-            let output = try taesd.decode(input)
-            images += try ImageProcessing.images(
-                fromDecoded: backend.download(output), batch: 1, height: output.shape[1], width: output.shape[2])
+                shape: [1, latentHeight, latentWidth, latentChannels], as: backend.activationDType(for: component))
+            images += try body(index, input)
         }
         return images
     }

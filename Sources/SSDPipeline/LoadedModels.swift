@@ -43,8 +43,7 @@ final class LoadedModels {
             try AutoencoderTiny.load(componentDirectory: $0, backend: backend, variant: configuration.variant)
         }
         try reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
-        try LoRASet.checkEveryLoRAApplies(loraReports)
-        loras?.evictPages()
+        try LoRASet.checkEveryLoRAApplies(loraReports)  // (the files' pages went after text encoder 2 loaded)
     }
 
     /// Maps the text encoders again after `releaseTextEncoders`.
