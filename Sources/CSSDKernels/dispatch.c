@@ -35,7 +35,7 @@ static void apply(int level) {
     uk_bf16 = ssd_uk_bf16_portable;
     math = &ssd_math_portable;
 #if defined(__x86_64__) || defined(__i386__)
-    if (level >= SSD_ISA_AVX2) uk_f32 = ssd_uk_f32_avx2;
+    if (level >= SSD_ISA_AVX2) { uk_f32 = ssd_uk_f32_avx2; math = &ssd_math_avx2; }
     if (level >= SSD_ISA_AVX512) { uk_f32 = ssd_uk_f32_avx512; math = &ssd_math_avx512; }
     if (level >= SSD_ISA_AVX512_BF16) uk_bf16 = ssd_uk_bf16_avx512;
 #elif defined(__aarch64__)

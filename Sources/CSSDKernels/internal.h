@@ -37,6 +37,10 @@ void ssd_online_softmax_bf16_native(float *s, long rows, long cols, long cols_pa
                                     float *l, float *o, long ldo, long d, int causal, long q0, long k0, uint16_t *p,
                                     long ldp);
 void ssd_uk_bf16_avx512(long kp, const uint32_t *a, const uint16_t *b, float *c, long ldc, int mr, int nr, const ssd_epilogue *e);
+void ssd_wino_input_f43_avx2(const float *src, long rs, long ch, long tiles, float *v, long vts, long vxs);
+void ssd_wino_weight_f43_avx2(const float *g, long cin, float *u, long uxs);
+void ssd_wino_output_f43_avx2(const float *m, long mxs, long ch, const float *bias, const float *residual,
+                              float *y, long yrs, long yps, int rows, int cols);
 void ssd_wino_input_f43_avx512(const float *src, long rs, long ch, long tiles, float *v, long vts, long vxs);
 void ssd_wino_weight_f43_avx512(const float *g, long cin, float *u, long uxs);
 void ssd_wino_output_f43_avx512(const float *m, long mxs, long ch, const float *bias, const float *residual,
@@ -69,6 +73,7 @@ typedef struct ssd_math_table {
 
 extern const ssd_math_table ssd_math_portable;
 #if defined(__x86_64__) || defined(__i386__)
+extern const ssd_math_table ssd_math_avx2;
 extern const ssd_math_table ssd_math_avx512;
 #endif
 #endif

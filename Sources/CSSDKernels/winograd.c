@@ -1,5 +1,5 @@
-/* Winograd F(4×4, 3×3) transforms (Lavin & Gray, points 0, ±1, ±2, ∞): portable C, an AVX2
- * build of the same code, and run-time dispatch to the AVX-512 intrinsics (winograd_avx512.c).
+/* Winograd F(4×4, 3×3) transforms (Lavin & Gray, points 0, ±1, ±2, ∞): portable C, and run-time
+ * dispatch to the AVX2 and AVX-512 intrinsics (winograd_avx2.c, winograd_avx512.c).
  *
  *   Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A   for a 6×6 input tile d and a 3×3 filter g;
  *   position ξ = 6·i + j of the 6×6 transformed domain.
@@ -117,16 +117,6 @@ static void wi_output_portable(const float *m, long mxs, long ch, const float *b
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-/* The same loops, vectorised by the compiler for AVX2 + FMA. */
-#define WI_AVX2 __attribute__((target("avx2,fma")))
-WI_AVX2 static void wi_input_avx2(const float *src, long rs, long ch, long tiles, float *v, long vts, long vxs) {
-    wi_input(src, rs, ch, tiles, v, vts, vxs);
-}
-WI_AVX2 static void wi_weight_avx2(const float *g, long cin, float *u, long uxs) { wi_weight(g, cin, u, uxs); }
-WI_AVX2 static void wi_output_avx2(const float *m, long mxs, long ch, const float *bias, const float *residual,
-                                   float *y, long yrs, long yps, int rows, int cols) {
-    wi_output(m, mxs, ch, bias, residual, y, yrs, yps, rows, cols);
-}
 #define WI_LEVEL() (ssd_isa() == SSD_ISA_NEON ? SSD_ISA_PORTABLE : ssd_isa())
 #endif
 
@@ -135,7 +125,7 @@ void ssd_winograd_input_f43(const float *src, long row_stride, long channels, lo
 #if defined(__x86_64__) || defined(__i386__)
     int level = WI_LEVEL();
     if (level >= SSD_ISA_AVX512) { ssd_wino_input_f43_avx512(src, row_stride, channels, tiles, v, v_tile_stride, v_xi_stride); return; }
-    if (level >= SSD_ISA_AVX2) { wi_input_avx2(src, row_stride, channels, tiles, v, v_tile_stride, v_xi_stride); return; }
+    if (level >= SSD_ISA_AVX2) { ssd_wino_input_f43_avx2(src, row_stride, channels, tiles, v, v_tile_stride, v_xi_stride); return; }
 #endif
     wi_input_portable(src, row_stride, channels, tiles, v, v_tile_stride, v_xi_stride);
 }
@@ -144,7 +134,7 @@ void ssd_winograd_weight_f43(const float *g, long cin, float *u, long u_xi_strid
 #if defined(__x86_64__) || defined(__i386__)
     int level = WI_LEVEL();
     if (level >= SSD_ISA_AVX512) { ssd_wino_weight_f43_avx512(g, cin, u, u_xi_stride); return; }
-    if (level >= SSD_ISA_AVX2) { wi_weight_avx2(g, cin, u, u_xi_stride); return; }
+    if (level >= SSD_ISA_AVX2) { ssd_wino_weight_f43_avx2(g, cin, u, u_xi_stride); return; }
 #endif
     wi_weight_portable(g, cin, u, u_xi_stride);
 }
@@ -154,7 +144,7 @@ void ssd_winograd_output_f43(const float *m, long m_xi_stride, long channels, co
 #if defined(__x86_64__) || defined(__i386__)
     int level = WI_LEVEL();
     if (level >= SSD_ISA_AVX512) { ssd_wino_output_f43_avx512(m, m_xi_stride, channels, bias, residual, y, y_row_stride, y_pixel_stride, rows, cols); return; }
-    if (level >= SSD_ISA_AVX2) { wi_output_avx2(m, m_xi_stride, channels, bias, residual, y, y_row_stride, y_pixel_stride, rows, cols); return; }
+    if (level >= SSD_ISA_AVX2) { ssd_wino_output_f43_avx2(m, m_xi_stride, channels, bias, residual, y, y_row_stride, y_pixel_stride, rows, cols); return; }
 #endif
     wi_output_portable(m, m_xi_stride, channels, bias, residual, y, y_row_stride, y_pixel_stride, rows, cols);
 }

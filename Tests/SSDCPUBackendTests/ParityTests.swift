@@ -118,6 +118,21 @@ enum Variant: String, CaseIterable, CustomTestStringConvertible {
                 let err = try parity(cpu) { b in try b.activation(input(b, [3, 37], seed: 13, scale: 6), kind) }
                 #expect(err < 1e-5, "\(used) \(kind): \(err)")
             }
+            // The other math-table kernels (vector exp / erf, row reductions, masked tails).
+            let geglu = try parity(cpu) { b in try b.geglu(input(b, [3, 2 * 37], seed: 17, scale: 4)) }
+            #expect(geglu < 1e-5, "\(used) geglu: \(geglu)")
+            let norm = try parity(cpu) { b in
+                try b.layerNorm(input(b, [4, 45], seed: 18, scale: 3), weight: input(b, [45], seed: 19), bias: input(b, [45], seed: 20), epsilon: 1e-5)
+            }
+            #expect(norm < 1e-5, "\(used) layer norm: \(norm)")
+            for causal in [false, true] {
+                let soft = try parity(cpu) { b in try b.softmax(input(b, [2, 9, 21], seed: 21, scale: 8), causal: causal) }
+                #expect(soft < 1e-5, "\(used) softmax causal \(causal): \(soft)")
+            }
+            let gn = try parity(cpu) { b in
+                try b.groupNormSiLU(input(b, [1, 3, 5, 44], seed: 22, scale: 3), groups: 4, weight: input(b, [44], seed: 23), bias: input(b, [44], seed: 24), epsilon: 1e-5)
+            }
+            #expect(gn < 1e-5, "\(used) group norm + SiLU: \(gn)")
             let att = try parity(cpu) { b in
                 try b.attention(query: input(b, [1, 20, 32], seed: 14), key: input(b, [1, 33, 32], seed: 15), value: input(b, [1, 33, 32], seed: 16),
                                 heads: 2, scale: 0.25, causal: false)
