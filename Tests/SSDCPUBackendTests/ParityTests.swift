@@ -1,5 +1,6 @@
 import Testing
 import SSDTensor
+import CSSDKernels
 @testable import SSDCPUBackend
 
 /// Deterministic pseudo-random values in [-1, 1).
@@ -139,6 +140,26 @@ enum Variant: String, CaseIterable, CustomTestStringConvertible {
             }
             #expect(att < 1e-4, "\(used) attention: \(att)")
         }
+    }
+}
+
+/// f16 → f32 (f16 weight panels) gives the portable conversion's bits for all 65536 values at every
+/// level (AVX-512 and F16C vcvtph2ps, scalar), NaNs included (quieted alike).
+@Test func halfConversionEveryInstructionSet() {
+    defer { CPUBackend.resetInstructionSet() }
+    let all = (0...UInt16.max).map { $0 }
+    func convert() -> [UInt32] {
+        var out = [Float](repeating: 0, count: all.count)
+        all.withUnsafeBufferPointer { s in out.withUnsafeMutableBufferPointer { ssd_f16_to_f32(s.baseAddress!, $0.baseAddress!, s.count) } }
+        return out.map(\.bitPattern)
+    }
+    CPUBackend.setInstructionSet("portable")
+    let want = convert()
+    for isa in ["avx2", "avx512", "neon"] {
+        let used = CPUBackend.setInstructionSet(isa)
+        let got = convert()
+        let wrong = zip(got, want).filter { $0 != $1 }.count
+        #expect(wrong == 0, "\(used): \(wrong) of 65536 conversions differ")
     }
 }
 
