@@ -4,6 +4,8 @@
 #include "internal.h"
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #define SSD_SCRATCH_SLOTS 2
 
@@ -38,4 +40,19 @@ void *ssd_thread_scratch(int slot, size_t bytes) {
         s->n[slot] = s->p[slot] ? size : 0;
     }
     return s->p[slot];
+}
+
+long ssd_l2_cache_bytes(void) {
+    long bytes = 0;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    if (bytes > 0) return bytes;
+    FILE *f = fopen("/sys/devices/system/cpu/cpu0/cache/index2/size", "r");
+    if (!f) return 0;
+    long kib = 0;
+    char unit = 'K';
+    if (fscanf(f, "%ld%c", &kib, &unit) < 1) kib = 0;
+    fclose(f);
+    return unit == 'M' ? kib << 20 : kib << 10;
 }

@@ -68,6 +68,9 @@ void ssd_bf16gemm(const ssd_gemm_args *args);
  * on this thread. NULL when it cannot be allocated. */
 void *ssd_thread_scratch(int slot, size_t bytes);
 
+/* Bytes of the per-core L2 cache (sysconf, else sysfs), 0 when unknown: picks the GEMM blocking. */
+long ssd_l2_cache_bytes(void);
+
 /* 1 when the AMX tiles run the bf16 GEMMs (level SSD_ISA_AMX_BF16 active). */
 int ssd_amx_active(void);
 /* dst[r·ld + j] = bf16(rows[r][j]) (RNE) for j < len, 0 for len ≤ j < padded; r < m. */
