@@ -43,6 +43,34 @@ public enum SchedulerChoice: Sendable {
 }
 
 /// An image to start from (img2img) and, optionally, the mask of the region to repaint.
+/// A ControlNet's input for a generation (diffusers `StableDiffusionXLControlNetPipeline.__call__`'s
+/// `image`, `controlnet_conditioning_scale`, `control_guidance_start` / `_end`, `guess_mode`); the
+/// ControlNet itself is `PipelineConfiguration.controlNet`.
+public struct ControlInput: Sendable {
+    /// The control image (edges, depth, pose…): the request's size (it is not resized), read as RGB in
+    /// [0, 1] (not normalised to [−1, 1]), the same for every image of the request.
+    public var image: RGBImage
+    /// Multiplies the ControlNet's residuals (`controlnet_conditioning_scale`, 1 by default).
+    public var conditioningScale: Double = 1
+    /// The fraction of the steps from which (`control_guidance_start`) and until which
+    /// (`control_guidance_end`) the ControlNet is applied: step i of n is when i/n ≥ start and
+    /// (i + 1)/n ≤ end.
+    public var guidanceStart: Double = 0
+    public var guidanceEnd: Double = 1
+    /// Guess mode: the ControlNet sees only the conditional half of the guided batch (the unconditional
+    /// half gets no residuals) and its residuals are scaled from 0.1 (first skip) up to 1 (mid block).
+    public var guessMode = false
+
+    public init(image: RGBImage, conditioningScale: Double = 1, guidanceStart: Double = 0, guidanceEnd: Double = 1,
+                guessMode: Bool = false) {
+        self.image = image
+        self.conditioningScale = conditioningScale
+        self.guidanceStart = guidanceStart
+        self.guidanceEnd = guidanceEnd
+        self.guessMode = guessMode
+    }
+}
+
 public struct InitialImage: Sendable {
     /// The image; it must be the request's size or is resized (bicubic, as PIL's default in diffusers).
     public var image: RGBImage
@@ -128,6 +156,9 @@ public struct GenerationRequest: Sendable {
     /// Previews are made only for a progress handler or the `run` stream (`generate` has no one to show
     /// them to); a step's `seconds` and `backendPeakBytes` do not include its preview.
     public var previewInterval: Int = 0
+    /// Steers the generation with the pipeline's ControlNet (`PipelineConfiguration.controlNet`;
+    /// text-to-image only); nil: none.
+    public var control: ControlInput?
 
     /// A request with the model card's defaults.
     public init(prompt: String) {

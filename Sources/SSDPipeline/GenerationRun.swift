@@ -54,6 +54,17 @@ struct GenerationRun {
             throw PipelineError.invalidArgument(
                 name: "previewDecoder", message: "has \(taesd.config.latentChannels) latent channels, the UNet \(models.unet.config.outChannels)")
         }
+        if request.control != nil {
+            guard let controlNet = models.controlNet else {
+                throw PipelineError.invalidArgument(name: "control", message: "needs PipelineConfiguration.controlNet (a ControlNet folder)")
+            }
+            let factor = 1 << (controlNet.config.conditioningEmbeddingOutChannels.count - 1)
+            let vaeFactor = 1 << (models.vae.config.blockOutChannels.count - 1)
+            guard factor == vaeFactor, controlNet.config.conditioningChannels == 3 else {
+                throw PipelineError.invalidArgument(
+                    name: "controlNet", message: "embeds \(controlNet.config.conditioningChannels)-channel control images at 1/\(factor) scale; the VAE's latents are at 1/\(vaeFactor) and images have 3 channels")
+            }
+        }
         seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         latentHeight = request.size.height / factor
         latentWidth = request.size.width / factor
@@ -94,6 +105,7 @@ struct GenerationRun {
         let textConditioning = try models.unet.textConditioning(encoderHiddenStates: conditioning.hiddenStates)
         var latents = start.latents
         inspect?("initial_latents", latents)
+        let control = try ControlStep(run: self, conditioning: conditioning)
         let clock = ContinuousClock()
         for (index, t) in timesteps.enumerated() {
             try Task.checkCancellation()
@@ -104,10 +116,11 @@ struct GenerationRun {
             let sample = try backend.upload(
                 Layout.nchwToNHWC(scaled, rows, latentChannels, latentHeight, latentWidth),
                 shape: [rows, latentHeight, latentWidth, latentChannels], as: conditioning.hiddenStates.dtype)
+            let residuals = try control?.residuals(sample: sample, timestep: Float(t), stepIndex: index, stepCount: timesteps.count)
             let output = try models.unet(
                 sample: sample, timesteps: [Float](repeating: Float(t), count: rows),
                 conditioning: textConditioning, textEmbeds: conditioning.pooled,
-                timeIDs: conditioning.timeIDs, timestepCond: timestepCond?.flatMap { $0 })
+                timeIDs: conditioning.timeIDs, timestepCond: timestepCond?.flatMap { $0 }, controlResiduals: residuals)
             let outChannels = output.shape[3]
             var noise = Layout.nhwcToNCHW(try backend.download(output), rows, outChannels, latentHeight, latentWidth)
             if index == 0 { inspect?("first_noise_pred", noise) }

@@ -9,6 +9,8 @@ final class LoadedModels {
     let vae: AutoencoderKL
     /// TAESD for step previews, if configured.
     let previewDecoder: AutoencoderTiny?
+    /// The ControlNet, if configured.
+    let controlNet: ControlNetModel?
     /// The single-file checkpoint the weights come from, if the configuration names one.
     private let checkpoint: SingleFileCheckpoint?
     /// The LoRAs fused into the weights (none: nil).
@@ -41,6 +43,9 @@ final class LoadedModels {
             backend: backend)
         previewDecoder = try configuration.previewDecoder.map {
             try AutoencoderTiny.load(componentDirectory: $0, backend: backend, variant: configuration.variant)
+        }
+        controlNet = try configuration.controlNet.map {
+            try ControlNetModel.load(componentDirectory: $0, backend: backend, variant: configuration.variant)
         }
         try reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
         try LoRASet.checkEveryLoRAApplies(loraReports)  // (the files' pages went after text encoder 2 loaded)

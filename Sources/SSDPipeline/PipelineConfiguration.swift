@@ -81,6 +81,9 @@ public struct PipelineConfiguration: Sendable {
     /// A TAESD / TAESDXL folder (diffusers `AutoencoderTiny`, e.g. `madebyollin/taesdxl`) that decodes
     /// the step previews `GenerationRequest.previewInterval` asks for (nil: no previews).
     public var previewDecoder: String?
+    /// A ControlNet folder (diffusers `ControlNetModel`, e.g. `diffusers/controlnet-canny-sdxl-1.0`, or
+    /// one trained for SSD-1B) that `GenerationRequest.control` steers generations with (nil: none).
+    public var controlNet: String?
 
     /// Defaults: fastest backend at its usual precision (fp16 on CUDA, fp32 on CPUs), plain weight files.
     public init() {}

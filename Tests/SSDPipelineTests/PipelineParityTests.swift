@@ -39,6 +39,11 @@ struct PipelineParityTests {
         var vae_tiling: Bool?
         var lora: String?
         var lora_scale: Double?
+        var control_image: String?
+        var controlnet_scale: Double?
+        var guess_mode: Bool?
+        var control_guidance_start: Double?
+        var control_guidance_end: Double?
         var testDescription: String { name }
     }
 
@@ -70,6 +75,11 @@ struct PipelineParityTests {
         r.negativeCropTopLeft = crop(c.negative_crop_top_left)
         r.negativeTargetSize = size(c.negative_target_size)
         if c.vae_tiling == true { r.vaeTiling = VAETiling() }
+        if let controlImage = c.control_image {
+            r.control = ControlInput(image: try RGBImage(pngData: FileIO.readAll(fixtures + "/" + controlImage)),
+                                     conditioningScale: c.controlnet_scale ?? 1, guidanceStart: c.control_guidance_start ?? 0,
+                                     guidanceEnd: c.control_guidance_end ?? 1, guessMode: c.guess_mode ?? false)
+        }
         if let initImage = c.init_image {
             let image = try RGBImage(pngData: FileIO.readAll(fixtures + "/" + initImage))
             let mask = try c.mask.map { try RGBImage(pngData: FileIO.readAll(fixtures + "/" + $0)) }
@@ -131,6 +141,7 @@ struct PipelineParityTests {
         configuration.backend = backend
         configuration.precision = precision
         configuration.singleFileCheckpoint = singleFileCheckpoint
+        if c.control_image != nil { configuration.controlNet = Self.fixtures + "/tiny-controlnet" }
         if let lora = c.lora { configuration.loras = [LoRAWeights(path: Self.fixtures + "/" + lora, scale: c.lora_scale ?? 1)] }
         let pipeline = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
         let recorder = Recorder()
@@ -144,6 +155,10 @@ struct PipelineParityTests {
             let expected = try reference.view(theirs).floats()
             let error = Self.relativeError(recorder.values[ours] ?? [], expected)
             #expect(error <= tolerance, "\(c.name) \(ours): relative error \(error)")
+        }
+        for name in ["controlnet_down", "controlnet_mid"] where reference.names.contains(name) {
+            let error = Self.relativeError(recorder.values[name] ?? [], try reference.view(name).floats())
+            #expect(error <= tolerance, "\(c.name) \(name): relative error \(error)")
         }
         let latentError = Self.relativeError(result.latents.values, try reference.view("latents").floats())
         #expect(latentError <= tolerance, "\(c.name) latents: relative error \(latentError)")

@@ -77,7 +77,7 @@ public final class UNet2DConditionModel: Sendable {
     }
 
     func forward(sample: Tensor, timesteps: [Float], context: CrossAttentionContext, textEmbeds: Tensor?,
-                 timeIDs: [Float]?, timestepCond: [Float]?, trace: ForwardTrace?) throws -> Tensor {
+                 timeIDs: [Float]?, timestepCond: [Float]?, control: ControlNetResiduals? = nil, trace: ForwardTrace?) throws -> Tensor {
         let b = backend
         let model = UNetNetwork.model
         guard sample.rank == 4, sample.shape[3] == config.inChannels else {
@@ -105,7 +105,7 @@ public final class UNet2DConditionModel: Sendable {
         if let trace {
             let emb = try network.embedding(embeddingInputs, b)
             trace.record("emb", emb)
-            return try network.forward(x, emb: emb, context: context, trace: trace, b)
+            return try network.forward(x, emb: emb, context: context, control: control, trace: trace, b)
         }
         // Everything after the host-side sinusoids issues the same ops for the same shapes: a
         // backend may record and replay it (CUDA graphs). The output is valid until the next call.
@@ -115,8 +115,11 @@ public final class UNet2DConditionModel: Sendable {
         let cachedNames = context.cached.keys.sorted()
         let cachedTensors = cachedNames.flatMap { name in context.cached[name].map { [$0.key, $0.value] } ?? [] }
         let embeddingCount = embeddingInputs.tensors.count
-        let inputs = [x, context.states] + embeddingInputs.tensors + cachedTensors
-        let outputs = try b.runReplayable(key: replayKey, inputs: inputs) { inputs in
+        // ControlNet residuals come last (a different count or shape makes another recording).
+        let controlTensors = control.map { $0.down + [$0.mid] } ?? []
+        let inputs = [x, context.states] + embeddingInputs.tensors + cachedTensors + controlTensors
+        let controlStart = inputs.count - controlTensors.count
+        let outputs = try b.runReplayable(key: replayKey + (control == nil ? "" : "-control"), inputs: inputs) { inputs in
             let embedding = UNetNetwork.EmbeddingInputs(inputs[2..<(2 + embeddingCount)], like: embeddingInputs)
             let emb = try network.embedding(embedding, b)
             var replayed = CrossAttentionContext(states: inputs[1])
@@ -124,7 +127,10 @@ public final class UNet2DConditionModel: Sendable {
                 let at = 2 + embeddingCount + 2 * i
                 replayed.cached[name] = CrossAttentionKV(key: inputs[at], value: inputs[at + 1])
             }
-            return [try network.forward(inputs[0], emb: emb, context: replayed, trace: nil, b)]
+            let replayedControl = control.map { _ in
+                ControlNetResiduals(down: Array(inputs[controlStart..<(inputs.count - 1)]), mid: inputs[inputs.count - 1])
+            }
+            return [try network.forward(inputs[0], emb: emb, context: replayed, control: replayedControl, trace: nil, b)]
         }
         return outputs[0]
     }

@@ -17,8 +17,9 @@ struct UNetNetwork: Sendable {
     let downBlocks: [DownBlock2D]
     let midBlock: MidBlock?
     let upBlocks: [UpBlock2D]
-    let convNormOut: GroupNorm
-    let convOut: Conv2d
+    /// nil in an encoder-only network (a ControlNet's copy of the down and mid blocks).
+    let convNormOut: GroupNorm?
+    let convOut: Conv2d?
     let timeEmbeddingActivation: Activation?
     /// Width of the timestep sinusoid (`block_out_channels[0]`).
     let timestepInputDim: Int
@@ -30,9 +31,11 @@ struct UNetNetwork: Sendable {
 
     static let model = "UNet2DConditionModel"
 
-    init(config c: UNet2DConditionConfig, scope: ParameterScope) throws {
+    /// `encoderOnly`: conv_in, the embeddings, the down and mid blocks only (diffusers `ControlNetModel`
+    /// builds the same modules under the same names); `model` names the model in errors.
+    init(config c: UNet2DConditionConfig, scope: ParameterScope, encoderOnly: Bool = false, model: String = Self.model) throws {
         func unsupported(_ field: String, _ value: String) -> ModelError {
-            .unsupportedConfig(model: Self.model, field: field, value: value)
+            .unsupportedConfig(model: model, field: field, value: value)
         }
         func perLevel<T>(_ value: OneOrMany<T>, _ field: String, _ n: Int) throws -> [T] {
             guard let list = value.expanded(n) else { throw unsupported(field, "\(value) (needs \(n) entries, one per block)") }
@@ -40,7 +43,7 @@ struct UNetNetwork: Sendable {
         }
         let n = c.downBlockTypes.count
         guard n > 0 else { throw unsupported("down_block_types", "[]") }
-        guard c.upBlockTypes.count == n else { throw unsupported("up_block_types", "\(c.upBlockTypes) (needs \(n) entries)") }
+        guard encoderOnly || c.upBlockTypes.count == n else { throw unsupported("up_block_types", "\(c.upBlockTypes) (needs \(n) entries)") }
         guard c.blockOutChannels.count == n else { throw unsupported("block_out_channels", "\(c.blockOutChannels) (needs \(n) entries)") }
         // Values diffusers supports but that need modules this library does not have.
         if try perLevel(c.onlyCrossAttention, "only_cross_attention", n).contains(true) {
@@ -77,7 +80,7 @@ struct UNetNetwork: Sendable {
             depthsPerLevel = list
         }
         let hasNested = depthsPerLevel.contains { if case .many = $0 { return true } else { return false } }
-        if hasNested && c.reverseTransformerLayersPerBlock == nil {
+        if hasNested && c.reverseTransformerLayersPerBlock == nil && !encoderOnly {
             throw unsupported("reverse_transformer_layers_per_block", "null (required when transformer_layers_per_block is nested)")
         }
         func depths(_ value: OneOrMany<Int>, count: Int, field: String) throws -> [Int] {
@@ -163,7 +166,7 @@ struct UNetNetwork: Sendable {
         // Up blocks: the reversed lists, or the explicit reverse depths of asymmetric UNets.
         let reversedChannels = Array(c.blockOutChannels.reversed())
         let reverseDepths: [OneOrMany<Int>]
-        switch c.reverseTransformerLayersPerBlock {
+        switch encoderOnly ? nil : c.reverseTransformerLayersPerBlock {
         case nil: reverseDepths = depthsPerLevel.reversed()
         case let .many(list)?:
             guard list.count == n else { throw unsupported("reverse_transformer_layers_per_block", "\(list) (needs \(n) entries)") }
@@ -173,7 +176,7 @@ struct UNetNetwork: Sendable {
         }
         var upBlocks: [UpBlock2D] = []
         outputChannel = reversedChannels[0]
-        for (i, type) in c.upBlockTypes.enumerated() {
+        for (i, type) in (encoderOnly ? [] : c.upBlockTypes).enumerated() {
             let level = n - 1 - i
             let previousOutput = outputChannel
             outputChannel = reversedChannels[i]
@@ -201,8 +204,12 @@ struct UNetNetwork: Sendable {
         self.upBlocks = upBlocks
         sizeMultiple = 1 << (n - 1)
 
-        convNormOut = try GroupNorm(scope("conv_norm_out"), groups: groups, channels: c.blockOutChannels[0], epsilon: c.normEps)
-        convOut = try Conv2d(scope("conv_out"), in: c.blockOutChannels[0], out: c.outChannels, kernel: c.convOutKernel)
+        if encoderOnly {
+            (convNormOut, convOut) = (nil, nil)
+        } else {
+            convNormOut = try GroupNorm(scope("conv_norm_out"), groups: groups, channels: c.blockOutChannels[0], epsilon: c.normEps)
+            convOut = try Conv2d(scope("conv_out"), in: c.blockOutChannels[0], out: c.outChannels, kernel: c.convOutKernel)
+        }
     }
 
     /// Host-computed inputs of the embedding MLPs, uploaded in `dtype`: the timestep sinusoids
@@ -273,13 +280,40 @@ struct UNetNetwork: Sendable {
         return emb
     }
 
-    /// The UNet forward after the embedding: NHWC in, NHWC out.
-    func forward(_ sample: Tensor, emb: Tensor, context: CrossAttentionContext, trace: ForwardTrace?,
-                 _ b: any ComputeBackend) throws -> Tensor {
+    /// The UNet forward after the embedding: NHWC in, NHWC out. `control`: a ControlNet's residuals,
+    /// added to the skip connections and to the mid block's output (diffusers
+    /// `down_block_additional_residuals`, `mid_block_additional_residual`).
+    func forward(_ sample: Tensor, emb: Tensor, context: CrossAttentionContext, control: ControlNetResiduals? = nil,
+                 trace: ForwardTrace?, _ b: any ComputeBackend) throws -> Tensor {
+        guard let convNormOut, let convOut else {
+            throw ModelError.invalidInput(model: Self.model, argument: "network", message: "an encoder-only network has no output")
+        }
         let temb = try b.activation(emb, .silu)
         var h = centerInputSample ? try b.affine(sample, scale: 2, shift: -1) : sample
         h = try convIn(h, b)
         var skips = [h]
+        h = try downAndMid(h, temb: temb, context: context, skips: &skips, trace: trace, b)
+        if let control {
+            guard control.down.count == skips.count, zip(control.down, skips).allSatisfy({ $0.shape == $1.shape }),
+                  control.mid.shape == h.shape else {
+                throw ModelError.invalidInput(
+                    model: Self.model, argument: "controlResiduals",
+                    message: "expected \(skips.count) down residuals shaped \(skips.map(\.shape)) and a mid residual \(h.shape), got \(control.down.map(\.shape)) and \(control.mid.shape)")
+            }
+            skips = try zip(skips, control.down).map { try b.binary($0, $1, .add) }
+            h = try b.binary(h, control.mid, .add)
+        }
+        for (i, block) in upBlocks.enumerated() {
+            h = try block(h, temb: temb, context: context, skips: &skips, usesSkips: true, b)
+            trace?.record("up_blocks.\(i)", h)
+        }
+        return try convOut(convNormOut.silu(h, b), b)
+    }
+
+    /// The down blocks (their outputs appended to `skips`) and the mid block, from `h` after conv_in.
+    func downAndMid(_ x: Tensor, temb: Tensor, context: CrossAttentionContext, skips: inout [Tensor], trace: ForwardTrace?,
+                    _ b: any ComputeBackend) throws -> Tensor {
+        var h = x
         for (i, block) in downBlocks.enumerated() {
             h = try block(h, temb: temb, context: context, skips: &skips, b)
             trace?.record("down_blocks.\(i)", h)
@@ -290,11 +324,7 @@ struct UNetNetwork: Sendable {
         case nil: break
         }
         trace?.record("mid_block", h)
-        for (i, block) in upBlocks.enumerated() {
-            h = try block(h, temb: temb, context: context, skips: &skips, usesSkips: true, b)
-            trace?.record("up_blocks.\(i)", h)
-        }
-        return try convOut(convNormOut.silu(h, b), b)
+        return h
     }
 
     /// Every cross-attention layer, in the order the forward pass runs them.
