@@ -39,6 +39,11 @@ let generateUsage = """
       --negative-original-size WxH  --negative-crop-top-left X,Y  --negative-target-size WxH
       --init-image PNG [--strength F]   img2img (strength default 0.3)
       --mask PNG                   inpainting mask (white = repaint; strength default 0.9999)
+      --controlnet DIR             ControlNet folder (diffusers ControlNetModel, SDXL / SSD-1B) steering text-to-image
+      --control-image PNG          its control image (edges, depth, pose…), the output size
+      --control-scale F            controlnet_conditioning_scale (default 1)
+      --control-start F  --control-end F   the fraction of steps it applies to (default 0 and 1)
+      --guess-mode                 the ControlNet sees only the conditional half (residuals scaled 0.1 … 1)
       --vae-tiling                 decode (and encode) images larger than one tile in overlapping tiles, as
                                    diffusers' vae.enable_tiling() (VAE memory of one 1024² tile at any size)
       --vae-tile-size N            tile edge in pixels (default: the VAE's sample_size, 1024); implies --vae-tiling
@@ -118,14 +123,15 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
     if arguments.contains("--help") || arguments.contains("-h") { print(generateUsage); return 0 }
     do {
         let options = try OptionParser(
-            arguments, flags: ["--quiet", "--report-memory", "--report-backend", "--release-text-encoders", "--vae-tiling"],
+            arguments, flags: ["--quiet", "--report-memory", "--report-backend", "--release-text-encoders", "--vae-tiling", "--guess-mode"],
             options: ["--model", "--prompt", "--prompt-2", "--negative-prompt", "--negative-prompt-2", "--width",
                       "--height", "--steps", "--guidance", "--guidance-rescale", "--seed", "--images", "--scheduler",
                       "--backend", "--precision", "--variant", "--checkpoint", "--lora", "--clip-skip", "--original-size", "--crop-top-left",
                       "--target-size", "--negative-original-size", "--negative-crop-top-left",
                       "--negative-target-size", "--init-image", "--strength", "--mask", "--output", "--save-latents", "--repeat",
                       "--vae-tile-size",
-                      "--preview-decoder", "--preview-every", "--preview"])
+                      "--preview-decoder", "--preview-every", "--preview",
+                      "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end"])
         guard let model = options.string("--model") else { throw UsageError(description: "--model DIR is required") }
         guard let prompt = options.string("--prompt") else { throw UsageError(description: "--prompt TEXT is required") }
         var request = GenerationRequest(prompt: prompt)
@@ -178,6 +184,17 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             throw UsageError(description: "--mask and --strength need --init-image")
         }
 
+        let controlOptions = ["--control-scale", "--control-start", "--control-end"].filter { options.string($0) != nil }
+        if let controlPath = options.string("--control-image") {
+            guard options.string("--controlnet") != nil else { throw UsageError(description: "--control-image needs --controlnet") }
+            request.control = ControlInput(
+                image: try png("--control-image", controlPath), conditioningScale: try options.double("--control-scale") ?? 1,
+                guidanceStart: try options.double("--control-start") ?? 0, guidanceEnd: try options.double("--control-end") ?? 1,
+                guessMode: options.flags.contains("--guess-mode"))
+        } else if options.string("--controlnet") != nil || !controlOptions.isEmpty || options.flags.contains("--guess-mode") {
+            throw UsageError(description: "--controlnet, --control-scale, --control-start, --control-end and --guess-mode need --control-image")
+        }
+
         if let tileSize = try options.int("--vae-tile-size") {
             guard tileSize > 0 else { throw UsageError(description: "--vae-tile-size: \(tileSize) must be positive") }
             request.vaeTiling = VAETiling(tileSampleSize: tileSize)
@@ -201,6 +218,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         configuration.variant = options.string("--variant")
         configuration.singleFileCheckpoint = options.string("--checkpoint")
         configuration.previewDecoder = options.string("--preview-decoder")
+        configuration.controlNet = options.string("--controlnet")
         let previewPath = options.string("--preview")
         if configuration.previewDecoder != nil || previewPath != nil {
             guard configuration.previewDecoder != nil, previewPath != nil else {

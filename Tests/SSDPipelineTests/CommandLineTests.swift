@@ -53,6 +53,8 @@ import Testing
         (["--lora", "x.safetensors:inf"], "--lora x.safetensors:inf: the scale must be a finite number"),
         (["--preview-every", "2"], "--preview-every needs --preview-decoder and --preview"),
         (["--preview-decoder", "/tmp"], "--preview-decoder and --preview go together"),
+        (["--controlnet", "/tmp"], "--controlnet, --control-scale, --control-start, --control-end and --guess-mode need --control-image"),
+        (["--control-image", "/tmp/x.png"], "--control-image needs --controlnet"),
     ])
     func badArgumentsAreRefusedNamingTheFlag(_ c: ([String], String)) throws {
         guard let (status, output) = try Self.generate(c.0) else { return }
@@ -78,6 +80,21 @@ import Testing
 
     /// Two images and the latents: all three written (and named on stdout); with a folder in one
     /// file's place the run is refused before it starts, and nothing is written.
+    /// A ControlNet generation from the command line, and the pipeline's typed error for a control
+    /// image of the wrong size, naming the field.
+    @Test func controlNetFromTheCommandLine() throws {
+        let fixtures = Self.root + "/Tests/Fixtures/pipeline"
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let control = ["--controlnet", fixtures + "/tiny-controlnet", "--control-image", fixtures + "/control.png",
+                       "--control-scale", "0.7", "--control-end", "0.5"]
+        guard let (status, output) = try Self.generate(control + ["--output", folder + "/c.png"]) else { return }
+        #expect(status == 0, "\(output)")
+        #expect(FileManager.default.fileExists(atPath: folder + "/c.png"))
+        guard let (wrong, message) = try Self.generate(control + ["--width", "96", "--output", folder + "/w.png"]) else { return }
+        #expect(wrong != 0 && message.contains("control.image"), "\(message)")
+    }
+
     @Test func outputsAreAllWrittenOrNone() throws {
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: folder) }

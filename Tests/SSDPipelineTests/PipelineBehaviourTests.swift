@@ -191,6 +191,45 @@ struct PipelineBehaviourTests {
         await #expect(throws: PipelineError.self) { _ = try await Self.pipeline().generate(request) }
     }
 
+    /// The ControlNet steers the image (its parity with diffusers is in `PipelineParityTests`); scale 0
+    /// gives the plain generation bit for bit (diffusers adds zero residuals); bad control input and a
+    /// request for control without a ControlNet are typed errors naming the field.
+    @Test func controlNetSteersAndScaleZeroRemovesIt() async throws {
+        let fixtures = PipelineParityTests.fixtures
+        var configuration = PipelineConfiguration()
+        configuration.backend = .reference
+        configuration.controlNet = fixtures + "/tiny-controlnet"
+        let pipeline = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
+        let image = try RGBImage(pngData: FileIO.readAll(fixtures + "/control.png"))
+        let plain = try await pipeline.generateResult(Self.smallRequest())
+        var request = Self.smallRequest()
+        request.control = ControlInput(image: image, conditioningScale: 0)
+        let zero = try await pipeline.generateResult(request)
+        #expect(zero.latents.values == plain.latents.values)
+        request.control = ControlInput(image: image, conditioningScale: 0.5)
+        let steered = try await pipeline.generateResult(request)
+        #expect(PipelineParityTests.relativeError(steered.latents.values, plain.latents.values) > 1e-2)
+
+        func expectInvalid(_ name: String, on p: DiffusionPipeline, _ change: (inout GenerationRequest) throws -> Void) async throws {
+            var request = Self.smallRequest()
+            request.control = ControlInput(image: image)
+            try change(&request)
+            do {
+                _ = try await p.generate(request)
+                Issue.record("\(name): no error")
+            } catch PipelineError.invalidArgument(let field, _) {
+                #expect(field == name)
+            }
+        }
+        try await expectInvalid("control", on: try await Self.pipeline()) { _ in }
+        try await expectInvalid("control.image", on: pipeline) { $0.size = ImageSize(width: 96, height: 64) }
+        try await expectInvalid("control.guidanceStart", on: pipeline) { $0.control?.guidanceStart = 0.8; $0.control?.guidanceEnd = 0.5 }
+        try await expectInvalid("control.conditioningScale", on: pipeline) { $0.control?.conditioningScale = .infinity }
+        try await expectInvalid("control", on: pipeline) {
+            $0.initialImage = InitialImage(image: try RGBImage(pngData: FileIO.readAll(fixtures + "/init.png")))
+        }
+    }
+
     @Test func badRequestsGiveTypedErrors() async throws {
         let pipeline = try await Self.pipeline()
         func expectInvalid(_ name: String, _ change: (inout GenerationRequest) -> Void) async {
