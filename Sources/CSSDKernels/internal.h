@@ -59,6 +59,14 @@ static inline float ssd_epi_value(float acc, const ssd_epilogue *e, float *c, lo
     return v;
 }
 
+/* Keys row i of an online-softmax block keeps: all `cols`, or with a causal mask those up to its
+ * query (key index k0 + j ≤ q0 + i). */
+static inline long ssd_causal_valid(long i, long cols, int causal, long q0, long k0) {
+    long lim = q0 + i - k0 + 1;
+    if (!causal || lim >= cols) return cols;
+    return lim < 0 ? 0 : lim;
+}
+
 /* Math kernels per ISA (the portable ones use libm). */
 typedef struct ssd_math_table {
     void (*activation)(const float *, float *, long, int);

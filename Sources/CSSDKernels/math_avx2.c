@@ -194,11 +194,7 @@ SSD_T static void a_online_softmax(float *s, long rows, long cols, long cols_pad
                                    float *o, long ldo, long d, int causal, long q0, long k0) {
     for (long i = 0; i < rows; i++) {
         float *row = s + i * ldS;
-        long valid = cols;
-        if (causal) {
-            long lim = q0 + i - k0 + 1;
-            if (lim < valid) valid = lim < 0 ? 0 : lim;
-        }
+        long valid = ssd_causal_valid(i, cols, causal, q0, k0);
         for (long j = valid; j < cols_padded; j++) row[j] = 0;
         if (valid == 0) continue;
         float mx = row_max(row, valid, m[i]);

@@ -45,11 +45,7 @@ static void p_online_softmax(float *s, long rows, long cols, long cols_padded, l
                              float *o, long ldo, long d, int causal, long q0, long k0) {
     for (long i = 0; i < rows; i++) {
         float *row = s + i * ldS;
-        long valid = cols;
-        if (causal) {
-            long lim = q0 + i - k0 + 1;
-            if (lim < valid) valid = lim < 0 ? 0 : lim;
-        }
+        long valid = ssd_causal_valid(i, cols, causal, q0, k0);
         float mx = m[i];
         for (long j = 0; j < valid; j++) mx = row[j] > mx ? row[j] : mx;
         float sum = 0;
