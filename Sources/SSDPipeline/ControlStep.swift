@@ -1,40 +1,51 @@
 import SSDModels
 import SSDTensor
 
-/// The ControlNet's part of each denoising step (diffusers `StableDiffusionXLControlNetPipeline.__call__`):
-/// the control image prepared once (`prepare_image`: RGB in [0, 1], repeated per image and, with
-/// guidance outside guess mode, for both halves of the batch), which steps it applies to
-/// (`controlnet_keep`), and its residuals for the UNet.
+/// The ControlNets' part of each denoising step (diffusers `StableDiffusionXLControlNetPipeline.__call__`,
+/// with `MultiControlNetModel` for several): each control image prepared once (`prepare_image`: RGB in
+/// [0, 1], repeated per image and, with guidance outside guess mode, for both halves of the batch),
+/// which steps each applies to (`controlnet_keep`), and their residuals, summed, for the UNet.
 struct ControlStep {
-    let controlNet: ControlNetModel
-    let control: ControlInput
+    /// One ControlNet with its input and prepared control image.
+    struct Net {
+        let model: ControlNetModel
+        let input: ControlInput
+        let image: Tensor
+    }
+
+    let nets: [Net]
+    let guessMode: Bool
     let backend: any ComputeBackend
-    /// The ControlNet's inputs (the conditional half only in guess mode with guidance).
-    let image: Tensor
+    /// The ControlNets' text inputs (the conditional half only in guess mode with guidance).
     let hiddenStates: Tensor
     let pooled: Tensor
     let timeIDs: [Float]
-    /// Rows of the UNet batch, and of the ControlNet's (fewer in guess mode with guidance).
+    /// Rows of the UNet batch, and of the ControlNets' (fewer in guess mode with guidance).
     let unetRows: Int
     let rows: Int
     let inspect: ((String, [Float]) -> Void)?
     /// Whether the residuals of a call were handed to `inspect` yet.
     private let inspected = Flag()
 
-    /// nil when the request has no `control`.
+    /// nil when the request has no `controls`.
     init?(run: GenerationRun, conditioning: Conditioning) throws {
-        guard let control = run.request.control, let controlNet = run.models.controlNet else { return nil }
-        self.control = control
-        self.controlNet = controlNet
-        backend = run.backend
+        let controls = run.request.controls
+        guard !controls.isEmpty, controls.count == run.models.controlNets.count else { return nil }
+        let backend = run.backend
+        self.backend = backend
         inspect = run.inspect
+        guessMode = controls[0].guessMode
         unetRows = run.usesGuidance ? 2 * run.imageCount : run.imageCount
-        let conditionalOnly = control.guessMode && run.usesGuidance
-        rows = conditionalOnly ? run.imageCount : unetRows
-        let pixels = control.image.pixels.map { Float($0) / 255 }
-        image = try backend.upload(Array([[Float]](repeating: pixels, count: rows).joined()),
-                                   shape: [rows, control.image.height, control.image.width, 3],
-                                   as: backend.activationDType(for: .unet))
+        let conditionalOnly = guessMode && run.usesGuidance
+        let rows = conditionalOnly ? run.imageCount : unetRows
+        self.rows = rows
+        nets = try zip(run.models.controlNets, controls).map { model, input in
+            let pixels = input.image.pixels.map { Float($0) / 255 }
+            let image = try backend.upload(Array([[Float]](repeating: pixels, count: rows).joined()),
+                                           shape: [rows, input.image.height, input.image.width, 3],
+                                           as: backend.activationDType(for: .unet))
+            return Net(model: model, input: input, image: image)
+        }
         if conditionalOnly {
             let half = run.imageCount..<unetRows
             hiddenStates = try backend.slice(conditioning.hiddenStates, axis: 0, range: half)
@@ -46,23 +57,34 @@ struct ControlStep {
         }
     }
 
-    /// `controlnet_keep[i]`: 1 while step i of n lies inside [start, end], else 0.
-    func keep(_ i: Int, of n: Int) -> Bool {
-        !(Double(i) / Double(n) < control.guidanceStart || Double(i + 1) / Double(n) > control.guidanceEnd)
+    /// `controlnet_keep[i]` of one input: 1 while step i of n lies inside [start, end], else 0.
+    static func keep(_ input: ControlInput, step i: Int, of n: Int) -> Bool {
+        !(Double(i) / Double(n) < input.guidanceStart || Double(i + 1) / Double(n) > input.guidanceEnd)
     }
 
-    /// The residuals for the UNet call of step `stepIndex` on `sample` (the UNet's scaled input), or nil
-    /// where the step lies outside the guidance window or the scale is 0 (diffusers then adds zeros).
+    /// The summed residuals for the UNet call of step `stepIndex` on `sample` (the UNet's scaled input),
+    /// or nil where every ControlNet is outside its guidance window or at scale 0 (diffusers then runs
+    /// them and adds zeros: the same result).
     func residuals(sample: Tensor, timestep: Float, stepIndex: Int, stepCount: Int) throws -> ControlNetResiduals? {
-        let scale = Float(control.conditioningScale)
-        guard keep(stepIndex, of: stepCount), scale != 0 else { return nil }
         let input = rows == unetRows ? sample : try backend.slice(sample, axis: 0, range: (unetRows - rows)..<unetRows)
-        var out = try controlNet(
-            sample: input, timesteps: [Float](repeating: timestep, count: rows), encoderHiddenStates: hiddenStates,
-            controlImage: image, conditioningScale: scale, guessMode: control.guessMode, textEmbeds: pooled, timeIDs: timeIDs)
+        var sum: ControlNetResiduals?
+        for net in nets {
+            let scale = Float(net.input.conditioningScale)
+            guard Self.keep(net.input, step: stepIndex, of: stepCount), scale != 0 else { continue }
+            let out = try net.model(
+                sample: input, timesteps: [Float](repeating: timestep, count: rows), encoderHiddenStates: hiddenStates,
+                controlImage: net.image, conditioningScale: scale, guessMode: guessMode, textEmbeds: pooled, timeIDs: timeIDs)
+            if let previous = sum {
+                // MultiControlNetModel's order: the earlier nets' sum plus this one's.
+                sum = ControlNetResiduals(down: try zip(previous.down, out.down).map { try backend.binary($0, $1, .add) },
+                                          mid: try backend.binary(previous.mid, out.mid, .add))
+            } else {
+                sum = out
+            }
+        }
+        guard var out = sum else { return nil }
         if let inspect, inspected.set() {
-            let flat = try out.down.flatMap { try nchw($0) }
-            inspect("controlnet_down", flat)
+            inspect("controlnet_down", try out.down.flatMap { try nchw($0) })
             inspect("controlnet_mid", try nchw(out.mid))
         }
         if rows < unetRows {

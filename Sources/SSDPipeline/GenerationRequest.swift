@@ -45,7 +45,7 @@ public enum SchedulerChoice: Sendable {
 /// An image to start from (img2img) and, optionally, the mask of the region to repaint.
 /// A ControlNet's input for a generation (diffusers `StableDiffusionXLControlNetPipeline.__call__`'s
 /// `image`, `controlnet_conditioning_scale`, `control_guidance_start` / `_end`, `guess_mode`); the
-/// ControlNet itself is `PipelineConfiguration.controlNet`.
+/// ControlNet itself is the matching entry of `PipelineConfiguration.controlNets`.
 public struct ControlInput: Sendable {
     /// The control image (edges, depth, pose…): the request's size (it is not resized), read as RGB in
     /// [0, 1] (not normalised to [−1, 1]), the same for every image of the request.
@@ -156,9 +156,10 @@ public struct GenerationRequest: Sendable {
     /// Previews are made only for a progress handler or the `run` stream (`generate` has no one to show
     /// them to); a step's `seconds` and `backendPeakBytes` do not include its preview.
     public var previewInterval: Int = 0
-    /// Steers the generation with the pipeline's ControlNet (`PipelineConfiguration.controlNet`;
-    /// text-to-image only); nil: none.
-    public var control: ControlInput?
+    /// Steers the generation with the pipeline's ControlNets (`PipelineConfiguration.controlNets`), one
+    /// input per ControlNet in the same order (text-to-image only; all with the same `guessMode`);
+    /// empty: none.
+    public var controls: [ControlInput] = []
 
     /// A request with the model card's defaults.
     public init(prompt: String) {

@@ -54,15 +54,18 @@ struct GenerationRun {
             throw PipelineError.invalidArgument(
                 name: "previewDecoder", message: "has \(taesd.config.latentChannels) latent channels, the UNet \(models.unet.config.outChannels)")
         }
-        if request.control != nil {
-            guard let controlNet = models.controlNet else {
-                throw PipelineError.invalidArgument(name: "control", message: "needs PipelineConfiguration.controlNet (a ControlNet folder)")
+        if !request.controls.isEmpty {
+            guard request.controls.count == models.controlNets.count else {
+                throw PipelineError.invalidArgument(
+                    name: "controls", message: "\(request.controls.count) inputs for \(models.controlNets.count) ControlNets (PipelineConfiguration.controlNets)")
             }
+        }
+        for (i, controlNet) in models.controlNets.enumerated() where !request.controls.isEmpty {
             let factor = 1 << (controlNet.config.conditioningEmbeddingOutChannels.count - 1)
             let vaeFactor = 1 << (models.vae.config.blockOutChannels.count - 1)
             guard factor == vaeFactor, controlNet.config.conditioningChannels == 3 else {
                 throw PipelineError.invalidArgument(
-                    name: "controlNet", message: "embeds \(controlNet.config.conditioningChannels)-channel control images at 1/\(factor) scale; the VAE's latents are at 1/\(vaeFactor) and images have 3 channels")
+                    name: "controlNets[\(i)]", message: "embeds \(controlNet.config.conditioningChannels)-channel control images at 1/\(factor) scale; the VAE's latents are at 1/\(vaeFactor) and images have 3 channels")
             }
         }
         seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))

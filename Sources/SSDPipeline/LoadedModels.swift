@@ -9,8 +9,8 @@ final class LoadedModels {
     let vae: AutoencoderKL
     /// TAESD for step previews, if configured.
     let previewDecoder: AutoencoderTiny?
-    /// The ControlNet, if configured.
-    let controlNet: ControlNetModel?
+    /// The ControlNets, in the configuration's order.
+    let controlNets: [ControlNetModel]
     /// The single-file checkpoint the weights come from, if the configuration names one.
     private let checkpoint: SingleFileCheckpoint?
     /// The LoRAs fused into the weights (none: nil).
@@ -44,7 +44,7 @@ final class LoadedModels {
         previewDecoder = try configuration.previewDecoder.map {
             try AutoencoderTiny.load(componentDirectory: $0, backend: backend, variant: configuration.variant)
         }
-        controlNet = try configuration.controlNet.map {
+        controlNets = try configuration.controlNets.map {
             try ControlNetModel.load(componentDirectory: $0, backend: backend, variant: configuration.variant)
         }
         try reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)

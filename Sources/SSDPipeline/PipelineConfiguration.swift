@@ -81,9 +81,10 @@ public struct PipelineConfiguration: Sendable {
     /// A TAESD / TAESDXL folder (diffusers `AutoencoderTiny`, e.g. `madebyollin/taesdxl`) that decodes
     /// the step previews `GenerationRequest.previewInterval` asks for (nil: no previews).
     public var previewDecoder: String?
-    /// A ControlNet folder (diffusers `ControlNetModel`, e.g. `diffusers/controlnet-canny-sdxl-1.0`, or
-    /// one trained for SSD-1B) that `GenerationRequest.control` steers generations with (nil: none).
-    public var controlNet: String?
+    /// ControlNet folders (diffusers `ControlNetModel`, e.g. `diffusers/controlnet-canny-sdxl-1.0`, or
+    /// ones trained for SSD-1B) that `GenerationRequest.controls` steer generations with, one input per
+    /// ControlNet; several are summed (diffusers `MultiControlNetModel`). Empty: none.
+    public var controlNets: [String] = []
 
     /// Defaults: fastest backend at its usual precision (fp16 on CUDA, fp32 on CPUs), plain weight files.
     public init() {}

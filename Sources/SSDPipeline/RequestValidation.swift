@@ -51,16 +51,20 @@ enum RequestValidation {
             guard initial.image.width > 0, initial.image.height > 0 else { throw fail("initialImage", "is empty") }
             if let mask = initial.mask, mask.width == 0 || mask.height == 0 { throw fail("mask", "is empty") }
         }
-        if let control = request.control {
+        for (i, control) in request.controls.enumerated() {
+            let name = "controls[\(i)]"
             guard control.image.width == size.width, control.image.height == size.height else {
-                throw fail("control.image", "is \(control.image.width)×\(control.image.height), the request \(size) (control images are not resized)")
+                throw fail(name + ".image", "is \(control.image.width)×\(control.image.height), the request \(size) (control images are not resized)")
             }
-            guard control.conditioningScale.isFinite else { throw fail("control.conditioningScale", "\(control.conditioningScale) is not finite") }
+            guard control.conditioningScale.isFinite else { throw fail(name + ".conditioningScale", "\(control.conditioningScale) is not finite") }
             guard control.guidanceStart >= 0, control.guidanceStart < control.guidanceEnd, control.guidanceEnd <= 1 else {
-                throw fail("control.guidanceStart", "\(control.guidanceStart) … \(control.guidanceEnd) must satisfy 0 ≤ start < end ≤ 1")
+                throw fail(name + ".guidanceStart", "\(control.guidanceStart) … \(control.guidanceEnd) must satisfy 0 ≤ start < end ≤ 1")
+            }
+            guard control.guessMode == request.controls[0].guessMode else {
+                throw fail(name + ".guessMode", "every ControlNet input needs the same guess mode (diffusers' guess_mode is one flag)")
             }
             if request.initialImage != nil {
-                throw fail("control", "img2img and inpainting with a ControlNet are not supported (text-to-image only)")
+                throw fail("controls", "img2img and inpainting with a ControlNet are not supported (text-to-image only)")
             }
         }
         if let latents = request.initialLatents {

@@ -39,10 +39,12 @@ let generateUsage = """
       --negative-original-size WxH  --negative-crop-top-left X,Y  --negative-target-size WxH
       --init-image PNG [--strength F]   img2img (strength default 0.3)
       --mask PNG                   inpainting mask (white = repaint; strength default 0.9999)
-      --controlnet DIR             ControlNet folder (diffusers ControlNetModel, SDXL / SSD-1B) steering text-to-image
-      --control-image PNG          its control image (edges, depth, pose…), the output size
+      --controlnet DIR             ControlNet folder (diffusers ControlNetModel, SDXL / SSD-1B) steering text-to-image;
+                                   repeat for several (their residuals add up, diffusers' MultiControlNetModel)
+      --control-image PNG          its control image (edges, depth, pose…), the output size; one per --controlnet
       --control-scale F            controlnet_conditioning_scale (default 1)
       --control-start F  --control-end F   the fraction of steps it applies to (default 0 and 1)
+                                   (these three: once for all ControlNets, or once per ControlNet)
       --guess-mode                 the ControlNet sees only the conditional half (residuals scaled 0.1 … 1)
       --vae-tiling                 decode (and encode) images larger than one tile in overlapping tiles, as
                                    diffusers' vae.enable_tiling() (VAE memory of one 1024² tile at any size)
@@ -184,14 +186,30 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             throw UsageError(description: "--mask and --strength need --init-image")
         }
 
+        let controlNets = options.allValues["--controlnet"] ?? [], controlImages = options.allValues["--control-image"] ?? []
         let controlOptions = ["--control-scale", "--control-start", "--control-end"].filter { options.string($0) != nil }
-        if let controlPath = options.string("--control-image") {
-            guard options.string("--controlnet") != nil else { throw UsageError(description: "--control-image needs --controlnet") }
-            request.control = ControlInput(
-                image: try png("--control-image", controlPath), conditioningScale: try options.double("--control-scale") ?? 1,
-                guidanceStart: try options.double("--control-start") ?? 0, guidanceEnd: try options.double("--control-end") ?? 1,
-                guessMode: options.flags.contains("--guess-mode"))
-        } else if options.string("--controlnet") != nil || !controlOptions.isEmpty || options.flags.contains("--guess-mode") {
+        if !controlImages.isEmpty {
+            guard controlNets.count == controlImages.count else {
+                throw UsageError(description: "--control-image: \(controlImages.count) images for \(controlNets.count) --controlnet folders (one each)")
+            }
+            /// The i-th value of a flag given once for all ControlNets or once per ControlNet.
+            func perNet(_ flag: String, _ i: Int, default value: Double) throws -> Double {
+                let values = options.allValues[flag] ?? []
+                guard values.count <= 1 || values.count == controlNets.count else {
+                    throw UsageError(description: "\(flag): give it once or once per --controlnet (\(controlNets.count))")
+                }
+                guard let text = values.count == 1 ? values[0] : values.isEmpty ? nil : values[i] else { return value }
+                guard let number = Double(text), number.isFinite else { throw UsageError(description: "\(flag): \(text) must be a finite number") }
+                return number
+            }
+            let settings = try controlImages.indices.map { i in
+                (try perNet("--control-scale", i, default: 1), try perNet("--control-start", i, default: 0), try perNet("--control-end", i, default: 1))
+            }
+            request.controls = try zip(controlImages, settings).map { path, setting in
+                ControlInput(image: try png("--control-image", path), conditioningScale: setting.0, guidanceStart: setting.1,
+                             guidanceEnd: setting.2, guessMode: options.flags.contains("--guess-mode"))
+            }
+        } else if !controlNets.isEmpty || !controlOptions.isEmpty || options.flags.contains("--guess-mode") {
             throw UsageError(description: "--controlnet, --control-scale, --control-start, --control-end and --guess-mode need --control-image")
         }
 
@@ -218,7 +236,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         configuration.variant = options.string("--variant")
         configuration.singleFileCheckpoint = options.string("--checkpoint")
         configuration.previewDecoder = options.string("--preview-decoder")
-        configuration.controlNet = options.string("--controlnet")
+        configuration.controlNets = controlNets
         let previewPath = options.string("--preview")
         if configuration.previewDecoder != nil || previewPath != nil {
             guard configuration.previewDecoder != nil, previewPath != nil else {

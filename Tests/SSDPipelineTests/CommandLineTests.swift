@@ -54,7 +54,9 @@ import Testing
         (["--preview-every", "2"], "--preview-every needs --preview-decoder and --preview"),
         (["--preview-decoder", "/tmp"], "--preview-decoder and --preview go together"),
         (["--controlnet", "/tmp"], "--controlnet, --control-scale, --control-start, --control-end and --guess-mode need --control-image"),
-        (["--control-image", "/tmp/x.png"], "--control-image needs --controlnet"),
+        (["--control-image", "/tmp/x.png"], "--control-image: 1 images for 0 --controlnet folders (one each)"),
+        (["--controlnet", "a", "--control-image", "/tmp/x.png", "--control-scale", "1", "--control-scale", "2"],
+         "--control-scale: give it once or once per --controlnet (1)"),
     ])
     func badArgumentsAreRefusedNamingTheFlag(_ c: ([String], String)) throws {
         guard let (status, output) = try Self.generate(c.0) else { return }
@@ -92,7 +94,7 @@ import Testing
         #expect(status == 0, "\(output)")
         #expect(FileManager.default.fileExists(atPath: folder + "/c.png"))
         guard let (wrong, message) = try Self.generate(control + ["--width", "96", "--output", folder + "/w.png"]) else { return }
-        #expect(wrong != 0 && message.contains("control.image"), "\(message)")
+        #expect(wrong != 0 && message.contains("controls[0].image"), "\(message)")
     }
 
     @Test func outputsAreAllWrittenOrNone() throws {

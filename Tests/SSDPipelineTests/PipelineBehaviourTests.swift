@@ -198,21 +198,21 @@ struct PipelineBehaviourTests {
         let fixtures = PipelineParityTests.fixtures
         var configuration = PipelineConfiguration()
         configuration.backend = .reference
-        configuration.controlNet = fixtures + "/tiny-controlnet"
+        configuration.controlNets = [fixtures + "/tiny-controlnet"]
         let pipeline = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
         let image = try RGBImage(pngData: FileIO.readAll(fixtures + "/control.png"))
         let plain = try await pipeline.generateResult(Self.smallRequest())
         var request = Self.smallRequest()
-        request.control = ControlInput(image: image, conditioningScale: 0)
+        request.controls = [ControlInput(image: image, conditioningScale: 0)]
         let zero = try await pipeline.generateResult(request)
         #expect(zero.latents.values == plain.latents.values)
-        request.control = ControlInput(image: image, conditioningScale: 0.5)
+        request.controls = [ControlInput(image: image, conditioningScale: 0.5)]
         let steered = try await pipeline.generateResult(request)
         #expect(PipelineParityTests.relativeError(steered.latents.values, plain.latents.values) > 1e-2)
 
         func expectInvalid(_ name: String, on p: DiffusionPipeline, _ change: (inout GenerationRequest) throws -> Void) async throws {
             var request = Self.smallRequest()
-            request.control = ControlInput(image: image)
+            request.controls = [ControlInput(image: image)]
             try change(&request)
             do {
                 _ = try await p.generate(request)
@@ -221,11 +221,17 @@ struct PipelineBehaviourTests {
                 #expect(field == name)
             }
         }
-        try await expectInvalid("control", on: try await Self.pipeline()) { _ in }
-        try await expectInvalid("control.image", on: pipeline) { $0.size = ImageSize(width: 96, height: 64) }
-        try await expectInvalid("control.guidanceStart", on: pipeline) { $0.control?.guidanceStart = 0.8; $0.control?.guidanceEnd = 0.5 }
-        try await expectInvalid("control.conditioningScale", on: pipeline) { $0.control?.conditioningScale = .infinity }
-        try await expectInvalid("control", on: pipeline) {
+        try await expectInvalid("controls", on: try await Self.pipeline()) { _ in }
+        try await expectInvalid("controls", on: pipeline) { $0.controls.append($0.controls[0]) }
+        try await expectInvalid("controls[0].image", on: pipeline) { $0.size = ImageSize(width: 96, height: 64) }
+        try await expectInvalid("controls[0].guidanceStart", on: pipeline) { $0.controls[0].guidanceStart = 0.8; $0.controls[0].guidanceEnd = 0.5 }
+        try await expectInvalid("controls[0].conditioningScale", on: pipeline) { $0.controls[0].conditioningScale = .infinity }
+        try await expectInvalid("controls[1].guessMode", on: pipeline) {
+            var second = $0.controls[0]
+            second.guessMode = true
+            $0.controls.append(second)
+        }
+        try await expectInvalid("controls", on: pipeline) {
             $0.initialImage = InitialImage(image: try RGBImage(pngData: FileIO.readAll(fixtures + "/init.png")))
         }
     }

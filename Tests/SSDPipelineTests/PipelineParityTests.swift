@@ -44,6 +44,12 @@ struct PipelineParityTests {
         var guess_mode: Bool?
         var control_guidance_start: Double?
         var control_guidance_end: Double?
+        /// A second ControlNet (MultiControlNetModel): folder, image, scale, window.
+        var controlnet_2: String?
+        var control_image_2: String?
+        var controlnet_scale_2: Double?
+        var control_guidance_start_2: Double?
+        var control_guidance_end_2: Double?
         var testDescription: String { name }
     }
 
@@ -76,9 +82,14 @@ struct PipelineParityTests {
         r.negativeTargetSize = size(c.negative_target_size)
         if c.vae_tiling == true { r.vaeTiling = VAETiling() }
         if let controlImage = c.control_image {
-            r.control = ControlInput(image: try RGBImage(pngData: FileIO.readAll(fixtures + "/" + controlImage)),
-                                     conditioningScale: c.controlnet_scale ?? 1, guidanceStart: c.control_guidance_start ?? 0,
-                                     guidanceEnd: c.control_guidance_end ?? 1, guessMode: c.guess_mode ?? false)
+            r.controls = [ControlInput(image: try RGBImage(pngData: FileIO.readAll(fixtures + "/" + controlImage)),
+                                       conditioningScale: c.controlnet_scale ?? 1, guidanceStart: c.control_guidance_start ?? 0,
+                                       guidanceEnd: c.control_guidance_end ?? 1, guessMode: c.guess_mode ?? false)]
+        }
+        if let controlImage = c.control_image_2 {
+            r.controls.append(ControlInput(image: try RGBImage(pngData: FileIO.readAll(fixtures + "/" + controlImage)),
+                                           conditioningScale: c.controlnet_scale_2 ?? 1, guidanceStart: c.control_guidance_start_2 ?? 0,
+                                           guidanceEnd: c.control_guidance_end_2 ?? 1, guessMode: c.guess_mode ?? false))
         }
         if let initImage = c.init_image {
             let image = try RGBImage(pngData: FileIO.readAll(fixtures + "/" + initImage))
@@ -141,7 +152,8 @@ struct PipelineParityTests {
         configuration.backend = backend
         configuration.precision = precision
         configuration.singleFileCheckpoint = singleFileCheckpoint
-        if c.control_image != nil { configuration.controlNet = Self.fixtures + "/tiny-controlnet" }
+        if c.control_image != nil { configuration.controlNets = [Self.fixtures + "/tiny-controlnet"] }
+        if let second = c.controlnet_2 { configuration.controlNets.append(Self.fixtures + "/" + second) }
         if let lora = c.lora { configuration.loras = [LoRAWeights(path: Self.fixtures + "/" + lora, scale: c.lora_scale ?? 1)] }
         let pipeline = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
         let recorder = Recorder()
