@@ -26,6 +26,8 @@ struct ControlStep {
     let inspect: ((String, [Float]) -> Void)?
     /// Whether the residuals of a call were handed to `inspect` yet.
     private let inspected = Flag()
+    /// Guess mode with guidance: the unconditional half's zero residuals, made at the first call.
+    private let zeros = ZeroResiduals()
 
     /// nil when the request has no `controls`.
     init?(run: GenerationRun, conditioning: Conditioning) throws {
@@ -39,10 +41,11 @@ struct ControlStep {
         let conditionalOnly = guessMode && run.usesGuidance
         let rows = conditionalOnly ? run.imageCount : unetRows
         self.rows = rows
+        let size = run.request.size
         nets = try zip(run.models.controlNets, controls).map { model, input in
-            let pixels = input.image.pixels.map { Float($0) / 255 }
+            let pixels = try ImageProcessing.resized(input.image, to: size).pixels.map { Float($0) / 255 }
             let image = try backend.upload(Array([[Float]](repeating: pixels, count: rows).joined()),
-                                           shape: [rows, input.image.height, input.image.width, 3],
+                                           shape: [rows, size.height, size.width, 3],
                                            as: backend.activationDType(for: .unet))
             return Net(model: model, input: input, image: image)
         }
@@ -89,14 +92,29 @@ struct ControlStep {
         }
         if rows < unetRows {
             // Guess mode: no residuals for the unconditional half.
-            func padded(_ t: Tensor) throws -> Tensor { try backend.concat([backend.affine(t, scale: 0, shift: 0), t], axis: 0) }
-            out = ControlNetResiduals(down: try out.down.map(padded), mid: try padded(out.mid))
+            let zero = try zeros.like(out, backend)
+            out = ControlNetResiduals(down: try zip(zero.down, out.down).map { try backend.concat([$0, $1], axis: 0) },
+                                      mid: try backend.concat([zero.mid, out.mid], axis: 0))
         }
         return out
     }
 
     private func nchw(_ t: Tensor) throws -> [Float] {
         Layout.nhwcToNCHW(try backend.download(t), t.shape[0], t.shape[3], t.shape[1], t.shape[2])
+    }
+}
+
+/// Zero tensors shaped like a set of residuals (diffusers' `torch.zeros_like`: zeros even where a residual
+/// is not finite), uploaded once per generation.
+private final class ZeroResiduals {
+    private var made: ControlNetResiduals?
+
+    func like(_ r: ControlNetResiduals, _ backend: any ComputeBackend) throws -> ControlNetResiduals {
+        if let made, made.mid.shape == r.mid.shape { return made }
+        func zero(_ t: Tensor) throws -> Tensor { try backend.upload([Float](repeating: 0, count: t.count), shape: t.shape, as: t.dtype) }
+        let result = ControlNetResiduals(down: try r.down.map(zero), mid: try zero(r.mid))
+        made = result
+        return result
     }
 }
 

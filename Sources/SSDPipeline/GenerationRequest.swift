@@ -47,8 +47,9 @@ public enum SchedulerChoice: Sendable {
 /// `image`, `controlnet_conditioning_scale`, `control_guidance_start` / `_end`, `guess_mode`); the
 /// ControlNet itself is the matching entry of `PipelineConfiguration.controlNets`.
 public struct ControlInput: Sendable {
-    /// The control image (edges, depth, pose…): the request's size (it is not resized), read as RGB in
-    /// [0, 1] (not normalised to [−1, 1]), the same for every image of the request.
+    /// The control image (edges, depth, pose…), read as RGB in [0, 1] (not normalised to [−1, 1]), the
+    /// same for every image of the request; another size than the request's is resized bilinearly
+    /// (diffusers resizes with PIL's Lanczos: parity is promised at equal sizes).
     public var image: RGBImage
     /// Multiplies the ControlNet's residuals (`controlnet_conditioning_scale`, 1 by default).
     public var conditioningScale: Double = 1

@@ -61,6 +61,9 @@ struct GenerationRun {
             }
         }
         for (i, controlNet) in models.controlNets.enumerated() where !request.controls.isEmpty {
+            if let mismatch = controlNet.mismatch(with: models.unet) {
+                throw PipelineError.invalidArgument(name: "controlNets[\(i)]", message: "does not fit this UNet: \(mismatch)")
+            }
             let factor = 1 << (controlNet.config.conditioningEmbeddingOutChannels.count - 1)
             let vaeFactor = 1 << (models.vae.config.blockOutChannels.count - 1)
             guard factor == vaeFactor, controlNet.config.conditioningChannels == 3 else {

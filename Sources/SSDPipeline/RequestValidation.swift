@@ -53,9 +53,7 @@ enum RequestValidation {
         }
         for (i, control) in request.controls.enumerated() {
             let name = "controls[\(i)]"
-            guard control.image.width == size.width, control.image.height == size.height else {
-                throw fail(name + ".image", "is \(control.image.width)×\(control.image.height), the request \(size) (control images are not resized)")
-            }
+            guard control.image.width > 0, control.image.height > 0 else { throw fail(name + ".image", "is empty") }
             guard control.conditioningScale.isFinite else { throw fail(name + ".conditioningScale", "\(control.conditioningScale) is not finite") }
             guard control.guidanceStart >= 0, control.guidanceStart < control.guidanceEnd, control.guidanceEnd <= 1 else {
                 throw fail(name + ".guidanceStart", "\(control.guidanceStart) … \(control.guidanceEnd) must satisfy 0 ≤ start < end ≤ 1")

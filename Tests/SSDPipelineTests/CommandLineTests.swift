@@ -82,8 +82,8 @@ import Testing
 
     /// Two images and the latents: all three written (and named on stdout); with a folder in one
     /// file's place the run is refused before it starts, and nothing is written.
-    /// A ControlNet generation from the command line, and the pipeline's typed error for a control
-    /// image of the wrong size, naming the field.
+    /// A ControlNet generation from the command line (also with a control image of another size, which
+    /// is resized), and the pipeline's typed error for a request whose inputs do not match its ControlNets.
     @Test func controlNetFromTheCommandLine() throws {
         let fixtures = Self.root + "/Tests/Fixtures/pipeline"
         let folder = try Self.folder()
@@ -93,8 +93,13 @@ import Testing
         guard let (status, output) = try Self.generate(control + ["--output", folder + "/c.png"]) else { return }
         #expect(status == 0, "\(output)")
         #expect(FileManager.default.fileExists(atPath: folder + "/c.png"))
-        guard let (wrong, message) = try Self.generate(control + ["--width", "96", "--output", folder + "/w.png"]) else { return }
-        #expect(wrong != 0 && message.contains("controls[0].image"), "\(message)")
+        guard let (resized, log) = try Self.generate(control + ["--width", "96", "--output", folder + "/w.png"]) else { return }
+        #expect(resized == 0, "\(log)")
+        let twoNets = ["--controlnet", fixtures + "/tiny-controlnet", "--controlnet", fixtures + "/tiny-controlnet-2",
+                       "--control-image", fixtures + "/control.png", "--control-image", fixtures + "/init.png",
+                       "--control-scale", "0.5", "--control-start", "0", "--control-start", "0.5", "--output", folder + "/m.png"]
+        guard let (multi, multiLog) = try Self.generate(twoNets) else { return }
+        #expect(multi == 0 && FileManager.default.fileExists(atPath: folder + "/m.png"), "\(multiLog)")
     }
 
     @Test func outputsAreAllWrittenOrNone() throws {

@@ -209,6 +209,15 @@ struct PipelineBehaviourTests {
         request.controls = [ControlInput(image: image, conditioningScale: 0.5)]
         let steered = try await pipeline.generateResult(request)
         #expect(PipelineParityTests.relativeError(steered.latents.values, plain.latents.values) > 1e-2)
+        // The tiny ControlNets fit the tiny UNet; a control image of another size is resized.
+        let unet = try UNet2DConditionModel.load(componentDirectory: Self.folder + "/unet", backend: ReferenceBackend())
+        for name in ["tiny-controlnet", "tiny-controlnet-2"] {
+            let net = try ControlNetModel.load(componentDirectory: fixtures + "/" + name, backend: ReferenceBackend())
+            #expect(net.mismatch(with: unet) == nil)
+        }
+        request.size = ImageSize(width: 96, height: 64)
+        let resized = try await pipeline.generateResult(request)
+        #expect(resized.latents.shape == [1, 4, 8, 12])
 
         func expectInvalid(_ name: String, on p: DiffusionPipeline, _ change: (inout GenerationRequest) throws -> Void) async throws {
             var request = Self.smallRequest()
@@ -223,7 +232,6 @@ struct PipelineBehaviourTests {
         }
         try await expectInvalid("controls", on: try await Self.pipeline()) { _ in }
         try await expectInvalid("controls", on: pipeline) { $0.controls.append($0.controls[0]) }
-        try await expectInvalid("controls[0].image", on: pipeline) { $0.size = ImageSize(width: 96, height: 64) }
         try await expectInvalid("controls[0].guidanceStart", on: pipeline) { $0.controls[0].guidanceStart = 0.8; $0.controls[0].guidanceEnd = 0.5 }
         try await expectInvalid("controls[0].conditioningScale", on: pipeline) { $0.controls[0].conditioningScale = .infinity }
         try await expectInvalid("controls[1].guessMode", on: pipeline) {

@@ -100,6 +100,9 @@ public final class ControlNetModel: Sendable {
         guard !config.conditioningEmbeddingOutChannels.isEmpty else {
             throw ModelError.unsupportedConfig(model: Self.model, field: "conditioning_embedding_out_channels", value: "[]")
         }
+        guard c.midBlockType != nil else {
+            throw ModelError.unsupportedConfig(model: Self.model, field: "mid_block_type", value: "null (diffusers' ControlNetModel needs a mid block)")
+        }
         guard c.convInKernel == 3 else {
             throw ModelError.unsupportedConfig(model: Self.model, field: "conv_in_kernel", value: "\(c.convInKernel) (ControlNetModel uses 3)")
         }
@@ -111,17 +114,31 @@ public final class ControlNetModel: Sendable {
             root("controlnet_cond_embedding"), conditioningChannels: config.conditioningChannels,
             widths: config.conditioningEmbeddingOutChannels, outChannels: first)
         // One per skip: conv_in's output, each resnet of each down block, each downsampler.
-        var widths = [first]
-        for (i, block) in network.downBlocks.enumerated() {
-            widths += Array(repeating: c.blockOutChannels[i], count: block.resnets.count)
-            if block.downsampler != nil { widths.append(c.blockOutChannels[i]) }
-        }
-        downBlocks = try widths.enumerated().map { i, w in try Conv2d(root("controlnet_down_blocks", i), in: w, out: w, kernel: 1) }
+        downBlocks = try network.skipChannels.enumerated().map { i, w in try Conv2d(root("controlnet_down_blocks", i), in: w, out: w, kernel: 1) }
         let last = c.blockOutChannels[c.blockOutChannels.count - 1]
         midBlock = try Conv2d(root("controlnet_mid_block"), in: last, out: last, kernel: 1)
         try loader.finish()
         self.config = config
         self.backend = backend
+    }
+
+    /// Whether its residuals fit `unet` and it reads the same conditioning: the same skip connections
+    /// (channels, in order), latent channels, cross-attention width and `text_time` inputs; nil if so,
+    /// else what differs (diffusers fails inside the UNet with a shape error).
+    public func mismatch(with unet: UNet2DConditionModel) -> String? {
+        let mine = config.unet, theirs = unet.config
+        if network.skipChannels != unet.network.skipChannels {
+            return "skip connections of \(network.skipChannels) channels, the UNet's \(unet.network.skipChannels)"
+        }
+        if mine.inChannels != theirs.inChannels { return "in_channels \(mine.inChannels), the UNet's \(theirs.inChannels)" }
+        if mine.crossAttentionDim != theirs.crossAttentionDim {
+            return "cross_attention_dim \(mine.crossAttentionDim), the UNet's \(theirs.crossAttentionDim)"
+        }
+        if mine.additionEmbedType != theirs.additionEmbedType || mine.additionTimeEmbedDim != theirs.additionTimeEmbedDim
+            || mine.projectionClassEmbeddingsInputDim != theirs.projectionClassEmbeddingsInputDim {
+            return "added conditioning \(mine.additionEmbedType ?? "none") (\(mine.additionTimeEmbedDim ?? 0), \(mine.projectionClassEmbeddingsInputDim ?? 0)), the UNet's \(theirs.additionEmbedType ?? "none") (\(theirs.additionTimeEmbedDim ?? 0), \(theirs.projectionClassEmbeddingsInputDim ?? 0))"
+        }
+        return nil
     }
 
     /// Loads `config.json` and `diffusion_pytorch_model[.variant].safetensors` from a ControlNet folder
@@ -159,8 +176,11 @@ public final class ControlNetModel: Sendable {
             throw ModelError.invalidInput(model: Self.model, argument: "sample",
                                           message: "latent size \(sample.shape[1])×\(sample.shape[2]) must be a multiple of \(network.sizeMultiple)")
         }
-        guard encoderHiddenStates.rank == 3, encoderHiddenStates.shape[0] == batch else {
-            throw ModelError.invalidInput(model: Self.model, argument: "encoderHiddenStates", message: "expected [\(batch), T, D], got \(encoderHiddenStates.shape)")
+        let crossDims: [Int]
+        switch c.crossAttentionDim { case let .one(d): crossDims = [d]; case let .many(list): crossDims = list }
+        guard encoderHiddenStates.rank == 3, encoderHiddenStates.shape[0] == batch, crossDims.contains(encoderHiddenStates.shape[2]) else {
+            throw ModelError.invalidInput(model: Self.model, argument: "encoderHiddenStates",
+                                          message: "expected [\(batch), T, \(crossDims[0])] (cross_attention_dim), got \(encoderHiddenStates.shape)")
         }
         let steps: [Float]
         switch timesteps.count {
@@ -173,8 +193,8 @@ public final class ControlNetModel: Sendable {
         func converted(_ t: Tensor) throws -> Tensor { t.dtype == dtype ? t : try b.convert(t, to: dtype) }
         var image = try converted(controlImage)
         if config.conditioningChannelOrder == "bgr" {
-            let channels = (0..<config.conditioningChannels).reversed().map { try? b.slice(image, axis: 3, range: $0..<($0 + 1)) }
-            image = try b.concat(channels.compactMap { $0 }, axis: 3)
+            let channels = try (0..<config.conditioningChannels).reversed().map { try b.slice(image, axis: 3, range: $0..<($0 + 1)) }
+            image = try b.concat(channels, axis: 3)
         }
         let inputs = try network.embeddingInputs(timesteps: steps, textEmbeds: textEmbeds, timeIDs: timeIDs, timestepCond: nil,
                                                  condDim: nil, dtype: dtype, b)

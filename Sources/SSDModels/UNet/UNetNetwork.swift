@@ -28,6 +28,20 @@ struct UNetNetwork: Sendable {
     let centerInputSample: Bool
     /// Latent height and width must be multiples of this (`2^num_upsamplers`).
     let sizeMultiple: Int
+    /// The model's name in errors (`UNet2DConditionModel`, or `ControlNetModel` for its encoder).
+    let modelName: String
+
+    /// Channels of each skip connection of the down pass, in order: conv_in's output, each resnet's,
+    /// each downsampler's (diffusers `down_block_res_samples`).
+    var skipChannels: [Int] {
+        var widths = [convIn.weight.shape[0]]
+        for block in downBlocks {
+            let width = block.resnets.last.map { $0.conv2.weight.shape[0] } ?? widths[widths.count - 1]
+            widths += Array(repeating: width, count: block.resnets.count)
+            if block.downsampler != nil { widths.append(width) }
+        }
+        return widths
+    }
 
     static let model = "UNet2DConditionModel"
 
@@ -41,6 +55,7 @@ struct UNetNetwork: Sendable {
             guard let list = value.expanded(n) else { throw unsupported(field, "\(value) (needs \(n) entries, one per block)") }
             return list
         }
+        modelName = model
         let n = c.downBlockTypes.count
         guard n > 0 else { throw unsupported("down_block_types", "[]") }
         guard encoderOnly || c.upBlockTypes.count == n else { throw unsupported("up_block_types", "\(c.upBlockTypes) (needs \(n) entries)") }
@@ -49,7 +64,9 @@ struct UNetNetwork: Sendable {
         if try perLevel(c.onlyCrossAttention, "only_cross_attention", n).contains(true) {
             throw unsupported("only_cross_attention", "\(c.onlyCrossAttention)")
         }
-        if let heads = c.numAttentionHeads { throw unsupported("num_attention_heads", "\(heads) (diffusers rejects it too; use attention_head_dim)") }
+        if let heads = c.numAttentionHeads, !encoderOnly {
+            throw unsupported("num_attention_heads", "\(heads) (diffusers rejects it too; use attention_head_dim)")
+        }
         if c.dualCrossAttention { throw unsupported("dual_cross_attention", "true") }
         if let v = c.classEmbedType { throw unsupported("class_embed_type", "\"\(v)\"") }
         if let v = c.numClassEmbeds { throw unsupported("num_class_embeds", "\(v)") }
@@ -69,7 +86,10 @@ struct UNetNetwork: Sendable {
             throw unsupported("block_out_channels", "\(c.blockOutChannels) (entry \(i) is not a multiple of norm_num_groups \(groups))")
         }
 
-        let heads = try perLevel(c.attentionHeadDim, "attention_head_dim", n)
+        // (ControlNetModel takes `num_attention_heads or attention_head_dim`: both name the head count.)
+        let heads = encoderOnly && c.numAttentionHeads != nil
+            ? try perLevel(c.numAttentionHeads ?? c.attentionHeadDim, "num_attention_heads", n)
+            : try perLevel(c.attentionHeadDim, "attention_head_dim", n)
         let crossDims = try perLevel(c.crossAttentionDim, "cross_attention_dim", n)
         let layers = try perLevel(c.layersPerBlock, "layers_per_block", n)
         let depthsPerLevel: [OneOrMany<Int>]
@@ -246,21 +266,21 @@ struct UNetNetwork: Sendable {
         var condition: Tensor?
         if let condDim {
             guard let timestepCond, timestepCond.count == batch * condDim else {
-                throw ModelError.invalidInput(model: Self.model, argument: "timestepCond",
+                throw ModelError.invalidInput(model: modelName, argument: "timestepCond",
                                               message: "needs \(batch) × \(condDim) values (time_cond_proj_dim)")
             }
             condition = try b.upload(timestepCond, shape: [batch, condDim], as: dtype)
         }
         guard let addEmbedding else { return EmbeddingInputs(timestep: timestep, added: nil, condition: condition) }
         guard let textEmbeds, let timeIDs else {
-            throw ModelError.invalidInput(model: Self.model, argument: "textEmbeds",
+            throw ModelError.invalidInput(model: modelName, argument: "textEmbeds",
                                           message: "text_time conditioning needs textEmbeds and timeIDs")
         }
         let features = addEmbedding.linear1.weight.shape[1]
         guard textEmbeds.rank == 2, textEmbeds.shape[0] == batch, timeIDs.count % batch == 0,
               textEmbeds.shape[1] + timeIDs.count / batch * addTimeEmbedDim == features
         else {
-            throw ModelError.invalidInput(model: Self.model, argument: "textEmbeds/timeIDs",
+            throw ModelError.invalidInput(model: modelName, argument: "textEmbeds/timeIDs",
                                           message: "text embeds \(textEmbeds.shape) and \(timeIDs.count) time ids do not give \(features) features for batch \(batch)")
         }
         let timeFeatures = timestepSinusoids(timeIDs, dim: addTimeEmbedDim, flipSinToCos: flipSinToCos, downscaleFreqShift: freqShift)
