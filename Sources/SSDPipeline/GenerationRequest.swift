@@ -158,8 +158,8 @@ public struct GenerationRequest: Sendable {
     /// them to); a step's `seconds` and `backendPeakBytes` do not include its preview.
     public var previewInterval: Int = 0
     /// Steers the generation with the pipeline's ControlNets (`PipelineConfiguration.controlNets`), one
-    /// input per ControlNet in the same order (text-to-image only; all with the same `guessMode`);
-    /// empty: none.
+    /// input per ControlNet in the same order (text-to-image and img2img, not inpainting; all with the
+    /// same `guessMode`); empty: none.
     public var controls: [ControlInput] = []
 
     /// A request with the model card's defaults.

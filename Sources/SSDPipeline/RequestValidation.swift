@@ -61,8 +61,8 @@ enum RequestValidation {
             guard control.guessMode == request.controls[0].guessMode else {
                 throw fail(name + ".guessMode", "every ControlNet input needs the same guess mode (diffusers' guess_mode is one flag)")
             }
-            if request.initialImage != nil {
-                throw fail("controls", "img2img and inpainting with a ControlNet are not supported (text-to-image only)")
+            if request.initialImage?.mask != nil {
+                throw fail("controls", "inpainting with a ControlNet is not supported (text-to-image and img2img are)")
             }
         }
         if let latents = request.initialLatents {

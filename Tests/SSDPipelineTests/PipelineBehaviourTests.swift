@@ -240,7 +240,8 @@ struct PipelineBehaviourTests {
             $0.controls.append(second)
         }
         try await expectInvalid("controls", on: pipeline) {
-            $0.initialImage = InitialImage(image: try RGBImage(pngData: FileIO.readAll(fixtures + "/init.png")))
+            let image = try RGBImage(pngData: FileIO.readAll(fixtures + "/init.png"))
+            $0.initialImage = InitialImage(image: image, mask: image)
         }
     }
 
