@@ -60,6 +60,27 @@ struct ControlStep {
         }
     }
 
+    /// Checks, before any work, that the request has one input per ControlNet and that each ControlNet
+    /// fits the UNet (`ControlNetModel.mismatch`) and embeds 3-channel images at the VAE's scale.
+    static func validate(_ request: GenerationRequest, models: LoadedModels) throws {
+        guard !request.controls.isEmpty else { return }
+        guard request.controls.count == models.controlNets.count else {
+            throw PipelineError.invalidArgument(
+                name: "controls", message: "\(request.controls.count) inputs for \(models.controlNets.count) ControlNets (PipelineConfiguration.controlNets)")
+        }
+        let vaeFactor = 1 << (models.vae.config.blockOutChannels.count - 1)
+        for (i, controlNet) in models.controlNets.enumerated() {
+            if let mismatch = controlNet.mismatch(with: models.unet) {
+                throw PipelineError.invalidArgument(name: "controlNets[\(i)]", message: "does not fit this UNet: \(mismatch)")
+            }
+            let factor = 1 << (controlNet.config.conditioningEmbeddingOutChannels.count - 1)
+            guard factor == vaeFactor, controlNet.config.conditioningChannels == 3 else {
+                throw PipelineError.invalidArgument(
+                    name: "controlNets[\(i)]", message: "embeds \(controlNet.config.conditioningChannels)-channel control images at 1/\(factor) scale; the VAE's latents are at 1/\(vaeFactor) and images have 3 channels")
+            }
+        }
+    }
+
     /// `controlnet_keep[i]` of one input: 1 while step i of n lies inside [start, end], else 0.
     static func keep(_ input: ControlInput, step i: Int, of n: Int) -> Bool {
         !(Double(i) / Double(n) < input.guidanceStart || Double(i + 1) / Double(n) > input.guidanceEnd)

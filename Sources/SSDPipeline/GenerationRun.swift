@@ -54,23 +54,7 @@ struct GenerationRun {
             throw PipelineError.invalidArgument(
                 name: "previewDecoder", message: "has \(taesd.config.latentChannels) latent channels, the UNet \(models.unet.config.outChannels)")
         }
-        if !request.controls.isEmpty {
-            guard request.controls.count == models.controlNets.count else {
-                throw PipelineError.invalidArgument(
-                    name: "controls", message: "\(request.controls.count) inputs for \(models.controlNets.count) ControlNets (PipelineConfiguration.controlNets)")
-            }
-        }
-        for (i, controlNet) in models.controlNets.enumerated() where !request.controls.isEmpty {
-            if let mismatch = controlNet.mismatch(with: models.unet) {
-                throw PipelineError.invalidArgument(name: "controlNets[\(i)]", message: "does not fit this UNet: \(mismatch)")
-            }
-            let factor = 1 << (controlNet.config.conditioningEmbeddingOutChannels.count - 1)
-            let vaeFactor = 1 << (models.vae.config.blockOutChannels.count - 1)
-            guard factor == vaeFactor, controlNet.config.conditioningChannels == 3 else {
-                throw PipelineError.invalidArgument(
-                    name: "controlNets[\(i)]", message: "embeds \(controlNet.config.conditioningChannels)-channel control images at 1/\(factor) scale; the VAE's latents are at 1/\(vaeFactor) and images have 3 channels")
-            }
-        }
+        try ControlStep.validate(request, models: models)
         seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         latentHeight = request.size.height / factor
         latentWidth = request.size.width / factor
