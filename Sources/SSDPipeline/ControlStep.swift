@@ -25,9 +25,10 @@ struct ControlStep {
     let rows: Int
     let inspect: ((String, [Float]) -> Void)?
     /// Whether the residuals of a call were handed to `inspect` yet.
-    private let inspected = Flag()
-    /// Guess mode with guidance: the unconditional half's zero residuals, made at the first call.
-    private let zeros = ZeroResiduals()
+    private var inspected = false
+    /// Guess mode with guidance: the unconditional half's zero residuals (diffusers' `torch.zeros_like`:
+    /// zeros even where a residual is not finite), uploaded at the first call.
+    private var unconditionalZeros: ControlNetResiduals?
 
     /// nil when the request has no `controls`.
     init?(run: GenerationRun, conditioning: Conditioning) throws {
@@ -89,7 +90,7 @@ struct ControlStep {
     /// The summed residuals for the UNet call of step `stepIndex` on `sample` (the UNet's scaled input),
     /// or nil where every ControlNet is outside its guidance window or at scale 0 (diffusers then runs
     /// them and adds zeros: the same result).
-    func residuals(sample: Tensor, timestep: Float, stepIndex: Int, stepCount: Int) throws -> ControlNetResiduals? {
+    mutating func residuals(sample: Tensor, timestep: Float, stepIndex: Int, stepCount: Int) throws -> ControlNetResiduals? {
         let input = rows == unetRows ? sample : try backend.slice(sample, axis: 0, range: (unetRows - rows)..<unetRows)
         var sum: ControlNetResiduals?
         for net in nets {
@@ -107,44 +108,26 @@ struct ControlStep {
             }
         }
         guard var out = sum else { return nil }
-        if let inspect, inspected.set() {
+        if let inspect, !inspected {
+            inspected = true
             inspect("controlnet_down", try out.down.flatMap { try nchw($0) })
             inspect("controlnet_mid", try nchw(out.mid))
         }
         if rows < unetRows {
             // Guess mode: no residuals for the unconditional half.
-            let zero = try zeros.like(out, backend)
-            out = ControlNetResiduals(down: try zip(zero.down, out.down).map { try backend.concat([$0, $1], axis: 0) },
-                                      mid: try backend.concat([zero.mid, out.mid], axis: 0))
+            let backend = backend
+            func zeros(like t: Tensor) throws -> Tensor {
+                try backend.upload([Float](repeating: 0, count: t.count), shape: t.shape, as: t.dtype)
+            }
+            let unconditional = try unconditionalZeros ?? ControlNetResiduals(down: out.down.map { try zeros(like: $0) }, mid: zeros(like: out.mid))
+            unconditionalZeros = unconditional
+            out = ControlNetResiduals(down: try zip(unconditional.down, out.down).map { try backend.concat([$0, $1], axis: 0) },
+                                      mid: try backend.concat([unconditional.mid, out.mid], axis: 0))
         }
         return out
     }
 
     private func nchw(_ t: Tensor) throws -> [Float] {
         Layout.nhwcToNCHW(try backend.download(t), t.shape[0], t.shape[3], t.shape[1], t.shape[2])
-    }
-}
-
-/// Zero tensors shaped like a set of residuals (diffusers' `torch.zeros_like`: zeros even where a residual
-/// is not finite), uploaded once per generation.
-private final class ZeroResiduals {
-    private var made: ControlNetResiduals?
-
-    func like(_ r: ControlNetResiduals, _ backend: any ComputeBackend) throws -> ControlNetResiduals {
-        if let made, made.mid.shape == r.mid.shape { return made }
-        func zero(_ t: Tensor) throws -> Tensor { try backend.upload([Float](repeating: 0, count: t.count), shape: t.shape, as: t.dtype) }
-        let result = ControlNetResiduals(down: try r.down.map(zero), mid: try zero(r.mid))
-        made = result
-        return result
-    }
-}
-
-/// A flag set once (a class, so that the non-mutating step can set it).
-private final class Flag {
-    private var isSet = false
-    /// Sets the flag; true the first time.
-    func set() -> Bool {
-        defer { isSet = true }
-        return !isSet
     }
 }

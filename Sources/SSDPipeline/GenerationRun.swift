@@ -95,7 +95,7 @@ struct GenerationRun {
         let textConditioning = try models.unet.textConditioning(encoderHiddenStates: conditioning.hiddenStates)
         var latents = start.latents
         inspect?("initial_latents", latents)
-        let control = try ControlStep(run: self, conditioning: conditioning)
+        var control = try ControlStep(run: self, conditioning: conditioning)
         let clock = ContinuousClock()
         for (index, t) in timesteps.enumerated() {
             try Task.checkCancellation()
