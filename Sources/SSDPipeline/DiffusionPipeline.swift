@@ -5,8 +5,9 @@ import SSDTokenizer
 
 /// Text-to-image, img2img and inpainting with SSD-1B / SDXL diffusers folders
 /// (diffusers `StableDiffusionXLPipeline`, `StableDiffusionXLImg2ImgPipeline`,
-/// `StableDiffusionXLInpaintPipeline` for 4-channel UNets; diffusers
-/// `pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl{,_img2img,_inpaint}.py`).
+/// `StableDiffusionXLInpaintPipeline` for 4- and 9-channel UNets; diffusers
+/// `pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl{,_img2img,_inpaint}.py`), with
+/// ControlNets (`pipelines/controlnet/pipeline_controlnet{,_img2img,_inpaint}_sd_xl.py`).
 ///
 /// ```swift
 /// let pipeline = try await DiffusionPipeline(contentsOf: "/models/SSD-1B")

@@ -42,7 +42,6 @@ public enum SchedulerChoice: Sendable {
     case custom(any Scheduler)
 }
 
-/// An image to start from (img2img) and, optionally, the mask of the region to repaint.
 /// A ControlNet's input for a generation (diffusers `StableDiffusionXLControlNetPipeline.__call__`'s
 /// `image`, `controlnet_conditioning_scale`, `control_guidance_start` / `_end`, `guess_mode`); the
 /// ControlNet itself is the matching entry of `PipelineConfiguration.controlNets`.
@@ -72,6 +71,7 @@ public struct ControlInput: Sendable {
     }
 }
 
+/// An image to start from (img2img) and, optionally, the mask of the region to repaint.
 public struct InitialImage: Sendable {
     /// The image; it must be the request's size or is resized (bicubic, as PIL's default in diffusers).
     public var image: RGBImage
@@ -143,7 +143,8 @@ public struct GenerationRequest: Sendable {
     public var clipSkip: Int?
     /// img2img / inpainting input.
     public var initialImage: InitialImage?
-    /// Start from these latents instead of seeded noise.
+    /// diffusers' `latents=`: text-to-image and inpainting take them as the noise (started at noise ×
+    /// init sigma, whatever the strength); img2img starts from them as they are (no image, no noise).
     public var initialLatents: LatentArray?
     /// Hand out the latents with every step event (costs a copy per step).
     public var reportsLatents: Bool = false
@@ -158,8 +159,8 @@ public struct GenerationRequest: Sendable {
     /// them to); a step's `seconds` and `backendPeakBytes` do not include its preview.
     public var previewInterval: Int = 0
     /// Steers the generation with the pipeline's ControlNets (`PipelineConfiguration.controlNets`), one
-    /// input per ControlNet in the same order (text-to-image and img2img, not inpainting; all with the
-    /// same `guessMode`); empty: none.
+    /// input per ControlNet in the same order (text-to-image, img2img and inpainting: diffusers'
+    /// `StableDiffusionXLControlNet{,Img2Img,Inpaint}Pipeline`; all with the same `guessMode`); empty: none.
     public var controls: [ControlInput] = []
 
     /// A request with the model card's defaults.

@@ -36,7 +36,8 @@ struct GenerationRun {
         self.forceZerosForEmptyPrompt = forceZerosForEmptyPrompt
         self.progress = progress
         let factor = 1 << (models.vae.config.blockOutChannels.count - 1)
-        try RequestValidation.validate(request, vaeScaleFactor: factor, latentChannels: models.unet.config.inChannels)
+        try RequestValidation.validate(request, vaeScaleFactor: factor, latentChannels: models.vae.config.latentChannels)
+        try Self.validateUNetInput(request, models: models)
         if let tiling = request.vaeTiling {
             do {
                 try tiling.validate(for: models.vae.config, width: request.size.width, height: request.size.height)
@@ -58,9 +59,27 @@ struct GenerationRun {
         seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         latentHeight = request.size.height / factor
         latentWidth = request.size.width / factor
-        latentChannels = models.unet.config.inChannels
+        latentChannels = models.vae.config.latentChannels
         usesGuidance = request.guidanceScale > 1 && models.unet.config.timeCondProjDim == nil
         (scheduler, schedulerName) = try SchedulerSelection.make(request.scheduler, configuration: schedulerConfiguration)
+    }
+
+    /// The UNet's input channels: the latents', or for an inpainting UNet (diffusers'
+    /// `num_channels_unet == 9`) the latents, the mask and the masked image's latents.
+    var unetInputChannels: Int { models.unet.config.inChannels }
+
+    /// The UNet must predict the VAE's latents from them (diffusers: `in_channels` 4, or 9 for an
+    /// inpainting UNet, which needs a mask).
+    static func validateUNetInput(_ request: GenerationRequest, models: LoadedModels) throws {
+        let latent = models.vae.config.latentChannels, unet = models.unet.config
+        guard unet.outChannels == latent, unet.inChannels == latent || unet.inChannels == 2 * latent + 1 else {
+            throw PipelineError.invalidArgument(
+                name: "unet", message: "takes \(unet.inChannels) channels and predicts \(unet.outChannels); with the VAE's \(latent) latent channels it must take \(latent) (or \(2 * latent + 1) for inpainting: latents, mask, masked image) and predict \(latent)")
+        }
+        if unet.inChannels != latent, request.initialImage?.mask == nil {
+            throw PipelineError.invalidArgument(
+                name: "initialImage", message: "this UNet is an inpainting UNet (\(unet.inChannels) input channels: latents, mask, masked image): give an image and a mask")
+        }
     }
 
     var imageCount: Int { request.imagesPerPrompt }
@@ -102,11 +121,17 @@ struct GenerationRun {
             let began = clock.now
             let input = usesGuidance ? latents + latents : latents
             let scaled = try scheduler.scaleModelInput(input, timestepIndex: index)
-            if index == 0 { inspect?("first_unet_input", scaled) }
-            let sample = try backend.upload(
-                Layout.nchwToNHWC(scaled, rows, latentChannels, latentHeight, latentWidth),
-                shape: [rows, latentHeight, latentWidth, latentChannels], as: conditioning.hiddenStates.dtype)
-            let residuals = try control?.residuals(sample: sample, timestep: Float(t), stepIndex: index, stepCount: timesteps.count)
+            // An inpainting UNet also takes the mask and the masked image's latents (after the scaling).
+            let unetInput = start.maskInput?.unetInput(scaled, rows: rows) ?? scaled
+            if index == 0 { inspect?("first_unet_input", unetInput) }
+            func upload(_ nchw: [Float], channels: Int) throws -> Tensor {
+                try backend.upload(Layout.nchwToNHWC(nchw, rows, channels, latentHeight, latentWidth),
+                                   shape: [rows, latentHeight, latentWidth, channels], as: conditioning.hiddenStates.dtype)
+            }
+            let sample = try upload(unetInput, channels: unetInputChannels)
+            // ControlNets see the latents alone (diffusers' `control_model_input`).
+            let controlSample = control == nil || start.maskInput == nil ? sample : try upload(scaled, channels: latentChannels)
+            let residuals = try control?.residuals(sample: controlSample, timestep: Float(t), stepIndex: index, stepCount: timesteps.count)
             let output = try models.unet(
                 sample: sample, timesteps: [Float](repeating: Float(t), count: rows),
                 conditioning: textConditioning, textEmbeds: conditioning.pooled,

@@ -27,6 +27,28 @@ struct InpaintingState {
     }
 }
 
+/// The extra input channels of an inpainting UNet (diffusers `prepare_mask_latents`, `num_channels_unet == 9`):
+/// the mask at latent size and the masked image's latents, the same for every image and both guidance halves.
+struct MaskInput {
+    /// `[h, w]`, 1 = repaint.
+    let mask: [Float]
+    /// `[C, h, w]`: the VAE posterior sample of `image · (mask < 0.5)`, × scaling factor.
+    let maskedImageLatents: [Float]
+
+    /// `cat([latents, mask, masked_image_latents], dim=1)` for NCHW `latents` of `rows` rows.
+    func unetInput(_ latents: [Float], rows: Int) -> [Float] {
+        let plane = mask.count, perRow = latents.count / rows
+        var out = [Float]()
+        out.reserveCapacity(rows * (perRow + plane + maskedImageLatents.count))
+        for r in 0..<rows {
+            out += latents[(r * perRow)..<((r + 1) * perRow)]
+            out += mask
+            out += maskedImageLatents
+        }
+        return out
+    }
+}
+
 /// Initial latents: seeded noise × init sigma (text-to-image), or VAE-encoded image + noise
 /// (img2img, inpainting), drawing random numbers in diffusers' order.
 struct LatentPreparation {
@@ -34,42 +56,64 @@ struct LatentPreparation {
 
     struct Start {
         var latents: [Float]
+        /// 4-channel UNet inpainting: the blend after each step.
         var inpainting: InpaintingState?
+        /// Inpainting UNet (9 channels): its extra inputs.
+        var maskInput: MaskInput?
     }
 
     func prepare(timesteps: [Double], generator: inout TorchCPUGenerator) throws -> Start {
         let request = run.request
         let scheduler = run.scheduler
         let count = run.latentCount
+        let given = request.initialLatents?.values
         guard let initial = request.initialImage else {
             // pipeline_stable_diffusion_xl.py prepare_latents
-            let noise = request.initialLatents?.values ?? generator.normal(count: count, dtype: run.latentDType)
+            let noise = given ?? generator.normal(count: count, dtype: run.latentDType)
             let sigma = scheduler.initNoiseSigma
-            return Start(latents: noise.map { $0 * sigma }, inpainting: nil)
+            return Start(latents: noise.map { $0 * sigma })
         }
         let size = request.size
         let image = ImageProcessing.normalizedPixels(try ImageProcessing.resized(initial.image, to: size))
         guard let maskImage = initial.mask else {
-            // pipeline_stable_diffusion_xl_img2img.py prepare_latents: sample the VAE posterior, then the noise.
+            // pipeline_stable_diffusion_xl_img2img.py: given `latents` are the starting latents as they are
+            // (no image, no noise); else sample the VAE posterior, then the noise.
+            if let given { return Start(latents: given) }
             let imageLatents = repeatImages(try encodeSample(image, generator: &generator))
-            let noise = request.initialLatents?.values ?? generator.normal(count: count, dtype: run.latentDType)
-            return Start(latents: try scheduler.addNoise(original: imageLatents, noise: noise, timestepIndex: 0), inpainting: nil)
+            let noise = generator.normal(count: count, dtype: run.latentDType)
+            return Start(latents: try scheduler.addNoise(original: imageLatents, noise: noise, timestepIndex: 0))
         }
-        // pipeline_stable_diffusion_xl_inpaint.py: image latents (sample #1), noise (#2), then the masked
-        // image is encoded and sampled (#3) even though a 4-channel UNet does not use it.
+        // pipeline_stable_diffusion_xl_inpaint.py prepare_latents: the image latents (sample #1; a 9-channel
+        // UNet needs them only to noise the image, so not at strength 1 or with given latents), the noise
+        // (#2; given latents are the noise and start at noise × init sigma), then prepare_mask_latents
+        // encodes the masked image (#3; a 4-channel UNet does not use it, but it is drawn so the stream matches).
         let maskPixels = ImageProcessing.binaryMask(try ImageProcessing.resized(maskImage, to: size))
         let strength = initial.strength ?? 0.9999
-        let imageLatents = repeatImages(try encodeSample(image, generator: &generator))
-        let noise = request.initialLatents?.values ?? generator.normal(count: count, dtype: run.latentDType)
-        let latents = strength == 1
-            ? noise.map { $0 * scheduler.initNoiseSigma }
-            : try scheduler.addNoise(original: imageLatents, noise: noise, timestepIndex: 0)
-        _ = generator.normal(count: run.latentChannels * run.latentHeight * run.latentWidth, dtype: run.latentDType)
+        let blends = run.unetInputChannels == run.latentChannels
+        let imageLatents = blends || (given == nil && strength != 1)
+            ? repeatImages(try encodeSample(image, generator: &generator)) : nil
+        let noise = given ?? generator.normal(count: count, dtype: run.latentDType)
+        let latents: [Float]
+        if let imageLatents, given == nil, strength != 1 {
+            latents = try scheduler.addNoise(original: imageLatents, noise: noise, timestepIndex: 0)
+        } else {
+            latents = noise.map { $0 * scheduler.initNoiseSigma }
+        }
         let factor = size.height / run.latentHeight
         let mask = ImageProcessing.downsampleMask(maskPixels, height: size.height, width: size.width, factor: factor)
+        guard blends else {
+            // `init_image * (mask < 0.5)`: repainted pixels become 0 (mid grey).
+            var masked = image
+            for (i, m) in maskPixels.enumerated() where m >= 0.5 {
+                masked[3 * i] *= 0; masked[3 * i + 1] *= 0; masked[3 * i + 2] *= 0
+            }
+            let maskedLatents = try encodeSample(masked, generator: &generator)
+            return Start(latents: latents, maskInput: MaskInput(mask: mask, maskedImageLatents: maskedLatents))
+        }
+        _ = generator.normal(count: run.latentChannels * run.latentHeight * run.latentWidth, dtype: run.latentDType)
         return Start(
             latents: latents,
-            inpainting: InpaintingState(imageLatents: imageLatents, noise: noise, mask: mask))
+            inpainting: InpaintingState(imageLatents: imageLatents ?? [], noise: noise, mask: mask))
     }
 
     /// VAE encode → `mean + exp(logvar / 2) · randn` → `× scaling_factor` (NCHW, one image).

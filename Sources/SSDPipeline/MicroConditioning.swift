@@ -15,11 +15,15 @@ enum MicroConditioning {
     /// that seeds give the same images.
     /// img2img / inpainting (`StableDiffusionXLImg2ImgPipeline`): negative sizes default to the positive
     /// ones, the negative crop is ignored (the positive crop is used), rows are `[neg × n, pos × n]`.
+    /// ControlNet inpainting (`StableDiffusionXLControlNetInpaintPipeline`): negative rows equal the positive.
     static func rows(for request: GenerationRequest, rowsPerBranch n: Int, guidance: Bool) -> [Float] {
         let size = request.size
         let original = request.originalSize ?? size
         let target = request.targetSize ?? size
         let positive = timeIDs(original: original, crop: request.cropTopLeft, target: target)
+        if request.initialImage?.mask != nil, !request.controls.isEmpty {
+            return Array(repeating: positive, count: guidance ? 2 * n : n).flatMap { $0 }
+        }
         if request.initialImage != nil {
             let negative = timeIDs(
                 original: request.negativeOriginalSize ?? original, crop: request.cropTopLeft,

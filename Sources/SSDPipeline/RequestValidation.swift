@@ -61,8 +61,12 @@ enum RequestValidation {
             guard control.guessMode == request.controls[0].guessMode else {
                 throw fail(name + ".guessMode", "every ControlNet input needs the same guess mode (diffusers' guess_mode is one flag)")
             }
-            if request.initialImage?.mask != nil {
-                throw fail("controls", "inpainting with a ControlNet is not supported (text-to-image and img2img are)")
+        }
+        if !request.controls.isEmpty, request.initialImage?.mask != nil {
+            // StableDiffusionXLControlNetInpaintPipeline has no negative micro-conditioning.
+            for (name, value) in [("negativeOriginalSize", request.negativeOriginalSize), ("negativeTargetSize", request.negativeTargetSize)]
+            where value != nil {
+                throw fail(name, "is not used by ControlNet inpainting (diffusers' pipeline takes no negative sizes)")
             }
         }
         if let latents = request.initialLatents {

@@ -39,7 +39,7 @@ let generateUsage = """
       --negative-original-size WxH  --negative-crop-top-left X,Y  --negative-target-size WxH
       --init-image PNG [--strength F]   img2img (strength default 0.3)
       --mask PNG                   inpainting mask (white = repaint; strength default 0.9999)
-      --controlnet DIR             ControlNet folder (diffusers ControlNetModel, SDXL / SSD-1B) steering text-to-image or img2img;
+      --controlnet DIR             ControlNet folder (diffusers ControlNetModel, SDXL / SSD-1B) steering text-to-image, img2img or inpainting;
                                    repeat for several (their residuals add up, diffusers' MultiControlNetModel)
       --control-image PNG          its control image (edges, depth, pose…), the output size; one per --controlnet
       --control-scale F            controlnet_conditioning_scale (default 1)

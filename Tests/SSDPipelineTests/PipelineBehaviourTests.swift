@@ -239,10 +239,39 @@ struct PipelineBehaviourTests {
             second.guessMode = true
             $0.controls.append(second)
         }
-        try await expectInvalid("controls", on: pipeline) {
+        // ControlNet inpainting has no negative micro-conditioning (diffusers' pipeline takes none).
+        try await expectInvalid("negativeOriginalSize", on: pipeline) {
             let image = try RGBImage(pngData: FileIO.readAll(fixtures + "/init.png"))
             $0.initialImage = InitialImage(image: image, mask: image)
+            $0.negativeOriginalSize = ImageSize(width: 32, height: 32)
         }
+    }
+
+    /// An inpainting UNet (9 input channels) needs an image and a mask: text-to-image and img2img are
+    /// typed errors naming `initialImage`, before any work; with a mask it runs (parity: `inpaint9*` cases).
+    @Test func inpaintingUNetNeedsAMask() async throws {
+        let fixtures = PipelineParityTests.fixtures
+        var configuration = PipelineConfiguration()
+        configuration.backend = .reference
+        let pipeline = try await DiffusionPipeline(contentsOf: fixtures + "/tiny-ssd1b-inpaint", configuration: configuration)
+        let image = try RGBImage(pngData: FileIO.readAll(fixtures + "/init.png"))
+        let mask = try RGBImage(pngData: FileIO.readAll(fixtures + "/mask.png"))
+        for initial in [nil, InitialImage(image: image)] {
+            var request = Self.smallRequest()
+            request.initialImage = initial
+            do {
+                _ = try await pipeline.generate(request)
+                Issue.record("no error")
+            } catch PipelineError.invalidArgument(let field, let message) {
+                #expect(field == "initialImage")
+                #expect(message.contains("9 input channels"))
+            }
+        }
+        var request = Self.smallRequest()
+        request.initialImage = InitialImage(image: image, mask: mask)
+        request.steps = 2
+        let result = try await pipeline.generateResult(request)
+        #expect(result.latents.shape == [1, 4, 8, 8])
     }
 
     @Test func badRequestsGiveTypedErrors() async throws {

@@ -50,6 +50,10 @@ struct PipelineParityTests {
         var controlnet_scale_2: Double?
         var control_guidance_start_2: Double?
         var control_guidance_end_2: Double?
+        /// Another pipeline folder of the fixtures (tiny-ssd1b-inpaint: the 9-channel inpainting UNet).
+        var folder: String?
+        /// diffusers got `latents=` (stored as `given_latents` in the case's file).
+        var given_latents: Bool?
         var testDescription: String { name }
     }
 
@@ -95,6 +99,10 @@ struct PipelineParityTests {
             let image = try RGBImage(pngData: FileIO.readAll(fixtures + "/" + initImage))
             let mask = try c.mask.map { try RGBImage(pngData: FileIO.readAll(fixtures + "/" + $0)) }
             r.initialImage = InitialImage(image: image, mask: mask, strength: c.strength)
+        }
+        if c.given_latents == true {
+            let given = try SafetensorsFile(path: fixtures + "/\(c.name).safetensors").view("given_latents")
+            r.initialLatents = LatentArray(shape: given.shape, values: try given.floats())
         }
         return r
     }
@@ -155,7 +163,8 @@ struct PipelineParityTests {
         if c.control_image != nil { configuration.controlNets = [Self.fixtures + "/tiny-controlnet"] }
         if let second = c.controlnet_2 { configuration.controlNets.append(Self.fixtures + "/" + second) }
         if let lora = c.lora { configuration.loras = [LoRAWeights(path: Self.fixtures + "/" + lora, scale: c.lora_scale ?? 1)] }
-        let pipeline = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
+        let pipeline = try await DiffusionPipeline(contentsOf: c.folder.map { Self.fixtures + "/" + $0 } ?? Self.folder,
+                                                   configuration: configuration)
         let recorder = Recorder()
         let result = try await pipeline.generateResult(try Self.request(c), progress: nil) { name, values in
             recorder.values[name] = values

@@ -123,14 +123,17 @@ public final class ControlNetModel: Sendable {
     }
 
     /// Whether its residuals fit `unet` and it reads the same conditioning: the same skip connections
-    /// (channels, in order), latent channels, cross-attention width and `text_time` inputs; nil if so,
+    /// (channels, in order), the latents the UNet predicts (an inpainting UNet's ControlNet takes the
+    /// latents alone), cross-attention width and `text_time` inputs; nil if so,
     /// else what differs (diffusers fails inside the UNet with a shape error).
     public func mismatch(with unet: UNet2DConditionModel) -> String? {
         let mine = config.unet, theirs = unet.config
         if network.skipChannels != unet.network.skipChannels {
             return "skip connections of \(network.skipChannels) channels, the UNet's \(unet.network.skipChannels)"
         }
-        if mine.inChannels != theirs.inChannels { return "in_channels \(mine.inChannels), the UNet's \(theirs.inChannels)" }
+        if mine.inChannels != theirs.outChannels {
+            return "in_channels \(mine.inChannels), the UNet's latents \(theirs.outChannels)"
+        }
         if mine.crossAttentionDim != theirs.crossAttentionDim {
             return "cross_attention_dim \(mine.crossAttentionDim), the UNet's \(theirs.crossAttentionDim)"
         }
