@@ -71,6 +71,21 @@ public struct ControlInput: Sendable {
     }
 }
 
+/// One IP-Adapter's image prompt (diffusers `ip_adapter_image` entry and `set_ip_adapter_scale` value);
+/// the adapter is the matching entry of `PipelineConfiguration.ipAdapters`.
+public struct ImagePrompt: Sendable {
+    /// The images (any size: resized and center-cropped as CLIPImageProcessor does); several are attended
+    /// to together (their tokens side by side).
+    public var images: [RGBImage]
+    /// How strongly the image steers (diffusers' IP-Adapter scale; 0 turns the adapter off).
+    public var scale: Double
+    /// An image prompt of `images` at `scale`.
+    public init(images: [RGBImage], scale: Double = 1) {
+        self.images = images
+        self.scale = scale
+    }
+}
+
 /// An image to start from (img2img) and, optionally, the mask of the region to repaint.
 public struct InitialImage: Sendable {
     /// The image; it must be the request's size or is resized (bicubic, as PIL's default in diffusers).
@@ -162,6 +177,10 @@ public struct GenerationRequest: Sendable {
     /// input per ControlNet in the same order (text-to-image, img2img and inpainting: diffusers'
     /// `StableDiffusionXLControlNet{,Img2Img,Inpaint}Pipeline`; all with the same `guessMode`); empty: none.
     public var controls: [ControlInput] = []
+    /// Conditions the generation on images through the pipeline's IP-Adapters
+    /// (`PipelineConfiguration.ipAdapters`), one prompt per adapter in the same order (diffusers
+    /// `ip_adapter_image`); empty: the adapters are not used.
+    public var imagePrompts: [ImagePrompt] = []
 
     /// A request with the model card's defaults.
     public init(prompt: String) {

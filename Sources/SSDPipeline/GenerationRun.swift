@@ -56,6 +56,7 @@ struct GenerationRun {
                 name: "previewDecoder", message: "has \(taesd.config.latentChannels) latent channels, the UNet \(models.unet.config.outChannels)")
         }
         try ControlStep.validate(request, models: models)
+        try ImagePromptEncoding.validate(request, models: models)
         seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         latentHeight = request.size.height / factor
         latentWidth = request.size.width / factor
@@ -92,6 +93,7 @@ struct GenerationRun {
     mutating func execute(afterEncoding: () -> Void) throws -> GenerationResult {
         try Task.checkCancellation()
         let conditioning = try PromptEncoding(run: self).encode()
+        let imagePrompts = try ImagePromptEncoding(run: self).encode()
         afterEncoding()
         try Task.checkCancellation()
 
@@ -111,7 +113,8 @@ struct GenerationRun {
             GuidanceEmbedding.embedding(guidanceScale: Float(request.guidanceScale) - 1, dimension: $0, rows: rows)
         }
         // The cross-attention keys and values of the text, projected once for every step.
-        let textConditioning = try models.unet.textConditioning(encoderHiddenStates: conditioning.hiddenStates)
+        let textConditioning = try models.unet.textConditioning(encoderHiddenStates: conditioning.hiddenStates,
+                                                                imagePrompts: imagePrompts)
         var latents = start.latents
         inspect?("initial_latents", latents)
         var control = try ControlStep(run: self, conditioning: conditioning)

@@ -11,6 +11,9 @@ final class LoadedModels {
     let previewDecoder: AutoencoderTiny?
     /// The ControlNets, in the configuration's order.
     let controlNets: [ControlNetModel]
+    /// The IP-Adapters, in the configuration's order, and the image encoder they share.
+    let ipAdapters: [IPAdapterModel]
+    let imageEncoder: CLIPVisionModel?
     /// The single-file checkpoint the weights come from, if the configuration names one.
     private let checkpoint: SingleFileCheckpoint?
     /// The LoRAs fused into the weights (none: nil).
@@ -47,8 +50,29 @@ final class LoadedModels {
         controlNets = try configuration.controlNets.map {
             try ControlNetModel.load(componentDirectory: $0, backend: backend, variant: configuration.variant)
         }
+        (ipAdapters, imageEncoder) = try Self.loadIPAdapters(configuration, unet: unet, backend: backend)
         try reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
         try LoRASet.checkEveryLoRAApplies(loraReports)  // (the files' pages went after text encoder 2 loaded)
+    }
+
+    /// The IP-Adapters and their image encoder, each adapter checked against the encoder's output width
+    /// (diffusers would fail at the first generation with a shape error).
+    static func loadIPAdapters(_ configuration: PipelineConfiguration, unet: UNet2DConditionModel,
+                               backend: any ComputeBackend) throws -> ([IPAdapterModel], CLIPVisionModel?) {
+        guard !configuration.ipAdapters.isEmpty else { return ([], nil) }
+        guard let encoderDirectory = configuration.imageEncoder else {
+            throw PipelineError.invalidArgument(name: "imageEncoder", message: "IP-Adapters need an image encoder folder (CLIPVisionModelWithProjection)")
+        }
+        let encoder = try CLIPVisionModel.load(componentDirectory: encoderDirectory, backend: backend, variant: configuration.variant)
+        let adapters = try configuration.ipAdapters.map { try IPAdapterModel(path: $0, unet: unet, backend: backend) }
+        for (i, adapter) in adapters.enumerated() {
+            let width = adapter.kind == .imageProjection ? encoder.config.projectionDim : encoder.config.hiddenSize
+            guard adapter.imageEmbeddingWidth == width else {
+                throw PipelineError.invalidArgument(
+                    name: "ipAdapters[\(i)]", message: "\(adapter.kind) takes \(adapter.imageEmbeddingWidth)-wide image features; the image encoder gives \(width) (\(adapter.kind == .imageProjection ? "projection_dim" : "hidden_size")): another encoder is needed")
+            }
+        }
+        return (adapters, encoder)
     }
 
     /// Maps the text encoders again after `releaseTextEncoders`.

@@ -85,6 +85,16 @@ public struct PipelineConfiguration: Sendable {
     /// ones trained for SSD-1B) that `GenerationRequest.controls` steer generations with, one input per
     /// ControlNet; several are summed (diffusers `MultiControlNetModel`). Empty: none.
     public var controlNets: [String] = []
+    /// IP-Adapter files in the h94 format (`ip-adapter_sdxl.safetensors`, `ip-adapter-plus_sdxl_vit-h.safetensors`,
+    /// or ones numbered for SSD-1B) that `GenerationRequest.imagePrompts` condition generations with, one
+    /// prompt per adapter (diffusers `load_ip_adapter`, several as a list). The h94 SDXL files hold 70
+    /// layers and do not fit SSD-1B's 34 (diffusers refuses them too). Needs `imageEncoder`.
+    public var ipAdapters: [String] = []
+    /// The image encoder folder the IP-Adapters read images with (transformers
+    /// `CLIPVisionModelWithProjection`: `h94/IP-Adapter` `sdxl_models/image_encoder` (ViT-bigG) for
+    /// `ip-adapter_sdxl`, `models/image_encoder` (ViT-H) for the `vit-h` ones). One for all adapters, as
+    /// in diffusers' pipelines; each adapter must take its output width.
+    public var imageEncoder: String?
 
     /// Defaults: fastest backend at its usual precision (fp16 on CUDA, fp32 on CPUs), plain weight files.
     public init() {}

@@ -69,6 +69,12 @@ enum RequestValidation {
                 throw fail(name, "is not used by ControlNet inpainting (diffusers' pipeline takes no negative sizes)")
             }
         }
+        for (i, prompt) in request.imagePrompts.enumerated() {
+            guard !prompt.images.isEmpty, prompt.images.allSatisfy({ $0.width > 0 && $0.height > 0 }) else {
+                throw fail("imagePrompts[\(i)].images", "needs at least one non-empty image")
+            }
+            guard prompt.scale.isFinite else { throw fail("imagePrompts[\(i)].scale", "\(prompt.scale) is not finite") }
+        }
         if let latents = request.initialLatents {
             let expected = [request.imagesPerPrompt, latentChannels, size.height / factor, size.width / factor]
             guard latents.shape == expected, latents.values.count == expected.reduce(1, *) else {

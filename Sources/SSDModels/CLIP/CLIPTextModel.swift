@@ -134,7 +134,7 @@ struct CLIPTextNetwork: Sendable {
     }
 }
 
-/// transformers `CLIPEncoderLayer`: `x += attn(ln1(x))` (causal), `x += fc2(act(fc1(ln2(x))))`.
+/// transformers `CLIPEncoderLayer`: `x += attn(ln1(x))` (causal in the text tower), `x += fc2(act(fc1(ln2(x))))`.
 struct CLIPEncoderLayer: Sendable {
     let layerNorm1: LayerNorm
     let attention: Attention
@@ -142,8 +142,11 @@ struct CLIPEncoderLayer: Sendable {
     let fc1: Linear
     let fc2: Linear
     let activation: Activation
+    let causal: Bool
 
-    init(_ scope: ParameterScope, dim: Int, intermediate: Int, heads: Int, activation: Activation, epsilon: Double) throws {
+    init(_ scope: ParameterScope, dim: Int, intermediate: Int, heads: Int, activation: Activation, epsilon: Double,
+         causal: Bool = true) throws {
+        self.causal = causal
         layerNorm1 = try LayerNorm(scope("layer_norm1"), dim: dim, epsilon: epsilon)
         attention = try Attention(scope("self_attn"), naming: .clip, queryDim: dim, heads: heads, headDim: dim / heads, qkvBias: true)
         layerNorm2 = try LayerNorm(scope("layer_norm2"), dim: dim, epsilon: epsilon)
@@ -153,7 +156,7 @@ struct CLIPEncoderLayer: Sendable {
     }
 
     func callAsFunction(_ x: Tensor, _ b: any ComputeBackend) throws -> Tensor {
-        let h = try attention(layerNorm1(x, b), residual: x, causal: true, b)
+        let h = try attention(layerNorm1(x, b), residual: x, causal: causal, b)
         return try fc2(b.activation(fc1(layerNorm2(h, b), b), activation), b, residual: h)
     }
 }

@@ -66,8 +66,15 @@ struct Attention: Sendable {
         let kv = try context.cached[name] ?? keysValues(context.states, b)
         let q = try b.layerNormLinears(x, normWeight: norm.weight, normBias: norm.bias, epsilon: norm.epsilon,
                                        weights: [toQ.weight], biases: [toQ.bias])[0]
-        let attended = try b.attention(query: q, key: kv.key, value: kv.value, heads: heads, scale: scale,
+        var attended = try b.attention(query: q, key: kv.key, value: kv.value, heads: heads, scale: scale,
                                        causal: false, component: component)
+        // IP-Adapters (diffusers `IPAdapterAttnProcessor2_0`): the same queries on each adapter's image
+        // tokens, a separate softmax, the values already multiplied by the adapter's scale.
+        for image in context.imageKeysValues[name] ?? [] {
+            let term = try b.attention(query: q, key: image.key, value: image.value, heads: heads, scale: scale,
+                                       causal: false, component: component)
+            attended = try b.binary(attended, term, .add)
+        }
         return try toOut(attended, b, residual: residual)
     }
 
@@ -84,8 +91,10 @@ struct CrossAttentionKV: Sendable {
 }
 
 /// What the UNet's cross-attention layers attend to: the text states `[B, T, D]` and, per layer
-/// (`Attention.name`), keys and values already projected from them.
+/// (`Attention.name`), keys and values already projected from them; with IP-Adapters, per layer the
+/// image tokens' keys and values of each adapter (values × the adapter's scale), in adapter order.
 struct CrossAttentionContext: Sendable {
     let states: Tensor
     var cached: [String: CrossAttentionKV] = [:]
+    var imageKeysValues: [String: [CrossAttentionKV]] = [:]
 }

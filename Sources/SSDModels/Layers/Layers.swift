@@ -17,6 +17,14 @@ struct Linear: Sendable {
         bias = try scope.parameter("bias", shape: [outFeatures], role: .vector)
     }
 
+    /// A bias-free `nn.Conv2d` of kernel = stride = `kernel` (a ViT's patch embedding, weight
+    /// `[out, in, k, k]`) applied as a linear layer to patches flattened in (channel, row, column) order.
+    init(patchConv scope: ParameterScope, in inChannels: Int, out outFeatures: Int, kernel k: Int) throws {
+        weight = try scope.parameter("weight", shape: [outFeatures, inChannels, k, k], role: .linear,
+                                     preparedShape: [outFeatures, inChannels * k * k])
+        bias = nil
+    }
+
     /// Output width (the prepared weight is `[out, in]`).
     var outFeatures: Int { weight.shape[0] }
 

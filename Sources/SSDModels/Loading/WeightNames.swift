@@ -10,16 +10,25 @@ enum WeightNameMapping {
         case unet
         case vae
         case clipText
+        /// transformers `CLIPVisionModelWithProjection` (IP-Adapter image encoders).
+        case clipVision
+        /// IP-Adapter files in the h94 format (`image_proj.*`, `ip_adapter.N.*`).
+        case ipAdapter
     }
 
     /// File names to try for `canonical`, best first.
     static func candidates(for canonical: String, in family: Family) -> [String] {
         switch family {
-        case .unet:
+        case .unet, .ipAdapter:
             return [canonical]
         case .clipText:
             // transformers 5 saves `CLIPTextModel` without the `text_model.` prefix (spec §6.3).
             let prefix = "text_model."
+            if canonical.hasPrefix(prefix) { return [canonical, String(canonical.dropFirst(prefix.count))] }
+            return [canonical]
+        case .clipVision:
+            // `CLIPVisionModel` files name the tower without the `vision_model.` prefix.
+            let prefix = "vision_model."
             if canonical.hasPrefix(prefix) { return [canonical, String(canonical.dropFirst(prefix.count))] }
             return [canonical]
         case .vae:
@@ -39,9 +48,12 @@ enum WeightNameMapping {
     /// File entries that are buffers, not parameters, and are skipped without complaint.
     static func isIgnored(_ fileName: String, in family: Family) -> Bool {
         switch family {
-        case .clipText:
+        case .clipText, .clipVision:
             // Older transformers saved the `position_ids` buffer (spec §6.3).
             return fileName.hasSuffix("embeddings.position_ids")
+        case .ipAdapter:
+            // diffusers reads `image_proj.*` and only the `ip_adapter.N` layers the UNet has; the rest is skipped.
+            return !fileName.hasPrefix("image_proj.")
         case .unet, .vae:
             return false
         }

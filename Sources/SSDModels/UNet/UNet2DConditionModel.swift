@@ -115,17 +115,30 @@ public final class UNet2DConditionModel: Sendable {
         let cachedNames = context.cached.keys.sorted()
         let cachedTensors = cachedNames.flatMap { name in context.cached[name].map { [$0.key, $0.value] } ?? [] }
         let embeddingCount = embeddingInputs.tensors.count
-        // ControlNet residuals come last (a different count or shape makes another recording).
+        // IP-Adapter keys and values next (per layer name, in adapter order), then ControlNet residuals
+        // (a different count or shape makes another recording; the key says which layers have how many).
+        let imageNames = context.imageKeysValues.keys.sorted()
+        let imageCounts = imageNames.map { context.imageKeysValues[$0]?.count ?? 0 }
+        let imageTensors = imageNames.flatMap { name in (context.imageKeysValues[name] ?? []).flatMap { [$0.key, $0.value] } }
         let controlTensors = control.map { $0.down + [$0.mid] } ?? []
-        let inputs = [x, context.states] + embeddingInputs.tensors + cachedTensors + controlTensors
+        let inputs = [x, context.states] + embeddingInputs.tensors + cachedTensors + imageTensors + controlTensors
+        let imageStart = 2 + embeddingCount + cachedTensors.count
         let controlStart = inputs.count - controlTensors.count
-        let outputs = try b.runReplayable(key: replayKey + (control == nil ? "" : "-control"), inputs: inputs) { inputs in
+        let imageKey = imageTensors.isEmpty ? "" : "-ip" + imageCounts.map(String.init).joined(separator: ",")
+        let outputs = try b.runReplayable(key: replayKey + imageKey + (control == nil ? "" : "-control"), inputs: inputs) { inputs in
             let embedding = UNetNetwork.EmbeddingInputs(inputs[2..<(2 + embeddingCount)], like: embeddingInputs)
             let emb = try network.embedding(embedding, b)
             var replayed = CrossAttentionContext(states: inputs[1])
             for (i, name) in cachedNames.enumerated() {
                 let at = 2 + embeddingCount + 2 * i
                 replayed.cached[name] = CrossAttentionKV(key: inputs[at], value: inputs[at + 1])
+            }
+            var at = imageStart
+            for (name, count) in zip(imageNames, imageCounts) {
+                replayed.imageKeysValues[name] = (0..<count).map { i in
+                    CrossAttentionKV(key: inputs[at + 2 * i], value: inputs[at + 2 * i + 1])
+                }
+                at += 2 * count
             }
             let replayedControl = control.map { _ in
                 ControlNetResiduals(down: Array(inputs[controlStart..<(inputs.count - 1)]), mid: inputs[inputs.count - 1])

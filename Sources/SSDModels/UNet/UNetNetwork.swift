@@ -347,6 +347,15 @@ struct UNetNetwork: Sendable {
         return h
     }
 
+    /// Every cross-attention layer in diffusers' `attn_processors` order (module registration order:
+    /// down blocks, up blocks, then the mid block), which numbers an IP-Adapter's `ip_adapter.N` layers.
+    var registrationOrderCrossAttentions: [Attention] {
+        var layers = downBlocks.flatMap { $0.attentions.flatMap(\.crossAttentions) }
+        layers += upBlocks.flatMap { $0.attentions.flatMap(\.crossAttentions) }
+        if case let .crossAttention(block)? = midBlock { layers += block.attentions.flatMap(\.crossAttentions) }
+        return layers
+    }
+
     /// Every cross-attention layer, in the order the forward pass runs them.
     var crossAttentions: [Attention] {
         var layers = downBlocks.flatMap { $0.attentions.flatMap(\.crossAttentions) }

@@ -28,9 +28,24 @@ extension UNet2DConditionModel {
     /// once and projects the cross-attention keys and values of as many layers (in forward order) as
     /// fit in `cacheLimitBytes` (0: none). On a backend that replays recorded regions (CUDA graphs)
     /// nothing is projected ahead: the recorded step does it.
-    public func textConditioning(encoderHiddenStates: Tensor,
+    /// `imagePrompts`: IP-Adapters with their image tokens (`IPAdapterModel.imageTokens`, rows as the
+    /// text states) and scales; every cross-attention layer adds each adapter's attention to its image
+    /// tokens (diffusers `IPAdapterAttnProcessor2_0`; a scale of 0 adds nothing). Their keys and values
+    /// are projected here, once per generation, on every backend.
+    public func textConditioning(encoderHiddenStates: Tensor, imagePrompts: [IPAdapterImagePrompt] = [],
                                  cacheLimitBytes: Int = defaultCrossAttentionCacheLimit) throws -> UNetTextConditioning {
         var context = CrossAttentionContext(states: try textStates(encoderHiddenStates))
+        for prompt in imagePrompts where prompt.scale != 0 {
+            guard prompt.tokens.rank == 3, prompt.tokens.shape[0] == context.states.shape[0],
+                  prompt.tokens.shape[2] == context.states.shape[2],
+                  Set(prompt.adapter.layers.keys) == Set(network.crossAttentions.map(\.name)) else {
+                throw ModelError.invalidInput(model: UNetNetwork.model, argument: "imagePrompts",
+                                              message: "tokens \(prompt.tokens.shape) of an IP-Adapter for another UNet or batch (text states \(context.states.shape))")
+            }
+            for (name, kv) in try prompt.adapter.keysValues(prompt.tokens, scale: prompt.scale) {
+                context.imageKeysValues[name, default: []].append(kv)
+            }
+        }
         var bytes = 0
         if !backend.replaysRecordedRegions {
             let states = context.states
@@ -43,6 +58,22 @@ extension UNet2DConditionModel {
             }
         }
         return UNetTextConditioning(cachedBytes: bytes, context: context, unetKey: replayKey)
+    }
+
+    /// Image tokens of one IP-Adapter for `textConditioning`.
+    public struct IPAdapterImagePrompt: Sendable {
+        /// The adapter (loaded for this UNet).
+        public var adapter: IPAdapterModel
+        /// `[B, n·T, cross_attention_dim]` from `adapter.imageTokens`, one row per text row.
+        public var tokens: Tensor
+        /// diffusers `set_ip_adapter_scale` (1 by default).
+        public var scale: Float
+        /// One adapter's tokens and scale.
+        public init(adapter: IPAdapterModel, tokens: Tensor, scale: Float) {
+            self.adapter = adapter
+            self.tokens = tokens
+            self.scale = scale
+        }
     }
 
     /// One denoising call with text conditioning from `textConditioning` (same result as passing its

@@ -1,0 +1,102 @@
+import Foundation
+import SSDModels
+import SSDTensor
+import Testing
+
+@testable import SSDPipeline
+
+/// IP-Adapters (h94 file format: ImageProjection and Plus, one or two adapters, with and without guidance)
+/// on the tiny pipeline against diffusers 0.42.1 (`Scripts/fixtures/ip_adapter.py`): CLIPImageProcessor's
+/// pixels bit for bit (PIL bicubic resize and crop), the image encoder's outputs, the projected image
+/// tokens, the first noise prediction and the final latents within 1e-4 (reference backend) or 1e-3 (CPU).
+struct IPAdapterParityTests {
+    static let fixtures = PipelineParityTests.fixtures
+
+    struct Case: Decodable, Sendable, CustomTestStringConvertible {
+        var name: String
+        /// (subfolder, weight file, image encoder folder) per adapter, as `load_ip_adapter` takes them.
+        var adapters: [[String]]
+        var images: [String]
+        var prompt: String
+        var negative_prompt: String?
+        var steps: Int
+        var guidance: Double
+        var seed: UInt64
+        var scale: OneOrMany<Double>?
+        var images_per_prompt: Int?
+        var testDescription: String { name }
+    }
+
+    static let cases: [Case] = {
+        guard let data = FileManager.default.contents(atPath: fixtures + "/ipa_cases.json"),
+              let cases = try? JSONDecoder().decode([Case].self, from: data) else { return [] }
+        return cases
+    }()
+
+    static func configuration(_ c: Case, backend: BackendChoice) -> PipelineConfiguration {
+        var configuration = PipelineConfiguration()
+        configuration.backend = backend
+        let repo = fixtures + "/ip-adapter"
+        configuration.ipAdapters = c.adapters.map { repo + "/" + $0[0] + "/" + $0[1] }
+        // diffusers: an encoder folder without "/" is inside the subfolder, else relative to the repository.
+        let first = c.adapters[0]
+        configuration.imageEncoder = repo + "/" + (first[2].contains("/") ? first[2] : first[0] + "/" + first[2])
+        return configuration
+    }
+
+    static func request(_ c: Case) throws -> GenerationRequest {
+        var r = GenerationRequest(prompt: c.prompt)
+        r.negativePrompt = c.negative_prompt
+        r.size = ImageSize(width: 64, height: 64)
+        r.steps = c.steps
+        r.guidanceScale = c.guidance
+        r.seed = c.seed
+        r.imagesPerPrompt = c.images_per_prompt ?? 1
+        let scales = c.scale?.expanded(c.adapters.count) ?? c.scale?.expanded(1).map { Array(repeating: $0[0], count: c.adapters.count) }
+        r.imagePrompts = try c.images.enumerated().map { i, name in
+            ImagePrompt(images: [try RGBImage(pngData: FileIO.readAll(fixtures + "/" + name))], scale: scales?[i] ?? 1)
+        }
+        return r
+    }
+
+    @Test(arguments: cases)
+    func referenceBackendMatchesDiffusers(_ c: Case) async throws {
+        try await check(c, backend: .reference, tolerance: 1e-4)
+    }
+
+    @Test(arguments: cases)
+    func cpuBackendMatchesDiffusers(_ c: Case) async throws {
+        try await check(c, backend: .cpu, tolerance: 1e-3)
+    }
+
+    func check(_ c: Case, backend: BackendChoice, tolerance: Double) async throws {
+        let pipeline = try await DiffusionPipeline(contentsOf: PipelineParityTests.folder, configuration: Self.configuration(c, backend: backend))
+        let recorder = PipelineParityTests.Recorder()
+        let result = try await pipeline.generateResult(try Self.request(c), progress: nil) { name, values in
+            recorder.values[name] = values
+        }
+        let reference = try SafetensorsFile(path: Self.fixtures + "/\(c.name).safetensors")
+        // diffusers' encoder calls give both outputs (we compute the one the adapter takes) and encode
+        // Plus adapters' zero input also without guidance (we do not: it is dropped).
+        let encoderOutputs = reference.names.filter { $0.hasPrefix("encoder_call") && recorder.values[$0] != nil }
+        #expect(encoderOutputs.filter { !$0.hasSuffix("pixel_values") }.count >= c.adapters.count)
+        let compared = ["prompt_embeds", "add_text_embeds", "add_time_ids", "first_noise_pred"] + encoderOutputs
+            + reference.names.filter { $0.hasPrefix("projected.") }
+        for name in compared {
+            let expected = try reference.view(name).floats()
+            let error = PipelineParityTests.relativeError(recorder.values[name] ?? [], expected)
+            // The preprocessing is exact (PIL's fixed-point bicubic).
+            let allowed = name.hasSuffix("pixel_values") ? 0 : tolerance
+            #expect(error <= allowed, "\(c.name) \(name): relative error \(error)")
+        }
+        let latentError = PipelineParityTests.relativeError(result.latents.values, try reference.view("latents").floats())
+        #expect(latentError <= tolerance, "\(c.name) latents: relative error \(latentError)")
+        let expectedPixels = try reference.view("image").floats()
+        let ours = result.images.flatMap { $0.pixels.map(Float.init) }
+        #expect(ours.count == expectedPixels.count)
+        if ours.count == expectedPixels.count {
+            let mad = zip(ours, expectedPixels).map { Double(abs($0 - $1)) }.reduce(0, +) / Double(ours.count)
+            #expect(mad <= 1.0, "\(c.name) pixels: mean absolute difference \(mad)")
+        }
+    }
+}
