@@ -46,6 +46,10 @@ let generateUsage = """
       --control-start F  --control-end F   the fraction of steps it applies to (default 0 and 1)
                                    (these three: once for all ControlNets, or once per ControlNet)
       --guess-mode                 the ControlNet sees only the conditional half (residuals scaled 0.1 … 1)
+      --ip-adapter FILE            IP-Adapter (h94 format .safetensors) conditioning on --ip-image; repeat for several
+      --image-encoder DIR          the adapters' image encoder (CLIPVisionModelWithProjection folder)
+      --ip-image PNG[,PNG…]        the image(s) of each --ip-adapter, in order (several: attended together)
+      --ip-scale F                 IP-Adapter scale (default 1; once for all adapters, or once per adapter)
       --vae-tiling                 decode (and encode) images larger than one tile in overlapping tiles, as
                                    diffusers' vae.enable_tiling() (VAE memory of one 1024² tile at any size)
       --vae-tile-size N            tile edge in pixels (default: the VAE's sample_size, 1024); implies --vae-tiling
@@ -133,7 +137,8 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                       "--negative-target-size", "--init-image", "--strength", "--mask", "--output", "--save-latents", "--repeat",
                       "--vae-tile-size",
                       "--preview-decoder", "--preview-every", "--preview",
-                      "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end"])
+                      "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end",
+                      "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale"])
         guard let model = options.string("--model") else { throw UsageError(description: "--model DIR is required") }
         guard let prompt = options.string("--prompt") else { throw UsageError(description: "--prompt TEXT is required") }
         var request = GenerationRequest(prompt: prompt)
@@ -213,6 +218,25 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             throw UsageError(description: "--controlnet, --control-scale, --control-start, --control-end and --guess-mode need --control-image")
         }
 
+        let ipAdapters = options.allValues["--ip-adapter"] ?? [], ipImages = options.allValues["--ip-image"] ?? []
+        let ipScales = options.allValues["--ip-scale"] ?? []
+        if !ipImages.isEmpty {
+            guard ipImages.count == ipAdapters.count else {
+                throw UsageError(description: "--ip-image: \(ipImages.count) given for \(ipAdapters.count) --ip-adapter files (one each)")
+            }
+            guard ipScales.count <= 1 || ipScales.count == ipAdapters.count else {
+                throw UsageError(description: "--ip-scale: give it once or once per --ip-adapter (\(ipAdapters.count))")
+            }
+            request.imagePrompts = try ipImages.enumerated().map { i, paths in
+                let text = ipScales.isEmpty ? "1" : ipScales.count == 1 ? ipScales[0] : ipScales[i]
+                guard let scale = Double(text), scale.isFinite else { throw UsageError(description: "--ip-scale: \(text) must be a finite number") }
+                let images = try paths.split(separator: ",").map { try png("--ip-image", String($0)) }
+                return ImagePrompt(images: images, scale: scale)
+            }
+        } else if !ipAdapters.isEmpty || !ipScales.isEmpty {
+            throw UsageError(description: "--ip-adapter and --ip-scale need --ip-image")
+        }
+
         if let tileSize = try options.int("--vae-tile-size") {
             guard tileSize > 0 else { throw UsageError(description: "--vae-tile-size: \(tileSize) must be positive") }
             request.vaeTiling = VAETiling(tileSampleSize: tileSize)
@@ -237,6 +261,8 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         configuration.singleFileCheckpoint = options.string("--checkpoint")
         configuration.previewDecoder = options.string("--preview-decoder")
         configuration.controlNets = controlNets
+        configuration.ipAdapters = ipAdapters
+        configuration.imageEncoder = options.string("--image-encoder")
         let previewPath = options.string("--preview")
         if configuration.previewDecoder != nil || previewPath != nil {
             guard configuration.previewDecoder != nil, previewPath != nil else {

@@ -102,6 +102,20 @@ import Testing
         #expect(multi == 0 && FileManager.default.fileExists(atPath: folder + "/m.png"), "\(multiLog)")
     }
 
+    @Test func ipAdapterFromTheCommandLine() throws {
+        let fixtures = Self.root + "/Tests/Fixtures/pipeline"
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let adapter = ["--ip-adapter", fixtures + "/ip-adapter/sdxl_models/ip-adapter-plus_tiny_vit-h.safetensors",
+                       "--image-encoder", fixtures + "/ip-adapter/models/image_encoder",
+                       "--ip-image", fixtures + "/ip_image.png," + fixtures + "/ip_image2.png", "--ip-scale", "0.6"]
+        guard let (status, output) = try Self.generate(adapter + ["--output", folder + "/ip.png"]) else { return }
+        #expect(status == 0, "\(output)")
+        #expect(FileManager.default.fileExists(atPath: folder + "/ip.png"))
+        guard let (missing, message) = try Self.generate(Array(adapter.dropLast(4)) + ["--output", folder + "/x.png"]) else { return }
+        #expect(missing == 2 && message.contains("--ip-adapter and --ip-scale need --ip-image"), "\(message)")
+    }
+
     @Test func outputsAreAllWrittenOrNone() throws {
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: folder) }

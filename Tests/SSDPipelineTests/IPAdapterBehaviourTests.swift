@@ -1,0 +1,100 @@
+import Foundation
+import SSDModels
+import SSDTensor
+import Testing
+
+@testable import SSDPipeline
+
+/// IP-Adapter behaviour beyond parity: scale 0 and no image prompt leave the generation as without the
+/// adapter, bad requests and mismatched files are typed errors naming the field or tensor.
+struct IPAdapterBehaviourTests {
+    static let fixtures = PipelineParityTests.fixtures
+    static let repo = fixtures + "/ip-adapter"
+
+    static func configuration(adapters: [String], encoder: String?) -> PipelineConfiguration {
+        var configuration = PipelineConfiguration()
+        configuration.backend = .reference
+        configuration.ipAdapters = adapters.map { repo + "/sdxl_models/" + $0 }
+        configuration.imageEncoder = encoder.map { repo + "/" + $0 }
+        return configuration
+    }
+
+    static func request() -> GenerationRequest {
+        var r = GenerationRequest(prompt: "a cat")
+        r.size = ImageSize(width: 64, height: 64)
+        r.steps = 2
+        r.seed = 3
+        return r
+    }
+
+    @Test func scaleZeroAndNoPromptLeaveTheGenerationAlone() async throws {
+        let image = try RGBImage(pngData: FileIO.readAll(Self.fixtures + "/ip_image.png"))
+        let plain = try await DiffusionPipeline(contentsOf: PipelineParityTests.folder, configuration: Self.configuration(adapters: [], encoder: nil))
+        let expected = try await plain.generateResult(Self.request()).latents.values
+        let pipeline = try await DiffusionPipeline(
+            contentsOf: PipelineParityTests.folder,
+            configuration: Self.configuration(adapters: ["ip-adapter-plus_tiny_vit-h.safetensors"], encoder: "models/image_encoder"))
+        #expect(try await pipeline.generateResult(Self.request()).latents.values == expected)
+        var request = Self.request()
+        request.imagePrompts = [ImagePrompt(images: [image], scale: 0)]
+        #expect(try await pipeline.generateResult(request).latents.values == expected)
+        request.imagePrompts = [ImagePrompt(images: [image, image], scale: 0.8)]
+        let steered = try await pipeline.generateResult(request).latents.values
+        #expect(PipelineParityTests.relativeError(steered, expected) > 1e-2)
+
+        func expectInvalid(_ name: String, _ change: (inout GenerationRequest) -> Void) async {
+            var request = Self.request()
+            change(&request)
+            do {
+                _ = try await pipeline.generate(request)
+                Issue.record("\(name): no error")
+            } catch PipelineError.invalidArgument(let field, _) {
+                #expect(field == name)
+            } catch {
+                Issue.record("\(name): unexpected \(error)")
+            }
+        }
+        await expectInvalid("imagePrompts") { $0.imagePrompts = [ImagePrompt(images: [image]), ImagePrompt(images: [image])] }
+        await expectInvalid("imagePrompts[0].images") { $0.imagePrompts = [ImagePrompt(images: [])] }
+        await expectInvalid("imagePrompts[0].scale") { $0.imagePrompts = [ImagePrompt(images: [image], scale: .nan)] }
+    }
+
+    @Test func mismatchedFilesAreRefusedAtLoad() async throws {
+        func expectInvalid(_ name: String, _ configuration: PipelineConfiguration) async {
+            do {
+                _ = try await DiffusionPipeline(contentsOf: PipelineParityTests.folder, configuration: configuration)
+                Issue.record("\(name): no error")
+            } catch PipelineError.invalidArgument(let field, _) {
+                #expect(field == name)
+            } catch {
+                Issue.record("\(name): unexpected \(error)")
+            }
+        }
+        // No encoder; an encoder of the wrong width for the adapter (ViT-H adapter, "bigG" encoder).
+        await expectInvalid("imageEncoder", Self.configuration(adapters: ["ip-adapter_tiny.safetensors"], encoder: nil))
+        await expectInvalid("ipAdapters[0]", Self.configuration(adapters: ["ip-adapter_tiny_vit-h.safetensors"], encoder: "sdxl_models/image_encoder"))
+
+        // A layer of another width (an adapter numbered for another UNet, as SDXL's on SSD-1B) is a
+        // weight mismatch naming the tensor; layers the UNet does not have are ignored, as diffusers does.
+        let original = try SafetensorsFile(path: Self.repo + "/sdxl_models/ip-adapter_tiny_vit-h.safetensors")
+        var views = try original.views().map { view -> HostTensorView in
+            guard view.name == "ip_adapter.3.to_k_ip.weight" else { return view }
+            return HostTensorView(name: view.name, shape: [view.shape[0] / 2, view.shape[1]], dtype: view.dtype, pointer: view.pointer, owner: view.owner)
+        }
+        let extra = try original.view("ip_adapter.1.to_v_ip.weight")
+        views.append(HostTensorView(name: "ip_adapter.999.to_v_ip.weight", shape: extra.shape, dtype: extra.dtype, pointer: extra.pointer, owner: extra.owner))
+        let path = NSTemporaryDirectory() + "ssd-ip-adapter-\(getpid())-\(UUID().uuidString).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SafetensorsWriter.write(views, to: path)
+        var configuration = Self.configuration(adapters: [], encoder: "models/image_encoder")
+        configuration.ipAdapters = [path]
+        do {
+            _ = try await DiffusionPipeline(contentsOf: PipelineParityTests.folder, configuration: configuration)
+            Issue.record("no error")
+        } catch let ModelError.weightMismatch(model, _, missing, unexpected, wrongShape) {
+            #expect(model == "IPAdapter")
+            #expect(missing.isEmpty && unexpected.isEmpty)
+            #expect(wrongShape.map(\.tensor) == ["ip_adapter.3.to_k_ip.weight"])
+        }
+    }
+}
