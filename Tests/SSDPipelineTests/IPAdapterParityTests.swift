@@ -89,14 +89,6 @@ struct IPAdapterParityTests {
             let allowed = name.hasSuffix("pixel_values") ? 0 : tolerance
             #expect(error <= allowed, "\(c.name) \(name): relative error \(error)")
         }
-        let latentError = PipelineParityTests.relativeError(result.latents.values, try reference.view("latents").floats())
-        #expect(latentError <= tolerance, "\(c.name) latents: relative error \(latentError)")
-        let expectedPixels = try reference.view("image").floats()
-        let ours = result.images.flatMap { $0.pixels.map(Float.init) }
-        #expect(ours.count == expectedPixels.count)
-        if ours.count == expectedPixels.count {
-            let mad = zip(ours, expectedPixels).map { Double(abs($0 - $1)) }.reduce(0, +) / Double(ours.count)
-            #expect(mad <= 1.0, "\(c.name) pixels: mean absolute difference \(mad)")
-        }
+        try PipelineParityTests.expectFinalOutputs(result, reference: reference, name: c.name, tolerance: tolerance)
     }
 }

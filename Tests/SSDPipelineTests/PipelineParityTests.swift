@@ -181,15 +181,21 @@ struct PipelineParityTests {
             let error = Self.relativeError(recorder.values[name] ?? [], try reference.view(name).floats())
             #expect(error <= tolerance, "\(c.name) \(name): relative error \(error)")
         }
-        let latentError = Self.relativeError(result.latents.values, try reference.view("latents").floats())
-        #expect(latentError <= tolerance, "\(c.name) latents: relative error \(latentError)")
+        try Self.expectFinalOutputs(result, reference: reference, name: c.name, tolerance: tolerance)
+        return result
+    }
+
+    /// The final latents within `tolerance` and the pixels within 1.0 mean absolute difference of the
+    /// reference's `latents` and `image`.
+    static func expectFinalOutputs(_ result: GenerationResult, reference: SafetensorsFile, name: String, tolerance: Double) throws {
+        let latentError = relativeError(result.latents.values, try reference.view("latents").floats())
+        #expect(latentError <= tolerance, "\(name) latents: relative error \(latentError)")
         let expectedPixels = try reference.view("image").floats()
         let ours = result.images.flatMap { $0.pixels.map(Float.init) }
         #expect(ours.count == expectedPixels.count)
         if ours.count == expectedPixels.count {
             let mad = zip(ours, expectedPixels).map { Double(abs($0 - $1)) }.reduce(0, +) / Double(ours.count)
-            #expect(mad <= 1.0, "\(c.name) pixels: mean absolute difference \(mad)")
+            #expect(mad <= 1.0, "\(name) pixels: mean absolute difference \(mad)")
         }
-        return result
     }
 }
