@@ -5,8 +5,8 @@ import Testing
 
 @testable import SSDPipeline
 
-/// IP-Adapters (h94 file format: ImageProjection and Plus, one or two adapters, with and without guidance)
-/// on the tiny pipeline against diffusers 0.42.1 (`Scripts/fixtures/ip_adapter.py`): CLIPImageProcessor's
+/// IP-Adapters (h94 file format: ImageProjection and Plus, one or two adapters, with and without guidance,
+/// with ControlNet inpainting) on the tiny pipeline against diffusers 0.42.1 (`Scripts/fixtures/ip_adapter.py`): CLIPImageProcessor's
 /// pixels bit for bit (PIL bicubic resize and crop), the image encoder's outputs, the projected image
 /// tokens, the first noise prediction and the final latents within 1e-4 (reference backend) or 1e-3 (CPU).
 struct IPAdapterParityTests {
@@ -24,6 +24,12 @@ struct IPAdapterParityTests {
         var seed: UInt64
         var scale: OneOrMany<Double>?
         var images_per_prompt: Int?
+        /// With these: ControlNet inpainting (the pipeline fixtures' tiny ControlNet).
+        var init_image: String?
+        var mask: String?
+        var strength: Double?
+        var control_image: String?
+        var controlnet_scale: Double?
         var testDescription: String { name }
     }
 
@@ -41,6 +47,7 @@ struct IPAdapterParityTests {
         // diffusers: an encoder folder without "/" is inside the subfolder, else relative to the repository.
         let first = c.adapters[0]
         configuration.imageEncoder = repo + "/" + (first[2].contains("/") ? first[2] : first[0] + "/" + first[2])
+        if c.control_image != nil { configuration.controlNets = [fixtures + "/tiny-controlnet"] }
         return configuration
     }
 
@@ -55,6 +62,13 @@ struct IPAdapterParityTests {
         let scales = c.scale?.expanded(c.adapters.count) ?? c.scale?.expanded(1).map { Array(repeating: $0[0], count: c.adapters.count) }
         r.imagePrompts = try c.images.enumerated().map { i, name in
             ImagePrompt(images: [try RGBImage(pngData: FileIO.readAll(fixtures + "/" + name))], scale: scales?[i] ?? 1)
+        }
+        func png(_ name: String) throws -> RGBImage { try RGBImage(pngData: FileIO.readAll(fixtures + "/" + name)) }
+        if let initImage = c.init_image {
+            r.initialImage = InitialImage(image: try png(initImage), mask: try c.mask.map(png), strength: c.strength)
+        }
+        if let control = c.control_image {
+            r.controls = [ControlInput(image: try png(control), conditioningScale: c.controlnet_scale ?? 1)]
         }
         return r
     }
