@@ -264,6 +264,18 @@ SSD_T static void a_online_softmax(float *s, long rows, long cols, long cols_pad
     }
 }
 
+/* ssd_attention_normalize at AVX2 (also used at the AVX-512 levels: d is small, a tail is rare). */
+SSD_T void ssd_attention_normalize_avx2(const float *o, long ldo, const float *l, long rows, long d, float *dst, long ldd) {
+    for (long i = 0; i < rows; i++) {
+        __m256 inv = _mm256_set1_ps(l[i] > 0 ? 1.0f / l[i] : 0.0f);
+        const float *src = o + i * ldo;
+        float *out = dst + i * ldd;
+        long j = 0;
+        for (; j + 8 <= d; j += 8) _mm256_storeu_ps(out + j, _mm256_mul_ps(_mm256_loadu_ps(src + j), inv));
+        if (j < d) store(out + j, d - j, _mm256_mul_ps(load(src + j, d - j), inv));
+    }
+}
+
 /* The bf16 attention's step without native bf16: scale, the fp32 step, then the probabilities
  * rounded to bf16 (as the portable version). */
 SSD_T static void a_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, long ldS, float scale,
