@@ -329,6 +329,20 @@ void ssd_online_softmax(float *s, long rows, long cols, long cols_padded, long l
                         float *o, long ldo, long d, int causal, long q0, long k0) {
     math->online_softmax(s, rows, cols, cols_padded, ldS, m, l, o, ldo, d, causal, q0, k0);
 }
+void ssd_attention_normalize(const float *o, long ldo, const float *l, long rows, long d, float *dst, long ldd) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (active_level >= SSD_ISA_AVX2) { ssd_attention_normalize_avx2(o, ldo, l, rows, d, dst, ldd); return; }
+#endif
+    for (long i = 0; i < rows; i++) {
+        float inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
+        for (long j = 0; j < d; j++) dst[i * ldd + j] = o[i * ldo + j] * inv;
+    }
+}
+
+void ssd_zero_floats(float *x, long n) {
+    if (n > 0) memset(x, 0, (size_t)n * sizeof(float));
+}
+
 void ssd_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, long ldS, float scale, float *m, float *l,
                              float *o, long ldo, long d, int causal, long q0, long k0, uint16_t *p, long ldp) {
 #if defined(__x86_64__)
@@ -342,3 +356,4 @@ void ssd_online_softmax_bf16(float *s, long rows, long cols, long cols_padded, l
 void ssd_layer_norm_row(const float *x, float *y, long n, const float *gamma, const float *beta, float eps) {
     math->layer_norm_row(x, y, n, gamma, beta, eps);
 }
+

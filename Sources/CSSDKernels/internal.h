@@ -22,6 +22,7 @@ typedef void (*ssd_ukernel_bf16)(long kpairs, const uint32_t *a, const uint16_t 
 void ssd_uk_f32_portable(long k, const float *const *a, const float *b, float *c, long ldc, int mr, int nr, const ssd_epilogue *e);
 void ssd_uk_bf16_portable(long kp, const uint32_t *a, const uint16_t *b, float *c, long ldc, int mr, int nr, const ssd_epilogue *e);
 #if defined(__x86_64__) || defined(__i386__)
+void ssd_attention_normalize_avx2(const float *o, long ldo, const float *l, long rows, long d, float *dst, long ldd);
 void ssd_uk_f32_avx2(long k, const float *const *a, const float *b, float *c, long ldc, int mr, int nr, const ssd_epilogue *e);
 void ssd_uk_f32_avx512(long k, const float *const *a, const float *b, float *c, long ldc, int mr, int nr, const ssd_epilogue *e);
 int ssd_amx_request(void);

@@ -190,6 +190,64 @@ SSD_T static void rescale_row(float *row, long d, float c) {
     }
 }
 
+/* exp(x) for x ≤ 0 (a score minus its row's maximum), the softmax's hot loop: the Cephes
+ * polynomial of v_exp, but n = round(x·log2 e) by the 1.5·2²³ shifter (its low bits are n) and
+ * 2^n added straight into the exponent field. x is clamped at −86.5 (n ≥ −125, so the exponent
+ * stays normal): below that, where exp(x) < 3e-38, the result is ~3e-38 instead of a subnormal
+ * or zero, which no sum that includes the row's maximum (exp 0 = 1) can tell apart. NaN stays NaN. */
+SSD_T static inline __m256 v_exp_nonpos(__m256 x) {
+    const __m256 shifter = _mm256_set1_ps(12582912.0f);
+    x = _mm256_max_ps(_mm256_set1_ps(-86.5f), x);
+    __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), shifter);
+    __m256 n = _mm256_sub_ps(t, shifter);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    __m256 y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e));
+}
+
+/* Max of row[0..<valid] and init: four accumulators over whole vectors, a masked tail. */
+SSD_T static float row_max_fast(const float *x, long valid, float init) {
+    __m256 a0 = _mm256_set1_ps(init), a1 = a0, a2 = a0, a3 = a0;
+    long i = 0;
+    for (; i + 32 <= valid; i += 32) {
+        a0 = _mm256_max_ps(a0, _mm256_loadu_ps(x + i));
+        a1 = _mm256_max_ps(a1, _mm256_loadu_ps(x + i + 8));
+        a2 = _mm256_max_ps(a2, _mm256_loadu_ps(x + i + 16));
+        a3 = _mm256_max_ps(a3, _mm256_loadu_ps(x + i + 24));
+    }
+    for (; i + 8 <= valid; i += 8) a0 = _mm256_max_ps(a0, _mm256_loadu_ps(x + i));
+    if (i < valid) a1 = _mm256_blendv_ps(a1, _mm256_max_ps(a1, load(x + i, valid - i)), _mm256_castsi256_ps(lanes(valid - i)));
+    return hmax(_mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3)));
+}
+
+/* row[j] = exp(row[j] − mx) for j < valid, in place; returns their sum. */
+SSD_T static float exp_sub_sum_fast(float *x, long valid, float mx) {
+    __m256 vm = _mm256_set1_ps(mx), s0 = _mm256_setzero_ps(), s1 = s0;
+    long i = 0;
+    for (; i + 16 <= valid; i += 16) {
+        __m256 e0 = v_exp_nonpos(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        __m256 e1 = v_exp_nonpos(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm));
+        _mm256_storeu_ps(x + i, e0);
+        _mm256_storeu_ps(x + i + 8, e1);
+        s0 = _mm256_add_ps(s0, e0);
+        s1 = _mm256_add_ps(s1, e1);
+    }
+    for (; i < valid; i += 8) {
+        __m256 e = _mm256_and_ps(v_exp_nonpos(_mm256_sub_ps(load(x + i, valid - i), vm)), _mm256_castsi256_ps(lanes(valid - i)));
+        store(x + i, valid - i, e);
+        s0 = _mm256_add_ps(s0, e);
+    }
+    return hsum(_mm256_add_ps(s0, s1));
+}
+
 SSD_T static void a_online_softmax(float *s, long rows, long cols, long cols_padded, long ldS, float *m, float *l,
                                    float *o, long ldo, long d, int causal, long q0, long k0) {
     for (long i = 0; i < rows; i++) {
@@ -197,12 +255,24 @@ SSD_T static void a_online_softmax(float *s, long rows, long cols, long cols_pad
         long valid = ssd_causal_valid(i, cols, causal, q0, k0);
         for (long j = valid; j < cols_padded; j++) row[j] = 0;
         if (valid == 0) continue;
-        float mx = row_max(row, valid, m[i]);
-        float sum = exp_sub_sum(row, row, valid, mx);
+        float mx = row_max_fast(row, valid, m[i]);
+        float sum = exp_sub_sum_fast(row, valid, mx);
         float corr = (m[i] == -INFINITY) ? 0.0f : expf(m[i] - mx);
         l[i] = l[i] * corr + sum;
         m[i] = mx;
         if (corr != 1.0f) rescale_row(o + i * ldo, d, corr);
+    }
+}
+
+/* ssd_attention_normalize at AVX2 (also used at the AVX-512 levels: d is small, a tail is rare). */
+SSD_T void ssd_attention_normalize_avx2(const float *o, long ldo, const float *l, long rows, long d, float *dst, long ldd) {
+    for (long i = 0; i < rows; i++) {
+        __m256 inv = _mm256_set1_ps(l[i] > 0 ? 1.0f / l[i] : 0.0f);
+        const float *src = o + i * ldo;
+        float *out = dst + i * ldd;
+        long j = 0;
+        for (; j + 8 <= d; j += 8) _mm256_storeu_ps(out + j, _mm256_mul_ps(_mm256_loadu_ps(src + j), inv));
+        if (j < d) store(out + j, d - j, _mm256_mul_ps(load(src + j, d - j), inv));
     }
 }
 

@@ -88,7 +88,7 @@ extension CPUBackend {
                 let rows = min(bq, nq - q0)
                 guard let kw = packedK[pair], let vw = packedV[pair] else { continue }
                 for i in 0..<rows { qRows[i] = qp + (bi * nq + q0 + i) * width + h * d }
-                o.update(repeating: 0, count: rows * d)
+                ssd_zero_floats(o, rows * d)
                 m.update(repeating: -.infinity, count: rows)
                 l.update(repeating: 0, count: rows)
                 let keyEnd = causal ? min(nk, q0 + rows) : nk
@@ -110,11 +110,7 @@ extension CPUBackend {
                     ssd_sgemm(&pvArgs)
                     k0 += cols
                 }
-                for i in 0..<rows {
-                    let inv = l[i] > 0 ? 1 / l[i] : 0
-                    let dst = y + (bi * nq + q0 + i) * width + h * d
-                    for j in 0..<d { dst[j] = o[i * d + j] * inv }
-                }
+                ssd_attention_normalize(o, d, l, rows, d, y + (bi * nq + q0) * width + h * d, width)
             }
         }
         return out

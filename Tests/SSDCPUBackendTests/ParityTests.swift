@@ -139,6 +139,15 @@ enum Variant: String, CaseIterable, CustomTestStringConvertible {
                                 heads: 2, scale: 0.25, causal: false)
             }
             #expect(att < 1e-4, "\(used) attention: \(att)")
+            // The softmax step's whole-vector, tail and causal paths, a head width with a tail
+            // (12), and scores far below each row's maximum (exp under the −86.5 clamp).
+            for causal in [false, true] {
+                let wide = try parity(cpu) { b in
+                    try b.attention(query: input(b, [2, 45, 36], seed: 25, scale: 6), key: input(b, [2, 77, 36], seed: 26, scale: 6),
+                                    value: input(b, [2, 77, 36], seed: 27), heads: 3, scale: 1, causal: causal)
+                }
+                #expect(wide < 1e-4, "\(used) attention, 3 heads of 12, causal \(causal): \(wide)")
+            }
         }
     }
 }

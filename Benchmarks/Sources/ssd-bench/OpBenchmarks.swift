@@ -77,6 +77,16 @@ func runOpBenchmark(_ op: String, _ args: Arguments) throws {
             return OpCase(label: "\(p[0])x\(p[1])x\(p[2])", params: p, flops: 2.0 * Double(p[0] * p[1]) * Double(p[2]))
         }
     }
+    if op == "attention", let list = args.values["shapes"] {
+        // --shapes "B,Nq,Nk,heads,D[,causal];…"
+        cases = list.split(separator: ";").compactMap { item in
+            var p = item.split(separator: ",").compactMap { Int($0) }
+            if p.count == 5 { p.append(0) }
+            guard p.count == 6 else { return nil }
+            let label = "\(p[5] == 1 ? "causal" : p[1] == p[2] ? "self" : "cross") \(p[1])x\(p[2]) \(p[3])x\(p[4]) b\(p[0])"
+            return OpCase(label: label, params: p, flops: 4.0 * Double(p[0] * p[1] * p[2] * p[3] * p[4]) * (p[5] == 1 ? 0.5 : 1))
+        }
+    }
     // Attention has no weights: only fp32, fp32 "high" and bf16 compute differ.
     let variants = op == "attention" ? benchVariants(args).filter { ["own-f32", "own-f32-high", "own-bf16"].contains($0.0) } : benchVariants(args, directConv: op == "conv")
     var results: [OpResult] = []

@@ -3,7 +3,7 @@
 import Foundation
 
 let usage = """
-usage: ssd-bench gemm|conv|attention [--threads N] [--torch] [--quick] [--no-openblas] [--cold (gemm: weights from memory)] [--json out.json]
+usage: ssd-bench gemm|conv|attention [--threads N] [--torch] [--quick] [--no-openblas] [--cold (gemm: weights from memory)] [--shapes "gemm: M,N,K;… conv: B,H,W,Cin,Cout[,k,s];… attention: B,Nq,Nk,heads,D[,causal];…"] [--variants own-f32,…] [--json out.json]
        ssd-bench unet --model DIR [--size 512] [--batch 1,4] [--backend cpu,cpu-high,cpu-f16w,cpu-bf16,…] [--torch] [--vae] [--repeat N] [--profile] [--profile-shapes] [--per-call-kv] [--json out.json]
        ssd-bench unet --model DIR --interleave N [--size 512] [--batch 1] [--backend cpu-bf16] [--json out.json]   (diffusers kept loaded; N alternating pairs)
        ssd-bench unet --model DIR --alternate N --backend cpu,cpu-direct [--size 512] [--batch 1]   (our backends alternating in one process; output errors against the first)

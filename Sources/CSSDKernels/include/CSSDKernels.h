@@ -154,6 +154,11 @@ void ssd_affine(const float *x, float *y, long n, float scale, float shift);
 void ssd_online_softmax(float *s, long rows, long cols, long cols_padded, long ldS,
                         float *m, float *l, float *o, long ldo, long d,
                         int causal, long q0, long k0);
+/* The flash attention's last step: dst[i·ldd + j] = o[i·ldo + j] / l[i] (0 where l[i] ≤ 0) for
+ * i < rows, j < d. */
+void ssd_attention_normalize(const float *o, long ldo, const float *l, long rows, long d, float *dst, long ldd);
+/* x[0..<n] = 0. */
+void ssd_zero_floats(float *x, long n);
 /* The same step for the bf16 attention: s holds unscaled scores (multiplied by `scale` here; s
  * may be overwritten), and the probabilities are written as bf16 to p [rows × ldp] (zeros from the
  * valid columns to cols_padded); l sums the rounded probabilities. */
