@@ -22,7 +22,7 @@ public actor DiffusionPipeline {
     /// Load-time options.
     public private(set) var configuration: PipelineConfiguration
     private let folder: PipelineFolder
-    private let tokenizers: SDXLTokenizers
+    private let tokenizers: PromptTokenizers
     private let schedulerConfiguration: SchedulerConfiguration
     private var backend: any ComputeBackend
     private var models: LoadedModels
@@ -35,7 +35,7 @@ public actor DiffusionPipeline {
         self.path = path
         self.configuration = configuration
         folder = try PipelineFolder(path: path)
-        tokenizers = try SDXLTokenizers(pipelineDirectory: path)
+        tokenizers = try PromptTokenizers(folder: folder)
         schedulerConfiguration = try SchedulerConfiguration(contentsOf: folder.componentDirectory("scheduler") + "/scheduler_config.json")
         (backend, passedOver) = try BackendFactory.makeReporting(configuration.backend, precision: configuration.precision)
         models = try LoadedModels(folder: folder, backend: backend, configuration: configuration)
@@ -100,7 +100,7 @@ public actor DiffusionPipeline {
         try models.reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
         var run = try GenerationRun(
             request: request, models: models, backend: backend, tokenizers: tokenizers,
-            forceZerosForEmptyPrompt: folder.modelIndex.forceZerosForEmptyPrompt,
+            modelIndex: folder.modelIndex,
             schedulerConfiguration: schedulerConfiguration, progress: progress)
         run.inspect = inspect
         let result = try run.execute(afterEncoding: { [configuration] in

@@ -138,6 +138,19 @@ public struct GenerationRequest: Sendable {
     public var guidanceRescale: Double = 0
     /// Seed of the torch-compatible CPU generator; nil → a random seed (reported in the result).
     public var seed: UInt64?
+    /// Stop after this fraction of the schedule (diffusers `denoising_end`, in (0, 1)): the result's
+    /// latents are then the input of a refiner run with the same `denoisingStart` ("ensemble of expert
+    /// denoisers"). nil: run every step.
+    public var denoisingEnd: Double?
+    /// Start this far into the schedule (diffusers `denoising_start`, in (0, 1); img2img only, `strength`
+    /// is then ignored): from `initialLatents` as they are (a base run's latents), or from the VAE
+    /// encoding of `initialImage` without added noise, as diffusers.
+    public var denoisingStart: Double?
+    /// The refiner's micro-conditioning (`requires_aesthetics_score` folders): `aesthetic_score` (6) and
+    /// `negative_aesthetic_score` (2.5) take the place of the target sizes.
+    public var aestheticScore: Double = 6
+    /// See `aestheticScore`.
+    public var negativeAestheticScore: Double = 2.5
     /// Images per prompt (`num_images_per_prompt`).
     public var imagesPerPrompt: Int = 1
     /// The sampler.

@@ -9,8 +9,13 @@ struct GenerationRun {
     let request: GenerationRequest
     let models: LoadedModels
     let backend: any ComputeBackend
-    let tokenizers: SDXLTokenizers
+    let tokenizers: PromptTokenizers
+    /// `force_zeros_for_empty_prompt` of the folder (false for the refiner).
     let forceZerosForEmptyPrompt: Bool
+    /// `requires_aesthetics_score` of the folder (the refiner's micro-conditioning).
+    let requiresAestheticsScore: Bool
+    /// `num_train_timesteps` of the folder's scheduler (for `denoisingStart` / `denoisingEnd`).
+    let trainTimesteps: Int
     let progress: (@Sendable (GenerationEvent) -> Void)?
     /// Receives named intermediate tensors (NCHW host arrays) for parity checks; nil in normal use.
     var inspect: ((String, [Float]) -> Void)?
@@ -26,14 +31,16 @@ struct GenerationRun {
 
     init(
         request: GenerationRequest, models: LoadedModels, backend: any ComputeBackend,
-        tokenizers: SDXLTokenizers, forceZerosForEmptyPrompt: Bool,
+        tokenizers: PromptTokenizers, modelIndex: ModelIndex,
         schedulerConfiguration: SchedulerConfiguration, progress: (@Sendable (GenerationEvent) -> Void)?
     ) throws {
         self.request = request
         self.models = models
         self.backend = backend
         self.tokenizers = tokenizers
-        self.forceZerosForEmptyPrompt = forceZerosForEmptyPrompt
+        forceZerosForEmptyPrompt = modelIndex.forceZerosForEmptyPrompt
+        requiresAestheticsScore = modelIndex.requiresAestheticsScore
+        trainTimesteps = try schedulerConfiguration.trainTimesteps
         self.progress = progress
         let factor = 1 << (models.vae.config.blockOutChannels.count - 1)
         try RequestValidation.validate(request, vaeScaleFactor: factor, latentChannels: models.vae.config.latentChannels)
@@ -54,6 +61,10 @@ struct GenerationRun {
         if request.previewInterval > 0, let taesd = models.previewDecoder, taesd.config.latentChannels != models.unet.config.outChannels {
             throw PipelineError.invalidArgument(
                 name: "previewDecoder", message: "has \(taesd.config.latentChannels) latent channels, the UNet \(models.unet.config.outChannels)")
+        }
+        if modelIndex.requiresAestheticsScore, request.initialImage == nil, request.denoisingStart == nil {
+            throw PipelineError.invalidArgument(
+                name: "initialImage", message: "a refiner folder (requires_aesthetics_score) runs image-to-image only: give initialImage, or initialLatents with denoisingStart")
         }
         try ControlStep.validate(request, models: models)
         try ImagePromptEncoding.validate(request, models: models)
@@ -98,8 +109,17 @@ struct GenerationRun {
         try Task.checkCancellation()
 
         let strength = request.initialImage.map { $0.strength ?? ($0.mask == nil ? 0.3 : 0.9999) }
-        try scheduler.setTimesteps(request.steps, strength: strength)
-        let timesteps = scheduler.timesteps
+        if let start = request.denoisingStart {
+            // img2img's `denoising_start` (strength is then ignored, as in diffusers)
+            try scheduler.setTimesteps(request.steps, denoisingStart: start)
+        } else {
+            try scheduler.setTimesteps(request.steps, strength: strength)
+        }
+        var timesteps = scheduler.timesteps
+        if let end = request.denoisingEnd {
+            // `denoising_end`: stop where a refiner takes over (`output_type="latent"`: result.latents)
+            timesteps = Array(timesteps.prefix(scheduler.stepCount(denoisingEnd: end, trainTimesteps: trainTimesteps)))
+        }
         guard !timesteps.isEmpty else {
             throw PipelineError.invalidArgument(
                 name: "strength", message: "\(strength ?? 1) with \(request.steps) steps leaves no denoising step")

@@ -68,6 +68,8 @@ struct LatentPreparation {
         let count = run.latentCount
         let given = request.initialLatents?.values
         guard let initial = request.initialImage else {
+            // img2img from latents (a refiner continuing a base run: `image=latents, denoising_start=…`)
+            if request.denoisingStart != nil, let given { return Start(latents: given) }
             // pipeline_stable_diffusion_xl.py prepare_latents
             let noise = given ?? generator.normal(count: count, dtype: run.latentDType)
             let sigma = scheduler.initNoiseSigma
@@ -80,6 +82,8 @@ struct LatentPreparation {
             // (no image, no noise); else sample the VAE posterior, then the noise.
             if let given { return Start(latents: given) }
             let imageLatents = repeatImages(try encodeSample(image, generator: &generator))
+            // `denoising_start` (`add_noise=False`): the image latents as they are.
+            if request.denoisingStart != nil { return Start(latents: imageLatents) }
             let noise = generator.normal(count: count, dtype: run.latentDType)
             return Start(latents: try scheduler.addNoise(original: imageLatents, noise: noise, timestepIndex: 0))
         }

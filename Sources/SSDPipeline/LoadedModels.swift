@@ -89,7 +89,8 @@ final class LoadedModels {
             }
             return try CLIPTextModel(config: config, weights: weights, backend: backend)
         }
-        if textEncoder == nil { textEncoder = try load(.textEncoder) }
+        // (a refiner folder has text_encoder_2 only)
+        if textEncoder == nil, folder.modelIndex.components["text_encoder"] != nil { textEncoder = try load(.textEncoder) }
         if textEncoder2 == nil {
             textEncoder2 = try load(.textEncoder2)
             loras?.evictPages()

@@ -16,10 +16,21 @@ enum MicroConditioning {
     /// img2img / inpainting (`StableDiffusionXLImg2ImgPipeline`): negative sizes default to the positive
     /// ones, the negative crop is ignored (the positive crop is used), rows are `[neg × n, pos × n]`.
     /// ControlNet inpainting (`StableDiffusionXLControlNetInpaintPipeline`): negative rows equal the positive.
-    static func rows(for request: GenerationRequest, rowsPerBranch n: Int, guidance: Bool) -> [Float] {
+    /// The refiner (`requires_aesthetics_score`, img2img): `original + crop + aesthetic score`, the negative
+    /// row with the negative original size (default: the positive), negative crop and negative score.
+    static func rows(for request: GenerationRequest, rowsPerBranch n: Int, guidance: Bool, aestheticScore: Bool = false) -> [Float] {
         let size = request.size
         let original = request.originalSize ?? size
         let target = request.targetSize ?? size
+        if aestheticScore {
+            func row(_ o: ImageSize, _ crop: CropOffset, _ score: Double) -> [Float] {
+                [Float(o.height), Float(o.width), Float(crop.y), Float(crop.x), Float(score)]
+            }
+            let pos = Array(repeating: row(original, request.cropTopLeft, request.aestheticScore), count: n).flatMap { $0 }
+            guard guidance else { return pos }
+            let negative = row(request.negativeOriginalSize ?? original, request.negativeCropTopLeft, request.negativeAestheticScore)
+            return Array(repeating: negative, count: n).flatMap { $0 } + pos
+        }
         let positive = timeIDs(original: original, crop: request.cropTopLeft, target: target)
         if request.initialImage?.mask != nil, !request.controls.isEmpty {
             return Array(repeating: positive, count: guidance ? 2 * n : n).flatMap { $0 }

@@ -28,19 +28,23 @@ struct PromptEncoding {
 
     func encode() throws -> Conditioning {
         let request = run.request
-        guard let encoder1 = run.models.textEncoder, let encoder2 = run.models.textEncoder2 else {
+        guard let encoder2 = run.models.textEncoder2 else {
             throw PipelineError.invalidArgument(name: "text encoders", message: "not loaded")
         }
+        // A refiner folder has only the second tokenizer and encoder (diffusers then zips the texts
+        // with one encoder: `prompt`, not `prompt_2`, goes to it).
+        var encoders = [(run.tokenizers.second, encoder2)]
+        if let tokenizer1 = run.tokenizers.first, let encoder1 = run.models.textEncoder { encoders.insert((tokenizer1, encoder1), at: 0) }
         // clip_skip k uses hidden_states[-(k + 2)]; the negative branch always uses [-2] (as diffusers).
-        let layers = min(encoder1.config.numHiddenLayers, encoder2.config.numHiddenLayers)
+        let layers = encoders.map(\.1.config.numHiddenLayers).min() ?? 0
         if let clipSkip = request.clipSkip, !(0..<layers).contains(clipSkip) {
             throw PipelineError.invalidArgument(
                 name: "clipSkip", message: "\(clipSkip) must be less than the text encoders' \(layers) layers")
         }
         let layer = -((request.clipSkip ?? 0) + 2)
         let prompt2 = nonEmpty(request.prompt2) ?? request.prompt
-        let positive = try encode(request.prompt, prompt2, layer: layer, encoder1, encoder2)
-        var notes = truncationNotes("prompt", request.prompt, prompt2)
+        let positive = try encode([request.prompt, prompt2], layer: layer, encoders)
+        var notes = truncationNotes("prompt", [request.prompt, prompt2], encoders)
 
         var negative: Encoded?
         if run.usesGuidance {
@@ -52,8 +56,8 @@ struct PromptEncoding {
             } else {
                 let text = request.negativePrompt ?? ""
                 let text2 = nonEmpty(request.negativePrompt2) ?? text
-                negative = try encode(text, text2, layer: -2, encoder1, encoder2)
-                notes += truncationNotes("negative prompt", text, text2)
+                negative = try encode([text, text2], layer: -2, encoders)
+                notes += truncationNotes("negative prompt", [text, text2], encoders)
             }
         }
         let k = run.imageCount
@@ -64,7 +68,8 @@ struct PromptEncoding {
         }
         for _ in 0..<k { hidden += positive.hidden; pooled += positive.pooled }
         let rows = hidden.count / (positive.sequence * positive.width)
-        let timeIDs = MicroConditioning.rows(for: request, rowsPerBranch: k, guidance: run.usesGuidance)
+        let timeIDs = MicroConditioning.rows(for: request, rowsPerBranch: k, guidance: run.usesGuidance,
+                                             aestheticScore: run.requiresAestheticsScore)
         run.inspect?("prompt_embeds", hidden)
         run.inspect?("add_text_embeds", pooled)
         run.inspect?("add_time_ids", timeIDs)
@@ -78,10 +83,11 @@ struct PromptEncoding {
     /// diffusers' warning "The following part of your input was truncated because CLIP can only handle
     /// sequences up to 77 tokens", as notes: one per text whose tokens do not fit (start and end tokens
     /// take two of the places).
-    private func truncationNotes(_ label: String, _ text: String, _ text2: String) -> [String] {
+    private func truncationNotes(_ label: String, _ texts: [String], _ encoders: [(CLIPTokenizer, CLIPTextModel)]) -> [String] {
         var notes: [String] = []
-        for (name, value, tokenizer) in [(label, text, run.tokenizers.tokenizer), (label + " 2", text2, run.tokenizers.tokenizer2)] {
-            if name != label && value == text { continue }  // the same text, already counted
+        for (i, (value, (tokenizer, _))) in zip(texts, encoders).enumerated() {
+            if i > 0 && value == texts[0] { continue }  // the same text, already counted
+            let name = i == 0 ? label : label + " 2"
             let count = tokenizer.tokenIDs(value).count, room = tokenizer.maxLength - 2
             if count > room {
                 notes.append("\(name): \(count - room) of its \(count) tokens are beyond CLIP's \(tokenizer.maxLength)-token limit and were dropped")
@@ -90,26 +96,35 @@ struct PromptEncoding {
         return notes
     }
 
-    private func encode(
-        _ text: String, _ text2: String, layer: Int, _ encoder1: CLIPTextModel, _ encoder2: CLIPTextModel
-    ) throws -> Encoded {
-        let ids1 = run.tokenizers.tokenizer.encode(text).inputIDs.map { Int32($0) }
-        let ids2 = run.tokenizers.tokenizer2.encode(text2).inputIDs.map { Int32($0) }
-        let first = try encoder1.encode(inputIDs: [ids1], hiddenStateIndex: layer, pooled: false)
-        let second = try encoder2.encode(inputIDs: [ids2], hiddenStateIndex: layer, pooled: true)
-        guard let pooledTensor = second.pooled else {
-            throw PipelineError.invalidModelFolder(path: "text_encoder_2", message: "has no text projection (pooled output)")
+    /// Each text through its tokenizer and encoder (`zip`: with one encoder only the first text), the
+    /// hidden states at `layer` concatenated on the width, and the last encoder's pooled output.
+    private func encode(_ texts: [String], layer: Int, _ encoders: [(CLIPTokenizer, CLIPTextModel)]) throws -> Encoded {
+        var states = [(values: [Float], width: Int)]()
+        var pooled: [Float] = []
+        var sequence = 0
+        for (i, (text, (tokenizer, encoder))) in zip(texts, encoders).enumerated() {
+            let ids = tokenizer.encode(text).inputIDs.map { Int32($0) }
+            let last = i == encoders.count - 1
+            let out = try encoder.encode(inputIDs: [ids], hiddenStateIndex: layer, pooled: last)
+            if last {
+                guard let pooledTensor = out.pooled else {
+                    throw PipelineError.invalidModelFolder(path: "text_encoder_2", message: "has no text projection (pooled output)")
+                }
+                pooled = try run.backend.download(pooledTensor)
+            }
+            sequence = out.hiddenStates.shape[1]
+            states.append((try run.backend.download(out.hiddenStates), out.hiddenStates.shape[2]))
         }
-        let h1 = try run.backend.download(first.hiddenStates)
-        let h2 = try run.backend.download(second.hiddenStates)
-        let sequence = first.hiddenStates.shape[1]
-        let w1 = first.hiddenStates.shape[2], w2 = second.hiddenStates.shape[2]
-        var hidden = [Float](repeating: 0, count: sequence * (w1 + w2))
-        for s in 0..<sequence {
-            for c in 0..<w1 { hidden[s * (w1 + w2) + c] = h1[s * w1 + c] }
-            for c in 0..<w2 { hidden[s * (w1 + w2) + w1 + c] = h2[s * w2 + c] }
+        let width = states.map(\.width).reduce(0, +)
+        var hidden = [Float](repeating: 0, count: sequence * width)
+        var offset = 0
+        for (values, w) in states {
+            for s in 0..<sequence {
+                for c in 0..<w { hidden[s * width + offset + c] = values[s * w + c] }
+            }
+            offset += w
         }
-        return Encoded(hidden: hidden, pooled: try run.backend.download(pooledTensor), sequence: sequence, width: w1 + w2)
+        return Encoded(hidden: hidden, pooled: pooled, sequence: sequence, width: width)
     }
 
     private func nonEmpty(_ s: String?) -> String? {

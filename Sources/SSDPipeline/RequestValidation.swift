@@ -75,6 +75,25 @@ enum RequestValidation {
             }
             guard prompt.scale.isFinite else { throw fail("imagePrompts[\(i)].scale", "\(prompt.scale) is not finite") }
         }
+        for (name, value) in [("denoisingEnd", request.denoisingEnd), ("denoisingStart", request.denoisingStart)] {
+            if let value, !(value > 0 && value < 1) { throw fail(name, "\(value) must lie strictly between 0 and 1") }
+        }
+        if let start = request.denoisingStart {
+            if let end = request.denoisingEnd, end <= start {
+                throw fail("denoisingEnd", "\(end) must be greater than denoisingStart \(start)")
+            }
+            guard request.initialImage != nil || request.initialLatents != nil else {
+                throw fail("denoisingStart", "needs initialLatents (a base run's latents) or initialImage (image-to-image)")
+            }
+            if request.initialImage?.mask != nil { throw fail("denoisingStart", "is not supported with inpainting") }
+        }
+        if !request.controls.isEmpty, request.denoisingStart != nil || request.denoisingEnd != nil {
+            throw fail(request.denoisingStart != nil ? "denoisingStart" : "denoisingEnd", "is not supported with ControlNets")
+        }
+        for (name, value) in [("aestheticScore", request.aestheticScore), ("negativeAestheticScore", request.negativeAestheticScore)]
+        where !value.isFinite {
+            throw fail(name, "\(value) is not finite")
+        }
         if let latents = request.initialLatents {
             let expected = [request.imagesPerPrompt, latentChannels, size.height / factor, size.width / factor]
             guard latents.shape == expected, latents.values.count == expected.reduce(1, *) else {

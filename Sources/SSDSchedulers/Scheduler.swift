@@ -30,6 +30,12 @@ public protocol Scheduler: Sendable {
     /// diffusers' img2img pipeline starts it: `t_start = steps − min(⌊steps·strength⌋, steps)`,
     /// `timesteps[t_start·order...]`, `set_begin_index(t_start·order)`. Clears all step state.
     mutating func setTimesteps(_ steps: Int, strength: Double?) throws
+    /// `set_timesteps(steps)` started where diffusers' SDXL img2img pipeline starts it for
+    /// `denoising_start` (a refiner going on from a base run cut at `denoising_end`): at the first timestep
+    /// below `round(T · (1 − denoisingStart))` (T = `num_train_timesteps`; one step earlier for
+    /// second-order schedulers when the count would be even), `set_begin_index` there. Schedulers outside
+    /// this module get a default that throws `SchedulerError.denoisingStartUnsupported`.
+    mutating func setTimesteps(_ steps: Int, denoisingStart: Double) throws
     /// `scale_model_input` for the network call at `timesteps[timestepIndex]`.
     func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float]
     /// `step(model_output, t, sample, generator=…)` for `timesteps[stepIndex]`; returns the new
@@ -43,6 +49,18 @@ public protocol Scheduler: Sendable {
 }
 
 extension Scheduler {
+    /// Throws `denoisingStartUnsupported`: a scheduler must say where its schedule starts for it.
+    public mutating func setTimesteps(_ steps: Int, denoisingStart: Double) throws {
+        throw SchedulerError.denoisingStartUnsupported(scheduler: "\(type(of: self))")
+    }
+
+    /// How many of `timesteps` diffusers' SDXL pipelines run with `denoising_end` (the rest is left to
+    /// a refiner): those at or above `round(T · (1 − denoisingEnd))`, T = `trainTimesteps`.
+    public func stepCount(denoisingEnd: Double, trainTimesteps: Int) -> Int {
+        let cutoff = (Double(trainTimesteps) - denoisingEnd * Double(trainTimesteps)).rounded(.toNearestOrEven)
+        return timesteps.filter { $0 >= cutoff }.count
+    }
+
     /// `setTimesteps(steps, strength: nil)` (text-to-image).
     public mutating func setTimesteps(_ steps: Int) throws { try setTimesteps(steps, strength: nil) }
 
@@ -72,7 +90,9 @@ protocol PositionedScheduler: Scheduler {
     /// The diffusers class name, for errors.
     var name: String { get }
     /// The schedule and step index.
-    var position: SchedulePosition { get }
+    var position: SchedulePosition { get set }
+    /// The training noise levels.
+    var noise: NoiseSchedule { get }
 }
 
 extension PositionedScheduler {
@@ -95,7 +115,26 @@ extension PositionedScheduler {
 
     /// A fresh `setTimesteps` with the last arguments (nothing before the first).
     public mutating func reset() {
-        if position.isSet { try? setTimesteps(position.requestedSteps, strength: position.requestedStrength) }
+        guard position.isSet else { return }
+        if let start = position.requestedDenoisingStart {
+            try? setTimesteps(position.requestedSteps, denoisingStart: start)
+        } else {
+            try? setTimesteps(position.requestedSteps, strength: position.requestedStrength)
+        }
+    }
+
+    /// `setTimesteps(steps, strength: nil)`, then the start `denoisingStart` asks for.
+    public mutating func setTimesteps(_ steps: Int, denoisingStart: Double) throws {
+        guard denoisingStart > 0, denoisingStart < 1 else { throw SchedulerError.invalidDenoisingStart(denoisingStart) }
+        try setTimesteps(steps, strength: nil)
+        let cutoff = (Double(noise.trainTimesteps) - denoisingStart * Double(noise.trainTimesteps)).rounded(.toNearestOrEven)
+        var count = position.allTimesteps.filter { $0 < cutoff }.count
+        if order == 2 && count % 2 == 0 { count += 1 }
+        let start = position.allTimesteps.count - count
+        guard count >= 1, start >= 0 else { throw SchedulerError.noStepsForDenoisingStart(steps: steps, denoisingStart: denoisingStart) }
+        position.beginIndex = start
+        position.current = start
+        position.requestedDenoisingStart = denoisingStart
     }
 }
 
@@ -111,6 +150,7 @@ struct SchedulePosition: Sendable, Hashable {
     /// The last `setTimesteps` arguments, for `reset`.
     var requestedSteps = 0
     var requestedStrength: Double?
+    var requestedDenoisingStart: Double?
 
     var isSet: Bool { !allTimesteps.isEmpty }
     var visibleTimesteps: [Double] { isSet ? Array(allTimesteps[beginIndex...]) : [] }
@@ -139,6 +179,7 @@ struct SchedulePosition: Sendable, Hashable {
         current = begin
         requestedSteps = steps
         requestedStrength = strength
+        requestedDenoisingStart = nil
     }
 
     /// The absolute index for `timesteps[index]`, checked.

@@ -130,6 +130,11 @@ public struct SchedulerConfiguration: Sendable, Hashable, Codable {
         set { values[key] = newValue }
     }
 
+    /// `num_train_timesteps` (1000 when absent).
+    public var trainTimesteps: Int {
+        get throws { try int("num_train_timesteps", default: 1000) }
+    }
+
     /// `_class_name`, the diffusers scheduler class the file was written for.
     public var className: String? {
         get { if case .string(let value)? = values["_class_name"] { return value } else { return nil } }

@@ -10,6 +10,12 @@ public enum SchedulerError: Error, Equatable, Sendable, CustomStringConvertible 
     case invalidStrength(Double)
     /// The strength leaves no denoising step (diffusers img2img raises the same).
     case noStepsForStrength(steps: Int, strength: Double)
+    /// `denoising_start` outside (0, 1).
+    case invalidDenoisingStart(Double)
+    /// `denoising_start` leaves no denoising step.
+    case noStepsForDenoisingStart(steps: Int, denoisingStart: Double)
+    /// A scheduler from outside this module has no `setTimesteps(_:denoisingStart:)`.
+    case denoisingStartUnsupported(scheduler: String)
     /// No scheduler has this CLI/API name.
     case unknownName(String, valid: [String])
     /// No scheduler implements this diffusers class.
@@ -41,6 +47,12 @@ public enum SchedulerError: Error, Equatable, Sendable, CustomStringConvertible 
             return "strength must lie in [0, 1], got \(strength)"
         case let .noStepsForStrength(steps, strength):
             return "strength \(strength) with \(steps) inference steps leaves no denoising step"
+        case let .invalidDenoisingStart(start):
+            return "denoising start must lie strictly between 0 and 1, got \(start)"
+        case let .noStepsForDenoisingStart(steps, start):
+            return "denoising start \(start) with \(steps) inference steps leaves no denoising step"
+        case let .denoisingStartUnsupported(scheduler):
+            return "\(scheduler) does not implement setTimesteps(_:denoisingStart:)"
         case let .unknownName(name, valid):
             return "unknown scheduler name '\(name)'; valid names: \(valid.joined(separator: ", "))"
         case let .unknownClassName(name, valid):

@@ -52,8 +52,14 @@ struct PipelineParityTests {
         var control_guidance_end_2: Double?
         /// Another pipeline folder of the fixtures (tiny-ssd1b-inpaint: the 9-channel inpainting UNet).
         var folder: String?
-        /// diffusers got `latents=` (stored as `given_latents` in the case's file).
+        /// diffusers got `latents=` (stored as `given_latents` in the case's file; with `latents_from`, the
+        /// latents of that case given as the img2img `image`).
         var given_latents: Bool?
+        var latents_from: String?
+        var denoising_start: Double?
+        var denoising_end: Double?
+        var aesthetic_score: Double?
+        var negative_aesthetic_score: Double?
         var testDescription: String { name }
     }
 
@@ -100,6 +106,10 @@ struct PipelineParityTests {
             let mask = try c.mask.map { try RGBImage(pngData: FileIO.readAll(fixtures + "/" + $0)) }
             r.initialImage = InitialImage(image: image, mask: mask, strength: c.strength)
         }
+        r.denoisingStart = c.denoising_start
+        r.denoisingEnd = c.denoising_end
+        if let score = c.aesthetic_score { r.aestheticScore = score }
+        if let score = c.negative_aesthetic_score { r.negativeAestheticScore = score }
         if c.given_latents == true {
             let given = try SafetensorsFile(path: fixtures + "/\(c.name).safetensors").view("given_latents")
             r.initialLatents = LatentArray(shape: given.shape, values: try given.floats())

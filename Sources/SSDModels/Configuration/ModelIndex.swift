@@ -17,6 +17,9 @@ public struct ModelIndex: Codable, Sendable, Equatable {
     public var forceZerosForEmptyPrompt: Bool
     /// Components keyed by folder name; entries written as `[null, null]` are left out.
     public var components: [String: Component]
+    /// `requires_aesthetics_score` (the SDXL refiner: `add_time_ids` are original size, crop and an
+    /// aesthetic score instead of the target size; default false).
+    public var requiresAestheticsScore = false
 
     /// A model index with these fields (for tests and for writing folders).
     public init(className: String?, diffusersVersion: String?, forceZerosForEmptyPrompt: Bool, components: [String: Component]) {
@@ -43,6 +46,7 @@ public struct ModelIndex: Codable, Sendable, Equatable {
         className = try c.nullable(Key(stringValue: "_class_name"), default: nil)
         diffusersVersion = try c.nullable(Key(stringValue: "_diffusers_version"), default: nil)
         forceZerosForEmptyPrompt = try c.nullable(Key(stringValue: "force_zeros_for_empty_prompt"), default: true) ?? true
+        requiresAestheticsScore = try c.nullable(Key(stringValue: "requires_aesthetics_score"), default: false) ?? false
         var components: [String: Component] = [:]
         for key in c.allKeys where !key.stringValue.hasPrefix("_") {
             // Component entries are two-element lists; other keys are pipeline flags. A known
@@ -66,6 +70,7 @@ public struct ModelIndex: Codable, Sendable, Equatable {
         try c.encodeNullable(className, forKey: Key(stringValue: "_class_name"))
         try c.encodeNullable(diffusersVersion, forKey: Key(stringValue: "_diffusers_version"))
         try c.encode(forceZerosForEmptyPrompt, forKey: Key(stringValue: "force_zeros_for_empty_prompt"))
+        if requiresAestheticsScore { try c.encode(true, forKey: Key(stringValue: "requires_aesthetics_score")) }
         for (name, component) in components {
             try c.encode([component.library, component.className], forKey: Key(stringValue: name))
         }
