@@ -39,6 +39,11 @@ let generateUsage = """
       --negative-original-size WxH  --negative-crop-top-left X,Y  --negative-target-size WxH
       --init-image PNG [--strength F]   img2img (strength default 0.3)
       --mask PNG                   inpainting mask (white = repaint; strength default 0.9999)
+      --init-latents FILE          start from these latents (`latents` of a --save-latents file): the noise for
+                                   text-to-image, or with --denoising-start a base run's latents for a refiner
+      --denoising-end F            stop after this fraction of the schedule (save the latents for a refiner)
+      --denoising-start F          start this far into the schedule (image-to-image, a refiner: --init-latents)
+      --aesthetic-score F  --negative-aesthetic-score F   refiner micro-conditioning (default 6 and 2.5)
       --controlnet DIR             ControlNet folder (diffusers ControlNetModel, SDXL / SSD-1B) steering text-to-image, img2img or inpainting;
                                    repeat for several (their residuals add up, diffusers' MultiControlNetModel)
       --control-image PNG          its control image (edges, depth, pose…), the output size; one per --controlnet
@@ -138,7 +143,8 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                       "--vae-tile-size",
                       "--preview-decoder", "--preview-every", "--preview",
                       "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end",
-                      "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale"])
+                      "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale",
+                      "--init-latents", "--denoising-end", "--denoising-start", "--aesthetic-score", "--negative-aesthetic-score"])
         guard let model = options.string("--model") else { throw UsageError(description: "--model DIR is required") }
         guard let prompt = options.string("--prompt") else { throw UsageError(description: "--prompt TEXT is required") }
         var request = GenerationRequest(prompt: prompt)
@@ -216,6 +222,19 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             }
         } else if !controlNets.isEmpty || !controlOptions.isEmpty || options.flags.contains("--guess-mode") {
             throw UsageError(description: "--controlnet, --control-scale, --control-start, --control-end and --guess-mode need --control-image")
+        }
+
+        request.denoisingEnd = try options.double("--denoising-end")
+        request.denoisingStart = try options.double("--denoising-start")
+        if let score = try options.double("--aesthetic-score") { request.aestheticScore = score }
+        if let score = try options.double("--negative-aesthetic-score") { request.negativeAestheticScore = score }
+        if let path = options.string("--init-latents") {
+            do {
+                let view = try SafetensorsFile(path: path).view("latents")
+                request.initialLatents = LatentArray(shape: view.shape, values: try view.floats())
+            } catch {
+                throw UsageError(description: "--init-latents: \(error)")
+            }
         }
 
         let ipAdapters = options.allValues["--ip-adapter"] ?? [], ipImages = options.allValues["--ip-image"] ?? []

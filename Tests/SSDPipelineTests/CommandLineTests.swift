@@ -116,6 +116,20 @@ import Testing
         #expect(missing == 2 && message.contains("--ip-adapter and --ip-scale need --ip-image"), "\(message)")
     }
 
+    /// A base run cut at --denoising-end hands its saved latents to the refiner's --denoising-start.
+    @Test func refinerFromTheCommandLine() throws {
+        let fixtures = Self.root + "/Tests/Fixtures/pipeline"
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        guard let (status, output) = try Self.generate(["--steps", "5", "--denoising-end", "0.6", "--output", folder + "/base.png",
+                                                        "--save-latents", folder + "/base.safetensors"]) else { return }
+        #expect(status == 0, "\(output)")
+        guard let (refined, log) = try Self.generate(["--model", fixtures + "/tiny-ssd1b-refiner", "--steps", "5",
+                                                      "--init-latents", folder + "/base.safetensors", "--denoising-start", "0.6",
+                                                      "--aesthetic-score", "7", "--output", folder + "/refined.png"]) else { return }
+        #expect(refined == 0 && FileManager.default.fileExists(atPath: folder + "/refined.png"), "\(log)")
+    }
+
     @Test func outputsAreAllWrittenOrNone() throws {
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: folder) }

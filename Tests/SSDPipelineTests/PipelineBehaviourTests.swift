@@ -326,6 +326,46 @@ struct PipelineBehaviourTests {
         var unknown = Self.smallRequest()
         unknown.scheduler = .named("bogus")
         await #expect(throws: SchedulerError.self) { _ = try await pipeline.generate(unknown) }
+        // denoising_end / denoising_start: ranges, order, what they need and what they do not combine with.
+        let latents = LatentArray(shape: [1, 4, 8, 8], values: [Float](repeating: 0.1, count: 256))
+        await expectInvalid("denoisingEnd") { $0.denoisingEnd = 1 }
+        await expectInvalid("denoisingEnd") { $0.denoisingEnd = .nan }
+        await expectInvalid("denoisingStart") { $0.denoisingStart = 0.5 }
+        await expectInvalid("denoisingStart") { $0.denoisingStart = 0; $0.initialLatents = latents }
+        await expectInvalid("denoisingEnd") { $0.denoisingStart = 0.6; $0.denoisingEnd = 0.4; $0.initialLatents = latents }
+        await expectInvalid("aestheticScore") { $0.aestheticScore = .infinity }
+    }
+
+    /// A refiner folder (text_encoder_2 only, `requires_aesthetics_score`) runs image-to-image only, and a
+    /// base run cut at `denoisingEnd` hands its latents to the refiner's `denoisingStart` (parity: the
+    /// `base_denoising_end` and `refiner_denoising_start` cases); steps past the end are not run.
+    @Test func refinerContinuesABaseRun() async throws {
+        var configuration = PipelineConfiguration()
+        configuration.backend = .reference
+        let refiner = try await DiffusionPipeline(contentsOf: PipelineParityTests.fixtures + "/tiny-ssd1b-refiner", configuration: configuration)
+        do {
+            _ = try await refiner.generate(Self.smallRequest())
+            Issue.record("no error")
+        } catch PipelineError.invalidArgument(let field, _) {
+            #expect(field == "initialImage")
+        }
+        var request = Self.smallRequest()
+        request.steps = 10
+        request.denoisingEnd = 0.7
+        let counter = StepCounter()
+        let base = try await Self.pipeline().generateResult(request, progress: { event in
+            if case .step = event { counter.increment() }
+        })
+        #expect(counter.value == 7)
+        var second = Self.smallRequest()
+        second.steps = 10
+        second.initialLatents = base.latents
+        second.denoisingStart = 0.7
+        let refined = try await refiner.generateResult(second, progress: { event in
+            if case .step = event { counter.increment() }
+        })
+        #expect(counter.value == 10)
+        #expect(refined.latents.shape == base.latents.shape)
     }
 
     @Test func nanLatentsAreReportedNotReturned() async throws {

@@ -66,6 +66,10 @@ func denoise(
         #expect(scheduler.stepIndex == 8 && scheduler.remainingSteps == 0)
         #expect(latents.count == 32)
         #expect(latents.allSatisfy { $0.isFinite })
+        // A scheduler that does not say where `denoising_start` begins gets a typed error, not a guess.
+        #expect(throws: SchedulerError.denoisingStartUnsupported(scheduler: "LinearRampScheduler")) {
+            try scheduler.setTimesteps(8, denoisingStart: 0.5)
+        }
     }
 
     @Test func builtInSchedulersRunThroughTheSameLoop() throws {

@@ -29,7 +29,12 @@ import Testing
         var scheduler = try SchedulerFactory.make(name: name, config: base, overrides: overrides)
         let steps = try #require(record["steps"] as? Int)
         let strength = record["strength"] as? Double
-        try scheduler.setTimesteps(steps, strength: strength)
+        let denoisingStart = record["denoising_start"] as? Double
+        if let denoisingStart {
+            try scheduler.setTimesteps(steps, denoisingStart: denoisingStart)
+        } else {
+            try scheduler.setTimesteps(steps, strength: strength)
+        }
 
         #expect(scheduler.order == record["order"] as? Int)
         let expectedTimesteps = try #require(record["timesteps"] as? [Double])
@@ -44,7 +49,7 @@ import Testing
 
         let baseValues = try Fixtures.floats(Fixtures.steps?["base"])
         var sample: [Float]
-        if strength != nil {
+        if strength != nil || denoisingStart != nil {
             let original = try Fixtures.floats(record["original"])
             let noise = try Fixtures.floats(record["noise"])
             sample = try scheduler.addNoise(original: original, noise: noise)
