@@ -151,6 +151,9 @@ public struct GenerationRequest: Sendable {
     public var aestheticScore: Double = 6
     /// See `aestheticScore`.
     public var negativeAestheticScore: Double = 2.5
+    /// FreeU (diffusers `pipe.enable_freeu(s1=, s2=, b1=, b2=)`; `FreeU.sdxl` holds the values diffusers
+    /// suggests for SDXL); nil: off.
+    public var freeU: FreeU?
     /// Images per prompt (`num_images_per_prompt`).
     public var imagesPerPrompt: Int = 1
     /// The sampler.

@@ -158,7 +158,8 @@ struct GenerationRun {
             let output = try models.unet(
                 sample: sample, timesteps: [Float](repeating: Float(t), count: rows),
                 conditioning: textConditioning, textEmbeds: conditioning.pooled,
-                timeIDs: conditioning.timeIDs, timestepCond: timestepCond?.flatMap { $0 }, controlResiduals: residuals)
+                timeIDs: conditioning.timeIDs, timestepCond: timestepCond?.flatMap { $0 }, controlResiduals: residuals,
+                freeU: request.freeU)
             let outChannels = output.shape[3]
             var noise = Layout.nhwcToNCHW(try backend.download(output), rows, outChannels, latentHeight, latentWidth)
             if index == 0 { inspect?("first_noise_pred", noise) }

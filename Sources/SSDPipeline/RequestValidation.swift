@@ -94,6 +94,9 @@ enum RequestValidation {
         where !value.isFinite {
             throw fail(name, "\(value) is not finite")
         }
+        if let freeU = request.freeU, ![freeU.s1, freeU.s2, freeU.b1, freeU.b2].allSatisfy(\.isFinite) {
+            throw fail("freeU", "\(freeU) must be finite")
+        }
         if let latents = request.initialLatents {
             let expected = [request.imagesPerPrompt, latentChannels, size.height / factor, size.width / factor]
             guard latents.shape == expected, latents.values.count == expected.reduce(1, *) else {

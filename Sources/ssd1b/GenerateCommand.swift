@@ -44,6 +44,7 @@ let generateUsage = """
       --denoising-end F            stop after this fraction of the schedule (save the latents for a refiner)
       --denoising-start F          start this far into the schedule (image-to-image, a refiner: --init-latents)
       --aesthetic-score F  --negative-aesthetic-score F   refiner micro-conditioning (default 6 and 2.5)
+      --freeu S1,S2,B1,B2          FreeU (diffusers enable_freeu); `--freeu sdxl` for 0.6,0.4,1.1,1.2
       --controlnet DIR             ControlNet folder (diffusers ControlNetModel, SDXL / SSD-1B) steering text-to-image, img2img or inpainting;
                                    repeat for several (their residuals add up, diffusers' MultiControlNetModel)
       --control-image PNG          its control image (edges, depth, pose…), the output size; one per --controlnet
@@ -144,7 +145,8 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                       "--preview-decoder", "--preview-every", "--preview",
                       "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end",
                       "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale",
-                      "--init-latents", "--denoising-end", "--denoising-start", "--aesthetic-score", "--negative-aesthetic-score"])
+                      "--init-latents", "--denoising-end", "--denoising-start", "--aesthetic-score", "--negative-aesthetic-score",
+                      "--freeu"])
         guard let model = options.string("--model") else { throw UsageError(description: "--model DIR is required") }
         guard let prompt = options.string("--prompt") else { throw UsageError(description: "--prompt TEXT is required") }
         var request = GenerationRequest(prompt: prompt)
@@ -228,6 +230,13 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         request.denoisingStart = try options.double("--denoising-start")
         if let score = try options.double("--aesthetic-score") { request.aestheticScore = score }
         if let score = try options.double("--negative-aesthetic-score") { request.negativeAestheticScore = score }
+        if let text = options.string("--freeu") {
+            let values = text == "sdxl" ? [0.6, 0.4, 1.1, 1.2] : text.split(separator: ",").compactMap { Double($0) }
+            guard values.count == 4, values.allSatisfy(\.isFinite) else {
+                throw UsageError(description: "--freeu: \(text) must be four numbers S1,S2,B1,B2 or sdxl")
+            }
+            request.freeU = FreeU(s1: values[0], s2: values[1], b1: values[2], b2: values[3])
+        }
         if let path = options.string("--init-latents") {
             do {
                 let view = try SafetensorsFile(path: path).view("latents")

@@ -336,6 +336,19 @@ struct PipelineBehaviourTests {
         await expectInvalid("aestheticScore") { $0.aestheticScore = .infinity }
     }
 
+    /// FreeU changes the generation (parity: the `euler_freeu`, `freeu_nonsquare` cases); as in diffusers, a
+    /// zero factor turns it off entirely.
+    @Test func freeUChangesTheResultAndZeroTurnsItOff() async throws {
+        let pipeline = try await Self.pipeline()
+        let plain = try await pipeline.generateResult(Self.smallRequest()).latents.values
+        var request = Self.smallRequest()
+        request.freeU = .sdxl
+        let filtered = try await pipeline.generateResult(request).latents.values
+        #expect(PipelineParityTests.relativeError(filtered, plain) > 1e-3)
+        request.freeU = FreeU(s1: 0.6, s2: 0.4, b1: 1.1, b2: 0)
+        #expect(try await pipeline.generateResult(request).latents.values == plain)
+    }
+
     /// A refiner folder (text_encoder_2 only, `requires_aesthetics_score`) runs image-to-image only, and a
     /// base run cut at `denoisingEnd` hands its latents to the refiner's `denoisingStart` (parity: the
     /// `base_denoising_end` and `refiner_denoising_start` cases); steps past the end are not run.

@@ -60,6 +60,8 @@ struct PipelineParityTests {
         var denoising_end: Double?
         var aesthetic_score: Double?
         var negative_aesthetic_score: Double?
+        /// diffusers `enable_freeu(s1, s2, b1, b2)`.
+        var freeu: [Double]?
         var testDescription: String { name }
     }
 
@@ -106,6 +108,7 @@ struct PipelineParityTests {
             let mask = try c.mask.map { try RGBImage(pngData: FileIO.readAll(fixtures + "/" + $0)) }
             r.initialImage = InitialImage(image: image, mask: mask, strength: c.strength)
         }
+        if let f = c.freeu { r.freeU = FreeU(s1: f[0], s2: f[1], b1: f[2], b2: f[3]) }
         r.denoisingStart = c.denoising_start
         r.denoisingEnd = c.denoising_end
         if let score = c.aesthetic_score { r.aestheticScore = score }

@@ -76,11 +76,15 @@ struct UpBlock2D: Sendable {
 
     /// Runs the block; with `skips`, each resnet first concatenates (channels last) the most
     /// recent skip, which is removed from the stack.
+    /// `freeU`: FreeU's backbone scaling and skip filter before each concatenation (diffusers `apply_freeu`).
     func callAsFunction(_ x: Tensor, temb: Tensor?, context: CrossAttentionContext?, skips: inout [Tensor], usesSkips: Bool,
-                        _ b: any ComputeBackend) throws -> Tensor {
+                        freeU: FreeUFilter? = nil, _ b: any ComputeBackend) throws -> Tensor {
         var h = x
         for (i, resnet) in resnets.enumerated() {
-            if usesSkips, let skip = skips.popLast() { h = try b.concat([h, skip], axis: 3) }
+            if usesSkips, var skip = skips.popLast() {
+                if let freeU { (h, skip) = try freeU(h, skip: skip, b) }
+                h = try b.concat([h, skip], axis: 3)
+            }
             h = try resnet(h, activatedTimeEmbedding: temb, b)
             if !attentions.isEmpty, let context { h = try attentions[i](h, context: context, b) }
         }

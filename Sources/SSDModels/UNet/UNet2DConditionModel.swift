@@ -77,7 +77,8 @@ public final class UNet2DConditionModel: Sendable {
     }
 
     func forward(sample: Tensor, timesteps: [Float], context: CrossAttentionContext, textEmbeds: Tensor?,
-                 timeIDs: [Float]?, timestepCond: [Float]?, control: ControlNetResiduals? = nil, trace: ForwardTrace?) throws -> Tensor {
+                 timeIDs: [Float]?, timestepCond: [Float]?, control: ControlNetResiduals? = nil, freeU: FreeU? = nil,
+                 trace: ForwardTrace?) throws -> Tensor {
         let b = backend
         let model = UNetNetwork.model
         guard sample.rank == 4, sample.shape[3] == config.inChannels else {
@@ -102,10 +103,15 @@ public final class UNet2DConditionModel: Sendable {
         let x = sample.dtype == dtype ? sample : try b.convert(sample, to: dtype)
         let embeddingInputs = try network.embeddingInputs(timesteps: steps, textEmbeds: textEmbeds, timeIDs: timeIDs,
                                                           timestepCond: timestepCond, condDim: config.timeCondProjDim, dtype: dtype, b)
+        // FreeU's Fourier bases at the first two up blocks' sizes (the lowest level's, and twice it).
+        let levels = self.network.downBlocks.filter { $0.downsampler != nil }.count
+        let upBlockCount = self.network.upBlocks.count
+        let freeUFilters = try freeU.map { $0.isEnabled && upBlockCount >= 2
+            ? try $0.filters(lowestHeight: x.shape[1] >> levels, lowestWidth: x.shape[2] >> levels, dtype: dtype, b) : [] } ?? []
         if let trace {
             let emb = try network.embedding(embeddingInputs, b)
             trace.record("emb", emb)
-            return try network.forward(x, emb: emb, context: context, control: control, trace: trace, b)
+            return try self.network.forward(x, emb: emb, context: context, control: control, freeU: freeUFilters, trace: trace, b)
         }
         // Everything after the host-side sinusoids issues the same ops for the same shapes: a
         // backend may record and replay it (CUDA graphs). The output is valid until the next call.
@@ -121,11 +127,16 @@ public final class UNet2DConditionModel: Sendable {
         let imageCounts = imageNames.map { context.imageKeysValues[$0]?.count ?? 0 }
         let imageTensors = imageNames.flatMap { name in (context.imageKeysValues[name] ?? []).flatMap { [$0.key, $0.value] } }
         let controlTensors = control.map { $0.down + [$0.mid] } ?? []
-        let inputs = [x, context.states] + embeddingInputs.tensors + cachedTensors + imageTensors + controlTensors
+        // FreeU's bases last (its factors are in the key: they are constants of the recorded ops).
+        let freeUTensors = freeUFilters.flatMap { [$0.basis, $0.basisT] }
+        let inputs = [x, context.states] + embeddingInputs.tensors + cachedTensors + imageTensors + controlTensors + freeUTensors
         let imageStart = 2 + embeddingCount + cachedTensors.count
-        let controlStart = inputs.count - controlTensors.count
+        let freeUStart = inputs.count - freeUTensors.count
+        let controlStart = freeUStart - controlTensors.count
         let imageKey = imageTensors.isEmpty ? "" : "-ip" + imageCounts.map(String.init).joined(separator: ",")
-        let outputs = try b.runReplayable(key: replayKey + imageKey + (control == nil ? "" : "-control"), inputs: inputs) { inputs in
+        let freeUKey = freeUFilters.isEmpty ? "" : "-freeu" + freeUFilters.map { "\($0.backboneScale),\($0.skipScale)" }.joined(separator: ",")
+        let key = replayKey + imageKey + (control == nil ? "" : "-control") + freeUKey
+        let outputs = try b.runReplayable(key: key, inputs: inputs) { inputs in
             let embedding = UNetNetwork.EmbeddingInputs(inputs[2..<(2 + embeddingCount)], like: embeddingInputs)
             let emb = try network.embedding(embedding, b)
             var replayed = CrossAttentionContext(states: inputs[1])
@@ -141,9 +152,14 @@ public final class UNet2DConditionModel: Sendable {
                 at += 2 * count
             }
             let replayedControl = control.map { _ in
-                ControlNetResiduals(down: Array(inputs[controlStart..<(inputs.count - 1)]), mid: inputs[inputs.count - 1])
+                ControlNetResiduals(down: Array(inputs[controlStart..<(freeUStart - 1)]), mid: inputs[freeUStart - 1])
             }
-            return [try network.forward(inputs[0], emb: emb, context: replayed, control: replayedControl, trace: nil, b)]
+            let replayedFreeU = freeUFilters.enumerated().map { i, filter in
+                FreeUFilter(backboneScale: filter.backboneScale, skipScale: filter.skipScale, pixels: filter.pixels,
+                            basis: inputs[freeUStart + 2 * i], basisT: inputs[freeUStart + 2 * i + 1])
+            }
+            return [try network.forward(inputs[0], emb: emb, context: replayed, control: replayedControl, freeU: replayedFreeU,
+                                        trace: nil, b)]
         }
         return outputs[0]
     }

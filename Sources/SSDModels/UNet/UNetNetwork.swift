@@ -304,7 +304,7 @@ struct UNetNetwork: Sendable {
     /// added to the skip connections and to the mid block's output (diffusers
     /// `down_block_additional_residuals`, `mid_block_additional_residual`).
     func forward(_ sample: Tensor, emb: Tensor, context: CrossAttentionContext, control: ControlNetResiduals? = nil,
-                 trace: ForwardTrace?, _ b: any ComputeBackend) throws -> Tensor {
+                 freeU: [FreeUFilter] = [], trace: ForwardTrace?, _ b: any ComputeBackend) throws -> Tensor {
         guard let convNormOut, let convOut else {
             throw ModelError.invalidInput(model: Self.model, argument: "network", message: "an encoder-only network has no output")
         }
@@ -324,7 +324,7 @@ struct UNetNetwork: Sendable {
             h = try b.binary(h, control.mid, .add)
         }
         for (i, block) in upBlocks.enumerated() {
-            h = try block(h, temb: temb, context: context, skips: &skips, usesSkips: true, b)
+            h = try block(h, temb: temb, context: context, skips: &skips, usesSkips: true, freeU: i < freeU.count ? freeU[i] : nil, b)
             trace?.record("up_blocks.\(i)", h)
         }
         return try convOut(convNormOut.silu(h, b), b)

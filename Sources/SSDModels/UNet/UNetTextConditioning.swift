@@ -80,15 +80,16 @@ extension UNet2DConditionModel {
     /// `encoderHiddenStates` to `callAsFunction(sample:timesteps:encoderHiddenStates:…)`, without
     /// projecting the cached keys and values again). Throws `ModelError.invalidInput` for conditioning
     /// made by another UNet. `controlResiduals`: a `ControlNetModel`'s outputs for this call (diffusers
-    /// `down_block_additional_residuals` and `mid_block_additional_residual`).
+    /// `down_block_additional_residuals` and `mid_block_additional_residual`). `freeU`: FreeU's factors
+    /// (diffusers `enable_freeu`), nil: off.
     public func callAsFunction(sample: Tensor, timesteps: [Float], conditioning: UNetTextConditioning, textEmbeds: Tensor?,
                                timeIDs: [Float]?, timestepCond: [Float]? = nil,
-                               controlResiduals: ControlNetResiduals? = nil) throws -> Tensor {
+                               controlResiduals: ControlNetResiduals? = nil, freeU: FreeU? = nil) throws -> Tensor {
         guard conditioning.unetKey == replayKey else {
             throw ModelError.invalidInput(model: UNetNetwork.model, argument: "conditioning",
                                           message: "was prepared by another UNet2DConditionModel instance")
         }
         return try forward(sample: sample, timesteps: timesteps, context: conditioning.context, textEmbeds: textEmbeds,
-                           timeIDs: timeIDs, timestepCond: timestepCond, control: controlResiduals, trace: nil)
+                           timeIDs: timeIDs, timestepCond: timestepCond, control: controlResiduals, freeU: freeU, trace: nil)
     }
 }
