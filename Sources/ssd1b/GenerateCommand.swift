@@ -240,7 +240,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         if let path = options.string("--init-latents") {
             do {
                 let view = try SafetensorsFile(path: path).view("latents")
-                request.initialLatents = LatentArray(shape: view.shape, values: try view.floats())
+                request.initialLatents = LatentArray(shape: view.shape, values: view.floats())
             } catch {
                 throw UsageError(description: "--init-latents: \(error)")
             }
