@@ -83,6 +83,26 @@ public actor DiffusionPipeline {
         configuration = newConfiguration
     }
 
+    /// diffusers `encode_prompt`: the request's text conditioning for one image (`prompt`, `prompt2`,
+    /// `clipSkip`; with guidance also the negative: zeros when `negativePrompt` is nil and the folder has
+    /// `force_zeros_for_empty_prompt`), for `GenerationRequest.promptEmbeddings` and
+    /// `negativePromptEmbeddings` (to cache them, or change them before generating).
+    public func encodePrompt(_ request: GenerationRequest) throws -> (prompt: PromptEmbeddings, negative: PromptEmbeddings?) {
+        try models.reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
+        defer { if configuration.releasesTextEncodersAfterEncoding { models.releaseTextEncoders() } }
+        var textOnly = request
+        textOnly.promptEmbeddings = nil
+        textOnly.negativePromptEmbeddings = nil
+        let run = try GenerationRun(
+            request: textOnly, models: models, backend: backend, tokenizers: tokenizers, modelIndex: folder.modelIndex,
+            schedulerConfiguration: schedulerConfiguration, progress: nil)
+        let (positive, negative, _) = try PromptEncoding(run: run).embeddings()
+        func embeddings(_ e: PromptEncoding.Encoded) -> PromptEmbeddings {
+            PromptEmbeddings(tokens: e.sequence, width: e.width, hiddenStates: e.hidden, pooled: e.pooled)
+        }
+        return (embeddings(positive), negative.map(embeddings))
+    }
+
     /// Generates the request's images. Cancelling the task stops within one step and throws `CancellationError`.
     public func generate(_ request: GenerationRequest) async throws -> [RGBImage] {
         try await generateResult(request).images

@@ -71,6 +71,27 @@ public struct ControlInput: Sendable {
     }
 }
 
+/// Text conditioning computed ahead for one prompt (diffusers `prompt_embeds` with `pooled_prompt_embeds`,
+/// or the negative pair), e.g. by `DiffusionPipeline.encodePrompt` and then re-weighted or cached.
+public struct PromptEmbeddings: Sendable, Hashable {
+    /// Tokens (77 for SDXL).
+    public var tokens: Int
+    /// Width of each token's state (2048 for SDXL: CLIP-L ‖ bigG; 1280 for the refiner).
+    public var width: Int
+    /// `[tokens, width]`, row-major.
+    public var hiddenStates: [Float]
+    /// The pooled projection (`add_text_embeds`, 1280 for SDXL).
+    public var pooled: [Float]
+
+    /// Embeddings of `tokens × width` states and a pooled vector.
+    public init(tokens: Int, width: Int, hiddenStates: [Float], pooled: [Float]) {
+        self.tokens = tokens
+        self.width = width
+        self.hiddenStates = hiddenStates
+        self.pooled = pooled
+    }
+}
+
 /// One IP-Adapter's image prompt (diffusers `ip_adapter_image` entry and `set_ip_adapter_scale` value);
 /// the adapter is the matching entry of `PipelineConfiguration.ipAdapters`.
 public struct ImagePrompt: Sendable {
@@ -138,6 +159,13 @@ public struct GenerationRequest: Sendable {
     public var guidanceRescale: Double = 0
     /// Seed of the torch-compatible CPU generator; nil → a random seed (reported in the result).
     public var seed: UInt64?
+    /// Use these instead of encoding `prompt` / `prompt2` (diffusers `prompt_embeds` and
+    /// `pooled_prompt_embeds`); repeated for each image.
+    public var promptEmbeddings: PromptEmbeddings?
+    /// Use these as the negative conditioning (diffusers `negative_prompt_embeds` and
+    /// `negative_pooled_prompt_embeds`); nil: from `negativePrompt` as usual (zeros when it is nil and the
+    /// folder has `force_zeros_for_empty_prompt`).
+    public var negativePromptEmbeddings: PromptEmbeddings?
     /// Stop after this fraction of the schedule (diffusers `denoising_end`, in (0, 1)): the result's
     /// latents are then the input of a refiner run with the same `denoisingStart` ("ensemble of expert
     /// denoisers"). nil: run every step.

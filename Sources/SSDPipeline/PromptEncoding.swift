@@ -28,38 +28,7 @@ struct PromptEncoding {
 
     func encode() throws -> Conditioning {
         let request = run.request
-        guard let encoder2 = run.models.textEncoder2 else {
-            throw PipelineError.invalidArgument(name: "text encoders", message: "not loaded")
-        }
-        // A refiner folder has only the second tokenizer and encoder (diffusers then zips the texts
-        // with one encoder: `prompt`, not `prompt_2`, goes to it).
-        var encoders = [(run.tokenizers.second, encoder2)]
-        if let tokenizer1 = run.tokenizers.first, let encoder1 = run.models.textEncoder { encoders.insert((tokenizer1, encoder1), at: 0) }
-        // clip_skip k uses hidden_states[-(k + 2)]; the negative branch always uses [-2] (as diffusers).
-        let layers = encoders.map(\.1.config.numHiddenLayers).min() ?? 0
-        if let clipSkip = request.clipSkip, !(0..<layers).contains(clipSkip) {
-            throw PipelineError.invalidArgument(
-                name: "clipSkip", message: "\(clipSkip) must be less than the text encoders' \(layers) layers")
-        }
-        let layer = -((request.clipSkip ?? 0) + 2)
-        let prompt2 = nonEmpty(request.prompt2) ?? request.prompt
-        let positive = try encode([request.prompt, prompt2], layer: layer, encoders)
-        var notes = truncationNotes("prompt", [request.prompt, prompt2], encoders)
-
-        var negative: Encoded?
-        if run.usesGuidance {
-            if request.negativePrompt == nil && run.forceZerosForEmptyPrompt {
-                negative = Encoded(
-                    hidden: [Float](repeating: 0, count: positive.hidden.count),
-                    pooled: [Float](repeating: 0, count: positive.pooled.count),
-                    sequence: positive.sequence, width: positive.width)
-            } else {
-                let text = request.negativePrompt ?? ""
-                let text2 = nonEmpty(request.negativePrompt2) ?? text
-                negative = try encode([text, text2], layer: -2, encoders)
-                notes += truncationNotes("negative prompt", [text, text2], encoders)
-            }
-        }
+        let (positive, negative, notes) = try embeddings()
         let k = run.imageCount
         var hidden = [Float]()
         var pooled = [Float]()
@@ -78,6 +47,61 @@ struct PromptEncoding {
             hiddenStates: try run.backend.upload(hidden, shape: [rows, positive.sequence, positive.width], as: dtype),
             pooled: try run.backend.upload(pooled, shape: [rows, positive.pooled.count], as: dtype),
             timeIDs: timeIDs, notes: notes)
+    }
+
+    /// The positive and (with guidance) negative conditioning of one image, before the rows are laid
+    /// out (diffusers `encode_prompt` for `num_images_per_prompt = 1`), and notes on truncated prompts.
+    func embeddings() throws -> (positive: Encoded, negative: Encoded?, notes: [String]) {
+        let request = run.request
+        guard let encoder2 = run.models.textEncoder2 else {
+            throw PipelineError.invalidArgument(name: "text encoders", message: "not loaded")
+        }
+        // A refiner folder has only the second tokenizer and encoder (diffusers then zips the texts
+        // with one encoder: `prompt`, not `prompt_2`, goes to it).
+        var encoders = [(run.tokenizers.second, encoder2)]
+        if let tokenizer1 = run.tokenizers.first, let encoder1 = run.models.textEncoder { encoders.insert((tokenizer1, encoder1), at: 0) }
+        // clip_skip k uses hidden_states[-(k + 2)]; the negative branch always uses [-2] (as diffusers).
+        let layers = encoders.map(\.1.config.numHiddenLayers).min() ?? 0
+        if let clipSkip = request.clipSkip, !(0..<layers).contains(clipSkip) {
+            throw PipelineError.invalidArgument(
+                name: "clipSkip", message: "\(clipSkip) must be less than the text encoders' \(layers) layers")
+        }
+        let layer = -((request.clipSkip ?? 0) + 2)
+        let prompt2 = nonEmpty(request.prompt2) ?? request.prompt
+        var notes: [String] = []
+        let positive: Encoded
+        if let given = request.promptEmbeddings {
+            positive = Encoded(hidden: given.hiddenStates, pooled: given.pooled, sequence: given.tokens, width: given.width)
+        } else {
+            positive = try encode([request.prompt, prompt2], layer: layer, encoders)
+            notes = truncationNotes("prompt", [request.prompt, prompt2], encoders)
+        }
+
+        var negative: Encoded?
+        if run.usesGuidance {
+            if let given = request.negativePromptEmbeddings {
+                negative = Encoded(hidden: given.hiddenStates, pooled: given.pooled, sequence: given.tokens, width: given.width)
+            } else if request.negativePrompt == nil && run.forceZerosForEmptyPrompt {
+                negative = Encoded(
+                    hidden: [Float](repeating: 0, count: positive.hidden.count),
+                    pooled: [Float](repeating: 0, count: positive.pooled.count),
+                    sequence: positive.sequence, width: positive.width)
+            } else {
+                let text = request.negativePrompt ?? ""
+                let text2 = nonEmpty(request.negativePrompt2) ?? text
+                negative = try encode([text, text2], layer: -2, encoders)
+                notes += truncationNotes("negative prompt", [text, text2], encoders)
+            }
+        }
+        if let width = run.models.unet.config.crossAttentionDim.expanded(1)?.first, positive.width != width {
+            throw PipelineError.invalidArgument(
+                name: request.promptEmbeddings != nil ? "promptEmbeddings" : "text encoders",
+                message: "states \(positive.width) wide; the UNet's cross_attention_dim is \(width)")
+        }
+        if let negative, negative.width != positive.width || negative.sequence != positive.sequence || negative.pooled.count != positive.pooled.count {
+            throw PipelineError.invalidArgument(name: "negativePromptEmbeddings", message: "shape differs from the prompt's")
+        }
+        return (positive, negative, notes)
     }
 
     /// diffusers' warning "The following part of your input was truncated because CLIP can only handle

@@ -94,6 +94,17 @@ enum RequestValidation {
         where !value.isFinite {
             throw fail(name, "\(value) is not finite")
         }
+        for (name, embeddings) in [("promptEmbeddings", request.promptEmbeddings), ("negativePromptEmbeddings", request.negativePromptEmbeddings)] {
+            guard let e = embeddings else { continue }
+            guard e.tokens > 0, e.width > 0, e.hiddenStates.count == e.tokens * e.width, !e.pooled.isEmpty else {
+                throw fail(name, "needs tokens × width = \(e.tokens) × \(e.width) hidden states (got \(e.hiddenStates.count)) and a pooled vector")
+            }
+            guard e.hiddenStates.allSatisfy(\.isFinite), e.pooled.allSatisfy(\.isFinite) else { throw fail(name, "contain NaN or infinity") }
+        }
+        if let positive = request.promptEmbeddings, let negative = request.negativePromptEmbeddings,
+           positive.tokens != negative.tokens || positive.width != negative.width || positive.pooled.count != negative.pooled.count {
+            throw fail("negativePromptEmbeddings", "shape \(negative.tokens) × \(negative.width) + \(negative.pooled.count) differs from promptEmbeddings' \(positive.tokens) × \(positive.width) + \(positive.pooled.count)")
+        }
         if let freeU = request.freeU, ![freeU.s1, freeU.s2, freeU.b1, freeU.b2].allSatisfy(\.isFinite) {
             throw fail("freeU", "\(freeU) must be finite")
         }

@@ -336,6 +336,43 @@ struct PipelineBehaviourTests {
         await expectInvalid("aestheticScore") { $0.aestheticScore = .infinity }
     }
 
+    /// `encodePrompt` gives what a generation encodes: generating from its embeddings equals generating
+    /// from the text bitwise; embeddings that do not fit the UNet are typed errors.
+    @Test func encodedPromptsGiveTheSameGeneration() async throws {
+        let pipeline = try await Self.pipeline()
+        var request = Self.smallRequest()
+        request.negativePrompt = "blurry"
+        request.clipSkip = 1
+        let fromText = try await pipeline.generateResult(request)
+        let (prompt, negative) = try await pipeline.encodePrompt(request)
+        #expect(prompt.tokens == 77 && prompt.width == 64 && prompt.pooled.count == 32)
+        var given = request
+        given.prompt = ""
+        given.negativePrompt = "something else"
+        given.promptEmbeddings = prompt
+        given.negativePromptEmbeddings = negative
+        #expect(try await pipeline.generateResult(given).latents == fromText.latents)
+        func expectInvalid(_ name: String, _ change: (inout GenerationRequest) -> Void) async {
+            var bad = given
+            change(&bad)
+            do {
+                _ = try await pipeline.generate(bad)
+                Issue.record("\(name): no error")
+            } catch PipelineError.invalidArgument(let field, _) {
+                #expect(field == name)
+            } catch {
+                Issue.record("\(name): unexpected \(error)")
+            }
+        }
+        await expectInvalid("promptEmbeddings") {
+            $0.promptEmbeddings = PromptEmbeddings(tokens: 77, width: 32, hiddenStates: [Float](repeating: 0, count: 77 * 32), pooled: prompt.pooled)
+            $0.negativePromptEmbeddings = nil
+        }
+        await expectInvalid("promptEmbeddings") { $0.promptEmbeddings?.hiddenStates.removeLast() }
+        await expectInvalid("negativePromptEmbeddings") { $0.negativePromptEmbeddings?.pooled.append(1) }
+        await expectInvalid("negativePromptEmbeddings") { $0.negativePromptEmbeddings?.hiddenStates[0] = .nan }
+    }
+
     /// FreeU changes the generation (parity: the `euler_freeu`, `freeu_nonsquare` cases); as in diffusers, a
     /// zero factor turns it off entirely.
     @Test func freeUChangesTheResultAndZeroTurnsItOff() async throws {

@@ -62,6 +62,9 @@ struct PipelineParityTests {
         var negative_aesthetic_score: Double?
         /// diffusers `enable_freeu(s1, s2, b1, b2)`.
         var freeu: [Double]?
+        /// "both" or "positive": diffusers got `prompt_embeds` / `pooled_prompt_embeds` (and the negatives),
+        /// stored as `given_*` in the case's file.
+        var given_embeddings: String?
         var testDescription: String { name }
     }
 
@@ -113,9 +116,20 @@ struct PipelineParityTests {
         r.denoisingEnd = c.denoising_end
         if let score = c.aesthetic_score { r.aestheticScore = score }
         if let score = c.negative_aesthetic_score { r.negativeAestheticScore = score }
+        if c.given_embeddings != nil {
+            let file = try SafetensorsFile(path: fixtures + "/\(c.name).safetensors")
+            func embeddings(_ prefix: String) throws -> PromptEmbeddings? {
+                guard file.contains("given_\(prefix)prompt_embeds") else { return nil }
+                let hidden = try file.view("given_\(prefix)prompt_embeds")
+                return PromptEmbeddings(tokens: hidden.shape[0], width: hidden.shape[1], hiddenStates: hidden.floats(),
+                                        pooled: try file.view("given_\(prefix)pooled_prompt_embeds").floats())
+            }
+            r.promptEmbeddings = try embeddings("")
+            r.negativePromptEmbeddings = try embeddings("negative_")
+        }
         if c.given_latents == true {
             let given = try SafetensorsFile(path: fixtures + "/\(c.name).safetensors").view("given_latents")
-            r.initialLatents = LatentArray(shape: given.shape, values: try given.floats())
+            r.initialLatents = LatentArray(shape: given.shape, values: given.floats())
         }
         return r
     }
