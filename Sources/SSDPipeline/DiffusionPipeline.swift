@@ -35,10 +35,19 @@ public actor DiffusionPipeline {
         self.path = path
         self.configuration = configuration
         folder = try PipelineFolder(path: path)
-        tokenizers = try PromptTokenizers(folder: folder)
+        tokenizers = try PromptTokenizers(folder: folder, textualInversions: configuration.textualInversions)
         schedulerConfiguration = try SchedulerConfiguration(contentsOf: folder.componentDirectory("scheduler") + "/scheduler_config.json")
         (backend, passedOver) = try BackendFactory.makeReporting(configuration.backend, precision: configuration.precision)
         models = try LoadedModels(folder: folder, backend: backend, configuration: configuration)
+        // Textual inversion tokens get ids past the tokenizer's; the encoders' new rows must sit there.
+        if !configuration.textualInversions.isEmpty {
+            for (tokenizer, encoder, name) in [(tokenizers.first, models.textEncoder, "text_encoder"), (tokenizers.second, models.textEncoder2, "text_encoder_2")] {
+                if let tokenizer, let encoder, Int(tokenizer.count) != encoder.tokenCount {
+                    throw PipelineError.invalidArgument(
+                        name: "textualInversions", message: "\(name) embeds \(encoder.tokenCount) tokens, its tokenizer knows \(tokenizer.count)")
+                }
+            }
+        }
     }
 
     /// The backend in use.

@@ -87,7 +87,22 @@ final class LoadedModels {
                 (weights, loraReportsByNetwork[component]) = try loras.apply(
                     to: weights, component: component, specs: try CLIPTextModel.parameterSpecs(config: config, withProjection: projection))
             }
-            return try CLIPTextModel(config: config, weights: weights, backend: backend)
+            var model = try CLIPTextModel(config: config, weights: weights, backend: backend)
+            // Textual inversions: their vectors after the vocabulary, in the order the tokenizers add them.
+            for inversion in configuration.textualInversions {
+                let file = try TextualInversionFile(inversion)
+                let rows = component == .textEncoder ? file.first : file.second
+                guard !rows.isEmpty else {
+                    throw PipelineError.invalidArgument(
+                        name: "textualInversions", message: "\(inversion.path) has no clip_l tensor for text_encoder")
+                }
+                do {
+                    model = try model.addingTokenEmbeddings(rows)
+                } catch {
+                    throw PipelineError.invalidArgument(name: "textualInversions", message: "\(inversion.path) for \(component.rawValue): \(error)")
+                }
+            }
+            return model
         }
         // (a refiner folder has text_encoder_2 only)
         if textEncoder == nil, folder.modelIndex.components["text_encoder"] != nil { textEncoder = try load(.textEncoder) }

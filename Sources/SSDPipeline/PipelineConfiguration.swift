@@ -58,6 +58,19 @@ public enum Precision: String, Sendable, Hashable, CaseIterable {
     case fp32High = "fp32-high"
 }
 
+/// One textual inversion embedding file and the token it is written as.
+public struct TextualInversion: Sendable, Hashable {
+    /// A `.safetensors` file with `clip_l` `[n, 768]` and `clip_g` `[n, 1280]` (a refiner needs only `clip_g`).
+    public var path: String
+    /// The token that stands for it in prompts (e.g. `"<unaestheticXL>"`).
+    public var token: String
+    /// The file at `path`, written in prompts as `token`.
+    public init(path: String, token: String) {
+        self.path = path
+        self.token = token
+    }
+}
+
 /// Load-time options of a pipeline.
 public struct PipelineConfiguration: Sendable {
     /// The compute backend.
@@ -95,6 +108,12 @@ public struct PipelineConfiguration: Sendable {
     /// `ip-adapter_sdxl`, `models/image_encoder` (ViT-H) for the `vit-h` ones). One for all adapters, as
     /// in diffusers' pipelines; each adapter must take its output width.
     public var imageEncoder: String?
+
+    /// Textual inversion embeddings for SDXL (`clip_l` and `clip_g` tensors in one `.safetensors` file, as
+    /// SDXL embeddings are published), each under its token (diffusers `load_textual_inversion(state_dict["clip_l"],
+    /// token=…, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)` and the same with `clip_g` for the
+    /// second encoder). Write the token in prompts; several vectors expand to `token token_1 …`.
+    public var textualInversions: [TextualInversion] = []
 
     /// Defaults: fastest backend at its usual precision (fp16 on CUDA, fp32 on CPUs), plain weight files.
     public init() {}

@@ -112,7 +112,8 @@ struct PromptEncoding {
         for (i, (value, (tokenizer, _))) in zip(texts, encoders).enumerated() {
             if i > 0 && value == texts[0] { continue }  // the same text, already counted
             let name = i == 0 ? label : label + " 2"
-            let count = tokenizer.tokenIDs(value).count, room = tokenizer.maxLength - 2
+            let count = tokenizer.tokenIDs(PromptTokenizers.expandingTextualInversions(value, tokenizer)).count
+            let room = tokenizer.maxLength - 2
             if count > room {
                 notes.append("\(name): \(count - room) of its \(count) tokens are beyond CLIP's \(tokenizer.maxLength)-token limit and were dropped")
             }
@@ -127,7 +128,7 @@ struct PromptEncoding {
         var pooled: [Float] = []
         var sequence = 0
         for (i, (text, (tokenizer, encoder))) in zip(texts, encoders).enumerated() {
-            let ids = tokenizer.encode(text).inputIDs.map { Int32($0) }
+            let ids = tokenizer.encode(PromptTokenizers.expandingTextualInversions(text, tokenizer)).inputIDs.map { Int32($0) }
             let last = i == encoders.count - 1
             let out = try encoder.encode(inputIDs: [ids], hiddenStateIndex: layer, pooled: last)
             if last {

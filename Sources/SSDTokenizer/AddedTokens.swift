@@ -21,6 +21,13 @@ struct AddedTokenSpec: Equatable, Sendable {
         rightStrip = flag("rstrip") ?? false
     }
 
+    /// A token with these flags (no stripping, not single-word).
+    init(content: String, normalized: Bool, special: Bool) {
+        self.content = content
+        self.normalized = normalized
+        self.special = special
+    }
+
     /// A special token given as a plain string: transformers 5 adds it with `normalized=False`.
     init(specialString content: String) {
         self.content = content

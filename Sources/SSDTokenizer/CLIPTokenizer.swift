@@ -37,6 +37,15 @@ public final class CLIPTokenizer: Sendable {
 
     private let rawTokens: AddedTokenMatcher
     private let normalizedTokens: AddedTokenMatcher
+    /// The added tokens behind the two matchers (kept for `addingTokens`), the vocabulary's strings and
+    /// the next free id.
+    private let rawList: [(scalars: [UInt32], id: Int32, spec: AddedTokenSpec)]
+    private let normalizedList: [(scalars: [UInt32], id: Int32, spec: AddedTokenSpec)]
+    private let knownContents: Set<String>
+    /// Added tokens by content (`added_tokens_encoder`).
+    public let addedTokenIDs: [String: Int32]
+    /// `len(tokenizer)`: the id the next added token gets.
+    public let count: Int32
     private let normalizer = CLIPNormalizer()
     private let preTokenizer = CLIPPreTokenizer()
     private let encoder: BytePairEncoder
@@ -98,6 +107,48 @@ public final class CLIPTokenizer: Sendable {
         }
         rawTokens = AddedTokenMatcher(raw)
         normalizedTokens = AddedTokenMatcher(normalized)
+        rawList = raw
+        normalizedList = normalized
+        knownContents = Set(folder.vocabulary.keys).union(addedIDs.keys)
+        addedTokenIDs = addedIDs
+        count = nextID
+    }
+
+    private init(adding contents: [String], to base: CLIPTokenizer) {
+        directory = base.directory
+        maxLength = base.maxLength
+        vocabularySize = base.vocabularySize
+        encoder = base.encoder
+        bosTokenID = base.bosTokenID
+        eosTokenID = base.eosTokenID
+        padTokenID = base.padTokenID
+        padToken = base.padToken
+        rawList = base.rawList
+        var normalized = base.normalizedList
+        var ids = base.addedTokenIDs
+        var next = base.count
+        for content in contents {
+            let spec = AddedTokenSpec(content: content, normalized: true, special: false)
+            normalized.append((normalizer.normalize(content.unicodeScalars.map(\.value)[...]), next, spec))
+            ids[content] = next
+            next += 1
+        }
+        normalizedList = normalized
+        rawTokens = base.rawTokens
+        normalizedTokens = AddedTokenMatcher(normalized)
+        knownContents = base.knownContents.union(contents)
+        addedTokenIDs = ids
+        count = next
+    }
+
+    /// A copy with `contents` added as plain (normalized, non-special) tokens with the next free ids, as
+    /// transformers' `tokenizer.add_tokens(token)` (diffusers `load_textual_inversion`). Throws for a token
+    /// the tokenizer already knows (diffusers: "Token … already in tokenizer vocabulary").
+    public func addingTokens(_ contents: [String]) throws(TokenizerError) -> CLIPTokenizer {
+        for content in contents where content.isEmpty || knownContents.contains(content) || contents.filter({ $0 == content }).count > 1 {
+            throw .invalidContent(path: directory, reason: "token \"\(content)\" is empty or already in the tokenizer's vocabulary")
+        }
+        return CLIPTokenizer(adding: contents, to: self)
     }
 
     /// The ids of `text` without start/end tokens, truncation or padding.

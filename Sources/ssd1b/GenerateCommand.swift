@@ -45,6 +45,7 @@ let generateUsage = """
       --denoising-start F          start this far into the schedule (image-to-image, a refiner: --init-latents)
       --aesthetic-score F  --negative-aesthetic-score F   refiner micro-conditioning (default 6 and 2.5)
       --freeu S1,S2,B1,B2          FreeU (diffusers enable_freeu); `--freeu sdxl` for 0.6,0.4,1.1,1.2
+      --textual-inversion FILE:TOKEN   an SDXL embedding (clip_l, clip_g) written as TOKEN in prompts; repeatable
       --controlnet DIR             ControlNet folder (diffusers ControlNetModel, SDXL / SSD-1B) steering text-to-image, img2img or inpainting;
                                    repeat for several (their residuals add up, diffusers' MultiControlNetModel)
       --control-image PNG          its control image (edges, depth, pose…), the output size; one per --controlnet
@@ -146,7 +147,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                       "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end",
                       "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale",
                       "--init-latents", "--denoising-end", "--denoising-start", "--aesthetic-score", "--negative-aesthetic-score",
-                      "--freeu"])
+                      "--freeu", "--textual-inversion"])
         guard let model = options.string("--model") else { throw UsageError(description: "--model DIR is required") }
         guard let prompt = options.string("--prompt") else { throw UsageError(description: "--prompt TEXT is required") }
         var request = GenerationRequest(prompt: prompt)
@@ -290,6 +291,12 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         configuration.previewDecoder = options.string("--preview-decoder")
         configuration.controlNets = controlNets
         configuration.ipAdapters = ipAdapters
+        configuration.textualInversions = try (options.allValues["--textual-inversion"] ?? []).map { value in
+            guard let colon = value.lastIndex(of: ":"), colon != value.startIndex, value.index(after: colon) != value.endIndex else {
+                throw UsageError(description: "--textual-inversion: \(value) must be FILE:TOKEN")
+            }
+            return TextualInversion(path: String(value[..<colon]), token: String(value[value.index(after: colon)...]))
+        }
         configuration.imageEncoder = options.string("--image-encoder")
         let previewPath = options.string("--preview")
         if configuration.previewDecoder != nil || previewPath != nil {

@@ -116,6 +116,17 @@ import Testing
         #expect(missing == 2 && message.contains("--ip-adapter and --ip-scale need --ip-image"), "\(message)")
     }
 
+    @Test func textualInversionFromTheCommandLine() throws {
+        let fixtures = Self.root + "/Tests/Fixtures/pipeline"
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        guard let (status, output) = try Self.generate(["--textual-inversion", fixtures + "/ti-neg.safetensors:<neg>",
+                                                        "--negative-prompt", "<neg>", "--output", folder + "/ti.png"]) else { return }
+        #expect(status == 0 && FileManager.default.fileExists(atPath: folder + "/ti.png"), "\(output)")
+        guard let (bad, message) = try Self.generate(["--textual-inversion", "no-token", "--output", folder + "/x.png"]) else { return }
+        #expect(bad == 2 && message.contains("FILE:TOKEN"), "\(message)")
+    }
+
     /// A base run cut at --denoising-end hands its saved latents to the refiner's --denoising-start.
     @Test func refinerFromTheCommandLine() throws {
         let fixtures = Self.root + "/Tests/Fixtures/pipeline"

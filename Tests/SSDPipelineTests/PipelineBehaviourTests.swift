@@ -2,6 +2,7 @@ import Foundation
 import SSDModels
 import SSDSchedulers
 import SSDTensor
+import SSDTokenizer
 import Testing
 
 @testable import SSDPipeline
@@ -371,6 +372,36 @@ struct PipelineBehaviourTests {
         await expectInvalid("promptEmbeddings") { $0.promptEmbeddings?.hiddenStates.removeLast() }
         await expectInvalid("negativePromptEmbeddings") { $0.negativePromptEmbeddings?.pooled.append(1) }
         await expectInvalid("negativePromptEmbeddings") { $0.negativePromptEmbeddings?.hiddenStates[0] = .nan }
+    }
+
+    /// Textual inversion tokens change the prompt's encoding (parity: the `textual_inversion` case); a
+    /// token the tokenizer knows, or a file without `clip_g`, is refused at load.
+    @Test func textualInversionsAreCheckedAtLoad() async throws {
+        let fixtures = PipelineParityTests.fixtures
+        var configuration = PipelineConfiguration()
+        configuration.backend = .reference
+        configuration.textualInversions = [TextualInversion(path: fixtures + "/ti-toy.safetensors", token: "<cat-toy>")]
+        let pipeline = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
+        var request = Self.smallRequest()
+        request.prompt = "a <cat-toy>"
+        let (withToken, _) = try await pipeline.encodePrompt(request)
+        let (plain, _) = try await Self.pipeline().encodePrompt(request)
+        #expect(withToken.hiddenStates != plain.hiddenStates)
+        configuration.textualInversions = [TextualInversion(path: fixtures + "/ti-toy.safetensors", token: "<|endoftext|>")]
+        await #expect(throws: TokenizerError.self) {
+            _ = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
+        }
+        configuration.textualInversions = [TextualInversion(path: fixtures + "/control.png", token: "<x>")]
+        await #expect(throws: (any Error).self) {
+            _ = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
+        }
+        configuration.textualInversions = [TextualInversion(path: fixtures + "/lora-kohya.safetensors", token: "<x>")]
+        do {
+            _ = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
+            Issue.record("no error")
+        } catch PipelineError.invalidArgument(let field, let message) {
+            #expect(field == "textualInversions" && message.contains("clip_g"))
+        }
     }
 
     /// FreeU changes the generation (parity: the `euler_freeu`, `freeu_nonsquare` cases); as in diffusers, a

@@ -65,6 +65,8 @@ struct PipelineParityTests {
         /// "both" or "positive": diffusers got `prompt_embeds` / `pooled_prompt_embeds` (and the negatives),
         /// stored as `given_*` in the case's file.
         var given_embeddings: String?
+        /// (file, token) pairs of textual inversion embeddings.
+        var textual_inversions: [[String]]?
         var testDescription: String { name }
     }
 
@@ -189,6 +191,7 @@ struct PipelineParityTests {
         configuration.singleFileCheckpoint = singleFileCheckpoint
         if c.control_image != nil { configuration.controlNets = [Self.fixtures + "/tiny-controlnet"] }
         if let second = c.controlnet_2 { configuration.controlNets.append(Self.fixtures + "/" + second) }
+        configuration.textualInversions = (c.textual_inversions ?? []).map { TextualInversion(path: Self.fixtures + "/" + $0[0], token: $0[1]) }
         if let lora = c.lora { configuration.loras = [LoRAWeights(path: Self.fixtures + "/" + lora, scale: c.lora_scale ?? 1)] }
         let pipeline = try await DiffusionPipeline(contentsOf: c.folder.map { Self.fixtures + "/" + $0 } ?? Self.folder,
                                                    configuration: configuration)

@@ -25,6 +25,31 @@ public final class CLIPTextModel: Sendable {
         self.backend = backend
     }
 
+    private init(extending base: CLIPTextModel, network: CLIPTextNetwork) {
+        config = base.config
+        hasProjection = base.hasProjection
+        backend = base.backend
+        self.network = network
+    }
+
+    /// Token embeddings past the vocabulary (textual inversion: diffusers `load_textual_inversion`, after
+    /// `resize_token_embeddings`): a copy whose ids `vocab_size + i` embed as `rows[i]`.
+    public func addingTokenEmbeddings(_ rows: [[Float]]) throws -> CLIPTextModel {
+        let d = network.tokenEmbedding.shape[1]
+        guard !rows.isEmpty, rows.allSatisfy({ $0.count == d }) else {
+            throw ModelError.invalidInput(model: hasProjection ? "CLIPTextModelWithProjection" : "CLIPTextModel", argument: "rows",
+                                          message: "\(rows.map(\.count)) values per token; the embeddings are \(d) wide")
+        }
+        let extra = try backend.upload(Array(rows.joined()), shape: [rows.count, d], as: network.tokenEmbedding.dtype)
+        var extended = network
+        extended.tokenEmbedding = try backend.concat([network.tokenEmbedding, extra], axis: 0)
+        extended.vocabSize += rows.count
+        return CLIPTextModel(extending: self, network: extended)
+    }
+
+    /// Rows of the token embedding table (the vocabulary plus any added by `addingTokenEmbeddings`).
+    public var tokenCount: Int { network.vocabSize }
+
     /// Loads `config.json` and `model[.variant].safetensors` (or a sharded index) from a component
     /// folder such as `<pipeline>/text_encoder_2`.
     public static func load(componentDirectory: String, backend: any ComputeBackend, variant: String? = nil,
@@ -61,12 +86,12 @@ public final class CLIPTextModel: Sendable {
 
 /// The module tree of a CLIP text model.
 struct CLIPTextNetwork: Sendable {
-    let tokenEmbedding: Tensor
+    var tokenEmbedding: Tensor
     let positionEmbedding: Tensor
     let layers: [CLIPEncoderLayer]
     let finalLayerNorm: LayerNorm
     let textProjection: Linear?
-    let vocabSize: Int
+    var vocabSize: Int
     let maxPositions: Int
 
     init(config c: CLIPTextConfig, withProjection: Bool, scope root: ParameterScope) throws {
