@@ -104,7 +104,7 @@ public actor DiffusionPipeline {
         textOnly.negativePromptEmbeddings = nil
         let run = try GenerationRun(
             request: textOnly, models: models, backend: backend, tokenizers: tokenizers, modelIndex: folder.modelIndex,
-            schedulerConfiguration: schedulerConfiguration, progress: nil)
+            schedulerConfiguration: schedulerConfiguration, progress: nil, textOnly: true)
         let (positive, negative, _) = try PromptEncoding(run: run).embeddings()
         func embeddings(_ e: PromptEncoding.Encoded) -> PromptEmbeddings {
             PromptEmbeddings(tokens: e.sequence, width: e.width, hiddenStates: e.hidden, pooled: e.pooled)

@@ -72,7 +72,8 @@ public struct ControlInput: Sendable {
 }
 
 /// Text conditioning computed ahead for one prompt (diffusers `prompt_embeds` with `pooled_prompt_embeds`,
-/// or the negative pair), e.g. by `DiffusionPipeline.encodePrompt` and then re-weighted or cached.
+/// or the negative pair, of `pipeline_stable_diffusion_xl.py`'s `__call__` / `encode_prompt`), e.g. by
+/// `DiffusionPipeline.encodePrompt` and then re-weighted or cached.
 public struct PromptEmbeddings: Sendable, Hashable {
     /// Tokens (77 for SDXL).
     public var tokens: Int
@@ -92,8 +93,9 @@ public struct PromptEmbeddings: Sendable, Hashable {
     }
 }
 
-/// One IP-Adapter's image prompt (diffusers `ip_adapter_image` entry and `set_ip_adapter_scale` value);
-/// the adapter is the matching entry of `PipelineConfiguration.ipAdapters`.
+/// One IP-Adapter's image prompt (diffusers `ip_adapter_image` entry of `pipeline_stable_diffusion_xl.py` and
+/// `set_ip_adapter_scale` value of `loaders/ip_adapter.py`); the adapter is the matching entry of
+/// `PipelineConfiguration.ipAdapters`.
 public struct ImagePrompt: Sendable {
     /// The images (any size: resized and center-cropped as CLIPImageProcessor does); several are attended
     /// to together (their tokens side by side).

@@ -32,7 +32,8 @@ struct GenerationRun {
     init(
         request: GenerationRequest, models: LoadedModels, backend: any ComputeBackend,
         tokenizers: PromptTokenizers, modelIndex: ModelIndex,
-        schedulerConfiguration: SchedulerConfiguration, progress: (@Sendable (GenerationEvent) -> Void)?
+        schedulerConfiguration: SchedulerConfiguration, progress: (@Sendable (GenerationEvent) -> Void)?,
+        textOnly: Bool = false
     ) throws {
         self.request = request
         self.models = models
@@ -44,7 +45,20 @@ struct GenerationRun {
         self.progress = progress
         let factor = 1 << (models.vae.config.blockOutChannels.count - 1)
         try RequestValidation.validate(request, vaeScaleFactor: factor, latentChannels: models.vae.config.latentChannels)
-        try Self.validateUNetInput(request, models: models)
+        // (`encodePrompt` needs the text inputs only)
+        if !textOnly { try Self.validateForGeneration(request, models: models, modelIndex: modelIndex) }
+        seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
+        latentHeight = request.size.height / factor
+        latentWidth = request.size.width / factor
+        latentChannels = models.vae.config.latentChannels
+        usesGuidance = request.guidanceScale > 1 && models.unet.config.timeCondProjDim == nil
+        (scheduler, schedulerName) = try SchedulerSelection.make(request.scheduler, configuration: schedulerConfiguration)
+    }
+
+    /// The checks of a whole generation beyond `RequestValidation`: the UNet's inputs, tiling, previews,
+    /// the refiner's image-to-image only rule, ControlNets and IP-Adapters.
+    static func validateForGeneration(_ request: GenerationRequest, models: LoadedModels, modelIndex: ModelIndex) throws {
+        try validateUNetInput(request, models: models)
         if let tiling = request.vaeTiling {
             do {
                 try tiling.validate(for: models.vae.config, width: request.size.width, height: request.size.height)
@@ -68,12 +82,6 @@ struct GenerationRun {
         }
         try ControlStep.validate(request, models: models)
         try ImagePromptEncoding.validate(request, models: models)
-        seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
-        latentHeight = request.size.height / factor
-        latentWidth = request.size.width / factor
-        latentChannels = models.vae.config.latentChannels
-        usesGuidance = request.guidanceScale > 1 && models.unet.config.timeCondProjDim == nil
-        (scheduler, schedulerName) = try SchedulerSelection.make(request.scheduler, configuration: schedulerConfiguration)
     }
 
     /// The UNet's input channels: the latents', or for an inpainting UNet (diffusers'
@@ -116,13 +124,17 @@ struct GenerationRun {
             try scheduler.setTimesteps(request.steps, strength: strength)
         }
         var timesteps = scheduler.timesteps
-        if let end = request.denoisingEnd {
-            // `denoising_end`: stop where a refiner takes over (`output_type="latent"`: result.latents)
-            timesteps = Array(timesteps.prefix(scheduler.stepCount(denoisingEnd: end, trainTimesteps: trainTimesteps)))
-        }
         guard !timesteps.isEmpty else {
             throw PipelineError.invalidArgument(
                 name: "strength", message: "\(strength ?? 1) with \(request.steps) steps leaves no denoising step")
+        }
+        if let end = request.denoisingEnd {
+            // `denoising_end`: stop where a refiner takes over (`output_type="latent"`: result.latents)
+            timesteps = Array(timesteps.prefix(scheduler.stepCount(denoisingEnd: end, trainTimesteps: trainTimesteps)))
+            guard !timesteps.isEmpty else {
+                throw PipelineError.invalidArgument(
+                    name: "denoisingEnd", message: "\(end) with \(request.steps) steps leaves no denoising step before it")
+            }
         }
         var generator = TorchCPUGenerator(seed: seed)
         let start = try LatentPreparation(run: self).prepare(timesteps: timesteps, generator: &generator)

@@ -13,7 +13,8 @@ enum MicroConditioning {
     /// the rows (`neg, pos, neg, pos, …`) while the embeddings are `[neg × n, pos × n]`. With n > 1 and
     /// distinct negative sizes the rows are paired with the wrong embeddings; we keep diffusers' order so
     /// that seeds give the same images.
-    /// img2img / inpainting (`StableDiffusionXLImg2ImgPipeline`): negative sizes default to the positive
+    /// img2img / inpainting (`StableDiffusionXLImg2ImgPipeline`, also from latents with `denoisingStart`):
+    /// negative sizes default to the positive
     /// ones, the negative crop is ignored (the positive crop is used), rows are `[neg × n, pos × n]`.
     /// ControlNet inpainting (`StableDiffusionXLControlNetInpaintPipeline`): negative rows equal the positive.
     /// The refiner (`requires_aesthetics_score`, img2img): `original + crop + aesthetic score`, the negative
@@ -22,20 +23,25 @@ enum MicroConditioning {
         let size = request.size
         let original = request.originalSize ?? size
         let target = request.targetSize ?? size
+        let controlNetInpainting = request.initialImage?.mask != nil && !request.controls.isEmpty
         if aestheticScore {
             func row(_ o: ImageSize, _ crop: CropOffset, _ score: Double) -> [Float] {
                 [Float(o.height), Float(o.width), Float(crop.y), Float(crop.x), Float(score)]
             }
             let pos = Array(repeating: row(original, request.cropTopLeft, request.aestheticScore), count: n).flatMap { $0 }
             guard guidance else { return pos }
-            let negative = row(request.negativeOriginalSize ?? original, request.negativeCropTopLeft, request.negativeAestheticScore)
+            // (ControlNet inpainting's negative row takes the positive size and crop)
+            let negative = controlNetInpainting
+                ? row(original, request.cropTopLeft, request.negativeAestheticScore)
+                : row(request.negativeOriginalSize ?? original, request.negativeCropTopLeft, request.negativeAestheticScore)
             return Array(repeating: negative, count: n).flatMap { $0 } + pos
         }
         let positive = timeIDs(original: original, crop: request.cropTopLeft, target: target)
-        if request.initialImage?.mask != nil, !request.controls.isEmpty {
+        if controlNetInpainting {
             return Array(repeating: positive, count: guidance ? 2 * n : n).flatMap { $0 }
         }
-        if request.initialImage != nil {
+        // img2img: an image, or latents with `denoisingStart` (diffusers' img2img pipeline given `image=latents`)
+        if request.initialImage != nil || request.denoisingStart != nil {
             let negative = timeIDs(
                 original: request.negativeOriginalSize ?? original, crop: request.cropTopLeft,
                 target: request.negativeTargetSize ?? target)

@@ -58,7 +58,8 @@ public enum Precision: String, Sendable, Hashable, CaseIterable {
     case fp32High = "fp32-high"
 }
 
-/// One textual inversion embedding file and the token it is written as.
+/// One textual inversion embedding file and the token it is written as (diffusers
+/// `loaders/textual_inversion.py`, `load_textual_inversion`).
 public struct TextualInversion: Sendable, Hashable {
     /// A `.safetensors` file with `clip_l` `[n, 768]` and `clip_g` `[n, 1280]` (a refiner needs only `clip_g`).
     public var path: String

@@ -98,6 +98,15 @@ struct PromptEncoding {
                 name: request.promptEmbeddings != nil ? "promptEmbeddings" : "text encoders",
                 message: "states \(positive.width) wide; the UNet's cross_attention_dim is \(width)")
         }
+        let unet = run.models.unet.config
+        if unet.additionEmbedType == "text_time", let total = unet.projectionClassEmbeddingsInputDim, let perID = unet.additionTimeEmbedDim {
+            let pooledWidth = total - perID * (run.requiresAestheticsScore ? 5 : 6)
+            guard positive.pooled.count == pooledWidth else {
+                throw PipelineError.invalidArgument(
+                    name: request.promptEmbeddings != nil ? "promptEmbeddings" : "text encoders",
+                    message: "pooled vector of \(positive.pooled.count); the UNet's text_time input takes \(pooledWidth)")
+            }
+        }
         if let negative, negative.width != positive.width || negative.sequence != positive.sequence || negative.pooled.count != positive.pooled.count {
             throw PipelineError.invalidArgument(name: "negativePromptEmbeddings", message: "shape differs from the prompt's")
         }

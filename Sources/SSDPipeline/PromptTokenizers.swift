@@ -15,8 +15,12 @@ struct PromptTokenizers: Sendable {
         var second = try CLIPTokenizer(directory: folder.path + "/tokenizer_2")
         for inversion in textualInversions {
             let embeddings = try TextualInversionFile(inversion)
-            if first != nil { first = try first?.addingTokens(embeddings.tokens(for: .first)) }
-            second = try second.addingTokens(embeddings.tokens(for: .second))
+            do {
+                if first != nil { first = try first?.addingTokens(embeddings.tokens(for: .first)) }
+                second = try second.addingTokens(embeddings.tokens(for: .second))
+            } catch {
+                throw PipelineError.invalidArgument(name: "textualInversions", message: "\(inversion.path) as \"\(inversion.token)\": \(error)")
+            }
         }
         self.first = first
         self.second = second

@@ -45,7 +45,7 @@ let generateUsage = """
       --denoising-start F          start this far into the schedule (image-to-image, a refiner: --init-latents)
       --aesthetic-score F  --negative-aesthetic-score F   refiner micro-conditioning (default 6 and 2.5)
       --freeu S1,S2,B1,B2          FreeU (diffusers enable_freeu); `--freeu sdxl` for 0.6,0.4,1.1,1.2
-      --textual-inversion FILE:TOKEN   an SDXL embedding (clip_l, clip_g) written as TOKEN in prompts; repeatable
+      --textual-inversion FILE:TOKEN   an SDXL embedding (clip_l, clip_g) written as TOKEN (no ':') in prompts; repeatable
       --controlnet DIR             ControlNet folder (diffusers ControlNetModel, SDXL / SSD-1B) steering text-to-image, img2img or inpainting;
                                    repeat for several (their residuals add up, diffusers' MultiControlNetModel)
       --control-image PNG          its control image (edges, depth, pose…), the output size; one per --controlnet
@@ -232,7 +232,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         if let score = try options.double("--aesthetic-score") { request.aestheticScore = score }
         if let score = try options.double("--negative-aesthetic-score") { request.negativeAestheticScore = score }
         if let text = options.string("--freeu") {
-            let values = text == "sdxl" ? [0.6, 0.4, 1.1, 1.2] : text.split(separator: ",").compactMap { Double($0) }
+            let values = text == "sdxl" ? [0.6, 0.4, 1.1, 1.2] : text.split(separator: ",", omittingEmptySubsequences: false).map { Double($0) ?? .nan }
             guard values.count == 4, values.allSatisfy(\.isFinite) else {
                 throw UsageError(description: "--freeu: \(text) must be four numbers S1,S2,B1,B2 or sdxl")
             }

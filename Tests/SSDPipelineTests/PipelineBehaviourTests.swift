@@ -273,6 +273,8 @@ struct PipelineBehaviourTests {
         request.steps = 2
         let result = try await pipeline.generateResult(request)
         #expect(result.latents.shape == [1, 4, 8, 8])
+        // Encoding a prompt needs no image.
+        #expect(try await pipeline.encodePrompt(Self.smallRequest()).prompt.tokens == 77)
     }
 
     @Test func badRequestsGiveTypedErrors() async throws {
@@ -371,6 +373,10 @@ struct PipelineBehaviourTests {
         }
         await expectInvalid("promptEmbeddings") { $0.promptEmbeddings?.hiddenStates.removeLast() }
         await expectInvalid("negativePromptEmbeddings") { $0.negativePromptEmbeddings?.pooled.append(1) }
+        await expectInvalid("promptEmbeddings") {
+            $0.promptEmbeddings?.pooled.removeLast()
+            $0.negativePromptEmbeddings?.pooled.removeLast()
+        }
         await expectInvalid("negativePromptEmbeddings") { $0.negativePromptEmbeddings?.hiddenStates[0] = .nan }
     }
 
@@ -388,7 +394,7 @@ struct PipelineBehaviourTests {
         let (plain, _) = try await Self.pipeline().encodePrompt(request)
         #expect(withToken.hiddenStates != plain.hiddenStates)
         configuration.textualInversions = [TextualInversion(path: fixtures + "/ti-toy.safetensors", token: "<|endoftext|>")]
-        await #expect(throws: TokenizerError.self) {
+        await #expect(throws: PipelineError.self) {
             _ = try await DiffusionPipeline(contentsOf: Self.folder, configuration: configuration)
         }
         configuration.textualInversions = [TextualInversion(path: fixtures + "/control.png", token: "<x>")]

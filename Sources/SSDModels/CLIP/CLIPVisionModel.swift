@@ -26,8 +26,11 @@ public final class CLIPVisionModel: Sendable {
         guard c.numAttentionHeads > 0, c.hiddenSize % c.numAttentionHeads == 0 else {
             throw ModelError.unsupportedConfig(model: model, field: "num_attention_heads", value: "\(c.numAttentionHeads) (must divide hidden_size \(c.hiddenSize))")
         }
-        guard c.patchSize > 0, c.imageSize % c.patchSize == 0, c.numChannels == 3 else {
-            throw ModelError.unsupportedConfig(model: model, field: "image_size", value: "\(c.imageSize) with patch_size \(c.patchSize) and \(c.numChannels) channels (needs 3 channels and whole patches)")
+        guard c.numChannels == 3 else {
+            throw ModelError.unsupportedConfig(model: model, field: "num_channels", value: "\(c.numChannels) (RGB images have 3)")
+        }
+        guard c.patchSize > 0, c.imageSize > 0, c.imageSize % c.patchSize == 0 else {
+            throw ModelError.unsupportedConfig(model: model, field: "patch_size", value: "\(c.patchSize) (must divide image_size \(c.imageSize))")
         }
         let loader = ParameterLoader(model: model, family: .clipVision, weights: weights, backend: backend, component: .textEncoder)
         let root = loader.root, scope = root("vision_model")

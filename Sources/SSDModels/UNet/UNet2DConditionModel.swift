@@ -48,7 +48,7 @@ public final class UNet2DConditionModel: Sendable {
     ///   - timesteps: one timestep per batch row (or one for all rows).
     ///   - encoderHiddenStates: text embeddings `[B, T, cross_attention_dim]`.
     ///   - textEmbeds: pooled text embedding `[B, D]` (`text_time` conditioning; SDXL `D = 1280`).
-    ///   - timeIDs: `B × 6` micro-conditioning numbers, row-major (`text_time`).
+    ///   - timeIDs: `B × 6` micro-conditioning numbers (`B × 5` for the refiner), row-major (`text_time`).
     ///   - timestepCond: `B × time_cond_proj_dim` guidance embedding values (LCM UNets).
     /// - Returns: NHWC `[B, h, w, out_channels]` in the backend's UNet activation type. On a backend
     ///   that replays recorded graphs (`CUDABackend` with `SSD_CUDA_GRAPHS=1`) its contents are
@@ -106,8 +106,9 @@ public final class UNet2DConditionModel: Sendable {
         // FreeU's Fourier bases at the first two up blocks' sizes (the lowest level's, and twice it).
         let levels = self.network.downBlocks.filter { $0.downsampler != nil }.count
         let upBlockCount = self.network.upBlocks.count
-        let freeUFilters = try freeU.map { $0.isEnabled && upBlockCount >= 2
-            ? try $0.filters(lowestHeight: x.shape[1] >> levels, lowestWidth: x.shape[2] >> levels, dtype: dtype, b) : [] } ?? []
+        let freeUFilters = try freeU.map { $0.isEnabled
+            ? Array(try $0.filters(lowestHeight: x.shape[1] >> levels, lowestWidth: x.shape[2] >> levels, dtype: dtype, b)
+                .prefix(upBlockCount)) : [] } ?? []
         if let trace {
             let emb = try network.embedding(embeddingInputs, b)
             trace.record("emb", emb)
