@@ -127,6 +127,7 @@ public actor DiffusionPipeline {
         _ request: GenerationRequest, progress: (@Sendable (GenerationEvent) -> Void)?, inspect: ((String, [Float]) -> Void)?
     ) throws -> GenerationResult {
         try models.reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
+        try models.reloadImageEncoderIfNeeded(backend: backend, configuration: configuration)
         var run = try GenerationRun(
             request: request, models: models, backend: backend, tokenizers: tokenizers,
             modelIndex: folder.modelIndex,

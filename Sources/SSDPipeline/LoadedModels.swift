@@ -13,7 +13,7 @@ final class LoadedModels {
     let controlNets: [ControlNetModel]
     /// The IP-Adapters, in the configuration's order, and the image encoder they share.
     let ipAdapters: [IPAdapterModel]
-    let imageEncoder: CLIPVisionModel?
+    private(set) var imageEncoder: CLIPVisionModel?
     /// The single-file checkpoint the weights come from, if the configuration names one.
     private let checkpoint: SingleFileCheckpoint?
     /// The LoRAs fused into the weights (none: nil).
@@ -112,10 +112,17 @@ final class LoadedModels {
         }
     }
 
-    /// Frees the text encoders' prepared weights.
+    /// Frees the text encoders' (and the IP-Adapters' image encoder's) prepared weights.
     func releaseTextEncoders() {
         textEncoder = nil
         textEncoder2 = nil
+        imageEncoder = nil
+    }
+
+    /// Maps the IP-Adapters' image encoder again after `releaseTextEncoders`.
+    func reloadImageEncoderIfNeeded(backend: any ComputeBackend, configuration: PipelineConfiguration) throws {
+        guard imageEncoder == nil, !ipAdapters.isEmpty, let directory = configuration.imageEncoder else { return }
+        imageEncoder = try CLIPVisionModel.load(componentDirectory: directory, backend: backend, variant: configuration.variant)
     }
 
     /// A component's weights: from the single-file checkpoint when it holds that component, else from

@@ -80,7 +80,8 @@ public struct PipelineConfiguration: Sendable {
     public var precision: Precision = .automatic
     /// Weight file variant to prefer (`"fp16"` → `*.fp16.safetensors`), falling back to the plain files.
     public var variant: String?
-    /// Drop the text encoders after each prompt encoding (they are re-mapped on the next request).
+    /// Drop the text encoders (and an IP-Adapter image encoder) after each prompt encoding (they are
+    /// re-mapped on the next request).
     public var releasesTextEncodersAfterEncoding = false
     /// A single-file checkpoint in the original SGM / LDM layout (`SSD-1B.safetensors`, A1111 / ComfyUI
     /// files) to take the weights from instead of the folder's component files (diffusers
