@@ -112,6 +112,26 @@ public actor DiffusionPipeline {
         return (embeddings(positive), negative.map(embeddings))
     }
 
+    /// diffusers `prepare_ip_adapter_image_embeds` without the batch layout: for each of the request's
+    /// `imagePrompts` (one per IP-Adapter), the image encoder's features of its images and their negative,
+    /// for `ImagePrompt(embeddings:)` (to cache the encoder's work across generations).
+    public func encodeImagePrompts(_ request: GenerationRequest) throws -> [ImageEmbeddings] {
+        try models.reloadImageEncoderIfNeeded(backend: backend, configuration: configuration)
+        defer { if configuration.releasesTextEncodersAfterEncoding { models.releaseTextEncoders() } }
+        try ImagePromptEncoding.validate(request, models: models)
+        let run = try GenerationRun(
+            request: request, models: models, backend: backend, tokenizers: tokenizers, modelIndex: folder.modelIndex,
+            schedulerConfiguration: schedulerConfiguration, progress: nil, textOnly: true)
+        let encoding = ImagePromptEncoding(run: run)
+        var call = 0
+        return try zip(models.ipAdapters, request.imagePrompts).map { adapter, prompt in
+            if let given = prompt.embeddings { return given }
+            let (positive, negative) = try encoding.features(adapter, images: prompt.images, negative: true, encoderCall: &call)
+            return ImageEmbeddings(shape: positive.shape, positive: try backend.download(positive),
+                                   negative: try negative.map { try backend.download($0) })
+        }
+    }
+
     /// Generates the request's images. Cancelling the task stops within one step and throws `CancellationError`.
     public func generate(_ request: GenerationRequest) async throws -> [RGBImage] {
         try await generateResult(request).images

@@ -100,12 +100,42 @@ public struct ImagePrompt: Sendable {
     /// The images (any size: resized and center-cropped as CLIPImageProcessor does); several are attended
     /// to together (their tokens side by side).
     public var images: [RGBImage]
+    /// The image encoder's features computed ahead instead of `images` (diffusers `ip_adapter_image_embeds`;
+    /// `DiffusionPipeline.encodeImagePrompts` makes them).
+    public var embeddings: ImageEmbeddings?
     /// How strongly the image steers (diffusers' IP-Adapter scale; 0 turns the adapter off).
     public var scale: Double
     /// An image prompt of `images` at `scale`.
     public init(images: [RGBImage], scale: Double = 1) {
         self.images = images
         self.scale = scale
+    }
+
+    /// An image prompt of features computed ahead, at `scale`.
+    public init(embeddings: ImageEmbeddings, scale: Double = 1) {
+        self.images = []
+        self.embeddings = embeddings
+        self.scale = scale
+    }
+}
+
+/// One IP-Adapter's image features computed ahead (diffusers `ip_adapter_image_embeds` entry, negative and
+/// positive halves; `pipeline_stable_diffusion_xl.py` `prepare_ip_adapter_image_embeds`): what the image
+/// encoder gives for the adapter's images, `image_embeds` `[n, E]` (ImageProjection) or the penultimate hidden
+/// states `[n, tokens, width]` (Plus).
+public struct ImageEmbeddings: Sendable, Hashable {
+    /// `[n, E]` or `[n, tokens, width]`.
+    public var shape: [Int]
+    /// The images' features, row-major.
+    public var positive: [Float]
+    /// The negative features (zeros for ImageProjection, the encoding of an all-zero input for Plus);
+    /// needed with guidance.
+    public var negative: [Float]?
+    /// Features of `shape` with their negative.
+    public init(shape: [Int], positive: [Float], negative: [Float]?) {
+        self.shape = shape
+        self.positive = positive
+        self.negative = negative
     }
 }
 

@@ -70,8 +70,20 @@ enum RequestValidation {
             }
         }
         for (i, prompt) in request.imagePrompts.enumerated() {
-            guard !prompt.images.isEmpty, prompt.images.allSatisfy({ $0.width > 0 && $0.height > 0 }) else {
-                throw fail("imagePrompts[\(i)].images", "needs at least one non-empty image")
+            if let e = prompt.embeddings {
+                let count = e.shape.reduce(1, *)
+                guard e.shape.count >= 2, e.shape.allSatisfy({ $0 > 0 }), e.positive.count == count,
+                      e.negative.map({ $0.count == count }) ?? true else {
+                    throw fail("imagePrompts[\(i)].embeddings", "shape \(e.shape) does not match \(e.positive.count) values (negative \(e.negative?.count ?? 0))")
+                }
+                guard e.positive.allSatisfy(\.isFinite), e.negative?.allSatisfy(\.isFinite) ?? true else {
+                    throw fail("imagePrompts[\(i)].embeddings", "contain NaN or infinity")
+                }
+                guard prompt.images.isEmpty else { throw fail("imagePrompts[\(i)].images", "give images or embeddings, not both (diffusers refuses both too)") }
+            } else {
+                guard !prompt.images.isEmpty, prompt.images.allSatisfy({ $0.width > 0 && $0.height > 0 }) else {
+                    throw fail("imagePrompts[\(i)].images", "needs at least one non-empty image")
+                }
             }
             guard prompt.scale.isFinite else { throw fail("imagePrompts[\(i)].scale", "\(prompt.scale) is not finite") }
         }

@@ -60,6 +60,21 @@ struct IPAdapterBehaviourTests {
         let released = try await DiffusionPipeline(contentsOf: PipelineParityTests.folder, configuration: releasing)
         #expect(try await released.generateResult(request).latents.values == steered)
         #expect(try await released.generateResult(request).latents.values == steered)
+        // Features encoded ahead give the same generation; a wrong shape names the field.
+        let features = try await pipeline.encodeImagePrompts(request)
+        var fromFeatures = request
+        fromFeatures.imagePrompts = [ImagePrompt(embeddings: features[0], scale: 0.8)]
+        #expect(try await pipeline.generateResult(fromFeatures).latents.values == steered)
+        await expectInvalid("imagePrompts[0].embeddings") {
+            var wrong = features[0]
+            wrong.shape = [wrong.shape[0], wrong.positive.count / wrong.shape[0]]
+            $0.imagePrompts = [ImagePrompt(embeddings: wrong)]
+        }
+        await expectInvalid("imagePrompts[0].embeddings") {
+            var wrong = features[0]
+            wrong.negative = nil
+            $0.imagePrompts = [ImagePrompt(embeddings: wrong)]
+        }
         await expectInvalid("imagePrompts") { $0.imagePrompts = [ImagePrompt(images: [image]), ImagePrompt(images: [image])] }
         await expectInvalid("imagePrompts[0].images") { $0.imagePrompts = [ImagePrompt(images: [])] }
         await expectInvalid("imagePrompts[0].scale") { $0.imagePrompts = [ImagePrompt(images: [image], scale: .nan)] }
