@@ -150,6 +150,8 @@ struct GenerationRun {
         var latents = start.latents
         inspect?("initial_latents", latents)
         var control = try ControlStep(run: self, conditioning: conditioning)
+        // FreeU's Fourier bases, once for every step.
+        let freeU = try request.freeU.map { try models.unet.freeUFilters($0, latentHeight: latentHeight, latentWidth: latentWidth) }
         let clock = ContinuousClock()
         for (index, t) in timesteps.enumerated() {
             try Task.checkCancellation()
@@ -171,7 +173,7 @@ struct GenerationRun {
                 sample: sample, timesteps: [Float](repeating: Float(t), count: rows),
                 conditioning: textConditioning, textEmbeds: conditioning.pooled,
                 timeIDs: conditioning.timeIDs, timestepCond: timestepCond?.flatMap { $0 }, controlResiduals: residuals,
-                freeU: request.freeU)
+                freeU: freeU)
             let outChannels = output.shape[3]
             var noise = Layout.nhwcToNCHW(try backend.download(output), rows, outChannels, latentHeight, latentWidth)
             if index == 0 { inspect?("first_noise_pred", noise) }

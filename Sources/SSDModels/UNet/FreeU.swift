@@ -82,6 +82,18 @@ public struct FreeU: Sendable, Hashable {
     }
 }
 
+/// FreeU prepared for one UNet and latent size (`UNet2DConditionModel.freeUFilters`): its factors and the
+/// Fourier bases on the backend, made once per generation.
+public struct FreeUFilters: Sendable {
+    let filters: [FreeUFilter]
+    /// The latent size the filters are for.
+    public let latentHeight: Int
+    /// The latent size the filters are for.
+    public let latentWidth: Int
+    /// The `replayKey` of the UNet that made them.
+    let unetKey: String
+}
+
 /// One up block's FreeU factors and Fourier basis (`FreeU.filters`).
 struct FreeUFilter: Sendable {
     let backboneScale: Float

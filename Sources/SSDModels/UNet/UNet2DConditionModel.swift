@@ -59,6 +59,22 @@ public final class UNet2DConditionModel: Sendable {
                     textEmbeds: textEmbeds, timeIDs: timeIDs, timestepCond: timestepCond, trace: nil)
     }
 
+    /// FreeU's filters for calls on latents of `latentHeight × latentWidth` (the Fourier bases at the first
+    /// two up blocks' sizes), made once per generation and passed to every call's `freeU:`; disabled
+    /// settings (a zero factor) give filters that change nothing, as in diffusers.
+    public func freeUFilters(_ freeU: FreeU, latentHeight: Int, latentWidth: Int) throws -> FreeUFilters {
+        let levels = network.downBlocks.filter { $0.downsampler != nil }.count
+        guard latentHeight % network.sizeMultiple == 0, latentWidth % network.sizeMultiple == 0 else {
+            throw ModelError.invalidInput(model: UNetNetwork.model, argument: "freeU",
+                                          message: "latent size \(latentHeight)×\(latentWidth) must be a multiple of \(network.sizeMultiple)")
+        }
+        let filters = freeU.isEnabled
+            ? Array(try freeU.filters(lowestHeight: latentHeight >> levels, lowestWidth: latentWidth >> levels,
+                                      dtype: backend.activationDType(for: .unet), backend).prefix(network.upBlocks.count))
+            : []
+        return FreeUFilters(filters: filters, latentHeight: latentHeight, latentWidth: latentWidth, unetKey: replayKey)
+    }
+
     func forward(sample: Tensor, timesteps: [Float], encoderHiddenStates: Tensor, textEmbeds: Tensor?,
                  timeIDs: [Float]?, timestepCond: [Float]?, trace: ForwardTrace?) throws -> Tensor {
         let context = CrossAttentionContext(states: try textStates(encoderHiddenStates))
@@ -77,7 +93,7 @@ public final class UNet2DConditionModel: Sendable {
     }
 
     func forward(sample: Tensor, timesteps: [Float], context: CrossAttentionContext, textEmbeds: Tensor?,
-                 timeIDs: [Float]?, timestepCond: [Float]?, control: ControlNetResiduals? = nil, freeU: FreeU? = nil,
+                 timeIDs: [Float]?, timestepCond: [Float]?, control: ControlNetResiduals? = nil, freeU: FreeUFilters? = nil,
                  trace: ForwardTrace?) throws -> Tensor {
         let b = backend
         let model = UNetNetwork.model
@@ -103,12 +119,10 @@ public final class UNet2DConditionModel: Sendable {
         let x = sample.dtype == dtype ? sample : try b.convert(sample, to: dtype)
         let embeddingInputs = try network.embeddingInputs(timesteps: steps, textEmbeds: textEmbeds, timeIDs: timeIDs,
                                                           timestepCond: timestepCond, condDim: config.timeCondProjDim, dtype: dtype, b)
-        // FreeU's Fourier bases at the first two up blocks' sizes (the lowest level's, and twice it).
-        let levels = self.network.downBlocks.filter { $0.downsampler != nil }.count
-        let upBlockCount = self.network.upBlocks.count
-        let freeUFilters = try freeU.map { $0.isEnabled
-            ? Array(try $0.filters(lowestHeight: x.shape[1] >> levels, lowestWidth: x.shape[2] >> levels, dtype: dtype, b)
-                .prefix(upBlockCount)) : [] } ?? []
+        if let freeU, freeU.latentHeight != x.shape[1] || freeU.latentWidth != x.shape[2] || freeU.unetKey != replayKey {
+            throw ModelError.invalidInput(model: model, argument: "freeU", message: "filters made for \(freeU.latentHeight)×\(freeU.latentWidth) latents of another call or UNet")
+        }
+        let freeUFilters = freeU?.filters ?? []
         if let trace {
             let emb = try network.embedding(embeddingInputs, b)
             trace.record("emb", emb)

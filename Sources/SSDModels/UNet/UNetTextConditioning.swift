@@ -80,11 +80,11 @@ extension UNet2DConditionModel {
     /// `encoderHiddenStates` to `callAsFunction(sample:timesteps:encoderHiddenStates:…)`, without
     /// projecting the cached keys and values again). Throws `ModelError.invalidInput` for conditioning
     /// made by another UNet. `controlResiduals`: a `ControlNetModel`'s outputs for this call (diffusers
-    /// `down_block_additional_residuals` and `mid_block_additional_residual`). `freeU`: FreeU's factors
-    /// (diffusers `enable_freeu`), nil: off.
+    /// `down_block_additional_residuals` and `mid_block_additional_residual`). `freeU`: FreeU (diffusers
+    /// `enable_freeu`) as `freeUFilters` prepared it for this latent size; nil: off.
     public func callAsFunction(sample: Tensor, timesteps: [Float], conditioning: UNetTextConditioning, textEmbeds: Tensor?,
                                timeIDs: [Float]?, timestepCond: [Float]? = nil,
-                               controlResiduals: ControlNetResiduals? = nil, freeU: FreeU? = nil) throws -> Tensor {
+                               controlResiduals: ControlNetResiduals? = nil, freeU: FreeUFilters? = nil) throws -> Tensor {
         guard conditioning.unetKey == replayKey else {
             throw ModelError.invalidInput(model: UNetNetwork.model, argument: "conditioning",
                                           message: "was prepared by another UNet2DConditionModel instance")
