@@ -19,23 +19,15 @@ struct IPAdapterBehaviourTests {
         return configuration
     }
 
-    static func request() -> GenerationRequest {
-        var r = GenerationRequest(prompt: "a cat")
-        r.size = ImageSize(width: 64, height: 64)
-        r.steps = 2
-        r.seed = 3
-        return r
-    }
-
     @Test func scaleZeroAndNoPromptLeaveTheGenerationAlone() async throws {
         let image = try RGBImage(pngData: FileIO.readAll(Self.fixtures + "/ip_image.png"))
         let plain = try await DiffusionPipeline(contentsOf: PipelineParityTests.folder, configuration: Self.configuration(adapters: [], encoder: nil))
-        let expected = try await plain.generateResult(Self.request()).latents.values
+        let expected = try await plain.generateResult(PipelineBehaviourTests.smallRequest()).latents.values
         let pipeline = try await DiffusionPipeline(
             contentsOf: PipelineParityTests.folder,
             configuration: Self.configuration(adapters: ["ip-adapter-plus_tiny_vit-h.safetensors"], encoder: "models/image_encoder"))
-        #expect(try await pipeline.generateResult(Self.request()).latents.values == expected)
-        var request = Self.request()
+        #expect(try await pipeline.generateResult(PipelineBehaviourTests.smallRequest()).latents.values == expected)
+        var request = PipelineBehaviourTests.smallRequest()
         request.imagePrompts = [ImagePrompt(images: [image], scale: 0)]
         #expect(try await pipeline.generateResult(request).latents.values == expected)
         request.imagePrompts = [ImagePrompt(images: [image, image], scale: 0.8)]
@@ -43,7 +35,7 @@ struct IPAdapterBehaviourTests {
         #expect(PipelineParityTests.relativeError(steered, expected) > 1e-2)
 
         func expectInvalid(_ name: String, _ change: (inout GenerationRequest) -> Void) async {
-            var request = Self.request()
+            var request = PipelineBehaviourTests.smallRequest()
             change(&request)
             do {
                 _ = try await pipeline.generate(request)

@@ -36,14 +36,13 @@ public struct FreeU: Sendable, Hashable {
     var isEnabled: Bool { s1 != 0 && s2 != 0 && b1 != 0 && b2 != 0 }
 
     /// The filter of one generation: per up block (0 and 1) its factors and, for the skips' `h × w`, the
-    /// real Fourier basis of the masked modes (uploaded before any replayed region, whose inputs they are).
+    /// real Fourier basis of the masked modes (uploaded before any replayed region, whose input it is).
     func filters(lowestHeight: Int, lowestWidth: Int, dtype: DType, _ b: any ComputeBackend) throws -> [FreeUFilter] {
         try [(s1, b1, 0), (s2, b2, 1)].map { s, scale, level in
             let h = lowestHeight << level, w = lowestWidth << level
             let (basis, modes) = Self.basis(height: h, width: w)
             return FreeUFilter(backboneScale: Float(scale), skipScale: Float(s), pixels: h * w,
-                               basis: try b.upload(basis, shape: [h * w, modes], as: dtype),
-                               basisT: try b.upload(Self.transposed(basis, rows: h * w, columns: modes), shape: [modes, h * w], as: dtype))
+                               basis: try b.upload(basis, shape: [h * w, modes], as: dtype))
         }
     }
 
@@ -74,12 +73,6 @@ public struct FreeU: Sendable, Hashable {
         }
         return (out, columns.count)
     }
-
-    static func transposed(_ m: [Float], rows: Int, columns: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: m.count)
-        for r in 0..<rows { for c in 0..<columns { out[c * rows + r] = m[r * columns + c] } }
-        return out
-    }
 }
 
 /// FreeU prepared for one UNet and latent size (`UNet2DConditionModel.freeUFilters`): its factors and the
@@ -99,8 +92,8 @@ struct FreeUFilter: Sendable {
     let backboneScale: Float
     let skipScale: Float
     let pixels: Int
+    /// `[h·w, m]`: the modes' cosine and sine columns.
     let basis: Tensor
-    let basisT: Tensor
 
     /// `apply_freeu`: the backbone `h` with its first half of channels scaled, and the filtered skip.
     func callAsFunction(_ h: Tensor, skip: Tensor, _ b: any ComputeBackend) throws -> (Tensor, Tensor) {
@@ -113,7 +106,7 @@ struct FreeUFilter: Sendable {
         }
         let x = try skip.reshaped([batch, pixels, channels])
         let coefficients = try b.matmul(x, basis, transposeA: true, transposeB: false, alpha: 1)  // [B, C, m]
-        let low = try b.matmul(coefficients, basisT, transposeA: false, transposeB: false,
+        let low = try b.matmul(coefficients, basis, transposeA: false, transposeB: true,
                                alpha: (skipScale - 1) / Float(pixels))                         // [B, C, h·w]
         let filtered = try b.binary(x, b.permute(low, [0, 2, 1]), .add)
         return (scaled, try filtered.reshaped(skip.shape))

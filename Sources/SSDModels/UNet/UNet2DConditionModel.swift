@@ -143,7 +143,7 @@ public final class UNet2DConditionModel: Sendable {
         let imageTensors = imageNames.flatMap { name in (context.imageKeysValues[name] ?? []).flatMap { [$0.key, $0.value] } }
         let controlTensors = control.map { $0.down + [$0.mid] } ?? []
         // FreeU's bases last (its factors are in the key: they are constants of the recorded ops).
-        let freeUTensors = freeUFilters.flatMap { [$0.basis, $0.basisT] }
+        let freeUTensors = freeUFilters.map(\.basis)
         let inputs = [x, context.states] + embeddingInputs.tensors + cachedTensors + imageTensors + controlTensors + freeUTensors
         let imageStart = 2 + embeddingCount + cachedTensors.count
         let freeUStart = inputs.count - freeUTensors.count
@@ -171,7 +171,7 @@ public final class UNet2DConditionModel: Sendable {
             }
             let replayedFreeU = freeUFilters.enumerated().map { i, filter in
                 FreeUFilter(backboneScale: filter.backboneScale, skipScale: filter.skipScale, pixels: filter.pixels,
-                            basis: inputs[freeUStart + 2 * i], basisT: inputs[freeUStart + 2 * i + 1])
+                            basis: inputs[freeUStart + i])
             }
             return [try network.forward(inputs[0], emb: emb, context: replayed, control: replayedControl, freeU: replayedFreeU,
                                         trace: nil, b)]
