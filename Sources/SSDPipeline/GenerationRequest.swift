@@ -71,6 +71,24 @@ public struct ControlInput: Sendable {
     }
 }
 
+/// A T2I-Adapter's input for a generation (diffusers `StableDiffusionXLAdapterPipeline.__call__`'s `image` and
+/// `adapter_conditioning_scale`); the adapter itself is the matching entry of `PipelineConfiguration.t2iAdapters`.
+public struct AdapterInput: Sendable {
+    /// The adapter's image (sketch, canny edges, depth, pose…), read as 8-bit values / 255 (not normalised),
+    /// the same for every image of the request; as greyscale (PIL's `convert("L")`) for a one-channel adapter.
+    /// Another size than the request's is resized (diffusers: PIL's Lanczos).
+    public var image: RGBImage
+    /// Multiplies the adapter's feature maps (`adapter_conditioning_scale`; with several adapters, diffusers
+    /// `MultiAdapter`'s weight of this one), 1 by default.
+    public var conditioningScale: Double = 1
+
+    /// One adapter's image and scale.
+    public init(image: RGBImage, conditioningScale: Double = 1) {
+        self.image = image
+        self.conditioningScale = conditioningScale
+    }
+}
+
 /// Text conditioning computed ahead for one prompt (diffusers `prompt_embeds` with `pooled_prompt_embeds`,
 /// or the negative pair, of `pipeline_stable_diffusion_xl.py`'s `__call__` / `encode_prompt`), e.g. by
 /// `DiffusionPipeline.encodePrompt` and then re-weighted or cached.
@@ -257,6 +275,13 @@ public struct GenerationRequest: Sendable {
     /// (`PipelineConfiguration.ipAdapters`), one prompt per adapter in the same order (diffusers
     /// `ip_adapter_image`); empty: the adapters are not used.
     public var imagePrompts: [ImagePrompt] = []
+    /// Steers a text-to-image generation with the pipeline's T2I-Adapters (`PipelineConfiguration.t2iAdapters`),
+    /// one input per adapter in the same order; several are summed, each weighted by its scale (diffusers
+    /// `StableDiffusionXLAdapterPipeline` with a `T2IAdapter` or a `MultiAdapter`); empty: none.
+    public var adapters: [AdapterInput] = []
+    /// The fraction of the steps the T2I-Adapters are applied for, from the first (diffusers
+    /// `adapter_conditioning_factor`: step i of n while i < ⌊n · factor⌋), 1 by default.
+    public var adapterConditioningFactor: Double = 1
 
     /// A request with the model card's defaults.
     public init(prompt: String) {

@@ -56,7 +56,7 @@ struct GenerationRun {
     }
 
     /// The checks of a whole generation beyond `RequestValidation`: the UNet's inputs, tiling, previews,
-    /// the refiner's image-to-image only rule, ControlNets and IP-Adapters.
+    /// the refiner's image-to-image only rule, ControlNets, IP-Adapters and T2I-Adapters.
     static func validateForGeneration(_ request: GenerationRequest, models: LoadedModels, modelIndex: ModelIndex) throws {
         try validateUNetInput(request, models: models)
         if let tiling = request.vaeTiling {
@@ -82,6 +82,9 @@ struct GenerationRun {
         }
         try ControlStep.validate(request, models: models)
         try ImagePromptEncoding.validate(request, models: models)
+        let factor = 1 << (models.vae.config.blockOutChannels.count - 1)
+        try AdapterStep.validate(request, models: models, latentHeight: request.size.height / factor,
+                                 latentWidth: request.size.width / factor)
     }
 
     /// The UNet's input channels: the latents', or for an inpainting UNet (diffusers'
@@ -150,6 +153,8 @@ struct GenerationRun {
         var latents = start.latents
         inspect?("initial_latents", latents)
         var control = try ControlStep(run: self, conditioning: conditioning)
+        // The T2I-Adapters' feature maps, once for every step (diffusers counts the steps after `denoising_end`).
+        let adapter = try AdapterStep(run: self, stepCount: request.denoisingEnd == nil ? request.steps : timesteps.count)
         // FreeU's Fourier bases, once for every step.
         let freeU = try request.freeU.map { try models.unet.freeUFilters($0, latentHeight: latentHeight, latentWidth: latentWidth) }
         let clock = ContinuousClock()
@@ -173,7 +178,7 @@ struct GenerationRun {
                 sample: sample, timesteps: [Float](repeating: Float(t), count: rows),
                 conditioning: textConditioning, textEmbeds: conditioning.pooled,
                 timeIDs: conditioning.timeIDs, timestepCond: timestepCond?.flatMap { $0 }, controlResiduals: residuals,
-                freeU: freeU)
+                intrablockResiduals: adapter?.residuals(stepIndex: index) ?? [], freeU: freeU)
             let outChannels = output.shape[3]
             var noise = Layout.nhwcToNCHW(try backend.download(output), rows, outChannels, latentHeight, latentWidth)
             if index == 0 { inspect?("first_noise_pred", noise) }

@@ -14,6 +14,8 @@ final class LoadedModels {
     /// The IP-Adapters, in the configuration's order, and the image encoder they share.
     let ipAdapters: [IPAdapterModel]
     private(set) var imageEncoder: CLIPVisionModel?
+    /// The T2I-Adapters, in the configuration's order.
+    let t2iAdapters: [T2IAdapterModel]
     /// The single-file checkpoint the weights come from, if the configuration names one.
     private let checkpoint: SingleFileCheckpoint?
     /// The LoRAs fused into the weights (none: nil).
@@ -51,6 +53,14 @@ final class LoadedModels {
             try ControlNetModel.load(componentDirectory: $0, backend: backend, variant: configuration.variant)
         }
         (ipAdapters, imageEncoder) = try Self.loadIPAdapters(configuration, unet: unet, backend: backend)
+        t2iAdapters = try configuration.t2iAdapters.map {
+            try T2IAdapterModel.load(componentDirectory: $0, backend: backend, variant: configuration.variant)
+        }
+        for (i, adapter) in t2iAdapters.enumerated().dropFirst() where adapter.downscaleFactor != t2iAdapters[0].downscaleFactor {
+            // (diffusers' MultiAdapter refuses adapters that downscale differently)
+            throw PipelineError.invalidArgument(
+                name: "t2iAdapters[\(i)]", message: "downscales by \(adapter.downscaleFactor), t2iAdapters[0] by \(t2iAdapters[0].downscaleFactor): all must agree")
+        }
         try reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
         try LoRASet.checkEveryLoRAApplies(loraReports)  // (the files' pages went after text encoder 2 loaded)
     }

@@ -110,6 +110,10 @@ public struct PipelineConfiguration: Sendable {
     /// `ip-adapter_sdxl`, `models/image_encoder` (ViT-H) for the `vit-h` ones). One for all adapters, as
     /// in diffusers' pipelines; each adapter must take its output width.
     public var imageEncoder: String?
+    /// T2I-Adapter folders (diffusers `T2IAdapter`, e.g. `TencentARC/t2i-adapter-canny-sdxl-1.0`) that
+    /// `GenerationRequest.adapters` steer text-to-image generations with, one input per adapter; several are
+    /// summed with their scales as weights (diffusers `MultiAdapter`: all with the same downscale factor).
+    public var t2iAdapters: [String] = []
 
     /// Textual inversion embeddings for SDXL (`clip_l` and `clip_g` tensors in one `.safetensors` file, as
     /// SDXL embeddings are published), each under its token (diffusers `load_textual_inversion(state_dict["clip_l"],

@@ -87,6 +87,20 @@ enum RequestValidation {
             }
             guard prompt.scale.isFinite else { throw fail("imagePrompts[\(i)].scale", "\(prompt.scale) is not finite") }
         }
+        for (i, adapter) in request.adapters.enumerated() {
+            let name = "adapters[\(i)]"
+            guard adapter.image.width > 0, adapter.image.height > 0 else { throw fail(name + ".image", "is empty") }
+            guard adapter.conditioningScale.isFinite else { throw fail(name + ".conditioningScale", "\(adapter.conditioningScale) is not finite") }
+        }
+        guard request.adapterConditioningFactor >= 0, request.adapterConditioningFactor <= 1 else {
+            throw fail("adapterConditioningFactor", "\(request.adapterConditioningFactor) must be in [0, 1]")
+        }
+        if !request.adapters.isEmpty {
+            // (diffusers' adapter pipeline is text-to-image only)
+            if request.initialImage != nil { throw fail("initialImage", "is not supported with T2I-Adapters (text-to-image only, as diffusers' StableDiffusionXLAdapterPipeline)") }
+            if request.initialLatents != nil, request.denoisingStart != nil { throw fail("denoisingStart", "is not supported with T2I-Adapters") }
+            if !request.controls.isEmpty { throw fail("controls", "ControlNets and T2I-Adapters are not combined (diffusers has no such pipeline)") }
+        }
         for (name, value) in [("denoisingEnd", request.denoisingEnd), ("denoisingStart", request.denoisingStart)] {
             if let value, !(value > 0 && value < 1) { throw fail(name, "\(value) must lie strictly between 0 and 1") }
         }

@@ -34,19 +34,36 @@ struct DownBlock2D: Sendable {
     }
 
     /// Runs the block; appends each layer's output (and the downsampled one) to `skips`.
+    /// `intrablockResidual` (a T2I-Adapter feature map, diffusers `down_intrablock_additional_residuals`):
+    /// a block with attention adds it to its last layer's output (before the skip and the downsampler);
+    /// one without adds it to its final output, which is also its last skip (diffusers adds it in place).
     func callAsFunction(_ x: Tensor, temb: Tensor?, context: CrossAttentionContext?, skips: inout [Tensor],
-                        _ b: any ComputeBackend) throws -> Tensor {
+                        intrablockResidual: Tensor? = nil, _ b: any ComputeBackend) throws -> Tensor {
+        let withAttention = !attentions.isEmpty && context != nil
         var h = x
         for (i, resnet) in resnets.enumerated() {
             h = try resnet(h, activatedTimeEmbedding: temb, b)
-            if !attentions.isEmpty, let context { h = try attentions[i](h, context: context, b) }
+            if withAttention, let context { h = try attentions[i](h, context: context, b) }
+            if withAttention, i == resnets.count - 1, let residual = intrablockResidual { h = try b.binary(h, residual, .add) }
             skips.append(h)
         }
         if let downsampler {
             h = try downsampler(h, b)
             skips.append(h)
         }
+        if !withAttention, let residual = intrablockResidual {
+            h = try b.binary(h, residual, .add)
+            if !skips.isEmpty { skips[skips.count - 1] = h }
+        }
         return h
+    }
+
+    /// The shape `[height, width, channels]` its intrablock residual must have for an input of
+    /// `height × width` (see `callAsFunction`), and the output size.
+    func intrablockSlot(height: Int, width: Int) -> (shape: [Int], height: Int, width: Int) {
+        let channels = resnets.last?.conv2.weight.shape[0] ?? 0
+        let (outH, outW) = downsampler == nil ? (height, width) : ((height + 1) / 2, (width + 1) / 2)
+        return (attentions.isEmpty ? [outH, outW, channels] : [height, width, channels], outH, outW)
     }
 }
 

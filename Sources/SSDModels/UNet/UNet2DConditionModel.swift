@@ -75,6 +75,15 @@ public final class UNet2DConditionModel: Sendable {
         return FreeUFilters(filters: filters, latentHeight: latentHeight, latentWidth: latentWidth, unetKey: replayKey)
     }
 
+    /// How many of T2I-Adapter feature maps shaped `shapes` (`[height, width, channels]` each, in order)
+    /// a call on `latentHeight × latentWidth` latents uses: one per down block, each of its slot's shape, then
+    /// one for the mid block's output where the next has its shape (diffusers' rule; the rest are unused).
+    /// Throws `ModelError.invalidInput` naming the first that does not fit its down block.
+    public func intrablockResidualsUsed(shapes: [[Int]], latentHeight: Int, latentWidth: Int) throws -> Int {
+        try network.intrablockSlots(batch: 1, latentHeight: latentHeight, latentWidth: latentWidth,
+                                    residuals: shapes.map { [1] + $0 }).count
+    }
+
     func forward(sample: Tensor, timesteps: [Float], encoderHiddenStates: Tensor, textEmbeds: Tensor?,
                  timeIDs: [Float]?, timestepCond: [Float]?, trace: ForwardTrace?) throws -> Tensor {
         let context = CrossAttentionContext(states: try textStates(encoderHiddenStates))
@@ -93,8 +102,8 @@ public final class UNet2DConditionModel: Sendable {
     }
 
     func forward(sample: Tensor, timesteps: [Float], context: CrossAttentionContext, textEmbeds: Tensor?,
-                 timeIDs: [Float]?, timestepCond: [Float]?, control: ControlNetResiduals? = nil, freeU: FreeUFilters? = nil,
-                 trace: ForwardTrace?) throws -> Tensor {
+                 timeIDs: [Float]?, timestepCond: [Float]?, control: ControlNetResiduals? = nil, intrablock: [Tensor] = [],
+                 freeU: FreeUFilters? = nil, trace: ForwardTrace?) throws -> Tensor {
         let b = backend
         let model = UNetNetwork.model
         guard sample.rank == 4, sample.shape[3] == config.inChannels else {
@@ -123,10 +132,14 @@ public final class UNet2DConditionModel: Sendable {
             throw ModelError.invalidInput(model: model, argument: "freeU", message: "filters made for \(freeU.latentHeight)×\(freeU.latentWidth) latents of another call or UNet")
         }
         let freeUFilters = freeU?.filters ?? []
+        let used = try network.intrablockSlots(batch: batch, latentHeight: x.shape[1], latentWidth: x.shape[2],
+                                               residuals: intrablock.map(\.shape)).count
+        let intrablock = try intrablock.prefix(used).map { $0.dtype == dtype ? $0 : try b.convert($0, to: dtype) }
         if let trace {
             let emb = try network.embedding(embeddingInputs, b)
             trace.record("emb", emb)
-            return try self.network.forward(x, emb: emb, context: context, control: control, freeU: freeUFilters, trace: trace, b)
+            return try self.network.forward(x, emb: emb, context: context, control: control, intrablock: intrablock,
+                                            freeU: freeUFilters, trace: trace, b)
         }
         // Everything after the host-side sinusoids issues the same ops for the same shapes: a
         // backend may record and replay it (CUDA graphs). The output is valid until the next call.
@@ -142,15 +155,19 @@ public final class UNet2DConditionModel: Sendable {
         let imageCounts = imageNames.map { context.imageKeysValues[$0]?.count ?? 0 }
         let imageTensors = imageNames.flatMap { name in (context.imageKeysValues[name] ?? []).flatMap { [$0.key, $0.value] } }
         let controlTensors = control.map { $0.down + [$0.mid] } ?? []
-        // FreeU's bases last (its factors are in the key: they are constants of the recorded ops).
+        // Then the T2I-Adapter's feature maps (their count in the key), FreeU's bases last (its factors
+        // are in the key: they are constants of the recorded ops).
         let freeUTensors = freeUFilters.map(\.basis)
-        let inputs = [x, context.states] + embeddingInputs.tensors + cachedTensors + imageTensors + controlTensors + freeUTensors
+        let inputs = [x, context.states] + embeddingInputs.tensors + cachedTensors + imageTensors + controlTensors + intrablock
+            + freeUTensors
         let imageStart = 2 + embeddingCount + cachedTensors.count
         let freeUStart = inputs.count - freeUTensors.count
-        let controlStart = freeUStart - controlTensors.count
+        let intrablockStart = freeUStart - intrablock.count
+        let controlStart = intrablockStart - controlTensors.count
         let imageKey = imageTensors.isEmpty ? "" : "-ip" + imageCounts.map(String.init).joined(separator: ",")
         let freeUKey = freeUFilters.isEmpty ? "" : "-freeu" + freeUFilters.map { "\($0.backboneScale),\($0.skipScale)" }.joined(separator: ",")
-        let key = replayKey + imageKey + (control == nil ? "" : "-control") + freeUKey
+        let intrablockKey = intrablock.isEmpty ? "" : "-adapter\(intrablock.count)"
+        let key = replayKey + imageKey + (control == nil ? "" : "-control") + intrablockKey + freeUKey
         let outputs = try b.runReplayable(key: key, inputs: inputs) { inputs in
             let embedding = UNetNetwork.EmbeddingInputs(inputs[2..<(2 + embeddingCount)], like: embeddingInputs)
             let emb = try network.embedding(embedding, b)
@@ -167,14 +184,14 @@ public final class UNet2DConditionModel: Sendable {
                 at += 2 * count
             }
             let replayedControl = control.map { _ in
-                ControlNetResiduals(down: Array(inputs[controlStart..<(freeUStart - 1)]), mid: inputs[freeUStart - 1])
+                ControlNetResiduals(down: Array(inputs[controlStart..<(intrablockStart - 1)]), mid: inputs[intrablockStart - 1])
             }
             let replayedFreeU = freeUFilters.enumerated().map { i, filter in
                 FreeUFilter(backboneScale: filter.backboneScale, skipScale: filter.skipScale, pixels: filter.pixels,
                             basis: inputs[freeUStart + i])
             }
-            return [try network.forward(inputs[0], emb: emb, context: replayed, control: replayedControl, freeU: replayedFreeU,
-                                        trace: nil, b)]
+            return [try network.forward(inputs[0], emb: emb, context: replayed, control: replayedControl,
+                                        intrablock: Array(inputs[intrablockStart..<freeUStart]), freeU: replayedFreeU, trace: nil, b)]
         }
         return outputs[0]
     }

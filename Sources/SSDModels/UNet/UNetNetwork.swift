@@ -303,8 +303,10 @@ struct UNetNetwork: Sendable {
     /// The UNet forward after the embedding: NHWC in, NHWC out. `control`: a ControlNet's residuals,
     /// added to the skip connections and to the mid block's output (diffusers
     /// `down_block_additional_residuals`, `mid_block_additional_residual`).
+    /// `intrablock`: a T2I-Adapter's feature maps (diffusers `down_intrablock_additional_residuals`), taken in
+    /// order by the down blocks and then by the mid block where the next one has its output's shape.
     func forward(_ sample: Tensor, emb: Tensor, context: CrossAttentionContext, control: ControlNetResiduals? = nil,
-                 freeU: [FreeUFilter] = [], trace: ForwardTrace?, _ b: any ComputeBackend) throws -> Tensor {
+                 intrablock: [Tensor] = [], freeU: [FreeUFilter] = [], trace: ForwardTrace?, _ b: any ComputeBackend) throws -> Tensor {
         guard let convNormOut, let convOut else {
             throw ModelError.invalidInput(model: Self.model, argument: "network", message: "an encoder-only network has no output")
         }
@@ -312,7 +314,7 @@ struct UNetNetwork: Sendable {
         var h = centerInputSample ? try b.affine(sample, scale: 2, shift: -1) : sample
         h = try convIn(h, b)
         var skips = [h]
-        h = try downAndMid(h, temb: temb, context: context, skips: &skips, trace: trace, b)
+        h = try downAndMid(h, temb: temb, context: context, skips: &skips, intrablock: intrablock, trace: trace, b)
         if let control {
             guard control.down.count == skips.count, zip(control.down, skips).allSatisfy({ $0.shape == $1.shape }),
                   control.mid.shape == h.shape else {
@@ -330,12 +332,16 @@ struct UNetNetwork: Sendable {
         return try convOut(convNormOut.silu(h, b), b)
     }
 
-    /// The down blocks (their outputs appended to `skips`) and the mid block, from `h` after conv_in.
-    func downAndMid(_ x: Tensor, temb: Tensor, context: CrossAttentionContext, skips: inout [Tensor], trace: ForwardTrace?,
-                    _ b: any ComputeBackend) throws -> Tensor {
+    /// The down blocks (their outputs appended to `skips`) and the mid block, from `h` after conv_in;
+    /// `intrablock` as in `forward` (shapes checked against `intrablockSlots`).
+    func downAndMid(_ x: Tensor, temb: Tensor, context: CrossAttentionContext, skips: inout [Tensor],
+                    intrablock: [Tensor] = [], trace: ForwardTrace?, _ b: any ComputeBackend) throws -> Tensor {
         var h = x
+        let slots = intrablock.isEmpty ? [] : try intrablockSlots(batch: x.shape[0], latentHeight: x.shape[1], latentWidth: x.shape[2],
+                                                                    residuals: intrablock.map(\.shape))
         for (i, block) in downBlocks.enumerated() {
-            h = try block(h, temb: temb, context: context, skips: &skips, b)
+            h = try block(h, temb: temb, context: context, skips: &skips,
+                          intrablockResidual: i < slots.count ? intrablock[i] : nil, b)
             trace?.record("down_blocks.\(i)", h)
         }
         switch midBlock {
@@ -343,8 +349,34 @@ struct UNetNetwork: Sendable {
         case let .resnetOnly(block)?: h = try block(h, temb: temb, b)
         case nil: break
         }
+        if slots.count > downBlocks.count { h = try b.binary(h, intrablock[downBlocks.count], .add) }
         trace?.record("mid_block", h)
         return h
+    }
+
+    /// Where intrablock residuals of `residuals` shapes (NHWC, in order) go for latents of
+    /// `latentHeight × latentWidth`: the first goes to down block 0 and so on (each must have its slot's
+    /// shape), then one more to the mid block's output if it has that shape; further ones are unused, as
+    /// in diffusers. Returns the shapes used; throws `ModelError.invalidInput` naming a mismatch.
+    func intrablockSlots(batch: Int, latentHeight: Int, latentWidth: Int, residuals: [[Int]]) throws -> [[Int]] {
+        var (h, w) = (latentHeight, latentWidth)
+        var used: [[Int]] = []
+        for (i, block) in downBlocks.enumerated() where i < residuals.count {
+            let slot = block.intrablockSlot(height: h, width: w)
+            let expected = [batch] + slot.shape
+            guard residuals[i] == expected else {
+                throw ModelError.invalidInput(model: modelName, argument: "intrablockResiduals[\(i)]",
+                                              message: "down block \(i) takes \(expected), got \(residuals[i])")
+            }
+            used.append(expected)
+            (h, w) = (slot.height, slot.width)
+        }
+        if residuals.count > downBlocks.count, midBlock != nil,
+           let last = downBlocks.last?.resnets.last?.conv2.weight.shape[0],
+           residuals[downBlocks.count] == [batch, h, w, last] {
+            used.append(residuals[downBlocks.count])
+        }
+        return used
     }
 
     /// Every cross-attention layer in diffusers' `attn_processors` order (module registration order:
