@@ -57,6 +57,11 @@ let generateUsage = """
       --image-encoder DIR          the adapters' image encoder (CLIPVisionModelWithProjection folder)
       --ip-image PNG[,PNG…]        the image(s) of each --ip-adapter, in order (several: attended together)
       --ip-scale F                 IP-Adapter scale (default 1; once for all adapters, or once per adapter)
+      --t2i-adapter DIR            T2I-Adapter folder (diffusers T2IAdapter, e.g. an SDXL canny / sketch / depth one) steering
+                                   text-to-image; repeat for several (summed with their scales as weights, MultiAdapter)
+      --adapter-image PNG          its image (resized to the output size; greyscale for one-channel adapters); one per --t2i-adapter
+      --adapter-scale F            adapter_conditioning_scale (default 1; once for all adapters, or once per adapter)
+      --adapter-factor F           adapter_conditioning_factor: the fraction of steps the adapters apply to (default 1)
       --vae-tiling                 decode (and encode) images larger than one tile in overlapping tiles, as
                                    diffusers' vae.enable_tiling() (VAE memory of one 1024² tile at any size)
       --vae-tile-size N            tile edge in pixels (default: the VAE's sample_size, 1024); implies --vae-tiling
@@ -146,6 +151,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                       "--preview-decoder", "--preview-every", "--preview",
                       "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end",
                       "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale",
+                      "--t2i-adapter", "--adapter-image", "--adapter-scale", "--adapter-factor",
                       "--init-latents", "--denoising-end", "--denoising-start", "--aesthetic-score", "--negative-aesthetic-score",
                       "--freeu", "--textual-inversion"])
         guard let model = options.string("--model") else { throw UsageError(description: "--model DIR is required") }
@@ -266,6 +272,28 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             throw UsageError(description: "--ip-adapter and --ip-scale need --ip-image")
         }
 
+        let t2iAdapters = options.allValues["--t2i-adapter"] ?? [], adapterImages = options.allValues["--adapter-image"] ?? []
+        let adapterScales = options.allValues["--adapter-scale"] ?? []
+        if !adapterImages.isEmpty {
+            guard adapterImages.count == t2iAdapters.count else {
+                throw UsageError(description: "--adapter-image: \(adapterImages.count) given for \(t2iAdapters.count) --t2i-adapter folders (one each)")
+            }
+            guard adapterScales.count <= 1 || adapterScales.count == t2iAdapters.count else {
+                throw UsageError(description: "--adapter-scale: give it once or once per --t2i-adapter (\(t2iAdapters.count))")
+            }
+            request.adapters = try adapterImages.enumerated().map { i, path in
+                let text = adapterScales.isEmpty ? "1" : adapterScales.count == 1 ? adapterScales[0] : adapterScales[i]
+                guard let scale = Double(text), scale.isFinite else { throw UsageError(description: "--adapter-scale: \(text) must be a finite number") }
+                return AdapterInput(image: try png("--adapter-image", path), conditioningScale: scale)
+            }
+            if let factor = try options.double("--adapter-factor") {
+                guard (0...1).contains(factor) else { throw UsageError(description: "--adapter-factor: \(factor) must be between 0 and 1") }
+                request.adapterConditioningFactor = factor
+            }
+        } else if !t2iAdapters.isEmpty || !adapterScales.isEmpty || options.string("--adapter-factor") != nil {
+            throw UsageError(description: "--t2i-adapter, --adapter-scale and --adapter-factor need --adapter-image")
+        }
+
         if let tileSize = try options.int("--vae-tile-size") {
             guard tileSize > 0 else { throw UsageError(description: "--vae-tile-size: \(tileSize) must be positive") }
             request.vaeTiling = VAETiling(tileSampleSize: tileSize)
@@ -291,6 +319,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         configuration.previewDecoder = options.string("--preview-decoder")
         configuration.controlNets = controlNets
         configuration.ipAdapters = ipAdapters
+        configuration.t2iAdapters = t2iAdapters
         configuration.textualInversions = try (options.allValues["--textual-inversion"] ?? []).map { value in
             guard let colon = value.lastIndex(of: ":"), colon != value.startIndex, value.index(after: colon) != value.endIndex else {
                 throw UsageError(description: "--textual-inversion: \(value) must be FILE:TOKEN")

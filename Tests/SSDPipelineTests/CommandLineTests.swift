@@ -116,6 +116,25 @@ import Testing
         #expect(missing == 2 && message.contains("--ip-adapter and --ip-scale need --ip-image"), "\(message)")
     }
 
+    @Test func t2iAdapterFromTheCommandLine() throws {
+        let fixtures = Self.root + "/Tests/Fixtures/pipeline"
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let adapters = ["--t2i-adapter", fixtures + "/t2i-adapter/xl", "--t2i-adapter", fixtures + "/t2i-adapter/xl-gray",
+                        "--adapter-image", fixtures + "/t2i_sketch.png", "--adapter-image", fixtures + "/t2i_sketch_wide.png",
+                        "--adapter-scale", "0.8", "--adapter-scale", "0.5", "--adapter-factor", "0.5"]
+        guard let (status, output) = try Self.generate(adapters + ["--output", folder + "/t2i.png"]) else { return }
+        #expect(status == 0 && FileManager.default.fileExists(atPath: folder + "/t2i.png"), "\(output)")
+        for (arguments, message) in [
+            (Array(adapters.prefix(4)) + ["--adapter-factor", "0.5"], "--t2i-adapter, --adapter-scale and --adapter-factor need --adapter-image"),
+            (Array(adapters.prefix(6)), "--adapter-image: 1 given for 2 --t2i-adapter folders"),
+            (Array(adapters.prefix(8)) + ["--adapter-factor", "2"], "--adapter-factor: 2.0 must be between 0 and 1"),
+        ] {
+            guard let (bad, log) = try Self.generate(arguments + ["--output", folder + "/x.png"]) else { return }
+            #expect(bad == 2 && log.contains(message), "\(log)")
+        }
+    }
+
     @Test func textualInversionFromTheCommandLine() throws {
         let fixtures = Self.root + "/Tests/Fixtures/pipeline"
         let folder = try Self.folder()

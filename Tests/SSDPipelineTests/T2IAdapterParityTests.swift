@@ -109,3 +109,66 @@ struct T2IAdapterParityTests {
         try PipelineParityTests.expectFinalOutputs(result, reference: reference, name: c.name, tolerance: tolerance)
     }
 }
+
+/// T2I-Adapter behaviour beyond parity: scale 0, factor 0 and no input leave the generation as without the
+/// adapter; bad requests and adapters that do not fit are typed errors naming the field.
+struct T2IAdapterBehaviourTests {
+    static let root = PipelineParityTests.fixtures + "/t2i-adapter/"
+
+    static func pipeline(_ adapters: [String]) async throws -> DiffusionPipeline {
+        var configuration = PipelineConfiguration()
+        configuration.backend = .reference
+        configuration.t2iAdapters = adapters.map { root + $0 }
+        return try await DiffusionPipeline(contentsOf: PipelineParityTests.folder, configuration: configuration)
+    }
+
+    @Test func neutralSettingsLeaveTheGenerationAloneAndBadRequestsAreNamed() async throws {
+        let sketch = try RGBImage(pngData: FileIO.readAll(PipelineParityTests.fixtures + "/t2i_sketch.png"))
+        let expected = try await Self.pipeline([]).generateResult(PipelineBehaviourTests.smallRequest()).latents.values
+        let pipeline = try await Self.pipeline(["xl"])
+        #expect(try await pipeline.generateResult(PipelineBehaviourTests.smallRequest()).latents.values == expected)
+        var request = PipelineBehaviourTests.smallRequest()
+        request.adapters = [AdapterInput(image: sketch, conditioningScale: 0)]
+        #expect(try await pipeline.generateResult(request).latents.values == expected)
+        request.adapters = [AdapterInput(image: sketch)]
+        request.adapterConditioningFactor = 0
+        #expect(try await pipeline.generateResult(request).latents.values == expected)
+        request.adapterConditioningFactor = 1
+        #expect(PipelineParityTests.relativeError(try await pipeline.generateResult(request).latents.values, expected) > 1e-2)
+
+        func expectInvalid(_ name: String, on target: DiffusionPipeline? = nil, _ change: (inout GenerationRequest) -> Void) async {
+            var request = PipelineBehaviourTests.smallRequest()
+            request.adapters = [AdapterInput(image: sketch)]
+            change(&request)
+            do {
+                _ = try await (target ?? pipeline).generate(request)
+                Issue.record("\(name): no error")
+            } catch PipelineError.invalidArgument(let field, _) {
+                #expect(field == name)
+            } catch {
+                Issue.record("\(name): unexpected \(error)")
+            }
+        }
+        await expectInvalid("adapters") { $0.adapters.append(AdapterInput(image: sketch)) }
+        await expectInvalid("adapters[0].conditioningScale") { $0.adapters[0].conditioningScale = .nan }
+        await expectInvalid("adapterConditioningFactor") { $0.adapterConditioningFactor = 1.5 }
+        await expectInvalid("initialImage") { $0.initialImage = InitialImage(image: sketch, strength: 0.5) }
+        // An SD 1.x layout (features at 1/8, 1/16, …) does not fit the SDXL-shaped UNet (first slot at 1/16).
+        await expectInvalid("t2iAdapters[0]", on: try await Self.pipeline(["full"])) { _ in }
+    }
+
+    @Test func adaptersThatDownscaleDifferentlyAreRefusedAtLoad() async throws {
+        do {
+            _ = try await Self.pipeline(["xl", "full"])
+            Issue.record("no error")
+        } catch PipelineError.invalidArgument(let field, _) {
+            #expect(field == "t2iAdapters[1]")
+        }
+        do {
+            _ = try await Self.pipeline(["missing-folder"])
+            Issue.record("no error")
+        } catch {
+            #expect("\(error)".contains("missing-folder"), "\(error)")
+        }
+    }
+}
