@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The pipeline features added in the thirteenth session on the GPU: each generation of the tiny fixtures with
+# The pipeline features added in the thirteenth and fourteenth sessions on the GPU: each generation of the tiny fixtures with
 # --backend cuda (fp16, eager and with SSD_CUDA_GRAPHS=1, whose recorded regions take the IP-Adapter keys/values
 # and FreeU's bases as inputs) against --backend cpu (fp32), final latents compared (relative L2; fp16 on these
 # random tiny networks: expect ≲ 2e-2, as the full-size criterion). About a minute.
@@ -62,6 +62,9 @@ feature ipadapter $M --ip-adapter $F/ip-adapter/sdxl_models/ip-adapter-plus_tiny
   --ip-image $F/ip_image.png --ip-image $F/ip_image2.png --ip-scale 0.7 --ip-scale 0.4
 feature freeu $M --freeu sdxl
 feature textual-inversion $M --textual-inversion "$F/ti-toy.safetensors:<cat-toy>" --prompt "a photo of <cat-toy>"
+# T2I-Adapters (two, one greyscale; the features are region inputs of a recorded graph; rank-6 permute).
+feature t2i-adapter $M --t2i-adapter $F/t2i-adapter/xl --t2i-adapter $F/t2i-adapter/xl-gray --adapter-image $F/t2i_sketch.png \
+  --adapter-image $F/t2i_sketch_wide.png --adapter-scale 0.8 --adapter-scale 0.5 --adapter-factor 0.75
 feature inpaint9 --model $F/tiny-ssd1b-inpaint --prompt a-red-door --init-image $F/init.png --mask $F/mask.png --strength 0.8
 feature controlnet-inpaint $M --init-image $F/init.png --mask $F/mask.png --controlnet $F/tiny-controlnet --control-image $F/control.png
 # The refiner from the CPU base's latents cut at 60 % (the same latents for every backend).

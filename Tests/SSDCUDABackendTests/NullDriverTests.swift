@@ -149,13 +149,19 @@ import Testing
     /// fp32 latents (the GPU visit's check: 2.3e-3 and 1.9e-3 on an H200); the second case with CUDA
     /// graphs, the convolutions and the UNet's attention on cuDNN's graph API (recorded in the capture,
     /// replayed).
+    /// The last case: two T2I-Adapters (feature maps as inputs of the recorded graph, a rank-6 permute).
     @Test(arguments: [
-        (fixture: "euler_force_zeros", graphs: "0", arguments: ["--prompt", "a photo of a cat", "--guidance", "9", "--seed", "0"], tolerance: 5e-3),
+        (fixture: "euler_force_zeros", graphs: "0", arguments: ["--prompt", "a photo of a cat", "--guidance", "9", "--seed", "0", "--steps", "4"],
+         tolerance: 5e-3),
         (fixture: "euler_negative", graphs: "1", arguments: ["--prompt", "an astronaut riding a horse!", "--negative-prompt", "ugly, blurry",
-                                                             "--guidance", "7.5", "--seed", "1"], tolerance: 5e-3),
+                                                             "--guidance", "7.5", "--seed", "1", "--steps", "4"], tolerance: 5e-3),
         // fp32 activations on the GPU (`--precision fp32`): 2.0e-6 from diffusers' fp32 (fp16: 2.8e-3).
-        (fixture: "euler_force_zeros", graphs: "1", arguments: ["--prompt", "a photo of a cat", "--guidance", "9", "--seed", "0",
+        (fixture: "euler_force_zeros", graphs: "1", arguments: ["--prompt", "a photo of a cat", "--guidance", "9", "--seed", "0", "--steps", "4",
                                                                 "--precision", "fp32"], tolerance: 1e-4),
+        (fixture: "t2i_basic", graphs: "1", arguments: ["--prompt", "a house by a lake", "--negative-prompt", "blurry", "--guidance", "7",
+                                                        "--seed", "10", "--steps", "3", "--t2i-adapter", NullDriverTests.root + "/Tests/Fixtures/pipeline/t2i-adapter/xl",
+                                                        "--adapter-image", NullDriverTests.root + "/Tests/Fixtures/pipeline/t2i_sketch.png", "--adapter-scale", "0.8"],
+         tolerance: 5e-3),
     ])
     func tinyPipelineOnTheEmulatedDriverMatchesDiffusers(_ c: (fixture: String, graphs: String, arguments: [String], tolerance: Double)) throws {
         guard let ssd1b = executable("ssd1b") else { return }
@@ -164,7 +170,7 @@ import Testing
         let fixtures = Self.root + "/Tests/Fixtures/pipeline/"
         let latents = libraries + "/latents.safetensors"
         let (status, output) = Self.run(ssd1b, ["generate", "--model", fixtures + "tiny-ssd1b", "--width", "64", "--height", "64",
-                                                "--steps", "4", "--backend", "cuda", "--quiet", "--output", libraries + "/image.png",
+                                                "--backend", "cuda", "--quiet", "--output", libraries + "/image.png",
                                                 "--save-latents", latents] + c.arguments,
                                         environment: ["SSD_CUDA_LIBRARY_PATH": libraries, "TMPDIR": libraries, "SSD_CUDA_GRAPHS": c.graphs,
                                                       "SSD_CUDA_CONV_GRAPH": c.graphs, "SSD_CUDA_CUDNN_ATTENTION": c.graphs],
