@@ -71,6 +71,28 @@ public struct ControlInput: Sendable {
     }
 }
 
+/// Perturbed-attention guidance (diffusers `StableDiffusionXLPAGPipeline` and its img2img / inpaint variants:
+/// `pag_scale`, `pag_adaptive_scale`, `pag_applied_layers`): the UNet also runs the conditional rows with the
+/// chosen self-attention layers' attention maps replaced by the identity, and the prediction moves away from
+/// that perturbed one by `scale` (`+ scale · (cond − perturbed)`).
+public struct PerturbedAttentionGuidance: Sendable, Hashable {
+    /// `pag_scale` (3 by default; 0 or less: off, as diffusers).
+    public var scale: Double
+    /// `pag_adaptive_scale`: the scale at timestep t is `max(scale − adaptiveScale · (1000 − t), 0)`; 0: constant.
+    public var adaptiveScale: Double
+    /// `pag_applied_layers`: regular expressions searched in the self-attention layers' module names
+    /// (`"mid"`, diffusers' default, selects SDXL's mid block; SSD-1B's mid block has no attention, so name
+    /// others, e.g. `"down_blocks.2"` or `"up_blocks.0.attentions.1"`); empty: off.
+    public var layers: [String]
+
+    /// diffusers' defaults: scale 3, no adaptive scaling, the mid block.
+    public init(scale: Double = 3, adaptiveScale: Double = 0, layers: [String] = ["mid"]) {
+        self.scale = scale
+        self.adaptiveScale = adaptiveScale
+        self.layers = layers
+    }
+}
+
 /// A T2I-Adapter's input for a generation (diffusers `StableDiffusionXLAdapterPipeline.__call__`'s `image` and
 /// `adapter_conditioning_scale`); the adapter itself is the matching entry of `PipelineConfiguration.t2iAdapters`.
 public struct AdapterInput: Sendable {
@@ -282,6 +304,9 @@ public struct GenerationRequest: Sendable {
     /// The fraction of the steps the T2I-Adapters are applied for, from the first (diffusers
     /// `adapter_conditioning_factor`: step i of n while i < ⌊n · factor⌋), 1 by default.
     public var adapterConditioningFactor: Double = 1
+    /// Perturbed-attention guidance (PAG); nil: off. With classifier-free guidance the UNet batch has three
+    /// parts (unconditional, conditional, perturbed), without it two.
+    public var perturbedAttentionGuidance: PerturbedAttentionGuidance?
 
     /// A request with the model card's defaults.
     public init(prompt: String) {

@@ -28,6 +28,8 @@ struct GenerationRun {
     let usesGuidance: Bool
     var scheduler: any Scheduler
     let schedulerName: String
+    /// Perturbed-attention guidance's layers and rows (nil: off).
+    let perturbedAttention: PerturbedSelfAttention?
 
     init(
         request: GenerationRequest, models: LoadedModels, backend: any ComputeBackend,
@@ -53,7 +55,24 @@ struct GenerationRun {
         latentChannels = models.vae.config.latentChannels
         usesGuidance = request.guidanceScale > 1 && models.unet.config.timeCondProjDim == nil
         (scheduler, schedulerName) = try SchedulerSelection.make(request.scheduler, configuration: schedulerConfiguration)
+        perturbedAttention = textOnly ? nil : try Self.perturbedAttention(request, unet: models.unet)
     }
+
+    /// The layers perturbed-attention guidance selects (diffusers `_set_pag_attn_processor`), nil when it is off
+    /// (`scale` ≤ 0 or no layers, as diffusers' `do_perturbed_attention_guidance`).
+    static func perturbedAttention(_ request: GenerationRequest, unet: UNet2DConditionModel) throws -> PerturbedSelfAttention? {
+        guard let pag = request.perturbedAttentionGuidance, pag.scale > 0, !pag.layers.isEmpty else { return nil }
+        do {
+            return PerturbedSelfAttention(layers: try unet.selfAttentionLayers(matching: pag.layers), rows: request.imagesPerPrompt)
+        } catch let ModelError.invalidInput(_, _, message) {
+            throw PipelineError.invalidArgument(name: "perturbedAttentionGuidance.layers", message: message)
+        }
+    }
+
+    /// Parts of the UNet batch, `imageCount` rows each: (unconditional,) conditional(, perturbed).
+    var batchParts: Int { (usesGuidance ? 2 : 1) + (perturbedAttention == nil ? 0 : 1) }
+    /// Rows of the UNet batch.
+    var unetRows: Int { batchParts * imageCount }
 
     /// The checks of a whole generation beyond `RequestValidation`: the UNet's inputs, tiling, previews,
     /// the refiner's image-to-image only rule, ControlNets, IP-Adapters and T2I-Adapters.
@@ -143,7 +162,7 @@ struct GenerationRun {
         let start = try LatentPreparation(run: self).prepare(timesteps: timesteps, generator: &generator)
         progress?(.started(totalSteps: timesteps.count, seed: seed))
 
-        let rows = usesGuidance ? 2 * imageCount : imageCount
+        let rows = unetRows
         let timestepCond = models.unet.config.timeCondProjDim.map {
             GuidanceEmbedding.embedding(guidanceScale: Float(request.guidanceScale) - 1, dimension: $0, rows: rows)
         }
@@ -161,7 +180,7 @@ struct GenerationRun {
         for (index, t) in timesteps.enumerated() {
             try Task.checkCancellation()
             let began = clock.now
-            let input = usesGuidance ? latents + latents : latents
+            let input = batchParts == 1 ? latents : Array([[Float]](repeating: latents, count: batchParts).joined())
             let scaled = try scheduler.scaleModelInput(input, timestepIndex: index)
             // An inpainting UNet also takes the mask and the masked image's latents (after the scaling).
             let unetInput = start.maskInput?.unetInput(scaled, rows: rows) ?? scaled
@@ -178,11 +197,17 @@ struct GenerationRun {
                 sample: sample, timesteps: [Float](repeating: Float(t), count: rows),
                 conditioning: textConditioning, textEmbeds: conditioning.pooled,
                 timeIDs: conditioning.timeIDs, timestepCond: timestepCond?.flatMap { $0 }, controlResiduals: residuals,
-                intrablockResiduals: adapter?.residuals(stepIndex: index) ?? [], freeU: freeU)
+                intrablockResiduals: adapter?.residuals(stepIndex: index) ?? [], freeU: freeU, perturbedAttention: perturbedAttention)
             let outChannels = output.shape[3]
             var noise = Layout.nhwcToNCHW(try backend.download(output), rows, outChannels, latentHeight, latentWidth)
             if index == 0 { inspect?("first_noise_pred", noise) }
-            if usesGuidance {
+            if perturbedAttention != nil, let pag = request.perturbedAttentionGuidance {
+                let (guided, conditional) = Guidance.perturbed(
+                    noise, guidanceScale: usesGuidance ? Float(request.guidanceScale) : nil, pagScale: pag.scale(at: Float(t)))
+                noise = usesGuidance && request.guidanceRescale > 0
+                    ? Guidance.rescale(guided, conditional: conditional, rows: imageCount, factor: Float(request.guidanceRescale))
+                    : guided
+            } else if usesGuidance {
                 let (guided, conditional) = Guidance.combine(noise, scale: Float(request.guidanceScale))
                 noise = request.guidanceRescale > 0
                     ? Guidance.rescale(guided, conditional: conditional, rows: imageCount, factor: Float(request.guidanceRescale))

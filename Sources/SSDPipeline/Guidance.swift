@@ -23,6 +23,33 @@ enum Guidance {
         return (guided, output[half...])
     }
 
+    /// Perturbed-attention guidance (diffusers `PAGMixin._apply_perturbed_attention_guidance`) for a UNet output
+    /// laid out `[uncond × n, cond × n, perturbed × n]` (with `guidanceScale`) or `[cond × n, perturbed × n]`:
+    /// `uncond + g · (cond − uncond) + s · (cond − perturbed)`, or `cond + s · (cond − perturbed)`; also the
+    /// conditional part (for `rescale`).
+    static func perturbed(_ output: [Float], guidanceScale: Float?, pagScale s: Float) -> (guided: [Float], conditional: ArraySlice<Float>) {
+        let parts = guidanceScale == nil ? 2 : 3
+        let n = output.count / parts
+        let conditionalStart = guidanceScale == nil ? 0 : n
+        var guided = [Float](repeating: 0, count: n)
+        output.withUnsafeBufferPointer { source in
+            let base = source.baseAddress!
+            let cond = base + conditionalStart, perturbed = base + conditionalStart + n
+            if let g = guidanceScale {
+                for i in 0..<n {
+                    let u = base[i], c = cond[i]
+                    guided[i] = u + g * (c - u) + s * (c - perturbed[i])
+                }
+            } else {
+                for i in 0..<n {
+                    let c = cond[i]
+                    guided[i] = c + s * (c - perturbed[i])
+                }
+            }
+        }
+        return (guided, output[conditionalStart..<(conditionalStart + n)])
+    }
+
     /// `φ · x · std(cond)/std(x) + (1 − φ) · x`, std per batch row over all other dims (unbiased, as torch).
     static func rescale(_ guided: [Float], conditional: ArraySlice<Float>, rows: Int, factor: Float) -> [Float] {
         let perRow = guided.count / rows
@@ -109,4 +136,14 @@ enum Layout {
 struct UncheckedPointer: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Float>
     init(_ pointer: UnsafeMutablePointer<Float>) { self.pointer = pointer }
+}
+
+extension PerturbedAttentionGuidance {
+    /// The scale at timestep `t` (diffusers `PAGMixin._get_pag_scale`, in fp32 as torch computes it with a
+    /// tensor timestep): `max(scale − adaptiveScale · (1000 − t), 0)` with adaptive scaling, else `scale`.
+    func scale(at t: Float) -> Float {
+        guard adaptiveScale > 0 else { return Float(scale) }
+        let signal = Float(scale) - Float(adaptiveScale) * (1000 - t)
+        return signal < 0 ? 0 : signal
+    }
 }

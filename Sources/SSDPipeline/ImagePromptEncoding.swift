@@ -80,6 +80,7 @@ struct ImagePromptEncoding {
                 ?? features(adapter, images: prompt.images, negative: run.usesGuidance, encoderCall: &encoderCall)
             let n = positive.shape[0]
             var rows = [Tensor](repeating: try adapter.imageTokens(positive, imagesPerRow: n), count: run.imageCount)
+            if run.perturbedAttention != nil { rows += rows }  // (PAG: the conditional rows once more, last)
             if run.usesGuidance, let negative {
                 rows = [Tensor](repeating: try adapter.imageTokens(negative, imagesPerRow: n), count: run.imageCount) + rows
             }

@@ -19,7 +19,24 @@ enum MicroConditioning {
     /// ControlNet inpainting (`StableDiffusionXLControlNetInpaintPipeline`): negative rows equal the positive.
     /// The refiner (`requires_aesthetics_score`, img2img): `original + crop + aesthetic score`, the negative
     /// row with the negative original size (default: the positive), negative crop and negative score.
-    static func rows(for request: GenerationRequest, rowsPerBranch n: Int, guidance: Bool, aestheticScore: Bool = false) -> [Float] {
+    /// With perturbed-attention guidance (`perturbed`) the conditional rows follow once more (`[neg × n, pos × n,
+    /// pos × n]`), except that text-to-image with guidance repeats `neg, pos, pos` n times (diffusers'
+    /// `_prepare_perturbed_attention_guidance` before the `repeat`).
+    static func rows(for request: GenerationRequest, rowsPerBranch n: Int, guidance: Bool, aestheticScore: Bool = false,
+                     perturbed: Bool = false) -> [Float] {
+        let base = rows(for: request, rowsPerBranch: n, guidance: guidance, aestheticScore: aestheticScore)
+        guard perturbed else { return base }
+        let perRow = base.count / (guidance ? 2 * n : n)
+        let textToImage = !aestheticScore && request.initialImage == nil && request.denoisingStart == nil
+        if textToImage && guidance {
+            // (`base` is `neg, pos` repeated n times)
+            let negative = Array(base[0..<perRow]), positive = Array(base[perRow..<(2 * perRow)])
+            return Array(repeating: negative + positive + positive, count: n).flatMap { $0 }
+        }
+        return base + base.suffix(n * perRow)
+    }
+
+    private static func rows(for request: GenerationRequest, rowsPerBranch n: Int, guidance: Bool, aestheticScore: Bool) -> [Float] {
         let size = request.size
         let original = request.originalSize ?? size
         let target = request.targetSize ?? size

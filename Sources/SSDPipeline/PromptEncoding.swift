@@ -36,9 +36,13 @@ struct PromptEncoding {
             for _ in 0..<k { hidden += negative.hidden; pooled += negative.pooled }
         }
         for _ in 0..<k { hidden += positive.hidden; pooled += positive.pooled }
+        // Perturbed-attention guidance: the conditional rows once more (diffusers `_prepare_perturbed_attention_guidance`).
+        if run.perturbedAttention != nil {
+            for _ in 0..<k { hidden += positive.hidden; pooled += positive.pooled }
+        }
         let rows = hidden.count / (positive.sequence * positive.width)
         let timeIDs = MicroConditioning.rows(for: request, rowsPerBranch: k, guidance: run.usesGuidance,
-                                             aestheticScore: run.requiresAestheticsScore)
+                                             aestheticScore: run.requiresAestheticsScore, perturbed: run.perturbedAttention != nil)
         run.inspect?("prompt_embeds", hidden)
         run.inspect?("add_text_embeds", pooled)
         run.inspect?("add_time_ids", timeIDs)

@@ -101,6 +101,18 @@ enum RequestValidation {
             if request.initialLatents != nil, request.denoisingStart != nil { throw fail("denoisingStart", "is not supported with T2I-Adapters") }
             if !request.controls.isEmpty { throw fail("controls", "ControlNets and T2I-Adapters are not combined (diffusers has no such pipeline)") }
         }
+        if let pag = request.perturbedAttentionGuidance {
+            let name = "perturbedAttentionGuidance"
+            guard pag.scale.isFinite else { throw fail(name + ".scale", "\(pag.scale) is not finite") }
+            guard pag.adaptiveScale.isFinite, pag.adaptiveScale >= 0 else {
+                throw fail(name + ".adaptiveScale", "\(pag.adaptiveScale) must be finite and not negative")
+            }
+            if pag.scale > 0, !pag.layers.isEmpty {
+                // (diffusers has PAG pipelines with ControlNets, not yet here; none with T2I-Adapters)
+                if !request.controls.isEmpty { throw fail("controls", "ControlNets are not supported with perturbed-attention guidance yet") }
+                if !request.adapters.isEmpty { throw fail("adapters", "T2I-Adapters are not combined with perturbed-attention guidance (diffusers has no such pipeline)") }
+            }
+        }
         for (name, value) in [("denoisingEnd", request.denoisingEnd), ("denoisingStart", request.denoisingStart)] {
             if let value, !(value > 0 && value < 1) { throw fail(name, "\(value) must lie strictly between 0 and 1") }
         }

@@ -58,6 +58,14 @@ struct Attention: Sendable {
         return try toOut(attended, b, residual: residual)
     }
 
+    /// Perturbed self-attention of `norm(x)` (diffusers `PAGIdentitySelfAttnProcessor2_0` on the perturbed
+    /// rows): the attention map replaced by the identity, `to_out(to_v(norm(x))) + residual`.
+    func identity(_ x: Tensor, normalizedBy norm: LayerNorm, residual: Tensor?, _ b: any ComputeBackend) throws -> Tensor {
+        let value = try b.layerNormLinears(x, normWeight: norm.weight, normBias: norm.bias, epsilon: norm.epsilon,
+                                           weights: [toV.weight], biases: [toV.bias])[0]
+        return try toOut(value, b, residual: residual)
+    }
+
     /// Cross-attention of `norm(x)` on `context`'s text states (`norm2` → `attn2`), with this layer's
     /// keys and values taken from `context.cached` when they were computed ahead
     /// (`UNetTextConditioning`), else projected here.
@@ -93,8 +101,12 @@ struct CrossAttentionKV: Sendable {
 /// What the UNet's cross-attention layers attend to: the text states `[B, T, D]` and, per layer
 /// (`Attention.name`), keys and values already projected from them; with IP-Adapters, per layer the
 /// image tokens' keys and values of each adapter (values × the adapter's scale), in adapter order.
+/// With perturbed-attention guidance, the last `perturbedRows` batch rows skip the attention map of the
+/// self-attention layers named in `perturbedLayers`.
 struct CrossAttentionContext: Sendable {
     let states: Tensor
     var cached: [String: CrossAttentionKV] = [:]
     var imageKeysValues: [String: [CrossAttentionKV]] = [:]
+    var perturbedLayers: Set<String> = []
+    var perturbedRows = 0
 }

@@ -42,6 +42,8 @@ struct Transformer2DModel: Sendable {
 
     /// The cross-attention layers (`attn2`) of the blocks, in order.
     var crossAttentions: [Attention] { blocks.map(\.attn2) }
+    /// The self-attention layers (`attn1`) of the blocks, in order.
+    var selfAttentions: [Attention] { blocks.map(\.attn1) }
 }
 
 /// diffusers `BasicTransformerBlock` (`models/attention.py`, `norm_type="layer_norm"`): self-attention,
@@ -65,7 +67,17 @@ struct BasicTransformerBlock: Sendable {
     }
 
     func callAsFunction(_ x: Tensor, context: CrossAttentionContext, _ b: any ComputeBackend) throws -> Tensor {
-        var h = try attn1(x, normalizedBy: norm1, residual: x, b)
+        var h: Tensor
+        if context.perturbedRows > 0, context.perturbedLayers.contains(attn1.name) {
+            // Perturbed-attention guidance (diffusers `PAGCFGIdentitySelfAttnProcessor2_0`): the leading rows
+            // attend as usual, the trailing perturbed ones take the identity attention map.
+            let rows = x.shape[0], kept = rows - context.perturbedRows
+            let plain = try b.slice(x, axis: 0, range: 0..<kept), perturbed = try b.slice(x, axis: 0, range: kept..<rows)
+            h = try b.concat([try attn1(plain, normalizedBy: norm1, residual: plain, b),
+                              try attn1.identity(perturbed, normalizedBy: norm1, residual: perturbed, b)], axis: 0)
+        } else {
+            h = try attn1(x, normalizedBy: norm1, residual: x, b)
+        }
         h = try attn2(h, normalizedBy: norm2, crossAttention: context, residual: h, b)
         return try feedForward(h, normalizedBy: norm3, residual: h, b)
     }

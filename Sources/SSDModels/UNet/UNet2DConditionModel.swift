@@ -103,7 +103,7 @@ public final class UNet2DConditionModel: Sendable {
 
     func forward(sample: Tensor, timesteps: [Float], context: CrossAttentionContext, textEmbeds: Tensor?,
                  timeIDs: [Float]?, timestepCond: [Float]?, control: ControlNetResiduals? = nil, intrablock: [Tensor] = [],
-                 freeU: FreeUFilters? = nil, trace: ForwardTrace?) throws -> Tensor {
+                 freeU: FreeUFilters? = nil, perturbed: PerturbedSelfAttention? = nil, trace: ForwardTrace?) throws -> Tensor {
         let b = backend
         let model = UNetNetwork.model
         guard sample.rank == 4, sample.shape[3] == config.inChannels else {
@@ -132,6 +132,19 @@ public final class UNet2DConditionModel: Sendable {
             throw ModelError.invalidInput(model: model, argument: "freeU", message: "filters made for \(freeU.latentHeight)×\(freeU.latentWidth) latents of another call or UNet")
         }
         let freeUFilters = freeU?.filters ?? []
+        var context = context
+        if let perturbed, perturbed.rows > 0 {
+            guard perturbed.rows < batch else {
+                throw ModelError.invalidInput(model: model, argument: "perturbedAttention",
+                                              message: "\(perturbed.rows) perturbed rows of a batch of \(batch) (some must attend as usual)")
+            }
+            let known = Set(network.registrationOrderSelfAttentions.map(\.name))
+            if let unknown = perturbed.layers.first(where: { !known.contains($0) }) {
+                throw ModelError.invalidInput(model: model, argument: "perturbedAttention", message: "no self-attention layer \(unknown)")
+            }
+            context.perturbedLayers = Set(perturbed.layers)
+            context.perturbedRows = perturbed.rows
+        }
         let used = try network.intrablockSlots(batch: batch, latentHeight: x.shape[1], latentWidth: x.shape[2],
                                                residuals: intrablock.map(\.shape)).count
         let intrablock = try intrablock.prefix(used).map { $0.dtype == dtype ? $0 : try b.convert($0, to: dtype) }
@@ -167,11 +180,14 @@ public final class UNet2DConditionModel: Sendable {
         let imageKey = imageTensors.isEmpty ? "" : "-ip" + imageCounts.map(String.init).joined(separator: ",")
         let freeUKey = freeUFilters.isEmpty ? "" : "-freeu" + freeUFilters.map { "\($0.backboneScale),\($0.skipScale)" }.joined(separator: ",")
         let intrablockKey = intrablock.isEmpty ? "" : "-adapter\(intrablock.count)"
-        let key = replayKey + imageKey + (control == nil ? "" : "-control") + intrablockKey + freeUKey
+        // (perturbed-attention guidance: which layers and rows are constants of the recorded ops)
+        let perturbedKey = context.perturbedRows == 0 ? "" : "-pag\(context.perturbedRows):" + context.perturbedLayers.sorted().joined(separator: ",")
+        let key = replayKey + imageKey + (control == nil ? "" : "-control") + intrablockKey + freeUKey + perturbedKey
+        let (perturbedLayers, perturbedRows) = (context.perturbedLayers, context.perturbedRows)
         let outputs = try b.runReplayable(key: key, inputs: inputs) { inputs in
             let embedding = UNetNetwork.EmbeddingInputs(inputs[2..<(2 + embeddingCount)], like: embeddingInputs)
             let emb = try network.embedding(embedding, b)
-            var replayed = CrossAttentionContext(states: inputs[1])
+            var replayed = CrossAttentionContext(states: inputs[1], perturbedLayers: perturbedLayers, perturbedRows: perturbedRows)
             for (i, name) in cachedNames.enumerated() {
                 let at = 2 + embeddingCount + 2 * i
                 replayed.cached[name] = CrossAttentionKV(key: inputs[at], value: inputs[at + 1])

@@ -388,6 +388,15 @@ struct UNetNetwork: Sendable {
         return layers
     }
 
+    /// Every self-attention layer (`attn1`) in module registration order (down, up, mid), as diffusers'
+    /// `named_modules` lists them for `pag_applied_layers`.
+    var registrationOrderSelfAttentions: [Attention] {
+        var layers = downBlocks.flatMap { $0.attentions.flatMap(\.selfAttentions) }
+        layers += upBlocks.flatMap { $0.attentions.flatMap(\.selfAttentions) }
+        if case let .crossAttention(block)? = midBlock { layers += block.attentions.flatMap(\.selfAttentions) }
+        return layers
+    }
+
     /// Every cross-attention layer, in the order the forward pass runs them.
     var crossAttentions: [Attention] {
         var layers = downBlocks.flatMap { $0.attentions.flatMap(\.crossAttentions) }

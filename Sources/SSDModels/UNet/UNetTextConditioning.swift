@@ -83,17 +83,18 @@ extension UNet2DConditionModel {
     /// `down_block_additional_residuals` and `mid_block_additional_residual`). `freeU`: FreeU (diffusers
     /// `enable_freeu`) as `freeUFilters` prepared it for this latent size; nil: off. `intrablockResiduals`:
     /// a `T2IAdapterModel`'s feature maps for this call, already scaled and repeated to the batch (diffusers
-    /// `down_intrablock_additional_residuals`; which are used: `intrablockResidualsUsed`).
+    /// `down_intrablock_additional_residuals`; which are used: `intrablockResidualsUsed`). `perturbedAttention`:
+    /// perturbed-attention guidance's identity self-attention for the batch's last rows (`selfAttentionLayers`).
     public func callAsFunction(sample: Tensor, timesteps: [Float], conditioning: UNetTextConditioning, textEmbeds: Tensor?,
                                timeIDs: [Float]?, timestepCond: [Float]? = nil,
                                controlResiduals: ControlNetResiduals? = nil, intrablockResiduals: [Tensor] = [],
-                               freeU: FreeUFilters? = nil) throws -> Tensor {
+                               freeU: FreeUFilters? = nil, perturbedAttention: PerturbedSelfAttention? = nil) throws -> Tensor {
         guard conditioning.unetKey == replayKey else {
             throw ModelError.invalidInput(model: UNetNetwork.model, argument: "conditioning",
                                           message: "was prepared by another UNet2DConditionModel instance")
         }
         return try forward(sample: sample, timesteps: timesteps, context: conditioning.context, textEmbeds: textEmbeds,
                            timeIDs: timeIDs, timestepCond: timestepCond, control: controlResiduals,
-                           intrablock: intrablockResiduals, freeU: freeU, trace: nil)
+                           intrablock: intrablockResiduals, freeU: freeU, perturbed: perturbedAttention, trace: nil)
     }
 }
