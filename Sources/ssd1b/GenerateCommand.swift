@@ -62,6 +62,10 @@ let generateUsage = """
       --adapter-image PNG          its image (resized to the output size; greyscale for one-channel adapters); one per --t2i-adapter
       --adapter-scale F            adapter_conditioning_scale (default 1; once for all adapters, or once per adapter)
       --adapter-factor F           adapter_conditioning_factor: the fraction of steps the adapters apply to (default 1)
+      --pag-scale F                perturbed-attention guidance (diffusers' PAG pipelines, pag_scale; 3 is diffusers' default)
+      --pag-layer REGEX            a pag_applied_layers pattern (repeatable; default mid, which SSD-1B's UNet lacks:
+                                   e.g. down_blocks.2 or up_blocks.0.attentions.1)
+      --pag-adaptive-scale F       pag_adaptive_scale (default 0)
       --vae-tiling                 decode (and encode) images larger than one tile in overlapping tiles, as
                                    diffusers' vae.enable_tiling() (VAE memory of one 1024² tile at any size)
       --vae-tile-size N            tile edge in pixels (default: the VAE's sample_size, 1024); implies --vae-tiling
@@ -152,6 +156,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                       "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end",
                       "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale",
                       "--t2i-adapter", "--adapter-image", "--adapter-scale", "--adapter-factor",
+                      "--pag-scale", "--pag-layer", "--pag-adaptive-scale",
                       "--init-latents", "--denoising-end", "--denoising-start", "--aesthetic-score", "--negative-aesthetic-score",
                       "--freeu", "--textual-inversion"])
         guard let model = options.string("--model") else { throw UsageError(description: "--model DIR is required") }
@@ -292,6 +297,15 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             }
         } else if !t2iAdapters.isEmpty || !adapterScales.isEmpty || options.string("--adapter-factor") != nil {
             throw UsageError(description: "--t2i-adapter, --adapter-scale and --adapter-factor need --adapter-image")
+        }
+
+        if let scale = try options.double("--pag-scale") {
+            let adaptive = try options.double("--pag-adaptive-scale") ?? 0
+            guard adaptive >= 0 else { throw UsageError(description: "--pag-adaptive-scale: \(adaptive) must not be negative") }
+            request.perturbedAttentionGuidance = PerturbedAttentionGuidance(
+                scale: scale, adaptiveScale: adaptive, layers: options.allValues["--pag-layer"] ?? ["mid"])
+        } else if options.string("--pag-layer") != nil || options.string("--pag-adaptive-scale") != nil {
+            throw UsageError(description: "--pag-layer and --pag-adaptive-scale need --pag-scale")
         }
 
         if let tileSize = try options.int("--vae-tile-size") {

@@ -149,7 +149,8 @@ import Testing
     /// fp32 latents (the GPU visit's check: 2.3e-3 and 1.9e-3 on an H200); the second case with CUDA
     /// graphs, the convolutions and the UNet's attention on cuDNN's graph API (recorded in the capture,
     /// replayed).
-    /// The last case: two T2I-Adapters (feature maps as inputs of the recorded graph, a rank-6 permute).
+    /// The last cases: a T2I-Adapter (feature maps as inputs of the recorded graph, a rank-6 permute) and
+    /// perturbed-attention guidance (a three-part batch split in the perturbed layers).
     @Test(arguments: [
         (fixture: "euler_force_zeros", graphs: "0", arguments: ["--prompt", "a photo of a cat", "--guidance", "9", "--seed", "0", "--steps", "4"],
          tolerance: 5e-3),
@@ -161,6 +162,9 @@ import Testing
         (fixture: "t2i_basic", graphs: "1", arguments: ["--prompt", "a house by a lake", "--negative-prompt", "blurry", "--guidance", "7",
                                                         "--seed", "10", "--steps", "3", "--t2i-adapter", NullDriverTests.root + "/Tests/Fixtures/pipeline/t2i-adapter/xl",
                                                         "--adapter-image", NullDriverTests.root + "/Tests/Fixtures/pipeline/t2i_sketch.png", "--adapter-scale", "0.8"],
+         tolerance: 5e-3),
+        (fixture: "pag_basic", graphs: "1", arguments: ["--prompt", "a photo of a cat", "--negative-prompt", "blurry", "--guidance", "7",
+                                                        "--seed", "20", "--steps", "3", "--pag-scale", "3", "--pag-layer", "down_blocks.2"],
          tolerance: 5e-3),
     ])
     func tinyPipelineOnTheEmulatedDriverMatchesDiffusers(_ c: (fixture: String, graphs: String, arguments: [String], tolerance: Double)) throws {

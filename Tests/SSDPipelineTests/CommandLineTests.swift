@@ -135,6 +135,19 @@ import Testing
         }
     }
 
+    @Test func perturbedAttentionGuidanceFromTheCommandLine() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        guard let (status, output) = try Self.generate(["--pag-scale", "2", "--pag-layer", "down_blocks.2", "--pag-layer", "up_blocks.0",
+                                                        "--pag-adaptive-scale", "0.01", "--output", folder + "/pag.png"]) else { return }
+        #expect(status == 0 && FileManager.default.fileExists(atPath: folder + "/pag.png"), "\(output)")
+        // diffusers' default layer "mid": the tiny UNet's mid block has no attention (as SSD-1B's): a typed error.
+        guard let (mid, log) = try Self.generate(["--pag-scale", "3", "--output", folder + "/mid.png"]) else { return }
+        #expect(mid != 0 && log.contains("perturbedAttentionGuidance.layers") && !FileManager.default.fileExists(atPath: folder + "/mid.png"), "\(log)")
+        guard let (bad, message) = try Self.generate(["--pag-layer", "up", "--output", folder + "/x.png"]) else { return }
+        #expect(bad == 2 && message.contains("--pag-layer and --pag-adaptive-scale need --pag-scale"), "\(message)")
+    }
+
     @Test func textualInversionFromTheCommandLine() throws {
         let fixtures = Self.root + "/Tests/Fixtures/pipeline"
         let folder = try Self.folder()
