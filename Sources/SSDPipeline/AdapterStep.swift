@@ -35,7 +35,7 @@ struct AdapterStep {
                 sum = scaled
             }
         }
-        let rows = run.usesGuidance ? 2 * run.imageCount : run.imageCount
+        let rows = run.unetRows
         features = try (sum ?? []).map { rows == 1 ? $0 : try backend.concat(Array(repeating: $0, count: rows), axis: 0) }
         activeSteps = Int(Double(stepCount) * run.request.adapterConditioningFactor)
         if let inspect = run.inspect {

@@ -38,7 +38,7 @@ struct ControlStep {
         self.backend = backend
         inspect = run.inspect
         guessMode = controls[0].guessMode
-        unetRows = run.usesGuidance ? 2 * run.imageCount : run.imageCount
+        unetRows = run.unetRows
         let conditionalOnly = guessMode && run.usesGuidance
         let rows = conditionalOnly ? run.imageCount : unetRows
         self.rows = rows

@@ -108,8 +108,13 @@ enum RequestValidation {
                 throw fail(name + ".adaptiveScale", "\(pag.adaptiveScale) must be finite and not negative")
             }
             if pag.scale > 0, !pag.layers.isEmpty {
-                // (diffusers has PAG pipelines with ControlNets, not yet here; none with T2I-Adapters)
-                if !request.controls.isEmpty { throw fail("controls", "ControlNets are not supported with perturbed-attention guidance yet") }
+                // (diffusers' PAG ControlNet pipelines: text-to-image and img2img, no guess mode; none with T2I-Adapters)
+                if !request.controls.isEmpty, request.initialImage?.mask != nil {
+                    throw fail("controls", "ControlNet inpainting is not combined with perturbed-attention guidance (diffusers has no such SDXL pipeline)")
+                }
+                if request.controls.contains(where: \.guessMode) {
+                    throw fail("controls[0].guessMode", "is not used with perturbed-attention guidance (diffusers' PAG ControlNet pipelines run without it)")
+                }
                 if !request.adapters.isEmpty { throw fail("adapters", "T2I-Adapters are not combined with perturbed-attention guidance (diffusers has no such pipeline)") }
             }
         }

@@ -6,7 +6,7 @@ import Testing
 @testable import SSDPipeline
 
 /// Perturbed-attention guidance against diffusers 0.42.1 (`Scripts/fixtures/pag.py`: StableDiffusionXLPAGPipeline,
-/// its img2img and inpainting variants, with an IP-Adapter): the three-part conditioning rows, the first UNet
+/// its img2img and inpainting variants, with an IP-Adapter, StableDiffusionXLControlNetPAGPipeline and its img2img variant): the three-part conditioning rows, the first UNet
 /// input and noise prediction (all three parts), final latents and pixels within 1e-4 (reference backend) or
 /// 1e-3 (CPU); diffusers' default layer "mid" refused on a UNet whose mid block has no attention, as diffusers does.
 struct PAGParityTests {
@@ -33,6 +33,9 @@ struct PAGParityTests {
         var ip_adapter: String?
         var ip_image: String?
         var ip_scale: Double?
+        var control_image: String?
+        var controlnet_scale: Double?
+        var control_guidance_end: Double?
         var testDescription: String { name }
     }
 
@@ -62,6 +65,9 @@ struct PAGParityTests {
         if let initImage = c.init_image {
             r.initialImage = InitialImage(image: try png(initImage), mask: try c.mask.map(png), strength: c.strength)
         }
+        if let control = c.control_image {
+            r.controls = [ControlInput(image: try png(control), conditioningScale: c.controlnet_scale ?? 1, guidanceEnd: c.control_guidance_end ?? 1)]
+        }
         if let image = c.ip_image { r.imagePrompts = [ImagePrompt(images: [try png(image)], scale: c.ip_scale ?? 1)] }
         r.perturbedAttentionGuidance = PerturbedAttentionGuidance(scale: c.pag_scale, adaptiveScale: c.pag_adaptive_scale ?? 0,
                                                                   layers: c.layers)
@@ -71,6 +77,7 @@ struct PAGParityTests {
     static func configuration(_ c: Case, backend: BackendChoice) -> PipelineConfiguration {
         var configuration = PipelineConfiguration()
         configuration.backend = backend
+        if c.control_image != nil { configuration.controlNets = [fixtures + "/tiny-controlnet"] }
         if let adapter = c.ip_adapter {
             configuration.ipAdapters = [fixtures + "/ip-adapter/sdxl_models/" + adapter]
             configuration.imageEncoder = fixtures + "/ip-adapter/models/image_encoder"
