@@ -145,6 +145,12 @@ public struct ImagePrompt: Sendable {
     public var embeddings: ImageEmbeddings?
     /// How strongly the image steers (diffusers' IP-Adapter scale; 0 turns the adapter off).
     public var scale: Double
+    /// One mask per image (diffusers `ip_adapter_masks` made by `IPAdapterMaskProcessor`: greyscale, resized to
+    /// the output size, white = where the image applies): each image is attended on its own and applied only
+    /// inside its mask; empty: the images are attended together everywhere.
+    public var masks: [RGBImage] = []
+    /// With `masks`, one scale per image (diffusers `set_ip_adapter_scale([[s₁, s₂, …]])`); nil: `scale` for each.
+    public var imageScales: [Double]?
     /// An image prompt of `images` at `scale`.
     public init(images: [RGBImage], scale: Double = 1) {
         self.images = images

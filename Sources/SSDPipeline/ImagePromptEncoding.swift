@@ -64,6 +64,16 @@ struct ImagePromptEncoding {
         return (try b.upload(e.positive, shape: e.shape, as: dtype), try e.negative.map { try b.upload($0, shape: e.shape, as: dtype) })
     }
 
+    /// diffusers `IPAdapterMaskProcessor.preprocess` of a prompt's masks (greyscale, resized to the output size,
+    /// binarised at 0.5), nil without masks.
+    func masks(_ prompt: ImagePrompt) throws -> IPAdapterMasks? {
+        guard !prompt.masks.isEmpty else { return nil }
+        let size = run.request.size
+        let maps = try prompt.masks.map { ImageProcessing.binaryMask(try ImageProcessing.resized($0, to: size)) }
+        return IPAdapterMasks(maps: maps, height: size.height, width: size.width, scales: prompt.imageScales?.map(Float.init),
+                              latentHeight: run.latentHeight, latentWidth: run.latentWidth)
+    }
+
     func encode() throws -> [UNet2DConditionModel.IPAdapterImagePrompt] {
         let prompts = run.request.imagePrompts
         guard !prompts.isEmpty else { return [] }
@@ -72,7 +82,10 @@ struct ImagePromptEncoding {
         var out = [UNet2DConditionModel.IPAdapterImagePrompt]()
         for (i, (adapter, prompt)) in zip(run.models.ipAdapters, prompts).enumerated() {
             try Task.checkCancellation()
-            guard prompt.scale != 0 else {
+            let masks = try self.masks(prompt)
+            // (diffusers skips an adapter whose scales are all 0)
+            let off = masks?.scales.map { $0.allSatisfy { $0 == 0 } } ?? (prompt.scale == 0)
+            guard !off else {
                 if prompt.embeddings == nil { encoderCall += adapter.kind == .plus ? 2 : 1 }  // (diffusers encodes them anyway)
                 continue
             }
@@ -86,7 +99,7 @@ struct ImagePromptEncoding {
             }
             let tokens = rows.count == 1 ? rows[0] : try b.concat(rows, axis: 0)
             run.inspect?("projected.\(i)", try b.download(tokens))
-            out.append(.init(adapter: adapter, tokens: tokens, scale: Float(prompt.scale)))
+            out.append(.init(adapter: adapter, tokens: tokens, scale: Float(prompt.scale), masks: masks))
         }
         return out
     }

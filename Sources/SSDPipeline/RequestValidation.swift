@@ -86,6 +86,19 @@ enum RequestValidation {
                 }
             }
             guard prompt.scale.isFinite else { throw fail("imagePrompts[\(i)].scale", "\(prompt.scale) is not finite") }
+            let imageCount = prompt.embeddings.map { $0.shape.first ?? 0 } ?? prompt.images.count
+            if !prompt.masks.isEmpty {
+                guard prompt.masks.count == imageCount else {
+                    throw fail("imagePrompts[\(i)].masks", "\(prompt.masks.count) masks for \(imageCount) images (one each, as diffusers' ip_adapter_masks)")
+                }
+                guard prompt.masks.allSatisfy({ $0.width > 0 && $0.height > 0 }) else { throw fail("imagePrompts[\(i)].masks", "contain an empty image") }
+            }
+            if let scales = prompt.imageScales {
+                guard !prompt.masks.isEmpty else { throw fail("imagePrompts[\(i)].imageScales", "need masks (diffusers takes per-image scales with masks only)") }
+                guard scales.count == imageCount, scales.allSatisfy(\.isFinite) else {
+                    throw fail("imagePrompts[\(i)].imageScales", "\(scales) must be \(imageCount) finite numbers, one per image")
+                }
+            }
         }
         for (i, adapter) in request.adapters.enumerated() {
             let name = "adapters[\(i)]"

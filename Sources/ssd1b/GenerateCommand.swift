@@ -57,6 +57,8 @@ let generateUsage = """
       --image-encoder DIR          the adapters' image encoder (CLIPVisionModelWithProjection folder)
       --ip-image PNG[,PNG…]        the image(s) of each --ip-adapter, in order (several: attended together)
       --ip-scale F                 IP-Adapter scale (default 1; once for all adapters, or once per adapter)
+      --ip-mask PNG[,PNG…]|none    masks of each --ip-adapter's images (ip_adapter_masks: white = where the image
+                                   applies; each image attended on its own); once per --ip-adapter, `none` for unmasked
       --t2i-adapter DIR            T2I-Adapter folder (diffusers T2IAdapter, e.g. an SDXL canny / sketch / depth one) steering
                                    text-to-image; repeat for several (summed with their scales as weights, MultiAdapter)
       --adapter-image PNG          its image (resized to the output size; greyscale for one-channel adapters); one per --t2i-adapter
@@ -154,7 +156,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                       "--vae-tile-size",
                       "--preview-decoder", "--preview-every", "--preview",
                       "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end",
-                      "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale",
+                      "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale", "--ip-mask",
                       "--t2i-adapter", "--adapter-image", "--adapter-scale", "--adapter-factor",
                       "--pag-scale", "--pag-layer", "--pag-adaptive-scale",
                       "--init-latents", "--denoising-end", "--denoising-start", "--aesthetic-score", "--negative-aesthetic-score",
@@ -267,14 +269,25 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             guard ipScales.count <= 1 || ipScales.count == ipAdapters.count else {
                 throw UsageError(description: "--ip-scale: give it once or once per --ip-adapter (\(ipAdapters.count))")
             }
+            let ipMasks = options.allValues["--ip-mask"] ?? []
+            guard ipMasks.isEmpty || ipMasks.count == ipAdapters.count else {
+                throw UsageError(description: "--ip-mask: give it once per --ip-adapter (\(ipAdapters.count); `none` for an unmasked one)")
+            }
             request.imagePrompts = try ipImages.enumerated().map { i, paths in
                 let text = ipScales.isEmpty ? "1" : ipScales.count == 1 ? ipScales[0] : ipScales[i]
                 guard let scale = Double(text), scale.isFinite else { throw UsageError(description: "--ip-scale: \(text) must be a finite number") }
                 let images = try paths.split(separator: ",").map { try png("--ip-image", String($0)) }
-                return ImagePrompt(images: images, scale: scale)
+                var prompt = ImagePrompt(images: images, scale: scale)
+                if i < ipMasks.count, ipMasks[i] != "none" {
+                    prompt.masks = try ipMasks[i].split(separator: ",").map { try png("--ip-mask", String($0)) }
+                    guard prompt.masks.count == images.count else {
+                        throw UsageError(description: "--ip-mask: \(prompt.masks.count) masks for the \(images.count) images of --ip-image \(paths)")
+                    }
+                }
+                return prompt
             }
-        } else if !ipAdapters.isEmpty || !ipScales.isEmpty {
-            throw UsageError(description: "--ip-adapter and --ip-scale need --ip-image")
+        } else if !ipAdapters.isEmpty || !ipScales.isEmpty || options.string("--ip-mask") != nil {
+            throw UsageError(description: "--ip-adapter, --ip-scale and --ip-mask need --ip-image")
         }
 
         let t2iAdapters = options.allValues["--t2i-adapter"] ?? [], adapterImages = options.allValues["--adapter-image"] ?? []

@@ -113,7 +113,12 @@ import Testing
         #expect(status == 0, "\(output)")
         #expect(FileManager.default.fileExists(atPath: folder + "/ip.png"))
         guard let (missing, message) = try Self.generate(Array(adapter.dropLast(4)) + ["--output", folder + "/x.png"]) else { return }
-        #expect(missing == 2 && message.contains("--ip-adapter and --ip-scale need --ip-image"), "\(message)")
+        #expect(missing == 2 && message.contains("--ip-adapter, --ip-scale and --ip-mask need --ip-image"), "\(message)")
+        let masks = ["--ip-mask", fixtures + "/ip_mask_left.png," + fixtures + "/ip_mask_right.png"]
+        guard let (maskedStatus, maskedLog) = try Self.generate(adapter + masks + ["--output", folder + "/ipm.png"]) else { return }
+        #expect(maskedStatus == 0 && FileManager.default.fileExists(atPath: folder + "/ipm.png"), "\(maskedLog)")
+        guard let (badMasks, badLog) = try Self.generate(adapter + ["--ip-mask", fixtures + "/ip_mask_left.png", "--output", folder + "/y.png"]) else { return }
+        #expect(badMasks == 2 && badLog.contains("--ip-mask: 1 masks for the 2 images"), "\(badLog)")
     }
 
     @Test func t2iAdapterFromTheCommandLine() throws {

@@ -70,6 +70,26 @@ struct IPAdapterBehaviourTests {
         await expectInvalid("imagePrompts") { $0.imagePrompts = [ImagePrompt(images: [image]), ImagePrompt(images: [image])] }
         await expectInvalid("imagePrompts[0].images") { $0.imagePrompts = [ImagePrompt(images: [])] }
         await expectInvalid("imagePrompts[0].scale") { $0.imagePrompts = [ImagePrompt(images: [image], scale: .nan)] }
+        // Masks (diffusers `ip_adapter_masks`): an all-black mask keeps the image out everywhere (bitwise the plain
+        // generation), a white one applies it everywhere (each image on its own softmax: not the unmasked result).
+        let black = try RGBImage(width: 64, height: 64, pixels: [UInt8](repeating: 0, count: 64 * 64 * 3))
+        let white = try RGBImage(width: 64, height: 64, pixels: [UInt8](repeating: 255, count: 64 * 64 * 3))
+        var masked = PipelineBehaviourTests.smallRequest()
+        masked.imagePrompts = [ImagePrompt(images: [image, image], scale: 0.8)]
+        masked.imagePrompts[0].masks = [black, black]
+        #expect(try await pipeline.generateResult(masked).latents.values == expected)
+        masked.imagePrompts[0].masks = [white, black]
+        masked.imagePrompts[0].imageScales = [0.8, 0.3]
+        let whiteMasked = try await pipeline.generateResult(masked).latents.values
+        #expect(PipelineParityTests.relativeError(whiteMasked, expected) > 1e-2)
+        await expectInvalid("imagePrompts[0].masks") {
+            $0.imagePrompts = [ImagePrompt(images: [image, image], scale: 0.8)]
+            $0.imagePrompts[0].masks = [white]
+        }
+        await expectInvalid("imagePrompts[0].imageScales") {
+            $0.imagePrompts = [ImagePrompt(images: [image], scale: 0.8)]
+            $0.imagePrompts[0].imageScales = [0.5]
+        }
     }
 
     @Test func mismatchedFilesAreRefusedAtLoad() async throws {

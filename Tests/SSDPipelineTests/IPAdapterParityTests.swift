@@ -6,7 +6,7 @@ import Testing
 @testable import SSDPipeline
 
 /// IP-Adapters (h94 file format: ImageProjection and Plus, one or two adapters, with and without guidance,
-/// with ControlNet inpainting) on the tiny pipeline against diffusers 0.42.1 (`Scripts/fixtures/ip_adapter.py`): CLIPImageProcessor's
+/// with ControlNet inpainting, with `ip_adapter_masks` and per-image scales) on the tiny pipeline against diffusers 0.42.1 (`Scripts/fixtures/ip_adapter.py`): CLIPImageProcessor's
 /// pixels bit for bit (PIL bicubic resize and crop), the image encoder's outputs, the projected image
 /// tokens, the first noise prediction and the final latents within 1e-4 (reference backend) or 1e-3 (CPU).
 struct IPAdapterParityTests {
@@ -16,7 +16,14 @@ struct IPAdapterParityTests {
         var name: String
         /// (subfolder, weight file, image encoder folder) per adapter, as `load_ip_adapter` takes them.
         var adapters: [[String]]
-        var images: [String]
+        /// One image per adapter, or a list (several images of one adapter).
+        var images: [OneOrMany<String>]
+        /// Per adapter: its images' masks (diffusers `ip_adapter_masks`), or null.
+        var masks: [[String]?]?
+        /// Per adapter: one scale per image (with masks; `set_ip_adapter_scale([[…]])`).
+        var image_scales: [[Double]]?
+        var width: Int?
+        var height: Int?
         var prompt: String
         var negative_prompt: String?
         var steps: Int
@@ -56,14 +63,19 @@ struct IPAdapterParityTests {
     static func request(_ c: Case) throws -> GenerationRequest {
         var r = GenerationRequest(prompt: c.prompt)
         r.negativePrompt = c.negative_prompt
-        r.size = ImageSize(width: 64, height: 64)
+        r.size = ImageSize(width: c.width ?? 64, height: c.height ?? 64)
         r.steps = c.steps
         r.guidanceScale = c.guidance
         r.seed = c.seed
         r.imagesPerPrompt = c.images_per_prompt ?? 1
         let scales = c.scale?.expanded(c.adapters.count) ?? c.scale?.expanded(1).map { Array(repeating: $0[0], count: c.adapters.count) }
-        r.imagePrompts = try c.images.enumerated().map { i, name in
-            ImagePrompt(images: [try RGBImage(pngData: FileIO.readAll(fixtures + "/" + name))], scale: scales?[i] ?? 1)
+        r.imagePrompts = try c.images.enumerated().map { i, names in
+            let files: [String]
+            switch names { case let .one(name): files = [name]; case let .many(list): files = list }
+            var prompt = ImagePrompt(images: try files.map { try RGBImage(pngData: FileIO.readAll(fixtures + "/" + $0)) }, scale: scales?[i] ?? 1)
+            if let masks = c.masks?[i] { prompt.masks = try masks.map { try RGBImage(pngData: FileIO.readAll(fixtures + "/" + $0)) } }
+            prompt.imageScales = c.image_scales?[i]
+            return prompt
         }
         if c.given_embeds == true {
             let file = try SafetensorsFile(path: fixtures + "/\(c.name).safetensors")

@@ -77,10 +77,12 @@ struct Attention: Sendable {
         var attended = try b.attention(query: q, key: kv.key, value: kv.value, heads: heads, scale: scale,
                                        causal: false, component: component)
         // IP-Adapters (diffusers `IPAdapterAttnProcessor2_0`): the same queries on each adapter's image
-        // tokens, a separate softmax, the values already multiplied by the adapter's scale.
+        // tokens, a separate softmax, the values already multiplied by the adapter's scale; with masks, one
+        // softmax per image, weighted by its mask.
         for image in context.imageKeysValues[name] ?? [] {
-            let term = try b.attention(query: q, key: image.key, value: image.value, heads: heads, scale: scale,
+            var term = try b.attention(query: q, key: image.key, value: image.value, heads: heads, scale: scale,
                                        causal: false, component: component)
+            if let mask = image.mask { term = try b.binary(term, mask, .multiply) }  // (one image of a masked adapter)
             attended = try b.binary(attended, term, .add)
         }
         return try toOut(attended, b, residual: residual)
@@ -92,10 +94,12 @@ struct Attention: Sendable {
     }
 }
 
-/// One cross-attention layer's projected keys and values `[B, T, heads · headDim]`.
+/// One cross-attention layer's projected keys and values `[B, T, heads · headDim]`; for an IP-Adapter image
+/// with a mask (`IPAdapterMasks`), the mask on the layer's tokens `[1, N, 1]` that weights its attention.
 struct CrossAttentionKV: Sendable {
     let key: Tensor
     let value: Tensor
+    var mask: Tensor? = nil
 }
 
 /// What the UNet's cross-attention layers attend to: the text states `[B, T, D]` and, per layer

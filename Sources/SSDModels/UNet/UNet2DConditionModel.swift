@@ -164,9 +164,12 @@ public final class UNet2DConditionModel: Sendable {
         let embeddingCount = embeddingInputs.tensors.count
         // IP-Adapter keys and values next (per layer name, in adapter order), then ControlNet residuals
         // (a different count or shape makes another recording; the key says which layers have how many).
+        // (each entry: key, value and, for a masked image, its mask; the key says which entries have one)
         let imageNames = context.imageKeysValues.keys.sorted()
-        let imageCounts = imageNames.map { context.imageKeysValues[$0]?.count ?? 0 }
-        let imageTensors = imageNames.flatMap { name in (context.imageKeysValues[name] ?? []).flatMap { [$0.key, $0.value] } }
+        let imageMasked = imageNames.map { (context.imageKeysValues[$0] ?? []).map { $0.mask != nil } }
+        let imageTensors = imageNames.flatMap { name in
+            (context.imageKeysValues[name] ?? []).flatMap { [$0.key, $0.value] + ($0.mask.map { [$0] } ?? []) }
+        }
         let controlTensors = control.map { $0.down + [$0.mid] } ?? []
         // Then the T2I-Adapter's feature maps (their count in the key), FreeU's bases last (its factors
         // are in the key: they are constants of the recorded ops).
@@ -177,7 +180,7 @@ public final class UNet2DConditionModel: Sendable {
         let freeUStart = inputs.count - freeUTensors.count
         let intrablockStart = freeUStart - intrablock.count
         let controlStart = intrablockStart - controlTensors.count
-        let imageKey = imageTensors.isEmpty ? "" : "-ip" + imageCounts.map(String.init).joined(separator: ",")
+        let imageKey = imageTensors.isEmpty ? "" : "-ip" + imageMasked.map { $0.map { $0 ? "m" : "u" }.joined() }.joined(separator: ",")
         let freeUKey = freeUFilters.isEmpty ? "" : "-freeu" + freeUFilters.map { "\($0.backboneScale),\($0.skipScale)" }.joined(separator: ",")
         let intrablockKey = intrablock.isEmpty ? "" : "-adapter\(intrablock.count)"
         // (perturbed-attention guidance: which layers and rows are constants of the recorded ops)
@@ -193,11 +196,12 @@ public final class UNet2DConditionModel: Sendable {
                 replayed.cached[name] = CrossAttentionKV(key: inputs[at], value: inputs[at + 1])
             }
             var at = imageStart
-            for (name, count) in zip(imageNames, imageCounts) {
-                replayed.imageKeysValues[name] = (0..<count).map { i in
-                    CrossAttentionKV(key: inputs[at + 2 * i], value: inputs[at + 2 * i + 1])
+            for (name, masked) in zip(imageNames, imageMasked) {
+                replayed.imageKeysValues[name] = masked.map { hasMask in
+                    let kv = CrossAttentionKV(key: inputs[at], value: inputs[at + 1], mask: hasMask ? inputs[at + 2] : nil)
+                    at += hasMask ? 3 : 2
+                    return kv
                 }
-                at += 2 * count
             }
             let replayedControl = control.map { _ in
                 ControlNetResiduals(down: Array(inputs[controlStart..<(intrablockStart - 1)]), mid: inputs[intrablockStart - 1])

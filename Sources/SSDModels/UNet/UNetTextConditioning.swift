@@ -35,13 +35,18 @@ extension UNet2DConditionModel {
     public func textConditioning(encoderHiddenStates: Tensor, imagePrompts: [IPAdapterImagePrompt] = [],
                                  cacheLimitBytes: Int = defaultCrossAttentionCacheLimit) throws -> UNetTextConditioning {
         var context = CrossAttentionContext(states: try textStates(encoderHiddenStates))
-        for prompt in imagePrompts where prompt.scale != 0 {
+        for prompt in imagePrompts {
             guard prompt.tokens.rank == 3, prompt.tokens.shape[0] == context.states.shape[0],
                   prompt.tokens.shape[2] == context.states.shape[2],
                   Set(prompt.adapter.layers.keys) == Set(network.crossAttentions.map(\.name)) else {
                 throw ModelError.invalidInput(model: UNetNetwork.model, argument: "imagePrompts",
                                               message: "tokens \(prompt.tokens.shape) of an IP-Adapter for another UNet or batch (text states \(context.states.shape))")
             }
+            if let masks = prompt.masks {
+                try addMaskedImageKeysValues(prompt, masks: masks, to: &context)
+                continue
+            }
+            guard prompt.scale != 0 else { continue }
             for (name, kv) in try prompt.adapter.keysValues(prompt.tokens, scale: prompt.scale) {
                 context.imageKeysValues[name, default: []].append(kv)
             }
@@ -60,6 +65,45 @@ extension UNet2DConditionModel {
         return UNetTextConditioning(cachedBytes: bytes, context: context, unetKey: replayKey)
     }
 
+    /// A masked IP-Adapter's keys and values, one entry per image with its scale (diffusers skips the adapter
+    /// when every scale is 0) and its mask resampled to each layer's token grid (uploaded once per grid).
+    func addMaskedImageKeysValues(_ prompt: IPAdapterImagePrompt, masks: IPAdapterMasks, to context: inout CrossAttentionContext) throws {
+        let n = masks.maps.count
+        let scales = masks.scales ?? Array(repeating: prompt.scale, count: n)
+        guard n > 0, scales.count == n, prompt.tokens.shape[1] % n == 0, prompt.tokens.shape[1] / n == prompt.adapter.tokensPerImage,
+              masks.maps.allSatisfy({ $0.count == masks.height * masks.width }) else {
+            throw ModelError.invalidInput(
+                model: UNetNetwork.model, argument: "imagePrompts.masks",
+                message: "\(n) masks of \(masks.height)×\(masks.width) and \(scales.count) scales for tokens \(prompt.tokens.shape) (\(prompt.adapter.tokensPerImage) per image)")
+        }
+        guard !scales.allSatisfy({ $0 == 0 }) else { return }
+        let perImage = prompt.adapter.tokensPerImage
+        let dtype = backend.activationDType(for: .unet)
+        let levels = network.downBlocks.count
+        /// Token count of a cross-attention layer's grid, from its block (`down_blocks.i`, `up_blocks.i`, `mid_block`).
+        func queries(_ name: String) -> Int {
+            let parts = name.split(separator: ".")
+            var level = levels - 1
+            if parts.count > 1, let i = Int(parts[1]) {
+                if parts[0] == "down_blocks" { level = i } else if parts[0] == "up_blocks" { level = levels - 1 - i }
+            }
+            var (h, w) = (masks.latentHeight, masks.latentWidth)
+            for _ in 0..<level { (h, w) = ((h + 1) / 2, (w + 1) / 2) }
+            return h * w
+        }
+        for (i, map) in masks.maps.enumerated() {
+            let tokens = try backend.slice(prompt.tokens, axis: 1, range: (i * perImage)..<((i + 1) * perImage))
+            var grids: [Int: Tensor] = [:]
+            for (name, kv) in try prompt.adapter.keysValues(tokens, scale: scales[i]) {
+                let count = queries(name)
+                let mask = try grids[count] ?? backend.upload(
+                    IPAdapterMasks.downsample(map, height: masks.height, width: masks.width, queries: count), shape: [1, count, 1], as: dtype)
+                grids[count] = mask
+                context.imageKeysValues[name, default: []].append(CrossAttentionKV(key: kv.key, value: kv.value, mask: mask))
+            }
+        }
+    }
+
     /// Image tokens of one IP-Adapter for `textConditioning`.
     public struct IPAdapterImagePrompt: Sendable {
         /// The adapter (loaded for this UNet).
@@ -68,11 +112,14 @@ extension UNet2DConditionModel {
         public var tokens: Tensor
         /// diffusers `set_ip_adapter_scale` (1 by default).
         public var scale: Float
-        /// One adapter's tokens and scale.
-        public init(adapter: IPAdapterModel, tokens: Tensor, scale: Float) {
+        /// Per-image masks (diffusers `ip_adapter_masks`); nil: the images are attended together everywhere.
+        public var masks: IPAdapterMasks?
+        /// One adapter's tokens, scale and masks.
+        public init(adapter: IPAdapterModel, tokens: Tensor, scale: Float, masks: IPAdapterMasks? = nil) {
             self.adapter = adapter
             self.tokens = tokens
             self.scale = scale
+            self.masks = masks
         }
     }
 
