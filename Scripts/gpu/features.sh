@@ -60,6 +60,9 @@ M="--model $F/tiny-ssd1b --prompt a-photo-of-a-cat --negative-prompt blurry"
 feature ipadapter $M --ip-adapter $F/ip-adapter/sdxl_models/ip-adapter-plus_tiny_vit-h.safetensors \
   --ip-adapter $F/ip-adapter/sdxl_models/ip-adapter_tiny_vit-h.safetensors --image-encoder $F/ip-adapter/models/image_encoder \
   --ip-image $F/ip_image.png --ip-image $F/ip_image2.png --ip-scale 0.7 --ip-scale 0.4
+feature ipadapter-masks $M --ip-adapter $F/ip-adapter/sdxl_models/ip-adapter_tiny_vit-h.safetensors \
+  --image-encoder $F/ip-adapter/models/image_encoder --ip-image $F/ip_image.png,$F/ip_image2.png \
+  --ip-mask $F/ip_mask_left.png,$F/ip_mask_right.png --ip-scale 0.7
 feature freeu $M --freeu sdxl
 feature textual-inversion $M --textual-inversion "$F/ti-toy.safetensors:<cat-toy>" --prompt "a photo of <cat-toy>"
 # T2I-Adapters (two, one greyscale; the features are region inputs of a recorded graph; rank-6 permute).
