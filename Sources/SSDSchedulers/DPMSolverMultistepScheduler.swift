@@ -125,6 +125,26 @@ public struct DPMSolverMultistepScheduler: PositionedScheduler {
         lowerOrderCount = 0
     }
 
+    /// `set_timesteps(timesteps=…)`: the timesteps cast to integers (`astype(np.int64)`, toward zero), σ
+    /// interpolated in the training table, the final σ appended (diffusers refuses them with Karras σ or Lu
+    /// lambdas).
+    public mutating func setTimesteps(_ schedule: CustomSchedule, strength: Double?) throws {
+        guard case let .timesteps(values) = schedule else {
+            throw SchedulerError.customScheduleUnsupported(scheduler: name, reason: "its set_timesteps takes timesteps, not sigmas")
+        }
+        try validateCustom(schedule, strength: strength)
+        if useKarrasSigmas || useLuLambdas {
+            throw SchedulerError.customScheduleUnsupported(scheduler: name, reason: "timesteps with \(useKarrasSigmas ? "use_karras_sigmas" : "use_lu_lambdas")")
+        }
+        let points = values.map { $0.rounded(.towardZero) }
+        let table = noise.sigmas.map(Double.init)
+        let last: Float = finalSigmas == .zero ? 0 : noise.sigmaMinFinal
+        sigmas = points.map { Float(NumPy.interp($0, table: table)) } + [last]
+        try installCustom(points, schedule: schedule, strength: strength)
+        history = []
+        lowerOrderCount = 0
+    }
+
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
         try unscaledInput(sample, timestepIndex: timestepIndex)
     }

@@ -85,6 +85,37 @@ public struct EulerScheduler: PositionedScheduler {
         try position.install(timesteps, steps: steps, strength: strength, order: order)
     }
 
+    /// `set_timesteps(timesteps=…)` (float32 timesteps, σ interpolated in the training table, the final σ
+    /// appended) or `set_timesteps(sigmas=…)` (the σ as given, float32; timesteps `_sigma_to_t` of all but the
+    /// last). diffusers refuses timesteps with Karras σ and with continuous v-prediction timesteps; the
+    /// ancestral class takes neither.
+    public mutating func setTimesteps(_ schedule: CustomSchedule, strength: Double?) throws {
+        guard variant == .deterministic else {
+            throw SchedulerError.customScheduleUnsupported(scheduler: name, reason: "its set_timesteps takes a step count only")
+        }
+        try validateCustom(schedule, strength: strength)
+        var timesteps: [Double]
+        switch schedule {
+        case let .timesteps(values):
+            if karras.enabled { throw SchedulerError.customScheduleUnsupported(scheduler: name, reason: "timesteps with use_karras_sigmas") }
+            if continuousTimesteps {
+                throw SchedulerError.customScheduleUnsupported(scheduler: name, reason: "timesteps with timestep_type continuous and v_prediction")
+            }
+            timesteps = values.map { Double(Float($0)) }
+            let table = noise.sigmas.map(Double.init)
+            let last: Float = finalSigmas == .zero ? 0 : noise.sigmaMinFinal
+            sigmas = timesteps.map { Float(NumPy.interp($0, table: table)) } + [last]
+        case let .sigmas(values):
+            sigmas = values.map { Float($0) }
+            let logSigmas = noise.logSigmas
+            timesteps = sigmas.dropLast().map { Double(Float(SigmaSchedule.timestep(forFloat32Sigma: $0, logSigmas: logSigmas))) }
+        }
+        if continuousTimesteps {
+            timesteps = sigmas.dropLast().map { Double(0.25 * HostMath.log($0)) }
+        }
+        try installCustom(timesteps, schedule: schedule, strength: strength)
+    }
+
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
         try VENoise.scaleInput(sample, sigma: sigmas[position.absolute(timestepIndex, scheduler: name)])
     }

@@ -57,6 +57,22 @@ public struct HeunScheduler: PositionedScheduler {
         pending = nil
     }
 
+    /// `set_timesteps(timesteps=…)`: float32 timesteps, σ interpolated in the training table, then doubled as
+    /// for a step count (diffusers refuses them with Karras σ).
+    public mutating func setTimesteps(_ schedule: CustomSchedule, strength: Double?) throws {
+        guard case let .timesteps(values) = schedule else {
+            throw SchedulerError.customScheduleUnsupported(scheduler: name, reason: "its set_timesteps takes timesteps, not sigmas")
+        }
+        try validateCustom(schedule, strength: strength)
+        if karras.enabled { throw SchedulerError.customScheduleUnsupported(scheduler: name, reason: "timesteps with use_karras_sigmas") }
+        let points = values.map { Double(Float($0)) }
+        let table = noise.sigmas.map(Double.init)
+        let base = points.map { Float(NumPy.interp($0, table: table)) } + [0]
+        sigmas = [base[0]] + base.dropFirst().dropLast().flatMap { [$0, $0] } + [base[base.count - 1]]
+        try installCustom([points[0]] + points.dropFirst().flatMap { [$0, $0] }, schedule: schedule, strength: strength)
+        pending = nil
+    }
+
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
         try VENoise.scaleInput(sample, sigma: sigmas[position.absolute(timestepIndex, scheduler: name)])
     }

@@ -36,6 +36,11 @@ public protocol Scheduler: Sendable {
     /// second-order schedulers when the count would be even), `set_begin_index` there. Schedulers outside
     /// this module get a default that throws `SchedulerError.denoisingStartUnsupported`.
     mutating func setTimesteps(_ steps: Int, denoisingStart: Double) throws
+    /// `set_timesteps(timesteps=…)` or `set_timesteps(sigmas=…)` (diffusers pipelines' `timesteps=` / `sigmas=`,
+    /// e.g. Align Your Steps schedules), then `strength`'s img2img start as `setTimesteps(_:strength:)` with
+    /// `steps` = the schedule's step count. Schedulers outside this module, and those diffusers gives no such
+    /// argument, throw `SchedulerError.customScheduleUnsupported`.
+    mutating func setTimesteps(_ schedule: CustomSchedule, strength: Double?) throws
     /// `scale_model_input` for the network call at `timesteps[timestepIndex]`.
     func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float]
     /// `step(model_output, t, sample, generator=…)` for `timesteps[stepIndex]`; returns the new
@@ -116,7 +121,9 @@ extension PositionedScheduler {
     /// A fresh `setTimesteps` with the last arguments (nothing before the first).
     public mutating func reset() {
         guard position.isSet else { return }
-        if let start = position.requestedDenoisingStart {
+        if let custom = position.requestedCustom {
+            try? setTimesteps(custom, strength: position.requestedStrength)
+        } else if let start = position.requestedDenoisingStart {
             try? setTimesteps(position.requestedSteps, denoisingStart: start)
         } else {
             try? setTimesteps(position.requestedSteps, strength: position.requestedStrength)
@@ -151,6 +158,7 @@ struct SchedulePosition: Sendable, Hashable {
     var requestedSteps = 0
     var requestedStrength: Double?
     var requestedDenoisingStart: Double?
+    var requestedCustom: CustomSchedule?
 
     var isSet: Bool { !allTimesteps.isEmpty }
     var visibleTimesteps: [Double] { isSet ? Array(allTimesteps[beginIndex...]) : [] }
@@ -180,6 +188,7 @@ struct SchedulePosition: Sendable, Hashable {
         requestedSteps = steps
         requestedStrength = strength
         requestedDenoisingStart = nil
+        requestedCustom = nil
     }
 
     /// The absolute index for `timesteps[index]`, checked.

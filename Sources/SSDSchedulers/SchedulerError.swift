@@ -34,6 +34,11 @@ public enum SchedulerError: Error, Equatable, Sendable, CustomStringConvertible 
     case timestepIndexOutOfRange(scheduler: String, index: Int, count: Int)
     /// Two arrays that must have the same element count do not.
     case countMismatch(argument: String, expected: Int, actual: Int)
+    /// The scheduler does not take a caller's schedule of this kind (as diffusers' `set_timesteps` has no
+    /// such argument, or refuses it with this configuration).
+    case customScheduleUnsupported(scheduler: String, reason: String)
+    /// A caller's schedule that cannot be used (empty, not finite, negative σ).
+    case invalidCustomSchedule(String)
 
     public var description: String {
         switch self {
@@ -51,6 +56,10 @@ public enum SchedulerError: Error, Equatable, Sendable, CustomStringConvertible 
             return "denoising start must lie strictly between 0 and 1, got \(start)"
         case let .noStepsForDenoisingStart(steps, start):
             return "denoising start \(start) with \(steps) inference steps leaves no denoising step"
+        case let .customScheduleUnsupported(scheduler, reason):
+            return "\(scheduler) does not take this custom schedule: \(reason)"
+        case let .invalidCustomSchedule(reason):
+            return "invalid custom schedule: \(reason)"
         case let .denoisingStartUnsupported(scheduler):
             return "\(scheduler) does not implement setTimesteps(_:denoisingStart:)"
         case let .unknownName(name, valid):

@@ -84,6 +84,19 @@ enum SigmaSchedule {
         return (1 - w) * Double(low) + w * Double(high)
     }
 
+    /// `_sigma_to_t` of a float32 σ (a caller's `sigmas=`): NumPy then takes the log and the interpolation
+    /// weight in float32 and the weighted index sum in float64.
+    static func timestep(forFloat32Sigma sigma: Float, logSigmas: [Float]) -> Double {
+        let logSigma = HostMath.log(max(sigma, 1e-10))
+        var low = 0
+        for (index, value) in logSigmas.enumerated() where logSigma - value >= 0 { low = index }
+        low = min(low, logSigmas.count - 2)
+        let high = low + 1
+        var w = (logSigmas[low] - logSigma) / (logSigmas[low] - logSigmas[high])
+        w = min(max(w, 0), 1)
+        return Double(1 - w) * Double(low) + Double(w) * Double(high)
+    }
+
     /// `_convert_to_karras` (ρ = 7) between the config's `sigma_min`/`sigma_max` or the ends of `sigmas`.
     static func karras(count: Int, sigmaMin: Double, sigmaMax: Double) -> [Double] {
         let rho = 7.0

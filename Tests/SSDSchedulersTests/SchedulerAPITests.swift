@@ -113,3 +113,38 @@ import Testing
         #expect(abs(euler.initNoiseSigma - 11.718795) < 1e-5)
     }
 }
+
+/// Caller schedules (diffusers `timesteps=` / `sigmas=`): refused where diffusers has no such argument or
+/// refuses it, with typed errors; `reset` repeats the custom schedule.
+@Suite struct CustomScheduleTests {
+    static func make(_ name: String, _ overrides: SchedulerConfiguration = SchedulerConfiguration()) throws -> any Scheduler {
+        try SchedulerFactory.make(name: name, config: SchedulerConfiguration(), overrides: overrides)
+    }
+
+    @Test func unsupportedCombinationsThrow() throws {
+        for name in ["euler-a", "ddim", "unipc", "lcm"] {
+            var scheduler = try Self.make(name)
+            #expect(throws: SchedulerError.self) { try scheduler.setTimesteps(.alignYourStepsSDXLTimesteps, strength: nil) }
+        }
+        for name in ["dpm++2m", "heun"] {
+            var scheduler = try Self.make(name)
+            #expect(throws: SchedulerError.self) { try scheduler.setTimesteps(.alignYourStepsSDXLSigmas, strength: nil) }
+        }
+        var karras = try Self.make("dpm++2m-karras")
+        #expect(throws: SchedulerError.self) { try karras.setTimesteps(.alignYourStepsSDXLTimesteps, strength: nil) }
+        var euler = try Self.make("euler")
+        for bad in [CustomSchedule.timesteps([]), .timesteps([1000]), .timesteps([.nan]), .sigmas([1]), .sigmas([2, -1])] {
+            #expect(throws: SchedulerError.self) { try euler.setTimesteps(bad, strength: nil) }
+        }
+    }
+
+    @Test func resetRepeatsTheCustomSchedule() throws {
+        var scheduler = try Self.make("dpm++2m")
+        try scheduler.setTimesteps(.alignYourStepsSDXLTimesteps, strength: 0.5)
+        let timesteps = scheduler.timesteps
+        #expect(timesteps == [310, 193, 116, 53, 13])  // (t_start = 10 − ⌊10 · 0.5⌋)
+        _ = try scheduler.step(modelOutput: [1, 2], sample: [0.5, 0.25])
+        scheduler.reset()
+        #expect(scheduler.timesteps == timesteps && scheduler.stepIndex == 0)
+    }
+}

@@ -30,7 +30,11 @@ import Testing
         let steps = try #require(record["steps"] as? Int)
         let strength = record["strength"] as? Double
         let denoisingStart = record["denoising_start"] as? Double
-        if let denoisingStart {
+        if let values = record["custom_timesteps"] as? [Double] {
+            try scheduler.setTimesteps(.timesteps(values), strength: strength)
+        } else if let values = record["custom_sigmas"] as? [Double] {
+            try scheduler.setTimesteps(.sigmas(values), strength: strength)
+        } else if let denoisingStart {
             try scheduler.setTimesteps(steps, denoisingStart: denoisingStart)
         } else {
             try scheduler.setTimesteps(steps, strength: strength)
