@@ -47,8 +47,8 @@ public enum SchedulerChoice: Sendable {
 /// ControlNet itself is the matching entry of `PipelineConfiguration.controlNets`.
 public struct ControlInput: Sendable {
     /// The control image (edges, depth, pose…), read as RGB in [0, 1] (not normalised to [−1, 1]), the
-    /// same for every image of the request; another size than the request's is resized bilinearly
-    /// (diffusers resizes with PIL's Lanczos: parity is promised at equal sizes).
+    /// same for every image of the request; another size than the request's is resized with PIL's Lanczos
+    /// filter, as diffusers does (bit for bit).
     public var image: RGBImage
     /// Multiplies the ControlNet's residuals (`controlnet_conditioning_scale`, 1 by default).
     public var conditioningScale: Double = 1
@@ -141,7 +141,8 @@ public struct ImageEmbeddings: Sendable, Hashable {
 
 /// An image to start from (img2img) and, optionally, the mask of the region to repaint.
 public struct InitialImage: Sendable {
-    /// The image; it must be the request's size or is resized (bicubic, as PIL's default in diffusers).
+    /// The image; another size than the request's is resized with PIL's Lanczos filter, as diffusers'
+    /// `VaeImageProcessor` does (bit for bit).
     public var image: RGBImage
     /// Inpainting mask: white (≥ 0.5 after conversion to grey) is repainted, black is kept.
     public var mask: RGBImage?
