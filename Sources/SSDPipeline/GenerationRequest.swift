@@ -149,11 +149,17 @@ public struct InitialImage: Sendable {
     /// How much noise is added: 0 keeps the image, 1 replaces it. nil → 0.3 for img2img, 0.9999 for inpainting
     /// (diffusers' defaults).
     public var strength: Double?
+    /// Inpaint around the mask only (diffusers `padding_mask_crop`): the image, mask and control images are
+    /// cropped to the mask's bounding box grown by this many pixels and widened to the output's aspect ratio,
+    /// the crop is generated at the request's size, and the result is pasted back into `image` through the mask
+    /// (the returned images then have `image`'s size). Needs a mask of `image`'s size; nil: the whole image.
+    public var paddingMaskCrop: Int?
     /// img2img from `image`; with `mask`, inpainting; `strength` nil takes diffusers' default (0.3, or 0.9999 with a mask).
-    public init(image: RGBImage, mask: RGBImage? = nil, strength: Double? = nil) {
+    public init(image: RGBImage, mask: RGBImage? = nil, strength: Double? = nil, paddingMaskCrop: Int? = nil) {
         self.image = image
         self.mask = mask
         self.strength = strength
+        self.paddingMaskCrop = paddingMaskCrop
     }
 }
 

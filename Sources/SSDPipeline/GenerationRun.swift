@@ -201,7 +201,7 @@ struct GenerationRun {
                 latents: request.reportsLatents ? LatentArray(shape: latentShape, values: latents) : nil, previews: previews)))
         }
         try Task.checkCancellation()
-        let images = try decode(latents)
+        let images = try overlaid(decode(latents))
         return GenerationResult(
             images: images, latents: LatentArray(shape: latentShape, values: latents), seed: seed,
             schedulerName: schedulerName, notes: conditioning.notes)

@@ -50,6 +50,7 @@ enum RequestValidation {
             }
             guard initial.image.width > 0, initial.image.height > 0 else { throw fail("initialImage", "is empty") }
             if let mask = initial.mask, mask.width == 0 || mask.height == 0 { throw fail("mask", "is empty") }
+            try validatePaddingMaskCrop(initial, size: size)
         }
         for (i, control) in request.controls.enumerated() {
             let name = "controls[\(i)]"

@@ -36,6 +36,8 @@ struct PipelineParityTests {
         var init_image: String?
         var mask: String?
         var strength: Double?
+        /// diffusers `padding_mask_crop` (the reference `image` is then the overlay, at the init image's size).
+        var padding_mask_crop: Int?
         var vae_tiling: Bool?
         var lora: String?
         var lora_scale: Double?
@@ -111,7 +113,7 @@ struct PipelineParityTests {
         if let initImage = c.init_image {
             let image = try RGBImage(pngData: FileIO.readAll(fixtures + "/" + initImage))
             let mask = try c.mask.map { try RGBImage(pngData: FileIO.readAll(fixtures + "/" + $0)) }
-            r.initialImage = InitialImage(image: image, mask: mask, strength: c.strength)
+            r.initialImage = InitialImage(image: image, mask: mask, strength: c.strength, paddingMaskCrop: c.padding_mask_crop)
         }
         if let f = c.freeu { r.freeU = FreeU(s1: f[0], s2: f[1], b1: f[2], b2: f[3]) }
         r.denoisingStart = c.denoising_start
