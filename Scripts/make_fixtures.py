@@ -2,7 +2,7 @@
 """Regenerates the committed test fixtures from PyTorch / diffusers / transformers (DESIGN.md §7).
 
 Usage: python Scripts/make_fixtures.py AREA [options]
-AREA is one of: ops, tokenizer, models, schedulers, pipeline, png, full-size.
+AREA is one of: ops, tokenizer, models, schedulers, pipeline, png, resample, full-size.
 Each area lives in Scripts/fixtures/<area>.py and writes only Tests/Fixtures/<area>/
 (full-size writes a large random SSD-1B folder wherever --out says; never inside the repo).
 Install the pinned versions first: pip install -r Scripts/requirements.txt
@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-AREAS = ["ops", "tokenizer", "models", "schedulers", "pipeline", "png", "full-size"]
+AREAS = ["ops", "tokenizer", "models", "schedulers", "pipeline", "png", "resample", "full-size"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -21,9 +21,12 @@ struct AdapterStep {
         let size = run.request.size
         var sum: [Tensor]?
         for (adapter, input) in zip(run.models.t2iAdapters, inputs) {
-            let image = try ImageProcessing.resized(input.image, to: size)
+            // (a one-channel adapter takes the "L" image the caller would make, then resized as diffusers does)
             let channels = adapter.config.inChannels
-            let bytes: [UInt8] = channels == 1 ? image.greyscale() : image.pixels
+            let bytes: [UInt8] = channels == 1
+                ? ImageProcessing.pilResize(input.image.greyscale(), channels: 1, width: input.image.width, height: input.image.height,
+                                            toWidth: size.width, toHeight: size.height, filter: .lanczos)
+                : try ImageProcessing.resized(input.image, to: size).pixels
             let pixels = bytes.map { Float($0) / 255 }
             let tensor = try backend.upload(pixels, shape: [1, size.height, size.width, channels],
                                             as: backend.activationDType(for: .unet))

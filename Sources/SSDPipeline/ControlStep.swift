@@ -44,7 +44,7 @@ struct ControlStep {
         self.rows = rows
         let size = run.request.size
         nets = try zip(run.models.controlNets, controls).map { model, input in
-            let pixels = try ImageProcessing.resized(input.image, to: size).pixels.map { Float($0) / 255 }
+            let pixels = try ImageProcessing.prepared(input.image, to: size, crop: run.maskCrop).pixels.map { Float($0) / 255 }
             let image = try backend.upload(Array([[Float]](repeating: pixels, count: rows).joined()),
                                            shape: [rows, size.height, size.width, 3],
                                            as: backend.activationDType(for: .unet))

@@ -47,8 +47,8 @@ public enum SchedulerChoice: Sendable {
 /// ControlNet itself is the matching entry of `PipelineConfiguration.controlNets`.
 public struct ControlInput: Sendable {
     /// The control image (edges, depth, pose…), read as RGB in [0, 1] (not normalised to [−1, 1]), the
-    /// same for every image of the request; another size than the request's is resized bilinearly
-    /// (diffusers resizes with PIL's Lanczos: parity is promised at equal sizes).
+    /// same for every image of the request; another size than the request's is resized with PIL's Lanczos
+    /// filter, as diffusers does (bit for bit).
     public var image: RGBImage
     /// Multiplies the ControlNet's residuals (`controlnet_conditioning_scale`, 1 by default).
     public var conditioningScale: Double = 1
@@ -187,18 +187,25 @@ public struct ImageEmbeddings: Sendable, Hashable {
 
 /// An image to start from (img2img) and, optionally, the mask of the region to repaint.
 public struct InitialImage: Sendable {
-    /// The image; it must be the request's size or is resized (bicubic, as PIL's default in diffusers).
+    /// The image; another size than the request's is resized with PIL's Lanczos filter, as diffusers'
+    /// `VaeImageProcessor` does (bit for bit).
     public var image: RGBImage
     /// Inpainting mask: white (≥ 0.5 after conversion to grey) is repainted, black is kept.
     public var mask: RGBImage?
     /// How much noise is added: 0 keeps the image, 1 replaces it. nil → 0.3 for img2img, 0.9999 for inpainting
     /// (diffusers' defaults).
     public var strength: Double?
+    /// Inpaint around the mask only (diffusers `padding_mask_crop`): the image, mask and control images are
+    /// cropped to the mask's bounding box grown by this many pixels and widened to the output's aspect ratio,
+    /// the crop is generated at the request's size, and the result is pasted back into `image` through the mask
+    /// (the returned images then have `image`'s size). Needs a mask of `image`'s size; nil: the whole image.
+    public var paddingMaskCrop: Int?
     /// img2img from `image`; with `mask`, inpainting; `strength` nil takes diffusers' default (0.3, or 0.9999 with a mask).
-    public init(image: RGBImage, mask: RGBImage? = nil, strength: Double? = nil) {
+    public init(image: RGBImage, mask: RGBImage? = nil, strength: Double? = nil, paddingMaskCrop: Int? = nil) {
         self.image = image
         self.mask = mask
         self.strength = strength
+        self.paddingMaskCrop = paddingMaskCrop
     }
 }
 
@@ -310,6 +317,10 @@ public struct GenerationRequest: Sendable {
     /// The fraction of the steps the T2I-Adapters are applied for, from the first (diffusers
     /// `adapter_conditioning_factor`: step i of n while i < ⌊n · factor⌋), 1 by default.
     public var adapterConditioningFactor: Double = 1
+    /// A schedule instead of `steps` (diffusers' `timesteps=` / `sigmas=`, e.g. `.alignYourStepsSDXLTimesteps`
+    /// with `dpm++2m`, or `.alignYourStepsSDXLSigmas` with `euler`); the scheduler must take it (Euler: both,
+    /// Heun and DPM-Solver++: timesteps; others: `invalidArgument(name: "customSchedule")`); nil: `steps`.
+    public var customSchedule: CustomSchedule?
     /// Perturbed-attention guidance (PAG); nil: off. With classifier-free guidance the UNet batch has three
     /// parts (unconditional, conditional, perturbed), without it two.
     public var perturbedAttentionGuidance: PerturbedAttentionGuidance?

@@ -69,6 +69,9 @@ struct GenerationRun {
         }
     }
 
+    /// diffusers' `num_inference_steps`: `steps`, or the length of a custom schedule.
+    var stepCount: Int { request.customSchedule?.stepCount ?? request.steps }
+
     /// Parts of the UNet batch, `imageCount` rows each: (unconditional,) conditional(, perturbed).
     var batchParts: Int { (usesGuidance ? 2 : 1) + (perturbedAttention == nil ? 0 : 1) }
     /// Rows of the UNet batch.
@@ -139,7 +142,14 @@ struct GenerationRun {
         try Task.checkCancellation()
 
         let strength = request.initialImage.map { $0.strength ?? ($0.mask == nil ? 0.3 : 0.9999) }
-        if let start = request.denoisingStart {
+        if let custom = request.customSchedule {
+            // diffusers' `timesteps=` / `sigmas=` (`retrieve_timesteps`; `num_inference_steps` is then its length)
+            do {
+                try scheduler.setTimesteps(custom, strength: strength)
+            } catch let error as SchedulerError {
+                throw PipelineError.invalidArgument(name: "customSchedule", message: "\(error)")
+            }
+        } else if let start = request.denoisingStart {
             // img2img's `denoising_start` (strength is then ignored, as in diffusers)
             try scheduler.setTimesteps(request.steps, denoisingStart: start)
         } else {
@@ -148,14 +158,14 @@ struct GenerationRun {
         var timesteps = scheduler.timesteps
         guard !timesteps.isEmpty else {
             throw PipelineError.invalidArgument(
-                name: "strength", message: "\(strength ?? 1) with \(request.steps) steps leaves no denoising step")
+                name: "strength", message: "\(strength ?? 1) with \(stepCount) steps leaves no denoising step")
         }
         if let end = request.denoisingEnd {
             // `denoising_end`: stop where a refiner takes over (`output_type="latent"`: result.latents)
             timesteps = Array(timesteps.prefix(scheduler.stepCount(denoisingEnd: end, trainTimesteps: trainTimesteps)))
             guard !timesteps.isEmpty else {
                 throw PipelineError.invalidArgument(
-                    name: "denoisingEnd", message: "\(end) with \(request.steps) steps leaves no denoising step before it")
+                    name: "denoisingEnd", message: "\(end) with \(stepCount) steps leaves no denoising step before it")
             }
         }
         var generator = TorchCPUGenerator(seed: seed)
@@ -173,7 +183,7 @@ struct GenerationRun {
         inspect?("initial_latents", latents)
         var control = try ControlStep(run: self, conditioning: conditioning)
         // The T2I-Adapters' feature maps, once for every step (diffusers counts the steps after `denoising_end`).
-        let adapter = try AdapterStep(run: self, stepCount: request.denoisingEnd == nil ? request.steps : timesteps.count)
+        let adapter = try AdapterStep(run: self, stepCount: request.denoisingEnd == nil ? stepCount : timesteps.count)
         // FreeU's Fourier bases, once for every step.
         let freeU = try request.freeU.map { try models.unet.freeUFilters($0, latentHeight: latentHeight, latentWidth: latentWidth) }
         let clock = ContinuousClock()
@@ -231,7 +241,7 @@ struct GenerationRun {
                 latents: request.reportsLatents ? LatentArray(shape: latentShape, values: latents) : nil, previews: previews)))
         }
         try Task.checkCancellation()
-        let images = try decode(latents)
+        let images = try overlaid(decode(latents))
         return GenerationResult(
             images: images, latents: LatentArray(shape: latentShape, values: latents), seed: seed,
             schedulerName: schedulerName, notes: conditioning.notes)

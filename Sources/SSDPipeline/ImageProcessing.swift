@@ -36,30 +36,14 @@ enum ImageProcessing {
         return out
     }
 
-    /// Bilinear resize (for init images and masks not of the request's size; parity with diffusers,
-    /// which uses PIL's Lanczos, is promised only at equal sizes).
+    /// An image at `size` as diffusers' `VaeImageProcessor.resize` makes it for PIL input (`resize_mode="default"`:
+    /// `image.resize((width, height), resample=PIL.Image.LANCZOS)`, bit for bit; the same size: unchanged).
+    /// The alpha channel, which the pipeline does not use, is dropped.
     static func resized(_ image: RGBImage, to size: ImageSize) throws -> RGBImage {
         if image.width == size.width && image.height == size.height { return image }
-        var pixels = [UInt8](repeating: 0, count: size.width * size.height * 3)
-        let sx = Double(image.width) / Double(size.width)
-        let sy = Double(image.height) / Double(size.height)
-        for y in 0..<size.height {
-            let fy = max(0, (Double(y) + 0.5) * sy - 0.5)
-            let y0 = min(Int(fy), image.height - 1), y1 = min(y0 + 1, image.height - 1)
-            let wy = fy - Double(y0)
-            for x in 0..<size.width {
-                let fx = max(0, (Double(x) + 0.5) * sx - 0.5)
-                let x0 = min(Int(fx), image.width - 1), x1 = min(x0 + 1, image.width - 1)
-                let wx = fx - Double(x0)
-                for c in 0..<3 {
-                    func p(_ yy: Int, _ xx: Int) -> Double { Double(image.pixels[(yy * image.width + xx) * 3 + c]) }
-                    let top = p(y0, x0) * (1 - wx) + p(y0, x1) * wx
-                    let bottom = p(y1, x0) * (1 - wx) + p(y1, x1) * wx
-                    pixels[(y * size.width + x) * 3 + c] = UInt8(min(255, max(0, (top * (1 - wy) + bottom * wy).rounded())))
-                }
-            }
-        }
-        return try RGBImage(width: size.width, height: size.height, pixels: pixels)
+        return try RGBImage(width: size.width, height: size.height, pixels: pilResize(
+            image.pixels, channels: 3, width: image.width, height: image.height,
+            toWidth: size.width, toHeight: size.height, filter: .lanczos))
     }
 
     /// OpenAI CLIP's normalisation (`OPENAI_CLIP_MEAN`, `OPENAI_CLIP_STD`).
@@ -74,7 +58,7 @@ enum ImageProcessing {
         let w = image.width, h = image.height
         let newLong = Int(Double(size * max(w, h)) / Double(min(w, h)))
         let (nw, nh) = w <= h ? (size, newLong) : (newLong, size)
-        let resized = pilBicubicResize(image.pixels, width: w, height: h, toWidth: nw, toHeight: nh)
+        let resized = pilResize(image.pixels, channels: 3, width: w, height: h, toWidth: nw, toHeight: nh, filter: .bicubic)
         let top = (nh - size) / 2, left = (nw - size) / 2
         var out = [Float](repeating: 0, count: size * size * 3)
         for y in 0..<size {
@@ -82,61 +66,6 @@ enum ImageProcessing {
                 for c in 0..<3 {
                     let v = Float(resized[((top + y) * nw + left + x) * 3 + c]) / 255
                     out[(y * size + x) * 3 + c] = (v - clipMean[c]) / clipStd[c]
-                }
-            }
-        }
-        return out
-    }
-
-    /// PIL's `Image.resize(size, BICUBIC)` of an 8-bit RGB image, bit for bit (`libImaging/Resample.c`:
-    /// a = −0.5 cubic widened by the scale when shrinking, 22-bit fixed-point coefficients, the horizontal
-    /// pass first into 8-bit rows, then the vertical one; an axis of unchanged size is not resampled).
-    static func pilBicubicResize(_ pixels: [UInt8], width w: Int, height h: Int, toWidth nw: Int, toHeight nh: Int) -> [UInt8] {
-        func cubic(_ x: Double) -> Double {
-            let a = -0.5, t = abs(x)
-            if t < 1 { return ((a + 2) * t - (a + 3)) * t * t + 1 }
-            if t < 2 { return (((t - 5) * t + 8) * t - 4) * a }
-            return 0
-        }
-        func coefficients(_ inSize: Int, _ outSize: Int) -> [(start: Int, k: [Int])] {
-            let scale = Double(inSize) / Double(outSize)
-            let filterScale = max(scale, 1), support = 2 * filterScale, inverse = 1 / filterScale
-            return (0..<outSize).map { o in
-                let center = (Double(o) + 0.5) * scale
-                let start = max(Int(center - support + 0.5), 0)
-                let count = min(Int(center + support + 0.5), inSize) - start
-                var weights = (0..<count).map { cubic((Double($0 + start) - center + 0.5) * inverse) }
-                let total = weights.reduce(0, +)
-                if total != 0 { weights = weights.map { $0 / total } }
-                return (start, weights.map { $0 < 0 ? Int(-0.5 + $0 * 4_194_304) : Int(0.5 + $0 * 4_194_304) })
-            }
-        }
-        func clip8(_ acc: Int) -> UInt8 { UInt8(min(max(acc >> 22, 0), 255)) }
-        var source = pixels, width = w
-        if nw != w {
-            let table = coefficients(w, nw)
-            var out = [UInt8](repeating: 0, count: nw * h * 3)
-            for y in 0..<h {
-                for (x, entry) in table.enumerated() {
-                    for c in 0..<3 {
-                        var acc = 1 << 21
-                        for (i, k) in entry.k.enumerated() { acc += Int(source[(y * w + entry.start + i) * 3 + c]) * k }
-                        out[(y * nw + x) * 3 + c] = clip8(acc)
-                    }
-                }
-            }
-            source = out
-            width = nw
-        }
-        guard nh != h else { return source }
-        let table = coefficients(h, nh)
-        var out = [UInt8](repeating: 0, count: width * nh * 3)
-        for (y, entry) in table.enumerated() {
-            for x in 0..<width {
-                for c in 0..<3 {
-                    var acc = 1 << 21
-                    for (i, k) in entry.k.enumerated() { acc += Int(source[((entry.start + i) * width + x) * 3 + c]) * k }
-                    out[(y * width + x) * 3 + c] = clip8(acc)
                 }
             }
         }

@@ -76,7 +76,7 @@ struct LatentPreparation {
             return Start(latents: noise.map { $0 * sigma })
         }
         let size = request.size
-        let image = ImageProcessing.normalizedPixels(try ImageProcessing.resized(initial.image, to: size))
+        let image = ImageProcessing.normalizedPixels(try ImageProcessing.prepared(initial.image, to: size, crop: run.maskCrop))
         guard let maskImage = initial.mask else {
             // pipeline_stable_diffusion_xl_img2img.py: given `latents` are the starting latents as they are
             // (no image, no noise); else sample the VAE posterior, then the noise.
@@ -91,7 +91,7 @@ struct LatentPreparation {
         // UNet needs them only to noise the image, so not at strength 1 or with given latents), the noise
         // (#2; given latents are the noise and start at noise × init sigma), then prepare_mask_latents
         // encodes the masked image (#3; a 4-channel UNet does not use it, but it is drawn so the stream matches).
-        let maskPixels = ImageProcessing.binaryMask(try ImageProcessing.resized(maskImage, to: size))
+        let maskPixels = ImageProcessing.binaryMask(try ImageProcessing.prepared(maskImage, to: size, crop: run.maskCrop))
         let strength = initial.strength ?? 0.9999
         let blends = run.unetInputChannels == run.latentChannels
         let imageLatents = blends || (given == nil && strength != 1)

@@ -115,7 +115,7 @@ public enum GenerationMetadata {
     public static func parameters(request: GenerationRequest, seed: UInt64, sampler: String, model: String) -> String {
         var lines = [request.prompt]
         if let negative = request.negativePrompt, !negative.isEmpty { lines.append("Negative prompt: \(negative)") }
-        var fields = ["Steps: \(request.steps)", "Sampler: \(sampler)", "CFG scale: \(request.guidanceScale)",
+        var fields = ["Steps: \(request.customSchedule?.stepCount ?? request.steps)", "Sampler: \(sampler)", "CFG scale: \(request.guidanceScale)",
                       "Seed: \(seed)", "Size: \(request.size)", "Model: \(model)"]
         if request.guidanceRescale > 0 { fields.append("CFG rescale: \(request.guidanceRescale)") }
         if let clipSkip = request.clipSkip { fields.append("Clip skip: \(clipSkip)") }

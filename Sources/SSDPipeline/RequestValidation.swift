@@ -50,6 +50,7 @@ enum RequestValidation {
             }
             guard initial.image.width > 0, initial.image.height > 0 else { throw fail("initialImage", "is empty") }
             if let mask = initial.mask, mask.width == 0 || mask.height == 0 { throw fail("mask", "is empty") }
+            try validatePaddingMaskCrop(initial, size: size)
         }
         for (i, control) in request.controls.enumerated() {
             let name = "controls[\(i)]"
@@ -130,6 +131,10 @@ enum RequestValidation {
                 }
                 if !request.adapters.isEmpty { throw fail("adapters", "T2I-Adapters are not combined with perturbed-attention guidance (diffusers has no such pipeline)") }
             }
+        }
+        if let custom = request.customSchedule {
+            do { try custom.validate(trainTimesteps: Int.max) } catch { throw fail("customSchedule", "\(error)") }
+            if request.denoisingStart != nil { throw fail("denoisingStart", "is not supported with a custom schedule") }
         }
         for (name, value) in [("denoisingEnd", request.denoisingEnd), ("denoisingStart", request.denoisingStart)] {
             if let value, !(value > 0 && value < 1) { throw fail(name, "\(value) must lie strictly between 0 and 1") }

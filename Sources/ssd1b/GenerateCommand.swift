@@ -14,7 +14,8 @@ let generateUsage = """
       --prompt-2 TEXT              text for the second encoder (default: --prompt)
       --negative-prompt TEXT       negative text (default: none → zero embeddings, as diffusers)
       --negative-prompt-2 TEXT     negative text for the second encoder
-      --width W --height H         output size, multiples of 8 (default 1024x1024)
+      --width W --height H         output size, multiples of 8 (default 1024x1024; img2img and ControlNet inpainting:
+                                   the init image's size rounded down to multiples of 8, as diffusers)
       --steps N                    denoising steps (default 50)
       --guidance G                 classifier-free guidance scale (default 9; off at <= 1)
       --guidance-rescale R         guidance rescale in [0, 1] (default 0)
@@ -39,6 +40,7 @@ let generateUsage = """
       --negative-original-size WxH  --negative-crop-top-left X,Y  --negative-target-size WxH
       --init-image PNG [--strength F]   img2img (strength default 0.3)
       --mask PNG                   inpainting mask (white = repaint; strength default 0.9999)
+      --padding-mask-crop N        inpaint a crop around the mask grown by N pixels, pasted back (diffusers padding_mask_crop)
       --init-latents FILE          start from these latents (`latents` of a --save-latents file): the noise for
                                    text-to-image, or with --denoising-start a base run's latents for a refiner
       --denoising-end F            stop after this fraction of the schedule (save the latents for a refiner)
@@ -154,6 +156,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                       "--target-size", "--negative-original-size", "--negative-crop-top-left",
                       "--negative-target-size", "--init-image", "--strength", "--mask", "--output", "--save-latents", "--repeat",
                       "--vae-tile-size",
+                      "--padding-mask-crop",
                       "--preview-decoder", "--preview-every", "--preview",
                       "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end",
                       "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale", "--ip-mask",
@@ -208,9 +211,23 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         if let initPath = options.string("--init-image") {
             let image = try png("--init-image", initPath)
             let mask = try options.string("--mask").map { try png("--mask", $0) }
-            request.initialImage = InitialImage(image: image, mask: mask, strength: strength)
-        } else if options.string("--mask") != nil || strength != nil {
-            throw UsageError(description: "--mask and --strength need --init-image")
+            request.initialImage = InitialImage(image: image, mask: mask, strength: strength,
+                                                paddingMaskCrop: try options.int("--padding-mask-crop"))
+            if let pad = request.initialImage?.paddingMaskCrop {
+                guard mask != nil else { throw UsageError(description: "--padding-mask-crop needs --mask") }
+                guard pad >= 0 else { throw UsageError(description: "--padding-mask-crop: \(pad) must not be negative") }
+            }
+            // diffusers' img2img pipelines take no size and the ControlNet inpainting one defaults to the image's:
+            // the image's size rounded down to multiples of 8 (VaeImageProcessor.get_default_height_width).
+            if options.string("--width") == nil, options.string("--height") == nil,
+               mask == nil || options.string("--control-image") != nil {
+                request.size = ImageSize(width: image.width - image.width % 8, height: image.height - image.height % 8)
+                guard request.size.width > 0, request.size.height > 0 else {
+                    throw UsageError(description: "--init-image: \(image.width)x\(image.height) is under 8 pixels on a side; give --width and --height")
+                }
+            }
+        } else if options.string("--mask") != nil || strength != nil || options.string("--padding-mask-crop") != nil {
+            throw UsageError(description: "--mask, --strength and --padding-mask-crop need --init-image")
         }
 
         let controlNets = options.allValues["--controlnet"] ?? [], controlImages = options.allValues["--control-image"] ?? []

@@ -36,6 +36,8 @@ struct PipelineParityTests {
         var init_image: String?
         var mask: String?
         var strength: Double?
+        /// diffusers `padding_mask_crop` (the reference `image` is then the overlay, at the init image's size).
+        var padding_mask_crop: Int?
         var vae_tiling: Bool?
         var lora: String?
         var lora_scale: Double?
@@ -67,6 +69,9 @@ struct PipelineParityTests {
         var given_embeddings: String?
         /// (file, token) pairs of textual inversion embeddings.
         var textual_inversions: [[String]]?
+        /// diffusers got `timesteps=` / `sigmas=` (a custom schedule; `steps` ignored).
+        var custom_timesteps: [Double]?
+        var custom_sigmas: [Double]?
         var testDescription: String { name }
     }
 
@@ -111,9 +116,10 @@ struct PipelineParityTests {
         if let initImage = c.init_image {
             let image = try RGBImage(pngData: FileIO.readAll(fixtures + "/" + initImage))
             let mask = try c.mask.map { try RGBImage(pngData: FileIO.readAll(fixtures + "/" + $0)) }
-            r.initialImage = InitialImage(image: image, mask: mask, strength: c.strength)
+            r.initialImage = InitialImage(image: image, mask: mask, strength: c.strength, paddingMaskCrop: c.padding_mask_crop)
         }
         if let f = c.freeu { r.freeU = FreeU(s1: f[0], s2: f[1], b1: f[2], b2: f[3]) }
+        r.customSchedule = c.custom_timesteps.map { .timesteps($0) } ?? c.custom_sigmas.map { .sigmas($0) }
         r.denoisingStart = c.denoising_start
         r.denoisingEnd = c.denoising_end
         if let score = c.aesthetic_score { r.aestheticScore = score }
