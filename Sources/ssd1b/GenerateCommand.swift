@@ -66,6 +66,9 @@ let generateUsage = """
       --adapter-image PNG          its image (resized to the output size; greyscale for one-channel adapters); one per --t2i-adapter
       --adapter-scale F            adapter_conditioning_scale (default 1; once for all adapters, or once per adapter)
       --adapter-factor F           adapter_conditioning_factor: the fraction of steps the adapters apply to (default 1)
+      --timesteps T,T,…|ays       a custom schedule (diffusers timesteps=; `ays`: Align Your Steps for SDXL, 10 steps);
+                                   replaces --steps (Euler, Heun, DPM++ 2M without Karras)
+      --sigmas S,S,…|ays          a custom schedule of noise levels, one per step plus the last (diffusers sigmas=; Euler)
       --pag-scale F                perturbed-attention guidance (diffusers' PAG pipelines, pag_scale; 3 is diffusers' default)
       --pag-layer REGEX            a pag_applied_layers pattern (repeatable; default mid, which SSD-1B's UNet lacks:
                                    e.g. down_blocks.2 or up_blocks.0.attentions.1)
@@ -161,7 +164,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                       "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end",
                       "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale", "--ip-mask",
                       "--t2i-adapter", "--adapter-image", "--adapter-scale", "--adapter-factor",
-                      "--pag-scale", "--pag-layer", "--pag-adaptive-scale",
+                      "--pag-scale", "--pag-layer", "--pag-adaptive-scale", "--timesteps", "--sigmas",
                       "--init-latents", "--denoising-end", "--denoising-start", "--aesthetic-score", "--negative-aesthetic-score",
                       "--freeu", "--textual-inversion"])
         guard let model = options.string("--model") else { throw UsageError(description: "--model DIR is required") }
@@ -327,6 +330,20 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             }
         } else if !t2iAdapters.isEmpty || !adapterScales.isEmpty || options.string("--adapter-factor") != nil {
             throw UsageError(description: "--t2i-adapter, --adapter-scale and --adapter-factor need --adapter-image")
+        }
+
+        for (flag, ays) in [("--timesteps", CustomSchedule.alignYourStepsSDXLTimesteps), ("--sigmas", .alignYourStepsSDXLSigmas)] {
+            guard let text = options.string(flag) else { continue }
+            guard request.customSchedule == nil else { throw UsageError(description: "--timesteps and --sigmas: give one of them") }
+            if text == "ays" {
+                request.customSchedule = ays
+                continue
+            }
+            let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Double($0) ?? .nan }
+            guard !values.isEmpty, values.allSatisfy(\.isFinite) else {
+                throw UsageError(description: "\(flag): \(text) must be comma-separated numbers or ays")
+            }
+            request.customSchedule = flag == "--timesteps" ? .timesteps(values) : .sigmas(values)
         }
 
         if let scale = try options.double("--pag-scale") {

@@ -153,6 +153,20 @@ import Testing
         #expect(bad == 2 && message.contains("--pag-layer and --pag-adaptive-scale need --pag-scale"), "\(message)")
     }
 
+    @Test func customScheduleFromTheCommandLine() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        guard let (status, output) = try Self.generate(["--sigmas", "ays", "--output", folder + "/ays.png"]) else { return }
+        #expect(status == 0 && FileManager.default.fileExists(atPath: folder + "/ays.png"), "\(output)")
+        guard let (dpm, dpmLog) = try Self.generate(["--scheduler", "dpm++2m", "--timesteps", "900,500,100", "--output", folder + "/t.png"]) else { return }
+        #expect(dpm == 0, "\(dpmLog)")
+        // A scheduler that takes no timesteps (diffusers' Euler ancestral): the pipeline's typed error.
+        guard let (refused, log) = try Self.generate(["--scheduler", "euler-a", "--timesteps", "ays", "--output", folder + "/x.png"]) else { return }
+        #expect(refused != 0 && log.contains("customSchedule"), "\(log)")
+        guard let (bad, message) = try Self.generate(["--sigmas", "3,x", "--output", folder + "/y.png"]) else { return }
+        #expect(bad == 2 && message.contains("--sigmas: 3,x must be comma-separated numbers or ays"), "\(message)")
+    }
+
     @Test func textualInversionFromTheCommandLine() throws {
         let fixtures = Self.root + "/Tests/Fixtures/pipeline"
         let folder = try Self.folder()
