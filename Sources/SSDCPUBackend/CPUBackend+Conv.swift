@@ -91,14 +91,18 @@ extension CPUBackend {
     }
 }
 
-/// An `Upsample2D` convolution weight prepared as four 2×2 phase kernels (role `.upsampleConv2d`).
+/// An `Upsample2D` convolution weight prepared as four 2×2 phase kernels (role `.upsampleConv2d`), and as a
+/// plain 3×3 kernel for `conv2d` after an upsampling that is cropped (a UNet input that is not a multiple of
+/// its total downscale: diffusers' `upsample_size`).
 final class UpsampleConvWeight: TensorStorage, @unchecked Sendable {
     /// Phase `(py, px)` at index `2·py + px`.
     let phases: [PackedWeight]
     let outChannels: Int
     let inChannels: Int
+    /// The 3×3 kernel as `conv2d` takes it.
+    var plain: PackedWeight?
 
-    var byteCount: Int { phases.reduce(0) { $0 + $1.byteCount } }
+    var byteCount: Int { phases.reduce(0) { $0 + $1.byteCount } + (plain?.byteCount ?? 0) }
 
     func phase(_ py: Int, _ px: Int) -> PackedWeight { phases[2 * py + px] }
 

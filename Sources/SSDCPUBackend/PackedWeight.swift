@@ -234,6 +234,7 @@ extension CPUBackend {
             defer { source.deallocate() }
             view.convertToFloat(into: source)
             let phases = UpsampleConvWeight(source: source, outChannels: s[0], inChannels: s[1], layout: layout, counter: counter)
+            phases.plain = try prepareWeight(view, role: .conv2d, layout: layout).storage as? PackedWeight
             return Tensor(shape: s, dtype: phases.phases[0].layout.elementType, storage: phases)
         case .linear, .conv2d:
             let s = view.shape
@@ -283,6 +284,7 @@ extension CPUBackend {
     /// A weight given to `linear`/`conv2d`: prepared, or a plain f32 tensor packed on the fly.
     func packedWeight(_ w: Tensor, op: String, kernel: (Int, Int, Int)) throws -> PackedWeight {
         if let p = w.storage as? PackedWeight { return p }
+        if let plain = (w.storage as? UpsampleConvWeight)?.plain { return plain }
         let buf = try w.cpuBuffer(op)
         let view = HostTensorView(name: op + " weight", shape: w.shape, dtype: w.dtype, pointer: UnsafeRawPointer(buf.pointer), owner: buf)
         let prepared = try prepareWeight(view, role: kernel.1 * kernel.2 > 1 || w.rank == 4 ? .conv2d : .linear, activationDType: .f32)

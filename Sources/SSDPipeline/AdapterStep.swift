@@ -63,6 +63,9 @@ struct AdapterStep {
         }
         let size = request.size
         for (i, adapter) in models.t2iAdapters.enumerated() {
+            guard [1, 3].contains(adapter.config.inChannels) else {
+                throw PipelineError.invalidArgument(name: "t2iAdapters[\(i)]", message: "takes \(adapter.config.inChannels)-channel images; the pipeline gives RGB (3) or greyscale (1)")
+            }
             let factor = adapter.downscaleFactor
             guard size.width % factor == 0, size.height % factor == 0 else {
                 throw PipelineError.invalidArgument(name: "size", message: "\(size) must be a multiple of \(factor) for T2I-Adapter \(i) (its downscale_factor)")

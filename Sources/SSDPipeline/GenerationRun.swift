@@ -69,9 +69,6 @@ struct GenerationRun {
         }
     }
 
-    /// diffusers' `num_inference_steps`: `steps`, or the length of a custom schedule.
-    var stepCount: Int { request.customSchedule?.stepCount ?? request.steps }
-
     /// Parts of the UNet batch, `imageCount` rows each: (unconditional,) conditional(, perturbed).
     var batchParts: Int { (usesGuidance ? 2 : 1) + (perturbedAttention == nil ? 0 : 1) }
     /// Rows of the UNet batch.
@@ -101,6 +98,12 @@ struct GenerationRun {
         if modelIndex.requiresAestheticsScore, request.initialImage == nil, request.denoisingStart == nil {
             throw PipelineError.invalidArgument(
                 name: "initialImage", message: "a refiner folder (requires_aesthetics_score) runs image-to-image only: give initialImage, or initialLatents with denoisingStart")
+        }
+        if let freeU = request.freeU, freeU.isEnabled {
+            let multiple = models.unet.totalDownscale * (1 << (models.vae.config.blockOutChannels.count - 1))
+            guard request.size.width % multiple == 0, request.size.height % multiple == 0 else {
+                throw PipelineError.invalidArgument(name: "freeU", message: "needs a size that is a multiple of \(multiple) pixels, not \(request.size)")
+            }
         }
         try ControlStep.validate(request, models: models)
         try ImagePromptEncoding.validate(request, models: models)
@@ -156,6 +159,8 @@ struct GenerationRun {
             try scheduler.setTimesteps(request.steps, strength: strength)
         }
         var timesteps = scheduler.timesteps
+        // diffusers' `num_inference_steps`: `steps`, or with a custom schedule the timesteps set (`retrieve_timesteps`)
+        let stepCount = request.customSchedule == nil ? request.steps : timesteps.count
         guard !timesteps.isEmpty else {
             throw PipelineError.invalidArgument(
                 name: "strength", message: "\(strength ?? 1) with \(stepCount) steps leaves no denoising step")
@@ -187,6 +192,7 @@ struct GenerationRun {
         // FreeU's Fourier bases, once for every step.
         let freeU = try request.freeU.map { try models.unet.freeUFilters($0, latentHeight: latentHeight, latentWidth: latentWidth) }
         let clock = ContinuousClock()
+        var adapterCalls: [Float] = []  // (for `inspect`: which UNet calls got the T2I-Adapters' maps)
         for (index, t) in timesteps.enumerated() {
             try Task.checkCancellation()
             let began = clock.now
@@ -203,11 +209,13 @@ struct GenerationRun {
             // ControlNets see the latents alone (diffusers' `control_model_input`).
             let controlSample = control == nil || start.maskInput == nil ? sample : try upload(scaled, channels: latentChannels)
             let residuals = try control?.residuals(sample: controlSample, timestep: Float(t), stepIndex: index, stepCount: timesteps.count)
+            let intrablock = adapter?.residuals(stepIndex: index) ?? []
+            adapterCalls.append(intrablock.isEmpty ? 0 : 1)
             let output = try models.unet(
                 sample: sample, timesteps: [Float](repeating: Float(t), count: rows),
                 conditioning: textConditioning, textEmbeds: conditioning.pooled,
                 timeIDs: conditioning.timeIDs, timestepCond: timestepCond?.flatMap { $0 }, controlResiduals: residuals,
-                intrablockResiduals: adapter?.residuals(stepIndex: index) ?? [], freeU: freeU, perturbedAttention: perturbedAttention)
+                intrablockResiduals: intrablock, freeU: freeU, perturbedAttention: perturbedAttention)
             let outChannels = output.shape[3]
             var noise = Layout.nhwcToNCHW(try backend.download(output), rows, outChannels, latentHeight, latentWidth)
             if index == 0 { inspect?("first_noise_pred", noise) }
@@ -240,6 +248,7 @@ struct GenerationRun {
                 step: index + 1, totalSteps: timesteps.count, timestep: t, seconds: seconds, backendPeakBytes: peakBytes,
                 latents: request.reportsLatents ? LatentArray(shape: latentShape, values: latents) : nil, previews: previews)))
         }
+        if adapter != nil { inspect?("adapter_calls", adapterCalls) }
         try Task.checkCancellation()
         let images = try overlaid(decode(latents))
         return GenerationResult(

@@ -56,10 +56,15 @@ final class LoadedModels {
         t2iAdapters = try configuration.t2iAdapters.map {
             try T2IAdapterModel.load(componentDirectory: $0, backend: backend, variant: configuration.variant)
         }
-        for (i, adapter) in t2iAdapters.enumerated().dropFirst() where adapter.downscaleFactor != t2iAdapters[0].downscaleFactor {
-            // (diffusers' MultiAdapter refuses adapters that downscale differently)
-            throw PipelineError.invalidArgument(
-                name: "t2iAdapters[\(i)]", message: "downscales by \(adapter.downscaleFactor), t2iAdapters[0] by \(t2iAdapters[0].downscaleFactor): all must agree")
+        for (i, adapter) in t2iAdapters.enumerated().dropFirst() {
+            // (diffusers' MultiAdapter refuses adapters that downscale differently, and adds the maps index by index)
+            let first = t2iAdapters[0], side = 64 * first.downscaleFactor
+            guard adapter.downscaleFactor == first.downscaleFactor,
+                  adapter.featureShapes(height: side, width: side) == first.featureShapes(height: side, width: side) else {
+                throw PipelineError.invalidArgument(
+                    name: "t2iAdapters[\(i)]",
+                    message: "gives feature maps \(adapter.featureShapes(height: side, width: side)) (downscale \(adapter.downscaleFactor)) for a \(side)² image, t2iAdapters[0] \(first.featureShapes(height: side, width: side)) (downscale \(first.downscaleFactor)): several adapters must agree")
+            }
         }
         try reloadTextEncodersIfNeeded(folder: folder, backend: backend, configuration: configuration)
         try LoRASet.checkEveryLoRAApplies(loraReports)  // (the files' pages went after text encoder 2 loaded)

@@ -13,7 +13,8 @@ public enum CustomSchedule: Sendable, Hashable {
     /// diffusers' `AysSchedules["StableDiffusionXLSigmas"]` (10 steps).
     public static let alignYourStepsSDXLSigmas = CustomSchedule.sigmas([14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.0])
 
-    /// The number of denoising steps (diffusers' `num_inference_steps` after `retrieve_timesteps`).
+    /// The number of denoising steps (for a second-order scheduler diffusers' `num_inference_steps` after
+    /// `retrieve_timesteps` is its timestep count, 2n − 1).
     public var stepCount: Int {
         switch self {
         case let .timesteps(values): return values.count
@@ -59,9 +60,11 @@ extension PositionedScheduler {
         if let strength, !(strength >= 0 && strength <= 1) { throw SchedulerError.invalidStrength(strength) }
     }
 
-    /// Installs `timesteps` of a caller's schedule with `strength`'s img2img start; `reset` repeats it.
+    /// Installs `timesteps` of a caller's schedule with `strength`'s img2img start; `reset` repeats it. As
+    /// diffusers' `retrieve_timesteps` sets `num_inference_steps = len(scheduler.timesteps)`, the img2img start
+    /// counts entries of `timesteps` (Heun's doubled ones too).
     mutating func installCustom(_ timesteps: [Double], schedule: CustomSchedule, strength: Double?) throws {
-        try position.install(timesteps, steps: schedule.stepCount, strength: strength, order: order)
+        try position.install(timesteps, steps: timesteps.count, strength: strength, order: order)
         position.requestedCustom = schedule
     }
 }

@@ -38,7 +38,7 @@ public protocol Scheduler: Sendable {
     mutating func setTimesteps(_ steps: Int, denoisingStart: Double) throws
     /// `set_timesteps(timesteps=…)` or `set_timesteps(sigmas=…)` (diffusers pipelines' `timesteps=` / `sigmas=`,
     /// e.g. Align Your Steps schedules), then `strength`'s img2img start as `setTimesteps(_:strength:)` with
-    /// `steps` = the schedule's step count. Schedulers outside this module, and those diffusers gives no such
+    /// `steps` = the number of timesteps set (diffusers' `retrieve_timesteps`: Heun's 2n − 1). Schedulers outside this module, and those diffusers gives no such
     /// argument, throw `SchedulerError.customScheduleUnsupported`.
     mutating func setTimesteps(_ schedule: CustomSchedule, strength: Double?) throws
     /// `scale_model_input` for the network call at `timesteps[timestepIndex]`.

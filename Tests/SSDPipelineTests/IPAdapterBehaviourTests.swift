@@ -71,7 +71,8 @@ struct IPAdapterBehaviourTests {
         await expectInvalid("imagePrompts[0].images") { $0.imagePrompts = [ImagePrompt(images: [])] }
         await expectInvalid("imagePrompts[0].scale") { $0.imagePrompts = [ImagePrompt(images: [image], scale: .nan)] }
         // Masks (diffusers `ip_adapter_masks`): an all-black mask keeps the image out everywhere (bitwise the plain
-        // generation), a white one applies it everywhere (each image on its own softmax: not the unmasked result).
+        // generation), a white one applies it everywhere (each image on its own softmax: not the unmasked result,
+        // where both images share one softmax).
         let black = try RGBImage(width: 64, height: 64, pixels: [UInt8](repeating: 0, count: 64 * 64 * 3))
         let white = try RGBImage(width: 64, height: 64, pixels: [UInt8](repeating: 255, count: 64 * 64 * 3))
         var masked = PipelineBehaviourTests.smallRequest()
@@ -82,6 +83,13 @@ struct IPAdapterBehaviourTests {
         masked.imagePrompts[0].imageScales = [0.8, 0.3]
         let whiteMasked = try await pipeline.generateResult(masked).latents.values
         #expect(PipelineParityTests.relativeError(whiteMasked, expected) > 1e-2)
+        // Two different images under white masks (two softmaxes, added) against the same images unmasked (one).
+        let image2 = try RGBImage(pngData: FileIO.readAll(Self.fixtures + "/ip_image2.png"))
+        masked.imagePrompts = [ImagePrompt(images: [image, image2], scale: 0.8)]
+        let together = try await pipeline.generateResult(masked).latents.values
+        masked.imagePrompts[0].masks = [white, white]
+        let apart = try await pipeline.generateResult(masked).latents.values
+        #expect(PipelineParityTests.relativeError(apart, together) > 1e-3)
         await expectInvalid("imagePrompts[0].masks") {
             $0.imagePrompts = [ImagePrompt(images: [image, image], scale: 0.8)]
             $0.imagePrompts[0].masks = [white]

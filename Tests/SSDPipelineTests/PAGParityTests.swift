@@ -36,6 +36,8 @@ struct PAGParityTests {
         var control_image: String?
         var controlnet_scale: Double?
         var control_guidance_end: Double?
+        var width: Int?
+        var height: Int?
         var testDescription: String { name }
     }
 
@@ -54,7 +56,7 @@ struct PAGParityTests {
         func png(_ name: String) throws -> RGBImage { try RGBImage(pngData: FileIO.readAll(fixtures + "/" + name)) }
         var r = GenerationRequest(prompt: c.prompt)
         r.negativePrompt = c.negative_prompt
-        r.size = ImageSize(width: 64, height: 64)
+        r.size = ImageSize(width: c.width ?? 64, height: c.height ?? 64)
         r.steps = c.steps
         r.guidanceScale = c.guidance
         r.guidanceRescale = c.guidance_rescale ?? 0

@@ -29,6 +29,8 @@ struct T2IAdapterParityTests {
         var guidance: Double
         var seed: UInt64
         var images_per_prompt: Int?
+        var width: Int?
+        var height: Int?
         var testDescription: String { name }
     }
 
@@ -71,7 +73,7 @@ struct T2IAdapterParityTests {
     static func request(_ c: Case) throws -> GenerationRequest {
         var r = GenerationRequest(prompt: c.prompt)
         r.negativePrompt = c.negative_prompt
-        r.size = ImageSize(width: 64, height: 64)
+        r.size = ImageSize(width: c.width ?? 64, height: c.height ?? 64)
         r.steps = c.steps
         r.guidanceScale = c.guidance
         r.seed = c.seed
@@ -102,6 +104,7 @@ struct T2IAdapterParityTests {
             recorder.values[name] = values
         }
         let reference = try SafetensorsFile(path: Self.fixtures + "/\(c.name).safetensors")
+        #expect(recorder.values["adapter_calls"] == (try reference.view("adapter_calls").floats()), "\(c.name) adapter_calls")
         for name in ["prompt_embeds", "add_text_embeds", "add_time_ids", "first_unet_input", "adapter_features", "first_noise_pred"] {
             let error = PipelineParityTests.relativeError(recorder.values[name] ?? [], try reference.view(name).floats())
             #expect(error <= tolerance, "\(c.name) \(name): relative error \(error)")
@@ -153,6 +156,11 @@ struct T2IAdapterBehaviourTests {
         await expectInvalid("adapters[0].conditioningScale") { $0.adapters[0].conditioningScale = .nan }
         await expectInvalid("adapterConditioningFactor") { $0.adapterConditioningFactor = 1.5 }
         await expectInvalid("initialImage") { $0.initialImage = InitialImage(image: sketch, strength: 0.5) }
+        // (sizes that are not multiples of 32 pixels work, except with FreeU, as its bases need them)
+        await expectInvalid("freeU") {
+            $0.size = ImageSize(width: 80, height: 48)
+            $0.freeU = .sdxl
+        }
         // An SD 1.x layout (features at 1/8, 1/16, …) does not fit the SDXL-shaped UNet (first slot at 1/16).
         await expectInvalid("t2iAdapters[0]", on: try await Self.pipeline(["full"])) { _ in }
     }

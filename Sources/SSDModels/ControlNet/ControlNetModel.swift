@@ -175,10 +175,6 @@ public final class ControlNetModel: Sendable {
                 model: Self.model, argument: "controlImage",
                 message: "expected NHWC [\(batch), \(sample.shape[1] * factor), \(sample.shape[2] * factor), \(config.conditioningChannels)], got \(controlImage.shape)")
         }
-        guard sample.shape[1] % network.sizeMultiple == 0, sample.shape[2] % network.sizeMultiple == 0 else {
-            throw ModelError.invalidInput(model: Self.model, argument: "sample",
-                                          message: "latent size \(sample.shape[1])×\(sample.shape[2]) must be a multiple of \(network.sizeMultiple)")
-        }
         let crossDims: [Int]
         switch c.crossAttentionDim { case let .one(d): crossDims = [d]; case let .many(list): crossDims = list }
         guard encoderHiddenStates.rank == 3, encoderHiddenStates.shape[0] == batch, crossDims.contains(encoderHiddenStates.shape[2]) else {

@@ -7,13 +7,15 @@ import SSDTensor
 public struct IPAdapterMasks: Sendable {
     /// One `height × width` map per image of the prompt, row-major (0 or 1 after diffusers' preprocessing).
     public var maps: [[Float]]
-    /// The maps' size (the output image's, as diffusers' preprocessing makes them).
+    /// The maps' height (the output image's, as diffusers' preprocessing makes them).
     public var height: Int
+    /// The maps' width.
     public var width: Int
     /// Per-image scales (diffusers `set_ip_adapter_scale([[s₁, s₂, …]])`); nil: the prompt's scale for each.
     public var scales: [Float]?
-    /// The latent size of the UNet calls the conditioning is for.
+    /// The latent height of the UNet calls the conditioning is for (checked at every call).
     public var latentHeight: Int
+    /// The latent width of those calls.
     public var latentWidth: Int
 
     /// Masks for `latentHeight × latentWidth` latents.

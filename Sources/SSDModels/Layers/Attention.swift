@@ -113,4 +113,6 @@ struct CrossAttentionContext: Sendable {
     var imageKeysValues: [String: [CrossAttentionKV]] = [:]
     var perturbedLayers: Set<String> = []
     var perturbedRows = 0
+    /// The latent `[height, width]` IP-Adapter masks were resampled for (nil: no masks).
+    var maskLatentSize: [Int]?
 }

@@ -30,7 +30,21 @@ struct Upsample2D: Sendable {
         conv = try Conv2d(scope("conv"), in: channels, out: channels, kernel: 3, role: .upsampleConv2d)
     }
 
-    func callAsFunction(_ x: Tensor, _ b: any ComputeBackend) throws -> Tensor {
-        try b.upsampleNearest2xConv2d(x, weight: conv.weight, bias: conv.bias)
+    /// `size`: diffusers' `upsample_size` (the skip connection's height and width when the UNet's input is not a
+    /// multiple of its total downscale): nearest interpolation to `2h − 1` is nearest ×2 without the last row
+    /// (torch's index ⌊i · h/(2h − 1)⌋ = ⌊i/2⌋ there), so ×2 then a crop.
+    func callAsFunction(_ x: Tensor, size: (height: Int, width: Int)? = nil, _ b: any ComputeBackend) throws -> Tensor {
+        let (h, w) = (x.shape[1], x.shape[2])
+        guard let size, size != (2 * h, 2 * w) else {
+            return try b.upsampleNearest2xConv2d(x, weight: conv.weight, bias: conv.bias)
+        }
+        guard size.height <= 2 * h, size.height >= 2 * h - 1, size.width <= 2 * w, size.width >= 2 * w - 1 else {
+            throw ModelError.invalidInput(model: "Upsample2D", argument: "upsample_size",
+                                          message: "\(size.height)×\(size.width) from \(h)×\(w) (needs twice the size, or one less)")
+        }
+        var up = try b.upsampleNearest2x(x)
+        if size.height < 2 * h { up = try b.slice(up, axis: 1, range: 0..<size.height) }
+        if size.width < 2 * w { up = try b.slice(up, axis: 2, range: 0..<size.width) }
+        return try conv(up, b)
     }
 }

@@ -28,9 +28,10 @@ public struct T2IAdapterConfig: Codable, Sendable {
         adapterType = try c.decodeIfPresent(String.self, forKey: .adapterType) ?? "full_adapter"
     }
 
-    /// A configuration from its fields.
+    /// A configuration from its fields (defaults: diffusers' `T2IAdapter.__init__`; SDXL adapters use
+    /// `downscaleFactor: 16, adapterType: "full_adapter_xl"`).
     public init(inChannels: Int = 3, channels: [Int] = [320, 640, 1280, 1280], numResBlocks: Int = 2,
-                downscaleFactor: Int = 16, adapterType: String = "full_adapter_xl") {
+                downscaleFactor: Int = 8, adapterType: String = "full_adapter") {
         self.inChannels = inChannels
         self.channels = channels
         self.numResBlocks = numResBlocks
@@ -195,14 +196,14 @@ public final class T2IAdapterModel: Sendable {
         return features
     }
 
-    /// `nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True)` on NHWC activations of even height and width
-    /// (the four values summed, then halved twice: exact scaling by 1/4).
-    static func averagePool2x2(_ x: Tensor, _ b: any ComputeBackend) throws -> Tensor {
+    /// `nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True)` on NHWC activations (the four values summed, then
+    /// scaled by 1/4). An odd height or width first repeats its last row or column: the edge windows then
+    /// average their pixels inside the input, as ceil mode's divisor does (x + x = 2x exactly).
+    static func averagePool2x2(_ input: Tensor, _ b: any ComputeBackend) throws -> Tensor {
+        var x = input
+        if x.shape[1] % 2 == 1 { x = try b.concat([x, b.slice(x, axis: 1, range: (x.shape[1] - 1)..<x.shape[1])], axis: 1) }
+        if x.shape[2] % 2 == 1 { x = try b.concat([x, b.slice(x, axis: 2, range: (x.shape[2] - 1)..<x.shape[2])], axis: 2) }
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        guard h % 2 == 0, w % 2 == 0 else {
-            throw ModelError.invalidInput(model: model, argument: "image",
-                                          message: "a feature map of \(h)×\(w) cannot be pooled evenly (use an image size that is a multiple of the adapter's total downscale)")
-        }
         // Rows: [n·h/2, 2, w·c] → the two halves added; columns: [n·h/2·w/2, 2, c] likewise.
         let rows = try x.reshaped([n * h / 2, 2, w * c])
         let rowSum = try b.binary(b.slice(rows, axis: 1, range: 0..<1), b.slice(rows, axis: 1, range: 1..<2), .add)

@@ -33,7 +33,7 @@ public struct FreeU: Sendable, Hashable {
     public static let sdxl = FreeU(s1: 0.6, s2: 0.4, b1: 1.1, b2: 1.2)
 
     /// diffusers' `is_freeu_enabled`: every factor non-zero.
-    var isEnabled: Bool { s1 != 0 && s2 != 0 && b1 != 0 && b2 != 0 }
+    public var isEnabled: Bool { s1 != 0 && s2 != 0 && b1 != 0 && b2 != 0 }
 
     /// The filter of one generation: per up block (0 and 1) its factors and, for the skips' `h × w`, the
     /// real Fourier basis of the masked modes (uploaded before any replayed region, whose input it is).

@@ -105,7 +105,8 @@ struct UpBlock2D: Sendable {
             h = try resnet(h, activatedTimeEmbedding: temb, b)
             if !attentions.isEmpty, let context { h = try attentions[i](h, context: context, b) }
         }
-        if let upsampler { h = try upsampler(h, b) }
+        // (the next skip's size: diffusers' `upsample_size`, odd where the input is not a multiple of 2^levels)
+        if let upsampler { h = try upsampler(h, size: usesSkips ? skips.last.map { ($0.shape[1], $0.shape[2]) } : nil, b) }
         return h
     }
 }

@@ -44,7 +44,8 @@ public final class UNet2DConditionModel: Sendable {
 
     /// One denoising call.
     /// - Parameters:
-    ///   - sample: NHWC latents `[B, h, w, in_channels]`; `h` and `w` multiples of 2^(levels−1).
+    ///   - sample: NHWC latents `[B, h, w, in_channels]`, any size: where `h` or `w` is not a multiple of
+    ///     2^(levels−1) the up blocks upsample to the skip connections' sizes (diffusers' `forward_upsample_size`).
     ///   - timesteps: one timestep per batch row (or one for all rows).
     ///   - encoderHiddenStates: text embeddings `[B, T, cross_attention_dim]`.
     ///   - textEmbeds: pooled text embedding `[B, D]` (`text_time` conditioning; SDXL `D = 1280`).
@@ -58,6 +59,10 @@ public final class UNet2DConditionModel: Sendable {
         try forward(sample: sample, timesteps: timesteps, encoderHiddenStates: encoderHiddenStates,
                     textEmbeds: textEmbeds, timeIDs: timeIDs, timestepCond: timestepCond, trace: nil)
     }
+
+    /// `2^num_upsamplers`: latent sizes that are multiples of it go down and up the UNet without odd sizes
+    /// (required by FreeU).
+    public var totalDownscale: Int { network.sizeMultiple }
 
     /// FreeU's filters for calls on latents of `latentHeight × latentWidth` (the Fourier bases at the first
     /// two up blocks' sizes), made once per generation and passed to every call's `freeU:`; disabled
@@ -110,9 +115,8 @@ public final class UNet2DConditionModel: Sendable {
             throw ModelError.invalidInput(model: model, argument: "sample", message: "expected NHWC [B, h, w, \(config.inChannels)], got \(sample.shape)")
         }
         let batch = sample.shape[0]
-        guard sample.shape[1] % network.sizeMultiple == 0, sample.shape[2] % network.sizeMultiple == 0 else {
-            throw ModelError.invalidInput(model: model, argument: "sample",
-                                          message: "latent size \(sample.shape[1])×\(sample.shape[2]) must be a multiple of \(network.sizeMultiple)")
+        guard sample.shape[1] > 0, sample.shape[2] > 0 else {
+            throw ModelError.invalidInput(model: model, argument: "sample", message: "latent size \(sample.shape[1])×\(sample.shape[2]) is empty")
         }
         guard context.states.shape[0] == batch else {
             throw ModelError.invalidInput(model: model, argument: "encoderHiddenStates", message: "expected [\(batch), T, D], got \(context.states.shape)")
@@ -132,6 +136,10 @@ public final class UNet2DConditionModel: Sendable {
             throw ModelError.invalidInput(model: model, argument: "freeU", message: "filters made for \(freeU.latentHeight)×\(freeU.latentWidth) latents of another call or UNet")
         }
         let freeUFilters = freeU?.filters ?? []
+        if let size = context.maskLatentSize, size != [x.shape[1], x.shape[2]] {
+            throw ModelError.invalidInput(model: model, argument: "imagePrompts.masks",
+                                          message: "made for \(size[0])×\(size[1]) latents, the sample is \(x.shape[1])×\(x.shape[2])")
+        }
         var context = context
         if let perturbed, perturbed.rows > 0 {
             guard perturbed.rows < batch else {

@@ -26,7 +26,7 @@ struct UNetNetwork: Sendable {
     let flipSinToCos: Bool
     let freqShift: Float
     let centerInputSample: Bool
-    /// Latent height and width must be multiples of this (`2^num_upsamplers`).
+    /// `2^num_upsamplers`: latent sizes that are not multiples of it upsample to the skips' sizes (FreeU needs them).
     let sizeMultiple: Int
     /// The model's name in errors (`UNet2DConditionModel`, or `ControlNetModel` for its encoder).
     let modelName: String

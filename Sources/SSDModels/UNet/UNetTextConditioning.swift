@@ -71,12 +71,15 @@ extension UNet2DConditionModel {
         let n = masks.maps.count
         let scales = masks.scales ?? Array(repeating: prompt.scale, count: n)
         guard n > 0, scales.count == n, prompt.tokens.shape[1] % n == 0, prompt.tokens.shape[1] / n == prompt.adapter.tokensPerImage,
-              masks.maps.allSatisfy({ $0.count == masks.height * masks.width }) else {
+              masks.height > 0, masks.width > 0, masks.latentHeight > 0, masks.latentWidth > 0,
+              masks.maps.allSatisfy({ $0.count == masks.height * masks.width }),
+              context.maskLatentSize.map({ $0 == [masks.latentHeight, masks.latentWidth] }) ?? true else {
             throw ModelError.invalidInput(
                 model: UNetNetwork.model, argument: "imagePrompts.masks",
                 message: "\(n) masks of \(masks.height)×\(masks.width) and \(scales.count) scales for tokens \(prompt.tokens.shape) (\(prompt.adapter.tokensPerImage) per image)")
         }
         guard !scales.allSatisfy({ $0 == 0 }) else { return }
+        context.maskLatentSize = [masks.latentHeight, masks.latentWidth]
         let perImage = prompt.adapter.tokensPerImage
         let dtype = backend.activationDType(for: .unet)
         let levels = network.downBlocks.count
