@@ -70,6 +70,8 @@ feature t2i-adapter $M --t2i-adapter $F/t2i-adapter/xl --t2i-adapter $F/t2i-adap
   --adapter-image $F/t2i_sketch_wide.png --adapter-scale 0.8 --adapter-scale 0.5 --adapter-factor 0.75
 # Perturbed-attention guidance (three-part batch; identity self-attention rows; the layers are in the graph key).
 feature pag $M --pag-scale 2.5 --pag-layer down_blocks.2 --pag-layer up_blocks.0 --pag-adaptive-scale 0.002
+# A size that is not a multiple of 32 pixels (odd latent grids; cropped upsampling).
+feature odd-size $M --width 80 --height 48  # (240 noise values: torch draws fp16 as fp32)
 feature inpaint9 --model $F/tiny-ssd1b-inpaint --prompt a-red-door --init-image $F/init.png --mask $F/mask.png --strength 0.8
 feature controlnet-inpaint $M --init-image $F/init.png --mask $F/mask.png --controlnet $F/tiny-controlnet --control-image $F/control.png
 # The refiner from the CPU base's latents cut at 60 % (the same latents for every backend).

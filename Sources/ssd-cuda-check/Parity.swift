@@ -198,6 +198,53 @@ final class ParityCheck {
                 let x = try input([2, 5, 6, 12], dtype)
                 return (try cuda.upsampleNearest2x(x.cuda), try reference.upsampleNearest2x(x.reference))
             }
+            // Upsample2D to an odd skip size (a UNet input that is not a multiple of 32 pixels): ×2, crop, conv.
+            check("upsample ×2 cropped to 9×7 + conv 3x3 (upsampleConv2d weight)", dtype) {
+                let x = try input([2, 5, 4, 32], dtype), w = try weight([32, 32, 3, 3], .upsampleConv2d, dtype), b = try weight([32], .vector, dtype)
+                func run(_ backend: any ComputeBackend, _ x: Tensor, _ w: Tensor, _ b: Tensor) throws -> Tensor {
+                    let up = try backend.slice(backend.slice(backend.upsampleNearest2x(x), axis: 1, range: 0..<9), axis: 2, range: 0..<7)
+                    return try backend.conv2d(up, weight: w, bias: b, stride: 1, padding: 1)
+                }
+                return (try run(cuda, x.cuda, w.cuda, b.cuda), try run(reference, x.reference, w.reference, b.reference))
+            }
+            check("conv2d 3x3 s1 p1 32->32 on 9×7 (63 pixels)", dtype) {
+                let x = try input([2, 9, 7, 32], dtype), w = try weight([32, 32, 3, 3], .conv2d, dtype), b = try weight([32], .vector, dtype)
+                return (try cuda.conv2d(x.cuda, weight: w.cuda, bias: b.cuda, stride: 1, padding: 1),
+                        try reference.conv2d(x.reference, weight: w.reference, bias: b.reference, stride: 1, padding: 1))
+            }
+            check("conv2d 3x3 s2 p1 32->32 on 9×7", dtype) {
+                let x = try input([2, 9, 7, 32], dtype), w = try weight([32, 32, 3, 3], .conv2d, dtype), b = try weight([32], .vector, dtype)
+                return (try cuda.conv2d(x.cuda, weight: w.cuda, bias: b.cuda, stride: 2, padding: 1),
+                        try reference.conv2d(x.reference, weight: w.reference, bias: b.reference, stride: 2, padding: 1))
+            }
+            check("groupNormSiLU [2,9,7,32] g8", dtype) {
+                let x = try input([2, 9, 7, 32], dtype), w = try weight([32], .vector, dtype, offset: 1), b = try weight([32], .vector, dtype)
+                return (try cuda.groupNormSiLU(x.cuda, groups: 8, weight: w.cuda, bias: b.cuda, epsilon: 1e-5),
+                        try reference.groupNormSiLU(x.reference, groups: 8, weight: w.reference, bias: b.reference, epsilon: 1e-5))
+            }
+            for (cin, cout) in [(4, 16), (16, 4), (48, 16), (32, 16), (16, 16)] {
+                check("conv2d 3x3 s1 p1 \(cin)->\(cout) on 9×7 +residual", dtype) {
+                    let x = try input([2, 9, 7, cin], dtype), w = try weight([cout, cin, 3, 3], .conv2d, dtype), b = try weight([cout], .vector, dtype)
+                    let r = try input([2, 9, 7, cout], dtype)
+                    return (try cuda.conv2d(x.cuda, weight: w.cuda, bias: b.cuda, stride: 1, padding: 1, residual: r.cuda),
+                            try reference.conv2d(x.reference, weight: w.reference, bias: b.reference, stride: 1, padding: 1, residual: r.reference))
+                }
+            }
+            check("groupNormSiLU [2,9,7,16] g8", dtype) {
+                let x = try input([2, 9, 7, 16], dtype), w = try weight([16], .vector, dtype, offset: 1), b = try weight([16], .vector, dtype)
+                return (try cuda.groupNormSiLU(x.cuda, groups: 8, weight: w.cuda, bias: b.cuda, epsilon: 1e-5),
+                        try reference.groupNormSiLU(x.reference, groups: 8, weight: w.reference, bias: b.reference, epsilon: 1e-5))
+            }
+            check("groupNormSiLUConv2d [2,9,7,16] g8 16->16", dtype) {
+                let x = try input([2, 9, 7, 16], dtype), nw = try weight([16], .vector, dtype, offset: 1), nb = try weight([16], .vector, dtype)
+                let w = try weight([16, 16, 3, 3], .conv2d, dtype), b = try weight([16], .vector, dtype)
+                return (try cuda.groupNormSiLUConv2d(x.cuda, groups: 8, normWeight: nw.cuda, normBias: nb.cuda, epsilon: 1e-5, weight: w.cuda, bias: b.cuda, padding: 1, residual: nil),
+                        try reference.groupNormSiLUConv2d(x.reference, groups: 8, normWeight: nw.reference, normBias: nb.reference, epsilon: 1e-5, weight: w.reference, bias: b.reference, padding: 1, residual: nil))
+            }
+            check("concat [2,9,7,16]+[2,9,7,32] axis 3", dtype) {
+                let a = try input([2, 9, 7, 16], dtype), c = try input([2, 9, 7, 32], dtype)
+                return (try cuda.concat([a.cuda, c.cuda], axis: 3), try reference.concat([a.reference, c.reference], axis: 3))
+            }
             check("embedding 77 ids", dtype) {
                 let table = try weight([300, 64], .embedding, dtype, scale: 1)
                 let ids = (0..<77).map { Int32(($0 * 37) % 300) }

@@ -166,6 +166,13 @@ import Testing
         (fixture: "pag_basic", graphs: "1", arguments: ["--prompt", "a photo of a cat", "--negative-prompt", "blurry", "--guidance", "7",
                                                         "--seed", "20", "--steps", "3", "--pag-scale", "3", "--pag-layer", "down_blocks.2"],
          tolerance: 5e-3),
+        // Latents of 6 × 10 → 3 × 5 → 2 × 3: upsampling to odd skip sizes (a cropped ×2 before the convolution), the
+        // adapter's ceil-mode pooling. (240 noise values: a multiple of 16, so torch's fp16 draw equals the fp32 one.)
+        (fixture: "t2i_odd_size", graphs: "1", arguments: ["--prompt", "a ship", "--guidance", "6", "--seed", "15", "--steps", "3",
+                                                           "--width", "80", "--height", "48",
+                                                           "--t2i-adapter", NullDriverTests.root + "/Tests/Fixtures/pipeline/t2i-adapter/xl",
+                                                           "--adapter-image", NullDriverTests.root + "/Tests/Fixtures/pipeline/t2i_sketch_wide.png"],
+         tolerance: 5e-3),
     ])
     func tinyPipelineOnTheEmulatedDriverMatchesDiffusers(_ c: (fixture: String, graphs: String, arguments: [String], tolerance: Double)) throws {
         guard let ssd1b = executable("ssd1b") else { return }
