@@ -32,36 +32,25 @@ extension ImageProcessing {
         var x2 = min(right + 1 + pad, w), y2 = min(bottom + 1 + pad, h)
         let ratioCrop = Double(x2 - x1) / Double(y2 - y1)
         let ratioProcessing = Double(width) / Double(height)
+        /// Widens `[lo, hi)` by `diff` (half each side, floor first), shifted back inside `[0, limit)`.
+        func grow(_ lo: inout Int, _ hi: inout Int, by diff: Int, limit: Int) {
+            lo -= floorDivide(diff, 2)
+            hi += diff - floorDivide(diff, 2)
+            if hi >= limit {
+                let over = hi - limit
+                hi -= over
+                lo -= over
+            }
+            if lo < 0 {
+                hi -= lo
+                lo = 0
+            }
+            if hi >= limit { hi = limit }
+        }
         if ratioCrop > ratioProcessing {
-            let desiredHeight = Double(x2 - x1) / ratioProcessing
-            let diff = Int(desiredHeight - Double(y2 - y1))
-            y1 -= floorDivide(diff, 2)
-            y2 += diff - floorDivide(diff, 2)
-            if y2 >= h {
-                let over = y2 - h
-                y2 -= over
-                y1 -= over
-            }
-            if y1 < 0 {
-                y2 -= y1
-                y1 = 0
-            }
-            if y2 >= h { y2 = h }
+            grow(&y1, &y2, by: Int(Double(x2 - x1) / ratioProcessing - Double(y2 - y1)), limit: h)
         } else {
-            let desiredWidth = Double(y2 - y1) * ratioProcessing
-            let diff = Int(desiredWidth - Double(x2 - x1))
-            x1 -= floorDivide(diff, 2)
-            x2 += diff - floorDivide(diff, 2)
-            if x2 >= w {
-                let over = x2 - w
-                x2 -= over
-                x1 -= over
-            }
-            if x1 < 0 {
-                x2 -= x1
-                x1 = 0
-            }
-            if x2 >= w { x2 = w }
+            grow(&x1, &x2, by: Int(Double(y2 - y1) * ratioProcessing - Double(x2 - x1)), limit: w)
         }
         return CropRegion(x1: x1, y1: y1, x2: x2, y2: y2)
     }

@@ -98,18 +98,10 @@ struct PAGParityTests {
     }
 
     func check(_ c: Case, backend: BackendChoice, tolerance: Double) async throws {
-        let folder = c.folder.map { Self.fixtures + "/" + $0 } ?? PipelineParityTests.folder
-        let pipeline = try await DiffusionPipeline(contentsOf: folder, configuration: Self.configuration(c, backend: backend))
-        let recorder = PipelineParityTests.Recorder()
-        let result = try await pipeline.generateResult(try Self.request(c), progress: nil) { name, values in
-            recorder.values[name] = values
-        }
-        let reference = try SafetensorsFile(path: Self.fixtures + "/\(c.name).safetensors")
-        for name in ["prompt_embeds", "add_text_embeds", "add_time_ids", "first_unet_input", "first_noise_pred"] {
-            let error = PipelineParityTests.relativeError(recorder.values[name] ?? [], try reference.view(name).floats())
-            #expect(error <= tolerance, "\(c.name) \(name): relative error \(error)")
-        }
-        try PipelineParityTests.expectFinalOutputs(result, reference: reference, name: c.name, tolerance: tolerance)
+        try await PipelineParityTests.expectGeneration(
+            folder: c.folder.map { Self.fixtures + "/" + $0 } ?? PipelineParityTests.folder, configuration: Self.configuration(c, backend: backend),
+            request: try Self.request(c), fixture: c.name,
+            compared: ["prompt_embeds", "add_text_embeds", "add_time_ids", "first_unet_input", "first_noise_pred"], tolerance: tolerance)
     }
 
     /// diffusers' default layer "mid" on a UNet whose mid block is one resnet (SSD-1B's shape): diffusers raises

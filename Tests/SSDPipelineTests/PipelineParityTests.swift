@@ -157,6 +157,28 @@ struct PipelineParityTests {
         var values: [String: [Float]] = [:]
     }
 
+    /// One generation of `request` on the pipeline in `folder`, compared with the fixture `<name>.safetensors`:
+    /// each of `compared` (intermediates the run hands to `inspect`) and the final outputs within `tolerance`.
+    /// Returns what was recorded, the fixture and the result, for further checks.
+    @discardableResult
+    static func expectGeneration(
+        folder: String = PipelineParityTests.folder, configuration: PipelineConfiguration, request: GenerationRequest,
+        fixture name: String, compared: [String], tolerance: Double
+    ) async throws -> (recorded: [String: [Float]], reference: SafetensorsFile, result: GenerationResult) {
+        let pipeline = try await DiffusionPipeline(contentsOf: folder, configuration: configuration)
+        let recorder = Recorder()
+        let result = try await pipeline.generateResult(request, progress: nil) { name, values in
+            recorder.values[name] = values
+        }
+        let reference = try SafetensorsFile(path: fixtures + "/\(name).safetensors")
+        for entry in compared {
+            let error = relativeError(recorder.values[entry] ?? [], try reference.view(entry).floats())
+            #expect(error <= tolerance, "\(name) \(entry): relative error \(error)")
+        }
+        try expectFinalOutputs(result, reference: reference, name: name, tolerance: tolerance)
+        return (recorder.values, reference, result)
+    }
+
     @Test(arguments: cases)
     func referenceBackendMatchesDiffusers(_ c: Case) async throws {
         try await check(c, backend: .reference, tolerance: 1e-4)

@@ -98,18 +98,11 @@ struct T2IAdapterParityTests {
     }
 
     func check(_ c: Case, backend: BackendChoice, tolerance: Double) async throws {
-        let pipeline = try await DiffusionPipeline(contentsOf: PipelineParityTests.folder, configuration: Self.configuration(c, backend: backend))
-        let recorder = PipelineParityTests.Recorder()
-        let result = try await pipeline.generateResult(try Self.request(c), progress: nil) { name, values in
-            recorder.values[name] = values
-        }
-        let reference = try SafetensorsFile(path: Self.fixtures + "/\(c.name).safetensors")
-        #expect(recorder.values["adapter_calls"] == (try reference.view("adapter_calls").floats()), "\(c.name) adapter_calls")
-        for name in ["prompt_embeds", "add_text_embeds", "add_time_ids", "first_unet_input", "adapter_features", "first_noise_pred"] {
-            let error = PipelineParityTests.relativeError(recorder.values[name] ?? [], try reference.view(name).floats())
-            #expect(error <= tolerance, "\(c.name) \(name): relative error \(error)")
-        }
-        try PipelineParityTests.expectFinalOutputs(result, reference: reference, name: c.name, tolerance: tolerance)
+        let (recorded, reference, _) = try await PipelineParityTests.expectGeneration(
+            configuration: Self.configuration(c, backend: backend), request: try Self.request(c), fixture: c.name,
+            compared: ["prompt_embeds", "add_text_embeds", "add_time_ids", "first_unet_input", "adapter_features", "first_noise_pred"],
+            tolerance: tolerance)
+        #expect(recorded["adapter_calls"] == (try reference.view("adapter_calls").floats()), "\(c.name) adapter_calls")
     }
 }
 
