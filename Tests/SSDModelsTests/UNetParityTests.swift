@@ -84,13 +84,22 @@ import Testing
         }
     }
 
-    @Test func rejectsLatentSizesThatDoNotDivide() throws {
+    /// Latent sizes that are not multiples of the total downscale run as in diffusers (`forward_upsample_size`:
+    /// the up blocks upsample to the skips' sizes; parity at such sizes: the pipeline cases `*_odd_size`); an
+    /// empty one is a typed error.
+    @Test func latentSizesThatDoNotDivideRunAndEmptyOnesAreRefused() throws {
         let backend = ReferenceBackend()
         let unet = try UNet2DConditionModel.load(componentDirectory: Fixtures.models("unet_crossmid"), backend: backend)
-        let sample = try backend.upload([Float](repeating: 0, count: 1 * 6 * 8 * 4), shape: [1, 6, 8, 4])
         let context = try backend.upload([Float](repeating: 0, count: 7 * 16), shape: [1, 7, 16])
+        for (h, w) in [(6, 8), (5, 7), (3, 1)] {
+            let sample = try backend.upload((0..<(h * w * 4)).map { Float($0 % 7) / 7 }, shape: [1, h, w, 4])
+            let output = try unet(sample: sample, timesteps: [1], encoderHiddenStates: context, textEmbeds: nil, timeIDs: nil)
+            #expect(output.shape == [1, h, w, 4])
+            #expect(try backend.download(output).allSatisfy(\.isFinite))
+        }
+        let empty = try backend.upload([], shape: [1, 0, 8, 4])
         #expect(throws: ModelError.self) {
-            try unet(sample: sample, timesteps: [1], encoderHiddenStates: context, textEmbeds: nil, timeIDs: nil)
+            try unet(sample: empty, timesteps: [1], encoderHiddenStates: context, textEmbeds: nil, timeIDs: nil)
         }
     }
 }
