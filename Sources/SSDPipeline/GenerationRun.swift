@@ -150,6 +150,7 @@ struct GenerationRun {
             do {
                 try scheduler.setTimesteps(custom, strength: strength)
             } catch let error as SchedulerError {
+                if case .noStepsForStrength = error { throw PipelineError.invalidArgument(name: "strength", message: "\(error) (custom schedule)") }
                 throw PipelineError.invalidArgument(name: "customSchedule", message: "\(error)")
             }
         } else if let start = request.denoisingStart {

@@ -13,8 +13,8 @@ public enum CustomSchedule: Sendable, Hashable {
     /// diffusers' `AysSchedules["StableDiffusionXLSigmas"]` (10 steps).
     public static let alignYourStepsSDXLSigmas = CustomSchedule.sigmas([14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.0])
 
-    /// The number of denoising steps (for a second-order scheduler diffusers' `num_inference_steps` after
-    /// `retrieve_timesteps` is its timestep count, 2n − 1).
+    /// The number of solver steps n (diffusers' `num_inference_steps` after `retrieve_timesteps` is the number of
+    /// timesteps set, which for Heun is 2n − 1).
     public var stepCount: Int {
         switch self {
         case let .timesteps(values): return values.count

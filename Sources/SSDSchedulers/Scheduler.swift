@@ -179,7 +179,11 @@ struct SchedulePosition: Sendable, Hashable {
         if let strength {
             let initTimestep = min(Int(Double(steps) * strength), steps)
             let start = max(steps - initTimestep, 0)
-            guard steps - start >= 1 else { throw SchedulerError.noStepsForStrength(steps: steps, strength: strength) }
+            // (with a custom schedule a second-order scheduler counts its 2n − 1 timesteps as steps, as diffusers'
+            // `retrieve_timesteps`, so `start · order` can run past them: no step left)
+            guard steps - start >= 1, start * order < timesteps.count else {
+                throw SchedulerError.noStepsForStrength(steps: steps, strength: strength)
+            }
             begin = start * order
         }
         allTimesteps = timesteps

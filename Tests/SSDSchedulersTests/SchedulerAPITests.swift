@@ -148,3 +148,16 @@ import Testing
         #expect(scheduler.timesteps == timesteps && scheduler.stepIndex == 0)
     }
 }
+
+extension CustomScheduleTests {
+    /// Heun with a custom schedule counts its 2n − 1 timesteps as steps (diffusers' `retrieve_timesteps`), so a low
+    /// img2img strength leaves none: a typed error, not a trap.
+    @Test func heunCustomScheduleWithLowStrengthThrows() throws {
+        var heun = try Self.make("heun")
+        for strength in [0.3, 0.5] {
+            #expect(throws: SchedulerError.self) { try heun.setTimesteps(.alignYourStepsSDXLTimesteps, strength: strength) }
+        }
+        try heun.setTimesteps(.alignYourStepsSDXLTimesteps, strength: 0.6)
+        #expect(heun.timesteps.count == 3)  // (diffusers: timesteps[16:] of 19)
+    }
+}

@@ -32,7 +32,7 @@ struct Upsample2D: Sendable {
 
     /// `size`: diffusers' `upsample_size` (the skip connection's height and width when the UNet's input is not a
     /// multiple of its total downscale): nearest interpolation to `2h − 1` is nearest ×2 without the last row
-    /// (torch's index ⌊i · h/(2h − 1)⌋ = ⌊i/2⌋ there), so ×2 then a crop.
+    /// (torch's index ⌊i · h/(2h − 1)⌋ = ⌊i/2⌋ there, in torch's float32 arithmetic while h < 2095), so ×2 then a crop.
     func callAsFunction(_ x: Tensor, size: (height: Int, width: Int)? = nil, _ b: any ComputeBackend) throws -> Tensor {
         let (h, w) = (x.shape[1], x.shape[2])
         guard let size, size != (2 * h, 2 * w) else {

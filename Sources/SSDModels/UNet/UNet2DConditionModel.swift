@@ -69,14 +69,15 @@ public final class UNet2DConditionModel: Sendable {
     /// settings (a zero factor) give filters that change nothing, as in diffusers.
     public func freeUFilters(_ freeU: FreeU, latentHeight: Int, latentWidth: Int) throws -> FreeUFilters {
         let levels = network.downBlocks.filter { $0.downsampler != nil }.count
+        guard freeU.isEnabled else {
+            return FreeUFilters(filters: [], latentHeight: latentHeight, latentWidth: latentWidth, unetKey: replayKey)
+        }
         guard latentHeight % network.sizeMultiple == 0, latentWidth % network.sizeMultiple == 0 else {
             throw ModelError.invalidInput(model: UNetNetwork.model, argument: "freeU",
                                           message: "latent size \(latentHeight)×\(latentWidth) must be a multiple of \(network.sizeMultiple)")
         }
-        let filters = freeU.isEnabled
-            ? Array(try freeU.filters(lowestHeight: latentHeight >> levels, lowestWidth: latentWidth >> levels,
-                                      dtype: backend.activationDType(for: .unet), backend).prefix(network.upBlocks.count))
-            : []
+        let filters = Array(try freeU.filters(lowestHeight: latentHeight >> levels, lowestWidth: latentWidth >> levels,
+                                              dtype: backend.activationDType(for: .unet), backend).prefix(network.upBlocks.count))
         return FreeUFilters(filters: filters, latentHeight: latentHeight, latentWidth: latentWidth, unetKey: replayKey)
     }
 
