@@ -319,7 +319,7 @@ public struct GenerationRequest: Sendable {
     public var adapterConditioningFactor: Double = 1
     /// A schedule instead of `steps` (diffusers' `timesteps=` / `sigmas=`, e.g. `.alignYourStepsSDXLTimesteps`
     /// with `dpm++2m`, or `.alignYourStepsSDXLSigmas` with `euler`); the scheduler must take it (Euler: both,
-    /// Heun and DPM-Solver++: timesteps; others: `invalidArgument(name: "customSchedule")`); nil: `steps`.
+    /// Heun, DPM-Solver++ and LCM: timesteps; others: `invalidArgument(name: "customSchedule")`); nil: `steps`.
     public var customSchedule: CustomSchedule?
     /// Perturbed-attention guidance (PAG); nil: off. With classifier-free guidance the UNet batch has three
     /// parts (unconditional, conditional, perturbed), without it two.

@@ -3,7 +3,7 @@
 /// `schedulers/scheduling_utils.py`).
 public enum CustomSchedule: Sendable, Hashable {
     /// Training timesteps, one per step, in the order they run (`timesteps=`; `EulerDiscreteScheduler`,
-    /// `HeunDiscreteScheduler`, `DPMSolverMultistepScheduler` take them).
+    /// `HeunDiscreteScheduler`, `DPMSolverMultistepScheduler`, `LCMScheduler` take them).
     case timesteps([Double])
     /// Noise levels, one per step plus the final one (`sigmas=`; `EulerDiscreteScheduler` takes them).
     case sigmas([Double])

@@ -58,6 +58,19 @@ public struct LCMScheduler: PositionedScheduler {
         try position.install(indices.map { Double(descending[$0]) }, steps: steps, strength: strength, order: order)
     }
 
+    /// `set_timesteps(timesteps=…)`: descending timesteps (diffusers raises otherwise; ones off the distillation
+    /// schedule only get its warning), cast to integers (`np.int64`, toward zero); `num_inference_steps` is their count.
+    public mutating func setTimesteps(_ schedule: CustomSchedule, strength: Double?) throws {
+        guard case let .timesteps(values) = schedule else {
+            throw SchedulerError.customScheduleUnsupported(scheduler: name, reason: "its set_timesteps takes timesteps, not sigmas")
+        }
+        try validateCustom(schedule, strength: strength)
+        for i in values.indices.dropFirst() where values[i] >= values[i - 1] {
+            throw SchedulerError.invalidCustomSchedule("LCMScheduler's timesteps must be in descending order (\(values))")
+        }
+        try installCustom(values.map { $0.rounded(.towardZero) }, schedule: schedule, strength: strength)
+    }
+
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
         try unscaledInput(sample, timestepIndex: timestepIndex)
     }

@@ -122,11 +122,13 @@ import Testing
     }
 
     @Test func unsupportedCombinationsThrow() throws {
-        for name in ["euler-a", "ddim", "unipc", "lcm"] {
+        for name in ["euler-a", "ddim", "unipc"] {
             var scheduler = try Self.make(name)
             #expect(throws: SchedulerError.self) { try scheduler.setTimesteps(.alignYourStepsSDXLTimesteps, strength: nil) }
         }
-        for name in ["dpm++2m", "heun"] {
+        var lcm = try Self.make("lcm")
+        #expect(throws: SchedulerError.self) { try lcm.setTimesteps(.timesteps([500, 700]), strength: nil) }  // (ascending)
+        for name in ["dpm++2m", "heun", "lcm"] {
             var scheduler = try Self.make(name)
             #expect(throws: SchedulerError.self) { try scheduler.setTimesteps(.alignYourStepsSDXLSigmas, strength: nil) }
         }
