@@ -61,6 +61,7 @@ let generateUsage = """
       --ip-scale F                 IP-Adapter scale (default 1; once for all adapters, or once per adapter)
       --ip-mask PNG[,PNG…]|none    masks of each --ip-adapter's images (ip_adapter_masks: white = where the image
                                    applies; each image attended on its own); once per --ip-adapter, `none` for unmasked
+      --ip-mask-scale S[,S…]|none  with --ip-mask: one scale per masked image (set_ip_adapter_scale([[s₁, s₂]])); once per --ip-adapter
       --t2i-adapter DIR            T2I-Adapter folder (diffusers T2IAdapter, e.g. an SDXL canny / sketch / depth one) steering
                                    text-to-image; repeat for several (summed with their scales as weights, MultiAdapter)
       --adapter-image PNG          its image (resized to the output size; greyscale for one-channel adapters); one per --t2i-adapter
@@ -162,7 +163,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                       "--padding-mask-crop",
                       "--preview-decoder", "--preview-every", "--preview",
                       "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end",
-                      "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale", "--ip-mask",
+                      "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale", "--ip-mask", "--ip-mask-scale",
                       "--t2i-adapter", "--adapter-image", "--adapter-scale", "--adapter-factor",
                       "--pag-scale", "--pag-layer", "--pag-adaptive-scale", "--timesteps", "--sigmas",
                       "--init-latents", "--denoising-end", "--denoising-start", "--aesthetic-score", "--negative-aesthetic-score",
@@ -289,9 +290,12 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             guard ipScales.count <= 1 || ipScales.count == ipAdapters.count else {
                 throw UsageError(description: "--ip-scale: give it once or once per --ip-adapter (\(ipAdapters.count))")
             }
-            let ipMasks = options.allValues["--ip-mask"] ?? []
+            let ipMasks = options.allValues["--ip-mask"] ?? [], ipMaskScales = options.allValues["--ip-mask-scale"] ?? []
             guard ipMasks.isEmpty || ipMasks.count == ipAdapters.count else {
                 throw UsageError(description: "--ip-mask: give it once per --ip-adapter (\(ipAdapters.count); `none` for an unmasked one)")
+            }
+            guard ipMaskScales.isEmpty || (ipMaskScales.count == ipAdapters.count && !ipMasks.isEmpty) else {
+                throw UsageError(description: "--ip-mask-scale: give it once per --ip-adapter (\(ipAdapters.count)), with --ip-mask")
             }
             request.imagePrompts = try ipImages.enumerated().map { i, paths in
                 let text = ipScales.isEmpty ? "1" : ipScales.count == 1 ? ipScales[0] : ipScales[i]
@@ -302,6 +306,13 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                     prompt.masks = try ipMasks[i].split(separator: ",").map { try png("--ip-mask", String($0)) }
                     guard prompt.masks.count == images.count else {
                         throw UsageError(description: "--ip-mask: \(prompt.masks.count) masks for the \(images.count) images of --ip-image \(paths)")
+                    }
+                    if i < ipMaskScales.count, ipMaskScales[i] != "none" {
+                        let scales = ipMaskScales[i].split(separator: ",", omittingEmptySubsequences: false).map { Double($0) ?? .nan }
+                        guard scales.count == images.count, scales.allSatisfy(\.isFinite) else {
+                            throw UsageError(description: "--ip-mask-scale: \(ipMaskScales[i]) must be \(images.count) numbers, one per image")
+                        }
+                        prompt.imageScales = scales
                     }
                 }
                 return prompt

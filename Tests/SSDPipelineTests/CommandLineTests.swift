@@ -117,6 +117,10 @@ import Testing
         let masks = ["--ip-mask", fixtures + "/ip_mask_left.png," + fixtures + "/ip_mask_right.png"]
         guard let (maskedStatus, maskedLog) = try Self.generate(adapter + masks + ["--output", folder + "/ipm.png"]) else { return }
         #expect(maskedStatus == 0 && FileManager.default.fileExists(atPath: folder + "/ipm.png"), "\(maskedLog)")
+        guard let (scaled, scaledLog) = try Self.generate(adapter + masks + ["--ip-mask-scale", "0.7,0.5", "--output", folder + "/ips.png"]) else { return }
+        #expect(scaled == 0 && FileManager.default.fileExists(atPath: folder + "/ips.png"), "\(scaledLog)")
+        guard let (badScale, badScaleLog) = try Self.generate(adapter + masks + ["--ip-mask-scale", "0.7", "--output", folder + "/z.png"]) else { return }
+        #expect(badScale == 2 && badScaleLog.contains("--ip-mask-scale: 0.7 must be 2 numbers"), "\(badScaleLog)")
         guard let (badMasks, badLog) = try Self.generate(adapter + ["--ip-mask", fixtures + "/ip_mask_left.png", "--output", folder + "/y.png"]) else { return }
         #expect(badMasks == 2 && badLog.contains("--ip-mask: 1 masks for the 2 images"), "\(badLog)")
     }
