@@ -112,6 +112,10 @@ def tables(profiles, switches):
 
 # The parity modes a switch needs (ssd-cuda-check parity's modes that run its code paths).
 MODES = {
+    # A default switched off (autotune, fused convolutions, cuDNN attention): the path every switch off.
+    "SSD_CUDA_AUTOTUNE=0": "untuned",
+    "SSD_CUDA_FUSED_CONV=0": "untuned",
+    "SSD_CUDA_CUDNN_ATTENTION=0": "untuned",
     "SSD_CUDA_CONV_GRAPH": "graph",
     "SSD_CUDA_CUDNN_ATTENTION=composite": "autotune+graph",
     "SSD_CUDA_CUDNN_ATTENTION": "graph",

@@ -11,8 +11,8 @@
 #     bash Scripts/gpu/profile.sh
 # Each call logs to $OUT/visit-<call>.log (and $SSD_VISIT_STATE/all.log, default /tmp/ssd-visit), each
 # command's whole output in $OUT/<stage>-<call>.log. Stages, in order:
-#   parity     op parity of every path: default, im2col, fused, autotune+fused, cuDNN graph API without and
-#              with autotune, 32-row attention (`PARITY MODE name: p/n passed` per mode)
+#   parity     op parity of every path: default, im2col, untuned (every speed switch off), fused,
+#              autotune+fused, cuDNN graph API without and with autotune, 32-row attention (`PARITY MODE name: p/n passed` per mode)
 #   (folder)   a full-size random SSD-1B in $SSD_MODEL (default /tmp/ssd1b) unless it is there (made on the
 #              CPU while parity runs)
 #   profile    where our UNet's time goes (1024², UNet batch 2 and 32, every operation's GPU time)
@@ -89,7 +89,7 @@ if [ ! -f "$M/model_index.json" ]; then
   FOLDER_PID=$!
 fi
 if due parity 180; then
-  stamp "== parity (default, im2col, fused, autotune+fused, graph, autotune+graph, rows32)"
+  stamp "== parity (default, im2col, untuned, fused, autotune+fused, graph, autotune+graph, rows32)"
   # (cuDNN's graph-API modes plan their shapes on first use: runtime-fused kernels compile then)
   timeout 180 $B/ssd-cuda-check parity > "$OUT/parity-$CALL.log" 2>&1
   STATUS=$?
@@ -124,8 +124,10 @@ switch_run() {
     env $E timeout $LIMIT $B/ssd-cuda-check profile --model "$M" --batches 2,32 --eager-only 1 && mark "switch:${E:-defaults}"
 }
 # The defaults first: the baseline of the switch runs, measured the same way.
-SWITCHES=("" "SSD_CUDA_CUDNN_ATTENTION=1" "SSD_CUDA_CONV_GRAPH=1" "SSD_CUDA_AUTOTUNE=1" "SSD_CUDA_ATTENTION_ROWS=32"
-          "SSD_CUDA_FUSED_CONV=1" "SSD_CUDA_CUDNN_ATTENTION=composite")
+# (Since the fifteenth session autotune, fused convolutions, cuDNN's composite attention and CUDA graphs
+# are the defaults: the switch runs try the remaining options and each default switched off.)
+SWITCHES=("" "SSD_CUDA_CUDNN_ATTENTION=1" "SSD_CUDA_CONV_GRAPH=1" "SSD_CUDA_ATTENTION_ROWS=32 SSD_CUDA_CUDNN_ATTENTION=0"
+          "SSD_CUDA_AUTOTUNE=0" "SSD_CUDA_FUSED_CONV=0" "SSD_CUDA_CUDNN_ATTENTION=0")
 # (only until the table's settings are chosen: afterwards the table's remaining image counts go first)
 if ! done_ table && [ ! -f "$STATE/chosen" ]; then
   for E in "${SWITCHES[@]}"; do switch_run "$E" "$RESERVE"; done
@@ -192,6 +194,9 @@ if due block 60; then
   stamp "== graphs: unet-like block"
   logged block "GRAPHS" timeout 60 $B/ssd-cuda-check graphs && mark block
 fi
-for E in "${SWITCHES[@]}" "SSD_CUDA_AUTOTUNE=1 SSD_CUDA_CONV_GRAPH=1 SSD_CUDA_CUDNN_ATTENTION=1"; do switch_run "$E" 0; done
+for E in "${SWITCHES[@]}" "SSD_CUDA_CONV_GRAPH=1 SSD_CUDA_CUDNN_ATTENTION=1"; do switch_run "$E" 0; done
 stamp "done (call $CALL): $(tr '\n' ' ' < "$STATE/done")"
+# The device tool brings back at most 8 files: the stage logs go into one archive beside visit-<call>.log.
+( cd "$OUT" && ls *-"$CALL".log 2>/dev/null | grep -v "^visit-" > /tmp/stage-logs-$CALL \
+  && tar czf "stages-$CALL.tgz" -T /tmp/stage-logs-$CALL && xargs rm -f < /tmp/stage-logs-$CALL )
 sleep 1  # let tee write the last lines

@@ -4,12 +4,22 @@ import SSDTensor
 /// How `CUDABackend` runs attention on cuDNN's fused engines (`SSD_CUDA_CUDNN_ATTENTION`; see
 /// `AttentionGraphEngine`).
 public enum CUDNNAttention: String, Sendable, CaseIterable {
-    /// Our flash-attention kernels only (the default).
+    /// Our flash-attention kernels only.
     case off = "0"
     /// cuDNN's single SDPA operation where cuDNN has it (9.13.1+), else the composite graph.
     case on = "1"
-    /// Only the composite graph (the pattern cuDNN's frontend writes for cuDNN before 9.13.1).
+    /// Only the composite graph (the pattern cuDNN's frontend writes for cuDNN before 9.13.1): the
+    /// default, measured on an H200 (0.87× our kernels' UNet time, as fast as `.on`).
     case composite
+
+    /// `SSD_CUDA_CUDNN_ATTENTION`: `0`/`off`, `1`/`on`, `composite`; unset, empty or unreadable: `.composite`.
+    public static func fromEnvironment() -> CUDNNAttention {
+        switch environment("SSD_CUDA_CUDNN_ATTENTION")?.trimmingWhitespace.lowercased() {
+        case "0", "off", "false", "no": .off
+        case "1", "on", "true", "yes": .on
+        default: .composite
+        }
+    }
 }
 
 /// Scaled dot-product attention through cuDNN 9's graph API (`SSD_CUDA_CUDNN_ATTENTION=1`), for

@@ -95,14 +95,14 @@ public final class CUDABackend: ComputeBackend {
         self.activations = activations
         device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN,
                                 profiling: profiling ?? (environment("SSD_CUDA_PROFILE") == "1"))
-        let tune = autotune ?? (environment("SSD_CUDA_AUTOTUNE") == "1")
+        let tune = autotune ?? environmentSwitch("SSD_CUDA_AUTOTUNE", default: true)
         gemm = try GemmEngine(device: device, autotune: tune)
         convolutions = ConvolutionEngine(device: device, autotune: tune,
-                                         fused: fusedConvolutions ?? (environment("SSD_CUDA_FUSED_CONV") == "1"))
+                                         fused: fusedConvolutions ?? environmentSwitch("SSD_CUDA_FUSED_CONV", default: true))
         self.convolutionGraphs = convolutionGraphs ?? (environment("SSD_CUDA_CONV_GRAPH") == "1")
             ? ConvolutionGraphEngine(device: device, autotune: tune) : nil
         attentionGraphs = AttentionGraphEngine(device: device, autotune: tune,
-                                               mode: cudnnAttention ?? CUDNNAttention(rawValue: environment("SSD_CUDA_CUDNN_ATTENTION") ?? "") ?? .off)
+                                               mode: cudnnAttention ?? CUDNNAttention.fromEnvironment())
         let legacy = legacyKernels ?? (environment("SSD_CUDA_LEGACY_KERNELS") == "1")
         usesFastKernels = !legacy
         usesFastAttention = !(legacyAttention ?? (legacy || environment("SSD_CUDA_LEGACY_ATTENTION") == "1"))

@@ -38,6 +38,16 @@ func environment(_ name: String) -> String? {
     return String(cString: value)
 }
 
+/// An on/off switch from the environment: `0`/`off`/`false`/`no` is off, `1`/`on`/`true`/`yes` on,
+/// unset or empty the default (any other value too).
+func environmentSwitch(_ name: String, default value: Bool) -> Bool {
+    switch environment(name)?.trimmingWhitespace.lowercased() {
+    case "0", "off", "false", "no": false
+    case "1", "on", "true", "yes": true
+    default: value
+    }
+}
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

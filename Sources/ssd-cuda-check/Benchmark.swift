@@ -69,9 +69,9 @@ struct Benchmark {
         }
         // Attention
         let variants: [(String, CUDABackend?)] = cuda.usesFastAttention ? [
-            ("fast, 4 warps", try? CUDABackend(attentionWarps: 4)),
-            ("fast, 32 rows per warp, 4 warps", try? CUDABackend(attentionWarps: 4, attentionRowsPerWarp: 32)),
-            ("fast, 32 rows per warp, 8 warps", try? CUDABackend(attentionWarps: 8, attentionRowsPerWarp: 32)),
+            ("fast, 4 warps", try? CUDABackend(attentionWarps: 4, cudnnAttention: .off)),
+            ("fast, 32 rows per warp, 4 warps", try? CUDABackend(attentionWarps: 4, attentionRowsPerWarp: 32, cudnnAttention: .off)),
+            ("fast, 32 rows per warp, 8 warps", try? CUDABackend(attentionWarps: 8, attentionRowsPerWarp: 32, cudnnAttention: .off)),
         ] : []
         for (n, nk, heads) in [(4096, 4096, 10), (1024, 1024, 20), (4096, 77, 10), (1024, 77, 20)] {
             for case let (label, backend?) in variants {

@@ -78,6 +78,15 @@ do {
             count += p2.count
             tally("im2col", p2, counted: counted)
         }
+        // Every speed switch off (the defaults before the fifteenth session's GPU visit): cuDNN's
+        // heuristic algorithms, separate bias passes, our flash-attention kernels.
+        if !quick, let untuned = try? CUDABackend(autotune: false, fusedConvolutions: false, cudnnAttention: .off) {
+            let p1 = ParityCheck(cuda: untuned)
+            p1.run(convolutionLabel: "untuned")
+            failures += p1.failures
+            count += p1.count
+            tally("untuned", p1, counted: p1.failures)
+        }
         // The fused convolution (SSD_CUDA_FUSED_CONV) on the heuristic algorithms, then with autotuned
         // GEMMs and convolutions (SSD_CUDA_AUTOTUNE); the report says how many calls were fused.
         for (autotune, label) in quick ? [] : [(false, "fused"), (true, "autotune+fused")] {
@@ -104,7 +113,7 @@ do {
             print("PARITY \(label): \(graphs.tuningReport)")
         }
         // The fast attention with 32 query rows per warp (SSD_CUDA_ATTENTION_ROWS=32).
-        if !quick, let rows32 = try? CUDABackend(attentionRowsPerWarp: 32) {
+        if !quick, let rows32 = try? CUDABackend(attentionRowsPerWarp: 32, cudnnAttention: .off) {
             let p4 = ParityCheck(cuda: rows32)
             p4.run(convolutionLabel: "rows32")
             let counted = p4.failures.filter { $0.contains("attention") }

@@ -6,10 +6,12 @@ import Testing
 // The CUDA graph switch and the warm-up / capture / replay / fallback decisions, without a GPU:
 // `GraphCache.run` drives a fake recorder.
 
-@Test func graphOptionsDefaultOff() {
+@Test func graphOptionsDefaultOn() {
     let (options, problems) = CUDAGraphOptions.parse { _ in nil }
-    #expect(options == CUDAGraphOptions.disabled)
-    #expect(!options.enabled)
+    #expect(options == CUDAGraphOptions.enabledDefaults)
+    #expect(options == CUDAGraphOptions())
+    #expect(options.enabled)
+    #expect(!CUDAGraphOptions.disabled.enabled)
     #expect(options.warmUpCalls == 1)
     #expect(options.captureMode == .threadLocal)
     #expect(problems.isEmpty)
@@ -21,7 +23,7 @@ import Testing
     let (options, problems) = CUDAGraphOptions.parse { values[$0] }
     #expect(problems.isEmpty)
     #expect(options == CUDAGraphOptions(enabled: true, warmUpCalls: 2, captureMode: .relaxed, maxGraphs: 3, maxWorkingBytes: 512 << 20))
-    for (text, enabled) in [("1", true), ("true", true), ("0", false), ("off", false), ("", false)] {
+    for (text, enabled) in [("1", true), ("true", true), ("0", false), ("off", false), ("", true), (" ", true)] {
         #expect(CUDAGraphOptions.parse { $0 == "SSD_CUDA_GRAPHS" ? text : nil }.options.enabled == enabled)
     }
     #expect(CUDAGraphOptions.parse { $0 == "SSD_CUDA_GRAPH_CAPTURE_MODE" ? "thread_local" : nil }.options.captureMode == .threadLocal)
