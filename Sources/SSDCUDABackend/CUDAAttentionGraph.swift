@@ -22,7 +22,7 @@ public enum CUDNNAttention: String, Sendable, CaseIterable {
     }
 }
 
-/// Scaled dot-product attention through cuDNN 9's graph API (`SSD_CUDA_CUDNN_ATTENTION=1`), for
+/// Scaled dot-product attention through cuDNN 9's graph API (on by default, `SSD_CUDA_CUDNN_ATTENTION`), for
 /// cuDNN's fused flash-attention engines (on Hopper they use the tensor-memory-accelerator and
 /// warpgroup instructions our NVRTC kernels do not). With cuDNN 9.13.1 or later the graph is first
 /// its single SDPA operation (Q, K, V, O and the scale; what cuDNN's frontend picks there); else,

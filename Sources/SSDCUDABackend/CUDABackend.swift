@@ -25,11 +25,14 @@ public struct CUDAAvailability: Sendable, Hashable {
 /// `SSD_CUDA_LEGACY_ATTENTION=1` goes back to the first attention kernel alone;
 /// `SSD_CUDA_ATTENTION_WARPS=4` keeps the fast attention at 64 queries per block;
 /// `SSD_CUDA_ATTENTION_ROWS=32` gives each of its warps 32 query rows instead of 16.
-/// `SSD_CUDA_AUTOTUNE=1` times the candidate algorithms of every GEMM and convolution shape once
-/// (cuBLASLt's heuristic list, cuDNN's measured search) instead of taking the heuristic's first;
-/// `SSD_CUDA_FUSED_CONV=1` adds bias and residual inside cuDNN's convolution where it can;
-/// `SSD_CUDA_CONV_GRAPH=1` runs fp16/bf16 convolutions, bias and residual through cuDNN's graph API;
-/// `SSD_CUDA_CUDNN_ATTENTION=1` runs non-causal fp16/bf16 attention on cuDNN's fused attention engines.
+/// By default (chosen by measurement on an H200, Benchmarks/RESULTS.md) the candidate algorithms of
+/// every GEMM and convolution shape are timed once (cuBLASLt's heuristic list, cuDNN's measured
+/// search; `SSD_CUDA_AUTOTUNE=0` takes the heuristic's first), bias and residual are added inside
+/// cuDNN's convolution where it can (`SSD_CUDA_FUSED_CONV=0` off), non-causal fp16/bf16 attention runs
+/// on cuDNN's fused attention engines through its composite graph (`SSD_CUDA_CUDNN_ATTENTION=0`: our
+/// flash kernels; `=1`: cuDNN's SDPA operation first) and the UNet is replayed as a CUDA graph
+/// (`SSD_CUDA_GRAPHS=0` off). `SSD_CUDA_CONV_GRAPH=1` runs fp16/bf16 convolutions, bias and residual
+/// through cuDNN's graph API (off: no faster there).
 public final class CUDABackend: ComputeBackend {
     public let name = "cuda"
     let device: CUDADevice
@@ -37,7 +40,7 @@ public final class CUDABackend: ComputeBackend {
     let convolutions: ConvolutionEngine
     /// cuDNN's graph API for fp16/bf16 convolutions (`SSD_CUDA_CONV_GRAPH=1`), nil when off or absent.
     let convolutionGraphs: ConvolutionGraphEngine?
-    /// cuDNN's fused attention through its graph API (`SSD_CUDA_CUDNN_ATTENTION=1`), nil when off or absent.
+    /// cuDNN's fused attention through its graph API (on unless `SSD_CUDA_CUDNN_ATTENTION=0`), nil when off or absent.
     let attentionGraphs: AttentionGraphEngine?
     /// The fp16 vectorised kernels of `KernelSource.fast` (GEGLU, bias + residual, binary, group and layer norm).
     public let usesFastKernels: Bool
@@ -50,12 +53,12 @@ public final class CUDABackend: ComputeBackend {
     /// select the first kernels, kept for comparison and as a fallback. `attentionWarps` (nil:
     /// `SSD_CUDA_ATTENTION_WARPS`, default 8) picks the fast attention's block for ≥ 1024 queries.
     /// `profiling` (nil: `SSD_CUDA_PROFILE=1`) times every kernel on the GPU (see `profile`).
-    /// `graphs` (nil: `CUDAGraphOptions.fromEnvironment()`, off unless `SSD_CUDA_GRAPHS=1`) makes
+    /// `graphs` (nil: `CUDAGraphOptions.fromEnvironment()`, on unless `SSD_CUDA_GRAPHS=0`) makes
     /// `runReplayable` record CUDA graphs and replay them (see `runReplayable`).
-    /// `autotune` (nil: `SSD_CUDA_AUTOTUNE=1`) and `fusedConvolutions` (nil: `SSD_CUDA_FUSED_CONV=1`):
-    /// see the type's notes; both are off by default until measured on a GPU, as is `convolutionGraphs`
-    /// (nil: `SSD_CUDA_CONV_GRAPH=1`; cuDNN's graph API, see `ConvolutionGraphEngine`) and `cudnnAttention`
-    /// (nil: `SSD_CUDA_CUDNN_ATTENTION=1` or `=composite`; see `AttentionGraphEngine`). `compactVAEWeights`
+    /// `autotune` (nil: on unless `SSD_CUDA_AUTOTUNE=0`) and `fusedConvolutions` (nil: on unless
+    /// `SSD_CUDA_FUSED_CONV=0`): see the type's notes; `convolutionGraphs` (nil: off unless
+    /// `SSD_CUDA_CONV_GRAPH=1`; cuDNN's graph API, see `ConvolutionGraphEngine`) and `cudnnAttention`
+    /// (nil: `CUDNNAttention.fromEnvironment()`, `.composite` unless set; see `AttentionGraphEngine`). `compactVAEWeights`
     /// (nil: on unless `SSD_CUDA_VAE_FP32_WEIGHTS=1`): see `prepareWeight(_:role:component:)`.
     /// Warps per block of the fast attention for ≥ 1024 queries (8: 128 queries per block; 4: 64).
     public let attentionWarps: Int
@@ -158,8 +161,7 @@ public final class CUDABackend: ComputeBackend {
         return "\(device.name) (sm_\(device.computeCapability), \(device.multiprocessors) SMs; convolutions: \(conv); \(kernels); \(tuning); CUDA graphs: \(graphs); \(libraries))"
     }
 
-    /// What autotune (`SSD_CUDA_AUTOTUNE=1`) did so far, and the shapes where cuDNN refused the fused
-    /// convolution (`SSD_CUDA_FUSED_CONV=1`), for reports.
+    /// What autotune did so far, and the shapes where cuDNN refused the fused convolution, for reports.
     public var tuningReport: String {
         let g = gemm.tuningSummary
         let refusals = convolutions.fusionRefusals

@@ -31,7 +31,7 @@ final class CUDADevice: KernelLauncher, @unchecked Sendable {
 
     /// cuDNN's measured algorithm search and fused convolution + bias (+ residual), when cuDNN has them.
     let cudnnExtra: CCUDACudnnExtraAPI?
-    /// cuDNN's graph (backend) API, when cuDNN has it (`SSD_CUDA_CONV_GRAPH=1`, `SSD_CUDA_CUDNN_ATTENTION=1`).
+    /// cuDNN's graph (backend) API, when cuDNN has it (`SSD_CUDA_CONV_GRAPH=1`; the attention unless `SSD_CUDA_CUDNN_ATTENTION=0`).
     let cudnnGraph: CCUDACudnnGraphAPI?
     /// The driver's CUDA graph entry points, or nil (then `graphsUnavailableReason` says why).
     let graphs: CCUDAGraphAPI?

@@ -237,7 +237,7 @@ enum {
 
 /*
  * cuDNN 9 graph (backend) API, used for convolutions with SSD_CUDA_CONV_GRAPH=1 (an operation graph
- * conv -> (+ bias) -> (+ residual) per shape) and for attention with SSD_CUDA_CUDNN_ATTENTION=1 (cuDNN
+ * conv -> (+ bias) -> (+ residual) per shape) and for attention (by default; SSD_CUDA_CUDNN_ATTENTION=0 off) (cuDNN
  * 9.13's single SDPA operation, else the scaled-dot-product pattern cuDNN's fused flash-attention
  * engines match); engine configurations from
  * cuDNN's heuristics, an execution plan per graph and a variant pack per call (cudnn_graph.h). OPTIONAL: without these symbols the

@@ -52,7 +52,7 @@ public final class UNet2DConditionModel: Sendable {
     ///   - timeIDs: `B × 6` micro-conditioning numbers (`B × 5` for the refiner), row-major (`text_time`).
     ///   - timestepCond: `B × time_cond_proj_dim` guidance embedding values (LCM UNets).
     /// - Returns: NHWC `[B, h, w, out_channels]` in the backend's UNet activation type. On a backend
-    ///   that replays recorded graphs (`CUDABackend` with `SSD_CUDA_GRAPHS=1`) its contents are
+    ///   that replays recorded graphs (`CUDABackend`, unless `SSD_CUDA_GRAPHS=0`) its contents are
     ///   overwritten by this UNet's next call: use or copy it before then.
     public func callAsFunction(sample: Tensor, timesteps: [Float], encoderHiddenStates: Tensor, textEmbeds: Tensor?,
                                timeIDs: [Float]?, timestepCond: [Float]? = nil) throws -> Tensor {
