@@ -99,12 +99,6 @@ struct GenerationRun {
             throw PipelineError.invalidArgument(
                 name: "initialImage", message: "a refiner folder (requires_aesthetics_score) runs image-to-image only: give initialImage, or initialLatents with denoisingStart")
         }
-        if let freeU = request.freeU, freeU.isEnabled {
-            let multiple = models.unet.totalDownscale * (1 << (models.vae.config.blockOutChannels.count - 1))
-            guard request.size.width % multiple == 0, request.size.height % multiple == 0 else {
-                throw PipelineError.invalidArgument(name: "freeU", message: "needs a size that is a multiple of \(multiple) pixels, not \(request.size)")
-            }
-        }
         try ControlStep.validate(request, models: models)
         try ImagePromptEncoding.validate(request, models: models)
         let factor = 1 << (models.vae.config.blockOutChannels.count - 1)
@@ -147,10 +141,16 @@ struct GenerationRun {
         let strength = request.initialImage.map { $0.strength ?? ($0.mask == nil ? 0.3 : 0.9999) }
         if let custom = request.customSchedule {
             // diffusers' `timesteps=` / `sigmas=` (`retrieve_timesteps`; `num_inference_steps` is then its length)
+            // (with `denoising_start`: `retrieve_timesteps`, then `get_timesteps`' cut on that schedule)
             do {
-                try scheduler.setTimesteps(custom, strength: strength)
+                if let start = request.denoisingStart {
+                    try scheduler.setTimesteps(custom, denoisingStart: start)
+                } else {
+                    try scheduler.setTimesteps(custom, strength: strength)
+                }
             } catch let error as SchedulerError {
                 if case .noStepsForStrength = error { throw PipelineError.invalidArgument(name: "strength", message: "\(error) (custom schedule)") }
+                if case .noStepsForDenoisingStart = error { throw PipelineError.invalidArgument(name: "denoisingStart", message: "\(error) (custom schedule)") }
                 throw PipelineError.invalidArgument(name: "customSchedule", message: "\(error)")
             }
         } else if let start = request.denoisingStart {

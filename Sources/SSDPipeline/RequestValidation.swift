@@ -134,7 +134,6 @@ enum RequestValidation {
         }
         if let custom = request.customSchedule {
             do { try custom.validate(trainTimesteps: Int.max) } catch { throw fail("customSchedule", "\(error)") }
-            if request.denoisingStart != nil { throw fail("denoisingStart", "is not supported with a custom schedule (not implemented here)") }
             if !request.controls.isEmpty, request.initialImage != nil {
                 // (diffusers' ControlNet img2img / inpainting pipelines take no timesteps= or sigmas=)
                 throw fail("customSchedule", "is not used by ControlNet img2img or inpainting (diffusers' pipelines take none)")

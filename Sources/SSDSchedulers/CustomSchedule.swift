@@ -51,6 +51,11 @@ extension Scheduler {
     public mutating func setTimesteps(_ schedule: CustomSchedule, strength: Double?) throws {
         throw SchedulerError.customScheduleUnsupported(scheduler: "\(type(of: self))", reason: "no set_timesteps(\(schedule.kind)=…)")
     }
+
+    /// Throws `customScheduleUnsupported`: a scheduler must say how it takes a caller's schedule.
+    public mutating func setTimesteps(_ schedule: CustomSchedule, denoisingStart: Double) throws {
+        throw SchedulerError.customScheduleUnsupported(scheduler: "\(type(of: self))", reason: "no set_timesteps(\(schedule.kind)=…) with denoising_start")
+    }
 }
 
 extension PositionedScheduler {

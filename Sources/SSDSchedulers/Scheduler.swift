@@ -41,6 +41,11 @@ public protocol Scheduler: Sendable {
     /// `steps` = the number of timesteps set (diffusers' `retrieve_timesteps`: Heun's 2n − 1). Schedulers outside this module, and those diffusers gives no such
     /// argument, throw `SchedulerError.customScheduleUnsupported`.
     mutating func setTimesteps(_ schedule: CustomSchedule, strength: Double?) throws
+    /// A caller's schedule (`setTimesteps(_:strength:)` without strength) started for `denoising_start` as
+    /// `setTimesteps(_:denoisingStart:)` starts a regular one (diffusers' SDXL img2img pipeline: `retrieve_timesteps`,
+    /// then `get_timesteps` with `denoising_start`). Schedulers outside this module throw
+    /// `SchedulerError.customScheduleUnsupported`.
+    mutating func setTimesteps(_ schedule: CustomSchedule, denoisingStart: Double) throws
     /// `scale_model_input` for the network call at `timesteps[timestepIndex]`.
     func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float]
     /// `step(model_output, t, sample, generator=…)` for `timesteps[stepIndex]`; returns the new
@@ -121,7 +126,9 @@ extension PositionedScheduler {
     /// A fresh `setTimesteps` with the last arguments (nothing before the first).
     public mutating func reset() {
         guard position.isSet else { return }
-        if let custom = position.requestedCustom {
+        if let custom = position.requestedCustom, let start = position.requestedDenoisingStart {
+            try? setTimesteps(custom, denoisingStart: start)
+        } else if let custom = position.requestedCustom {
             try? setTimesteps(custom, strength: position.requestedStrength)
         } else if let start = position.requestedDenoisingStart {
             try? setTimesteps(position.requestedSteps, denoisingStart: start)
@@ -134,6 +141,19 @@ extension PositionedScheduler {
     public mutating func setTimesteps(_ steps: Int, denoisingStart: Double) throws {
         guard denoisingStart > 0, denoisingStart < 1 else { throw SchedulerError.invalidDenoisingStart(denoisingStart) }
         try setTimesteps(steps, strength: nil)
+        try start(denoisingStart: denoisingStart, steps: steps)
+    }
+
+    /// `setTimesteps(schedule, strength: nil)`, then the start `denoisingStart` asks for.
+    public mutating func setTimesteps(_ schedule: CustomSchedule, denoisingStart: Double) throws {
+        guard denoisingStart > 0, denoisingStart < 1 else { throw SchedulerError.invalidDenoisingStart(denoisingStart) }
+        try setTimesteps(schedule, strength: nil)
+        try start(denoisingStart: denoisingStart, steps: position.allTimesteps.count)
+    }
+
+    /// diffusers' `get_timesteps` with `denoising_start` on the schedule just set: the timesteps below
+    /// the cutoff (one more for second-order schedulers when their count is even), `set_begin_index`.
+    private mutating func start(denoisingStart: Double, steps: Int) throws {
         let cutoff = (Double(noise.trainTimesteps) - denoisingStart * Double(noise.trainTimesteps)).rounded(.toNearestOrEven)
         var count = position.allTimesteps.filter { $0 < cutoff }.count
         if order == 2 && count % 2 == 0 { count += 1 }

@@ -163,3 +163,24 @@ extension CustomScheduleTests {
         #expect(heun.timesteps.count == 3)  // (diffusers: timesteps[16:] of 19)
     }
 }
+
+extension CustomScheduleTests {
+    /// A caller's schedule with `denoising_start` (diffusers' img2img: `retrieve_timesteps`, then `get_timesteps`'
+    /// cut): the timesteps below round(1000 · (1 − start)), Heun's even count one longer; `reset` repeats it.
+    @Test func customScheduleWithDenoisingStart() throws {
+        var dpm = try Self.make("dpm++2m")
+        try dpm.setTimesteps(.alignYourStepsSDXLTimesteps, denoisingStart: 0.5)
+        #expect(dpm.timesteps == [443, 310, 193, 116, 53, 13])
+        _ = try dpm.step(modelOutput: [1, 2], sample: [0.5, 0.25])
+        dpm.reset()
+        #expect(dpm.timesteps == [443, 310, 193, 116, 53, 13] && dpm.stepIndex == 0)
+        var heun = try Self.make("heun")
+        try heun.setTimesteps(.alignYourStepsSDXLTimesteps, denoisingStart: 0.5)
+        #expect(heun.timesteps.count == 13 && heun.timesteps.first == 587)  // (12 below 500, even: one more)
+        var euler = try Self.make("euler")
+        #expect(throws: SchedulerError.self) { try euler.setTimesteps(.alignYourStepsSDXLTimesteps, denoisingStart: 0.999) }
+        #expect(throws: SchedulerError.self) { try euler.setTimesteps(.alignYourStepsSDXLTimesteps, denoisingStart: 1.5) }
+        var ramp: any Scheduler = LinearRampScheduler()
+        #expect(throws: SchedulerError.self) { try ramp.setTimesteps(.alignYourStepsSDXLTimesteps, denoisingStart: 0.5) }
+    }
+}

@@ -35,11 +35,13 @@ public struct FreeU: Sendable, Hashable {
     /// diffusers' `is_freeu_enabled`: every factor non-zero.
     public var isEnabled: Bool { s1 != 0 && s2 != 0 && b1 != 0 && b2 != 0 }
 
-    /// The filter of one generation: per up block (0 and 1) its factors and, for the skips' `h × w`, the
-    /// real Fourier basis of the masked modes (uploaded before any replayed region, whose input it is).
-    func filters(lowestHeight: Int, lowestWidth: Int, dtype: DType, _ b: any ComputeBackend) throws -> [FreeUFilter] {
-        try [(s1, b1, 0), (s2, b2, 1)].map { s, scale, level in
-            let h = lowestHeight << level, w = lowestWidth << level
+    /// The filter of one generation: per up block (0 and 1) its factors and, for its skips' `h × w`
+    /// (`skipSizes[0]`, `skipSizes[1]`: any sizes, as diffusers' FFT takes any), the real Fourier basis of
+    /// the masked modes (uploaded before any replayed region, whose input it is).
+    func filters(skipSizes: [(height: Int, width: Int)], dtype: DType, _ b: any ComputeBackend) throws -> [FreeUFilter] {
+        try zip([(s1, b1), (s2, b2)], skipSizes).map { factors, size in
+            let (s, scale) = factors
+            let h = size.height, w = size.width
             let (basis, modes) = Self.basis(height: h, width: w)
             return FreeUFilter(backboneScale: Float(scale), skipScale: Float(s), pixels: h * w,
                                basis: try b.upload(basis, shape: [h * w, modes], as: dtype))
@@ -47,7 +49,8 @@ public struct FreeU: Sendable, Hashable {
     }
 
     /// `fourier_filter(x, threshold=1, scale)` is `x + (scale − 1) · P(x)` where P keeps the modes
-    /// `ky ∈ {0, −1}`, `kx ∈ {0, −1}` (mod h and w) and takes the real part: with θ = 2π(ky·y/h + kx·x/w),
+    /// `ky ∈ {0, −1}`, `kx ∈ {0, −1}` (mod h and w: `fftshift` rolls by ⌊h/2⌋, so the mask's rows
+    /// ⌊h/2⌋ − 1 and ⌊h/2⌋ are these modes for odd sizes too) and takes the real part: with θ = 2π(ky·y/h + kx·x/w),
     /// `P(x) = Σ (⟨x, cos θ⟩ cos θ + ⟨x, sin θ⟩ sin θ) / (h·w)`. Returns the `[h·w, m]` columns cos θ, sin θ
     /// (all-zero sine columns left out).
     static func basis(height h: Int, width w: Int) -> ([Float], Int) {

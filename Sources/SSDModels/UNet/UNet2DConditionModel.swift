@@ -60,8 +60,7 @@ public final class UNet2DConditionModel: Sendable {
                     textEmbeds: textEmbeds, timeIDs: timeIDs, timestepCond: timestepCond, trace: nil)
     }
 
-    /// `2^num_upsamplers`: latent sizes that are multiples of it go down and up the UNet without odd sizes
-    /// (required by FreeU).
+    /// `2^num_upsamplers`: latent sizes that are multiples of it go down and up the UNet without odd sizes.
     public var totalDownscale: Int { network.sizeMultiple }
 
     /// FreeU's filters for calls on latents of `latentHeight × latentWidth` (the Fourier bases at the first
@@ -72,12 +71,16 @@ public final class UNet2DConditionModel: Sendable {
         guard freeU.isEnabled else {
             return FreeUFilters(filters: [], latentHeight: latentHeight, latentWidth: latentWidth, unetKey: replayKey)
         }
-        guard latentHeight % network.sizeMultiple == 0, latentWidth % network.sizeMultiple == 0 else {
-            throw ModelError.invalidInput(model: UNetNetwork.model, argument: "freeU",
-                                          message: "latent size \(latentHeight)×\(latentWidth) must be a multiple of \(network.sizeMultiple)")
+        // The sizes down the UNet (each downsampler, 3×3 stride 2 padding 1, rounds up); up block i
+        // concatenates the skips of size `sizes[levels − i]`.
+        var sizes = [(height: latentHeight, width: latentWidth)]
+        for _ in 0..<levels {
+            let last = sizes[sizes.count - 1]
+            sizes.append(((last.height + 1) / 2, (last.width + 1) / 2))
         }
-        let filters = Array(try freeU.filters(lowestHeight: latentHeight >> levels, lowestWidth: latentWidth >> levels,
-                                              dtype: backend.activationDType(for: .unet), backend).prefix(network.upBlocks.count))
+        let skipSizes = (0..<min(2, levels + 1)).map { sizes[levels - $0] }
+        let filters = Array(try freeU.filters(skipSizes: skipSizes, dtype: backend.activationDType(for: .unet), backend)
+            .prefix(network.upBlocks.count))
         return FreeUFilters(filters: filters, latentHeight: latentHeight, latentWidth: latentWidth, unetKey: replayKey)
     }
 
