@@ -14,6 +14,8 @@ struct ControlStep {
     }
 
     let nets: [Net]
+    /// A ControlNet Union (`StableDiffusionXLControlNetUnionPipeline`): one model, every input a condition of it.
+    let union: ControlNetModel?
     let guessMode: Bool
     let backend: any ComputeBackend
     /// The ControlNets' text inputs (the conditional half only in guess mode with guidance).
@@ -33,7 +35,9 @@ struct ControlStep {
     /// nil when the request has no `controls`.
     init?(run: GenerationRun, conditioning: Conditioning) throws {
         let controls = run.request.controls
-        guard !controls.isEmpty, controls.count == run.models.controlNets.count else { return nil }
+        let union = run.models.controlNets.count == 1 && run.models.controlNets[0].isUnion ? run.models.controlNets[0] : nil
+        guard !controls.isEmpty, union != nil || controls.count == run.models.controlNets.count else { return nil }
+        self.union = union
         let backend = run.backend
         self.backend = backend
         inspect = run.inspect
@@ -43,7 +47,8 @@ struct ControlStep {
         let rows = conditionalOnly ? run.imageCount : unetRows
         self.rows = rows
         let size = run.request.size
-        nets = try zip(run.models.controlNets, controls).map { model, input in
+        let models = union.map { [ControlNetModel](repeating: $0, count: controls.count) } ?? run.models.controlNets
+        nets = try zip(models, controls).map { model, input in
             let pixels = try ImageProcessing.prepared(input.image, to: size, crop: run.maskCrop).pixels.map { Float($0) / 255 }
             let image = try backend.upload(Array([[Float]](repeating: pixels, count: rows).joined()),
                                            shape: [rows, size.height, size.width, 3],
@@ -65,9 +70,36 @@ struct ControlStep {
     /// fits the UNet (`ControlNetModel.mismatch`) and embeds 3-channel images at the VAE's scale.
     static func validate(_ request: GenerationRequest, models: LoadedModels) throws {
         guard !request.controls.isEmpty else { return }
-        guard request.controls.count == models.controlNets.count else {
-            throw PipelineError.invalidArgument(
-                name: "controls", message: "\(request.controls.count) inputs for \(models.controlNets.count) ControlNets (PipelineConfiguration.controlNets)")
+        if let i = models.controlNets.firstIndex(where: \.isUnion) {
+            // (diffusers: one ControlNetUnionModel takes every condition; MultiControlNetUnionModel is not supported here)
+            guard models.controlNets.count == 1 else {
+                throw PipelineError.invalidArgument(name: "controlNets[\(i)]", message: "a ControlNet Union runs alone (one union model, several conditions)")
+            }
+            let types = models.controlNets[0].unionControlTypes ?? 0
+            for (j, input) in request.controls.enumerated() {
+                guard let mode = input.controlMode, (0..<types).contains(mode) else {
+                    throw PipelineError.invalidArgument(
+                        name: "controls[\(j)].controlMode", message: "a ControlNet Union needs each input's condition type, 0..<\(types) (diffusers control_mode)")
+                }
+                if input.guessMode {
+                    throw PipelineError.invalidArgument(
+                        name: "controls[\(j)].guessMode", message: "is not supported with a ControlNet Union (diffusers' union pipeline fails on it with guidance)")
+                }
+            }
+            if request.initialImage != nil {
+                throw PipelineError.invalidArgument(name: "initialImage", message: "a ControlNet Union runs text-to-image here (its img2img and inpainting pipelines are not implemented)")
+            }
+            if request.perturbedAttentionGuidance.map({ $0.scale > 0 && !$0.layers.isEmpty }) == true {
+                throw PipelineError.invalidArgument(name: "perturbedAttentionGuidance", message: "is not combined with a ControlNet Union (diffusers has no such SDXL pipeline)")
+            }
+        } else {
+            guard request.controls.count == models.controlNets.count else {
+                throw PipelineError.invalidArgument(
+                    name: "controls", message: "\(request.controls.count) inputs for \(models.controlNets.count) ControlNets (PipelineConfiguration.controlNets)")
+            }
+            if let j = request.controls.firstIndex(where: { $0.controlMode != nil }) {
+                throw PipelineError.invalidArgument(name: "controls[\(j)].controlMode", message: "is for a ControlNet Union; these ControlNets take none")
+            }
         }
         let vaeFactor = 1 << (models.vae.config.blockOutChannels.count - 1)
         for (i, controlNet) in models.controlNets.enumerated() {
@@ -93,7 +125,19 @@ struct ControlStep {
     mutating func residuals(sample: Tensor, timestep: Float, stepIndex: Int, stepCount: Int) throws -> ControlNetResiduals? {
         let input = rows == unetRows ? sample : try backend.slice(sample, axis: 0, range: (unetRows - rows)..<unetRows)
         var sum: ControlNetResiduals?
-        for net in nets {
+        if let union {
+            // One call with every condition at its scale × `controlnet_keep`; one condition at scale 0 gives zeros (skipped),
+            // several always run (their latents' part stays).
+            let conditions = nets.map { net in
+                ControlNetUnionCondition(image: net.image, mode: net.input.controlMode ?? 0,
+                                         scale: Self.keep(net.input, step: stepIndex, of: stepCount) ? Float(net.input.conditioningScale) : 0)
+            }
+            if conditions.count > 1 || conditions[0].scale != 0 {
+                sum = try union(sample: input, timesteps: [Float](repeating: timestep, count: rows), encoderHiddenStates: hiddenStates,
+                                conditions: conditions, textEmbeds: pooled, timeIDs: timeIDs)
+            }
+        }
+        for net in nets where union == nil {
             let scale = Float(net.input.conditioningScale)
             guard Self.keep(net.input, step: stepIndex, of: stepCount), scale != 0 else { continue }
             let out = try net.model(

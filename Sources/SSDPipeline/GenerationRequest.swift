@@ -60,14 +60,20 @@ public struct ControlInput: Sendable {
     /// Guess mode: the ControlNet sees only the conditional half of the guided batch (the unconditional
     /// half gets no residuals) and its residuals are scaled from 0.1 (first skip) up to 1 (mid block).
     public var guessMode = false
+    /// The condition type for a ControlNet Union (diffusers `control_mode`, e.g. for xinsir's union 0 openpose,
+    /// 1 depth, 2 hed/scribble, 3 canny/lineart, 4 normal, 5 segmentation): every input of a request with a union
+    /// ControlNet names one and all of them go to that one model (`StableDiffusionXLControlNetUnionPipeline`);
+    /// nil for a plain ControlNet.
+    public var controlMode: Int?
 
     public init(image: RGBImage, conditioningScale: Double = 1, guidanceStart: Double = 0, guidanceEnd: Double = 1,
-                guessMode: Bool = false) {
+                guessMode: Bool = false, controlMode: Int? = nil) {
         self.image = image
         self.conditioningScale = conditioningScale
         self.guidanceStart = guidanceStart
         self.guidanceEnd = guidanceEnd
         self.guessMode = guessMode
+        self.controlMode = controlMode
     }
 }
 

@@ -55,6 +55,9 @@ let generateUsage = """
       --control-start F  --control-end F   the fraction of steps it applies to (default 0 and 1)
                                    (these three: once for all ControlNets, or once per ControlNet)
       --guess-mode                 the ControlNet sees only the conditional half (residuals scaled 0.1 … 1)
+      --control-mode N             with a ControlNet Union folder (diffusers ControlNetUnionModel, xinsir/controlnet-union-sdxl-1.0):
+                                   the condition type of each --control-image (control_mode; xinsir: 0 openpose, 1 depth,
+                                   2 hed/scribble, 3 canny/lineart, 4 normal, 5 segmentation); one --controlnet, text-to-image
       --ip-adapter FILE            IP-Adapter (h94 format .safetensors) conditioning on --ip-image; repeat for several
       --image-encoder DIR          the adapters' image encoder (CLIPVisionModelWithProjection folder)
       --ip-image PNG[,PNG…]        the image(s) of each --ip-adapter, in order (several: attended together)
@@ -162,7 +165,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
                       "--vae-tile-size",
                       "--padding-mask-crop",
                       "--preview-decoder", "--preview-every", "--preview",
-                      "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end",
+                      "--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end", "--control-mode",
                       "--ip-adapter", "--image-encoder", "--ip-image", "--ip-scale", "--ip-mask", "--ip-mask-scale",
                       "--t2i-adapter", "--adapter-image", "--adapter-scale", "--adapter-factor",
                       "--pag-scale", "--pag-layer", "--pag-adaptive-scale", "--timesteps", "--sigmas",
@@ -236,15 +239,26 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
 
         let controlNets = options.allValues["--controlnet"] ?? [], controlImages = options.allValues["--control-image"] ?? []
         let controlOptions = ["--control-scale", "--control-start", "--control-end"].filter { options.string($0) != nil }
+        let controlModes = try (options.allValues["--control-mode"] ?? []).map { text in
+            guard let mode = Int(text), mode >= 0 else { throw UsageError(description: "--control-mode: \(text) must be a condition type index (0, 1, …)") }
+            return mode
+        }
         if !controlImages.isEmpty {
-            guard controlNets.count == controlImages.count else {
-                throw UsageError(description: "--control-image: \(controlImages.count) images for \(controlNets.count) --controlnet folders (one each)")
+            if controlModes.isEmpty {
+                guard controlNets.count == controlImages.count else {
+                    throw UsageError(description: "--control-image: \(controlImages.count) images for \(controlNets.count) --controlnet folders (one each)")
+                }
+            } else {
+                // A ControlNet Union: one folder, one --control-mode per --control-image.
+                guard controlNets.count == 1, controlModes.count == controlImages.count else {
+                    throw UsageError(description: "--control-mode: a ControlNet Union takes one --controlnet and one --control-mode per --control-image (\(controlNets.count) folders, \(controlModes.count) modes, \(controlImages.count) images)")
+                }
             }
-            /// The i-th value of a flag given once for all ControlNets or once per ControlNet.
+            /// The i-th value of a flag given once for all control images or once per control image.
             func perNet(_ flag: String, _ i: Int, default value: Double) throws -> Double {
                 let values = options.allValues[flag] ?? []
-                guard values.count <= 1 || values.count == controlNets.count else {
-                    throw UsageError(description: "\(flag): give it once or once per --controlnet (\(controlNets.count))")
+                guard values.count <= 1 || values.count == controlImages.count else {
+                    throw UsageError(description: "\(flag): give it once or once per --control-image (\(controlImages.count))")
                 }
                 guard let text = values.count == 1 ? values[0] : values.isEmpty ? nil : values[i] else { return value }
                 guard let number = Double(text), number.isFinite else { throw UsageError(description: "\(flag): \(text) must be a finite number") }
@@ -253,12 +267,14 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
             let settings = try controlImages.indices.map { i in
                 (try perNet("--control-scale", i, default: 1), try perNet("--control-start", i, default: 0), try perNet("--control-end", i, default: 1))
             }
-            request.controls = try zip(controlImages, settings).map { path, setting in
-                ControlInput(image: try png("--control-image", path), conditioningScale: setting.0, guidanceStart: setting.1,
-                             guidanceEnd: setting.2, guessMode: options.flags.contains("--guess-mode"))
+            request.controls = try zip(controlImages, settings).enumerated().map { i, pair in
+                let (path, setting) = pair
+                return ControlInput(image: try png("--control-image", path), conditioningScale: setting.0, guidanceStart: setting.1,
+                                    guidanceEnd: setting.2, guessMode: options.flags.contains("--guess-mode"),
+                                    controlMode: controlModes.isEmpty ? nil : controlModes[i])
             }
-        } else if !controlNets.isEmpty || !controlOptions.isEmpty || options.flags.contains("--guess-mode") {
-            throw UsageError(description: "--controlnet, --control-scale, --control-start, --control-end and --guess-mode need --control-image")
+        } else if !controlNets.isEmpty || !controlOptions.isEmpty || !controlModes.isEmpty || options.flags.contains("--guess-mode") {
+            throw UsageError(description: "--controlnet, --control-scale, --control-start, --control-end, --control-mode and --guess-mode need --control-image")
         }
 
         request.denoisingEnd = try options.double("--denoising-end")

@@ -168,6 +168,13 @@ import Testing
          tolerance: 5e-3),
         // Latents of 6 × 10 → 3 × 5 → 2 × 3: upsampling to odd skip sizes (a cropped ×2 before the convolution), the
         // adapter's ceil-mode pooling. (240 noise values: a multiple of 16, so torch's fp16 draw equals the fp32 one.)
+        // A ControlNet Union with one condition (its attention block runs across the batch rows).
+        (fixture: "union_single", graphs: "1", arguments: ["--prompt", "a photo of a cat", "--negative-prompt", "blurry", "--guidance", "7",
+                                                           "--seed", "50", "--steps", "3",
+                                                           "--controlnet", NullDriverTests.root + "/Tests/Fixtures/pipeline/tiny-controlnet-union",
+                                                           "--control-image", NullDriverTests.root + "/Tests/Fixtures/pipeline/control.png",
+                                                           "--control-mode", "3", "--control-scale", "0.8"],
+         tolerance: 5e-3),
         (fixture: "t2i_odd_size", graphs: "1", arguments: ["--prompt", "a ship", "--guidance", "6", "--seed", "15", "--steps", "3",
                                                            "--width", "80", "--height", "48",
                                                            "--t2i-adapter", NullDriverTests.root + "/Tests/Fixtures/pipeline/t2i-adapter/xl",

@@ -14,6 +14,8 @@ public struct ControlNetConfig: Decodable, Sendable {
     public var conditioningChannelOrder: String
     /// `global_pool_conditions` (a few SD 1.5 "shuffle" models): not supported here.
     public var globalPoolConditions: Bool
+    /// The ControlNet Union fields (`ControlNetUnionModel`), nil for a plain ControlNet.
+    public var union: ControlNetUnionConfig?
 
     enum CodingKeys: String, CodingKey {
         case conditioningChannels = "conditioning_channels"
@@ -29,6 +31,9 @@ public struct ControlNetConfig: Decodable, Sendable {
         conditioningEmbeddingOutChannels = try c.decodeIfPresent([Int].self, forKey: .conditioningEmbeddingOutChannels) ?? [16, 32, 96, 256]
         conditioningChannelOrder = try c.decodeIfPresent(String.self, forKey: .conditioningChannelOrder) ?? "rgb"
         globalPoolConditions = try c.decodeIfPresent(Bool.self, forKey: .globalPoolConditions) ?? false
+        union = try ControlNetUnionConfig.decodeIfUnion(from: decoder)
+        // (diffusers' ControlNetUnionModel always builds a cross-attention mid block)
+        if union != nil { unet.midBlockType = "UNetMidBlock2DCrossAttn" }
     }
 }
 
@@ -84,6 +89,8 @@ public final class ControlNetModel: Sendable {
     let downBlocks: [Conv2d]
     /// `controlnet_mid_block`.
     let midBlock: Conv2d
+    /// The parts of a ControlNet Union (`ControlNetUnionModel`), nil for a plain ControlNet.
+    let union: ControlNetUnionParts?
 
     static let model = "ControlNetModel"
 
@@ -117,6 +124,10 @@ public final class ControlNetModel: Sendable {
         downBlocks = try network.skipChannels.enumerated().map { i, w in try Conv2d(root("controlnet_down_blocks", i), in: w, out: w, kernel: 1) }
         let last = c.blockOutChannels[c.blockOutChannels.count - 1]
         midBlock = try Conv2d(root("controlnet_mid_block"), in: last, out: last, kernel: 1)
+        let addTimeEmbedDim = network.addTimeEmbedDim
+        union = try config.union.map {
+            try ControlNetUnionParts(root, config: $0, firstWidth: first, addTimeEmbedDim: addTimeEmbedDim, timeEmbedDim: first * 4)
+        }
         try loader.finish()
         self.config = config
         self.backend = backend
@@ -163,6 +174,40 @@ public final class ControlNetModel: Sendable {
     public func callAsFunction(sample: Tensor, timesteps: [Float], encoderHiddenStates: Tensor, controlImage: Tensor,
                                conditioningScale: Float, guessMode: Bool = false, textEmbeds: Tensor?,
                                timeIDs: [Float]?) throws -> ControlNetResiduals {
+        guard union == nil else {
+            throw ModelError.invalidInput(model: Self.model, argument: "controlImage", message: "a ControlNet Union takes conditions: (image, mode, scale)")
+        }
+        let b = backend
+        let prepared = try prepare(sample: sample, timesteps: timesteps, encoderHiddenStates: encoderHiddenStates, controlImages: [controlImage])
+        let inputs = try network.embeddingInputs(timesteps: prepared.steps, textEmbeds: textEmbeds, timeIDs: timeIDs, timestepCond: nil,
+                                                 condDim: nil, dtype: prepared.dtype, b)
+        let temb = try b.activation(network.embedding(inputs, b), .silu)
+        let context = CrossAttentionContext(states: prepared.hiddenStates)
+        var h = try network.convIn(prepared.sample, b)
+        h = try b.binary(h, conditioningEmbedding(prepared.images[0], b), .add)
+        var skips = [h]
+        h = try network.downAndMid(h, temb: temb, context: context, skips: &skips, trace: nil, b)
+        let n = skips.count
+        func scale(_ i: Int) -> Float {
+            guessMode ? Float(pow(10.0, -1.0 + Double(i) / Double(n))) * conditioningScale : conditioningScale
+        }
+        func scaled(_ t: Tensor, _ s: Float) throws -> Tensor { s == 1 ? t : try b.affine(t, scale: s, shift: 0) }
+        let down = try zip(skips, downBlocks).enumerated().map { i, pair in try scaled(pair.1(pair.0, b), scale(i)) }
+        return ControlNetResiduals(down: down, mid: try scaled(midBlock(h, b), scale(n)))
+    }
+
+    /// A call's inputs checked and in the activation type: the latents, per-row timesteps, text states and
+    /// control images (flipped for a `bgr` network).
+    struct PreparedInputs {
+        let sample: Tensor
+        let steps: [Float]
+        let hiddenStates: Tensor
+        let images: [Tensor]
+        let batch: Int
+        let dtype: DType
+    }
+
+    func prepare(sample: Tensor, timesteps: [Float], encoderHiddenStates: Tensor, controlImages: [Tensor]) throws -> PreparedInputs {
         let b = backend
         let c = config.unet
         guard sample.rank == 4, sample.shape[3] == c.inChannels else {
@@ -170,10 +215,12 @@ public final class ControlNetModel: Sendable {
         }
         let batch = sample.shape[0]
         let factor = 1 << (config.conditioningEmbeddingOutChannels.count - 1)
-        guard controlImage.rank == 4, controlImage.shape == [batch, sample.shape[1] * factor, sample.shape[2] * factor, config.conditioningChannels] else {
-            throw ModelError.invalidInput(
-                model: Self.model, argument: "controlImage",
-                message: "expected NHWC [\(batch), \(sample.shape[1] * factor), \(sample.shape[2] * factor), \(config.conditioningChannels)], got \(controlImage.shape)")
+        for controlImage in controlImages {
+            guard controlImage.rank == 4, controlImage.shape == [batch, sample.shape[1] * factor, sample.shape[2] * factor, config.conditioningChannels] else {
+                throw ModelError.invalidInput(
+                    model: Self.model, argument: "controlImage",
+                    message: "expected NHWC [\(batch), \(sample.shape[1] * factor), \(sample.shape[2] * factor), \(config.conditioningChannels)], got \(controlImage.shape)")
+            }
         }
         let crossDims: [Int]
         switch c.crossAttentionDim { case let .one(d): crossDims = [d]; case let .many(list): crossDims = list }
@@ -190,26 +237,16 @@ public final class ControlNetModel: Sendable {
         }
         let dtype = b.activationDType(for: .unet)
         func converted(_ t: Tensor) throws -> Tensor { t.dtype == dtype ? t : try b.convert(t, to: dtype) }
-        var image = try converted(controlImage)
-        if config.conditioningChannelOrder == "bgr" {
-            let channels = try (0..<config.conditioningChannels).reversed().map { try b.slice(image, axis: 3, range: $0..<($0 + 1)) }
-            image = try b.concat(channels, axis: 3)
+        let images = try controlImages.map { controlImage in
+            var image = try converted(controlImage)
+            if config.conditioningChannelOrder == "bgr" {
+                let channels = try (0..<config.conditioningChannels).reversed().map { try b.slice(image, axis: 3, range: $0..<($0 + 1)) }
+                image = try b.concat(channels, axis: 3)
+            }
+            return image
         }
-        let inputs = try network.embeddingInputs(timesteps: steps, textEmbeds: textEmbeds, timeIDs: timeIDs, timestepCond: nil,
-                                                 condDim: nil, dtype: dtype, b)
-        let temb = try b.activation(network.embedding(inputs, b), .silu)
-        let context = CrossAttentionContext(states: try converted(encoderHiddenStates))
-        var h = try network.convIn(converted(sample), b)
-        h = try b.binary(h, conditioningEmbedding(image, b), .add)
-        var skips = [h]
-        h = try network.downAndMid(h, temb: temb, context: context, skips: &skips, trace: nil, b)
-        let n = skips.count
-        func scale(_ i: Int) -> Float {
-            guessMode ? Float(pow(10.0, -1.0 + Double(i) / Double(n))) * conditioningScale : conditioningScale
-        }
-        func scaled(_ t: Tensor, _ s: Float) throws -> Tensor { s == 1 ? t : try b.affine(t, scale: s, shift: 0) }
-        let down = try zip(skips, downBlocks).enumerated().map { i, pair in try scaled(pair.1(pair.0, b), scale(i)) }
-        return ControlNetResiduals(down: down, mid: try scaled(midBlock(h, b), scale(n)))
+        return PreparedInputs(sample: try converted(sample), steps: steps, hiddenStates: try converted(encoderHiddenStates),
+                              images: images, batch: batch, dtype: dtype)
     }
 }
 

@@ -10,6 +10,12 @@ struct Linear: Sendable {
         self.bias = bias ? try scope.parameter("bias", shape: [outFeatures], role: .vector) : nil
     }
 
+    /// A linear layer from weights loaded under other names (`nn.MultiheadAttention`'s packed `in_proj_weight`).
+    init(weight: Tensor, bias: Tensor?) {
+        self.weight = weight
+        self.bias = bias
+    }
+
     /// A 1×1 `nn.Conv2d` (weight `[out, in, 1, 1]`) applied to NHWC activations as a linear layer.
     init(pointwiseConv scope: ParameterScope, in inFeatures: Int, out outFeatures: Int) throws {
         weight = try scope.parameter("weight", shape: [outFeatures, inFeatures, 1, 1], role: .linear,
