@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The pipeline features added in the thirteenth and fourteenth sessions on the GPU: each generation of the tiny fixtures with
+# The pipeline features added since the thirteenth session, on the GPU: each generation of the tiny fixtures with
 # --backend cuda (fp16, eager and with SSD_CUDA_GRAPHS=1, whose recorded regions take the IP-Adapter keys/values
 # and FreeU's bases as inputs) against --backend cpu (fp32), final latents compared (relative L2; fp16 on these
 # random tiny networks: expect ≲ 2e-2, as the full-size criterion). About a minute.
@@ -74,6 +74,11 @@ feature pag $M --pag-scale 2.5 --pag-layer down_blocks.2 --pag-layer up_blocks.0
 feature odd-size $M --width 80 --height 48  # (240 noise values: torch draws fp16 as fp32)
 feature inpaint9 --model $F/tiny-ssd1b-inpaint --prompt a-red-door --init-image $F/init.png --mask $F/mask.png --strength 0.8
 feature controlnet-inpaint $M --init-image $F/init.png --mask $F/mask.png --controlnet $F/tiny-controlnet --control-image $F/control.png
+# ControlNet Union, two conditions (its attention block across the batch rows: a tiny head dim, 2 queries).
+feature controlnet-union $M --controlnet $F/tiny-controlnet-union --control-image $F/control.png --control-mode 3 \
+  --control-image $F/union_control2.png --control-mode 1 --control-scale 0.8 --control-scale 0.5 --control-start 0 --control-start 0.3
+# FreeU at a size that is not a multiple of 32 pixels (Fourier bases on odd grids).
+feature freeu-odd $M --freeu sdxl --width 80 --height 48
 # The refiner from the CPU base's latents cut at 60 % (the same latents for every backend).
 generate base cpu 0 $M --denoising-end 0.6 && \
   feature refiner --model $F/tiny-ssd1b-refiner --prompt a-photo-of-a-cat --init-latents "$OUT/base-cpu-0.safetensors" --denoising-start 0.6
