@@ -86,8 +86,9 @@ struct ControlStep {
                         name: "controls[\(j)].guessMode", message: "is not supported with a ControlNet Union (diffusers' union pipeline fails on it with guidance)")
                 }
             }
-            if request.initialImage != nil {
-                throw PipelineError.invalidArgument(name: "initialImage", message: "a ControlNet Union runs text-to-image here (its img2img and inpainting pipelines are not implemented)")
+            if request.initialImage?.mask != nil, models.unet.config.inChannels != 4 {
+                // (diffusers' StableDiffusionXLControlNetUnionInpaintPipeline raises for other UNets)
+                throw PipelineError.invalidArgument(name: "initialImage", message: "ControlNet Union inpainting takes a 4-channel UNet, as diffusers' union inpainting pipeline; this one has \(models.unet.config.inChannels)")
             }
             if request.perturbedAttentionGuidance.map({ $0.scale > 0 && !$0.layers.isEmpty }) == true {
                 throw PipelineError.invalidArgument(name: "perturbedAttentionGuidance", message: "is not combined with a ControlNet Union (diffusers has no such SDXL pipeline)")

@@ -6,9 +6,10 @@ import Testing
 @testable import SSDPipeline
 
 /// ControlNet Union against diffusers 0.42.1 (`Scripts/fixtures/controlnet_union.py`: ControlNetUnionModel in
-/// StableDiffusionXLControlNetUnionPipeline): the first ControlNet call's residuals, the first UNet input and noise
+/// StableDiffusionXLControlNetUnionPipeline and its img2img / inpainting variants): the first ControlNet call's residuals, the first UNet input and noise
 /// prediction, final latents and pixels within 1e-4 (reference backend) or 1e-3 (CPU), for one condition, two with a
-/// guidance window (scales on the features), and two images per prompt (the attention block mixes the batch rows).
+/// guidance window (scales on the features), two images per prompt (the attention block mixes the batch rows), img2img
+/// and inpainting.
 struct ControlNetUnionParityTests {
     static let fixtures = PipelineParityTests.fixtures
 
@@ -28,6 +29,9 @@ struct ControlNetUnionParityTests {
         var guidance: Double
         var seed: UInt64
         var images: Int?
+        var init_image: String?
+        var mask: String?
+        var strength: Double?
         var controls: [Control]
         var testDescription: String { name }
     }
@@ -48,6 +52,9 @@ struct ControlNetUnionParityTests {
         r.guidanceScale = c.guidance
         r.seed = c.seed
         r.imagesPerPrompt = c.images ?? 1
+        if let initImage = c.init_image {
+            r.initialImage = InitialImage(image: try png(initImage), mask: try c.mask.map(png), strength: c.strength)
+        }
         r.controls = try c.controls.map {
             ControlInput(image: try png($0.image), conditioningScale: $0.scale, guidanceStart: $0.start ?? 0,
                          guidanceEnd: $0.end ?? 1, controlMode: $0.mode)
@@ -62,7 +69,7 @@ struct ControlNetUnionParityTests {
         return configuration
     }
 
-    @Test func casesArePresent() { #expect(Self.cases.count == 3) }
+    @Test func casesArePresent() { #expect(Self.cases.count == 5) }
 
     @Test(arguments: cases)
     func referenceBackendMatchesDiffusers(_ c: Case) async throws {
@@ -82,7 +89,7 @@ struct ControlNetUnionParityTests {
     }
 
     /// Typed errors: a union input without its condition type (or one out of range), a condition type for a plain
-    /// ControlNet, guess mode, img2img.
+    /// ControlNet, guess mode, inpainting with a 9-channel UNet.
     @Test func unionInputsAreChecked() async throws {
         let pipeline = try await DiffusionPipeline(contentsOf: PipelineParityTests.folder, configuration: Self.configuration(backend: .reference))
         let image = try RGBImage(pngData: FileIO.readAll(Self.fixtures + "/control.png"))
@@ -103,9 +110,16 @@ struct ControlNetUnionParityTests {
         await expectInvalid("controls[0].controlMode") { _ in }
         await expectInvalid("controls[0].controlMode") { $0.controls[0].controlMode = 6 }
         await expectInvalid("controls[0].guessMode") { $0.controls[0].controlMode = 1; $0.controls[0].guessMode = true }
-        await expectInvalid("initialImage") {
-            $0.controls[0].controlMode = 1
-            $0.initialImage = InitialImage(image: image, strength: 0.5)
+        // Union inpainting with a 9-channel UNet: diffusers' union inpainting pipeline raises.
+        let inpaintFolder = try await DiffusionPipeline(contentsOf: Self.fixtures + "/tiny-ssd1b-inpaint", configuration: Self.configuration(backend: .reference))
+        var inpaint = request
+        inpaint.controls = [ControlInput(image: image, controlMode: 1)]
+        inpaint.initialImage = InitialImage(image: image, mask: image, strength: 0.5)
+        do {
+            _ = try await inpaintFolder.generate(inpaint)
+            Issue.record("no error")
+        } catch let PipelineError.invalidArgument(argument, _) {
+            #expect(argument == "initialImage")
         }
         var plain = PipelineConfiguration()
         plain.backend = .reference
