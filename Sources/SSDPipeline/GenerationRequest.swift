@@ -248,6 +248,10 @@ public struct GenerationRequest: Sendable {
     public var guidanceScale: Double = 9
     /// `guidance_rescale` φ (arXiv 2305.08891 §3.4); 0 disables.
     public var guidanceRescale: Double = 0
+    /// diffusers' `eta` argument of the SDXL pipelines, which they pass to schedulers whose `step` takes it:
+    /// DDIM's η and TCD's γ (in [0, 1]; TCD-SDXL-LoRA's examples use 0.3). 0 by default, as diffusers; other
+    /// schedulers ignore it. Applied to named and folder-default schedulers (a `.custom` one keeps its own).
+    public var eta: Double = 0
     /// Seed of the torch-compatible CPU generator; nil → a random seed (reported in the result).
     public var seed: UInt64?
     /// Use these instead of encoding `prompt` / `prompt2` (diffusers `prompt_embeds` and

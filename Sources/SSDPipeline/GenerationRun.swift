@@ -54,7 +54,7 @@ struct GenerationRun {
         latentWidth = request.size.width / factor
         latentChannels = models.vae.config.latentChannels
         usesGuidance = request.guidanceScale > 1 && models.unet.config.timeCondProjDim == nil
-        (scheduler, schedulerName) = try SchedulerSelection.make(request.scheduler, configuration: schedulerConfiguration)
+        (scheduler, schedulerName) = try SchedulerSelection.make(request.scheduler, configuration: schedulerConfiguration, eta: request.eta)
         perturbedAttention = textOnly ? nil : try Self.perturbedAttention(request, unet: models.unet)
     }
 

@@ -32,6 +32,7 @@ enum RequestValidation {
             throw fail("imagesPerPrompt", "\(request.imagesPerPrompt) images of \(size) are more than \(maximumPixels) pixels in all")
         }
         guard request.guidanceScale.isFinite else { throw fail("guidanceScale", "\(request.guidanceScale) is not finite") }
+        guard request.eta.isFinite, request.eta >= 0 else { throw fail("eta", "\(request.eta) must be a finite number ≥ 0") }
         guard request.guidanceRescale.isFinite, request.guidanceRescale >= 0, request.guidanceRescale <= 1 else {
             throw fail("guidanceRescale", "\(request.guidanceRescale) must be in [0, 1]")
         }

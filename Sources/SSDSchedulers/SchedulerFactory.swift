@@ -31,6 +31,7 @@ public enum SchedulerFactory {
         Preset(name: "unipc", className: "UniPCMultistepScheduler", overrides: .init()),
         Preset(name: "lcm", className: "LCMScheduler", overrides: .init()),
         Preset(name: "heun", className: "HeunDiscreteScheduler", overrides: .init()),
+        Preset(name: "tcd", className: "TCDScheduler", overrides: .init()),
     ]
 
     /// Every accepted name.
@@ -39,7 +40,7 @@ public enum SchedulerFactory {
     /// The diffusers classes this library implements.
     public static let classNames = [
         "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler",
-        "UniPCMultistepScheduler", "LCMScheduler", "HeunDiscreteScheduler",
+        "UniPCMultistepScheduler", "LCMScheduler", "HeunDiscreteScheduler", "TCDScheduler",
     ]
 
     /// The scheduler called `name` (see `names`), configured from `config` (the model folder's
@@ -68,6 +69,7 @@ public enum SchedulerFactory {
         case "UniPCMultistepScheduler": return try UniPCMultistepScheduler(configuration: merged)
         case "LCMScheduler": return try LCMScheduler(configuration: merged)
         case "HeunDiscreteScheduler": return try HeunScheduler(configuration: merged)
+        case "TCDScheduler": return try TCDScheduler(configuration: merged)
         default: throw SchedulerError.unknownClassName(className, valid: classNames)
         }
     }

@@ -19,10 +19,11 @@ let generateUsage = """
       --steps N                    denoising steps (default 50)
       --guidance G                 classifier-free guidance scale (default 9; off at <= 1)
       --guidance-rescale R         guidance rescale in [0, 1] (default 0)
+      --eta E                      diffusers' eta: DDIM's η, TCD's γ in [0, 1] (default 0, as diffusers; TCD examples use 0.3)
       --seed S                     seed of the torch-compatible CPU generator (default: random, printed)
       --images K                   images per prompt (outputs PATH-1 … PATH-K)
       --scheduler NAME             euler, euler-a, ddim, dpm++2m, dpm++2m-karras, dpm++2m-sde-karras,
-                                   unipc, lcm, heun (default: the folder's scheduler)
+                                   unipc, lcm, heun, tcd (default: the folder's scheduler)
       --backend NAME               reference, cpu, cuda or automatic (default: the fastest available)
       --precision P                automatic, fp32, fp32-high, fp16 or bf16 (default automatic: fp32 on cpu/reference,
                                    fp16 on cuda; bf16 is cpu only;
@@ -158,7 +159,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         let options = try OptionParser(
             arguments, flags: ["--quiet", "--report-memory", "--report-backend", "--release-text-encoders", "--vae-tiling", "--guess-mode"],
             options: ["--model", "--prompt", "--prompt-2", "--negative-prompt", "--negative-prompt-2", "--width",
-                      "--height", "--steps", "--guidance", "--guidance-rescale", "--seed", "--images", "--scheduler",
+                      "--height", "--steps", "--guidance", "--guidance-rescale", "--eta", "--seed", "--images", "--scheduler",
                       "--backend", "--precision", "--variant", "--checkpoint", "--lora", "--clip-skip", "--original-size", "--crop-top-left",
                       "--target-size", "--negative-original-size", "--negative-crop-top-left",
                       "--negative-target-size", "--init-image", "--strength", "--mask", "--output", "--save-latents", "--repeat",
@@ -181,6 +182,7 @@ func runGenerate(_ arguments: [String]) async -> Int32 {
         request.steps = try options.int("--steps") ?? 50
         request.guidanceScale = try options.double("--guidance") ?? 9
         request.guidanceRescale = try options.double("--guidance-rescale") ?? 0
+        request.eta = try options.double("--eta") ?? 0
         guard (0...1).contains(request.guidanceRescale) else {
             throw UsageError(description: "--guidance-rescale: \(request.guidanceRescale) must be between 0 and 1")
         }

@@ -26,6 +26,7 @@ struct PipelineParityTests {
         var images: Int?
         var guidance_rescale: Double?
         var scheduler: String?
+        var eta: Double?
         var clip_skip: Int?
         var original_size: [Int]?
         var crop_top_left: [Int]?
@@ -95,6 +96,7 @@ struct PipelineParityTests {
         r.imagesPerPrompt = c.images ?? 1
         r.guidanceRescale = c.guidance_rescale ?? 0
         if let name = c.scheduler { r.scheduler = .named(name) }
+        r.eta = c.eta ?? 0
         r.clipSkip = c.clip_skip
         r.originalSize = size(c.original_size)
         r.cropTopLeft = crop(c.crop_top_left)

@@ -149,11 +149,6 @@ struct T2IAdapterBehaviourTests {
         await expectInvalid("adapters[0].conditioningScale") { $0.adapters[0].conditioningScale = .nan }
         await expectInvalid("adapterConditioningFactor") { $0.adapterConditioningFactor = 1.5 }
         await expectInvalid("initialImage") { $0.initialImage = InitialImage(image: sketch, strength: 0.5) }
-        // (sizes that are not multiples of 32 pixels work, except with FreeU, as its bases need them)
-        await expectInvalid("freeU") {
-            $0.size = ImageSize(width: 80, height: 48)
-            $0.freeU = .sdxl
-        }
         // An SD 1.x layout (features at 1/8, 1/16, …) does not fit the SDXL-shaped UNet (first slot at 1/16).
         await expectInvalid("t2iAdapters[0]", on: try await Self.pipeline(["full"])) { _ in }
     }

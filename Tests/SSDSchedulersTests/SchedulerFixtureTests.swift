@@ -27,6 +27,11 @@ import Testing
         let overrides = try Fixtures.configuration(record["overrides"] ?? [String: Any]())
         let name = try #require(record["scheduler"] as? String)
         var scheduler = try SchedulerFactory.make(name: name, config: base, overrides: overrides)
+        if let eta = record["eta"] as? Double {  // (TCD's gamma: diffusers' step(eta=…))
+            var tcd = try #require(scheduler as? TCDScheduler)
+            tcd.eta = Float(eta)
+            scheduler = tcd
+        }
         let steps = try #require(record["steps"] as? Int)
         let strength = record["strength"] as? Double
         let denoisingStart = record["denoising_start"] as? Double
