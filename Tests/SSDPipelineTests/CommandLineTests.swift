@@ -53,10 +53,10 @@ import Testing
         (["--lora", "x.safetensors:inf"], "--lora x.safetensors:inf: the scale must be a finite number"),
         (["--preview-every", "2"], "--preview-every needs --preview-decoder and --preview"),
         (["--preview-decoder", "/tmp"], "--preview-decoder and --preview go together"),
-        (["--controlnet", "/tmp"], "--controlnet, --control-scale, --control-start, --control-end and --guess-mode need --control-image"),
+        (["--controlnet", "/tmp"], "--controlnet, --control-scale, --control-start, --control-end, --control-mode and --guess-mode need --control-image"),
         (["--control-image", "/tmp/x.png"], "--control-image: 1 images for 0 --controlnet folders (one each)"),
         (["--controlnet", "a", "--control-image", "/tmp/x.png", "--control-scale", "1", "--control-scale", "2"],
-         "--control-scale: give it once or once per --controlnet (1)"),
+         "--control-scale: give it once or once per --control-image (1)"),
     ])
     func badArgumentsAreRefusedNamingTheFlag(_ c: ([String], String)) throws {
         guard let (status, output) = try Self.generate(c.0) else { return }

@@ -45,7 +45,8 @@ struct PipelineBehaviourTests {
     @Test func cancellingTheStreamConsumerStopsGeneration() async throws {
         let pipeline = try await Self.pipeline()
         var request = Self.smallRequest()
-        request.steps = 50
+        // Many steps: on a loaded machine the producer may run ahead of the consumer (buffered events) for a while.
+        request.steps = 400
         let consumer = Task {
             var seen = 0
             for try await event in pipeline.run(request) {
@@ -56,7 +57,7 @@ struct PipelineBehaviourTests {
         }
         let result = await consumer.result
         switch result {
-        case .success(let seen): #expect(seen < 50, "stream delivered \(seen) steps")
+        case .success(let seen): #expect(seen < 400, "stream delivered \(seen) steps")
         case .failure(let error): #expect(error is CancellationError)
         }
     }
