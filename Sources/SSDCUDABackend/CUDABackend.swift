@@ -20,11 +20,14 @@ public struct CUDAAvailability: Sendable, Hashable {
 /// driver's stream-ordered pool, which keeps what is freed for reuse.
 ///
 /// Libraries are opened with `dlopen` (see `CCUDA`); `SSD_CUDA_LIBRARY_PATH` adds folders to search.
+/// On/off variables take `1`/`on`/`true`/`yes` and `0`/`off`/`false`/`no`; another value keeps the default
+/// (except `SSD_CUDA_GRAPHS`, which an unreadable value switches off and reports in `graphOptionProblems`).
 /// `SSD_CUDA_CONV=im2col` skips cuDNN. `SSD_CUDA_LEGACY_KERNELS=1` uses the first (scalar) kernels
 /// instead of the fp16 vectorised ones and the double-buffered attention (`KernelSource.fast`);
 /// `SSD_CUDA_LEGACY_ATTENTION=1` goes back to the first attention kernel alone;
 /// `SSD_CUDA_ATTENTION_WARPS=4` keeps the fast attention at 64 queries per block;
-/// `SSD_CUDA_ATTENTION_ROWS=32` gives each of its warps 32 query rows instead of 16.
+/// `SSD_CUDA_ATTENTION_ROWS=32` gives each of its warps 32 query rows instead of 16 (these four, and
+/// the same arguments, leave cuDNN's attention off unless `SSD_CUDA_CUDNN_ATTENTION` asks for it).
 /// By default (chosen by measurement on an H200, Benchmarks/RESULTS.md) the candidate algorithms of
 /// every GEMM and convolution shape are timed once (cuBLASLt's heuristic list, cuDNN's measured
 /// search; `SSD_CUDA_AUTOTUNE=0` takes the heuristic's first), bias and residual are added inside
@@ -97,20 +100,26 @@ public final class CUDABackend: ComputeBackend {
         }
         self.activations = activations
         device = try CUDADevice(ordinal: ordinal, useCuDNN: useCuDNN,
-                                profiling: profiling ?? (environment("SSD_CUDA_PROFILE") == "1"))
+                                profiling: profiling ?? environmentSwitch("SSD_CUDA_PROFILE", default: false))
         let tune = autotune ?? environmentSwitch("SSD_CUDA_AUTOTUNE", default: true)
         gemm = try GemmEngine(device: device, autotune: tune)
         convolutions = ConvolutionEngine(device: device, autotune: tune,
                                          fused: fusedConvolutions ?? environmentSwitch("SSD_CUDA_FUSED_CONV", default: true))
-        self.convolutionGraphs = convolutionGraphs ?? (environment("SSD_CUDA_CONV_GRAPH") == "1")
+        self.convolutionGraphs = convolutionGraphs ?? environmentSwitch("SSD_CUDA_CONV_GRAPH", default: false)
             ? ConvolutionGraphEngine(device: device, autotune: tune) : nil
-        attentionGraphs = AttentionGraphEngine(device: device, autotune: tune,
-                                               mode: cudnnAttention ?? CUDNNAttention.fromEnvironment())
-        let legacy = legacyKernels ?? (environment("SSD_CUDA_LEGACY_KERNELS") == "1")
+        let legacy = legacyKernels ?? environmentSwitch("SSD_CUDA_LEGACY_KERNELS", default: false)
         usesFastKernels = !legacy
-        usesFastAttention = !(legacyAttention ?? (legacy || environment("SSD_CUDA_LEGACY_ATTENTION") == "1"))
-        self.attentionWarps = (attentionWarps ?? Int(environment("SSD_CUDA_ATTENTION_WARPS") ?? "")) == 4 ? 4 : 8
-        self.attentionRowsPerWarp = (attentionRowsPerWarp ?? Int(environment("SSD_CUDA_ATTENTION_ROWS") ?? "")) == 32 ? 32 : 16
+        usesFastAttention = !(legacyAttention ?? (legacy || environmentSwitch("SSD_CUDA_LEGACY_ATTENTION", default: false)))
+        let warps = attentionWarps ?? Int(environment("SSD_CUDA_ATTENTION_WARPS") ?? "")
+        let rows = attentionRowsPerWarp ?? Int(environment("SSD_CUDA_ATTENTION_ROWS") ?? "")
+        self.attentionWarps = warps == 4 ? 4 : 8
+        self.attentionRowsPerWarp = rows == 32 ? 32 : 16
+        // Asking for a variant of our own attention kernels (legacy, warps, rows) means using them: cuDNN's
+        // attention then stays off unless asked for too.
+        let ownAttention = !usesFastAttention || warps != nil || rows != nil
+        let attentionMode = cudnnAttention
+            ?? (environment("SSD_CUDA_CUDNN_ATTENTION") != nil || !ownAttention ? CUDNNAttention.fromEnvironment() : .off)
+        attentionGraphs = AttentionGraphEngine(device: device, autotune: tune, mode: attentionMode)
         self.compactVAEWeights = compactVAEWeights ?? (environment("SSD_CUDA_VAE_FP32_WEIGHTS") != "1")
         if let graphs {
             graphSettings = Locked(graphs)

@@ -81,10 +81,14 @@ struct ControlStep {
                     throw PipelineError.invalidArgument(
                         name: "controls[\(j)].controlMode", message: "a ControlNet Union needs each input's condition type, 0..<\(types) (diffusers control_mode)")
                 }
-                if input.guessMode {
+                if input.guessMode, request.guidanceScale > 1, models.unet.config.timeCondProjDim == nil {
                     throw PipelineError.invalidArgument(
-                        name: "controls[\(j)].guessMode", message: "is not supported with a ControlNet Union (diffusers' union pipeline fails on it with guidance)")
+                        name: "controls[\(j)].guessMode", message: "is not supported with a ControlNet Union and guidance (diffusers' union pipelines fail on it: control_type is repeated for both halves)")
                 }
+            }
+            if request.initialImage?.paddingMaskCrop != nil {
+                // (diffusers' union inpainting pipeline wraps control_image in a list, which its check_inputs then refuses)
+                throw PipelineError.invalidArgument(name: "paddingMaskCrop", message: "is not supported with a ControlNet Union (diffusers' union inpainting pipeline refuses it)")
             }
             if request.initialImage?.mask != nil, models.unet.config.inChannels != 4 {
                 // (diffusers' StableDiffusionXLControlNetUnionInpaintPipeline raises for other UNets)
@@ -135,7 +139,7 @@ struct ControlStep {
             }
             if conditions.count > 1 || conditions[0].scale != 0 {
                 sum = try union(sample: input, timesteps: [Float](repeating: timestep, count: rows), encoderHiddenStates: hiddenStates,
-                                conditions: conditions, textEmbeds: pooled, timeIDs: timeIDs)
+                                conditions: conditions, guessMode: guessMode, textEmbeds: pooled, timeIDs: timeIDs)
             }
         }
         for net in nets where union == nil {

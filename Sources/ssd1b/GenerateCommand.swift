@@ -58,7 +58,7 @@ let generateUsage = """
       --guess-mode                 the ControlNet sees only the conditional half (residuals scaled 0.1 … 1)
       --control-mode N             with a ControlNet Union folder (diffusers ControlNetUnionModel, xinsir/controlnet-union-sdxl-1.0):
                                    the condition type of each --control-image (control_mode; xinsir: 0 openpose, 1 depth,
-                                   2 hed/scribble, 3 canny/lineart, 4 normal, 5 segmentation); one --controlnet, text-to-image
+                                   2 hed/scribble, 3 canny/lineart, 4 normal, 5 segmentation); one --controlnet
       --ip-adapter FILE            IP-Adapter (h94 format .safetensors) conditioning on --ip-image; repeat for several
       --image-encoder DIR          the adapters' image encoder (CLIPVisionModelWithProjection folder)
       --ip-image PNG[,PNG…]        the image(s) of each --ip-adapter, in order (several: attended together)

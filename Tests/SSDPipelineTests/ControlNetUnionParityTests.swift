@@ -32,6 +32,7 @@ struct ControlNetUnionParityTests {
         var init_image: String?
         var mask: String?
         var strength: Double?
+        var guess_mode: Bool?
         var controls: [Control]
         var testDescription: String { name }
     }
@@ -57,7 +58,7 @@ struct ControlNetUnionParityTests {
         }
         r.controls = try c.controls.map {
             ControlInput(image: try png($0.image), conditioningScale: $0.scale, guidanceStart: $0.start ?? 0,
-                         guidanceEnd: $0.end ?? 1, controlMode: $0.mode)
+                         guidanceEnd: $0.end ?? 1, guessMode: c.guess_mode ?? false, controlMode: $0.mode)
         }
         return r
     }
@@ -69,7 +70,7 @@ struct ControlNetUnionParityTests {
         return configuration
     }
 
-    @Test func casesArePresent() { #expect(Self.cases.count == 5) }
+    @Test func casesArePresent() { #expect(Self.cases.count == 7) }
 
     @Test(arguments: cases)
     func referenceBackendMatchesDiffusers(_ c: Case) async throws {
@@ -89,7 +90,7 @@ struct ControlNetUnionParityTests {
     }
 
     /// Typed errors: a union input without its condition type (or one out of range), a condition type for a plain
-    /// ControlNet, guess mode, inpainting with a 9-channel UNet.
+    /// ControlNet, guess mode with guidance, `paddingMaskCrop`, inpainting with a 9-channel UNet.
     @Test func unionInputsAreChecked() async throws {
         let pipeline = try await DiffusionPipeline(contentsOf: PipelineParityTests.folder, configuration: Self.configuration(backend: .reference))
         let image = try RGBImage(pngData: FileIO.readAll(Self.fixtures + "/control.png"))
@@ -109,7 +110,15 @@ struct ControlNetUnionParityTests {
         request.controls = [ControlInput(image: image)]
         await expectInvalid("controls[0].controlMode") { _ in }
         await expectInvalid("controls[0].controlMode") { $0.controls[0].controlMode = 6 }
-        await expectInvalid("controls[0].guessMode") { $0.controls[0].controlMode = 1; $0.controls[0].guessMode = true }
+        await expectInvalid("controls[0].guessMode") {  // (with guidance: diffusers' union pipelines fail)
+            $0.controls[0].controlMode = 1
+            $0.controls[0].guessMode = true
+            $0.guidanceScale = 7
+        }
+        await expectInvalid("paddingMaskCrop") {
+            $0.controls[0].controlMode = 1
+            $0.initialImage = InitialImage(image: image, mask: image, strength: 0.5, paddingMaskCrop: 8)
+        }
         // Union inpainting with a 9-channel UNet: diffusers' union inpainting pipeline raises.
         let inpaintFolder = try await DiffusionPipeline(contentsOf: Self.fixtures + "/tiny-ssd1b-inpaint", configuration: Self.configuration(backend: .reference))
         var inpaint = request

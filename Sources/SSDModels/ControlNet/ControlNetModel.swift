@@ -100,6 +100,11 @@ public final class ControlNetModel: Sendable {
         if config.globalPoolConditions {
             throw ModelError.unsupportedConfig(model: Self.model, field: "global_pool_conditions", value: "true")
         }
+        if config.union != nil, config.conditioningChannelOrder != "rgb" {
+            // (diffusers' ControlNetUnionModel.forward raises for any other order)
+            throw ModelError.unsupportedConfig(model: Self.model, field: "controlnet_conditioning_channel_order",
+                                               value: "\"\(config.conditioningChannelOrder)\" (a ControlNet Union takes rgb only)")
+        }
         guard ["rgb", "bgr"].contains(config.conditioningChannelOrder) else {
             throw ModelError.unsupportedConfig(model: Self.model, field: "controlnet_conditioning_channel_order",
                                                value: "\"\(config.conditioningChannelOrder)\"")

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import SSDTensor
 
 /// The fields a ControlNet Union adds to a ControlNet's `config.json` (diffusers
@@ -155,12 +160,13 @@ extension ControlNetModel {
     /// token, the residual attention blocks over them, then each condition's embedding plus its projected token
     /// added to `conv_in`'s output; the encoder as a ControlNet's. One condition: the outputs scaled by its
     /// scale; several: each condition's token and embedding scaled, the outputs not (so the latents' part
-    /// stays when every scale is 0, as in diffusers).
+    /// stays when every scale is 0, as in diffusers). `guessMode`: the residuals scaled from 0.1 (first skip) up
+    /// to 1 (mid), times the scale for one condition (diffusers `torch.logspace(-1, 0, n + 1)`).
     /// - Parameters:
     ///   - sample, encoderHiddenStates, textEmbeds, timeIDs: as for `callAsFunction(sample:…controlImage:…)`.
     ///   - conditions: at least one, each image `[B, 8h, 8w, 3]`.
     public func callAsFunction(sample: Tensor, timesteps: [Float], encoderHiddenStates: Tensor,
-                               conditions: [ControlNetUnionCondition], textEmbeds: Tensor?,
+                               conditions: [ControlNetUnionCondition], guessMode: Bool = false, textEmbeds: Tensor?,
                                timeIDs: [Float]?) throws -> ControlNetResiduals {
         guard let union else {
             throw ModelError.invalidInput(model: Self.model, argument: "conditions", message: "not a ControlNet Union (use controlImage:)")
@@ -190,9 +196,10 @@ extension ControlNetModel {
 
         let h0 = try network.convIn(prepared.sample, b)
         let width = h0.shape[3], pixels = h0.shape[1] * h0.shape[2]
-        let ones = try b.upload([Float](repeating: 1 / Float(pixels), count: pixels), shape: [pixels, 1], as: dtype)
+        let ones = try b.upload([Float](repeating: 1, count: pixels), shape: [pixels, 1], as: dtype)
         func spatialMean(_ x: Tensor) throws -> Tensor {  // [B, h, w, C] → [B, 1, C] (torch.mean over h, w)
-            try b.permute(b.matmul(x.reshaped([batch, pixels, width]), ones, transposeA: true, transposeB: false, alpha: 1), [0, 2, 1])
+            try b.permute(b.matmul(x.reshaped([batch, pixels, width]), ones, transposeA: true, transposeB: false,
+                                   alpha: 1 / Float(pixels)), [0, 2, 1])
         }
         let single = conditions.count == 1
         var tokens: [Tensor] = [], embedded: [Tensor] = []
@@ -224,8 +231,10 @@ extension ControlNetModel {
         var skips = [h]
         h = try network.downAndMid(h, temb: temb, context: context, skips: &skips, trace: nil, b)
         let scale: Float = single ? conditions[0].scale : 1
-        func scaled(_ t: Tensor) throws -> Tensor { scale == 1 ? t : try b.affine(t, scale: scale, shift: 0) }
-        let down = try zip(skips, downBlocks).map { try scaled($0.1($0.0, b)) }
-        return ControlNetResiduals(down: down, mid: try scaled(midBlock(h, b)))
+        let n = skips.count
+        func factor(_ i: Int) -> Float { guessMode ? Float(pow(10.0, -1.0 + Double(i) / Double(n))) * scale : scale }
+        func scaled(_ t: Tensor, _ s: Float) throws -> Tensor { s == 1 ? t : try b.affine(t, scale: s, shift: 0) }
+        let down = try zip(skips, downBlocks).enumerated().map { i, pair in try scaled(pair.1(pair.0, b), factor(i)) }
+        return ControlNetResiduals(down: down, mid: try scaled(midBlock(h, b), factor(n)))
     }
 }
