@@ -46,29 +46,13 @@ public struct LCMScheduler: PositionedScheduler {
     public var initNoiseSigma: Float { 1 }
 
     public mutating func setTimesteps(_ steps: Int, strength: Double?) throws {
-        try SchedulePosition.validate(scheduler: name, steps: steps, strength: strength, trainTimesteps: noise.trainTimesteps)
-        let k = noise.trainTimesteps / originalSteps
-        let origin = (1...originalSteps).map { $0 * k - 1 }
-        guard origin.count / steps >= 1, steps <= originalSteps else {
-            throw SchedulerError.incompatibleStepCount(
-                scheduler: name, steps: steps, reason: "must not exceed original_inference_steps = \(originalSteps)")
-        }
-        let descending = Array(origin.reversed())
-        let indices = NumPy.linspace(0, Double(descending.count), steps, endpoint: false).map { Int($0.rounded(.down)) }
-        try position.install(indices.map { Double(descending[$0]) }, steps: steps, strength: strength, order: order)
+        try setConsistencyTimesteps(steps, strength: strength, originalSteps: originalSteps)
     }
 
     /// `set_timesteps(timesteps=…)`: descending timesteps (diffusers raises otherwise; ones off the distillation
     /// schedule only get its warning), cast to integers (`np.int64`, toward zero); `num_inference_steps` is their count.
     public mutating func setTimesteps(_ schedule: CustomSchedule, strength: Double?) throws {
-        guard case let .timesteps(values) = schedule else {
-            throw SchedulerError.customScheduleUnsupported(scheduler: name, reason: "its set_timesteps takes timesteps, not sigmas")
-        }
-        try validateCustom(schedule, strength: strength)
-        for i in values.indices.dropFirst() where values[i] >= values[i - 1] {
-            throw SchedulerError.invalidCustomSchedule("LCMScheduler's timesteps must be in descending order (\(values))")
-        }
-        try installCustom(values.map { $0.rounded(.towardZero) }, schedule: schedule, strength: strength)
+        try setConsistencyTimesteps(schedule, strength: strength)
     }
 
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
@@ -104,6 +88,40 @@ public struct LCMScheduler: PositionedScheduler {
     }
 
     public func addNoise(original: [Float], noise: [Float], timestepIndex: Int) throws -> [Float] {
+        try consistencyAddNoise(original: original, noise: noise, timestepIndex: timestepIndex)
+    }
+}
+
+extension PositionedScheduler {
+    /// LCM's and TCD's `set_timesteps(steps)`: `original_inference_steps` evenly spaced training timesteps
+    /// (`(1…n)·k − 1`), reversed, `steps` of them taken by `floor(linspace(0, n, steps))` index.
+    mutating func setConsistencyTimesteps(_ steps: Int, strength: Double?, originalSteps: Int) throws {
+        try SchedulePosition.validate(scheduler: name, steps: steps, strength: strength, trainTimesteps: noise.trainTimesteps)
+        let k = noise.trainTimesteps / originalSteps
+        let origin = (1...originalSteps).map { $0 * k - 1 }
+        guard steps <= originalSteps else {
+            throw SchedulerError.incompatibleStepCount(
+                scheduler: name, steps: steps, reason: "must not exceed original_inference_steps = \(originalSteps)")
+        }
+        let descending = Array(origin.reversed())
+        let indices = NumPy.linspace(0, Double(descending.count), steps, endpoint: false).map { Int($0.rounded(.down)) }
+        try position.install(indices.map { Double(descending[$0]) }, steps: steps, strength: strength, order: order)
+    }
+
+    /// LCM's and TCD's `set_timesteps(timesteps=…)`: descending, cast to integers toward zero.
+    mutating func setConsistencyTimesteps(_ schedule: CustomSchedule, strength: Double?) throws {
+        guard case let .timesteps(values) = schedule else {
+            throw SchedulerError.customScheduleUnsupported(scheduler: name, reason: "its set_timesteps takes timesteps, not sigmas")
+        }
+        try validateCustom(schedule, strength: strength)
+        for i in values.indices.dropFirst() where values[i] >= values[i - 1] {
+            throw SchedulerError.invalidCustomSchedule("\(name)'s timesteps must be in descending order (\(values))")
+        }
+        try installCustom(values.map { $0.rounded(.towardZero) }, schedule: schedule, strength: strength)
+    }
+
+    /// `add_noise` of the variance-preserving schedulers at the integer timestep `timesteps[timestepIndex]`.
+    func consistencyAddNoise(original: [Float], noise: [Float], timestepIndex: Int) throws -> [Float] {
         try checkCounts(noise, "noise", original, "original")
         let t = Int(position.allTimesteps[try position.absolute(timestepIndex, scheduler: name)])
         return DDIMScheduler.vpAddNoise(original: original, noise: noise, alphaCumprod: self.noise.alphasCumprod[t])

@@ -44,28 +44,12 @@ public struct TCDScheduler: PositionedScheduler {
 
     /// LCM's schedule (`original_inference_steps` evenly spaced training timesteps, then `steps` of them by index).
     public mutating func setTimesteps(_ steps: Int, strength: Double?) throws {
-        try SchedulePosition.validate(scheduler: name, steps: steps, strength: strength, trainTimesteps: noise.trainTimesteps)
-        let k = noise.trainTimesteps / originalSteps
-        let origin = (1...originalSteps).map { $0 * k - 1 }
-        guard steps <= originalSteps else {
-            throw SchedulerError.incompatibleStepCount(
-                scheduler: name, steps: steps, reason: "must not exceed original_inference_steps = \(originalSteps)")
-        }
-        let descending = Array(origin.reversed())
-        let indices = NumPy.linspace(0, Double(descending.count), steps, endpoint: false).map { Int($0.rounded(.down)) }
-        try position.install(indices.map { Double(descending[$0]) }, steps: steps, strength: strength, order: order)
+        try setConsistencyTimesteps(steps, strength: strength, originalSteps: originalSteps)
     }
 
     /// `set_timesteps(timesteps=…)`: descending timesteps cast to integers, as LCM's.
     public mutating func setTimesteps(_ schedule: CustomSchedule, strength: Double?) throws {
-        guard case let .timesteps(values) = schedule else {
-            throw SchedulerError.customScheduleUnsupported(scheduler: name, reason: "its set_timesteps takes timesteps, not sigmas")
-        }
-        try validateCustom(schedule, strength: strength)
-        for i in values.indices.dropFirst() where values[i] >= values[i - 1] {
-            throw SchedulerError.invalidCustomSchedule("TCDScheduler's timesteps must be in descending order (\(values))")
-        }
-        try installCustom(values.map { $0.rounded(.towardZero) }, schedule: schedule, strength: strength)
+        try setConsistencyTimesteps(schedule, strength: strength)
     }
 
     public func scaleModelInput(_ sample: [Float], timestepIndex: Int) throws -> [Float] {
@@ -102,8 +86,6 @@ public struct TCDScheduler: PositionedScheduler {
     }
 
     public func addNoise(original: [Float], noise: [Float], timestepIndex: Int) throws -> [Float] {
-        try checkCounts(noise, "noise", original, "original")
-        let t = Int(position.allTimesteps[try position.absolute(timestepIndex, scheduler: name)])
-        return DDIMScheduler.vpAddNoise(original: original, noise: noise, alphaCumprod: self.noise.alphasCumprod[t])
+        try consistencyAddNoise(original: original, noise: noise, timestepIndex: timestepIndex)
     }
 }
