@@ -24,6 +24,9 @@ public enum SchedulerFactory {
             name: "dpm++2m-karras", className: "DPMSolverMultistepScheduler",
             overrides: .init(["algorithm_type": .string("dpmsolver++"), "solver_order": .number(2), "use_karras_sigmas": .bool(true)])),
         Preset(
+            name: "dpm++2m-sde", className: "DPMSolverMultistepScheduler",
+            overrides: .init(["algorithm_type": .string("sde-dpmsolver++"), "solver_order": .number(2)])),
+        Preset(
             name: "dpm++2m-sde-karras", className: "DPMSolverMultistepScheduler",
             overrides: .init([
                 "algorithm_type": .string("sde-dpmsolver++"), "solver_order": .number(2), "use_karras_sigmas": .bool(true),

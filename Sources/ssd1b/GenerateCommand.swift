@@ -22,7 +22,7 @@ let generateUsage = """
       --eta E                      diffusers' eta: DDIM's η, TCD's γ in [0, 1] (default 0, as diffusers; TCD examples use 0.3)
       --seed S                     seed of the torch-compatible CPU generator (default: random, printed)
       --images K                   images per prompt (outputs PATH-1 … PATH-K)
-      --scheduler NAME             euler, euler-a, ddim, dpm++2m, dpm++2m-karras, dpm++2m-sde-karras,
+      --scheduler NAME             euler, euler-a, ddim, dpm++2m, dpm++2m-karras, dpm++2m-sde, dpm++2m-sde-karras,
                                    unipc, lcm, heun, tcd (default: the folder's scheduler)
       --backend NAME               reference, cpu, cuda or automatic (default: the fastest available)
       --precision P                automatic, fp32, fp32-high, fp16 or bf16 (default automatic: fp32 on cpu/reference,
